@@ -1,0 +1,24 @@
+"""devswitch — one switch for device and precision in TensorFlow/Keras.
+
+``import devswitch`` as the first import of a script resolves ``.devswitchrc``
+files and ``DEVSWITCH_*`` variables and applies them to TensorFlow/Keras.
+"""
+
+from __future__ import annotations
+
+from .config import Config, Value
+from .devices import Inventory, Plan
+from .errors import ConfigError, DeviceError, DevswitchError, RunError, TooLateError, UsageError
+from .session import config, configure, plan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config", "ConfigError", "DeviceError", "DevswitchError", "Inventory", "Plan", "RunError",
+    "TooLateError", "UsageError", "Value", "config", "configure", "plan", "__version__",
+]
+
+from . import session as _session
+
+if not _session.invoked_as_cli():
+    _session.activate_on_import()

@@ -1,0 +1,181 @@
+"""The only module that changes TensorFlow / Keras global state.
+
+Order matters and is enforced here: the TF log level must be set before
+TensorFlow is imported; visible GPUs, memory growth and thread pools before its
+runtime starts (the first tensor or op); the dtype policy before the model is
+built; XLA and loss scaling are read at ``compile``. So: resolve -> apply ->
+build -> compile -> fit.
+
+When TensorFlow's runtime is already running with a different set-up, we raise
+TooLateError instead of silently ignoring the setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import re
+import sys
+import tempfile
+
+from .config import Config
+from .devices import Inventory, Plan, choose, detect
+from .errors import TooLateError
+from .settings import LOG_LEVELS
+
+log = logging.getLogger("devswitch")
+
+_TOO_LATE_HINT = ("make 'import devswitch' the first import of the script, run it unmodified with "
+                  "'devswitch run script.py', or set DEVSWITCH_* variables before Python starts")
+
+_state = {"xla": False, "compile_patched": False}
+
+
+def setup_logging(config: Config) -> None:
+    """devswitch's own one-line messages go to stderr unless the user configured the logger."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("devswitch: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.WARNING if config.log_level == "quiet" else logging.INFO)
+
+
+def set_tf_log_level(config: Config) -> None:
+    """TF_CPP_MIN_LOG_LEVEL is read when TensorFlow's C++ library loads: set it before the import."""
+    explicit = config["log_level"].source != "default"
+    if explicit or "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = LOG_LEVELS[config.log_level]
+
+
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} ")
+_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_DROP = {"quiet": "IWE", "error": "IW", "warning": "I", "info": "", "debug": ""}
+
+
+def filter_native_log(text: str, log_level: str) -> str:
+    """Drop absl-formatted TensorFlow lines below ``log_level`` (and their continuation lines)."""
+    drop = _DROP[log_level]
+    kept, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        match = _ABSL_LINE.match(line)
+        if match:
+            dropping = match.group(1) in drop
+        elif line.rstrip("\n") == _ABSL_PREAMBLE:
+            dropping = bool(drop)
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def native_log_filter(config: Config):
+    """Filter what TensorFlow's C++ code writes to fd 2 while the block runs.
+
+    TensorFlow 2.20+ logs its start-up lines through absl before it reads
+    TF_CPP_MIN_LOG_LEVEL, so the variable alone cannot honour ``log_level``;
+    we capture fd 2 for the import and device probe and replay what passes.
+    """
+    if not _DROP[config.log_level] or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = filter_native_log(capture.read().decode("utf-8", "replace"), config.log_level)
+            if text:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+
+
+def _too_late(what: str, asked, current) -> TooLateError:
+    return TooLateError(f"{what} cannot be changed to {asked}: TensorFlow's runtime is already initialised "
+                        f"with {current}", hint=_TOO_LATE_HINT)
+
+
+def _apply_devices(tf, plan: Plan, config: Config) -> None:
+    physical = tf.config.list_physical_devices("GPU")
+    wanted = [physical[i] for i in plan.gpus]
+    try:
+        tf.config.set_visible_devices(wanted, "GPU")
+    except RuntimeError:
+        current = tf.config.get_visible_devices("GPU")
+        if [d.name for d in current] != [d.name for d in wanted]:
+            raise _too_late("the visible GPUs", [d.name for d in wanted] or "none (CPU)",
+                            [d.name for d in current] or "none") from None
+    for device in wanted:
+        try:
+            tf.config.experimental.set_memory_growth(device, config.memory_growth)
+        except RuntimeError:
+            current = tf.config.experimental.get_memory_growth(device)
+            if current != config.memory_growth:
+                raise _too_late(f"memory_growth of {device.name}", config.memory_growth, current) from None
+
+
+def _apply_threads(tf, config: Config) -> None:
+    threading = tf.config.threading
+    for label, value, setter, getter in (
+        ("intra-op threads", config.threads.intra, threading.set_intra_op_parallelism_threads,
+         threading.get_intra_op_parallelism_threads),
+        ("inter-op threads", config.threads.inter, threading.set_inter_op_parallelism_threads,
+         threading.get_inter_op_parallelism_threads),
+    ):
+        if value == getter():
+            continue
+        try:
+            setter(value)
+        except RuntimeError:
+            raise _too_late(label, value, getter()) from None
+
+
+def _install_xla_default(keras) -> None:
+    """Make ``xla`` the default of ``Model.compile(jit_compile=...)``; a script's own argument wins."""
+    if _state["compile_patched"]:
+        return
+    original = keras.Model.compile
+
+    @functools.wraps(original)
+    def compile(self, *args, **kwargs):  # noqa: A001 - mirrors Keras' name
+        if "jit_compile" not in kwargs and len(args) < 8:
+            kwargs["jit_compile"] = _state["xla"]
+        return original(self, *args, **kwargs)
+
+    compile.__devswitch_original__ = original
+    keras.Model.compile = compile
+    _state["compile_patched"] = True
+
+
+def apply(config: Config, inventory: Inventory | None = None) -> Plan:
+    """Choose the device and precision for ``config`` and set TensorFlow / Keras up for them."""
+    setup_logging(config)
+    set_tf_log_level(config)
+    with native_log_filter(config):
+        import tensorflow as tf
+
+        inventory = inventory or detect()
+    plan = choose(config, inventory)
+    for warning in plan.warnings:
+        log.warning(warning)
+
+    if config.log_level in ("quiet", "error"):
+        tf.get_logger().setLevel(logging.ERROR)
+    _apply_devices(tf, plan, config)
+    _apply_threads(tf, config)
+
+    import keras
+
+    keras.config.set_dtype_policy(plan.policy)
+    _state["xla"] = config.xla
+    _install_xla_default(keras)
+    log.info(plan.summary())
+    return plan

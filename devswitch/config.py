@@ -1,0 +1,125 @@
+"""Pure resolution of all sources into one frozen Config.
+
+``resolve(environ, home, cwd, explicit)`` is a function of its arguments only (it
+reads the files it finds under ``home`` and ``cwd``), so tests build any
+configuration without touching the real environment. Precedence, lowest first:
+
+    default < ~/.devswitchrc < project .devswitchrc (nearest upward from cwd)
+            < DEVSWITCH_FLAGS < DEVSWITCH_<KEY> < explicit arguments
+
+``DEVSWITCHRC=path[:path...]`` replaces the two files (later paths win). A
+selected profile applies at the level of the file that defines it, just above
+that file's own top-level values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from . import sources
+from .errors import ConfigError
+from .settings import BY_NAME, ENV_DISABLE, SETTINGS, Invalid, closest
+from .sources import Entry, Layer
+
+
+@dataclass(frozen=True)
+class Value:
+    """One resolved setting: the value, the kind of source, and exactly where it was set."""
+
+    value: Any
+    source: str
+    location: str
+
+    def to_dict(self) -> dict:
+        value = self.value._asdict() if hasattr(self.value, "_asdict") else self.value
+        return {"value": value, "source": self.source, "location": self.location}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved, immutable configuration. ``cfg.device`` is a value, ``cfg["device"]`` a Value."""
+
+    values: Mapping[str, Value]
+    files: tuple[str, ...] = ()
+    disabled: bool = False
+    profiles: tuple[str, ...] = field(default=())
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name].value
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Value:
+        return self.values[name]
+
+    def to_dict(self) -> dict:
+        return {name: v.to_dict() for name, v in self.values.items()}
+
+
+def _parse(entry: Entry) -> Any:
+    setting = BY_NAME[entry.key]
+    try:
+        return setting.parse(entry.raw)
+    except Invalid as exc:
+        if exc.suggestion:
+            hint = f"did you mean {exc.suggestion!r}?"
+        else:
+            hint = f"allowed: {setting.allowed}"
+        raise ConfigError(f"invalid value {entry.raw!r} for '{entry.key}': expected {exc.expected}",
+                          where=entry.where, hint=hint) from None
+
+
+def explicit_layer(explicit: Mapping[str, Any], where: str | Mapping[str, str] = "devswitch.configure()") -> Layer:
+    """Explicit arguments as a Layer; ``where`` names the argument (e.g. ``--device``) per key or for all."""
+    entries = []
+    for key, raw in explicit.items():
+        place = where.get(key, key) if isinstance(where, Mapping) else f"{where} {key}="
+        if key not in BY_NAME:
+            guess = closest(key, list(BY_NAME))
+            raise ConfigError(f"unknown setting '{key}'", where=place,
+                              hint=(f"did you mean '{guess}'? " if guess else "") + "valid: " + ", ".join(BY_NAME))
+        entries.append(Entry(key, raw, place))
+    return Layer(sources.EXPLICIT, tuple(entries))
+
+
+def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
+            explicit: Mapping[str, Any] | Layer | None = None) -> Config:
+    """Resolve every source into a Config; raises ConfigError naming the source of any bad input."""
+    file_layers = [sources.read_file(path, source) for source, path in sources.find_files(environ, home, cwd)]
+    layers: list[Layer] = [*file_layers, *sources.read_env(environ)]
+    if explicit:
+        layers.append(explicit if isinstance(explicit, Layer) else explicit_layer(explicit))
+
+    # Which profile? Resolved like any setting, from files, variables and arguments.
+    profile_entry = None
+    for layer in layers:
+        for entry in layer.entries:
+            if entry.key == "profile":
+                profile_entry = entry
+    profile = _parse(profile_entry) if profile_entry else ""
+    defined = {name: layer.profile_where[name] for layer in file_layers for name in layer.profiles}
+    if profile and profile not in defined:
+        guess = closest(profile, list(defined))
+        known = ", ".join(f"{n} ({w})" for n, w in defined.items()) or "none (no file defines 'profiles:')"
+        raise ConfigError(f"unknown profile '{profile}'", where=profile_entry.where,
+                          hint=(f"did you mean '{guess}'? " if guess else "") + f"profiles defined: {known}")
+
+    resolved = {s.name: Value(s.default, sources.DEFAULT, "built-in default") for s in SETTINGS}
+    for layer in layers:
+        ordered = [(layer.source, e) for e in layer.entries]
+        if profile in layer.profiles:
+            ordered += [(f"{layer.source} (profile {profile})", e) for e in layer.profiles[profile]]
+        # validate every profile, selected or not, so a typo never waits for the day it is selected
+        for name, body in layer.profiles.items():
+            for entry in body:
+                _parse(entry)
+        for source, entry in ordered:
+            resolved[entry.key] = Value(_parse(entry), source, entry.where)
+
+    return Config(MappingProxyType(resolved), files=tuple(layer.path for layer in file_layers),
+                  disabled=environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on"),
+                  profiles=tuple(defined))

@@ -1,0 +1,77 @@
+"""The process-wide switch: resolve from the real environment, apply, remember.
+
+This is the glue between the pure parts (config, devices) and apply; it holds
+the one piece of module state devswitch has — what was applied in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from .apply import apply
+from .config import Config, resolve
+from .devices import Inventory, Plan
+from .errors import DevswitchError
+
+_current: dict[str, Any] = {"config": None, "plan": None, "explicit": {}}
+
+
+def resolve_here(explicit: Mapping[str, Any] | None = None) -> Config:
+    """Resolve against this process's environment, home directory and working directory."""
+    return resolve(os.environ, Path.home(), Path.cwd(), explicit)
+
+
+def activate(explicit: Mapping[str, Any] | None = None, inventory: Inventory | None = None) -> Plan:
+    cfg = resolve_here(explicit)
+    plan = apply(cfg, inventory)
+    _current.update(config=cfg, plan=plan, explicit=dict(explicit or {}))
+    return plan
+
+
+def config() -> Config:
+    """The resolved, immutable configuration in effect (resolved now if nothing was applied yet)."""
+    return _current["config"] or resolve_here(_current["explicit"])
+
+
+def plan() -> Plan | None:
+    """The device/precision decision applied in this process, or None if devswitch is disabled."""
+    return _current["plan"]
+
+
+def configure(**settings: Any) -> Plan:
+    """Apply explicit settings (highest precedence); earlier ``configure`` values are kept unless overridden."""
+    return activate({**_current["explicit"], **settings})
+
+
+def invoked_as_cli() -> bool:
+    """True when this process is the ``devswitch`` command itself, which must not switch itself."""
+    if os.path.basename(sys.argv[0] if sys.argv else "") in ("devswitch", "devswitch.exe"):
+        return True
+    argv = getattr(sys, "orig_argv", [])
+    return any(a == "-m" and b == "devswitch" for a, b in zip(argv, argv[1:]))
+
+
+def _interactive() -> bool:
+    return bool(getattr(sys, "ps1", None) or sys.flags.interactive or "IPython" in sys.modules)
+
+
+def activate_on_import() -> None:
+    """What ``import devswitch`` does: resolve and apply, unless DEVSWITCH_DISABLE is set.
+
+    In a script, a configuration error ends the program with the message and no
+    traceback (exit code of the error); in a notebook it is raised normally.
+    """
+    try:
+        cfg = resolve_here()
+        if cfg.disabled:
+            _current["config"] = cfg
+            return
+        activate()
+    except DevswitchError as error:
+        if _interactive():
+            raise
+        print(f"devswitch: error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None

@@ -1,0 +1,230 @@
+"""Every setting, declared once.
+
+Validation, ``devswitch info``, the README reference table and
+``.devswitchrc.example`` are all generated from ``SETTINGS`` below, so they cannot
+drift apart (a test checks the committed files against this declaration).
+
+A parser takes the raw value exactly as a source delivered it — a typed YAML
+value from a file, or a string from an environment variable or a CLI flag — and
+returns the canonical value, or raises ``Invalid``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+
+class Invalid(ValueError):
+    """A value a setting does not accept; ``str()`` says what was expected."""
+
+    def __init__(self, expected: str, suggestion: str | None = None):
+        self.expected = expected
+        self.suggestion = suggestion
+        super().__init__(expected)
+
+
+class Threads(NamedTuple):
+    """Intra-op and inter-op thread-pool sizes; 0 leaves the choice to TensorFlow."""
+
+    intra: int
+    inter: int
+
+    def __str__(self) -> str:
+        return f"{self.intra}:{self.inter}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[Any], Any]
+    allowed: str
+    doc: str
+    example: str  # the value as written in YAML for the example file
+
+    @property
+    def env(self) -> str:
+        return "DEVSWITCH_" + self.name.upper()
+
+
+def closest(word: str, candidates: list[str] | tuple[str, ...]) -> str | None:
+    """The candidate most like ``word`` (for "did you mean"), or None."""
+    hits = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    return hits[0] if hits else None
+
+
+# --- parsers -----------------------------------------------------------------
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|gpu)(?::(\d+(?:,\d+)*))?$")
+
+
+def parse_device(raw: Any) -> str:
+    if isinstance(raw, bool) or not isinstance(raw, str):
+        suggestion = f"gpu:{raw}" if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
+        raise Invalid("a string: auto, cpu, gpu, gpu:N or gpu:N,M,...", suggestion)
+    text = raw.strip().lower().replace(" ", "")
+    match = _DEVICE_RE.match(text)
+    if not match or (match.group(2) and match.group(1) != "gpu"):
+        head = text.split(":")[0]
+        guess = closest(head, ["auto", "cpu", "gpu"])
+        raise Invalid("auto, cpu, gpu, gpu:N or gpu:N,M,... (N a GPU index 0, 1, ...)",
+                      guess if guess and guess != head else None)
+    if match.group(2):
+        indices = [int(i) for i in match.group(2).split(",")]
+        if len(set(indices)) != len(indices):
+            raise Invalid("each GPU index at most once, e.g. gpu:0,1")
+        return "gpu:" + ",".join(str(i) for i in indices)
+    return match.group(1)
+
+
+PRECISION_ALIASES = {
+    "fp32": "fp32", "float32": "fp32",
+    "fp16": "fp16", "mixed_float16": "fp16", "float16": "fp16",
+    "bf16": "bf16", "mixed_bfloat16": "bf16", "bfloat16": "bf16",
+    "half": "half",
+}
+
+
+def parse_precision(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise Invalid("one of fp32, fp16, bf16, half (or float32, mixed_float16, mixed_bfloat16)")
+    text = raw.strip().lower()
+    if text not in PRECISION_ALIASES:
+        raise Invalid("one of fp32, fp16, bf16, half (or float32, mixed_float16, mixed_bfloat16)",
+                      closest(text, list(PRECISION_ALIASES)))
+    return PRECISION_ALIASES[text]
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        text = raw.strip().lower() if isinstance(raw, str) else None
+        if text not in options:
+            raise Invalid("one of " + ", ".join(options), closest(str(raw), list(options)))
+        return text
+    return parse
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise Invalid("true or false (also yes/no, on/off, 1/0)")
+
+
+def _count(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise Invalid("a whole number >= 0")
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())
+    if not isinstance(raw, int) or raw < 0:
+        raise Invalid("a whole number >= 0")
+    return raw
+
+
+def parse_threads(raw: Any) -> Threads:
+    expected = "N (intra-op threads), 'INTRA:INTER', or a mapping {intra: N, inter: M}; 0 = TensorFlow's choice"
+    try:
+        if isinstance(raw, dict):
+            unknown = set(raw) - {"intra", "inter"}
+            if unknown:
+                raise Invalid(expected)
+            return Threads(_count(raw.get("intra", 0)), _count(raw.get("inter", 0)))
+        if isinstance(raw, str) and ":" in raw:
+            intra, _, inter = raw.partition(":")
+            return Threads(_count(intra), _count(inter))
+        return Threads(_count(raw), 0)
+    except Invalid:
+        raise Invalid(expected) from None
+
+
+LOG_LEVELS = {"quiet": "3", "error": "2", "warning": "1", "info": "0", "debug": "0"}
+
+
+def parse_report(raw: Any) -> str:
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.lower() in ("off", "summary"):
+            return text.lower()
+        if text.lower().endswith(".json"):
+            return text
+    raise Invalid("off, summary, or a path ending in .json (summary, and the records written there)",
+                  closest(str(raw), ["off", "summary"]))
+
+
+def parse_profile(raw: Any) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str) or not re.match(r"^[A-Za-z0-9_.-]*$", raw.strip()):
+        raise Invalid("a profile name (letters, digits, '_', '-', '.'), defined under 'profiles:'")
+    return raw.strip()
+
+
+# --- the declaration -----------------------------------------------------------
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("device", "auto", parse_device,
+            "auto, cpu, gpu, gpu:N, gpu:N,M,...",
+            "Which device(s) TensorFlow may use. auto = all GPUs if there are any, else the CPU.",
+            "auto"),
+    Setting("precision", "fp32", parse_precision,
+            "fp32, fp16, bf16, half (aliases: float32, mixed_float16, mixed_bfloat16)",
+            "The global Keras dtype policy. half = the fastest half precision this device really "
+            "supports: bf16 on GPUs with compute capability >= 8.0 and on CPUs with AVX512-BF16/AMX, "
+            "fp16 on compute capability 7.x, otherwise fp32.",
+            "fp32"),
+    Setting("fallback", "cpu", choice("cpu", "error"),
+            "cpu, error",
+            "What happens when a GPU is asked for and none is usable: run on the CPU with a warning, "
+            "or stop with an error.",
+            "cpu"),
+    Setting("memory_growth", True, parse_bool,
+            "true, false",
+            "Allocate GPU memory as needed instead of grabbing all of it at start-up.",
+            "true"),
+    Setting("xla", False, parse_bool,
+            "true, false",
+            "Compile Keras models with XLA (jit_compile=True) unless the script passes jit_compile itself.",
+            "false"),
+    Setting("threads", Threads(0, 0), parse_threads,
+            "N, INTRA:INTER, {intra: N, inter: M}",
+            "TensorFlow thread pools: intra-op (inside one op) and inter-op (between ops). "
+            "0 = TensorFlow's choice.",
+            "0"),
+    Setting("log_level", "warning", choice(*LOG_LEVELS),
+            ", ".join(LOG_LEVELS),
+            "How much of TensorFlow's own C++ start-up noise reaches the terminal "
+            "(TF_CPP_MIN_LOG_LEVEL); quiet also hides devswitch's one-line summary.",
+            "warning"),
+    Setting("report", "summary", parse_report,
+            "off, summary, PATH.json",
+            "Timing report of fit/predict/evaluate: off, a summary table at exit, or the summary and "
+            "the records written as JSON to PATH.json.",
+            "summary"),
+    Setting("profile", "", parse_profile,
+            "a name defined under profiles:",
+            "The named set of settings to apply (see profiles). Usually chosen with DEVSWITCH_PROFILE.",
+            '""'),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+PROFILES_KEY = "profiles"
+PROFILES_DOC = ("Named sets of settings, e.g. profiles: {gpu: {device: gpu, precision: half}}; "
+                "select one with DEVSWITCH_PROFILE=gpu (or profile: gpu). A profile's values apply "
+                "at the level of the file that defines it.")
+
+# Environment variables that are not one-per-setting.
+ENV_FLAGS = "DEVSWITCH_FLAGS"
+ENV_RC = "DEVSWITCHRC"
+ENV_DISABLE = "DEVSWITCH_DISABLE"
+ENV_PREFIX = "DEVSWITCH_"
+SPECIAL_ENV = (ENV_FLAGS, ENV_DISABLE)
