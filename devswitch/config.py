@@ -65,10 +65,9 @@ def _parse(entry: Entry) -> Any:
     try:
         return setting.parse(entry.raw)
     except Invalid as exc:
-        if exc.suggestion:
-            hint = f"did you mean {exc.suggestion!r}?"
-        else:
-            hint = f"allowed: {setting.allowed}"
+        default = str(setting.default).lower() if isinstance(setting.default, bool) else str(setting.default)
+        hint = (f"did you mean {exc.suggestion!r}? " if exc.suggestion else "") + \
+            f"fix it there, or remove it to use the default ({default or 'none'})"
         raise ConfigError(f"invalid value {entry.raw!r} for '{entry.key}': expected {exc.expected}",
                           where=entry.where, hint=hint) from None
 

@@ -51,7 +51,7 @@ def invoked_as_cli() -> bool:
     if os.path.basename(sys.argv[0] if sys.argv else "") in ("devswitch", "devswitch.exe"):
         return True
     argv = getattr(sys, "orig_argv", [])
-    return any(a == "-m" and b == "devswitch" for a, b in zip(argv, argv[1:]))
+    return any(a == "-m" and (b == "devswitch" or b.startswith("devswitch.")) for a, b in zip(argv, argv[1:]))
 
 
 def _interactive() -> bool:

@@ -1,0 +1,62 @@
+"""Shared fixtures. Nothing here reads or writes the real home directory or DEVSWITCH_* variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Importing devswitch inside the test process must not switch the test process itself.
+os.environ["DEVSWITCH_DISABLE"] = "1"
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment minus every DEVSWITCH* variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSWITCH")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def project(home: Path) -> Path:
+    """A project directory (with a sub-directory as the cwd) under the fake home."""
+    path = home / "proj"
+    (path / "src").mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+def run_python(tmp_path: Path):
+    """Run a Python script in a subprocess with a clean DEVSWITCH environment and a fake HOME."""
+
+    def run(script: str | Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 240) -> subprocess.CompletedProcess:
+        home = tmp_path / "subhome"
+        home.mkdir(exist_ok=True)
+        environ = clean_environ(HOME=str(home), PYTHONUNBUFFERED="1")
+        environ.update(env or {})
+        return subprocess.run([sys.executable, str(script), *args], env=environ, cwd=str(cwd or tmp_path),
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+def result_line(stdout: str) -> dict:
+    import json
+
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"the script printed no RESULT line; stdout was:\n{stdout}"
+    return json.loads(lines[-1][len("RESULT "):])

@@ -1,0 +1,102 @@
+"""The devswitch command: info, init, and errors printed without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import clean_environ
+from devswitch.cli import main
+from devswitch.docs import render_example
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tmp_path):
+    for var in [v for v in __import__("os").environ if v.startswith("DEVSWITCH")]:
+        monkeypatch.delenv(var)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_info_json_has_the_documented_schema(cli_env, monkeypatch, capsys):
+    (cli_env / ".devswitchrc").write_text("precision: half\n")
+    monkeypatch.setenv("DEVSWITCH_DEVICE", "cpu")
+    assert main(["info", "--json", "--xla", "true"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"versions", "devices", "config", "resolved"} <= set(data)
+    assert data["versions"]["tensorflow"] and data["versions"]["keras"].startswith("3.")
+    assert data["devices"]["cpu"]["cores"] >= 1 and isinstance(data["devices"]["gpus"], list)
+    assert data["config"]["device"] == {"value": "cpu", "source": "env var", "location": "DEVSWITCH_DEVICE"}
+    assert data["config"]["precision"]["source"] == "project file"
+    assert data["config"]["precision"]["location"].endswith(".devswitchrc:1:12")
+    assert data["config"]["xla"] == {"value": True, "source": "explicit", "location": "--xla"}
+    assert data["resolved"]["device"] == "cpu"
+    assert data["resolved"]["precision"] in ("bf16", "fp32")  # half: depends on this CPU
+    assert data["resolved"]["precision_reason"].startswith("half: CPU")
+
+
+def test_info_text_shows_each_value_with_its_source(cli_env, monkeypatch, capsys):
+    monkeypatch.setenv("DEVSWITCH_FLAGS", "precision=bf16")
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "precision      bf16     DEVSWITCH_FLAGS  DEVSWITCH_FLAGS (precision)" in out
+    assert "device     cpu  (auto: no GPU found)" in out
+    assert "half       would be" in out
+
+
+def test_info_reports_a_device_error_and_exits_non_zero(cli_env, capsys):
+    assert main(["info", "--device", "gpu", "--fallback", "error"]) == 3
+    assert "error: --device: device=gpu was asked for" in capsys.readouterr().out
+
+
+def test_cli_prints_config_errors_without_traceback(cli_env, capsys):
+    (cli_env / ".devswitchrc").write_text("devcie: gpu\n")
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("devswitch: error: ") and ".devswitchrc:1:1: unknown key 'devcie'" in err
+    assert "did you mean 'device'?" in err and "Traceback" not in err
+
+
+def test_bad_cli_option_value_names_the_option(cli_env, capsys):
+    assert main(["info", "--precision", "fp8"]) == 2
+    assert "--precision: invalid value 'fp8' for 'precision'" in capsys.readouterr().err
+
+
+def test_init_writes_a_commented_file_and_never_overwrites(cli_env, capsys):
+    assert main(["init"]) == 0
+    target = cli_env / ".devswitchrc"
+    assert target.read_text() == render_example()
+    target.write_text("device: cpu\n")
+    assert main(["init"]) == 2
+    assert "already exists; nothing was written" in capsys.readouterr().err
+    assert target.read_text() == "device: cpu\n"
+    assert main(["init", "--force"]) == 0
+    assert target.read_text() == render_example()
+
+
+def test_init_user_writes_to_home(cli_env):
+    assert main(["init", "--user"]) == 0
+    assert (cli_env / "home" / ".devswitchrc").read_text() == render_example()
+    assert not (cli_env / ".devswitchrc").exists()
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("command", [["devswitch"], [sys.executable, "-m", "devswitch"]],
+                         ids=["console script", "python -m"])
+def test_command_entry_points_do_not_switch_themselves(command, tmp_path):
+    import shutil
+
+    if command == ["devswitch"]:
+        exe = shutil.which("devswitch") or str(__import__("pathlib").Path(sys.executable).parent / "devswitch")
+        command = [exe]
+    env = clean_environ(HOME=str(tmp_path), DEVSWITCH_PRECISION="fp8")
+    proc = subprocess.run([*command, "info"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    # the bad value is reported once, by the command, not by an import-time activation
+    assert proc.returncode == 2
+    assert proc.stderr.count("invalid value 'fp8'") == 1 and "Traceback" not in proc.stderr

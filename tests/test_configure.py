@@ -1,0 +1,56 @@
+"""The Python API in this process, with real Keras: configure() before building a model."""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+import devswitch
+from devswitch.devices import Cpu, Inventory
+from devswitch import session
+
+
+@pytest.fixture(autouse=True)
+def restore_keras_policy(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    session._current.update(config=None, plan=None, explicit={})
+    yield
+    keras.config.set_dtype_policy("float32")
+    session._current.update(config=None, plan=None, explicit={})
+
+
+def test_configure_sets_the_policy_used_by_layers_built_afterwards():
+    plan = devswitch.configure(precision="bf16", device="cpu")
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    assert layer.compute_dtype == "bfloat16" and plan.policy == "mixed_bfloat16"
+    cfg = devswitch.config()
+    assert cfg.precision == "bf16" and cfg["precision"].source == "explicit"
+    assert cfg["precision"].location == "devswitch.configure() precision="
+
+
+def test_configure_keeps_earlier_explicit_values():
+    devswitch.configure(device="cpu")
+    devswitch.configure(precision="fp16")
+    cfg = devswitch.config()
+    assert (cfg.device, cfg.precision) == ("cpu", "fp16")
+    assert keras.config.dtype_policy().name == "mixed_float16"
+
+
+def test_configure_with_an_injected_inventory_decides_half_for_that_hardware():
+    plain = Inventory(Cpu("old CPU", 4, frozenset({"AVX2"})))
+    plan = session.activate({"precision": "half"}, inventory=plain)
+    assert plan.precision == "fp32" and keras.config.dtype_policy().name == "float32"
+
+
+def test_configure_rejects_unknown_settings():
+    with pytest.raises(devswitch.ConfigError, match="unknown setting 'devcie'"):
+        devswitch.configure(devcie="cpu")
+
+
+def test_env_is_read_at_configure_time(monkeypatch):
+    monkeypatch.setenv("DEVSWITCH_PRECISION", "mixed_bfloat16")
+    devswitch.configure()
+    assert devswitch.config()["precision"].source == "env var"
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"

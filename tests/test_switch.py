@@ -1,0 +1,82 @@
+"""The one import, for real: an ordinary Keras script in a subprocess under each switch."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SCRIPTS, result_line
+
+pytestmark = pytest.mark.subprocess
+SCRIPT = SCRIPTS / "ordinary_keras.py"
+
+
+def test_bf16_makes_the_layers_compute_in_bfloat16(run_python):
+    proc = run_python(SCRIPT, env={"DEVSWITCH_PRECISION": "bf16"})
+    assert proc.returncode == 0, proc.stderr
+    result = result_line(proc.stdout)
+    assert result["hidden_compute_dtype"] == "bfloat16"
+    assert result["hidden_variable_dtype"] == "float32"
+    assert result["global_policy"] == "mixed_bfloat16"
+    assert result["loss_finite"]
+    assert "devswitch: device=cpu (auto: no GPU found) precision=bf16 (DEVSWITCH_PRECISION)" in proc.stderr
+
+
+def test_device_cpu_leaves_no_visible_gpu_and_fp32_by_default(run_python):
+    proc = run_python(SCRIPT, env={"DEVSWITCH_DEVICE": "cpu"})
+    assert proc.returncode == 0, proc.stderr
+    result = result_line(proc.stdout)
+    assert result["visible_gpus"] == 0
+    assert result["hidden_compute_dtype"] == "float32"
+    assert "device=cpu (DEVSWITCH_DEVICE)" in proc.stderr
+
+
+def test_gpu_on_a_gpuless_machine_falls_back_with_a_warning(run_python):
+    proc = run_python(SCRIPT, env={"DEVSWITCH_DEVICE": "gpu", "DEVSWITCH_PRECISION": "half"})
+    assert proc.returncode == 0, proc.stderr
+    assert "devswitch: device=gpu (DEVSWITCH_DEVICE) but TensorFlow sees no GPU" in proc.stderr
+    assert "falling back to the CPU (fallback=cpu)" in proc.stderr
+    assert result_line(proc.stdout)["visible_gpus"] == 0
+
+
+def test_gpu_with_fallback_error_stops_with_a_clear_message(run_python):
+    proc = run_python(SCRIPT, env={"DEVSWITCH_FLAGS": "device=gpu,fallback=error"})
+    assert proc.returncode == 3
+    assert "devswitch: error: DEVSWITCH_FLAGS (device): device=gpu was asked for, but TensorFlow sees no GPU" \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr and "RESULT" not in proc.stdout
+
+
+def test_bad_value_at_import_is_a_message_not_a_traceback(run_python):
+    proc = run_python(SCRIPT, env={"DEVSWITCH_PRECISION": "fp8"})
+    assert proc.returncode == 2
+    assert "devswitch: error: DEVSWITCH_PRECISION: invalid value 'fp8' for 'precision'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_project_file_sets_xla_and_flags_set_threads(run_python, tmp_path):
+    (tmp_path / ".devswitchrc").write_text("xla: true\nprecision: half\n")
+    proc = run_python(SCRIPT, env={"DEVSWITCH_FLAGS": "threads=2:1"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = result_line(proc.stdout)
+    assert result["jit_compile"] is True
+    assert result["intra_threads"] == 2
+
+
+def test_disable_turns_the_import_into_a_no_op(run_python):
+    proc = run_python(SCRIPT, env={"DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DISABLE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert result_line(proc.stdout)["global_policy"] == "float32"
+    assert "devswitch:" not in proc.stderr
+
+
+def test_importing_after_tensorflow_started_is_too_late_for_threads(run_python):
+    proc = run_python(SCRIPTS / "too_late.py", env={"DEVSWITCH_THREADS": "1"})
+    assert proc.returncode == 4
+    assert "intra-op threads cannot be changed to 1: TensorFlow's runtime is already initialised" in proc.stderr
+    assert "make 'import devswitch' the first import" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_importing_late_is_fine_when_nothing_differs(run_python):
+    proc = run_python(SCRIPTS / "too_late.py", env={"DEVSWITCH_DEVICE": "cpu"})
+    assert proc.returncode == 0, proc.stderr
