@@ -9,14 +9,28 @@ from __future__ import annotations
 from .config import Config, Value
 from .devices import Inventory, Plan
 from .errors import ConfigError, DeviceError, DevswitchError, RunError, TooLateError, UsageError
-from .session import config, configure, plan
+from .session import config, configure, plan, runs
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Config", "ConfigError", "DeviceError", "DevswitchError", "Inventory", "Plan", "RunError",
-    "TooLateError", "UsageError", "Value", "config", "configure", "plan", "__version__",
+    "TooLateError", "UsageError", "Value", "config", "configure", "plan", "runs", "__version__",
+    "TimingCallback", "BatchTimingCallback", "benchmark",
 ]
+
+
+def __getattr__(name: str):
+    # Keras-dependent parts load on first use, so the devswitch command starts without TensorFlow.
+    if name in ("TimingCallback", "BatchTimingCallback"):
+        from . import timing
+
+        return getattr(timing, name)
+    if name == "benchmark":
+        from .benchmark import benchmark
+
+        return benchmark
+    raise AttributeError(f"module 'devswitch' has no attribute {name!r}")
 
 from . import session as _session
 

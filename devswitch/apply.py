@@ -30,7 +30,8 @@ log = logging.getLogger("devswitch")
 _TOO_LATE_HINT = ("make 'import devswitch' the first import of the script, run it unmodified with "
                   "'devswitch run script.py', or set DEVSWITCH_* variables before Python starts")
 
-_state = {"xla": False, "compile_patched": False}
+_state = {"xla": False, "compile_patched": False, "timing_installed": False}
+_TIMED = ("fit", "evaluate", "predict")
 
 
 def setup_logging(config: Config) -> None:
@@ -155,6 +156,23 @@ def _install_xla_default(keras) -> None:
     _state["compile_patched"] = True
 
 
+def _install_timing(keras, config: Config) -> None:
+    """Time every Model.fit/evaluate/predict (report != off), or restore Keras' own methods (off)."""
+    from . import timing
+
+    timing._options["batch_timing"] = config.batch_timing
+    if config.report == "off":
+        if _state["timing_installed"]:
+            for name in _TIMED:
+                setattr(keras.Model, name, getattr(keras.Model, name).__devswitch_original__)
+            _state["timing_installed"] = False
+        return
+    if not _state["timing_installed"]:
+        for name in _TIMED:
+            setattr(keras.Model, name, timing.wrap(name, getattr(keras.Model, name)))
+        _state["timing_installed"] = True
+
+
 def apply(config: Config, inventory: Inventory | None = None) -> Plan:
     """Choose the device and precision for ``config`` and set TensorFlow / Keras up for them."""
     setup_logging(config)
@@ -177,5 +195,6 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
     keras.config.set_dtype_policy(plan.policy)
     _state["xla"] = config.xla
     _install_xla_default(keras)
+    _install_timing(keras, config)
     log.info(plan.summary())
     return plan

@@ -6,6 +6,7 @@ the one piece of module state devswitch has — what was applied in this process
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from .config import Config, resolve
 from .devices import Inventory, Plan
 from .errors import DevswitchError
 
-_current: dict[str, Any] = {"config": None, "plan": None, "explicit": {}}
+_current: dict[str, Any] = {"config": None, "plan": None, "explicit": {}, "atexit": False}
 
 
 def resolve_here(explicit: Mapping[str, Any] | None = None) -> Config:
@@ -28,7 +29,56 @@ def activate(explicit: Mapping[str, Any] | None = None, inventory: Inventory | N
     cfg = resolve_here(explicit)
     plan = apply(cfg, inventory)
     _current.update(config=cfg, plan=plan, explicit=dict(explicit or {}))
+    if cfg.report != "off" and not _current["atexit"]:
+        atexit.register(report_at_exit)
+        _current["atexit"] = True
     return plan
+
+
+def runs() -> list:
+    """The timed Keras calls of this process so far (records are immutable)."""
+    from .timing import RUNS
+
+    return list(RUNS)
+
+
+def context() -> dict:
+    """What every results file records beside the measurements: environment, configuration, decision."""
+    from .devices import detect_cpu
+    from .environment import versions
+
+    cfg, plan = config(), _current["plan"]
+    cpu = detect_cpu()
+    data = {"environment": {**versions(), "cpu": cpu.model, "cpu_cores": cpu.cores,
+                            "cpu_features": sorted(cpu.features)},
+            "config": cfg.to_dict()}
+    if plan is not None:
+        data["plan"] = {"device": plan.device, "precision": plan.precision, "policy": plan.policy,
+                        "device_reason": plan.device_reason, "precision_reason": plan.precision_reason}
+    return data
+
+
+def write_report(path: str) -> None:
+    from .results import append_records
+
+    append_records(path, runs(), **context())
+
+
+def report_at_exit() -> None:
+    """Print the summary of timed calls (report: summary / PATH.json) and write the JSON records."""
+    cfg = _current["config"]
+    records = runs()
+    if cfg is None or cfg.report == "off" or not records:
+        return
+    from .results import render_calls
+
+    print(render_calls(records), file=sys.stderr)
+    if cfg.report.endswith(".json"):
+        try:
+            write_report(cfg.report)
+            print(f"devswitch: wrote {len(records)} record(s) to {cfg.report}", file=sys.stderr)
+        except (OSError, ValueError) as error:
+            print(f"devswitch: error: could not write the report to {cfg.report}: {error}", file=sys.stderr)
 
 
 def config() -> Config:

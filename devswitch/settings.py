@@ -208,6 +208,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Timing report of fit/predict/evaluate: off, a summary table at exit, or the summary and "
             "the records written as JSON to PATH.json.",
             "summary"),
+    Setting("batch_timing", False, parse_bool,
+            "true, false",
+            "Also time every batch of fit/predict. Opt-in and labelled in the records: overriding Keras' "
+            "batch hooks turns off its asynchronous dispatch, so it can slow down what it measures.",
+            "false"),
     Setting("profile", "", parse_profile,
             "a name defined under profiles:",
             "The named set of settings to apply (see profiles). Usually chosen with DEVSWITCH_PROFILE.",

@@ -1,0 +1,331 @@
+"""Timing of Keras ``fit`` / ``evaluate`` / ``predict`` without changing what is measured.
+
+``TimingCallback`` overrides only the begin/end hooks of calls, epochs and
+validation — never the batch hooks, because overriding those makes Keras turn
+off asynchronous dispatch (``CallbackList._configure_async_dispatch``).
+Per-batch timing is opt-in (``BatchTimingCallback`` / ``batch_timing: true``)
+and labelled in every record.
+
+The wrappers that make ``import devswitch`` time every call are built here and
+installed by ``apply.py`` (the only module that changes Keras state).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import threading
+import time
+import weakref
+from typing import Any, Callable
+
+import keras
+
+from .results import CallRecord, EpochTime, median
+
+log = logging.getLogger("devswitch")
+
+RUNS: list[CallRecord] = []
+_local = threading.local()
+_warned_fp16: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+_FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
+
+
+def model_device(model) -> str:
+    """Where the model's variables actually live, read from the first variable (e.g. 'CPU:0')."""
+    for weight in getattr(model, "weights", [])[:1]:
+        variable = getattr(weight, "value", weight)
+        device = getattr(variable, "device", "") or ""
+        if "device:" in device:
+            return device.rsplit("device:", 1)[1]
+        if device:
+            return device
+    return "unknown"
+
+
+def compute_dtypes(model) -> tuple[str, ...]:
+    layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
+    return tuple(sorted({l.compute_dtype for l in layers if getattr(l, "weights", None)} or
+                        {getattr(model, "compute_dtype", "unknown")}))
+
+
+def policy_name(model) -> str:
+    policy = getattr(model, "dtype_policy", None)
+    return getattr(policy, "name", None) or keras.config.dtype_policy().name
+
+
+def float16_outputs(model) -> list[str]:
+    """Names of the layers whose float16 output is the model's output (the softmax/loss NaN trap)."""
+    names = []
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        outputs = None
+    if outputs:
+        for tensor in outputs:
+            if "float16" == str(getattr(tensor, "dtype", "")) and "bfloat16" != str(tensor.dtype):
+                history = getattr(tensor, "_keras_history", None)
+                names.append(history[0].name if history else "?")
+    elif model.layers and model.layers[-1].compute_dtype == "float16":
+        names.append(model.layers[-1].name)
+    return names
+
+
+def warn_float16_output(model) -> None:
+    if model in _warned_fp16 or "float16" not in policy_name(model) or "bfloat16" in policy_name(model):
+        return
+    names = float16_outputs(model)
+    if names:
+        _warned_fp16.add(model)
+        log.warning(f"model '{model.name}' outputs float16 from layer '{names[0]}' under mixed_float16: a float16 "
+                    "softmax or loss can overflow to NaN. Fix: give that last layer dtype=\"float32\" "
+                    "(e.g. keras.layers.Activation('softmax', dtype='float32')).")
+
+
+# --- counting samples without touching the batches --------------------------------------
+
+def _first_leaf(x):
+    if isinstance(x, dict):
+        x = next(iter(x.values()), None)
+    while isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    return x
+
+
+def samples_hint(x, batch_size, steps, validation_split: float = 0.0) -> tuple[str, int] | None:
+    """("samples", n) for arrays, ("batch", b) for a tf.data.Dataset with a static batch size, else None."""
+    import tensorflow as tf
+
+    if isinstance(x, tf.data.Dataset):
+        spec = _first_leaf(x.element_spec)
+        shape = getattr(spec, "shape", None)
+        if shape is not None and shape.rank and shape[0] is not None:
+            return ("batch", int(shape[0]))
+        return None
+    leaf = _first_leaf(x)
+    shape = getattr(leaf, "shape", None)
+    if shape is None or not len(shape) or shape[0] is None:
+        return None
+    n = int(shape[0])
+    if validation_split:
+        n = int(math.ceil(n * (1.0 - validation_split)))
+    if steps:
+        n = min(n, int(steps) * int(batch_size or 32))
+    return ("samples", n)
+
+
+class TimingCallback(keras.callbacks.Callback):
+    """Times fit / evaluate / predict calls: whole calls and epochs, first (tracing) apart from steady state.
+
+    Records are kept in ``self.records`` and added to ``devswitch.runs()``. The
+    clock is injectable for tests.
+    """
+
+    per_batch = False
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, sink: list | None = RUNS):
+        super().__init__()
+        self.clock = clock
+        self.sink = sink
+        self.records: list[CallRecord] = []
+        self._call: dict | None = None
+        self._hint: tuple[str, int] | None = None
+        self._traced: bool | None = None
+
+    # the wrapper tells us what the call cannot: sample counts and whether it traces
+    def expect(self, hint: tuple[str, int] | None, traced: bool | None) -> None:
+        self._hint, self._traced = hint, traced
+
+    def _start(self, kind: str) -> None:
+        model = self.model
+        traced = self._traced
+        if traced is None and model is not None:
+            traced = getattr(model, _FUNCTION_ATTR[kind], None) is None
+        self._call = {"kind": kind, "t0": self.clock(), "epochs": [], "batches": [] if self.per_batch else None,
+                      "traced": bool(traced), "steps": self.params.get("steps") if self.params else None,
+                      "nonfinite": [], "validation": None}
+
+    def _samples_per_step_call(self, steps: int | None) -> int | None:
+        if self._hint is None:
+            return None
+        what, n = self._hint
+        if what == "samples":
+            return n
+        return n * steps if steps else None
+
+    def finish(self, status: str = "ok") -> CallRecord | None:
+        """Build the record from what was measured so far (also after a crash or an interrupt)."""
+        call, self._call = self._call, None
+        if call is None:
+            return None
+        wall = self.clock() - call["t0"]
+        steps = call["steps"]
+        samples = self._samples_per_step_call(steps)
+        model = self.model
+        first = steady = rate = step_rate = None
+        epochs = tuple(call["epochs"])
+        if call["kind"] == "fit":
+            if epochs:
+                first = epochs[0].seconds
+            if len(epochs) > 1:
+                later = epochs[1:]
+                steady = sum(e.seconds for e in later)
+                train = median([e.train_seconds for e in later])
+                rate = samples / train if samples and train > 0 else None
+                step_rate = steps / train if steps and train > 0 else None
+        elif call["traced"]:
+            first = wall
+        else:
+            steady = wall
+            rate = samples / wall if samples and wall > 0 else None
+            step_rate = steps / wall if steps and wall > 0 else None
+        replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1) or 1
+        record = CallRecord(
+            kind=call["kind"], model=getattr(model, "name", "?"), status=status, wall_s=wall,
+            traced=call["traced"], first_s=first, steady_s=steady, steps=steps, samples=samples,
+            steady_samples_per_s=rate, steady_steps_per_s=step_rate, epochs=epochs,
+            device=model_device(model) if model is not None else "unknown",
+            policy=policy_name(model) if model is not None else "unknown",
+            compute_dtypes=compute_dtypes(model) if model is not None else (),
+            nonfinite_loss_epochs=tuple(call["nonfinite"]),
+            batch_times_s=tuple(call["batches"]) if call["batches"] is not None else None,
+            replicas=int(replicas), workers=_workers(model),
+        )
+        self.records.append(record)
+        if self.sink is not None:
+            self.sink.append(record)
+        if record.nonfinite_loss_epochs:
+            log.warning(f"{record.kind} of model '{record.model}': loss became NaN/inf at epoch(s) "
+                        + ", ".join(str(e + 1) for e in record.nonfinite_loss_epochs))
+        self._hint = self._traced = None
+        return record
+
+    # fit
+    def on_train_begin(self, logs=None):
+        self._start("fit")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._call is not None:
+            self._call.update(e0=self.clock(), v0=None, v_s=0.0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        call = self._call
+        if call is None or "e0" not in call:
+            return
+        now = self.clock()
+        train_end = call["v0"] if call["v0"] is not None else now
+        loss = (logs or {}).get("loss")
+        loss = float(loss) if loss is not None else None
+        if loss is not None and not math.isfinite(loss):
+            call["nonfinite"].append(epoch)
+        call["epochs"].append(EpochTime(epoch, now - call["e0"], train_end - call["e0"], call["v_s"], loss))
+
+    def on_train_end(self, logs=None):
+        self.finish()
+
+    # evaluate, or validation inside fit
+    def on_test_begin(self, logs=None):
+        if self._call is not None and self._call["kind"] == "fit":
+            if self._call["v0"] is None:
+                self._call["v0"] = self.clock()
+            self._call["vt"] = self.clock()
+        else:
+            self._start("evaluate")
+
+    def on_test_end(self, logs=None):
+        if self._call is not None and self._call["kind"] == "fit":
+            self._call["v_s"] += self.clock() - self._call.pop("vt", self.clock())
+        else:
+            self.finish()
+
+    # predict
+    def on_predict_begin(self, logs=None):
+        self._start("predict")
+
+    def on_predict_end(self, logs=None):
+        self.finish()
+
+
+class BatchTimingCallback(TimingCallback):
+    """TimingCallback plus the duration of every training/predict batch.
+
+    Opt-in and labelled: overriding batch hooks turns off Keras' asynchronous
+    dispatch, so this can slow down what it measures; with
+    ``steps_per_execution=N`` one "batch" is N steps.
+    """
+
+    per_batch = True
+
+    def _batch_begin(self, batch, logs=None):
+        self._b0 = self.clock()
+
+    def _batch_end(self, batch, logs=None):
+        if self._call is not None and self._call["batches"] is not None:
+            self._call["batches"].append(self.clock() - self._b0)
+
+    on_train_batch_begin = on_predict_batch_begin = _batch_begin
+    on_train_batch_end = on_predict_batch_end = _batch_end
+
+
+def _workers(model) -> int:
+    strategy = getattr(model, "distribute_strategy", None)
+    resolver = getattr(getattr(strategy, "extended", None), "_cluster_resolver", None)
+    if resolver is not None:
+        try:
+            return max(1, len(resolver.cluster_spec().as_dict().get("worker", [])))
+        except Exception:
+            return 1
+    return 1
+
+
+# --- wrappers installed on keras.Model by apply.py ---------------------------------------
+
+_options = {"batch_timing": False}
+
+
+def wrap(kind: str, original: Callable) -> Callable:
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def timed(self, *args, **kwargs):
+        if getattr(_local, "depth", 0):  # validation inside fit, or a call from another timed call
+            return original(self, *args, **kwargs)
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:
+            return original(self, *args, **kwargs)  # let Keras report the bad call itself
+        arguments = bound.arguments
+        callbacks = list(arguments.get("callbacks") or [])
+        timer = next((c for c in callbacks if isinstance(c, TimingCallback)), None)
+        if timer is None:
+            timer = BatchTimingCallback() if _options["batch_timing"] else TimingCallback()
+            callbacks.append(timer)
+        arguments["callbacks"] = callbacks
+        try:
+            hint = samples_hint(arguments.get("x"), arguments.get("batch_size"),
+                                arguments.get("steps_per_epoch" if kind == "fit" else "steps"),
+                                arguments.get("validation_split", 0.0) if kind == "fit" else 0.0)
+        except Exception:  # an input we cannot size: steps/s only
+            hint = None
+        timer.expect(hint, getattr(self, _FUNCTION_ATTR[kind], None) is None)
+        warn_float16_output(self)
+        _local.depth = 1
+        try:
+            result = original(*bound.args, **bound.kwargs)
+        except KeyboardInterrupt:
+            timer.finish("interrupted")
+            raise
+        except BaseException as error:
+            timer.finish(f"failed: {type(error).__name__}: {error}".splitlines()[0][:200])
+            raise
+        finally:
+            _local.depth = 0
+        if timer._call is not None:  # Keras ended without our end hook (e.g. zero steps)
+            timer.finish()
+        return result
+
+    timed.__devswitch_original__ = original
+    return timed
