@@ -12,6 +12,7 @@ installed by ``apply.py`` (the only module that changes Keras state).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -282,6 +283,17 @@ def _workers(model) -> int:
 
 
 # --- wrappers installed on keras.Model by apply.py ---------------------------------------
+
+@contextlib.contextmanager
+def suppressed():
+    """Keras calls inside this block are not recorded (a benchmark's own predict baseline)."""
+    previous = getattr(_local, "depth", 0)
+    _local.depth = previous + 1
+    try:
+        yield
+    finally:
+        _local.depth = previous
+
 
 _options = {"batch_timing": False}
 

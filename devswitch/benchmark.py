@@ -1,0 +1,302 @@
+"""``devswitch.benchmark``: measure a model the way tf_cnn_benchmarks and MLPerf do.
+
+Per batch size: synthetic input made once on the device, the first (tracing and
+compiling) call timed apart, untimed warm-up iterations, then timed iterations
+(a count, and optionally a minimum duration) through a compiled ``tf.function``
+call path — so batch-1 numbers measure the model, not Keras' per-call overhead.
+The plain ``model.predict`` figure is measured beside it, for honesty.
+
+Each iteration is timed on its own (latency percentiles), and throughput is
+reported as the median with its standard error and a robust jitter. FLOPs are
+counted analytically for Conv2D and Dense layers; the peak they are compared
+with is measured by a matmul probe in the same precision on the same device.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .energy import Energy, meter_for, unavailable
+from .results import Summary, metric
+
+PROBE_SIZE = 2048
+
+
+@dataclass(frozen=True)
+class BenchmarkRecord:
+    model: str
+    mode: str                      # inference | training
+    batch: int
+    device: str
+    policy: str
+    compute_dtype: str
+    status: str = "ok"
+    first_call_s: float | None = None
+    warmup_iterations: int = 0
+    warmup_s: float | None = None
+    summary: Summary | None = None
+    predict_samples_per_s: float | None = None   # plain model.predict, for comparison
+    predict_s: float | None = None
+    flops_per_sample: float | None = None
+    flops_note: str = ""
+    peak_gflops: float | None = None
+    peak_source: str = ""
+    probe_s: float | None = None
+    energy: Energy | None = None
+    host_rss_peak_bytes: int | None = None
+    gpu_memory_peak_bytes: int | None = None
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.summary.samples_per_s if self.summary else None
+
+    @property
+    def achieved_gflops(self) -> float | None:
+        if self.flops_per_sample and self.summary:
+            return self.flops_per_sample * self.summary.samples_per_s / 1e9
+        return None
+
+    @property
+    def samples_per_watt(self) -> float | None:
+        return self.energy.per_watt(self.samples_per_s) if self.energy else None
+
+    def to_dict(self) -> dict:
+        s = self.summary
+        achieved = self.achieved_gflops
+        return {
+            "type": "benchmark", "model": self.model, "mode": self.mode, "batch": self.batch,
+            "device": self.device, "policy": self.policy, "compute_dtype": self.compute_dtype,
+            "status": self.status, "started_at": self.started_at,
+            "metrics": {
+                "throughput": metric(s and s.samples_per_s, "samples/s", stat="median",
+                                     uncertainty=s and s.samples_per_s_err, jitter=s and s.samples_per_s_jitter),
+                "throughput_overall": metric(s and s.samples_per_s_overall, "samples/s",
+                                             note="all timed samples / all timed seconds"),
+                "latency_p50": metric(s and s.latency_p50_ms, "ms", note="per batch"),
+                "latency_p90": metric(s and s.latency_p90_ms, "ms", note="per batch"),
+                "latency_p99": metric(s and s.latency_p99_ms, "ms", note="per batch"),
+                "timed_iterations": metric(s and s.n, "iterations"),
+                "predict_throughput": metric(self.predict_samples_per_s, "samples/s",
+                                             note="plain model.predict, for comparison"),
+                "first_call": metric(self.first_call_s, "s", note="tracing and compilation"),
+                "flops_per_sample": metric(self.flops_per_sample, "FLOP", note=self.flops_note),
+                "achieved": metric(achieved, "GFLOP/s"),
+                "peak": metric(self.peak_gflops, "GFLOP/s", note=self.peak_source),
+                "fraction_of_peak": metric(achieved / self.peak_gflops if achieved and self.peak_gflops else None,
+                                           "1"),
+                "energy": metric(self.energy.joules if self.energy else None, "J"),
+                "power": metric(self.energy.mean_watts if self.energy else None, "W"),
+                "samples_per_watt": metric(self.samples_per_watt, "samples/s/W"),
+                "host_rss_peak": metric(self.host_rss_peak_bytes, "bytes", note="peak of the whole process"),
+                "gpu_memory_peak": metric(self.gpu_memory_peak_bytes, "bytes"),
+            },
+            "phases_s": {"first_call": self.first_call_s, "warmup": self.warmup_s,
+                         "timed": s.total_s if s else None, "predict_baseline": self.predict_s,
+                         "peak_probe": self.probe_s},
+            "energy": self.energy.to_dict() if self.energy else None,
+        }
+
+
+# --- FLOPs -------------------------------------------------------------------------------
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def count_flops(model) -> tuple[float | None, str]:
+    """Forward FLOPs per sample of Conv2D and Dense layers (2 per multiply-add), from symbolic shapes."""
+    import keras
+
+    total, counted, skipped = 0, 0, []
+    for layer in model._flatten_layers(include_self=False):
+        try:
+            if isinstance(layer, keras.layers.Dense):
+                in_shape, out_shape = layer.input.shape, layer.output.shape
+                total += 2 * _prod(in_shape[1:]) * int(out_shape[-1])
+                counted += 1
+            elif isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+                kh, kw = layer.kernel_size
+                out_shape = layer.output.shape
+                cin = int(layer.input.shape[-1 if layer.data_format == "channels_last" else 1])
+                spatial = out_shape[1:3] if layer.data_format == "channels_last" else out_shape[2:4]
+                total += 2 * kh * kw * (cin // layer.groups) * layer.filters * _prod(spatial)
+                counted += 1
+            elif layer.weights and not isinstance(layer, (keras.layers.BatchNormalization,
+                                                          keras.layers.LayerNormalization)):
+                skipped.append(layer.name)
+        except (AttributeError, ValueError, TypeError):  # subclassed models have no symbolic shapes
+            return None, "not counted: the model has no symbolic layer shapes (subclassed model)"
+    if not counted:
+        return None, "not counted: no Conv2D or Dense layer"
+    note = "Conv2D and Dense layers, 2 FLOP per multiply-add, forward pass"
+    if skipped:
+        note += "; not counted: " + ", ".join(skipped)
+    return float(total), note
+
+
+# --- the measured loops -----------------------------------------------------------------
+
+def _host_rss_peak() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def matmul_peak(dtype: str, size: int = PROBE_SIZE, iterations: int = 5,
+                clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    """Measured GFLOP/s of a size x size matmul in ``dtype`` on the default device; returns (GFLOP/s, seconds)."""
+    import tensorflow as tf
+
+    t0 = clock()
+    a = tf.random.uniform((size, size), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    matmul = tf.function(lambda m: tf.matmul(m, m))
+    matmul(a).numpy()
+    best = math.inf
+    for _ in range(iterations):
+        t = clock()
+        matmul(a).numpy()
+        best = min(best, clock() - t)
+    return 2 * size ** 3 / best / 1e9, clock() - t0
+
+
+def _input_shape(model) -> tuple[int, ...]:
+    shape = model.inputs[0].shape
+    return tuple(int(d) for d in shape[1:])
+
+
+def _labels(model, batch: int):
+    import numpy as np
+
+    classes = int(model.outputs[0].shape[-1])
+    rng = np.random.default_rng(0)
+    if classes > 1:
+        return rng.integers(0, classes, size=(batch,)), "sparse_categorical_crossentropy"
+    return rng.normal(size=(batch, 1)).astype("float32"), "mse"
+
+
+def _resolve_model(model, name: str | None):
+    from .models import BUNDLED
+
+    if isinstance(model, str):
+        if model not in BUNDLED:
+            from .errors import UsageError
+
+            raise UsageError(f"unknown bundled model '{model}'", hint="choose one of " + ", ".join(BUNDLED))
+        return BUNDLED[model](), name or model
+    if callable(model) and not hasattr(model, "layers"):
+        built = model()
+        return built, name or getattr(built, "name", "model")
+    return model, name or model.name
+
+
+def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inference", warmup: int = 5,
+              iterations: int = 20, min_time: float = 0.0, predict_baseline: bool = True,
+              peak_probe: bool = True, energy: bool = True, jit_compile: bool | None = None,
+              name: str | None = None, clock: Callable[[], float] = time.perf_counter,
+              on_record: Callable[[BenchmarkRecord], None] | None = None) -> list[BenchmarkRecord]:
+    """Benchmark ``model`` (a Keras model, a factory, or a bundled name) at each batch size.
+
+    Returns one immutable BenchmarkRecord per batch size. Build happens under the
+    dtype policy in effect, so apply devswitch (import / ``configure``) first.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from . import session, timing
+
+    if mode not in ("inference", "training"):
+        from .errors import UsageError
+
+        raise UsageError(f"unknown mode '{mode}'", hint="use mode='inference' or mode='training'")
+    model, label = _resolve_model(model, name)
+    policy = timing.policy_name(model)
+    compute = keras.config.dtype_policy().compute_dtype if policy == "unknown" else \
+        getattr(model.dtype_policy, "compute_dtype", "float32")
+    device = timing.model_device(model)
+    plan = session.plan()
+    gpus = plan.gpus if plan else tuple(range(len(tf.config.get_visible_devices("GPU"))))
+    if jit_compile is None:
+        cfg = session.config()
+        jit_compile = bool(cfg.xla)
+    flops, flops_note = count_flops(model)
+    if mode == "training" and flops:
+        flops, flops_note = 3 * flops, "estimate: 3x the forward FLOPs (forward + two backward matmuls); " + \
+            flops_note
+    peak = probe_s = None
+    peak_source = "not measured"
+    if peak_probe and flops:
+        peak, probe_s = matmul_peak(compute, clock=clock)
+        peak_source = f"measured: {PROBE_SIZE}x{PROBE_SIZE} {compute} matmul on {device}, best of 5"
+
+    records = []
+    if mode == "training" and not model.compiled:
+        _, loss = _labels(model, 1)
+        model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
+    forward = tf.function(lambda t: model(t, training=False), jit_compile=jit_compile)
+    gpu_device = f"GPU:{0}" if gpus else None
+    with timing.suppressed():
+        for batch in batch_sizes:
+            x = tf.random.uniform((batch, *_input_shape(model)), dtype=tf.float32)
+            if mode == "inference":
+                def step():
+                    return forward(x).numpy()  # .numpy() waits for the result (a no-copy view on the CPU)
+            else:
+                y, _ = _labels(model, batch)
+                y = tf.constant(y)
+
+                def step():
+                    return model.train_on_batch(x, y)  # returns host numbers: waits for the step
+            if gpu_device:
+                tf.config.experimental.reset_memory_stats(gpu_device)
+            meter = meter_for(gpus) if energy else None
+            try:
+                t0 = clock()
+                step()  # the first call traces and compiles: timed, reported apart
+                first = clock() - t0
+                t0 = clock()
+                for _ in range(warmup):
+                    step()
+                warm_s = clock() - t0
+                if meter:
+                    meter.start()
+                durations = []
+                start = clock()
+                while len(durations) < iterations or (clock() - start) < min_time:
+                    t = clock()
+                    step()
+                    durations.append(clock() - t)
+                reading = meter.stop() if meter else unavailable("energy measurement turned off")
+                predict_rate = predict_s = None
+                if predict_baseline and mode == "inference":
+                    x_host = x.numpy()
+                    model.predict(x_host, batch_size=batch, verbose=0)  # its own tracing, untimed
+                    calls = 3
+                    t0 = clock()
+                    for _ in range(calls):
+                        model.predict(x_host, batch_size=batch, verbose=0)
+                    predict_s = clock() - t0
+                    predict_rate = calls * batch / predict_s
+                gpu_peak = tf.config.experimental.get_memory_info(gpu_device)["peak"] if gpu_device else None
+                record = BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", first,
+                                         warmup, warm_s, Summary.of(durations, batch),
+                                         predict_rate, predict_s, flops, flops_note, peak, peak_source, probe_s,
+                                         reading, _host_rss_peak(), gpu_peak)
+            except KeyboardInterrupt:
+                raise
+            except Exception as error:  # out of memory, a model that cannot run this batch size, ...
+                record = BenchmarkRecord(label, mode, batch, device, policy, compute,
+                                         f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            records.append(record)
+            if on_record:
+                on_record(record)
+    return records
