@@ -27,7 +27,7 @@ def __getattr__(name: str):
 
         return getattr(timing, name)
     if name == "benchmark":
-        from .benchmark import benchmark
+        from .benchmarking import benchmark
 
         return benchmark
     raise AttributeError(f"module 'devswitch' has no attribute {name!r}")

@@ -54,3 +54,25 @@ class RunError(DevswitchError):
     """A measured run could not complete (crash, out of memory, interrupted)."""
 
     exit_code = 5
+
+
+def describe(error: BaseException, limit: int = 200) -> str:
+    """One line for a failed run: the exception type and the most telling line of its message.
+
+    TensorFlow wraps errors raised inside a ``tf.function`` as "in user code: ...
+    File ... ValueError: message", and Keras as "Exception encountered when calling
+    X.call(). <message> Arguments received by ..."; we dig the message out of both.
+    """
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    text = text.split("Arguments received by", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if line != "in user code:" and not line.startswith("File ")
+             and not line.startswith("Exception encountered when calling")]
+    if not lines:
+        return type(error).__name__
+    line = lines[-1] if str(error).lstrip().startswith("in user code:") else lines[0]
+    if line.startswith(type(error).__name__ + ":"):
+        line = line[len(type(error).__name__) + 1:].strip()
+    return f"{type(error).__name__}: {line}"[:limit]

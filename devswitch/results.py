@@ -160,13 +160,7 @@ def _json_default(value: Any) -> Any:
         return value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
     if hasattr(value, "_asdict"):
         return value._asdict()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
     return str(value)
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
 def _sanitise(value: Any) -> Any:
@@ -211,9 +205,10 @@ def _locked(path: Path):
 
 
 def document(records: Iterable[Any], **context: Any) -> dict:
-    return _sanitise(json.loads(dumps({"schema_version": SCHEMA_VERSION, **context,
-                                       "records": [r.to_dict() if hasattr(r, "to_dict") else r
-                                                   for r in records]})))
+    data = {"schema_version": SCHEMA_VERSION, **context,
+            "records": [r.to_dict() if hasattr(r, "to_dict") else r for r in records]}
+    # round-trip through JSON so dataclasses and tuples become plain data; NaN/inf become strings
+    return _sanitise(json.loads(json.dumps(data, default=_json_default)))
 
 
 def append_records(path: str | Path, records: Sequence[Any], **context: Any) -> None:
@@ -230,7 +225,7 @@ def append_records(path: str | Path, records: Sequence[Any], **context: Any) -> 
             for key, value in new.items():
                 existing.setdefault(key, value)
             new = existing
-        write_atomic(path, json.dumps(new, indent=2) + "\n")
+        write_atomic(path, json.dumps(new, indent=2, allow_nan=False) + "\n")
 
 
 # --- rendering ------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Timing of Keras ``fit`` / ``evaluate`` / ``predict`` without changing what is measured.
 
 ``TimingCallback`` overrides only the begin/end hooks of calls, epochs and
-validation — never the batch hooks, because overriding those makes Keras turn
-off asynchronous dispatch (``CallbackList._configure_async_dispatch``).
-Per-batch timing is opt-in (``BatchTimingCallback`` / ``batch_timing: true``)
-and labelled in every record.
+validation — never the batch hooks: Keras turns off asynchronous callback
+dispatch for any callback that overrides them
+(``CallbackList._configure_async_dispatch``, used on thread-safe backends) and
+calls them once per batch (once per ``steps_per_execution`` group). Per-batch
+timing is opt-in (``BatchTimingCallback`` / ``batch_timing: true``) and labelled
+in every record.
 
 The wrappers that make ``import devswitch`` time every call are built here and
 installed by ``apply.py`` (the only module that changes Keras state).
@@ -24,6 +26,7 @@ from typing import Any, Callable
 
 import keras
 
+from .errors import describe
 from .results import CallRecord, EpochTime, median
 
 log = logging.getLogger("devswitch")
@@ -253,9 +256,10 @@ class TimingCallback(keras.callbacks.Callback):
 class BatchTimingCallback(TimingCallback):
     """TimingCallback plus the duration of every training/predict batch.
 
-    Opt-in and labelled: overriding batch hooks turns off Keras' asynchronous
-    dispatch, so this can slow down what it measures; with
-    ``steps_per_execution=N`` one "batch" is N steps.
+    Opt-in and labelled: overriding batch hooks adds a Python call per batch and
+    turns off Keras' asynchronous callback dispatch where the backend has it, so
+    this can slow down what it measures; with ``steps_per_execution=N`` one
+    "batch" is N steps.
     """
 
     per_batch = True
@@ -325,13 +329,16 @@ def wrap(kind: str, original: Callable) -> Callable:
         timer.expect(hint, getattr(self, _FUNCTION_ATTR[kind], None) is None)
         warn_float16_output(self)
         _local.depth = 1
+        t0 = timer.clock()
         try:
             result = original(*bound.args, **bound.kwargs)
-        except KeyboardInterrupt:
-            timer.finish("interrupted")
-            raise
         except BaseException as error:
-            timer.finish(f"failed: {type(error).__name__}: {error}".splitlines()[0][:200])
+            if timer._call is None:  # Keras failed before its callbacks began: still record the call
+                timer.set_model(self)
+                timer._start(kind)
+                timer._call["t0"] = t0
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else f"failed: {describe(error)}"
+            timer.finish(status)
             raise
         finally:
             _local.depth = 0

@@ -127,3 +127,17 @@ def test_file_without_read_permission(home, project):
     path.chmod(0)
     with pytest.raises(ConfigError, match=r"cannot read the file: Permission denied"):
         resolve({}, home, project)
+
+
+@pytest.mark.parametrize("message, expected", [
+    pytest.param("plain message\nmore", "ValueError: plain message", id="plain"),
+    pytest.param("Exception encountered when calling M.call().\n\n\x1b[1mbatch 3 is bad\x1b[0m\n\nArguments "
+                 "received by M.call():\n  • training=False", "ValueError: batch 3 is bad", id="keras layer call"),
+    pytest.param("in user code:\n\n    File \"x.py\", line 3, in f  *\n        raise\n\n    ValueError: deep reason",
+                 "ValueError: deep reason", id="tf.function user code"),
+    pytest.param("", "ValueError", id="empty"),
+])
+def test_describe_digs_out_the_telling_line(message, expected):
+    from devswitch.errors import describe
+
+    assert describe(ValueError(message)) == expected

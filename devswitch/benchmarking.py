@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from .errors import describe
 from .energy import Energy, meter_for, unavailable
 from .results import Summary, metric
 
@@ -202,11 +203,14 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
               iterations: int = 20, min_time: float = 0.0, predict_baseline: bool = True,
               peak_probe: bool = True, energy: bool = True, jit_compile: bool | None = None,
               name: str | None = None, clock: Callable[[], float] = time.perf_counter,
-              on_record: Callable[[BenchmarkRecord], None] | None = None) -> list[BenchmarkRecord]:
+              on_record: Callable[[BenchmarkRecord], None] | None = None,
+              meter_factory: Callable[[Sequence[int]], Any] | None = None) -> list[BenchmarkRecord]:
     """Benchmark ``model`` (a Keras model, a factory, or a bundled name) at each batch size.
 
     Returns one immutable BenchmarkRecord per batch size. Build happens under the
     dtype policy in effect, so apply devswitch (import / ``configure``) first.
+    ``meter_factory(gpus)`` replaces the energy meter (its start/stop bracket the
+    timed iterations exactly); ``on_record`` sees each record as soon as it exists.
     """
     import keras
     import numpy as np
@@ -258,7 +262,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                     return model.train_on_batch(x, y)  # returns host numbers: waits for the step
             if gpu_device:
                 tf.config.experimental.reset_memory_stats(gpu_device)
-            meter = meter_for(gpus) if energy else None
+            # the meter's start/stop bracket exactly the timed iterations
+            meter = (meter_factory or meter_for)(gpus) if energy else None
             try:
                 t0 = clock()
                 step()  # the first call traces and compiles: timed, reported apart
@@ -295,7 +300,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 raise
             except Exception as error:  # out of memory, a model that cannot run this batch size, ...
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute,
-                                         f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+                                         f"failed: {describe(error)}")
             records.append(record)
             if on_record:
                 on_record(record)

@@ -1,0 +1,21 @@
+"""An ordinary script: one import, a fit with validation, an evaluate and two predicts."""
+
+import devswitch  # noqa: F401
+
+import sys
+
+import keras
+import numpy as np
+
+x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+y = x.sum(axis=1, keepdims=True)
+model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)],
+                         name="tiny")
+model.compile(optimizer="adam", loss="mse")
+model.fit(x, y, epochs=3, batch_size=32, validation_split=0.25, verbose=0)
+model.evaluate(x, y, verbose=0)
+model.predict(x, verbose=0)
+model.predict(x, verbose=0)
+if "--crash" in sys.argv:
+    model.fit(x, np.zeros((3, 1)), epochs=1, verbose=0)  # mismatched sizes: Keras raises
+print("RESULT {\"runs\": %d}" % len(devswitch.runs()))

@@ -1,0 +1,94 @@
+"""devswitch.benchmark with real TensorFlow on the CPU, tiny iteration counts."""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+import devswitch
+from devswitch import session
+from devswitch.benchmarking import count_flops
+from devswitch.models import alexnet, mlp, small_cnn
+
+
+@pytest.fixture(autouse=True)
+def applied(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    session._current.update(config=None, plan=None, explicit={})
+    devswitch.configure(device="cpu", report="off")
+    yield
+    keras.config.set_dtype_policy("float32")
+    session._current.update(config=None, plan=None, explicit={})
+
+
+def test_flops_are_counted_analytically():
+    flops, note = count_flops(mlp())
+    assert flops == 2 * (784 * 512 + 512 * 512 + 512 * 10)
+    assert "Conv2D and Dense" in note
+    alex, _ = count_flops(alexnet())
+    assert alex == pytest.approx(2.02e9, rel=0.01)  # ../shared/BASELINES.md: about 2.0 GFLOP per image
+    assert alexnet().count_params() == pytest.approx(50.8e6, rel=0.001)
+    cnn, _ = count_flops(small_cnn())
+    conv = 2 * 9 * (3 * 32 + 32 * 32) * 32 * 32 + 2 * 9 * 32 * 64 * 16 * 16
+    dense = 2 * (8 * 8 * 64 * 128 + 128 * 10)
+    assert cnn == conv + dense
+
+
+def test_inference_benchmark_reports_everything_with_warmup_apart():
+    (b1, b8) = devswitch.benchmark("mlp", batch_sizes=(1, 8), warmup=2, iterations=8)
+    for record in (b1, b8):
+        assert record.status == "ok" and record.summary.n == 8
+        assert record.device == "CPU:0" and record.policy == "float32" and record.compute_dtype == "float32"
+        # the first call traces the tf.function: far slower than a steady iteration
+        assert record.first_call_s > record.summary.latency_p50_ms / 1000
+        assert record.summary.latency_p50_ms <= record.summary.latency_p90_ms <= record.summary.latency_p99_ms
+        assert record.predict_samples_per_s > 0 and record.peak_gflops > 0
+        assert record.achieved_gflops == pytest.approx(record.flops_per_sample * record.samples_per_s / 1e9)
+        assert record.host_rss_peak_bytes > 100 * 2**20
+        assert not record.energy.available or record.energy.joules >= 0
+    data = b8.to_dict()
+    assert data["metrics"]["throughput"]["unit"] == "samples/s"
+    assert data["metrics"]["throughput"]["uncertainty"] >= 0
+    assert set(data["phases_s"]) == {"first_call", "warmup", "timed", "predict_baseline", "peak_probe"}
+    if not b8.energy.available:
+        assert data["metrics"]["power"]["value"] is None and data["energy"]["reason"]
+
+
+def test_training_benchmark_and_min_time():
+    (record,) = devswitch.benchmark("mlp", batch_sizes=(16,), mode="training", warmup=1, iterations=3,
+                                    min_time=0.3, peak_probe=False, predict_baseline=False)
+    assert record.mode == "training" and record.status == "ok"
+    assert record.summary.total_s >= 0.3 and record.summary.n >= 3
+    assert record.flops_note.startswith("estimate: 3x the forward FLOPs")
+    assert record.predict_samples_per_s is None and record.peak_gflops is None
+
+
+def test_benchmark_follows_the_policy_in_effect():
+    devswitch.configure(precision="bf16")
+    (record,) = devswitch.benchmark(mlp, batch_sizes=(4,), warmup=1, iterations=2, predict_baseline=False,
+                                    peak_probe=False)
+    assert record.policy == "mixed_bfloat16" and record.compute_dtype == "bfloat16"
+
+
+def test_a_batch_size_that_fails_is_recorded_and_the_rest_continue():
+    class Picky(keras.Model):
+        def __init__(self):
+            inputs = keras.Input((4,))
+            super().__init__(inputs, keras.layers.Dense(2)(inputs), name="picky")
+
+        def call(self, inputs, training=False):
+            if inputs.shape[0] == 3:
+                raise ValueError("batch 3 is not supported")
+            return super().call(inputs, training=training)
+
+    seen = []
+    records = devswitch.benchmark(Picky(), batch_sizes=(3, 2), warmup=1, iterations=2, peak_probe=False,
+                                  predict_baseline=False, on_record=seen.append)
+    assert records[0].status.startswith("failed: ValueError: batch 3 is not supported")
+    assert records[1].status == "ok" and seen == records
+
+
+def test_unknown_bundled_model_is_a_clear_error():
+    with pytest.raises(devswitch.UsageError, match="(?s)unknown bundled model 'vgg'.*alexnet, small_cnn, mlp"):
+        devswitch.benchmark("vgg")

@@ -1,0 +1,226 @@
+"""Timing of Keras calls with real TensorFlow on the CPU."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import devswitch
+from conftest import SCRIPTS, result_line
+from devswitch import session, timing
+from devswitch.timing import BatchTimingCallback, TimingCallback
+
+
+@pytest.fixture
+def timed(monkeypatch, tmp_path):
+    """Apply devswitch in this process with timing on; undo it afterwards."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    session._current.update(config=None, plan=None, explicit={})
+    devswitch.configure(device="cpu", report="summary")
+    timing.RUNS.clear()
+    yield timing.RUNS
+    devswitch.configure(report="off", precision="fp32")
+    keras.config.set_dtype_policy("float32")
+    timing.RUNS.clear()
+    session._current.update(config=None, plan=None, explicit={})
+
+
+@pytest.fixture
+def warnings_seen():
+    seen: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Grab()
+    logging.getLogger("devswitch").addHandler(handler)
+    yield seen
+    logging.getLogger("devswitch").removeHandler(handler)
+
+
+def data(n=256, features=8, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, features)).astype("float32")
+    return x, x.sum(axis=1, keepdims=True)
+
+
+def small_model(name="small"):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(1)], name=name)
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+class FakeClock:
+    """Advances by a fixed step on every reading."""
+
+    def __init__(self, step=1.0):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def test_callback_with_injected_clock_records_epochs_and_first_epoch_apart():
+    x, y = data(128)
+    model = small_model()
+    timer = TimingCallback(clock=FakeClock(), sink=None)
+    timer.expect(("samples", 128), traced=True)
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[timer])
+    (record,) = timer.records
+    # readings: train_begin 1, then per epoch begin/end 2-3, 4-5, 6-7, train_end 8
+    assert [e.seconds for e in record.epochs] == [1.0, 1.0, 1.0]
+    assert record.wall_s == 7.0 and record.first_s == 1.0 and record.steady_s == 2.0
+    assert record.steps == 4 and record.samples == 128
+    assert record.steady_samples_per_s == 128.0 and record.steady_steps_per_s == 4.0
+    assert record.traced and record.kind == "fit" and record.status == "ok"
+
+
+def test_epoch_timing_leaves_batch_hooks_alone_and_batch_timing_is_labelled():
+    from keras.src.utils.python_utils import is_default  # what CallbackList checks for async dispatch
+
+    plain, per_batch = TimingCallback(sink=None), BatchTimingCallback(sink=None)
+    for hook in ("on_batch_end", "on_train_batch_end", "on_test_batch_end", "on_predict_batch_end"):
+        assert is_default(getattr(plain, hook)), hook
+    assert not is_default(per_batch.on_train_batch_end)  # the price of per-batch timing, hence opt-in
+    model = small_model()
+    x, y = data(64)
+    timer = BatchTimingCallback(sink=None)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[timer])
+    assert len(timer.records[0].batch_times_s) == 4
+
+
+def test_one_import_times_fit_evaluate_predict_with_tracing_apart(timed):
+    x, y = data()
+    model = small_model("timed")
+    model.fit(x, y, epochs=4, batch_size=32, verbose=0, validation_data=(x[:64], y[:64]))
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    model.predict(x, verbose=0)
+    fit, evaluate, first_predict, second_predict = timed
+    assert [r.kind for r in timed] == ["fit", "evaluate", "predict", "predict"]  # validation is not a run
+    assert fit.samples == 256 and len(fit.epochs) == 4 and fit.traced
+    assert all(e.validation_seconds > 0 for e in fit.epochs)
+    # the first epoch traces and compiles: slower than the steady epochs
+    assert fit.first_s > max(e.seconds for e in fit.epochs[1:])
+    assert fit.steady_samples_per_s > 0 and fit.device == "CPU:0" and fit.policy == "float32"
+    assert not evaluate.traced  # validation inside fit already built the test function
+    assert first_predict.traced and first_predict.steady_samples_per_s is None
+    assert not second_predict.traced and second_predict.steady_samples_per_s > 0
+    assert second_predict.wall_s < first_predict.wall_s
+
+
+def test_policy_and_device_are_read_from_the_model(timed):
+    devswitch.configure(precision="bf16")
+    model = small_model("bf16")
+    model.fit(*data(64), epochs=1, verbose=0)
+    record = timed[-1]
+    assert record.policy == "mixed_bfloat16" and "bfloat16" in record.compute_dtypes
+    assert record.device == "CPU:0"
+
+
+@pytest.mark.parametrize("kind", ["tf.data", "generator", "steps_per_execution", "subclassed"])
+def test_inputs_and_models_of_every_kind_are_timed(timed, kind):
+    x, y = data(128)
+    model = small_model(kind.replace(".", "_"))
+    if kind == "tf.data":
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32, drop_remainder=True), epochs=2, verbose=0)
+        assert timed[-1].samples == 128 and timed[-1].steps == 4
+    elif kind == "generator":
+        def batches():
+            while True:
+                yield x[:32], y[:32]
+        model.fit(batches(), steps_per_epoch=3, epochs=2, verbose=0)
+        assert timed[-1].samples is None and timed[-1].steady_steps_per_s > 0  # batch size unknowable
+    elif kind == "steps_per_execution":
+        model.compile(optimizer="adam", loss="mse", steps_per_execution=4)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        assert timed[-1].samples == 128 and len(timed[-1].epochs) == 2
+    else:
+        class Twice(keras.Model):
+            def __init__(self):
+                super().__init__(name="subclassed")
+                self.dense = keras.layers.Dense(1)
+
+            def call(self, inputs):
+                return self.dense(inputs) * 2.0
+
+        model = Twice()
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        model.predict(x, verbose=0)
+        assert [r.kind for r in timed[-2:]] == ["fit", "predict"] and timed[-2].model == "subclassed"
+
+
+def test_float16_output_warns_once_naming_the_layer(timed, warnings_seen):
+    devswitch.configure(precision="fp16")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="logits"),
+                              keras.layers.Softmax(name="probs")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, _ = data(32)
+    model.predict(x, verbose=0)
+    model.predict(x, verbose=0)
+    hits = [w for w in warnings_seen if "outputs float16" in w]
+    assert len(hits) == 1 and "layer 'probs'" in hits[0] and 'dtype="float32"' in hits[0]
+    fixed = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Softmax(dtype="float32")])
+    fixed.predict(x, verbose=0)
+    assert len([w for w in warnings_seen if "outputs float16" in w]) == 1
+
+
+def test_nan_loss_is_reported(timed, warnings_seen):
+    x, y = data(64)
+    y[0, 0] = np.inf
+    model = small_model("nan")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert timed[-1].nonfinite_loss_epochs == (0, 1)
+    assert any("loss became NaN/inf at epoch(s) 1, 2" in w for w in warnings_seen)
+
+
+def test_a_crashing_call_keeps_what_was_measured(timed):
+    x, y = data(64)
+    model = small_model("crash")
+
+    class StopAfterTwo(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("boom in epoch 2")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, y, epochs=5, verbose=0, callbacks=[StopAfterTwo()])
+    record = timed[-1]
+    assert record.status == "failed: RuntimeError: boom in epoch 2"
+    assert len(record.epochs) >= 1 and record.wall_s > 0
+
+
+@pytest.mark.subprocess
+def test_summary_at_exit_and_json_report(run_python, tmp_path):
+    report = tmp_path / "out" / "runs.json"
+    proc = run_python(SCRIPTS / "timed_script.py", env={"DEVSWITCH_REPORT": str(report)})
+    assert proc.returncode == 0, proc.stderr
+    assert result_line(proc.stdout)["runs"] == 4
+    assert "devswitch: timed Keras calls" in proc.stderr and f"wrote 4 record(s) to {report}" in proc.stderr
+    doc = json.loads(report.read_text())
+    assert doc["schema_version"] == 1 and len(doc["records"]) == 4
+    assert doc["config"]["report"]["source"] == "env var"
+    assert doc["environment"]["tensorflow"] == tf.__version__ and doc["environment"]["cpu"]
+    assert doc["records"][0]["metrics"]["samples"] == {"value": 192, "unit": "samples"}
+
+
+@pytest.mark.subprocess
+def test_report_off_prints_nothing_and_crash_keeps_records(run_python, tmp_path):
+    proc = run_python(SCRIPTS / "timed_script.py", env={"DEVSWITCH_REPORT": "off"})
+    assert proc.returncode == 0 and "timed Keras calls" not in proc.stderr
+    assert result_line(proc.stdout)["runs"] == 0
+    report = tmp_path / "crash.json"
+    proc = run_python(SCRIPTS / "timed_script.py", "--crash", env={"DEVSWITCH_REPORT": str(report)})
+    assert proc.returncode == 1 and "Traceback" in proc.stderr  # the script's own error, as Python shows it
+    doc = json.loads(report.read_text())
+    assert [r["status"] for r in doc["records"]][:4] == ["ok"] * 4
+    assert doc["records"][-1]["status"].startswith("failed: ValueError")
