@@ -6,8 +6,10 @@ compiling) call timed apart, untimed warm-up iterations, then timed iterations
 call path — so batch-1 numbers measure the model, not Keras' per-call overhead.
 The plain ``model.predict`` figure is measured beside it, for honesty.
 
-Each iteration is timed on its own (latency percentiles), and throughput is
-reported as the median with its standard error and a robust jitter. FLOPs are
+Each step is timed on its own (latency percentiles) — or, for steps shorter
+than 10 ms, groups of k steps calibrated on the warm-up — and throughput is
+reported as the median with its standard error and a robust jitter, beside the
+overall figure (all samples / all timed seconds). FLOPs are
 counted analytically for Conv2D and Dense layers; the peak they are compared
 with is measured by a matmul probe in the same precision on the same device.
 """
@@ -26,6 +28,7 @@ from .energy import Energy, meter_for, unavailable
 from .results import Summary, metric
 
 PROBE_SIZE = 2048
+MIN_SAMPLE_S = 0.01  # a timed sample lasts at least this long: steps shorter than that are timed in groups
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class BenchmarkRecord:
     def to_dict(self) -> dict:
         s = self.summary
         achieved = self.achieved_gflops
+        latency_note = "per batch" if not s or s.steps_per_sample == 1 else \
+            f"per batch, mean over groups of {s.steps_per_sample} steps"
         return {
             "type": "benchmark", "model": self.model, "mode": self.mode, "batch": self.batch,
             "device": self.device, "policy": self.policy, "compute_dtype": self.compute_dtype,
@@ -79,10 +84,12 @@ class BenchmarkRecord:
                                      uncertainty=s and s.samples_per_s_err, jitter=s and s.samples_per_s_jitter),
                 "throughput_overall": metric(s and s.samples_per_s_overall, "samples/s",
                                              note="all timed samples / all timed seconds"),
-                "latency_p50": metric(s and s.latency_p50_ms, "ms", note="per batch"),
-                "latency_p90": metric(s and s.latency_p90_ms, "ms", note="per batch"),
-                "latency_p99": metric(s and s.latency_p99_ms, "ms", note="per batch"),
-                "timed_iterations": metric(s and s.n, "iterations"),
+                "latency_p50": metric(s and s.latency_p50_ms, "ms", note=latency_note),
+                "latency_p90": metric(s and s.latency_p90_ms, "ms", note=latency_note),
+                "latency_p99": metric(s and s.latency_p99_ms, "ms", note=latency_note),
+                "timed_samples": metric(s and s.n, "samples of timing",
+                                        note="each the mean of steps_per_sample back-to-back steps"),
+                "steps_per_sample": metric(s and s.steps_per_sample, "steps"),
                 "predict_throughput": metric(self.predict_samples_per_s, "samples/s",
                                              note="plain model.predict, for comparison"),
                 "first_call": metric(self.first_call_s, "s", note="tracing and compilation"),
@@ -204,7 +211,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
               peak_probe: bool = True, energy: bool = True, jit_compile: bool | None = None,
               name: str | None = None, clock: Callable[[], float] = time.perf_counter,
               on_record: Callable[[BenchmarkRecord], None] | None = None,
-              meter_factory: Callable[[Sequence[int]], Any] | None = None) -> list[BenchmarkRecord]:
+              meter_factory: Callable[[Sequence[int]], Any] | None = None,
+              min_sample_s: float = MIN_SAMPLE_S) -> list[BenchmarkRecord]:
     """Benchmark ``model`` (a Keras model, a factory, or a bundled name) at each batch size.
 
     Returns one immutable BenchmarkRecord per batch size. Build happens under the
@@ -272,14 +280,21 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 for _ in range(warmup):
                     step()
                 warm_s = clock() - t0
+                # Steps far shorter than the clock's and Python's noise are timed in groups of k
+                # (calibrated on the warm-up, like timeit's autorange), so the median of samples
+                # matches what a stopwatch sees; k is 1 whenever a step lasts 10 ms or more.
+                per_step = warm_s / warmup if warmup else first
+                k = max(1, math.ceil(min_sample_s / per_step)) if per_step > 0 else 1
+                samples = max(1, iterations)  # timed samples; each is k steps
                 if meter:
                     meter.start()
                 durations = []
                 start = clock()
-                while len(durations) < iterations or (clock() - start) < min_time:
+                while len(durations) < samples or (clock() - start) < min_time:
                     t = clock()
-                    step()
-                    durations.append(clock() - t)
+                    for _ in range(k):
+                        step()
+                    durations.append((clock() - t) / k)
                 reading = meter.stop() if meter else unavailable("energy measurement turned off")
                 predict_rate = predict_s = None
                 if predict_baseline and mode == "inference":
@@ -293,7 +308,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                     predict_rate = calls * batch / predict_s
                 gpu_peak = tf.config.experimental.get_memory_info(gpu_device)["peak"] if gpu_device else None
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", first,
-                                         warmup, warm_s, Summary.of(durations, batch),
+                                         warmup, warm_s, Summary.of(durations, batch, k),
                                          predict_rate, predict_s, flops, flops_note, peak, peak_source, probe_s,
                                          reading, _host_rss_peak(), gpu_peak)
             except KeyboardInterrupt:

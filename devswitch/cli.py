@@ -153,9 +153,159 @@ def init_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- run -------------------------------------------------------------------------------
+
+def run_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "run", help="run an unmodified Keras script under the switch",
+        description="Run SCRIPT (or -m MODULE) with devswitch applied first, as 'python SCRIPT ARGS...' would. "
+                    "Switch options go before the script; everything after it is the script's own.",
+        usage="devswitch run [switch options] (SCRIPT | -m MODULE) [ARGS...]")
+    add_switch_options(parser)
+    parser.add_argument("-m", dest="module", action="store_true", help="run a module, like python -m")
+    parser.add_argument("target", metavar="SCRIPT", help="the script (or module with -m) to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from . import session
+    from .launch import run_target
+
+    if not args.module and not Path(args.target).is_file():
+        raise UsageError(f"no such script: {args.target}",
+                         hint="give the path of a Python file, or -m MODULE for a module")
+    session.activate(explicit_from_args(args))
+    return run_target(args.target, args.args, module=args.module)
+
+
+# --- compare ---------------------------------------------------------------------------
+
+def compare_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "compare", help="benchmark a model across devices and precisions, one process per configuration",
+        description="Run a device x precision matrix and print the classic comparison table "
+                    "(img/s, W, img/s per W, speed-up), writing results.json/.csv/.md/.png.")
+    parser.add_argument("target", nargs="?", default="alexnet", metavar="MODEL",
+                        help="a bundled model (alexnet, small_cnn, mlp), path.py[:function] "
+                             "(default function build_model) or module:function (default: alexnet)")
+    parser.add_argument("--devices", default="cpu,gpu", help="comma-separated: cpu, gpu, gpu:N (default cpu,gpu)")
+    parser.add_argument("--precisions", default="fp32,half",
+                        help="comma-separated: fp32, fp16, bf16, half (default fp32,half)")
+    parser.add_argument("--batch-sizes", default="1,128", help="comma-separated (default 1,128)")
+    parser.add_argument("--mode", default="inference", choices=["inference", "training"])
+    parser.add_argument("--warmup", default="5", help="untimed iterations after the first call (default 5)")
+    parser.add_argument("--iterations", default="20", help="timed iterations per batch size (default 20)")
+    parser.add_argument("--min-time", default="0", help="keep timing for at least this many seconds (default 0)")
+    parser.add_argument("--baseline", default="cpu/fp32", help="column the speed-up is relative to (default cpu/fp32)")
+    parser.add_argument("--out", default="", help="output folder (default devswitch-results/<timestamp>)")
+    parser.add_argument("--no-predict-baseline", action="store_true", help="skip the plain model.predict figure")
+    parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul probe for fraction of peak")
+    return parser
+
+
+def _number(option: str, text: str, kind=int, minimum=0):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise UsageError(f"{option}: '{text}' is not a {'whole ' if kind is int else ''}number >= {minimum}",
+                         hint=f"e.g. {option} {max(minimum, 1)}")
+    return value
+
+
+def _items(option: str, text: str, parse) -> tuple:
+    from .settings import Invalid
+
+    items = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise UsageError(f"{option}: empty item in '{text}'", hint=f"e.g. {option} cpu,gpu")
+        try:
+            items.append(parse(item))
+        except Invalid as error:
+            hint = f"did you mean '{error.suggestion}'?" if error.suggestion else None
+            raise UsageError(f"{option}: '{item}' is not valid: expected {error.expected}", hint=hint) from None
+    if len(set(items)) != len(items):
+        raise UsageError(f"{option}: '{text}' names an item twice", hint="list each once")
+    return tuple(items)
+
+
+def options_from_args(args: argparse.Namespace):
+    """Validate every option before anything runs; pure."""
+    import time as _time
+
+    from .compare import Options
+    from .settings import parse_device, parse_precision
+
+    devices = _items("--devices", args.devices, parse_device)
+    if "auto" in devices:
+        raise UsageError("--devices: 'auto' is not a column", hint="name the devices: cpu,gpu")
+    precisions = _items("--precisions", args.precisions, parse_precision)
+    batches = _items("--batch-sizes", args.batch_sizes, lambda t: _number("--batch-sizes", t, int, 1))
+    base_device, _, base_precision = args.baseline.partition("/")
+    baseline = (parse_device(base_device) if base_device in ("cpu", "gpu") or base_device.startswith("gpu:")
+                else base_device, base_precision)
+    if baseline[0] not in devices or baseline[1] not in precisions:
+        raise UsageError(f"--baseline {args.baseline}: not one of the columns", hint="use DEVICE/PRECISION from "
+                         "--devices and --precisions, e.g. --baseline " + f"{devices[0]}/{precisions[0]}")
+    out = args.out or str(Path("devswitch-results") / _time.strftime("%Y%m%d-%H%M%S"))
+    return Options(args.target, devices, precisions, batches, args.mode,
+                   _number("--warmup", args.warmup, int, 0), _number("--iterations", args.iterations, int, 1),
+                   _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
+                   not args.no_peak_probe, baseline, out)
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from .compare import render_markdown, run_matrix, write_outputs
+    from .errors import RunError
+    from .models import BUNDLED
+
+    options = options_from_args(args)
+    target = options.target
+    if target not in BUNDLED and ":" not in target and not target.endswith(".py"):
+        raise UsageError(f"unknown model '{target}'", hint="give a bundled model (" + ", ".join(BUNDLED) +
+                         "), path.py[:function] or module:function")
+    if target.partition(":")[0].endswith(".py") and not Path(target.partition(":")[0]).is_file():
+        raise UsageError(f"no such file: {target.partition(':')[0]}", hint="check the path of the model file")
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    doc = run_matrix(options, progress)
+    notes = write_outputs(doc, Path(options.out))
+    print(render_markdown(doc))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"devswitch: wrote results.json, results.csv, results.md"
+          f"{'' if notes else ', results.png'} to {options.out}", file=sys.stderr)
+    if doc["interrupted"]:
+        return 130
+    failed = [c for c in doc["_cells"] if c.status.startswith("failed")]
+    return RunError.exit_code if failed else 0
+
+
 # --- entry point -----------------------------------------------------------------------
 
-COMMANDS = {"info": (info_parser, info_command), "init": (init_parser, init_command)}
+COMMANDS = {"info": (info_parser, info_command), "init": (init_parser, init_command),
+            "run": (run_parser, run_command), "compare": (compare_parser, compare_command)}
+
+
+def _split_run(argv: list[str]) -> list[str]:
+    """Put a literal '--' before the script's own arguments so argparse leaves them alone."""
+    i = argv.index("run") + 1
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return argv
+        if token == "-m":
+            return argv[:i + 2] + ["--"] + argv[i + 2:] if i + 2 <= len(argv) else argv
+        if token.startswith("-"):
+            i += 1 if "=" in token or token in ("-h", "--help") else 2
+            continue
+        return argv[:i + 1] + ["--"] + argv[i + 1:]
+    return argv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "run" in argv:
+        # the script's own options must not be parsed as ours: split at the script
+        args = parser.parse_args(_split_run(argv))
+    else:
+        args = parser.parse_args(argv)
     if not args.command:
         parser.print_help(sys.stderr)
         return 2

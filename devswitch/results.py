@@ -77,16 +77,19 @@ class Summary:
     latency_p50_ms: float
     latency_p90_ms: float
     latency_p99_ms: float
+    steps_per_sample: int = 1     # each timed sample is the mean of this many back-to-back steps
 
     @classmethod
-    def of(cls, durations: Sequence[float], batch: int) -> "Summary":
+    def of(cls, durations: Sequence[float], batch: int, steps_per_sample: int = 1) -> "Summary":
+        """``durations``: seconds per step, one per timed sample (a sample may average several steps)."""
         if not durations:
             raise ValueError("no timed iterations")
         rates = [batch / d for d in durations]
-        total = sum(durations)
+        total = sum(durations) * steps_per_sample
         ms = [d * 1000 for d in durations]
         return cls(len(durations), batch, total, median(rates), std_error(rates), jitter(rates),
-                   batch * len(durations) / total, percentile(ms, 50), percentile(ms, 90), percentile(ms, 99))
+                   batch * len(durations) / sum(durations), percentile(ms, 50), percentile(ms, 90),
+                   percentile(ms, 99), steps_per_sample)
 
 
 # --- records -------------------------------------------------------------------------

@@ -16,19 +16,22 @@ from .apply import apply
 from .config import Config, resolve
 from .devices import Inventory, Plan
 from .errors import DevswitchError
+from .sources import Layer
 
 _current: dict[str, Any] = {"config": None, "plan": None, "explicit": {}, "atexit": False}
 
 
-def resolve_here(explicit: Mapping[str, Any] | None = None) -> Config:
+def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
     """Resolve against this process's environment, home directory and working directory."""
     return resolve(os.environ, Path.home(), Path.cwd(), explicit)
 
 
-def activate(explicit: Mapping[str, Any] | None = None, inventory: Inventory | None = None) -> Plan:
+def activate(explicit: Mapping[str, Any] | Layer | None = None, inventory: Inventory | None = None) -> Plan:
+    """Resolve (with ``explicit`` values on top) and apply; remembers the result for config()/plan()."""
     cfg = resolve_here(explicit)
     plan = apply(cfg, inventory)
-    _current.update(config=cfg, plan=plan, explicit=dict(explicit or {}))
+    kept = {e.key: e.raw for e in explicit.entries} if isinstance(explicit, Layer) else dict(explicit or {})
+    _current.update(config=cfg, plan=plan, explicit=kept)
     if cfg.report != "off" and not _current["atexit"]:
         atexit.register(report_at_exit)
         _current["atexit"] = True

@@ -1,0 +1,421 @@
+"""``devswitch compare``: a matrix of device x precision configurations, one subprocess each.
+
+Data flows one way: options -> one worker process per configuration (events
+file) -> cells -> results.json / .csv / .md / .png. This process never imports
+TensorFlow; a configuration that cannot run here becomes "unavailable: <reason>",
+one that crashes "failed: <error>", and Ctrl-C stops the running worker and
+still writes every finished row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .results import SCHEMA_VERSION, table, write_atomic
+
+PRECISION_LABEL = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "half": "half"}
+
+
+@dataclass(frozen=True)
+class Options:
+    target: str = "alexnet"
+    devices: tuple[str, ...] = ("cpu", "gpu")
+    precisions: tuple[str, ...] = ("fp32", "half")
+    batch_sizes: tuple[int, ...] = (1, 128)
+    mode: str = "inference"
+    warmup: int = 5
+    iterations: int = 20
+    min_time: float = 0.0
+    predict_baseline: bool = True
+    peak_probe: bool = True
+    baseline: tuple[str, str] = ("cpu", "fp32")
+    out: str = ""
+    timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (device, precision, batch) result: measured, or why not."""
+
+    device: str
+    precision: str
+    batch: int
+    status: str                       # ok | unavailable: ... | failed: ... | interrupted | not run
+    resolved: str = ""                # the precision actually run (half -> bf16 ...)
+    record: dict | None = None
+
+    @property
+    def column(self) -> str:
+        label = f"{self.device} {self.precision}"
+        if self.resolved and self.resolved != self.precision:
+            label += f" ({self.resolved})"
+        return label
+
+    def metric(self, name: str):
+        return ((self.record or {}).get("metrics", {}).get(name) or {}).get("value")
+
+
+@dataclass
+class ConfigRun:
+    device: str
+    precision: str
+    wall_s: float = 0.0
+    startup_s: float | None = None
+    events: list = field(default_factory=list)
+    log: str = ""
+
+
+def _worker_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("DEVSWITCH_DISABLE", None)
+    return env
+
+
+def run_configuration(options: Options, device: str, precision: str, workdir: Path,
+                      progress: Callable[[str], None]) -> tuple[ConfigRun, bool]:
+    """Run one worker; returns its run and whether the user interrupted."""
+    name = f"{device}-{precision}".replace(":", "_").replace(",", "_")
+    events = workdir / f"{name}.events.jsonl"
+    spec = workdir / f"{name}.spec.json"
+    spec.write_text(json.dumps({"device": device, "precision": precision, "target": options.target,
+                                "batch_sizes": list(options.batch_sizes), "mode": options.mode,
+                                "warmup": options.warmup, "iterations": options.iterations,
+                                "min_time": options.min_time, "predict_baseline": options.predict_baseline,
+                                "peak_probe": options.peak_probe, "events": str(events)}))
+    log = workdir / f"{name}.log"
+    run = ConfigRun(device, precision)
+    started = time.time()
+    interrupted = False
+    seen = 0
+    with open(log, "w") as log_handle:
+        proc = subprocess.Popen([sys.executable, "-m", "devswitch.worker", str(spec)], stdout=log_handle,
+                                stderr=subprocess.STDOUT, env=_worker_env(), start_new_session=True)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                seen = _report_progress(events, seen, progress)
+                if time.time() - started > options.timeout:
+                    proc.kill()
+                    proc.wait()
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            progress("interrupted: stopping the running configuration, keeping every finished row")
+            try:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                proc.kill()
+                proc.wait()
+    _report_progress(events, seen, progress)
+    run.wall_s = time.time() - started
+    run.events = [json.loads(line) for line in events.read_text().splitlines() if line.strip()] \
+        if events.exists() else []
+    ready = next((e for e in run.events if e["event"] in ("ready", "unavailable")), None)
+    run.startup_s = ready["t"] - started if ready else None
+    run.log = log.read_text(errors="replace")
+    if proc.returncode not in (0, None) and not interrupted and not any(e["event"] == "done" for e in run.events):
+        run.events.append({"event": "crashed", "returncode": proc.returncode, "t": time.time()})
+    return run, interrupted
+
+
+def _report_progress(events: Path, seen: int, progress: Callable[[str], None]) -> int:
+    if not events.exists():
+        return seen
+    lines = events.read_text().splitlines()
+    for line in lines[seen:]:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            return seen  # a line being written: read it next time
+        if event["event"] == "record":
+            r = event["record"]
+            rate = r["metrics"]["throughput"]["value"]
+            text = f"{rate:,.1f}/s" if rate else r["status"]
+            progress(f"    batch {r['batch']}: {text}")
+        elif event["event"] == "unavailable":
+            progress(f"    unavailable: {event['reason']}")
+        elif event["event"] == "failed":
+            progress(f"    failed: {event['error']}")
+        seen += 1
+    return seen
+
+
+def _last_error_line(log: str) -> str:
+    lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith(("E0000", "I0000",
+                                                                                               "W0000"))]
+    return lines[-1][:200] if lines else "no output"
+
+
+def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
+    plan = next((e.get("plan") for e in run.events if e["event"] == "ready"), None) or {}
+    resolved = plan.get("precision", "")
+    records = {e["record"]["batch"]: e["record"] for e in run.events if e["event"] == "record"}
+    unavailable = next((e["reason"] for e in run.events if e["event"] == "unavailable"), None)
+    failed = next((e["error"] for e in run.events if e["event"] == "failed"), None)
+    crashed = next((e for e in run.events if e["event"] == "crashed"), None)
+    cells = []
+    for batch in batch_sizes:
+        record = records.get(batch)
+        if record is not None:
+            status = record["status"]
+        elif unavailable:
+            status = f"unavailable: {unavailable}"
+        elif failed:
+            status = f"failed: {failed}"
+        elif interrupted:
+            status = "interrupted"
+        elif crashed:
+            status = f"failed: worker exited with code {crashed['returncode']}: {_last_error_line(run.log)}"
+        else:
+            status = "failed: no result (see the log)"
+        cells.append(Cell(run.device, run.precision, batch, status, resolved, record))
+    return cells
+
+
+def run_matrix(options: Options, progress: Callable[[str], None]) -> dict:
+    """Run every configuration and return the results document (written by ``write_outputs``)."""
+    configs = [(d, p) for d in options.devices for p in options.precisions]
+    started = time.time()
+    runs: list[ConfigRun] = []
+    cells: list[Cell] = []
+    interrupted = False
+    progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
+             + ",".join(map(str, options.batch_sizes)))
+    with tempfile.TemporaryDirectory(prefix="devswitch-compare-") as tmp:
+        for i, (device, precision) in enumerate(configs):
+            if interrupted:
+                cells += [Cell(device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
+                continue
+            left = ", ".join(f"{d} {p}" for d, p in configs[i + 1:]) or "none"
+            progress(f"[{i + 1}/{len(configs)}] {device} {precision} (then: {left})")
+            run, interrupted = run_configuration(options, device, precision, Path(tmp), progress)
+            runs.append(run)
+            cells += cells_of(run, options.batch_sizes, interrupted)
+            progress(f"[{i + 1}/{len(configs)}] {device} {precision}: {run.wall_s:.1f} s")
+    total = time.time() - started
+    return document(options, runs, cells, total, interrupted)
+
+
+def _measured(run: ConfigRun) -> float:
+    total = 0.0
+    for event in run.events:
+        if event["event"] == "record":
+            total += sum(v for v in event["record"]["phases_s"].values() if v)
+    return total
+
+
+def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: float, interrupted: bool) -> dict:
+    ready = next((e for r in runs for e in r.events if e["event"] == "ready"), {})
+    built = next((e for r in runs for e in r.events if e["event"] == "built"), {})
+    measured = sum(_measured(r) for r in runs)
+    startup = sum(r.startup_s or 0.0 for r in runs)
+    breakdown = {
+        "total_s": total,
+        "configurations": [{"device": r.device, "precision": r.precision, "wall_s": r.wall_s,
+                            "startup_s": r.startup_s, "measured_s": _measured(r)} for r in runs],
+        "sum_measured_s": measured,
+        "sum_startup_s": startup,
+        "overhead_ratio": total / (measured + startup) if measured + startup else None,
+        "note": "measured = first call + warm-up + timed + predict baseline + peak probe of every record; "
+                "startup = spawn to TensorFlow imported and devswitch applied, per configuration",
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": ["devswitch", "compare", *sys.argv[2:]] if sys.argv[1:2] == ["compare"] else sys.argv,
+        "options": {**asdict(options), "baseline": f"{options.baseline[0]} {options.baseline[1]}"},
+        "model": {"target": options.target, "name": built.get("model"), "parameters": built.get("parameters"),
+                  "unit": built.get("unit", "samples")},
+        "environment": ready.get("environment"),
+        "interrupted": interrupted,
+        "cells": [{"device": c.device, "precision": c.precision, "resolved_precision": c.resolved,
+                   "batch": c.batch, "status": c.status} for c in cells],
+        "records": [c.record for c in cells if c.record],
+        "timing": breakdown,
+        "_cells": cells,
+    }
+
+
+# --- outputs -------------------------------------------------------------------------------
+
+def _num(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def render_markdown(doc: dict) -> str:
+    cells: list[Cell] = doc["_cells"]
+    options = doc["options"]
+    unit = doc["model"]["unit"]
+    env = doc.get("environment") or {}
+    base_device, base_precision = options["baseline"].split(" ")
+    lines = [f"# devswitch compare: {doc['model']['name'] or options['target']} ({options['mode']})", ""]
+    if env:
+        lines.append(f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); TensorFlow {env.get('tensorflow')}, "
+                     f"Keras {env.get('keras')}. Throughput is the median over timed samples ± its standard error.")
+        lines.append("")
+    columns = list(dict.fromkeys((c.device, c.precision) for c in cells))
+    footnotes: list[str] = []
+
+    def mark(status: str) -> str:
+        """Short cell text; the full reason goes to a numbered note under the tables."""
+        kind, _, reason = status.partition(": ")
+        if not reason:
+            return status
+        if reason not in footnotes:
+            footnotes.append(reason)
+        return f"{kind} [{footnotes.index(reason) + 1}]"
+
+    for batch in options["batch_sizes"]:
+        row_cells = {(c.device, c.precision): c for c in cells if c.batch == batch}
+        header = [f"batch {batch}"] + [row_cells[k].column for k in columns]
+        base = row_cells.get((base_device, base_precision))
+        base_rate = base.metric("throughput") if base and base.record else None
+        rows = {f"{unit}/s": [], f"`model.predict` {unit}/s": [], "W": [], f"{unit}/s per W": [],
+                f"speed-up vs {base_device} {base_precision}": [], "latency p50 / p99 (ms)": []}
+        for key in columns:
+            c = row_cells[key]
+            if c.status != "ok":
+                for name in rows:
+                    rows[name].append(mark(c.status) if name == f"{unit}/s" else "-")
+                continue
+            rate, err = c.metric("throughput"), c.record["metrics"]["throughput"].get("uncertainty")
+            rows[f"{unit}/s"].append(f"{_num(rate)} ± {_num(err)}")
+            rows[f"`model.predict` {unit}/s"].append(_num(c.metric("predict_throughput")))
+            energy = c.record.get("energy") or {}
+            watts = c.metric("power")
+            rows["W"].append(_num(watts) if watts else "unavailable")
+            rows[f"{unit}/s per W"].append(_num(c.metric("samples_per_watt"), 2) if watts else "-")
+            rows[f"speed-up vs {base_device} {base_precision}"].append(
+                f"{rate / base_rate:.2f}x" if base_rate and rate else "-")
+            rows["latency p50 / p99 (ms)"].append(f"{_num(c.metric('latency_p50'), 2)} / "
+                                                  f"{_num(c.metric('latency_p99'), 2)}")
+            _ = energy
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("| " + " | ".join("---" for _ in header) + " |")
+        for name, values in rows.items():
+            lines.append("| " + " | ".join([name, *values]) + " |")
+        lines.append("")
+    for i, reason in enumerate(footnotes, 1):
+        lines.append(f"[{i}] {reason}")
+    if footnotes:
+        lines.append("")
+    reasons = sorted({(c.record.get("energy") or {}).get("reason") for c in cells if c.record} - {None})
+    if reasons:
+        lines.append("Power not measured: " + "; ".join(reasons) + ". No figure is estimated.")
+        lines.append("")
+    t = doc["timing"]
+    if t["overhead_ratio"]:
+        lines.append(f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the measured phases "
+                     f"({t['sum_measured_s']:.1f} s) plus TensorFlow start-ups ({t['sum_startup_s']:.1f} s).")
+    if doc["interrupted"]:
+        lines.append("")
+        lines.append("Interrupted: the rows marked 'interrupted' / 'not run' were not measured.")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+CSV_FIELDS = ["device", "precision", "resolved_precision", "batch", "status", "policy", "throughput",
+              "throughput_err", "throughput_jitter", "throughput_overall", "predict_throughput", "latency_p50_ms",
+              "latency_p90_ms", "latency_p99_ms", "first_call_s", "achieved_gflops", "fraction_of_peak",
+              "power_w", "energy_j", "per_watt", "speedup_vs_baseline", "power_note"]
+
+
+def render_csv(doc: dict) -> str:
+    cells: list[Cell] = doc["_cells"]
+    base_device, base_precision = doc["options"]["baseline"].split(" ")
+    base = {c.batch: c.metric("throughput") for c in cells
+            if (c.device, c.precision) == (base_device, base_precision) and c.record}
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for c in cells:
+        row = {"device": c.device, "precision": c.precision, "resolved_precision": c.resolved, "batch": c.batch,
+               "status": c.status}
+        if c.record:
+            m = c.record["metrics"]
+            rate = c.metric("throughput")
+            row.update(policy=c.record["policy"], throughput=rate, throughput_err=m["throughput"]["uncertainty"],
+                       throughput_jitter=m["throughput"]["jitter"], throughput_overall=c.metric("throughput_overall"),
+                       predict_throughput=c.metric("predict_throughput"), latency_p50_ms=c.metric("latency_p50"),
+                       latency_p90_ms=c.metric("latency_p90"), latency_p99_ms=c.metric("latency_p99"),
+                       first_call_s=c.metric("first_call"), achieved_gflops=c.metric("achieved"),
+                       fraction_of_peak=c.metric("fraction_of_peak"), power_w=c.metric("power"),
+                       energy_j=c.metric("energy"), per_watt=c.metric("samples_per_watt"),
+                       speedup_vs_baseline=rate / base[c.batch] if base.get(c.batch) and rate else None,
+                       power_note=(c.record.get("energy") or {}).get("reason") or "")
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def render_plot(doc: dict, path: Path) -> str | None:
+    """Write the bar chart; returns a one-line note instead when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "results.png not written: matplotlib is not installed (pip install 'devswitch[plot]')"
+    cells: list[Cell] = doc["_cells"]
+    unit = doc["model"]["unit"]
+    batches = doc["options"]["batch_sizes"]
+    columns = list(dict.fromkeys(c.column for c in cells))
+    any_watts = any(c.metric("power") for c in cells if c.record)
+    fig, axes = plt.subplots(1, 2 if any_watts else 1, figsize=(5 + 2.2 * len(columns), 4.2), squeeze=False)
+    width = 0.8 / max(1, len(columns))
+    for panel, (metric_name, label) in enumerate([("throughput", f"{unit}/s"),
+                                                  ("samples_per_watt", f"{unit}/s per W")][:axes.shape[1]]):
+        ax = axes[0][panel]
+        for j, column in enumerate(columns):
+            xs, ys, errs = [], [], []
+            for i, batch in enumerate(batches):
+                cell = next(c for c in cells if c.column == column and c.batch == batch)
+                value = cell.metric(metric_name) if cell.record else None
+                xs.append(i + j * width)
+                ys.append(value or 0.0)
+                errs.append((cell.record or {}).get("metrics", {}).get(metric_name, {}).get("uncertainty") or 0.0)
+                if not value:
+                    ax.text(i + j * width, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+            ax.bar(xs, ys, width, yerr=errs if metric_name == "throughput" else None, label=column, capsize=2)
+        ax.set_xticks([i + width * (len(columns) - 1) / 2 for i in range(len(batches))])
+        ax.set_xticklabels([f"batch {b}" for b in batches])
+        ax.set_ylabel(label)
+        ax.set_yscale("log")
+        ax.grid(axis="y", alpha=0.3)
+    title = f"{doc['model']['name'] or doc['options']['target']} {doc['options']['mode']}"
+    if not any_watts:
+        title += f" ({unit}/s per W: power not measurable here)"
+    fig.suptitle(title, fontsize=10)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def write_outputs(doc: dict, out: Path) -> list[str]:
+    """Write results.json/.csv/.md (atomically) and results.png; returns notes for the user."""
+    out.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in doc.items() if not k.startswith("_")}
+    write_atomic(out / "results.json", json.dumps(public, indent=2, default=str) + "\n")
+    write_atomic(out / "results.csv", render_csv(doc))
+    write_atomic(out / "results.md", render_markdown(doc))
+    note = render_plot(doc, out / "results.png")
+    return [note] if note else []

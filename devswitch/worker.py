@@ -1,0 +1,120 @@
+"""One configuration of ``devswitch compare``, in its own process: ``python -m devswitch.worker SPEC.json``.
+
+Device visibility is fixed once per process, so each device x precision pair
+runs here, in a fresh interpreter. Everything it learns is appended as one JSON
+line per event to the events file named in the spec, flushed at once, so the
+parent keeps every finished row even if this process crashes or is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class Events:
+    def __init__(self, path: str):
+        self.handle = open(path, "a", encoding="utf-8")
+
+    def __call__(self, event: str, **data) -> None:
+        self.handle.write(json.dumps({"event": event, "t": time.time(), **data}, default=str) + "\n")
+        self.handle.flush()
+
+
+def load_factory(target: str):
+    """A bundled model name, ``path.py[:function]`` or ``module:function`` -> a callable returning a model."""
+    import importlib
+    import importlib.util
+
+    from .errors import UsageError
+    from .models import BUNDLED
+
+    if target in BUNDLED:
+        return BUNDLED[target]
+    path, _, function = target.partition(":") if not target.endswith(".py") else (target, "", "")
+    if path.endswith(".py"):
+        file = Path(path)
+        if not file.is_file():
+            raise UsageError(f"no such file: {path}", hint="give a bundled model name, path.py:function or "
+                                                           "module:function")
+        spec = importlib.util.spec_from_file_location(f"devswitch_user_{file.stem}", file)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(file.parent.resolve()))
+        spec.loader.exec_module(module)
+        function = function or "build_model"
+    else:
+        if not function:
+            raise UsageError(f"'{target}' is neither a bundled model nor module:function",
+                             hint="bundled models: " + ", ".join(BUNDLED))
+        module = importlib.import_module(path)
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise UsageError(f"{path} has no function '{function}'",
+                         hint="define it to return a Keras model, or name another with path.py:function")
+    return factory
+
+
+def unsupported_reason(plan) -> str | None:
+    """Why this precision cannot really run on the chosen device (it would be emulated), or None."""
+    from .devices import detect_cpu, detect_gpus
+
+    if plan.precision != "bf16":
+        return None
+    if not plan.gpus:
+        if not detect_cpu().native_bf16:
+            return "this CPU has no native bf16 (AVX512-BF16 or AMX); it would be emulated"
+        return None
+    gpus = detect_gpus()
+    old = [g for g in gpus if g.index in plan.gpus and g.compute_capability and g.compute_capability < (8, 0)]
+    if old:
+        return f"gpu:{old[0].index} (compute capability {old[0].cc}) has no bf16 tensor cores (needs 8.0+)"
+    return None
+
+
+def main(spec_path: str) -> int:
+    spec = json.loads(Path(spec_path).read_text())
+    emit = Events(spec["events"])
+    emit("spawned")
+    try:
+        from . import session
+        from .errors import DevswitchError, describe
+
+        explicit = {"device": spec["device"], "precision": spec["precision"], "fallback": "error",
+                    "report": "off"}
+        try:
+            plan = session.activate(explicit)
+        except DevswitchError as error:
+            emit("unavailable", reason=error.message)
+            return 0
+        reason = unsupported_reason(plan)
+        context = session.context()
+        emit("ready", plan=context.get("plan"), environment=context["environment"], config=context["config"])
+        if reason:
+            emit("unavailable", reason=reason)
+            return 0
+        try:
+            model = load_factory(spec["target"])()
+        except Exception as error:  # the user's factory raised: a failed row, the rest goes on
+            emit("failed", error=describe(error))
+            return 0
+        shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
+        emit("built", model=model.name, unit="img" if len(shape) == 3 else "samples",
+             parameters=int(model.count_params()))
+
+        from .benchmarking import benchmark
+
+        benchmark(model, batch_sizes=spec["batch_sizes"], mode=spec["mode"], warmup=spec["warmup"],
+                  iterations=spec["iterations"], min_time=spec["min_time"],
+                  predict_baseline=spec["predict_baseline"], peak_probe=spec["peak_probe"],
+                  on_record=lambda record: emit("record", record=record.to_dict()))
+        emit("done")
+        return 0
+    except KeyboardInterrupt:
+        emit("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
