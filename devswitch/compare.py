@@ -388,12 +388,18 @@ def render_plot(doc: dict, path: Path) -> str | None:
             for i, batch in enumerate(batches):
                 cell = next(c for c in cells if c.column == column and c.batch == batch)
                 value = cell.metric(metric_name) if cell.record else None
+                if not value:  # say why there is no bar, at the foot of the axis
+                    why = cell.status.split(":")[0] if cell.status != "ok" else "not measured"
+                    ax.text(i + j * width, 0.02, why, transform=ax.get_xaxis_transform(), ha="center",
+                            va="bottom", fontsize=7, rotation=90, color="0.4")
+                    continue
                 xs.append(i + j * width)
-                ys.append(value or 0.0)
+                ys.append(value)
                 errs.append((cell.record or {}).get("metrics", {}).get(metric_name, {}).get("uncertainty") or 0.0)
-                if not value:
-                    ax.text(i + j * width, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-            ax.bar(xs, ys, width, yerr=errs if metric_name == "throughput" else None, label=column, capsize=2)
+            if xs:
+                ax.bar(xs, ys, width, yerr=errs if metric_name == "throughput" else None, capsize=2,
+                       color=f"C{j}")
+        ax.set_xlim(-width, len(batches) - 1 + width * len(columns))
         ax.set_xticks([i + width * (len(columns) - 1) / 2 for i in range(len(batches))])
         ax.set_xticklabels([f"batch {b}" for b in batches])
         ax.set_ylabel(label)
@@ -403,7 +409,9 @@ def render_plot(doc: dict, path: Path) -> str | None:
     if not any_watts:
         title += f" ({unit}/s per W: power not measurable here)"
     fig.suptitle(title, fontsize=10)
-    axes[0][0].legend(fontsize=8)
+    from matplotlib.patches import Patch
+
+    axes[0][0].legend(handles=[Patch(color=f"C{j}", label=column) for j, column in enumerate(columns)], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
