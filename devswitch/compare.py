@@ -289,7 +289,8 @@ def render_markdown(doc: dict) -> str:
         base = row_cells.get((base_device, base_precision))
         base_rate = base.metric("throughput") if base and base.record else None
         rows = {f"{unit}/s": [], f"`model.predict` {unit}/s": [], "W": [], f"{unit}/s per W": [],
-                f"speed-up vs {base_device} {base_precision}": [], "latency p50 / p99 (ms)": []}
+                f"speed-up vs {base_device} {base_precision}": [], "latency p50 / p99 (ms)": [],
+                "GFLOP/s (of measured matmul peak)": []}
         for key in columns:
             c = row_cells[key]
             if c.status != "ok":
@@ -299,7 +300,6 @@ def render_markdown(doc: dict) -> str:
             rate, err = c.metric("throughput"), c.record["metrics"]["throughput"].get("uncertainty")
             rows[f"{unit}/s"].append(f"{_num(rate)} ± {_num(err)}")
             rows[f"`model.predict` {unit}/s"].append(_num(c.metric("predict_throughput")))
-            energy = c.record.get("energy") or {}
             watts = c.metric("power")
             rows["W"].append(_num(watts) if watts else "unavailable")
             rows[f"{unit}/s per W"].append(_num(c.metric("samples_per_watt"), 2) if watts else "-")
@@ -307,7 +307,9 @@ def render_markdown(doc: dict) -> str:
                 f"{rate / base_rate:.2f}x" if base_rate and rate else "-")
             rows["latency p50 / p99 (ms)"].append(f"{_num(c.metric('latency_p50'), 2)} / "
                                                   f"{_num(c.metric('latency_p99'), 2)}")
-            _ = energy
+            fraction = c.metric("fraction_of_peak")
+            rows["GFLOP/s (of measured matmul peak)"].append(
+                _num(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else ""))
         lines.append("| " + " | ".join(header) + " |")
         lines.append("| " + " | ".join("---" for _ in header) + " |")
         for name, values in rows.items():

@@ -72,11 +72,11 @@ def _parse(entry: Entry) -> Any:
                           where=entry.where, hint=hint) from None
 
 
-def explicit_layer(explicit: Mapping[str, Any], where: str | Mapping[str, str] = "devswitch.configure()") -> Layer:
+def explicit_layer(explicit: Mapping[str, Any], where: str | Mapping[str, str] = "devswitch.configure") -> Layer:
     """Explicit arguments as a Layer; ``where`` names the argument (e.g. ``--device``) per key or for all."""
     entries = []
     for key, raw in explicit.items():
-        place = where.get(key, key) if isinstance(where, Mapping) else f"{where} {key}="
+        place = where.get(key, key) if isinstance(where, Mapping) else f"{where}({key}=...)"
         if key not in BY_NAME:
             guess = closest(key, list(BY_NAME))
             raise ConfigError(f"unknown setting '{key}'", where=place,
