@@ -13,6 +13,7 @@ TooLateError instead of silently ignoring the setting.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -123,6 +124,101 @@ def _apply_devices(tf, plan: Plan, config: Config) -> None:
                 raise _too_late(f"memory_growth of {device.name}", config.memory_growth, current) from None
 
 
+def _apply_cpu_replicas(tf, config: Config) -> None:
+    """Split the CPU into N logical devices (the way to run N replicas on a CPU-only machine)."""
+    if config.cpu_replicas <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] *
+                                                   config.cpu_replicas)
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != config.cpu_replicas:
+            raise _too_late("cpu_replicas", config.cpu_replicas, f"{have} logical CPU device(s)") from None
+
+
+def _apply_strategy(tf, strategy_plan) -> None:
+    """Create TensorFlow's own strategy and make it the default, so unmodified scripts build and fit under it."""
+    tf.distribute.experimental_set_strategy(None)
+    _state["strategy"] = None
+    if strategy_plan.name == "none":
+        return
+    if strategy_plan.name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(devices=list(strategy_plan.devices))
+    else:
+        if strategy_plan.tf_config is not None:
+            os.environ["TF_CONFIG"] = strategy_plan.tf_config  # read by TFConfigClusterResolver
+        _install_multi_worker_shims(tf)
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            raise TooLateError(f"strategy=multi_worker must be created before TensorFlow's runtime starts: "
+                               f"{error}", hint=_TOO_LATE_HINT) from None
+    tf.distribute.experimental_set_strategy(strategy)
+    _state["strategy"] = strategy
+
+
+def _install_multi_worker_shims(tf) -> None:
+    """Make Keras 3's fit() work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Two steps of Keras' TensorFlow trainer fail when there is more than one worker:
+    1. ``_maybe_symbolic_build`` collective-reduces the first *data* batch ("MEAN")
+       only to learn its shapes; the first local replica's batch has the same
+       shapes and needs no collective op.
+    2. ``reduce_per_replica`` reduces the step's scalar logs with ``axis=0``,
+       which a scalar does not have; a scalar is reduced with ``axis=None``.
+    Both shims act only under MultiWorkerMirroredStrategy and defer to Keras
+    otherwise; if Keras' internals differ, nothing is patched (and a warning says so).
+    """
+    if _state.get("multi_worker_shims"):
+        return
+    try:
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+        symbolic_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+        reduce_per_replica = tf_trainer.reduce_per_replica
+    except (ImportError, AttributeError):
+        log.warning("multi_worker: this Keras version's trainer is not the one devswitch knows; fit() may hit "
+                    "keras-team/keras#20585")
+        return
+    multi_worker = tf.distribute.MultiWorkerMirroredStrategy
+    distributed = tf.distribute.DistributedValues
+
+    @functools.wraps(symbolic_build)
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is not None and isinstance(strategy, multi_worker):
+            for _, _, batches in iterator:
+                first = next(batches)
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, distributed) else v, first)
+                break
+            return symbolic_build(self, None, data_batch)
+        return symbolic_build(self, iterator, data_batch)
+
+    @functools.wraps(reduce_per_replica)
+    def _reduce_per_replica(values, strategy, reduction="auto"):
+        if not (isinstance(strategy, multi_worker) and reduction in ("auto", "mean")):
+            return reduce_per_replica(values, strategy, reduction)
+
+        def reduce_one(value):
+            local = strategy.experimental_local_results(value)[0] if isinstance(value, distributed) else value
+            if tf.is_tensor(local) and local.shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)
+            return reduce_per_replica(value, strategy, reduction)
+
+        return tf.nest.map_structure(reduce_one, values)
+
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    tf_trainer.reduce_per_replica = _reduce_per_replica
+    _state["multi_worker_shims"] = True
+
+
+def strategy():
+    """The tf.distribute strategy devswitch applied, or None."""
+    return _state.get("strategy")
+
+
 def _apply_threads(tf, config: Config) -> None:
     threading = tf.config.threading
     for label, value, setter, getter in (
@@ -187,8 +283,16 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
 
     if config.log_level in ("quiet", "error"):
         tf.get_logger().setLevel(logging.ERROR)
+    from .distribute import plan_strategy
+
+    strategy_plan = plan_strategy(config, plan, os.environ)
+    for warning in strategy_plan.warnings:
+        log.warning(warning)
     _apply_devices(tf, plan, config)
+    _apply_cpu_replicas(tf, config)
     _apply_threads(tf, config)
+    _apply_strategy(tf, strategy_plan)
+    plan = dataclasses.replace(plan, strategy=strategy_plan)
 
     import keras
 
@@ -196,5 +300,5 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
     _state["xla"] = config.xla
     _install_xla_default(keras)
     _install_timing(keras, config)
-    log.info(plan.summary())
+    log.info(plan.summary() + ("" if strategy_plan.name == "none" else " " + strategy_plan.summary()))
     return plan

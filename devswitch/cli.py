@@ -63,12 +63,19 @@ def collect_info(config: Config, inventory) -> tuple[dict, int]:
         plan = choose(config, inventory)
         half = choose(Config({**config.values, "precision": dataclasses.replace(
             config["precision"], value="half")}), inventory)
+        import os
+
+        from .distribute import plan_strategy
+
+        strategy = plan_strategy(config, plan, os.environ)
         data["resolved"] = {
             "device": plan.device, "gpus": list(plan.gpus), "device_reason": plan.device_reason,
             "precision": plan.precision, "policy": plan.policy, "precision_reason": plan.precision_reason,
             "half": half.precision, "half_reason": half.precision_reason,
+            "strategy": strategy.name, "replicas": strategy.replicas, "replica_devices": list(strategy.devices),
+            "workers": strategy.workers, "role": strategy.role,
         }
-        data["warnings"] = list(plan.warnings)
+        data["warnings"] = list(plan.warnings) + list(strategy.warnings)
     except DevswitchError as error:
         data["resolved"] = {"error": str(error)}
         data["warnings"] = []
@@ -110,6 +117,8 @@ def render_info(data: dict) -> str:
         lines.append(f"  device     {r['device']}  ({r['device_reason']})")
         lines.append(f"  precision  {r['precision']} = Keras policy {r['policy']}  ({r['precision_reason']})")
         lines.append(f"  half       would be {r['half']}  ({r['half_reason']})")
+        lines.append(f"  strategy   {r['strategy']}: {r['replicas']} replica(s) on {', '.join(r['replica_devices'])}"
+                     f" | {r['role']}")
     for warning in data["warnings"]:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import Config
 from .errors import DeviceError
@@ -69,6 +70,7 @@ class Plan:
     device_reason: str
     precision_reason: str
     warnings: tuple[str, ...] = field(default=())
+    strategy: Any = None         # distribute.StrategyPlan, filled in when applied
 
     @property
     def policy(self) -> str:

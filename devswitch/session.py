@@ -38,6 +38,16 @@ def activate(explicit: Mapping[str, Any] | Layer | None = None, inventory: Inven
     return plan
 
 
+def scope():
+    """The applied strategy's scope (``with devswitch.scope(): model = ...``), or a no-op context."""
+    import contextlib
+
+    from .apply import strategy
+
+    current = strategy()
+    return current.scope() if current is not None else contextlib.nullcontext()
+
+
 def runs() -> list:
     """The timed Keras calls of this process so far (records are immutable)."""
     from .timing import RUNS
@@ -58,6 +68,9 @@ def context() -> dict:
     if plan is not None:
         data["plan"] = {"device": plan.device, "precision": plan.precision, "policy": plan.policy,
                         "device_reason": plan.device_reason, "precision_reason": plan.precision_reason}
+        if plan.strategy is not None:
+            data["plan"].update(strategy=plan.strategy.name, replicas=plan.strategy.replicas,
+                                workers=plan.strategy.workers, role=plan.strategy.role)
     return data
 
 

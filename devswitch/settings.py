@@ -159,6 +159,25 @@ def parse_report(raw: Any) -> str:
                   closest(str(raw), ["off", "summary"]))
 
 
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def parse_workers(raw: Any) -> tuple[str, ...]:
+    """Worker addresses ``host:port``, as a YAML list or a comma-separated string; empty = none."""
+    expected = "host:port addresses, comma-separated or a YAML list, e.g. 10.0.0.1:12345,10.0.0.2:12345"
+    if raw is None or raw == "":
+        return ()
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",") if isinstance(raw, str) else None
+    if items is None:
+        raise Invalid(expected)
+    items = [str(item).strip() for item in items]
+    if not all(_ADDRESS_RE.match(item) for item in items):
+        raise Invalid(expected)
+    if len(set(items)) != len(items):
+        raise Invalid("each worker address at most once")
+    return tuple(items)
+
+
 def parse_profile(raw: Any) -> str:
     if raw is None:
         return ""
@@ -213,6 +232,26 @@ SETTINGS: tuple[Setting, ...] = (
             "Also time every batch of fit/predict. Opt-in and labelled in the records: overriding Keras' "
             "batch hooks turns off its asynchronous dispatch, so it can slow down what it measures.",
             "false"),
+    Setting("strategy", "none", choice("none", "mirrored", "multi_worker"),
+            "none, mirrored, multi_worker",
+            "A tf.distribute strategy for the whole script: mirrored = all selected devices of this machine "
+            "(MirroredStrategy); multi_worker = MultiWorkerMirroredStrategy over the cluster in TF_CONFIG or "
+            "in workers/worker_index.",
+            "none"),
+    Setting("cpu_replicas", 0, _count,
+            "N >= 0",
+            "Split the CPU into N logical devices, so mirrored runs N replicas on a CPU-only machine "
+            "(0 = do not split).",
+            "0"),
+    Setting("workers", (), parse_workers,
+            "host:port,host:port,...",
+            "The cluster for multi_worker when TF_CONFIG is not set: every worker's address, the same list "
+            "on every machine. devswitch turns it into TF_CONFIG.",
+            '""'),
+    Setting("worker_index", 0, _count,
+            "N >= 0",
+            "This machine's position in workers (0 is the chief).",
+            "0"),
     Setting("profile", "", parse_profile,
             "a name defined under profiles:",
             "The named set of settings to apply (see profiles). Usually chosen with DEVSWITCH_PROFILE.",

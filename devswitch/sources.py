@@ -179,9 +179,10 @@ def parse_flags(text: str) -> tuple[Entry, ...]:
         if not token:
             continue
         if "=" not in token:
-            if token.isdigit() and entries and entries[-1].key == "device":
-                last = entries[-1]
-                entries[-1] = Entry("device", f"{last.raw},{token}", last.where)
+            if entries and ((token.isdigit() and entries[-1].key == "device") or
+                            (":" in token and entries[-1].key == "workers")):
+                last = entries[-1]  # lists keep their commas: device=gpu:0,1 / workers=a:1,b:2
+                entries[-1] = Entry(last.key, f"{last.raw},{token}", last.where)
                 continue
             guess = next((n for n in NAMES if token.lower().startswith(n)), None)
             hint = (f"did you mean '{guess}={token[len(guess):]}'?" if guess else
