@@ -127,10 +127,9 @@ def render_info(data: dict) -> str:
 def info_command(args: argparse.Namespace) -> int:
     import os
 
+    from .apply import native_log_filter, set_tf_log_level
     from .config import resolve
     from .devices import detect
-
-    from .apply import native_log_filter, set_tf_log_level
 
     config = resolve(os.environ, Path.home(), Path.cwd(), explicit_from_args(args))
     set_tf_log_level(config)

@@ -100,3 +100,14 @@ def test_command_entry_points_do_not_switch_themselves(command, tmp_path):
     # the bad value is reported once, by the command, not by an import-time activation
     assert proc.returncode == 2
     assert proc.stderr.count("invalid value 'fp8'") == 1 and "Traceback" not in proc.stderr
+
+
+def test_info_shows_the_strategy_replicas_and_role(cli_env, capsys):
+    assert main(["info", "--json", "--strategy", "mirrored", "--cpu-replicas", "2"]) == 0
+    resolved = json.loads(capsys.readouterr().out)["resolved"]
+    assert resolved["strategy"] == "mirrored" and resolved["replicas"] == 2
+    assert resolved["replica_devices"] == ["/cpu:0", "/cpu:1"] and resolved["role"] == "single machine"
+    assert main(["info", "--strategy", "multi_worker", "--workers", "a:1,b:1", "--worker-index", "1"]) == 0
+    assert "strategy   multi_worker: 2 replica(s) on /cpu:0 | worker 1 of 2 workers" in capsys.readouterr().out
+    assert main(["info", "--strategy", "multi_worker"]) == 2
+    assert "error: --strategy: strategy=multi_worker needs a cluster" in capsys.readouterr().out

@@ -119,3 +119,11 @@ def test_render_calls_shows_status_and_nan():
     text = results.render_calls([_record(1), failed])
     assert "failed: ValueError: boom" in text and "loss NaN/inf at epoch 2" in text
     assert "640 samples/s" in text
+
+
+def test_call_records_give_global_and_per_replica_throughput():
+    record = CallRecord("fit", "m", "ok", 1.0, True, 0.5, 0.5, 10, 320, 640.0, 20.0, replicas=2, workers=2)
+    metrics = record.to_dict()["metrics"]
+    assert metrics["steady_throughput"]["value"] == 640.0
+    assert metrics["steady_throughput_per_replica"] == {"value": 320.0, "unit": "samples/s"}
+    assert "2 replicas, 2 worker(s)" in results.render_calls([record])
