@@ -231,6 +231,12 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
 
         raise UsageError(f"unknown mode '{mode}'", hint="use mode='inference' or mode='training'")
     model, label = _resolve_model(model, name)
+    if not getattr(model, "inputs", None):
+        from .errors import UsageError
+
+        raise UsageError(f"model '{label}' has no known input shape, so synthetic input cannot be made",
+                         hint="build it from keras.Input(...) (functional or Sequential), or wrap a subclassed "
+                              "model: keras.Sequential([keras.Input(shape), model])")
     policy = timing.policy_name(model)
     compute = keras.config.dtype_policy().compute_dtype if policy == "unknown" else \
         getattr(model.dtype_policy, "compute_dtype", "float32")
@@ -255,7 +261,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
         _, loss = _labels(model, 1)
         model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
     forward = tf.function(lambda t: model(t, training=False), jit_compile=jit_compile)
-    gpu_device = f"GPU:{0}" if gpus else None
+    gpu_device = "GPU:0" if gpus else None
     with timing.suppressed():
         for batch in batch_sizes:
             x = tf.random.uniform((batch, *_input_shape(model)), dtype=tf.float32)
@@ -272,6 +278,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 tf.config.experimental.reset_memory_stats(gpu_device)
             # the meter's start/stop bracket exactly the timed iterations
             meter = (meter_factory or meter_for)(gpus) if energy else None
+            metering = False
             try:
                 t0 = clock()
                 step()  # the first call traces and compiles: timed, reported apart
@@ -288,6 +295,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 samples = max(1, iterations)  # timed samples; each is k steps
                 if meter:
                     meter.start()
+                    metering = True
                 durations = []
                 start = clock()
                 while len(durations) < samples or (clock() - start) < min_time:
@@ -296,6 +304,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                         step()
                     durations.append((clock() - t) / k)
                 reading = meter.stop() if meter else unavailable("energy measurement turned off")
+                metering = False
                 predict_rate = predict_s = None
                 if predict_baseline and mode == "inference":
                     x_host = x.numpy()
@@ -314,6 +323,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
             except KeyboardInterrupt:
                 raise
             except Exception as error:  # out of memory, a model that cannot run this batch size, ...
+                if metering:
+                    meter.stop()  # stop its sampling thread; the partial reading is not a result
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute,
                                          f"failed: {describe(error)}")
             records.append(record)

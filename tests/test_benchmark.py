@@ -102,3 +102,12 @@ def test_a_batch_size_that_fails_is_recorded_and_the_rest_continue():
 def test_unknown_bundled_model_is_a_clear_error():
     with pytest.raises(devswitch.UsageError, match="(?s)unknown bundled model 'vgg'.*alexnet, small_cnn, mlp"):
         devswitch.benchmark("vgg")
+
+
+def test_a_model_without_input_shape_is_a_clear_error():
+    class Bare(keras.Model):
+        def call(self, inputs):
+            return inputs
+
+    with pytest.raises(devswitch.UsageError, match="has no known input shape"):
+        devswitch.benchmark(Bare(name="bare"), batch_sizes=(1,))
