@@ -123,3 +123,21 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
     notes = cmp.write_outputs(doc, tmp_path)
     assert notes == ["results.png not written: matplotlib is not installed (pip install 'devswitch[plot]')"]
     assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.csv", "results.md"}
+
+
+@pytest.mark.parametrize("gpus, cpu_bf16, ccs, expected", [
+    pytest.param((), False, (), "this CPU has no native bf16", id="CPU without bf16: unavailable"),
+    pytest.param((), True, (), None, id="CPU with AVX512-BF16: runs"),
+    pytest.param((0,), False, ((7, 5),), "compute capability 7.5) has no bf16 tensor cores", id="GPU cc 7.5"),
+    pytest.param((0,), False, ((8, 0),), None, id="GPU cc 8.0: runs"),
+])
+def test_bf16_without_hardware_support_is_unavailable_in_compare(monkeypatch, gpus, cpu_bf16, ccs, expected):
+    from devswitch import devices, worker
+
+    features = frozenset({"AVX512-BF16"}) if cpu_bf16 else frozenset()
+    monkeypatch.setattr(devices, "detect_cpu", lambda: devices.Cpu("cpu", 2, features))
+    monkeypatch.setattr(devices, "detect_gpus", lambda: tuple(devices.Gpu(i, "gpu", cc) for i, cc in enumerate(ccs)))
+    plan = devices.Plan("gpu:0" if gpus else "cpu", gpus, "bf16", "test", "test")
+    reason = worker.unsupported_reason(plan)
+    assert (reason is None) if expected is None else (expected in reason)
+    assert worker.unsupported_reason(devices.Plan("cpu", (), "fp16", "t", "t")) is None  # fp16 runs (slowly)
