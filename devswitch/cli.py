@@ -281,7 +281,16 @@ def compare_command(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    doc = run_matrix(options, progress)
+    def terminate(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM (a CI time-out, `timeout`, kill): stop as for Ctrl-C
+
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        doc = run_matrix(options, progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     notes = write_outputs(doc, Path(options.out))
     print(render_markdown(doc))
     for note in notes:

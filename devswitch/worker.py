@@ -9,6 +9,7 @@ parent keeps every finished row even if this process crashes or is interrupted.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,9 @@ def unsupported_reason(plan) -> str | None:
 
 
 def main(spec_path: str) -> int:
+    # The parent forwards Ctrl-C as SIGINT: make it mean "stop" even if this process was started with
+    # SIGINT ignored (as a shell does for background jobs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     spec = json.loads(Path(spec_path).read_text())
     emit = Events(spec["events"])
     emit("spawned")

@@ -65,14 +65,22 @@ def test_a_factory_that_raises_gives_a_failed_row_and_keeps_the_others(tmp_path)
     assert cells[("bf16", 1)] == "failed: RuntimeError: this factory refuses mixed precision"
 
 
+def _as_from_a_terminal():
+    # A shell starts background jobs with SIGINT ignored, and children inherit that; a user at a
+    # terminal has it at its default. Restore the default so the test presses a real Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.subprocess
-def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_interrupt_stops_cleanly_and_keeps_finished_rows(tmp_path, signum):
     out = tmp_path / "out"
     environ = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "devswitch", "compare", "mlp", "--devices", "cpu",
                              "--precisions", "fp32,bf16,fp16", "--batch-sizes", "4", "--iterations", "3",
                              "--min-time", "60", "--no-peak-probe", "--no-predict-baseline", "--out", str(out)],
-                            cwd=tmp_path, env=environ, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=environ, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal)
     # wait until the first configuration is running its timed phase, then press Ctrl-C
     deadline = time.time() + 120
     lines = []
@@ -82,7 +90,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path):
         if line.startswith("[1/3] cpu fp32"):
             break
     time.sleep(12)  # start-up, build and warm-up done: the 60 s timed phase is under way
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 130, "".join(lines) + stderr
     doc = json.loads((out / "results.json").read_text())
