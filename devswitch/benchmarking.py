@@ -28,7 +28,8 @@ from .energy import Energy, meter_for, unavailable
 from .results import Summary, metric
 
 PROBE_SIZE = 2048
-MIN_SAMPLE_S = 0.01  # a timed sample lasts at least this long: steps shorter than that are timed in groups
+GROUP_BELOW_S = 0.01  # steps shorter than this are timed in groups (their own duration is mostly noise) ...
+MIN_SAMPLE_S = 0.05   # ... of k steps, so that each timed sample lasts at least this long
 
 
 @dataclass(frozen=True)
@@ -287,11 +288,11 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 for _ in range(warmup):
                     step()
                 warm_s = clock() - t0
-                # Steps far shorter than the clock's and Python's noise are timed in groups of k
-                # (calibrated on the warm-up, like timeit's autorange), so the median of samples
-                # matches what a stopwatch sees; k is 1 whenever a step lasts 10 ms or more.
+                # Steps under 10 ms are timed in groups of k lasting >= 50 ms (k calibrated on the
+                # warm-up, like timeit's autorange), so that brief disturbances average out and the
+                # median agrees with a stopwatch; longer steps are timed one by one (k = 1).
                 per_step = warm_s / warmup if warmup else first
-                k = max(1, math.ceil(min_sample_s / per_step)) if per_step > 0 else 1
+                k = 1 if per_step >= GROUP_BELOW_S or per_step <= 0 else max(1, math.ceil(min_sample_s / per_step))
                 samples = max(1, iterations)  # timed samples; each is k steps
                 if meter:
                     meter.start()
