@@ -55,6 +55,7 @@ class BenchmarkRecord:
     energy: Energy | None = None
     host_rss_peak_bytes: int | None = None
     gpu_memory_peak_bytes: int | None = None
+    versions: dict = field(default_factory=dict)  # devswitch, python, tensorflow, keras, CUDA build, ...
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -79,7 +80,7 @@ class BenchmarkRecord:
         return {
             "type": "benchmark", "model": self.model, "mode": self.mode, "batch": self.batch,
             "device": self.device, "policy": self.policy, "compute_dtype": self.compute_dtype,
-            "status": self.status, "started_at": self.started_at,
+            "status": self.status, "started_at": self.started_at, "versions": dict(self.versions),
             "metrics": {
                 "throughput": metric(s and s.samples_per_s, "samples/s", stat="median",
                                      uncertainty=s and s.samples_per_s_err, jitter=s and s.samples_per_s_jitter),
@@ -257,6 +258,9 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
         peak, probe_s = matmul_peak(compute, clock=clock)
         peak_source = f"measured: {PROBE_SIZE}x{PROBE_SIZE} {compute} matmul on {device}, best of 5"
 
+    from .environment import versions as library_versions
+
+    env_versions = library_versions()
     records = []
     if mode == "training" and not model.compiled:
         _, loss = _labels(model, 1)
@@ -320,14 +324,14 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", first,
                                          warmup, warm_s, Summary.of(durations, batch, k),
                                          predict_rate, predict_s, flops, flops_note, peak, peak_source, probe_s,
-                                         reading, _host_rss_peak(), gpu_peak)
+                                         reading, _host_rss_peak(), gpu_peak, env_versions)
             except KeyboardInterrupt:
                 raise
             except Exception as error:  # out of memory, a model that cannot run this batch size, ...
                 if metering:
                     meter.stop()  # stop its sampling thread; the partial reading is not a result
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute,
-                                         f"failed: {describe(error)}")
+                                         f"failed: {describe(error)}", versions=env_versions)
             records.append(record)
             if on_record:
                 on_record(record)

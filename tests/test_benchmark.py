@@ -48,6 +48,7 @@ def test_inference_benchmark_reports_everything_with_warmup_apart():
         assert record.host_rss_peak_bytes > 100 * 2**20
         assert not record.energy.available or record.energy.joules >= 0
     data = b8.to_dict()
+    assert data["versions"]["tensorflow"] and data["versions"]["keras"].startswith("3.")
     assert data["metrics"]["throughput"]["unit"] == "samples/s"
     assert data["metrics"]["throughput"]["uncertainty"] >= 0
     assert set(data["phases_s"]) == {"first_call", "warmup", "timed", "predict_baseline", "peak_probe"}
