@@ -223,7 +223,6 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     timed iterations exactly); ``on_record`` sees each record as soon as it exists.
     """
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from . import session, timing

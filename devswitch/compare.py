@@ -22,9 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .results import SCHEMA_VERSION, table, write_atomic
+from .results import SCHEMA_VERSION, write_atomic
 
-PRECISION_LABEL = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "half": "half"}
 
 
 @dataclass(frozen=True)

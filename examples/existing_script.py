@@ -11,7 +11,6 @@ import devswitch  # noqa: F401  -- the one added line
 import argparse
 
 import keras
-import numpy as np
 from sklearn.datasets import load_digits
 
 parser = argparse.ArgumentParser()
