@@ -268,15 +268,10 @@ def options_from_args(args: argparse.Namespace):
 def compare_command(args: argparse.Namespace) -> int:
     from .compare import render_markdown, run_matrix, write_outputs
     from .errors import RunError
-    from .models import BUNDLED
+    from .worker import parse_target
 
     options = options_from_args(args)
-    target = options.target
-    if target not in BUNDLED and ":" not in target and not target.endswith(".py"):
-        raise UsageError(f"unknown model '{target}'", hint="give a bundled model (" + ", ".join(BUNDLED) +
-                         "), path.py[:function] or module:function")
-    if target.partition(":")[0].endswith(".py") and not Path(target.partition(":")[0]).is_file():
-        raise UsageError(f"no such file: {target.partition(':')[0]}", hint="check the path of the model file")
+    parse_target(options.target)  # a bad MODEL is an error before any process starts
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

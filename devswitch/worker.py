@@ -24,6 +24,29 @@ class Events:
         self.handle.flush()
 
 
+def parse_target(target: str) -> tuple[str, str, bool]:
+    """Split MODEL into where its factory lives and the function to call.
+
+    Returns ``(location, function, is_file)``: a bundled name gives ``(name, "", False)``;
+    ``path.py[:function]`` gives the path and the function (default ``build_model``);
+    ``module:function`` the module and the function. Raises UsageError for anything else.
+    """
+    from .errors import UsageError
+    from .models import BUNDLED
+
+    if target in BUNDLED:
+        return target, "", False
+    location, _, function = target.rpartition(":") if not target.endswith(".py") else (target, "", "")
+    if location.endswith(".py"):
+        if not Path(location).is_file():
+            raise UsageError(f"no such file: {location}", hint="check the path of the model file")
+        return location, function or "build_model", True
+    if not location or not function:
+        raise UsageError(f"unknown model '{target}'", hint="give a bundled model (" + ", ".join(BUNDLED) +
+                         "), path.py[:function] or module:function")
+    return location, function, False
+
+
 def load_factory(target: str):
     """A bundled model name, ``path.py[:function]`` or ``module:function`` -> a callable returning a model."""
     import importlib
@@ -32,27 +55,20 @@ def load_factory(target: str):
     from .errors import UsageError
     from .models import BUNDLED
 
-    if target in BUNDLED:
-        return BUNDLED[target]
-    path, _, function = target.partition(":") if not target.endswith(".py") else (target, "", "")
-    if path.endswith(".py"):
-        file = Path(path)
-        if not file.is_file():
-            raise UsageError(f"no such file: {path}", hint="give a bundled model name, path.py:function or "
-                                                           "module:function")
+    location, function, is_file = parse_target(target)
+    if location in BUNDLED and not function:
+        return BUNDLED[location]
+    if is_file:
+        file = Path(location)
         spec = importlib.util.spec_from_file_location(f"devswitch_user_{file.stem}", file)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(file.parent.resolve()))
         spec.loader.exec_module(module)
-        function = function or "build_model"
     else:
-        if not function:
-            raise UsageError(f"'{target}' is neither a bundled model nor module:function",
-                             hint="bundled models: " + ", ".join(BUNDLED))
-        module = importlib.import_module(path)
+        module = importlib.import_module(location)
     factory = getattr(module, function, None)
     if not callable(factory):
-        raise UsageError(f"{path} has no function '{function}'",
+        raise UsageError(f"{location} has no function '{function}'",
                          hint="define it to return a Keras model, or name another with path.py:function")
     return factory
 

@@ -149,3 +149,18 @@ def test_bf16_without_hardware_support_is_unavailable_in_compare(monkeypatch, gp
     reason = worker.unsupported_reason(plan)
     assert (reason is None) if expected is None else (expected in reason)
     assert worker.unsupported_reason(devices.Plan("cpu", (), "fp16", "t", "t")) is None  # fp16 runs (slowly)
+
+
+@pytest.mark.parametrize("target, expected", [
+    pytest.param("mlp", ("mlp", "", False), id="bundled"),
+    pytest.param(str(SCRIPTS / "factories.py"), (str(SCRIPTS / "factories.py"), "build_model", True),
+                 id="file: default function"),
+    pytest.param(f"{SCRIPTS / 'factories.py'}:tiny", (str(SCRIPTS / "factories.py"), "tiny", True), id="file:function"),
+    pytest.param("pkg.models:resnet", ("pkg.models", "resnet", False), id="module:function"),
+])
+def test_model_targets_are_parsed_once_for_parent_and_worker(target, expected):
+    from devswitch.worker import load_factory, parse_target
+
+    assert parse_target(target) == expected
+    if expected[2]:
+        assert load_factory(target)().name == "tiny"  # really loads the file's factory
