@@ -139,10 +139,17 @@ def _apply_cpu_replicas(tf, config: Config) -> None:
 
 
 def _apply_strategy(tf, strategy_plan) -> None:
-    """Create TensorFlow's own strategy and make it the default, so unmodified scripts build and fit under it."""
+    """Create TensorFlow's own strategy and make it the default, so unmodified scripts build and fit under it.
+
+    A later configure() that leaves the strategy as it was keeps the same strategy object: models
+    already built stay under it, and a MultiWorkerMirroredStrategy cannot be created twice anyway.
+    """
+    if strategy_plan == _state.get("strategy_plan"):
+        return
     tf.distribute.experimental_set_strategy(None)
-    _state["strategy"] = None
+    _state.update(strategy=None, strategy_plan=None)
     if strategy_plan.name == "none":
+        _state["strategy_plan"] = strategy_plan
         return
     if strategy_plan.name == "mirrored":
         strategy = tf.distribute.MirroredStrategy(devices=list(strategy_plan.devices))
@@ -156,7 +163,7 @@ def _apply_strategy(tf, strategy_plan) -> None:
             raise TooLateError(f"strategy=multi_worker must be created before TensorFlow's runtime starts: "
                                f"{error}", hint=_TOO_LATE_HINT) from None
     tf.distribute.experimental_set_strategy(strategy)
-    _state["strategy"] = strategy
+    _state.update(strategy=strategy, strategy_plan=strategy_plan)  # remembered only once it exists
 
 
 def _install_multi_worker_shims(tf) -> None:

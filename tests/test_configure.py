@@ -54,3 +54,16 @@ def test_env_is_read_at_configure_time(monkeypatch):
     devswitch.configure()
     assert devswitch.config()["precision"].source == "env var"
     assert keras.config.dtype_policy().name == "mixed_bfloat16"
+
+
+def test_configure_keeps_the_strategy_when_it_does_not_change():
+    import tensorflow as tf
+
+    from devswitch import apply
+
+    devswitch.configure(strategy="mirrored")
+    first = apply.strategy()
+    devswitch.configure(precision="bf16")  # same strategy plan: the same strategy object
+    assert apply.strategy() is first and tf.distribute.get_strategy() is first
+    devswitch.configure(strategy="none")
+    assert apply.strategy() is None and not tf.distribute.has_strategy()
