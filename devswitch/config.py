@@ -20,8 +20,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from . import sources
-from .errors import ConfigError
-from .settings import BY_NAME, ENV_DISABLE, SETTINGS, Invalid, closest
+from .errors import ConfigError, quote
+from .settings import BY_NAME, ENV_DISABLE, SETTINGS, Invalid, closest, lookalike_note
 from .sources import Entry, Layer
 
 
@@ -66,9 +66,13 @@ def _parse(entry: Entry) -> Any:
         return setting.parse(entry.raw)
     except Invalid as exc:
         default = str(setting.default).lower() if isinstance(setting.default, bool) else str(setting.default)
-        hint = (f"did you mean {exc.suggestion!r}? " if exc.suggestion else "") + \
-            f"fix it there, or remove it to use the default ({default or 'none'})"
-        raise ConfigError(f"invalid value {entry.raw!r} for '{entry.key}': expected {exc.expected}",
+        lookalike = lookalike_note(entry.raw)
+        if lookalike:
+            hint = lookalike
+        else:
+            hint = (f"did you mean {exc.suggestion!r}? " if exc.suggestion else "") + \
+                f"fix it there, or remove it to use the default ({default or 'none'})"
+        raise ConfigError(f"invalid value {quote(entry.raw)} for '{entry.key}': expected {exc.expected}",
                           where=entry.where, hint=hint) from None
 
 
@@ -79,10 +83,25 @@ def explicit_layer(explicit: Mapping[str, Any], where: str | Mapping[str, str] =
         place = where.get(key, key) if isinstance(where, Mapping) else f"{where}({key}=...)"
         if key not in BY_NAME:
             guess = closest(key, list(BY_NAME))
-            raise ConfigError(f"unknown setting '{key}'", where=place,
+            raise ConfigError(f"unknown setting {quote(key)}", where=place,
                               hint=(f"did you mean '{guess}'? " if guess else "") + "valid: " + ", ".join(BY_NAME))
         entries.append(Entry(key, raw, place))
     return Layer(sources.EXPLICIT, tuple(entries))
+
+
+_ON = ("1", "true", "yes", "on")
+_OFF = ("", "0", "false", "no", "off")
+
+
+def is_disabled(environ: Mapping[str, str]) -> bool:
+    """DEVSWITCH_DISABLE, read before anything else: when set, devswitch reads and validates nothing."""
+    value = environ.get(ENV_DISABLE, "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ConfigError(f"invalid value {quote(environ[ENV_DISABLE])}: expected 1/0 (true/false, yes/no, on/off)",
+                      where=ENV_DISABLE, hint=f"export {ENV_DISABLE}=1 to turn devswitch off, or unset it")
 
 
 def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
@@ -104,7 +123,7 @@ def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
     if profile and profile not in defined:
         guess = closest(profile, list(defined))
         known = ", ".join(f"{n} ({w})" for n, w in defined.items()) or "none (no file defines 'profiles:')"
-        raise ConfigError(f"unknown profile '{profile}'", where=profile_entry.where,
+        raise ConfigError(f"unknown profile {quote(profile)}", where=profile_entry.where,
                           hint=(f"did you mean '{guess}'? " if guess else "") + f"profiles defined: {known}")
 
     resolved = {s.name: Value(s.default, sources.DEFAULT, "built-in default") for s in SETTINGS}
@@ -120,5 +139,5 @@ def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
             resolved[entry.key] = Value(_parse(entry), source, entry.where)
 
     return Config(MappingProxyType(resolved), files=tuple(layer.path for layer in file_layers),
-                  disabled=environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on"),
+                  disabled=is_disabled(environ),
                   profiles=tuple(defined))

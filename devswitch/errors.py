@@ -7,6 +7,8 @@ environment variable), a message, and a hint saying how to fix it. The CLI print
 
 from __future__ import annotations
 
+import reprlib
+
 
 class DevswitchError(Exception):
     """Base class: a problem the user can fix, explained in plain words."""
@@ -24,6 +26,39 @@ class DevswitchError(Exception):
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+class _ShortRepr(reprlib.Repr):
+    """``repr`` that never grows with the value: long strings, deep lists and huge numbers are cut."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxstring = self.maxother = 60
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 4
+        self.maxlevel = 2
+        self.maxlong = 40
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 128:  # repr() of a huge int is slow, and refused past 4300 digits
+            return f"<a {'negative ' if x < 0 else ''}number of about {int(x.bit_length() * 0.30103)} digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+
+
+def quote(value) -> str:
+    """A bounded ``repr`` of a user's value for an error message (a 50 MB value is quoted by its start)."""
+    try:
+        text = _SHORT.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the real error
+        return f"<{type(value).__name__} value>"
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """At most ``limit`` characters of a message taken from elsewhere (a library's error, a value)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class ConfigError(DevswitchError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -50,34 +51,55 @@ class Setting:
         return "DEVSWITCH_" + self.name.upper()
 
 
-def closest(word: str, candidates: list[str] | tuple[str, ...]) -> str | None:
-    """The candidate most like ``word`` (for "did you mean"), or None."""
-    hits = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+def closest(word: Any, candidates: list[str] | tuple[str, ...]) -> str | None:
+    """The candidate most like ``word`` (for "did you mean"), or None; only short strings are compared."""
+    if not isinstance(word, str) or len(word) > 64 or not word.isascii():
+        return None  # a look-alike non-ASCII letter gets its own message (lookalike_note), not a guess
+    hits = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return hits[0] if hits else None
+
+
+def lookalike_note(text: Any) -> str | None:
+    """Name the first non-ASCII character of a would-be keyword (a Cyrillic 'с' in 'сpu' looks like 'c')."""
+    if not isinstance(text, str) or text.isascii():
+        return None
+    for position, char in enumerate(text[:200]):
+        if not char.isascii():
+            name = unicodedata.name(char, "unnamed character")
+            return (f"it contains the non-ASCII character {char!r} (U+{ord(char):04X} {name}) at position "
+                    f"{position + 1}; settings are plain ASCII: retype it")
+    return "it contains non-ASCII characters; settings are plain ASCII: retype it"
 
 
 # --- parsers -----------------------------------------------------------------
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|gpu)(?::(\d+(?:,\d+)*))?$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|gpu|cuda)(?::([0-9]+(?:,[0-9]+)*))?$", re.ASCII)
+MAX_GPU_INDEX = 1023
 
 
 def parse_device(raw: Any) -> str:
+    """``auto``, ``cpu``, ``gpu[:N[,M...]]``; Theano's ``cuda[:N]`` is another spelling of ``gpu``."""
     if isinstance(raw, bool) or not isinstance(raw, str):
-        suggestion = f"gpu:{raw}" if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
+        suggestion = f"gpu:{raw}" if isinstance(raw, int) and 0 <= raw <= MAX_GPU_INDEX else None
         raise Invalid("a string: auto, cpu, gpu, gpu:N or gpu:N,M,...", suggestion)
     text = raw.strip().lower().replace(" ", "")
     match = _DEVICE_RE.match(text)
-    if not match or (match.group(2) and match.group(1) != "gpu"):
+    if not match or (match.group(2) and match.group(1) not in ("gpu", "cuda")):
         head = text.split(":")[0]
         guess = closest(head, ["auto", "cpu", "gpu"])
-        raise Invalid("auto, cpu, gpu, gpu:N or gpu:N,M,... (N a GPU index 0, 1, ...)",
+        raise Invalid("auto, cpu, gpu, gpu:N or gpu:N,M,... (N a GPU index 0, 1, ...; cuda is taken as gpu)",
                       guess if guess and guess != head else None)
+    kind = "gpu" if match.group(1) == "cuda" else match.group(1)
     if match.group(2):
+        if any(len(i) > 4 for i in match.group(2).split(",")):
+            raise Invalid(f"GPU indices from 0 to {MAX_GPU_INDEX}")
         indices = [int(i) for i in match.group(2).split(",")]
+        if max(indices) > MAX_GPU_INDEX:
+            raise Invalid(f"GPU indices from 0 to {MAX_GPU_INDEX}")
         if len(set(indices)) != len(indices):
             raise Invalid("each GPU index at most once, e.g. gpu:0,1")
-        return "gpu:" + ",".join(str(i) for i in indices)
-    return match.group(1)
+        return kind + ":" + ",".join(str(i) for i in indices)
+    return kind
 
 
 PRECISION_ALIASES = {
@@ -102,7 +124,7 @@ def choice(*options: str) -> Callable[[Any], str]:
     def parse(raw: Any) -> str:
         text = raw.strip().lower() if isinstance(raw, str) else None
         if text not in options:
-            raise Invalid("one of " + ", ".join(options), closest(str(raw), list(options)))
+            raise Invalid("one of " + ", ".join(options), closest(raw, list(options)))
         return text
     return parse
 
@@ -114,33 +136,64 @@ _FALSE = {"false", "no", "off", "0"}
 def parse_bool(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
+    if isinstance(raw, int) and raw in (0, 1):  # YAML reads 1 and 0 as numbers; the message offers them
+        return bool(raw)
     if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
         return raw.strip().lower() in _TRUE
     raise Invalid("true or false (also yes/no, on/off, 1/0)")
 
 
-def _count(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise Invalid("a whole number >= 0")
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw.strip())
-    if not isinstance(raw, int) or raw < 0:
-        raise Invalid("a whole number >= 0")
-    return raw
+def parse_xla(raw: Any) -> str | bool:
+    """``auto`` leaves the choice to Keras (``jit_compile="auto"``); true/false force it."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_bool(raw)
+    except Invalid:
+        raise Invalid("auto, true or false (also yes/no, on/off, 1/0)") from None
+
+
+_DIGITS = re.compile(r"^[0-9]{1,9}$", re.ASCII)  # ASCII digits only: "⁴".isdigit() is True, int("⁴") fails
+
+
+def count(maximum: int) -> Callable[[Any], int]:
+    """A parser for a whole number from 0 to ``maximum`` (an int, or a string of ASCII digits)."""
+    expected = f"a whole number from 0 to {maximum}"
+
+    def parse(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise Invalid(expected)
+        if isinstance(raw, str):
+            if not _DIGITS.match(raw.strip()):
+                raise Invalid(expected)
+            raw = int(raw.strip())
+        if not isinstance(raw, int) or not 0 <= raw <= maximum:
+            raise Invalid(expected)
+        return raw
+
+    parse.maximum = maximum
+    return parse
+
+
+MAX_THREADS = 1024        # per pool; far above any real machine, far below what makes TensorFlow hang
+MAX_CPU_REPLICAS = 256
+MAX_WORKER_INDEX = 65535
+_threads_count = count(MAX_THREADS)
 
 
 def parse_threads(raw: Any) -> Threads:
-    expected = "N (intra-op threads), 'INTRA:INTER', or a mapping {intra: N, inter: M}; 0 = TensorFlow's choice"
+    expected = (f"N (intra-op threads), 'INTRA:INTER', or a mapping {{intra: N, inter: M}}; each from 0 to "
+                f"{MAX_THREADS}, 0 = the framework's choice")
     try:
         if isinstance(raw, dict):
             unknown = set(raw) - {"intra", "inter"}
             if unknown:
                 raise Invalid(expected)
-            return Threads(_count(raw.get("intra", 0)), _count(raw.get("inter", 0)))
+            return Threads(_threads_count(raw.get("intra", 0)), _threads_count(raw.get("inter", 0)))
         if isinstance(raw, str) and ":" in raw:
             intra, _, inter = raw.partition(":")
-            return Threads(_count(intra), _count(inter))
-        return Threads(_count(raw), 0)
+            return Threads(_threads_count(intra), _threads_count(inter))
+        return Threads(_threads_count(raw), 0)
     except Invalid:
         raise Invalid(expected) from None
 
@@ -156,10 +209,11 @@ def parse_report(raw: Any) -> str:
         if text.lower().endswith(".json"):
             return text
     raise Invalid("off, summary, or a path ending in .json (summary, and the records written there)",
-                  closest(str(raw), ["off", "summary"]))
+                  closest(raw, ["off", "summary"]))
 
 
-_ADDRESS_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9_.\-\[\]:]{1,253}:[0-9]{1,5}", re.ASCII)
+MAX_WORKERS = 4096
 
 
 def parse_workers(raw: Any) -> tuple[str, ...]:
@@ -170,18 +224,23 @@ def parse_workers(raw: Any) -> tuple[str, ...]:
     items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",") if isinstance(raw, str) else None
     if items is None:
         raise Invalid(expected)
-    items = [str(item).strip() for item in items]
-    if not all(_ADDRESS_RE.match(item) for item in items):
+    if len(items) > MAX_WORKERS or not all(isinstance(item, str) for item in items):
+        raise Invalid(expected)
+    items = [item.strip() for item in items]
+    if not all(_ADDRESS_RE.fullmatch(item) for item in items):
         raise Invalid(expected)
     if len(set(items)) != len(items):
         raise Invalid("each worker address at most once")
     return tuple(items)
 
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9_.-]{0,64}", re.ASCII)
+
+
 def parse_profile(raw: Any) -> str:
     if raw is None:
         return ""
-    if not isinstance(raw, str) or not re.match(r"^[A-Za-z0-9_.-]*$", raw.strip()):
+    if not isinstance(raw, str) or not PROFILE_NAME.fullmatch(raw.strip()):
         raise Invalid("a profile name (letters, digits, '_', '-', '.'), defined under 'profiles:'")
     return raw.strip()
 
@@ -190,8 +249,9 @@ def parse_profile(raw: Any) -> str:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("device", "auto", parse_device,
-            "auto, cpu, gpu, gpu:N, gpu:N,M,...",
-            "Which device(s) TensorFlow may use. auto = all GPUs if there are any, else the CPU.",
+            "auto, cpu, gpu, gpu:N, gpu:N,M,... (cuda = gpu)",
+            "Which device(s) TensorFlow may use. auto = all GPUs if there are any, else the CPU. "
+            "Theano's spelling cuda, cuda:N is accepted as gpu, gpu:N.",
             "auto"),
     Setting("precision", "fp32", parse_precision,
             "fp32, fp16, bf16, half (aliases: float32, mixed_float16, mixed_bfloat16)",
@@ -208,12 +268,13 @@ SETTINGS: tuple[Setting, ...] = (
             "true, false",
             "Allocate GPU memory as needed instead of grabbing all of it at start-up.",
             "true"),
-    Setting("xla", False, parse_bool,
-            "true, false",
-            "Compile Keras models with XLA (jit_compile=True) unless the script passes jit_compile itself.",
-            "false"),
+    Setting("xla", "auto", parse_xla,
+            "auto, true, false",
+            "XLA compilation of Keras models: auto = Keras' own jit_compile=\"auto\" (devswitch passes "
+            "nothing); true/false = jit_compile=True/False for every compile() that does not pass it itself.",
+            "auto"),
     Setting("threads", Threads(0, 0), parse_threads,
-            "N, INTRA:INTER, {intra: N, inter: M}",
+            f"N, INTRA:INTER, {{intra: N, inter: M}} (0 to {MAX_THREADS} each)",
             "TensorFlow thread pools: intra-op (inside one op) and inter-op (between ops). "
             "0 = TensorFlow's choice.",
             "0"),
@@ -238,8 +299,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(MirroredStrategy); multi_worker = MultiWorkerMirroredStrategy over the cluster in TF_CONFIG or "
             "in workers/worker_index.",
             "none"),
-    Setting("cpu_replicas", 0, _count,
-            "N >= 0",
+    Setting("cpu_replicas", 0, count(MAX_CPU_REPLICAS),
+            f"N from 0 to {MAX_CPU_REPLICAS}",
             "Split the CPU into N logical devices, so mirrored runs N replicas on a CPU-only machine "
             "(0 = do not split).",
             "0"),
@@ -248,8 +309,8 @@ SETTINGS: tuple[Setting, ...] = (
             "The cluster for multi_worker when TF_CONFIG is not set: every worker's address, the same list "
             "on every machine. devswitch turns it into TF_CONFIG.",
             '""'),
-    Setting("worker_index", 0, _count,
-            "N >= 0",
+    Setting("worker_index", 0, count(MAX_WORKER_INDEX),
+            f"N from 0 to {MAX_WORKER_INDEX}",
             "This machine's position in workers (0 is the chief).",
             "0"),
     Setting("profile", "", parse_profile,

@@ -100,7 +100,7 @@ def test_unknown_explicit_argument(home, project):
 
 def test_unreadable_file_is_named(home, project):
     (project / ".devswitchrc").mkdir()  # a directory where a file should be: cannot be read
-    with pytest.raises(ConfigError, match=r"\.devswitchrc: cannot read the file: Is a directory"):
+    with pytest.raises(ConfigError, match=r"\.devswitchrc: is a directory, not a regular file"):
         resolve({}, home, project)
 
 

@@ -70,7 +70,7 @@ def test_devswitchrc_replaces_the_file_search(home, project, tmp_path):
     a = write(tmp_path / "a.yaml", "precision: bf16\ndevice: gpu:0\n")
     b = write(tmp_path / "b.yaml", "device: gpu:1\n")
     cfg = resolve({"DEVSWITCHRC": f"{a}:{b}"}, home, project)
-    assert (cfg.device, cfg.precision, cfg.xla) == ("gpu:1", "bf16", False)
+    assert (cfg.device, cfg.precision, cfg.xla) == ("gpu:1", "bf16", "auto")
     assert cfg["device"].source == "DEVSWITCHRC file" and cfg["device"].location.startswith(str(b))
     assert cfg.files == (str(a), str(b))
 
