@@ -9,13 +9,13 @@ from __future__ import annotations
 from .config import Config, Value
 from .devices import Inventory, Plan
 from .errors import ConfigError, DeviceError, DevswitchError, RunError, TooLateError, UsageError
-from .session import config, configure, plan, runs, scope
+from .session import config, configure, plan, reset, runs, scope
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Config", "ConfigError", "DeviceError", "DevswitchError", "Inventory", "Plan", "RunError",
-    "TooLateError", "UsageError", "Value", "config", "configure", "plan", "runs", "scope", "__version__",
+    "TooLateError", "UsageError", "Value", "config", "configure", "plan", "reset", "runs", "scope", "__version__",
     "TimingCallback", "BatchTimingCallback", "benchmark",
 ]
 

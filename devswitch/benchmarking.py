@@ -245,8 +245,9 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     plan = session.plan()
     gpus = plan.gpus if plan else tuple(range(len(tf.config.get_visible_devices("GPU"))))
     if jit_compile is None:
-        cfg = session.config()
-        jit_compile = bool(cfg.xla)
+        from .apply import resolve_xla
+
+        jit_compile = resolve_xla(model)
     flops, flops_note = count_flops(model)
     if mode == "training" and flops:
         flops, flops_note = 3 * flops, "estimate: 3x the forward FLOPs (forward + two backward matmuls); " + \

@@ -9,17 +9,20 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
 from .apply import apply
 from .config import Config, resolve
 from .devices import Inventory, Plan
+from .config import is_disabled
 from .errors import DevswitchError
 from .sources import Layer
 
 _current: dict[str, Any] = {"config": None, "plan": None, "explicit": {}, "atexit": False}
-
+# One configure() at a time: config(), plan() and Keras' policy always describe the same call.
+_lock = threading.RLock()
 
 def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
     """Resolve against this process's environment, home directory and working directory."""
@@ -28,14 +31,15 @@ def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
 
 def activate(explicit: Mapping[str, Any] | Layer | None = None, inventory: Inventory | None = None) -> Plan:
     """Resolve (with ``explicit`` values on top) and apply; remembers the result for config()/plan()."""
-    cfg = resolve_here(explicit)
-    plan = apply(cfg, inventory)
-    kept = {e.key: e.raw for e in explicit.entries} if isinstance(explicit, Layer) else dict(explicit or {})
-    _current.update(config=cfg, plan=plan, explicit=kept)
-    if cfg.report != "off" and not _current["atexit"]:
-        atexit.register(report_at_exit)
-        _current["atexit"] = True
-    return plan
+    with _lock:
+        cfg = resolve_here(explicit)
+        plan = apply(cfg, inventory)
+        kept = {e.key: e.raw for e in explicit.entries} if isinstance(explicit, Layer) else dict(explicit or {})
+        _current.update(config=cfg, plan=plan, explicit=kept)
+        if cfg.report != "off" and not _current["atexit"]:
+            atexit.register(report_at_exit)
+            _current["atexit"] = True
+        return plan
 
 
 def scope():
@@ -99,17 +103,42 @@ def report_at_exit() -> None:
 
 def config() -> Config:
     """The resolved, immutable configuration in effect (resolved now if nothing was applied yet)."""
-    return _current["config"] or resolve_here(_current["explicit"])
+    with _lock:
+        return _current["config"] or resolve_here(_current["explicit"])
 
 
 def plan() -> Plan | None:
     """The device/precision decision applied in this process, or None if devswitch is disabled."""
-    return _current["plan"]
+    with _lock:
+        return _current["plan"]
 
 
 def configure(**settings: Any) -> Plan:
-    """Apply explicit settings (highest precedence); earlier ``configure`` values are kept unless overridden."""
-    return activate({**_current["explicit"], **settings})
+    """Apply explicit settings (highest precedence); earlier ``configure`` values are kept unless overridden.
+
+    Every value is validated before anything is applied: a refused call changes nothing.
+    """
+    with _lock:
+        return activate({**_current["explicit"], **settings})
+
+
+def reset() -> None:
+    """Undo everything devswitch changed in this process: Keras patches, the dtype policy, the strategy,
+    environment variables, loggers; forget the configuration and the timed records.
+
+    What TensorFlow fixes when its runtime starts (visible devices, thread pools, logical CPUs) stays
+    as it is: no library can change it again inside the same process.
+    """
+    from . import state
+
+    with _lock:
+        problems = state.reset()
+        _current.update(config=None, plan=None, explicit={})
+        timing = sys.modules.get(__package__ + ".timing")
+        if timing is not None:
+            timing.RUNS.clear()
+    if problems:
+        raise RuntimeError("devswitch.reset() could not undo: " + "; ".join(problems))
 
 
 def invoked_as_cli() -> bool:
@@ -121,7 +150,18 @@ def invoked_as_cli() -> bool:
 
 
 def _interactive() -> bool:
-    return bool(getattr(sys, "ps1", None) or sys.flags.interactive or "IPython" in sys.modules)
+    """A person at a prompt (python -i, a REPL, IPython or Jupyter), not merely IPython importable.
+
+    TensorFlow imports IPython wherever it is installed, so "IPython in sys.modules" would take every
+    script for a notebook; a running IPython shell is what get_ipython() returns.
+    """
+    if getattr(sys, "ps1", None) or sys.flags.interactive:
+        return True
+    ipython = sys.modules.get("IPython")
+    try:
+        return ipython is not None and ipython.get_ipython() is not None
+    except Exception:  # noqa: BLE001 - a broken IPython is not a shell
+        return False
 
 
 def activate_on_import() -> None:
@@ -131,10 +171,8 @@ def activate_on_import() -> None:
     traceback (exit code of the error); in a notebook it is raised normally.
     """
     try:
-        cfg = resolve_here()
-        if cfg.disabled:
-            _current["config"] = cfg
-            return
+        if is_disabled(os.environ):
+            return  # nothing read, nothing validated, nothing changed
         activate()
     except DevswitchError as error:
         if _interactive():

@@ -38,6 +38,12 @@ _warned_fp16: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
 
 
+def applied_policy() -> str | None:
+    from .apply import applied_policy as applied
+
+    return applied()
+
+
 def model_device(model) -> str:
     """Where the model's variables actually live, read from the first variable (e.g. 'CPU:0')."""
     for weight in getattr(model, "weights", [])[:1]:
@@ -196,7 +202,7 @@ class TimingCallback(keras.callbacks.Callback):
             compute_dtypes=compute_dtypes(model) if model is not None else (),
             nonfinite_loss_epochs=tuple(call["nonfinite"]),
             batch_times_s=tuple(call["batches"]) if call["batches"] is not None else None,
-            replicas=int(replicas), workers=_workers(model),
+            replicas=int(replicas), workers=_workers(model), applied_policy=applied_policy() or "",
         )
         self.records.append(record)
         if self.sink is not None:

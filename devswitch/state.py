@@ -1,0 +1,86 @@
+"""Everything devswitch changes in this process, recorded in one place and undone by one ``reset()``.
+
+apply.py never assigns to ``os.environ`` or to a framework's attribute directly:
+it calls ``setenv`` / ``patch`` / ``on_reset`` here, which remember what was there
+before (the first time only), so ``reset()`` can put it back in reverse order.
+What a framework fixes when its runtime starts (TensorFlow's visible devices,
+thread pools, logical CPUs) cannot be undone inside a process; ``reset`` says so
+in its docstring rather than pretending.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable
+
+_MISSING = object()
+_lock = threading.RLock()
+_undo: dict[tuple, Callable[[], None]] = {}  # insertion-ordered: undone last-in, first-out
+
+
+def setenv(name: str, value: str) -> None:
+    """Set an environment variable, remembering its value before devswitch first touched it."""
+    with _lock:
+        if ("env", name) not in _undo:
+            before = os.environ.get(name, _MISSING)
+            _undo[("env", name)] = lambda: (os.environ.pop(name, None) if before is _MISSING
+                                            else os.environ.__setitem__(name, before))
+        os.environ[name] = value
+
+
+def patch(owner: Any, name: str, new: Any) -> None:
+    """Replace ``owner.name`` with ``new``; the original is restored by reset() (or ``unpatch``)."""
+    with _lock:
+        key = ("attr", id(owner), name)
+        if key not in _undo:
+            before = owner.__dict__.get(name, _MISSING) if hasattr(owner, "__dict__") else getattr(owner, name)
+
+            def undo() -> None:
+                if before is _MISSING:
+                    delattr(owner, name)
+                else:
+                    setattr(owner, name, before)
+
+            _undo[key] = undo
+        setattr(owner, name, new)
+
+
+def patched(owner: Any, name: str) -> bool:
+    return ("attr", id(owner), name) in _undo
+
+
+def original(owner: Any, name: str) -> Any:
+    """What ``owner.name`` was before devswitch patched it (the current value if it did not)."""
+    return getattr(getattr(owner, name), "__devswitch_original__", getattr(owner, name))
+
+
+def unpatch(owner: Any, name: str) -> None:
+    with _lock:
+        undo = _undo.pop(("attr", id(owner), name), None)
+        if undo is not None:
+            undo()
+
+
+def on_reset(key: str, undo: Callable[[], None]) -> None:
+    """Register ``undo`` to run at reset(); a key registered before keeps its first undo."""
+    with _lock:
+        _undo.setdefault(("call", key), undo)
+
+
+def registered(key: str) -> bool:
+    return ("call", key) in _undo
+
+
+def reset() -> list[str]:
+    """Undo every recorded change, newest first; returns the problems met (an undo never stops the rest)."""
+    problems = []
+    with _lock:
+        items = list(_undo.items())
+        _undo.clear()
+        for key, undo in reversed(items):
+            try:
+                undo()
+            except Exception as error:  # noqa: BLE001 - undo the rest whatever one of them does
+                problems.append(f"{key}: {type(error).__name__}: {error}")
+    return problems
