@@ -8,17 +8,22 @@
   enough to count every wrap.
 
 Nothing is ever estimated: a meter that cannot measure returns an ``Energy``
-with ``available=False`` and a reason. Roots, the NVML module and the clock are
-injectable so the tests run on fake trees and a fake NVML.
+with ``available=False`` and a reason. Roots, the NVML module, the environment
+and the clock are injectable so the tests run on fake trees and a fake NVML.
+
+NVML numbers GPUs by PCI bus and ignores CUDA_VISIBLE_DEVICES, while TensorFlow
+numbers the GPUs CUDA shows it; ``nvml_indices`` maps one to the other, and when
+that cannot be done for certain, power is unavailable (never another GPU's).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 POWERCAP = "/sys/class/powercap"
 
@@ -166,19 +171,104 @@ def _import_nvml():
     return pynvml
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def cuda_visible_entries(value: str) -> tuple[list[str], str | None]:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: the entries up to the first invalid one, and that one (or None).
+
+    An entry is a GPU number, a ``GPU-<uuid>`` (or a unique prefix of one) or a ``MIG-...`` instance;
+    CUDA ignores everything from the first entry that is none of these ("-1", "", "foo" ...).
+    """
+    entries = []
+    for raw in value.split(","):
+        entry = raw.strip()
+        if entry.isdigit() or (entry.startswith(("GPU-", "MIG-")) and len(entry) > 4):
+            entries.append(entry)
+        else:
+            return entries, entry
+    return entries, None
+
+
+def nvml_indices(indices: Sequence[int], nvml: Any, environ: Mapping[str, str]) -> tuple[list[int] | None, str | None]:
+    """The NVML device index of each framework-visible GPU index, or None and why it cannot be known for sure.
+
+    The framework (CUDA) numbers only the GPUs in CUDA_VISIBLE_DEVICES, in that order; NVML numbers every
+    GPU of the machine by PCI bus. NVML must be initialised.
+    """
+    count = int(nvml.nvmlDeviceGetCount())
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        entries, stop = [str(i) for i in range(count)], None
+        shown = "CUDA_VISIBLE_DEVICES unset"
+    else:
+        entries, stop = cuda_visible_entries(visible)
+        shown = f"CUDA_VISIBLE_DEVICES={visible!r}"
+    uuids: list[str] | None = None
+    result = []
+    for index in indices:
+        if index >= len(entries):
+            why = f" (CUDA ignores it from {stop!r} on)" if stop is not None else ""
+            return None, f"cannot tell which GPU gpu:{index} is: {shown} lists {len(entries)} GPU(s){why}"
+        entry = entries[index]
+        if entry.startswith("MIG-"):
+            return None, (f"gpu:{index} is a MIG instance ({entry}): NVML measures power per physical GPU, "
+                          "shared with the other instances on it")
+        if entry.isdigit():
+            number = int(entry)
+            if number >= count:
+                return None, f"gpu:{index} is GPU {number} in {shown}, but NVML sees {count} GPU(s)"
+            reason = _order_differs(nvml, count, environ)
+            if reason:
+                return None, f"cannot tell which GPU gpu:{index} is: {reason}"
+            result.append(number)
+            continue
+        if uuids is None:
+            uuids = [_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
+        matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
+        if len(matches) != 1:
+            found = "no GPU" if not matches else f"{len(matches)} GPUs"
+            return None, f"gpu:{index} is {entry} in {shown}, which matches {found} in NVML"
+        result.append(matches[0])
+    if len(set(result)) != len(result):
+        return None, f"{shown} names the same GPU twice: cannot attribute its power to one of them"
+    return result, None
+
+
+def _order_differs(nvml: Any, count: int, environ: Mapping[str, str]) -> str | None:
+    """Why CUDA's GPU numbers may not be NVML's, or None when they are the same."""
+    if count <= 1 or environ.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
+        return None
+    # CUDA's default order is fastest first; among identical GPUs that is the PCI bus order NVML uses
+    names = {_text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)}
+    if len(names) == 1:
+        return None
+    return ("CUDA numbers GPUs fastest first and NVML by PCI bus, and this machine mixes "
+            f"{', '.join(sorted(names))}; set CUDA_DEVICE_ORDER=PCI_BUS_ID (or name GPUs by GPU-<uuid> in "
+            "CUDA_VISIBLE_DEVICES) to measure power")
+
+
 class NvmlMeter:
-    """GPU board energy from NVML: the energy counter when supported, power sampling otherwise."""
+    """GPU board energy from NVML: the energy counter when supported, power sampling otherwise.
+
+    ``indices`` are NVML's device numbers (see ``nvml_indices``); ``probe`` takes the framework's.
+    """
 
     def __init__(self, indices: Sequence[int], nvml: Any, clock: Callable[[], float] = time.monotonic,
-                 interval: float = 0.05):
+                 interval: float = 0.05, labels: Sequence[str] | None = None):
         self.indices, self.nvml, self.clock, self.interval = list(indices), nvml, clock, interval
-        self.scope = "GPU board power of " + ", ".join(f"gpu:{i}" for i in self.indices) + " (not the host CPU)"
+        labels = list(labels) if labels is not None else [f"gpu:{i}" for i in self.indices]
+        self.scope = "GPU board power of " + ", ".join(labels) + " (not the host CPU)"
         self._samples: list[tuple[float, float]] = []  # (time, watts summed over GPUs)
         self._poller: _Poller | None = None
 
     @classmethod
-    def probe(cls, indices: Sequence[int], nvml: Any = None, **kwargs: Any) -> "NvmlMeter | Unavailable":
+    def probe(cls, indices: Sequence[int], nvml: Any = None, environ: Mapping[str, str] | None = None,
+              **kwargs: Any) -> "NvmlMeter | Unavailable":
+        """A meter for the framework's GPUs ``indices`` (as numbered under ``environ``'s CUDA_VISIBLE_DEVICES)."""
         scope = "GPU board power"
+        environ = os.environ if environ is None else environ
         if nvml is None:
             try:
                 nvml = _import_nvml()
@@ -189,8 +279,16 @@ class NvmlMeter:
             nvml.nvmlInit()
         except Exception as error:  # NVMLError_LibraryNotFound, driver not loaded, ...
             return Unavailable(f"NVML could not start: {error}", scope)
-        nvml.nvmlShutdown()
-        return cls(indices, nvml, **kwargs)
+        try:
+            mapped, reason = nvml_indices(indices, nvml, environ)
+        except Exception as error:  # noqa: BLE001 - an NVML call failed: no figure rather than a wrong one
+            mapped, reason = None, f"NVML could not identify the GPUs: {error}"
+        finally:
+            nvml.nvmlShutdown()
+        if mapped is None:
+            return Unavailable(f"power not attributable: {reason}", scope)
+        labels = [f"gpu:{i}" if i == n else f"gpu:{i} (NVML device {n})" for i, n in zip(indices, mapped)]
+        return cls(mapped, nvml, labels=labels, **kwargs)
 
     def _handles(self):
         return [self.nvml.nvmlDeviceGetHandleByIndex(i) for i in self.indices]
@@ -239,8 +337,9 @@ class NvmlMeter:
                 pass
 
 
-def meter_for(gpus: Sequence[int], powercap: str | Path = POWERCAP, nvml: Any = None):
-    """The meter for a run on these GPUs (NVML), or on the CPU when ``gpus`` is empty (RAPL)."""
+def meter_for(gpus: Sequence[int], powercap: str | Path = POWERCAP, nvml: Any = None,
+              environ: Mapping[str, str] | None = None):
+    """The meter for a run on these framework-visible GPUs (NVML), or on the CPU when ``gpus`` is empty (RAPL)."""
     if gpus:
-        return NvmlMeter.probe(gpus, nvml)
+        return NvmlMeter.probe(gpus, nvml, environ)
     return RaplMeter.probe(powercap)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devswitch.energy import NvmlMeter, RaplMeter, Unavailable, meter_for
+from devswitch.energy import NvmlMeter, RaplMeter, Unavailable, cuda_visible_entries, meter_for, nvml_indices
 
 
 class Clock:
@@ -70,14 +70,19 @@ def test_rapl_unavailable_reasons(tmp_path):
 
 
 class FakeNvml:
+    """NVML's view of a machine: GPUs in PCI bus order, each with a name and a UUID; power per device."""
+
     class NVMLError(Exception):
         pass
 
-    def __init__(self, energy_mj=None, power_mw=(100_000,), clock=None):
+    def __init__(self, energy_mj=None, power_mw=(100_000,), clock=None, names=("A100",) * 4):
         self.energy_mj = energy_mj  # None: the GPU has no energy counter
         self.power_mw = list(power_mw)
         self.clock = clock
         self.inits = 0
+        self.names = list(names)
+        self.uuids = [f"GPU-{chr(ord('a') + i)}{i}aa-uuid" for i in range(len(names))]  # GPU-a0aa-uuid, ...
+        self.read = []  # the NVML devices whose power or energy was read
 
     def nvmlInit(self):
         self.inits += 1
@@ -85,22 +90,35 @@ class FakeNvml:
     def nvmlShutdown(self):
         self.inits -= 1
 
+    def nvmlDeviceGetCount(self):
+        return len(self.names)
+
     def nvmlDeviceGetHandleByIndex(self, i):
+        if not 0 <= i < len(self.names):
+            raise self.NVMLError("Invalid Argument")
         return i
 
+    def nvmlDeviceGetName(self, handle):
+        return self.names[handle]
+
+    def nvmlDeviceGetUUID(self, handle):
+        return self.uuids[handle].encode()  # older nvidia-ml-py returns bytes
+
     def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        self.read.append(handle)
         if self.energy_mj is None:
             raise self.NVMLError("Not Supported")
         return self.energy_mj
 
     def nvmlDeviceGetPowerUsage(self, handle):
+        self.read.append(handle)
         return self.power_mw[0] if len(self.power_mw) == 1 else self.power_mw.pop(0)
 
 
 def test_nvml_energy_counter(tmp_path):
     clock = Clock()
     nvml = FakeNvml(energy_mj=10_000)
-    meter = NvmlMeter.probe([0, 1], nvml, clock=clock)
+    meter = NvmlMeter.probe([0, 1], nvml, environ={}, clock=clock)
     meter.start()
     nvml.energy_mj = 40_000  # +30 J per GPU, two GPUs
     clock.now += 3.0
@@ -114,7 +132,7 @@ def test_nvml_energy_counter(tmp_path):
 def test_nvml_power_sampling_when_there_is_no_counter():
     clock = Clock()
     nvml = FakeNvml(energy_mj=None, power_mw=(50_000,))
-    meter = NvmlMeter.probe([0], nvml, clock=clock, interval=3600)  # the poller will not fire: we drive it
+    meter = NvmlMeter.probe([0], nvml, environ={}, clock=clock, interval=3600)  # the poller will not fire: we drive it
     meter.start()
     clock.now += 1.0
     nvml.power_mw = [150_000]
@@ -132,8 +150,85 @@ def test_nvml_unavailable_reasons():
         def nvmlInit(self):
             raise self.NVMLError("Driver Not Loaded")
 
-    energy = NvmlMeter.probe([0], Broken()).stop()
+    energy = NvmlMeter.probe([0], Broken(), environ={}).stop()
     assert not energy.available and energy.reason == "NVML could not start: Driver Not Loaded"
+
+
+@pytest.mark.parametrize("visible, framework, expected", [
+    pytest.param(None, [0, 1], [0, 1], id="unset: the same numbers"),
+    pytest.param("2,3", [0], [2], id="2,3: gpu:0 is NVML 2"),
+    pytest.param("2,3", [1], [3], id="2,3: gpu:1 is NVML 3"),
+    pytest.param(" 3 , 1", [0, 1], [3, 1], id="spaces, any order"),
+    pytest.param("GPU-b1aa-uuid", [0], [1], id="a full GPU UUID"),
+    pytest.param("GPU-c2", [0], [2], id="a unique UUID prefix"),
+    pytest.param("3,GPU-a0aa-uuid", [1], [0], id="numbers and UUIDs mixed"),
+])
+def test_framework_gpus_map_to_the_nvml_device_through_cuda_visible_devices(visible, framework, expected):
+    nvml = FakeNvml(energy_mj=1_000)
+    environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    assert nvml_indices(framework, nvml, environ) == (expected, None)
+    meter = NvmlMeter.probe(framework, nvml, environ=environ, clock=Clock())
+    meter.start()
+    energy = meter.stop()
+    assert energy.available and set(nvml.read) == set(expected)  # the watts come from those GPUs, no other
+    assert nvml.inits == 0
+
+
+@pytest.mark.parametrize("visible, framework, reason", [
+    pytest.param("", [0], "CUDA_VISIBLE_DEVICES='' lists 0 GPU(s) (CUDA ignores it from '' on)", id="empty"),
+    pytest.param("-1", [0], "CUDA_VISIBLE_DEVICES='-1' lists 0 GPU(s) (CUDA ignores it from '-1' on)", id="-1"),
+    pytest.param("1,foo,2", [1], "lists 1 GPU(s) (CUDA ignores it from 'foo' on)", id="invalid entry"),
+    pytest.param("7", [0], "gpu:0 is GPU 7 in CUDA_VISIBLE_DEVICES='7', but NVML sees 4 GPU(s)", id="out of range"),
+    pytest.param("GPU-zz", [0], "gpu:0 is GPU-zz in CUDA_VISIBLE_DEVICES='GPU-zz', which matches no GPU",
+                 id="unknown UUID"),
+    pytest.param("GPU-", [0], "lists 0 GPU(s) (CUDA ignores it from 'GPU-' on)", id="bare GPU- prefix"),
+    pytest.param("MIG-4f5c-aa/1/0", [0], "gpu:0 is a MIG instance (MIG-4f5c-aa/1/0): NVML measures power per "
+                 "physical GPU", id="MIG instance"),
+    pytest.param("1,1", [0, 1], "names the same GPU twice", id="the same GPU twice"),
+])
+def test_a_gpu_that_cannot_be_identified_has_no_power_figure(visible, framework, reason):
+    nvml = FakeNvml(energy_mj=1_000)
+    environ = {"CUDA_VISIBLE_DEVICES": visible}
+    mapped, why = nvml_indices(framework, nvml, environ)
+    assert mapped is None and reason in why
+    meter = NvmlMeter.probe(framework, nvml, environ=environ)
+    assert isinstance(meter, Unavailable)
+    energy = (meter.start(), meter.stop())[1]
+    assert not energy.available and energy.joules is None and reason in energy.reason
+    assert energy.reason.startswith("power not attributable: ") and nvml.read == [] and nvml.inits == 0
+
+
+def test_mixed_gpu_models_need_pci_bus_order_to_map_numbers():
+    """CUDA numbers GPUs fastest first and NVML by PCI bus: with mixed models, only UUIDs or PCI_BUS_ID map."""
+    nvml = FakeNvml(names=("Tesla T4", "A100", "A100"))
+    mapped, why = nvml_indices([0], nvml, {"CUDA_VISIBLE_DEVICES": "1"})
+    assert mapped is None and "set CUDA_DEVICE_ORDER=PCI_BUS_ID" in why and "A100, Tesla T4" in why
+    assert nvml_indices([0], nvml, {})[0] is None
+    assert nvml_indices([0], nvml, {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}) == ([1], None)
+    assert nvml_indices([0], nvml, {"CUDA_VISIBLE_DEVICES": "GPU-b1aa-uuid"}) == ([1], None)
+
+
+def test_an_ambiguous_uuid_prefix_is_not_guessed():
+    nvml = FakeNvml()
+    nvml.uuids = ["GPU-1234-a", "GPU-1234-b"]
+    nvml.names = ["A100", "A100"]
+    assert nvml_indices([0], nvml, {"CUDA_VISIBLE_DEVICES": "GPU-1234"}) == (
+        None, "gpu:0 is GPU-1234 in CUDA_VISIBLE_DEVICES='GPU-1234', which matches 2 GPUs in NVML")
+    assert nvml_indices([0], nvml, {"CUDA_VISIBLE_DEVICES": "GPU-1234-b"}) == ([1], None)
+
+
+def test_cuda_visible_devices_is_read_as_cuda_reads_it():
+    assert cuda_visible_entries("0,2") == (["0", "2"], None)
+    assert cuda_visible_entries("2,-1,3") == (["2"], "-1")
+    assert cuda_visible_entries("GPU-ab,MIG-cd") == (["GPU-ab", "MIG-cd"], None)
+
+
+def test_the_meter_scope_names_the_nvml_device_when_it_differs():
+    nvml = FakeNvml(energy_mj=0)
+    meter = NvmlMeter.probe([0], nvml, environ={"CUDA_VISIBLE_DEVICES": "2"})
+    assert meter.scope == "GPU board power of gpu:0 (NVML device 2) (not the host CPU)"
+    assert meter_for([0], nvml=FakeNvml(energy_mj=0), environ={"CUDA_VISIBLE_DEVICES": "-1"}).reason.startswith(
+        "power not attributable")
 
 
 def test_this_machine_reports_cpu_energy_honestly():
