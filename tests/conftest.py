@@ -23,6 +23,15 @@ def clean_environ(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(autouse=True)
+def reset_devswitch():
+    """Every test starts and ends with a process devswitch has not touched (devswitch.reset())."""
+    yield
+    session = sys.modules.get("devswitch.session")
+    if session is not None:
+        session.reset()
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"

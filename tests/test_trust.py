@@ -1,0 +1,387 @@
+"""The switch never lies and never loses: hostile files, values that mean what the docs say, settings
+that survive Keras' resets, refused values that change nothing, state that reset() undoes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import devswitch
+from conftest import clean_environ
+from devswitch import session, sources, state
+from devswitch.cli import build_parser, explicit_from_args
+from devswitch.config import resolve
+from devswitch.errors import ConfigError
+from devswitch.settings import Threads
+
+
+def rc(folder: Path, text: str | bytes) -> Path:
+    path = folder / ".devswitchrc"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def here(monkeypatch, tmp_path):
+    """Run devswitch in this process against a fake home and an empty project."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for var in [v for v in os.environ if v.startswith("DEVSWITCH") and v != "DEVSWITCH_DISABLE"]:
+        monkeypatch.delenv(var)
+    return tmp_path
+
+
+# --- 1. a config file cannot hurt the machine ----------------------------------------------------------
+
+def _laughs(levels: int = 9, width: int = 9) -> str:
+    first = "&a0 [" + ",".join(["lol"] * width) + "]"
+    rest = [f"&a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels + 1)]
+    return "device: [" + ", ".join([first, *rest]) + "]\n"
+
+
+HOSTILE = [
+    pytest.param(_laughs(), r":1:\d+: refused: YAML aliases expand this file to more than 10000 values",
+                 id="billion laughs"),
+    pytest.param("device: " + "[" * 1000 + "]" * 1000 + "\n", r":1:\d+: refused: nesting deeper than 32 levels",
+                 id="1000 levels of ["),
+    pytest.param("device: " + "[" * 100_000 + "]" * 100_000 + "\n", r"refused: nesting deeper than 32 levels",
+                 id="100000 levels of ["),
+    pytest.param(b"device: cpu\x00\n", r":1:12: control character U\+0000 \(NUL\)", id="NUL byte"),
+    pytest.param(b"device: c\x07pu\n", r":1:10: control character U\+0007 \(BEL\)", id="BEL byte"),
+    pytest.param(b"device: cpu\x1b[31m\n", r"control character U\+001B", id="escape sequence"),
+    pytest.param("# " + "x" * (2 << 20) + "\n", r"the file is larger than 1024 KiB", id="2 MiB file"),
+    pytest.param("device: [" + "x," * 300_000 + "x]\n", r"refused: more than 10000 values", id="300k values"),
+    pytest.param("threads: " + "9" * 5000 + "\n", r"a number of 5000 digits is out of range", id="5000 digits"),
+    pytest.param("device: 2001-13-45\n", r"cannot read the value of 'device': month must be in 1..12",
+                 id="impossible date"),
+    pytest.param("device: !!python/object/apply:os.system [echo hi]\n", r"refused YAML tag", id="python tag"),
+]
+
+
+@pytest.mark.parametrize("text, pattern", HOSTILE)
+def test_hostile_file_is_a_short_clear_error_in_bounded_time(home, project, text, pattern):
+    path = rc(project, text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="(?s)" + pattern) as info:
+        resolve({}, home, project)
+    assert time.monotonic() - started < 5
+    assert str(path) in str(info.value) and len(str(info.value)) < 600
+
+
+def test_a_huge_bad_value_is_quoted_by_a_short_prefix(home, project):
+    rc(project, 'device: "' + "x" * 900_000 + '"\n')
+    with pytest.raises(ConfigError, match=r"invalid value 'x+\.\.\.x+' for 'device'") as info:
+        resolve({}, home, project)
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom", "directory", "broken link"])
+def test_only_regular_files_are_read(home, project, kind):
+    path = project / ".devswitchrc"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "broken link":
+        path.symlink_to(project / "nowhere")
+    else:
+        path.symlink_to(kind)
+    expected = {"fifo": "is a FIFO", "/dev/zero": "is a character device", "/dev/urandom": "is a character device",
+                "directory": "is a directory", "broken link": "a broken symbolic link"}[kind]
+    with pytest.raises(ConfigError, match=f"{path}: .*{expected}"):
+        resolve({}, home, project)
+
+
+def test_devswitchrc_naming_a_device_file_is_refused(home, project):
+    with pytest.raises(ConfigError, match=r"^/dev/zero: is a character device, not a regular file"):
+        resolve({"DEVSWITCHRC": "/dev/zero"}, home, project)
+
+
+def test_a_symlink_to_a_regular_file_is_read(home, project, tmp_path):
+    target = tmp_path / "shared.yaml"
+    target.write_text("precision: bf16\n")
+    (project / ".devswitchrc").symlink_to(target)
+    assert resolve({}, home, project).precision == "bf16"
+
+
+@pytest.mark.parametrize("value, pattern", [
+    pytest.param("~nosuchuser_devswitch/x", r"DEVSWITCHRC: .*there is no user 'nosuchuser_devswitch'", id="~user"),
+    pytest.param("/tmp/" + "a" * 300, r"DEVSWITCHRC: cannot check .*: File name too long", id="300-char name"),
+])
+def test_bad_paths_are_config_errors(home, project, value, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        resolve({"DEVSWITCHRC": value}, home, project)
+
+
+def test_tilde_in_devswitchrc_is_the_resolvers_home(home, project):
+    (home / "mine.yaml").write_text("precision: fp16\n")
+    cfg = resolve({"DEVSWITCHRC": "~/mine.yaml"}, home, project)
+    assert cfg.precision == "fp16" and cfg["precision"].location.startswith(str(home))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root passes every permission check")
+def test_unreadable_home_is_a_config_error(tmp_path, project):
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    locked.chmod(0)
+    try:
+        with pytest.raises(ConfigError, match=r"cannot check .*Permission denied"):
+            resolve({}, locked / "inner", project)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_unreadable_home_at_import_is_one_line_not_a_traceback(run_python, tmp_path):
+    """A HOME whose .devswitchrc cannot even be checked ends the script with the message (exit 2)."""
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / ".devswitchrc").mkdir()  # fails for root too: a directory is not a regular file
+    script = tmp_path / "s.py"
+    script.write_text("import devswitch\nprint('ran')\n")
+    done = run_python(script, env={"HOME": str(home)})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "is a directory, not a regular file" in done.stderr
+
+
+def test_anchors_and_merge_keys_share_settings_between_profiles(home, project):
+    rc(project, "profiles:\n  base: &base {device: cpu, precision: bf16}\n"
+                "  fast: {<<: *base, precision: fp16}\n  same: *base\nprofile: fast\n")
+    cfg = resolve({}, home, project)
+    assert (cfg.device, cfg.precision) == ("cpu", "fp16")
+    assert resolve({"DEVSWITCH_PROFILE": "same"}, home, project).precision == "bf16"
+
+
+# --- 2. a value means what the documentation says -----------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("threads: 4\n", Threads(4, 0)),
+    ("threads: 4:2\n", Threads(4, 2)),      # YAML 1.1 would read 242
+    ("threads: 2:1\n", Threads(2, 1)),      # ... and 121
+    ("threads: '4:2'\n", Threads(4, 2)),
+    ("threads: {intra: 4, inter: 2}\n", Threads(4, 2)),
+    ("threads: 010\n", Threads(10, 0)),     # no surprise octal
+    ("threads: 0o10\n", Threads(8, 0)),     # YAML 1.2's own octal
+    ("threads: 0\n", Threads(0, 0)),
+])
+def test_threads_forms_from_a_file(home, project, text, expected):
+    rc(project, text)
+    assert resolve({}, home, project).threads == expected
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"DEVSWITCH_THREADS": "4"}, Threads(4, 0)),
+    ({"DEVSWITCH_THREADS": "4:2"}, Threads(4, 2)),
+    ({"DEVSWITCH_FLAGS": "threads=4:2"}, Threads(4, 2)),
+])
+def test_threads_forms_from_a_variable(home, project, env, expected):
+    assert resolve(env, home, project).threads == expected
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--threads", "4"], Threads(4, 0)),
+    (["--threads", "4:2"], Threads(4, 2)),
+])
+def test_threads_forms_from_an_option(home, project, argv, expected):
+    args = build_parser().parse_args(["info", *argv])
+    assert resolve({}, home, project, explicit_from_args(args)).threads == expected
+    assert resolve({}, home, project, {"threads": argv[1]}).threads == expected
+
+
+@pytest.mark.parametrize("var", ["DEVSWITCH_THREADS", "DEVSWITCH_CPU_REPLICAS", "DEVSWITCH_WORKER_INDEX"])
+@pytest.mark.parametrize("value", ["⁴", "٤", "4.0", "1e3", "-1", " "])
+def test_numbers_are_ascii_digits_in_range(home, project, var, value):
+    if not value.strip():
+        value = "9" * 12
+    with pytest.raises(ConfigError, match=f"{var}: invalid value .* expected .*from 0 to"):
+        resolve({var: value}, home, project)
+
+
+@pytest.mark.parametrize("setting, value", [("threads", 1025), ("threads", 10**20), ("threads", "100000"),
+                                            ("cpu_replicas", 257), ("worker_index", 70000)])
+def test_every_number_has_a_documented_range(home, project, setting, value):
+    with pytest.raises(ConfigError, match=r"from 0 to \d+"):
+        resolve({}, home, project, {setting: value})
+
+
+@pytest.mark.parametrize("raw, expected", [("cuda", "gpu"), ("cuda:1", "gpu:1"), ("cuda:0,1", "gpu:0,1"),
+                                           ("CUDA", "gpu"), ("gpu:0", "gpu:0")])
+def test_theano_cuda_spellings_are_gpu(home, project, raw, expected):
+    assert resolve({"DEVSWITCH_DEVICE": raw}, home, project).device == expected
+
+
+@pytest.mark.parametrize("text, pattern", [
+    pytest.param("device: cpu\n\tprecision: bf16\n", r":2:1: malformed YAML.*\n  hint: YAML indents with spaces",
+                 id="tab"),
+    pytest.param("device: сpu\n", r"invalid value 'сpu'.*\n  hint: it contains the non-ASCII character 'с' "
+                 r"\(U\+0441 CYRILLIC SMALL LETTER ES\)", id="Cyrillic look-alike value"),
+    pytest.param("dеvice: cpu\n", r"unknown key 'dеvice'\n  hint: it contains the non-ASCII character 'е'",
+                 id="Cyrillic look-alike key"),
+    pytest.param("profiles:\n  a: {device: cpu}\n  a: {device: gpu}\n", r":3:3: profile 'a' is defined twice "
+                 r"\(first at .*:2:3\)", id="profile defined twice"),
+    pytest.param("profiles:\n  1: {device: cpu}\n", r":2:3: profile name '1' is not a plain name",
+                 id="profile name is a number"),
+    pytest.param("profiles:\n  [a, b]: {device: cpu}\n", r"profile name .* is not a plain name",
+                 id="profile name is a list"),
+    pytest.param("profiles:\n  ~: {device: cpu}\n", r"profile name .* is not a plain name", id="profile name null"),
+])
+def test_small_surprises_get_their_own_message(home, project, text, pattern):
+    rc(project, text)
+    with pytest.raises(ConfigError, match="(?s)" + pattern) as info:
+        resolve({}, home, project)
+    assert "did you mean" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, expected", [("memory_growth: 1\n", True), ("memory_growth: 0\n", False),
+                                            ("memory_growth: yes\n", True)])
+def test_memory_growth_takes_what_its_message_offers(home, project, text, expected):
+    rc(project, text)
+    assert resolve({}, home, project).memory_growth is expected
+
+
+def test_memory_growth_refuses_other_numbers(home, project):
+    rc(project, "memory_growth: 2\n")
+    with pytest.raises(ConfigError, match=r"expected true or false \(also yes/no, on/off, 1/0\)"):
+        resolve({}, home, project)
+
+
+# --- 3. the switch is never silently dropped ------------------------------------------------------------
+
+def _dense_dtype() -> str:
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    return layer.compute_dtype
+
+
+def test_policy_survives_clear_session_on_a_real_model(here):
+    devswitch.configure(device="cpu", precision="bf16", report="off")
+    keras.backend.clear_session()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(loss="mse")
+    model.fit(np.zeros((8, 4)), np.zeros((8, 3)), verbose=0)
+    assert model.layers[0].compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    keras.utils.clear_session(free_memory=False)
+    assert _dense_dtype() == "bfloat16"
+
+
+def test_policy_holds_in_a_new_thread_and_the_users_own_policy_wins(here):
+    devswitch.configure(device="cpu", precision="bf16", report="off")
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(_dense_dtype()))
+    thread.start()
+    thread.join()
+    assert seen == ["bfloat16"]
+    keras.config.set_dtype_policy("float32")  # the user's own choice, after devswitch's
+    assert _dense_dtype() == "float32"
+
+
+def test_reset_restores_keras_and_the_environment(here):
+    before = {name: getattr(keras.Model, name) for name in ("compile", "fit", "evaluate", "predict")}
+    log_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    from keras.src.backend.common import global_state
+
+    getter = global_state.get_global_attribute
+    devswitch.configure(device="cpu", precision="bf16", xla="true", report="summary", log_level="error")
+    assert keras.Model.compile is not before["compile"] and keras.Model.fit is not before["fit"]
+    devswitch.reset()
+    assert {name: getattr(keras.Model, name) for name in before} == before
+    assert global_state.get_global_attribute is getter
+    assert keras.config.dtype_policy().name == "float32"
+    assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == log_level
+    assert session.plan() is None and devswitch.runs() == []
+    assert not state._undo
+
+
+class _WouldCompile(keras.Sequential):
+    """A model for which Keras' own jit_compile="auto" says yes (as on a GPU or on JAX)."""
+
+    def _resolve_auto_jit_compile(self):
+        return True
+
+
+@pytest.mark.parametrize("xla, expected", [("auto", True), ("false", False), ("true", True)])
+def test_xla_auto_leaves_the_choice_to_keras(here, xla, expected):
+    devswitch.configure(device="cpu", xla=xla, report="off")
+    model = _WouldCompile([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    assert model.jit_compile is expected
+    model.compile(loss="mse", jit_compile=False)  # the script's own argument always wins
+    assert model.jit_compile is False
+
+
+def test_xla_defaults_to_auto(home, project):
+    assert resolve({}, home, project).xla == "auto"
+
+
+def test_refused_configure_changes_nothing(here):
+    plan = devswitch.configure(device="cpu", precision="bf16", report="off")
+    for bad in ({"threads": 10**20}, {"threads": 100_000}, {"precision": "fp8"}, {"strategy": "multi_worker"}):
+        with pytest.raises(ConfigError):
+            devswitch.configure(**bad)
+        assert devswitch.plan() is plan and devswitch.config().precision == "bf16"
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+
+
+def test_configure_after_building_warns_and_the_timed_call_is_marked(here, capfd):
+    devswitch.configure(device="cpu", report="summary")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(loss="mse")
+    capfd.readouterr()
+    devswitch.configure(precision="bf16")
+    err = capfd.readouterr().err
+    assert "model 'sequential' was built with dtype policy float32, but devswitch now applies mixed_bfloat16" in err
+    assert "Build the model after configure(precision=...)" in err
+    model.predict(np.zeros((4, 4)), verbose=0)
+    record = devswitch.runs()[-1]
+    assert record.stale_policy and record.applied_policy == "mixed_bfloat16"
+    from devswitch.results import render_calls
+
+    assert "model built under float32, not the applied mixed_bfloat16" in render_calls([record])
+
+
+def test_configure_from_two_threads_leaves_one_consistent_state(here):
+    devswitch.configure(device="cpu", report="off")
+    for trial in range(6):
+        threads = [threading.Thread(target=devswitch.configure, kwargs={"precision": p}) for p in ("bf16", "fp16")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        precision = devswitch.config().precision
+        assert devswitch.plan().precision == precision, trial
+        assert keras.config.dtype_policy().name == devswitch.plan().policy, trial
+
+
+@pytest.mark.subprocess
+def test_disable_means_nothing_is_read_or_validated(run_python, tmp_path):
+    home = tmp_path / "subhome"
+    home.mkdir()
+    (home / ".devswitchrc").write_text("device: [broken\n")
+    script = tmp_path / "s.py"
+    script.write_text("import sys, devswitch\nprint('tf' if 'tensorflow' in sys.modules else 'no tf')\n")
+    done = run_python(script, env={"DEVSWITCH_DISABLE": "1", "DEVSWITCH_DEVICE": "tpu", "DEVSWITCH_NOSUCH": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "no tf" and done.stderr == ""
+    done = run_python(script, env={"DEVSWITCH_DISABLE": "maybe"})
+    assert done.returncode == 2 and "DEVSWITCH_DISABLE: invalid value 'maybe'" in done.stderr
+
+
+@pytest.mark.subprocess
+def test_a_script_with_ipython_importable_gets_one_line_not_a_traceback(run_python, tmp_path):
+    """TensorFlow imports IPython where it is installed; a script is still a script."""
+    pytest.importorskip("IPython")
+    script = tmp_path / "s.py"
+    script.write_text("import IPython\nimport devswitch\nprint('ran')\n")
+    done = run_python(script, env={"DEVSWITCH_STRATEGY": "multi_worker"})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "devswitch: error:" in done.stderr and "ran" not in done.stdout
