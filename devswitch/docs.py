@@ -31,6 +31,8 @@ def render_example() -> str:
         f"#   < {ENV_FLAGS}=\"key=value,...\" < DEVSWITCH_<KEY> < explicit arguments (CLI, configure()).",
         f"# {ENV_RC}=path[:path] replaces the file search; {ENV_DISABLE}=1 turns 'import devswitch' off.",
         "# 'devswitch info' shows each value in effect and where it came from.",
+        "# Read with a safe YAML loader, YAML 1.2 numbers (threads: 4:2 is INTRA:INTER, not 242), within bounds:",
+        "# a regular file of at most 1 MiB, 32 levels of nesting, 10,000 values after aliases.",
         "",
     ]
     for setting in SETTINGS:
