@@ -1,17 +1,21 @@
-"""Statistics against hand-computed values, records, atomic and concurrent writes."""
+"""Statistics against hand-computed values, records, atomic and concurrent writes, append-only reports."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 
 import pytest
 
+from conftest import SCRIPTS, clean_environ
 from devswitch import results
-from devswitch.results import CallRecord, Summary, append_records, jitter, median, percentile, std_error
+from devswitch.results import (CallRecord, ReportError, Summary, append_records, jitter, median, percentile,
+                               read_report, save_report, std_error)
 
 
 def test_median_and_percentiles_by_hand():
@@ -76,20 +80,24 @@ def test_write_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # the temporary file was removed
 
 
-def test_append_adds_to_an_existing_file(tmp_path):
+def test_append_adds_runs_each_with_its_own_context(tmp_path):
     target = tmp_path / "out" / "r.json"
     append_records(target, [_record(1)], environment={"a": 1})
     append_records(target, [_record(2), _record(3)], environment={"a": 2})
-    doc = json.loads(target.read_text())
-    assert [r["model"] for r in doc["records"]] == ["m1", "m2", "m3"]
-    assert doc["environment"] == {"a": 1}
+    runs = read_report(target)
+    assert [[r["model"] for r in run["records"]] for run in runs] == [["m1"], ["m2", "m3"]]
+    assert [run["environment"] for run in runs] == [{"a": 1}, {"a": 2}]
+    assert all(run["schema_version"] == 2 and run["type"] == "run" for run in runs)
+    lines = target.read_text().splitlines()
+    assert len(lines) == 2 and [json.loads(line)["environment"] for line in lines] == [{"a": 1}, {"a": 2}]
 
 
 def test_append_refuses_another_schema_version(tmp_path):
     target = tmp_path / "r.json"
     target.write_text(json.dumps({"schema_version": 999, "records": []}))
-    with pytest.raises(ValueError, match="schema_version 999"):
+    with pytest.raises(ReportError, match="schema_version 999"):
         append_records(target, [_record(1)])
+    assert json.loads(target.read_text()) == {"schema_version": 999, "records": []}  # left untouched
 
 
 APPENDER = """
@@ -97,7 +105,8 @@ import sys
 from devswitch.results import CallRecord, append_records
 path, who = sys.argv[1], sys.argv[2]
 for i in range(15):
-    append_records(path, [CallRecord("predict", f"{who}-{i}", "ok", 0.1, False, None, 0.1, 1, 8, 80.0, 10.0)])
+    append_records(path, [CallRecord("predict", f"{who}-{i}", "ok", 0.1, False, None, 0.1, 1, 8, 80.0, 10.0)],
+                   plan={"who": who, "i": i})
 """
 
 
@@ -108,9 +117,156 @@ def test_concurrent_appends_do_not_corrupt_the_file(tmp_path):
     env = {**os.environ, "DEVSWITCH_DISABLE": "1"}
     procs = [subprocess.Popen([sys.executable, str(script), str(target), f"p{n}"], env=env) for n in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
-    doc = json.loads(target.read_text())
-    names = sorted(r["model"] for r in doc["records"])
-    assert names == sorted(f"p{n}-{i}" for n in range(4) for i in range(15))
+    runs = read_report(target)
+    assert sorted(r["model"] for run in runs for r in run["records"]) == sorted(
+        f"p{n}-{i}" for n in range(4) for i in range(15))
+    # every run keeps its own context, not the first writer's
+    assert all(run["records"][0]["model"] == f"{run['plan']['who']}-{run['plan']['i']}" for run in runs)
+
+
+@pytest.mark.subprocess
+def test_two_processes_runs_in_one_report_keep_their_own_plan(tmp_path):
+    """Two `devswitch run`s at once, fp32 and fp16, into one report: each run keeps its own plan and config."""
+    report = tmp_path / "runs.json"
+    env = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "devswitch", "run", "--device", "cpu", "--precision", precision,
+                               "--report", str(report), str(SCRIPTS / "timed_script.py")], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for precision in ("fp32", "fp16")]
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+    runs = read_report(report)
+    assert sorted(run["plan"]["precision"] for run in runs) == ["fp16", "fp32"]
+    for run in runs:
+        assert run["config"]["precision"]["value"] == run["plan"]["precision"]
+        policy = {"fp32": "float32", "fp16": "mixed_float16"}[run["plan"]["precision"]]
+        assert [r["policy"] for r in run["records"]] == [policy] * 4
+    assert len(report.read_text().splitlines()) == 2
+
+
+def test_appending_reads_a_few_bytes_and_never_rewrites_what_is_there(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    save_report(target, [_record(0)], {"plan": {"n": 0}})
+    first = target.read_bytes()
+    inode = target.stat().st_ino
+    read = []
+    real_pread = os.pread
+    monkeypatch.setattr(results.os, "pread", lambda fd, n, offset: read.append(n) or real_pread(fd, n, offset))
+    monkeypatch.setattr(results.Path, "read_text", lambda *a, **k: pytest.fail("the report was read whole"))
+    for n in range(1, 30):
+        assert save_report(target, [_record(n)] * 5, {"plan": {"n": n}}) == (target, None)
+    assert sum(read) <= 29 * 65  # the first 64 bytes and the last one, per run: O(1), whatever the size
+    data = target.read_bytes()
+    assert target.stat().st_ino == inode and data.startswith(first)  # appended to, never replaced or rewritten
+    monkeypatch.undo()
+    assert [run["plan"]["n"] for run in read_report(target)] == list(range(30))
+
+
+@pytest.mark.parametrize("content, shape", [
+    pytest.param("[]", "a JSON array", id="a list"),
+    pytest.param('{"schema_version": 1}', "a JSON object (schema_version) that is not a devswitch run",
+                 id="schema 1 without records"),
+    pytest.param("not json\n", "line 1: not JSON", id="text"),
+])
+def test_a_file_of_another_shape_keeps_the_run_beside_it(tmp_path, monkeypatch, content, shape):
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "r.json"
+    target.write_text(content)
+    written, note = save_report(target, [_record(1), _record(2)], {"plan": {"device": "cpu"}})
+    assert target.read_text() == content  # what was there is left alone
+    assert written.parent == tmp_path and written.name.startswith(f"r.json.devswitch-{os.getpid()}-")
+    assert written.suffix == ".jsonl"
+    assert note.startswith(f"could not write the report to {target}: {shape}")
+    assert note.endswith(f"; kept the 2 record(s) of this run in {written}")
+    (run,) = read_report(written)
+    assert run["plan"] == {"device": "cpu"} and [r["model"] for r in run["records"]] == ["m1", "m2"]
+
+
+def test_the_run_goes_to_the_current_folder_when_the_reports_folder_cannot_be_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "a-file" / "r.json"
+    (tmp_path / "a-file").write_text("")  # a file where the report's folder should be
+    written, note = save_report(target, [_record(1)], {})
+    assert written.parent == tmp_path and note.startswith(f"could not write the report to {target}: FileExistsError")
+    assert len(read_report(written)[0]["records"]) == 1
+
+
+def test_a_directory_in_the_way_keeps_the_run_beside_it(tmp_path):
+    target = tmp_path / "r.json"
+    target.mkdir()
+    written, note = save_report(target, [_record(1)], {})
+    assert written.parent == tmp_path and "IsADirectoryError" in note
+    assert len(read_report(written)[0]["records"]) == 1
+
+
+def test_with_nowhere_to_write_the_run_is_in_the_note(tmp_path, monkeypatch):
+    def refuse(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(results, "_create_new", refuse)
+    monkeypatch.setattr(results, "_open_for_append", refuse)
+    written, note = save_report(tmp_path / "r.json", [_record(7)], {"plan": {"device": "cpu"}})
+    assert written is None and "Permission denied" in note
+    (run,) = results.parse_report(note.splitlines()[-1])
+    assert run["records"][0]["model"] == "m7" and run["plan"] == {"device": "cpu"}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_report_keeps_the_run_beside_it(tmp_path):
+    target = tmp_path / "r.json"
+    save_report(target, [_record(1)], {})
+    target.chmod(0o444)
+    written, note = save_report(target, [_record(2)], {})
+    assert written != target and "PermissionError" in note
+
+
+def test_old_single_document_reports_are_still_read_and_appended_to(tmp_path):
+    target = tmp_path / "old.json"
+    old = results.document([_record(1), _record(2)], environment={"a": 1}, plan={"device": "cpu"})
+    target.write_text(json.dumps(old, indent=2) + "\n")  # what devswitch wrote before: schema 1, pretty-printed
+    (run,) = read_report(target)
+    assert run["schema_version"] == 1 and run["plan"] == {"device": "cpu"} and len(run["records"]) == 2
+    assert save_report(target, [_record(3)], {"plan": {"device": "gpu"}}) == (target, None)
+    runs = read_report(target)
+    assert [(r["schema_version"], r["plan"]["device"], len(r["records"])) for r in runs] == [(1, "cpu", 2), (2, "gpu", 1)]
+    assert runs[0]["records"] == old["records"]  # the old content, kept, now on one line
+    save_report(target, [_record(4)], {"plan": {"device": "cpu"}})
+    assert len(target.read_text().splitlines()) == 3
+
+
+def test_a_run_cut_short_is_not_glued_to_the_next(tmp_path):
+    target = tmp_path / "r.json"
+    save_report(target, [_record(1)], {})
+    with target.open("a") as handle:
+        handle.write('{"schema_version":2,"type":"run","rec')  # a writer killed mid-line
+    save_report(target, [_record(2)], {})
+    lines = target.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["records"][0]["model"] == "m2"
+    with pytest.raises(ReportError, match="r.json:2: not JSON"):
+        read_report(target)
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)], ids=["umask 022", "umask 077"])
+def test_files_follow_the_umask(tmp_path, monkeypatch, mask, mode):
+    monkeypatch.chdir(tmp_path)
+    with umask(mask):
+        results.write_atomic(tmp_path / "atomic.txt", "x")
+        results.write_atomic(tmp_path / "atomic.txt", "replaced")
+        save_report(tmp_path / "report.json", [_record(1)], {})
+        (tmp_path / "other.json").write_text("[]")
+        beside, _ = save_report(tmp_path / "other.json", [_record(1)], {})
+    for path in (tmp_path / "atomic.txt", tmp_path / "report.json", beside):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
 
 def test_render_calls_shows_status_and_nan():

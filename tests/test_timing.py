@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import keras
@@ -13,6 +12,7 @@ import tensorflow as tf
 import devswitch
 from conftest import SCRIPTS, result_line
 from devswitch import session, timing
+from devswitch.results import read_report
 from devswitch.timing import BatchTimingCallback, TimingCallback
 
 
@@ -206,8 +206,8 @@ def test_summary_at_exit_and_json_report(run_python, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert result_line(proc.stdout)["runs"] == 4
     assert "devswitch: timed Keras calls" in proc.stderr and f"wrote 4 record(s) to {report}" in proc.stderr
-    doc = json.loads(report.read_text())
-    assert doc["schema_version"] == 1 and len(doc["records"]) == 4
+    (doc,) = read_report(report)  # one line per run (JSON Lines)
+    assert doc["schema_version"] == 2 and doc["type"] == "run" and len(doc["records"]) == 4
     assert doc["config"]["report"]["source"] == "env var"
     assert doc["environment"]["tensorflow"] == tf.__version__ and doc["environment"]["cpu"]
     assert doc["records"][0]["metrics"]["samples"] == {"value": 192, "unit": "samples"}
@@ -221,6 +221,6 @@ def test_report_off_prints_nothing_and_crash_keeps_records(run_python, tmp_path)
     report = tmp_path / "crash.json"
     proc = run_python(SCRIPTS / "timed_script.py", "--crash", env={"DEVSWITCH_REPORT": str(report)})
     assert proc.returncode == 1 and "Traceback" in proc.stderr  # the script's own error, as Python shows it
-    doc = json.loads(report.read_text())
+    (doc,) = read_report(report)
     assert [r["status"] for r in doc["records"]][:4] == ["ok"] * 4
     assert doc["records"][-1]["status"].startswith("failed: ValueError")
