@@ -75,6 +75,7 @@ MAX_NUMBER_DIGITS = 30
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
 
 
 class _Limit(yaml.MarkedYAMLError):
@@ -84,13 +85,14 @@ class _Limit(yaml.MarkedYAMLError):
 class Loader(yaml.SafeLoader):
     """PyYAML's safe loader with bounded nesting and YAML 1.2 numbers.
 
-    YAML 1.1 (PyYAML's default) reads ``4:2`` as the base-60 integer 242 and ``010`` as octal 8;
-    the documented ``threads: INTRA:INTER`` must stay a string, so numbers are read the YAML 1.2
-    (core schema) way: decimal, ``0o`` octal, ``0x`` hexadecimal, and nothing else.
+    YAML 1.1 (PyYAML's default) reads ``4:2`` as the base-60 integer 242, ``010`` as octal 8 and
+    ``off`` as false; the documented ``threads: INTRA:INTER`` and ``report: off`` must stay what they
+    say, so scalars are typed the YAML 1.2 (core schema) way: decimal, ``0o`` octal, ``0x`` hexadecimal
+    numbers, and only ``true``/``false`` as booleans (the settings' own parsers accept yes/no/on/off).
     """
 
     yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT, _BOOL)]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     yaml_constructors = dict(yaml.SafeLoader.yaml_constructors)
@@ -131,6 +133,7 @@ Loader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a
 Loader.add_implicit_resolver(_FLOAT, re.compile(
     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
     re.ASCII), list("-+0123456789."))
+Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 Loader.add_constructor(_INT, Loader.construct_yaml_int)
 
 

@@ -42,7 +42,7 @@ def rc(project: Path, text: str | bytes) -> Path:
     pytest.param("threads: -2\n", r"invalid value -2 for 'threads'", id="negative threads"),
     pytest.param("log_level: loud\n", r"invalid value 'loud' for 'log_level': expected one of quiet, error",
                  id="unknown log level"),
-    pytest.param("report: yes\n", r"invalid value True for 'report'", id="report that is a bool"),
+    pytest.param("report: yes\n", r"invalid value .yes. for .report.: expected off, summary", id="report that is not a choice"),
     pytest.param("device: cpu\ndevice: gpu\n", r":2:1: key 'device' is given twice \(first at .*:1:1\)",
                  id="duplicate key"),
     pytest.param("profiles: [a, b]\n", r"'profiles' must be a mapping", id="profiles not a mapping"),

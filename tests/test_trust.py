@@ -385,3 +385,28 @@ def test_a_script_with_ipython_importable_gets_one_line_not_a_traceback(run_pyth
     done = run_python(script, env={"DEVSWITCH_STRATEGY": "multi_worker"})
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "devswitch: error:" in done.stderr and "ran" not in done.stdout
+
+
+FORMS = [("device", t, v) for t, v in [("auto", "auto"), ("cpu", "cpu"), ("gpu", "gpu"), ("gpu:1", "gpu:1"),
+                                       ("gpu:0,1", "gpu:0,1"), ("cuda:1", "gpu:1")]] + \
+    [("precision", t, v) for t, v in [("fp32", "fp32"), ("fp16", "fp16"), ("bf16", "bf16"), ("half", "half"),
+                                      ("float32", "fp32"), ("mixed_float16", "fp16"), ("mixed_bfloat16", "bf16")]] + \
+    [("memory_growth", t, v) for t, v in [("true", True), ("false", False), ("yes", True), ("off", False),
+                                          ("1", True), ("0", False)]] + \
+    [("xla", t, v) for t, v in [("auto", "auto"), ("true", True), ("false", False)]] + \
+    [("threads", "4", Threads(4, 0)), ("threads", "4:2", Threads(4, 2)), ("threads", "1024:0", Threads(1024, 0)),
+     ("log_level", "quiet", "quiet"), ("report", "off", "off"), ("report", "out.json", "out.json"),
+     ("strategy", "mirrored", "mirrored"), ("cpu_replicas", "2", 2), ("workers", "h1:1,h2:2", ("h1:1", "h2:2")),
+     ("worker_index", "1", 1), ("fallback", "error", "error"), ("batch_timing", "on", True)]
+
+
+@pytest.mark.parametrize("key, text, expected", FORMS, ids=[f"{k}={t}" for k, t, _ in FORMS])
+def test_each_documented_form_means_the_same_from_a_file_a_variable_and_an_option(home, project, key, text,
+                                                                                   expected):
+    rc(project, f"{key}: {text}\n")
+    from_file = getattr(resolve({}, home, project), key)
+    (project / ".devswitchrc").unlink()
+    from_env = getattr(resolve({f"DEVSWITCH_{key.upper()}": text}, home, project), key)
+    args = build_parser().parse_args(["info", "--" + key.replace("_", "-"), text])
+    from_option = getattr(resolve({}, home, project, explicit_from_args(args)), key)
+    assert from_file == from_env == from_option == expected
