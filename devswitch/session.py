@@ -78,27 +78,29 @@ def context() -> dict:
     return data
 
 
-def write_report(path: str) -> None:
-    from .results import append_records
-
-    append_records(path, runs(), **context())
-
-
 def report_at_exit() -> None:
-    """Print the summary of timed calls (report: summary / PATH.json) and write the JSON records."""
+    """Print the summary of timed calls (report: summary / PATH.json) and append this run to the report.
+
+    The report is JSON Lines, one line per run with that run's own context; when it cannot be
+    written, the run goes to a file beside it and the message says where (nothing measured is lost).
+    """
     cfg = _current["config"]
     records = runs()
     if cfg is None or cfg.report == "off" or not records:
         return
-    from .results import render_calls
+    from .results import render_calls, save_report
 
     print(render_calls(records), file=sys.stderr)
     if cfg.report.endswith(".json"):
         try:
-            write_report(cfg.report)
-            print(f"devswitch: wrote {len(records)} record(s) to {cfg.report}", file=sys.stderr)
-        except (OSError, ValueError) as error:
-            print(f"devswitch: error: could not write the report to {cfg.report}: {error}", file=sys.stderr)
+            data = context()
+        except Exception as error:  # noqa: BLE001 - the records matter more than their context
+            data = {"context_error": f"{type(error).__name__}: {error}"}
+        written, note = save_report(cfg.report, records, data)
+        if note is None:
+            print(f"devswitch: wrote {len(records)} record(s) to {written}", file=sys.stderr)
+        else:
+            print(f"devswitch: error: {note}", file=sys.stderr)
 
 
 def config() -> Config:

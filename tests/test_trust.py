@@ -410,3 +410,30 @@ def test_each_documented_form_means_the_same_from_a_file_a_variable_and_an_optio
     args = build_parser().parse_args(["info", "--" + key.replace("_", "-"), text])
     from_option = getattr(resolve({}, home, project, explicit_from_args(args)), key)
     assert from_file == from_env == from_option == expected
+
+
+# --- 4. nothing measured is lost: the report at exit ------------------------------------------------------
+
+@pytest.mark.subprocess
+def test_each_run_keeps_its_own_context_in_the_report_and_a_bad_report_loses_nothing(run_python, tmp_path):
+    from conftest import SCRIPTS
+    from devswitch.results import read_report
+
+    report = tmp_path / "report.json"
+    for precision in ("fp32", "bf16"):
+        done = run_python(SCRIPTS / "timed_script.py", env={"DEVSWITCH_REPORT": str(report),
+                                                            "DEVSWITCH_PRECISION": precision,
+                                                            "DEVSWITCH_DEVICE": "cpu"})
+        assert done.returncode == 0, done.stderr
+    runs = read_report(report)
+    assert [run["plan"]["precision"] for run in runs] == ["fp32", "bf16"]
+    assert [len(run["records"]) for run in runs] == [4, 4]  # fit, evaluate, predict, predict
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text("[]\n")
+    done = run_python(SCRIPTS / "timed_script.py", env={"DEVSWITCH_REPORT": str(wrong), "DEVSWITCH_DEVICE": "cpu"})
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"could not write the report to {wrong}" in done.stderr and "kept the 4 record(s)" in done.stderr
+    assert wrong.read_text() == "[]\n"  # the user's file is left as it was
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("wrong.json.devswitch-")]
+    assert len(kept) == 1 and len(read_report(kept[0])[0]["records"]) == 4
