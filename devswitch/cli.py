@@ -304,9 +304,22 @@ COMMANDS = {"info": (info_parser, info_command), "init": (init_parser, init_comm
             "run": (run_parser, run_command), "compare": (compare_parser, compare_command)}
 
 
-def _split_run(argv: list[str]) -> list[str]:
-    """Put a literal '--' before the script's own arguments so argparse leaves them alone."""
-    i = argv.index("run") + 1
+def command_index(argv: list[str]) -> int | None:
+    """Where the sub-command is in ``argv``: the first token that is not an option (devswitch's own
+    options, --version and --help, take no value). None when there is none."""
+    for i, token in enumerate(argv):
+        if token == "--":
+            return i + 1 if i + 1 < len(argv) else None
+        if not token.startswith("-"):
+            return i
+    return None
+
+
+def _split_run(argv: list[str], start: int) -> list[str]:
+    """Put a literal '--' before the script's own arguments so argparse leaves them alone.
+
+    ``start`` is the index of the ``run`` sub-command in ``argv``."""
+    i = start + 1
     while i < len(argv):
         token = argv[i]
         if token == "--":
@@ -329,14 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str], parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse the command line; for ``run``, the script's own arguments are left to the script."""
+    parser = parser or build_parser()
+    at = command_index(argv)
+    if at is not None and argv[at] == "run":
+        argv = _split_run(argv, at)
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    if "run" in argv:
-        # the script's own options must not be parsed as ours: split at the script
-        args = parser.parse_args(_split_run(argv))
-    else:
-        args = parser.parse_args(argv)
+    args = parse_args(argv, parser)
     if not args.command:
         parser.print_help(sys.stderr)
         return 2

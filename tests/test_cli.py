@@ -111,3 +111,53 @@ def test_info_shows_the_strategy_replicas_and_role(cli_env, capsys):
     assert "strategy   multi_worker: 2 replica(s) on /cpu:0 | worker 1 of 2 workers" in capsys.readouterr().out
     assert main(["info", "--strategy", "multi_worker"]) == 2
     assert "error: --strategy: strategy=multi_worker needs a cluster" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, command, expected", [
+    pytest.param(["compare", "--out", "run", "mlp", "--devices", "cpu"], "compare",
+                 {"out": "run", "target": "mlp", "devices": "cpu"}, id="compare --out run"),
+    pytest.param(["compare", "mlp", "--out", "run"], "compare", {"out": "run", "target": "mlp"},
+                 id="compare MODEL --out run"),
+    pytest.param(["run", "script.py", "run", "--out", "x"], "run",
+                 {"target": "script.py", "args": ["run", "--out", "x"]}, id="run script.py run"),
+    pytest.param(["run", "--report", "run.json", "run.py", "run"], "run",
+                 {"target": "run.py", "args": ["run"], "report": "run.json"}, id="run, with run everywhere"),
+    pytest.param(["info", "--device", "cpu"], "info", {"device": "cpu"}, id="info"),
+])
+def test_the_sub_command_is_the_first_token_that_is_not_an_option(argv, command, expected):
+    from devswitch.cli import parse_args
+
+    args = parse_args(argv)
+    assert args.command == command
+    assert {key: getattr(args, key) for key in expected} == expected
+
+
+def test_compare_with_an_output_folder_named_run_reads_its_own_options(cli_env, capsys):
+    # options after MODEL are compare's own: here a bad one, reported as compare reports it
+    assert main(["compare", "--out", "run", "mlp", "--devices", "tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--devices: 'tpu' is not valid" in err and "Traceback" not in err
+
+
+@pytest.mark.subprocess
+def test_compare_writes_to_a_folder_named_run(tmp_path):
+    env = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "devswitch", "compare", "--out", "run", "mlp", "--devices", "cpu",
+                           "--precisions", "fp32", "--batch-sizes", "2", "--iterations", "2", "--warmup", "1",
+                           "--no-peak-probe", "--no-predict-baseline"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert doc["options"]["out"] == "run" and doc["cells"][0]["status"] == "ok"
+
+
+@pytest.mark.subprocess
+def test_run_passes_an_argument_named_run_to_the_script(tmp_path):
+    from conftest import SCRIPTS, result_line
+
+    script = SCRIPTS / "argv_script.py"
+    env = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "devswitch", "run", "--report", "off", str(script), "run",
+                           "--exit", "3"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 3, proc.stderr
+    assert result_line(proc.stdout)["argv"] == [str(script), "run", "--exit", "3"]
