@@ -206,7 +206,13 @@ def compare_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--iterations", default="20", help="timed iterations per batch size (default 20)")
     parser.add_argument("--min-time", default="0", help="keep timing for at least this many seconds (default 0)")
     parser.add_argument("--baseline", default="cpu/fp32", help="column the speed-up is relative to (default cpu/fp32)")
-    parser.add_argument("--out", default="", help="output folder (default devswitch-results/<timestamp>)")
+    parser.add_argument("--out", default="", metavar="DIR",
+                        help="output folder, checked before anything runs (default: a new folder "
+                             "devswitch-results/<timestamp>); a folder that already holds results is refused "
+                             "unless --force is given")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite the results already in --out (they are replaced after the first "
+                             "configuration finishes)")
     parser.add_argument("--no-predict-baseline", action="store_true", help="skip the plain model.predict figure")
     parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul probe for fraction of peak")
     return parser
@@ -241,9 +247,7 @@ def _items(option: str, text: str, parse) -> tuple:
 
 
 def options_from_args(args: argparse.Namespace):
-    """Validate every option before anything runs; pure."""
-    import time as _time
-
+    """Validate every option before anything runs; pure (the output folder is checked by prepare_output)."""
     from .compare import Options
     from .settings import parse_device, parse_precision
 
@@ -258,23 +262,30 @@ def options_from_args(args: argparse.Namespace):
     if baseline[0] not in devices or baseline[1] not in precisions:
         raise UsageError(f"--baseline {args.baseline}: not one of the columns", hint="use DEVICE/PRECISION from "
                          "--devices and --precisions, e.g. --baseline " + f"{devices[0]}/{precisions[0]}")
-    out = args.out or str(Path("devswitch-results") / _time.strftime("%Y%m%d-%H%M%S"))
     return Options(args.target, devices, precisions, batches, args.mode,
                    _number("--warmup", args.warmup, int, 0), _number("--iterations", args.iterations, int, 1),
                    _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
-                   not args.no_peak_probe, baseline, out)
+                   not args.no_peak_probe, baseline, args.out, force=args.force)
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from .compare import render_markdown, run_matrix, write_outputs
+    from .compare import prepare_output, render_markdown, run_matrix, write_outputs
     from .errors import RunError
     from .worker import parse_target
 
     options = options_from_args(args)
     parse_target(options.target)  # a bad MODEL is an error before any process starts
+    output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
+    options = dataclasses.replace(options, out=str(output.path))
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+
+    def save_finished_rows(doc: dict) -> None:
+        try:
+            write_outputs(doc, output.path, plot=False)
+        except OSError as error:  # the rows stay in memory; the final write tries again
+            progress(f"warning: could not write the finished rows to {output.path}: {error}")
 
     def terminate(signum, frame):
         raise KeyboardInterrupt  # SIGTERM (a CI time-out, `timeout`, kill): stop as for Ctrl-C
@@ -283,15 +294,23 @@ def compare_command(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        doc = run_matrix(options, progress)
+        doc = run_matrix(options, progress, output.work, on_update=save_finished_rows)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    notes = write_outputs(doc, Path(options.out))
-    print(render_markdown(doc))
+        output.close()
+    table = render_markdown(doc)
+    try:
+        notes = write_outputs(doc, output.path)
+    except OSError as error:
+        print(table)
+        print(f"devswitch: error: could not write the results to {output.path}: {error}; the table above is "
+              "what was measured", file=sys.stderr)
+        return 1
+    print(table)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"devswitch: wrote results.json, results.csv, results.md"
-          f"{'' if notes else ', results.png'} to {options.out}", file=sys.stderr)
+          f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
     if doc["interrupted"]:
         return 130
     failed = [c for c in doc["_cells"] if c.status.startswith("failed")]

@@ -1,29 +1,38 @@
 """``devswitch compare``: a matrix of device x precision configurations, one subprocess each.
 
-Data flows one way: options -> one worker process per configuration (events
-file) -> cells -> results.json / .csv / .md / .png. This process never imports
-TensorFlow; a configuration that cannot run here becomes "unavailable: <reason>",
-one that crashes "failed: <error>", and Ctrl-C stops the running worker and
-still writes every finished row.
+Data flows one way: options -> output folder checked -> one worker process per
+configuration (events file) -> cells -> results.json / .csv / .md / .png. This
+process never imports TensorFlow; a configuration that cannot run here becomes
+"unavailable: <reason>", one that crashes "failed: <error>", and Ctrl-C stops the
+running worker and still writes every finished row.
+
+Nothing measured is lost: the output folder is checked (and created) before any
+worker starts, results.json/.csv/.md are rewritten atomically after every
+configuration, and workers die with this process even when it is killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .errors import UsageError
 from .results import SCHEMA_VERSION, write_atomic
 
+RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png")
+WORK_PREFIX = ".devswitch-work-"  # + this process's pid: the workers' spec, events and log files
+DEFAULT_ROOT = "devswitch-results"
 
 
 @dataclass(frozen=True)
@@ -39,8 +48,9 @@ class Options:
     predict_baseline: bool = True
     peak_probe: bool = True
     baseline: tuple[str, str] = ("cpu", "fp32")
-    out: str = ""
+    out: str = ""                     # "" = a new folder devswitch-results/<timestamp>
     timeout: float = 3600.0
+    force: bool = False               # overwrite results already in --out
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,91 @@ class ConfigRun:
     log: str = ""
 
 
+@dataclass(frozen=True)
+class Output:
+    """Where the results go, checked before anything runs, and the workers' scratch folder inside it."""
+
+    path: Path
+    work: Path
+
+    def close(self) -> None:
+        """Remove the scratch folder (a killed compare leaves it, with the workers' logs, beside its rows)."""
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def prepare_output(out: str, force: bool = False, now: float | None = None) -> Output:
+    """Check and create the output folder before any worker starts; UsageError when results could not go there.
+
+    ``out`` = "" is the default, a new folder ``devswitch-results/<timestamp>`` (``-2``, ``-3``, ... when
+    that name is taken): it never overwrites. An explicit folder that already holds results is refused
+    unless ``force``: a script that reads OUT/results.json afterwards must not find older results there.
+    """
+    if not out:
+        path = _new_default_folder(Path(DEFAULT_ROOT), time.localtime(now))
+    else:
+        path = Path(out)
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
+            raise UsageError(f"--out {out}: exists and is not a folder; nothing was run",
+                             hint="give a folder (new or existing) to hold results.json/.csv/.md/.png")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--out {out}: cannot create this folder: {error.strerror or error}; nothing was run",
+                             hint="choose another --out") from None
+        present = [name for name in RESULT_FILES if (path / name).exists() or (path / name).is_symlink()]
+        odd = [name for name in present if not (path / name).is_file() or (path / name).is_symlink()]
+        if odd:
+            raise UsageError(f"--out {out}: {path / odd[0]} is not a regular file; nothing was run",
+                             hint="move it away, or choose another --out")
+        if present and not force:
+            raise UsageError(f"--out {out}: the folder {path} already holds results ({', '.join(present)}); "
+                             "nothing was run", hint="pass --force to overwrite them, or choose another --out")
+    _remove_stale_work(path)
+    work = path / f"{WORK_PREFIX}{os.getpid()}"
+    try:
+        work.mkdir()
+        probe = work / "probe"
+        probe.write_bytes(b"")  # a folder we can create in, on a file system that takes writes
+        probe.unlink()
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            work.rmdir()
+        raise UsageError(f"--out {out or path}: cannot write in {path}: {error.strerror or error}; nothing was run",
+                         hint="choose another --out") from None
+    return Output(path, work)
+
+
+def _new_default_folder(root: Path, stamp: time.struct_time) -> Path:
+    name = time.strftime("%Y%m%d-%H%M%S", stamp)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            path = root / (name if n == 1 else f"{name}-{n}")
+            try:
+                path.mkdir()  # atomic: two runs started in the same second get two folders
+                return path
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise UsageError(f"cannot create the output folder under {root}: {error.strerror or error}; nothing was run",
+                         hint="choose a folder with --out") from None
+    raise UsageError(f"{root}: too many result folders named {name}-N", hint="choose a folder with --out")
+
+
+def _remove_stale_work(folder: Path) -> None:
+    """Remove scratch folders left by a compare that was killed (its process no longer exists)."""
+    for leftover in folder.glob(WORK_PREFIX + "*"):
+        pid = leftover.name[len(WORK_PREFIX):]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass  # another user's process: still running
+
+
 def _worker_env() -> dict:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -92,13 +187,16 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
                                 "batch_sizes": list(options.batch_sizes), "mode": options.mode,
                                 "warmup": options.warmup, "iterations": options.iterations,
                                 "min_time": options.min_time, "predict_baseline": options.predict_baseline,
-                                "peak_probe": options.peak_probe, "events": str(events)}))
+                                "peak_probe": options.peak_probe, "events": str(events),
+                                "parent_pid": os.getpid()}))
     log = workdir / f"{name}.log"
     run = ConfigRun(device, precision)
     started = time.time()
     interrupted = False
     seen = 0
     with open(log, "w") as log_handle:
+        # Its own session: a Ctrl-C at the terminal reaches this process only, which forwards it (below).
+        # The worker ends itself when this process ends, however it ends (see worker.die_with_parent).
         proc = subprocess.Popen([sys.executable, "-m", "devswitch.worker", str(spec)], stdout=log_handle,
                                 stderr=subprocess.STDOUT, env=_worker_env(), start_new_session=True)
         try:
@@ -188,8 +286,13 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
     return cells
 
 
-def run_matrix(options: Options, progress: Callable[[str], None]) -> dict:
-    """Run every configuration and return the results document (written by ``write_outputs``)."""
+def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
+               on_update: Callable[[dict], None] | None = None) -> dict:
+    """Run every configuration and return the results document (written by ``write_outputs``).
+
+    The workers' files go to ``workdir``. After each configuration but the last, ``on_update`` gets the
+    document so far (finished rows, the others "not run (pending)", ``complete: false``).
+    """
     configs = [(d, p) for d in options.devices for p in options.precisions]
     started = time.time()
     runs: list[ConfigRun] = []
@@ -197,17 +300,19 @@ def run_matrix(options: Options, progress: Callable[[str], None]) -> dict:
     interrupted = False
     progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
              + ",".join(map(str, options.batch_sizes)))
-    with tempfile.TemporaryDirectory(prefix="devswitch-compare-") as tmp:
-        for i, (device, precision) in enumerate(configs):
-            if interrupted:
-                cells += [Cell(device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
-                continue
-            left = ", ".join(f"{d} {p}" for d, p in configs[i + 1:]) or "none"
-            progress(f"[{i + 1}/{len(configs)}] {device} {precision} (then: {left})")
-            run, interrupted = run_configuration(options, device, precision, Path(tmp), progress)
-            runs.append(run)
-            cells += cells_of(run, options.batch_sizes, interrupted)
-            progress(f"[{i + 1}/{len(configs)}] {device} {precision}: {run.wall_s:.1f} s")
+    for i, (device, precision) in enumerate(configs):
+        if interrupted:
+            cells += [Cell(device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
+            continue
+        left = ", ".join(f"{d} {p}" for d, p in configs[i + 1:]) or "none"
+        progress(f"[{i + 1}/{len(configs)}] {device} {precision} (then: {left})")
+        run, interrupted = run_configuration(options, device, precision, workdir, progress)
+        runs.append(run)
+        cells += cells_of(run, options.batch_sizes, interrupted)
+        progress(f"[{i + 1}/{len(configs)}] {device} {precision}: {run.wall_s:.1f} s")
+        if on_update and not interrupted and i + 1 < len(configs):
+            pending = [Cell(d, p, b, "not run (pending)") for d, p in configs[i + 1:] for b in options.batch_sizes]
+            on_update(document(options, runs, cells + pending, time.time() - started, False, complete=False))
     total = time.time() - started
     return document(options, runs, cells, total, interrupted)
 
@@ -220,7 +325,8 @@ def _measured(run: ConfigRun) -> float:
     return total
 
 
-def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: float, interrupted: bool) -> dict:
+def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: float, interrupted: bool,
+             complete: bool = True) -> dict:
     ready = next((e for r in runs for e in r.events if e["event"] == "ready"), {})
     built = next((e for r in runs for e in r.events if e["event"] == "built"), {})
     measured = sum(_measured(r) for r in runs)
@@ -243,6 +349,7 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
                   "unit": built.get("unit", "samples")},
         "environment": ready.get("environment"),
         "interrupted": interrupted,
+        "complete": complete,
         "cells": [{"device": c.device, "precision": c.precision, "resolved_precision": c.resolved,
                    "batch": c.batch, "status": c.status} for c in cells],
         "records": [c.record for c in cells if c.record],
@@ -329,6 +436,10 @@ def render_markdown(doc: dict) -> str:
     if doc["interrupted"]:
         lines.append("")
         lines.append("Interrupted: the rows marked 'interrupted' / 'not run' were not measured.")
+    if not doc.get("complete", True):
+        lines.append("")
+        lines.append("Incomplete: written while compare was running; the rows marked 'not run (pending)' were "
+                     "not measured yet (if compare is no longer running, it was stopped before them).")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -414,17 +525,26 @@ def render_plot(doc: dict, path: Path) -> str | None:
 
     axes[0][0].legend(handles=[Patch(color=f"C{j}", label=column) for j, column in enumerate(columns)], fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110)
     plt.close(fig)
+    write_atomic(path, image.getvalue())
     return None
 
 
-def write_outputs(doc: dict, out: Path) -> list[str]:
-    """Write results.json/.csv/.md (atomically) and results.png; returns notes for the user."""
+def write_outputs(doc: dict, out: Path, plot: bool = True) -> list[str]:
+    """Write results.json/.csv/.md and (with ``plot``) results.png, each atomically; returns notes for the user.
+
+    A results.png that would not match the new results.json (not plotted now, or left by an earlier
+    run) is removed rather than left beside it.
+    """
     out.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in doc.items() if not k.startswith("_")}
     write_atomic(out / "results.json", json.dumps(public, indent=2, default=str) + "\n")
     write_atomic(out / "results.csv", render_csv(doc))
     write_atomic(out / "results.md", render_markdown(doc))
-    note = render_plot(doc, out / "results.png")
-    return [note] if note else []
+    note = render_plot(doc, out / "results.png") if plot else "not plotted"
+    if note:
+        with contextlib.suppress(FileNotFoundError):
+            (out / "results.png").unlink()
+    return [note] if note and plot else []

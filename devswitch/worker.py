@@ -4,15 +4,22 @@ Device visibility is fixed once per process, so each device x precision pair
 runs here, in a fresh interpreter. Everything it learns is appended as one JSON
 line per event to the events file named in the spec, flushed at once, so the
 parent keeps every finished row even if this process crashes or is interrupted.
+It ends itself when its parent (``devswitch compare``) ends, even by SIGKILL, so
+that no worker goes on computing for nobody.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_GONE = 137     # the status of a process ended by SIGKILL, as the kernel's own route gives
 
 
 class Events:
@@ -90,11 +97,56 @@ def unsupported_reason(plan) -> str | None:
     return None
 
 
+def set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:
+    """Linux: ask the kernel to send ``signum`` to this process when its parent ends; False elsewhere.
+
+    prctl(PR_SET_PDEATHSIG) is a property of the child, so it is set here, in the worker; it fires when
+    the parent *thread* that started us ends (compare starts workers from its main thread).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def watch_parent(parent_pid: int, interval: float = 0.5) -> threading.Thread:
+    """The portable fallback: a daemon thread that ends this process once its parent is no longer ``parent_pid``.
+
+    An orphan is re-parented (to init or a sub-reaper), so a changed ``getppid()`` means the parent is gone.
+    """
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(PARENT_GONE)
+            time.sleep(interval)
+
+    thread = threading.Thread(target=watch, name="devswitch-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def die_with_parent(parent_pid: int | None, interval: float = 0.5) -> None:
+    """End this process when ``parent_pid`` (default: the current parent) ends, however it ends."""
+    set_parent_death_signal()
+    expected = parent_pid if parent_pid is not None else os.getppid()
+    # the parent may have died before the death signal was set: then nothing would ever send it
+    if os.getppid() != expected:
+        os._exit(PARENT_GONE)
+    watch_parent(expected, interval)
+
+
 def main(spec_path: str) -> int:
+    set_parent_death_signal()  # first of all, so that the window without it is as short as can be
     # The parent forwards Ctrl-C as SIGINT: make it mean "stop" even if this process was started with
     # SIGINT ignored (as a shell does for background jobs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     spec = json.loads(Path(spec_path).read_text())
+    die_with_parent(spec.get("parent_pid"))
     emit = Events(spec["events"])
     emit("spawned")
     try:

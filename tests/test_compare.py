@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +20,17 @@ from devswitch.cli import main
 TINY = ["--batch-sizes", "1,8", "--iterations", "3", "--warmup", "1", "--no-peak-probe"]
 
 
-def compare(*args: str, cwd, timeout=300):
+def compare(*args: str, cwd, timeout=300, umask=None):
     environ = clean_environ(HOME=str(cwd), PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "devswitch", "compare", *args], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=None if umask is None else (lambda: os.umask(umask)))
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @pytest.mark.subprocess
@@ -51,6 +61,9 @@ def test_mlp_across_precisions_writes_consistent_outputs(tmp_path):
     assert timing["total_s"] > 0 and timing["sum_startup_s"] > 0 and timing["sum_measured_s"] > 0
     assert len(timing["configurations"]) == 4
     assert "[4/4] gpu bf16" in proc.stderr  # the progress display
+    assert doc["complete"] is True and "Incomplete" not in markdown
+    for name in ("results.json", "results.csv", "results.md", "results.png"):  # all as the umask says
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~current_umask(), name
 
 
 @pytest.mark.subprocess
@@ -102,6 +115,223 @@ def test_interrupt_stops_cleanly_and_keeps_finished_rows(tmp_path, signum):
     assert "keeping every finished row" in stderr
 
 
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an orphan's zombie may wait for a reaper that never comes)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _workers_of(out: Path) -> list[int]:
+    """The pids of devswitch.worker processes whose spec lies under ``out``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"devswitch.worker" in argv and any(str(out).encode() in arg for arg in argv) and _alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _wait_for(condition, timeout: float, what: str, log: Path | None = None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"gave up waiting for {what}" + (f"; compare said:\n{log.read_text()}" if log else ""))
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the worker through /proc")
+def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_running(tmp_path):
+    """SIGKILL of compare: the rows finished so far are on disk, and the running worker ends with it."""
+    out = tmp_path / "out"
+    log = tmp_path / "compare.log"
+    environ = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    with log.open("w") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "devswitch", "compare", str(SCRIPTS / "slow_factory.py"),
+                                 "--devices", "cpu", "--precisions", "fp32,fp16", "--batch-sizes", "2",
+                                 "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--no-predict-baseline",
+                                 "--out", str(out)], cwd=tmp_path, env=environ, stdout=handle, stderr=handle)
+    try:
+        def first_row_on_disk():
+            try:
+                doc = json.loads((out / "results.json").read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return None
+            return doc if any(c["precision"] == "fp32" and c["status"] == "ok" for c in doc["cells"]) else None
+
+        _wait_for(first_row_on_disk, 180, "the fp32 row in results.json", log)
+        (worker,) = _wait_for(lambda: _workers_of(out), 60, "the fp16 worker", log)
+        # once it has said "spawned", it has set up its death signal and its parent watch
+        _wait_for(lambda: "spawned" in "".join(p.read_text() for p in out.glob(".devswitch-work-*/*.events.jsonl")),
+                  60, "the fp16 worker to start", log)
+        proc.kill()
+        proc.wait(timeout=10)
+        _wait_for(lambda: not _alive(worker), 5, f"worker {worker} to end with its parent")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _workers_of(out):
+            os.kill(pid, signal.SIGKILL)
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["complete"] is False
+    assert [(c["precision"], c["status"]) for c in doc["cells"]] == [("fp32", "ok"), ("fp16", "not run (pending)")]
+    assert len(doc["records"]) == 1 and doc["records"][0]["metrics"]["throughput"]["value"] > 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "not run (pending)"]
+    assert "Incomplete: written while compare was running" in (out / "results.md").read_text()
+    # the scratch folder stays with the rows (its logs say what the killed run was doing) ...
+    (leftover,) = out.glob(".devswitch-work-*")
+    assert (leftover / "cpu-fp16.log").exists()
+    # ... until the next compare into this folder clears it
+    from devswitch.compare import prepare_output
+
+    prepare_output(str(out), force=True).close()
+    assert not list(out.glob(".devswitch-work-*"))
+
+
+CHILD = """
+import os, sys, time
+from devswitch import worker
+if sys.argv[1] == "prctl":
+    assert worker.set_parent_death_signal()
+else:
+    worker.watch_parent(os.getppid(), interval=0.1)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+MIDDLE = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline() == "ready\\n"
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", [
+    pytest.param("prctl", id="Linux death signal", marks=pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                                                          reason="prctl is Linux only")),
+    pytest.param("watch", id="portable parent watch"),
+])
+def test_a_worker_ends_when_its_parent_is_killed(tmp_path, how):
+    environ = clean_environ(DEVSWITCH_DISABLE="1")
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, CHILD, how], stdout=subprocess.PIPE, text=True,
+                              env=environ)
+    try:
+        child = int(middle.stdout.readline())
+        assert _alive(child)
+        middle.kill()
+        middle.wait(timeout=10)
+        _wait_for(lambda: not _alive(child), 5, f"the child {child} to end with its parent")
+    finally:
+        middle.kill()
+        with __import__("contextlib").suppress(NameError, ProcessLookupError):
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
+
+
+def test_a_worker_whose_parent_died_before_it_set_its_death_signal_ends_at_once():
+    proc = subprocess.run([sys.executable, "-c", "from devswitch import worker\n"
+                           "worker.die_with_parent(parent_pid=1)\nprint('still running')"],
+                          env=clean_environ(DEVSWITCH_DISABLE="1"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 137 and "still running" not in proc.stdout
+
+
+class NoWorker:
+    def __init__(self, *args, **kwargs):
+        pytest.fail("a worker was started")
+
+
+@pytest.mark.parametrize("make_out, args, message", [
+    pytest.param(lambda d: (d / "afile.txt").write_text("keep") and d / "afile.txt", [],
+                 "afile.txt: exists and is not a folder; nothing was run", id="an existing file"),
+    pytest.param(lambda d: (d / "afile.txt").write_text("keep") and d / "afile.txt" / "sub", [],
+                 "cannot create this folder: Not a directory; nothing was run", id="under a file"),
+    pytest.param(lambda d: Path("/proc/devswitch-no-such/out"), [], "cannot create this folder", id="not creatable"),
+    pytest.param(lambda d: (d / "old").mkdir() or (d / "old" / "results.json").write_text("keep") and d / "old", [],
+                 "the folder {out} already holds results (results.json); nothing was run", id="holds results"),
+    pytest.param(lambda d: (d / "old").mkdir() or (d / "old" / "results.csv").write_text("keep") and d / "old", [],
+                 "pass --force to overwrite them, or choose another --out", id="hint: --force"),
+    pytest.param(lambda d: (d / "old" / "results.md").mkdir(parents=True) or d / "old", ["--force"],
+                 "results.md is not a regular file", id="a folder named results.md, even with --force"),
+])
+def test_an_output_place_that_cannot_take_the_results_is_refused_before_anything_runs(
+        tmp_path, monkeypatch, capsys, make_out, args, message):
+    from devswitch import compare as cmp
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cmp.subprocess, "Popen", NoWorker)
+    out = make_out(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code = main(["compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message.format(out=out) in err and "Traceback" not in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written
+    assert not list(tmp_path.rglob(".devswitch-work-*"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    from devswitch import compare as cmp
+
+    monkeypatch.setattr(cmp.subprocess, "Popen", NoWorker)
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o555)
+    assert main(["compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--out", str(out)]) == 2
+    assert "cannot write in" in capsys.readouterr().err
+
+
+def test_the_default_output_folder_is_always_a_new_one(tmp_path, monkeypatch):
+    from devswitch.compare import prepare_output
+
+    monkeypatch.chdir(tmp_path)
+    now = time.mktime((2024, 1, 2, 3, 4, 5, 0, 0, -1))
+    first, second = prepare_output("", now=now), prepare_output("", now=now)  # two runs in the same second
+    assert first.path == Path("devswitch-results/20240102-030405")
+    assert second.path == Path("devswitch-results/20240102-030405-2")
+    assert first.work.parent == first.path and first.work.is_dir()
+    first.close()
+    assert not first.work.exists() and first.path.is_dir()
+
+
+def test_scratch_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
+    from devswitch.compare import prepare_output
+
+    dead = tmp_path / ".devswitch-work-999999999"  # above any pid_max: no such process
+    alive = tmp_path / ".devswitch-work-1"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "x.log").write_text("x")
+    prepare_output(str(tmp_path)).close()
+    assert not dead.exists() and (alive / "x.log").exists()
+
+
+@pytest.mark.subprocess
+def test_force_overwrites_earlier_results_with_files_as_the_umask_says(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("results.json", "results.csv", "results.md", "results.png"):
+        (out / name).write_text("earlier")
+    proc = compare("mlp", "--devices", "cpu", "--precisions", "fp32", *TINY, "--out", str(out), "--force",
+                   cwd=tmp_path, umask=0o077)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png"}
+    assert json.loads((out / "results.json").read_text())["records"][0]["status"] == "ok"
+    for path in out.iterdir():
+        assert path.read_bytes() != b"earlier" and stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
 @pytest.mark.parametrize("args, message", [
     pytest.param(["--devices", "tpu"], "--devices: 'tpu' is not valid", id="unknown device"),
     pytest.param(["--precisions", "fp8"], "--precisions: 'fp8' is not valid", id="unknown precision"),
@@ -128,9 +358,26 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     doc = cmp.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
                        [cmp.Cell("cpu", "fp32", 1, "interrupted")], 1.0, True)
+    (tmp_path / "results.png").write_text("an earlier run's plot")
     notes = cmp.write_outputs(doc, tmp_path)
     assert notes == ["results.png not written: matplotlib is not installed (pip install 'devswitch[plot]')"]
+    # no plot of other results is left beside these
     assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.csv", "results.md"}
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)], ids=["umask 022", "umask 077"])
+def test_result_files_follow_the_umask(tmp_path, mask, mode):
+    from devswitch import compare as cmp
+
+    doc = cmp.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
+                       [cmp.Cell("cpu", "fp32", 1, "interrupted")], 1.0, True)
+    old = os.umask(mask)
+    try:
+        assert cmp.write_outputs(doc, tmp_path) == []
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(["results.json", "results.csv", "results.md", "results.png"], mode)
 
 
 @pytest.mark.parametrize("gpus, cpu_bf16, ccs, expected", [
