@@ -208,8 +208,9 @@ def compare_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default="cpu/fp32", help="column the speed-up is relative to (default cpu/fp32)")
     parser.add_argument("--out", default="", metavar="DIR",
                         help="output folder, checked before anything runs (default: a new folder "
-                             "devswitch-results/<timestamp>); a folder that already holds results is refused "
-                             "unless --force is given")
+                             "devswitch-results/<timestamp>, never overwritten); a DIR that already holds "
+                             "results is refused (rather than written to a new folder beside it) unless --force "
+                             "is given")
     parser.add_argument("--force", action="store_true",
                         help="overwrite the results already in --out (they are replaced after the first "
                              "configuration finishes)")
