@@ -74,6 +74,7 @@ def collect_info(config: Config, inventory) -> tuple[dict, int]:
             "half": half.precision, "half_reason": half.precision_reason,
             "strategy": strategy.name, "replicas": strategy.replicas, "replica_devices": list(strategy.devices),
             "workers": strategy.workers, "role": strategy.role,
+            "xla": config.xla, "xla_meaning": _xla_meaning(config.xla, plan),
         }
         data["warnings"] = list(plan.warnings) + list(strategy.warnings)
     except DevswitchError as error:
@@ -81,6 +82,14 @@ def collect_info(config: Config, inventory) -> tuple[dict, int]:
         data["warnings"] = []
         code = error.exit_code
     return data, code
+
+
+def _xla_meaning(xla, plan) -> str:
+    from .apply import describe_xla_auto
+
+    if xla == "auto":
+        return describe_xla_auto(len(plan.gpus))
+    return f"jit_compile={xla} for every compile() that does not pass jit_compile itself"
 
 
 def render_info(data: dict) -> str:
@@ -119,6 +128,7 @@ def render_info(data: dict) -> str:
         lines.append(f"  half       would be {r['half']}  ({r['half_reason']})")
         lines.append(f"  strategy   {r['strategy']}: {r['replicas']} replica(s) on {', '.join(r['replica_devices'])}"
                      f" | {r['role']}")
+        lines.append(f"  xla        {str(r['xla']).lower()}: {r['xla_meaning']}")
     for warning in data["warnings"]:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)

@@ -91,7 +91,7 @@ def report_at_exit() -> None:
     from .results import render_calls, save_report
 
     print(render_calls(records), file=sys.stderr)
-    if cfg.report.endswith(".json"):
+    if cfg.report not in ("off", "summary"):
         try:
             data = context()
         except Exception as error:  # noqa: BLE001 - the records matter more than their context

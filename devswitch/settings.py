@@ -206,10 +206,10 @@ def parse_report(raw: Any) -> str:
         text = raw.strip()
         if text.lower() in ("off", "summary"):
             return text.lower()
-        if text.lower().endswith(".json"):
+        if text.lower().endswith((".json", ".jsonl")) and len(text) <= 4096:
             return text
-    raise Invalid("off, summary, or a path ending in .json (summary, and the records written there)",
-                  closest(raw, ["off", "summary"]))
+    raise Invalid("off, summary, or a path ending in .json or .jsonl (the summary, and one line per run "
+                  "appended there)", closest(raw, ["off", "summary"]))
 
 
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9_.\-\[\]:]{1,253}:[0-9]{1,5}", re.ASCII)
@@ -284,9 +284,10 @@ SETTINGS: tuple[Setting, ...] = (
             "(TF_CPP_MIN_LOG_LEVEL); quiet also hides devswitch's one-line summary.",
             "warning"),
     Setting("report", "summary", parse_report,
-            "off, summary, PATH.json",
+            "off, summary, PATH.json, PATH.jsonl",
             "Timing report of fit/predict/evaluate: off, a summary table at exit, or the summary and "
-            "the records written as JSON to PATH.json.",
+            "this run appended to PATH as one JSON line (JSON Lines: each run with its own configuration "
+            "and plan; files of devswitch 0.1 are still read).",
             "summary"),
     Setting("batch_timing", False, parse_bool,
             "true, false",

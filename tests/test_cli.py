@@ -37,8 +37,12 @@ def test_info_json_has_the_documented_schema(cli_env, monkeypatch, capsys):
     assert data["config"]["precision"]["location"].endswith(".devswitchrc:1:12")
     assert data["config"]["xla"] == {"value": True, "source": "explicit", "location": "--xla"}
     assert data["resolved"]["device"] == "cpu"
-    assert data["resolved"]["precision"] in ("bf16", "fp32")  # half: depends on this CPU
-    assert data["resolved"]["precision_reason"].startswith("half: CPU")
+    from devswitch.devices import detect_cpu
+
+    native = detect_cpu().native_bf16  # half depends on this CPU
+    assert data["resolved"]["precision"] == ("bf16" if native else "fp32")
+    assert data["resolved"]["precision_reason"].startswith("half: CPU has" if native else "half: CPU has no")
+    assert data["resolved"]["xla"] is True and data["resolved"]["xla_meaning"].startswith("jit_compile=True")
 
 
 def test_info_text_shows_each_value_with_its_source(cli_env, monkeypatch, capsys):
@@ -46,7 +50,13 @@ def test_info_text_shows_each_value_with_its_source(cli_env, monkeypatch, capsys
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "precision      bf16     DEVSWITCH_FLAGS  DEVSWITCH_FLAGS (precision)" in out
-    assert "device     cpu  (auto: no GPU found)" in out
+    from devswitch.devices import detect_gpus
+
+    if detect_gpus():
+        assert "device     gpu:" in out and "GPU(s) found" in out
+    else:
+        assert "device     cpu  (auto: no GPU found)" in out
+    assert "xla        auto: Keras' jit_compile='auto'" in out
     assert "half       would be" in out
 
 
