@@ -2,8 +2,8 @@
 
 Per batch size: synthetic input made once on the device, the first (tracing and
 compiling) call timed apart, untimed warm-up iterations, then timed iterations
-(a count, and optionally a minimum duration) through a compiled ``tf.function``
-call path — so batch-1 numbers measure the model, not Keras' per-call overhead.
+(a count, and optionally a minimum duration) through the backend's compiled
+call path (``tf.function``; a jitted stateless call on JAX; eager or ``torch.compile`` on PyTorch) — so batch-1 numbers measure the model, not Keras' per-call overhead.
 The plain ``model.predict`` figure is measured beside it, for honesty.
 
 Each step is timed on its own (latency percentiles) — or, for steps shorter
@@ -160,24 +160,6 @@ def _host_rss_peak() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def matmul_peak(dtype: str, size: int = PROBE_SIZE, iterations: int = 5,
-                clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
-    """Measured GFLOP/s of a size x size matmul in ``dtype`` on the default device; returns (GFLOP/s, seconds)."""
-    import tensorflow as tf
-
-    t0 = clock()
-    a = tf.random.uniform((size, size), dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    matmul = tf.function(lambda m: tf.matmul(m, m))
-    matmul(a).numpy()
-    best = math.inf
-    for _ in range(iterations):
-        t = clock()
-        matmul(a).numpy()
-        best = min(best, clock() - t)
-    return 2 * size ** 3 / best / 1e9, clock() - t0
-
-
 def _input_shape(model) -> tuple[int, ...]:
     shape = model.inputs[0].shape
     return tuple(int(d) for d in shape[1:])
@@ -223,9 +205,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     timed iterations exactly); ``on_record`` sees each record as soon as it exists.
     """
     import keras
-    import tensorflow as tf
 
-    from . import session, timing
+    from . import backends, session, timing
 
     if mode not in ("inference", "training"):
         from .errors import UsageError
@@ -242,8 +223,10 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     compute = keras.config.dtype_policy().compute_dtype if policy == "unknown" else \
         getattr(model.dtype_policy, "compute_dtype", "float32")
     device = timing.model_device(model)
+    backend_name = keras.backend.backend()
     plan = session.plan()
-    gpus = plan.gpus if plan else tuple(range(len(tf.config.get_visible_devices("GPU"))))
+    gpus = plan.gpus if plan and plan.backend == backend_name else tuple(
+        g.index for g in backends.get(backend_name).detect_gpus())
     if jit_compile is None:
         from .apply import resolve_xla
 
@@ -252,35 +235,33 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     if mode == "training" and flops:
         flops, flops_note = 3 * flops, "estimate: 3x the forward FLOPs (forward + two backward matmuls); " + \
             flops_note
+    if mode == "training" and not model.compiled:
+        _, loss = _labels(model, 1)
+        model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
+    # the backend's own compiled call path and synchronisation (backends/<name>.py Runner)
+    runner = backends.get(backend_name).Runner(model, jit_compile, gpus)
     peak = probe_s = None
     peak_source = "not measured"
     if peak_probe and flops:
-        peak, probe_s = matmul_peak(compute, clock=clock)
+        peak, probe_s = runner.matmul_peak(compute, PROBE_SIZE, clock=clock)
         peak_source = f"measured: {PROBE_SIZE}x{PROBE_SIZE} {compute} matmul on {device}, best of 5"
 
     from .environment import versions as library_versions
 
-    env_versions = library_versions()
+    env_versions = library_versions(backend_name)
     records = []
-    if mode == "training" and not model.compiled:
-        _, loss = _labels(model, 1)
-        model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
-    forward = tf.function(lambda t: model(t, training=False), jit_compile=jit_compile)
-    gpu_device = "GPU:0" if gpus else None
     with timing.suppressed():
         for batch in batch_sizes:
-            x = tf.random.uniform((batch, *_input_shape(model)), dtype=tf.float32)
+            x = runner.input((batch, *_input_shape(model)))
             if mode == "inference":
                 def step():
-                    return forward(x).numpy()  # .numpy() waits for the result (a no-copy view on the CPU)
+                    runner.sync(runner.forward(x))
             else:
                 y, _ = _labels(model, batch)
-                y = tf.constant(y)
 
                 def step():
                     return model.train_on_batch(x, y)  # returns host numbers: waits for the step
-            if gpu_device:
-                tf.config.experimental.reset_memory_stats(gpu_device)
+            runner.reset_peak_memory()
             # the meter's start/stop bracket exactly the timed iterations
             meter = (meter_factory or meter_for)(gpus) if energy else None
             metering = False
@@ -312,7 +293,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 metering = False
                 predict_rate = predict_s = None
                 if predict_baseline and mode == "inference":
-                    x_host = x.numpy()
+                    x_host = runner.to_host(x)
                     model.predict(x_host, batch_size=batch, verbose=0)  # its own tracing, untimed
                     calls = 3
                     t0 = clock()
@@ -320,7 +301,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                         model.predict(x_host, batch_size=batch, verbose=0)
                     predict_s = clock() - t0
                     predict_rate = calls * batch / predict_s
-                gpu_peak = tf.config.experimental.get_memory_info(gpu_device)["peak"] if gpu_device else None
+                gpu_peak = runner.peak_memory()
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", first,
                                          warmup, warm_s, Summary.of(durations, batch, k),
                                          predict_rate, predict_s, flops, flops_note, peak, peak_source, probe_s,

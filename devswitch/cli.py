@@ -15,7 +15,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config, explicit_layer
 from .errors import DevswitchError, UsageError
-from .settings import SETTINGS
+from .settings import SETTINGS, Invalid
 
 
 # --- switch options shared by commands: one flag per setting, from the declaration -------
@@ -41,14 +41,18 @@ def info_parser(sub) -> argparse.ArgumentParser:
     return parser
 
 
-def collect_info(config: Config, inventory) -> tuple[dict, int]:
-    """Everything ``info`` shows, as data. Returns (data, exit code)."""
+def collect_info(config: Config, inventory, versions: dict | None = None) -> tuple[dict, int]:
+    """Everything ``info`` shows, as data. Returns (data, exit code). Pure given its arguments."""
+    from . import backends
     from .devices import choose
-    from .environment import versions
 
+    backend = backends.get(config.backend)
     data = {
-        "schema_version": 1,
-        "versions": versions(),
+        "schema_version": 2,
+        "versions": versions or {},
+        "backend": {"name": config.backend, "source": config["backend"].source,
+                    "location": config["backend"].location,
+                    "installed": {name: backends.missing_reason(name) or "installed" for name in backends.NAMES}},
         "devices": {
             "cpu": {"model": inventory.cpu.model, "cores": inventory.cpu.cores,
                     "features": sorted(inventory.cpu.features), "native_bf16": inventory.cpu.native_bf16},
@@ -60,23 +64,23 @@ def collect_info(config: Config, inventory) -> tuple[dict, int]:
     }
     code = 0
     try:
+        import os
+
+        backend.refuse(config)
         plan = choose(config, inventory)
         half = choose(Config({**config.values, "precision": dataclasses.replace(
             config["precision"], value="half")}), inventory)
-        import os
-
-        from .distribute import plan_strategy
-
-        strategy = plan_strategy(config, plan, os.environ)
+        strategy = backend.plan_distribution(config, plan, os.environ)
         data["resolved"] = {
+            "backend": config.backend,
             "device": plan.device, "gpus": list(plan.gpus), "device_reason": plan.device_reason,
             "precision": plan.precision, "policy": plan.policy, "precision_reason": plan.precision_reason,
             "half": half.precision, "half_reason": half.precision_reason,
             "strategy": strategy.name, "replicas": strategy.replicas, "replica_devices": list(strategy.devices),
             "workers": strategy.workers, "role": strategy.role,
-            "xla": config.xla, "xla_meaning": _xla_meaning(config.xla, plan),
+            "xla": config.xla, "meanings": backend.meanings(config, plan),
         }
-        data["warnings"] = list(plan.warnings) + list(strategy.warnings)
+        data["warnings"] = list(plan.warnings) + list(strategy.warnings) + list(backend.notices(config, plan))
     except DevswitchError as error:
         data["resolved"] = {"error": str(error)}
         data["warnings"] = []
@@ -84,21 +88,17 @@ def collect_info(config: Config, inventory) -> tuple[dict, int]:
     return data, code
 
 
-def _xla_meaning(xla, plan) -> str:
-    from .apply import describe_xla_auto
-
-    if xla == "auto":
-        return describe_xla_auto(len(plan.gpus))
-    return f"jit_compile={xla} for every compile() that does not pass jit_compile itself"
-
-
 def render_info(data: dict) -> str:
-    v, cpu = data["versions"], data["devices"]["cpu"]
-    build = f"CUDA {v['cuda']}, cuDNN {v['cudnn']}" if v["cuda_build"] else "CPU-only build"
+    v, cpu, b = data["versions"], data["devices"]["cpu"], data["backend"]
+    framework = " | ".join(f"{k} {v[k]}" for k in ("tensorflow", "jax", "jaxlib", "torch") if v.get(k))
+    if v.get("cuda_build") is not None:
+        framework += f" ({'CUDA ' + str(v['cuda']) + ', cuDNN ' + str(v['cudnn']) if v['cuda_build'] else 'CPU-only build'})"
     lines = [
-        f"devswitch {v['devswitch']}",
-        f"versions   python {v['python']} | tensorflow {v['tensorflow']} ({build}) | keras {v['keras']} "
-        f"| numpy {v['numpy']}",
+        f"devswitch {v.get('devswitch', '?')}",
+        f"backend    {b['name']}  ({b['source']}: {b['location']})",
+        f"versions   python {v.get('python')} | keras {v.get('keras')} | {framework or 'framework not loaded'} "
+        f"| numpy {v.get('numpy')}",
+        "backends   " + " | ".join(f"{name}: {state}" for name, state in b["installed"].items()),
         f"cpu        {cpu['model']} | {cpu['cores']} cores | {' '.join(cpu['features']) or 'no SIMD features read'}",
     ]
     gpus = data["devices"]["gpus"]
@@ -107,7 +107,7 @@ def render_info(data: dict) -> str:
             mem = f", {g['memory_bytes'] / 2**30:.0f} GiB" if g.get("memory_bytes") else ""
             lines.append(f"gpu:{g['index']:<6} {g['name']} | compute capability {g['compute_capability']}{mem}")
     else:
-        lines.append("gpus       none visible to TensorFlow")
+        lines.append(f"gpus       none visible to {b['name']}")
     lines += ["", "configuration (files read: " + (", ".join(data["files"]) or "none") + ")"]
     rows = [("key", "value", "source", "location")]
     for key, entry in data["config"].items():
@@ -118,7 +118,7 @@ def render_info(data: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
-    lines += ["", "on this machine"]
+    lines += ["", f"on this machine, with {b['name']}"]
     r = data["resolved"]
     if "error" in r:
         lines.append(f"  error: {r['error']}")
@@ -128,7 +128,10 @@ def render_info(data: dict) -> str:
         lines.append(f"  half       would be {r['half']}  ({r['half_reason']})")
         lines.append(f"  strategy   {r['strategy']}: {r['replicas']} replica(s) on {', '.join(r['replica_devices'])}"
                      f" | {r['role']}")
-        lines.append(f"  xla        {str(r['xla']).lower()}: {r['xla_meaning']}")
+        lines.append(f"  xla        {str(r['xla']).lower()}: {r['meanings']['xla']}")
+        lines += ["", f"what each setting does on {b['name']}"]
+        for key, meaning in r["meanings"].items():
+            lines.append(f"  {key:<14} {meaning}")
     for warning in data["warnings"]:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
@@ -137,15 +140,32 @@ def render_info(data: dict) -> str:
 def info_command(args: argparse.Namespace) -> int:
     import os
 
-    from .apply import native_log_filter, set_tf_log_level
+    from . import backends
     from .config import resolve
-    from .devices import detect
+    from .devices import Inventory, detect_cpu
+    from .nativelog import native_log_filter
 
     config = resolve(os.environ, Path.home(), Path.cwd(), explicit_from_args(args))
-    set_tf_log_level(config)
-    with native_log_filter(config):
-        inventory = detect()
-    data, code = collect_info(config, inventory)
+    backend = backends.get(config.backend)
+    versions, inventory = {}, Inventory(detect_cpu())
+    if backends.installed(config.backend) and backends.keras_running() in (None, config.backend):
+        # this process is devswitch itself: set what the framework reads at start-up, as the switch would
+        os.environ.update({"KERAS_BACKEND": config.backend, **backend.environment(config, os.environ)})
+        with native_log_filter(config.log_level, backend.LIBRARY):
+            from .devices import detect
+            from .environment import versions as library_versions
+
+            inventory = detect(config.backend)
+            versions = library_versions(config.backend)
+    else:
+        import sys
+
+        versions = {"devswitch": sys.modules["devswitch"].__version__}
+    data, code = collect_info(config, inventory, versions)
+    reason = backends.missing_reason(config.backend)
+    if reason and "error" not in data["resolved"]:
+        data["resolved"] = {"error": f"backend={config.backend} ({config['backend'].location}): {reason}"}
+        code = 2
     print(json.dumps(data, indent=2, default=str) if args.json else render_info(data))
     return code
 
@@ -207,6 +227,8 @@ def compare_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("target", nargs="?", default="alexnet", metavar="MODEL",
                         help="a bundled model (alexnet, small_cnn, mlp), path.py[:function] "
                              "(default function build_model) or module:function (default: alexnet)")
+    parser.add_argument("--backends", default="", help="comma-separated Keras backends: tensorflow, jax, torch "
+                                                        "(default: the resolved backend, see devswitch info)")
     parser.add_argument("--devices", default="cpu,gpu", help="comma-separated: cpu, gpu, gpu:N (default cpu,gpu)")
     parser.add_argument("--precisions", default="fp32,half",
                         help="comma-separated: fp32, fp16, bf16, half (default fp32,half)")
@@ -215,7 +237,9 @@ def compare_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--warmup", default="5", help="untimed iterations after the first call (default 5)")
     parser.add_argument("--iterations", default="20", help="timed iterations per batch size (default 20)")
     parser.add_argument("--min-time", default="0", help="keep timing for at least this many seconds (default 0)")
-    parser.add_argument("--baseline", default="cpu/fp32", help="column the speed-up is relative to (default cpu/fp32)")
+    parser.add_argument("--baseline", default="cpu/fp32",
+                        help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
+                             "BACKEND/DEVICE/PRECISION (default cpu/fp32)")
     parser.add_argument("--out", default="", metavar="DIR",
                         help="output folder, checked before anything runs (default: a new folder "
                              "devswitch-results/<timestamp>, never overwritten); a DIR that already holds "
@@ -259,21 +283,36 @@ def _items(option: str, text: str, parse) -> tuple:
 
 def options_from_args(args: argparse.Namespace):
     """Validate every option before anything runs; pure (the output folder is checked by prepare_output)."""
-    from .compare import Options
-    from .settings import parse_device, parse_precision
+    import os
 
+    from .compare import Options
+    from .config import resolve
+    from .settings import BY_NAME, parse_device, parse_precision
+
+    if args.backends.strip():
+        chosen = _items("--backends", args.backends, BY_NAME["backend"].parse)
+        if "auto" in chosen:
+            raise UsageError("--backends: 'auto' is not a column", hint="name them: tensorflow,jax,torch")
+    else:  # the backend the switch resolves to here (KERAS_BACKEND, keras.json, .devswitchrc, ...)
+        chosen = (resolve(os.environ, Path.home(), Path.cwd()).backend,)
     devices = _items("--devices", args.devices, parse_device)
     if "auto" in devices:
         raise UsageError("--devices: 'auto' is not a column", hint="name the devices: cpu,gpu")
     precisions = _items("--precisions", args.precisions, parse_precision)
     batches = _items("--batch-sizes", args.batch_sizes, lambda t: _number("--batch-sizes", t, int, 1))
-    base_device, _, base_precision = args.baseline.partition("/")
-    baseline = (parse_device(base_device) if base_device in ("cpu", "gpu") or base_device.startswith("gpu:")
-                else base_device, base_precision)
-    if baseline[0] not in devices or baseline[1] not in precisions:
+    parts = args.baseline.split("/")
+    base_backend = parts.pop(0) if len(parts) == 3 else chosen[0]
+    base_device, base_precision = (parts + [""])[:2] if len(parts) <= 2 else ("", "")
+    try:
+        base_device, base_precision = parse_device(base_device), parse_precision(base_precision)
+    except Invalid:
+        pass
+    baseline = (base_backend, base_device, base_precision)
+    if base_backend not in chosen or base_device not in devices or base_precision not in precisions:
         raise UsageError(f"--baseline {args.baseline}: not one of the columns", hint="use DEVICE/PRECISION from "
-                         "--devices and --precisions, e.g. --baseline " + f"{devices[0]}/{precisions[0]}")
-    return Options(args.target, devices, precisions, batches, args.mode,
+                         "--devices and --precisions (BACKEND/DEVICE/PRECISION with several --backends), e.g. "
+                         f"--baseline {devices[0]}/{precisions[0]}")
+    return Options(args.target, chosen, devices, precisions, batches, args.mode,
                    _number("--warmup", args.warmup, int, 0), _number("--iterations", args.iterations, int, 1),
                    _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
                    not args.no_peak_probe, baseline, args.out, force=args.force)

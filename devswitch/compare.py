@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -38,6 +39,7 @@ DEFAULT_ROOT = "devswitch-results"
 @dataclass(frozen=True)
 class Options:
     target: str = "alexnet"
+    backends: tuple[str, ...] = ("tensorflow",)
     devices: tuple[str, ...] = ("cpu", "gpu")
     precisions: tuple[str, ...] = ("fp32", "half")
     batch_sizes: tuple[int, ...] = (1, 128)
@@ -47,7 +49,7 @@ class Options:
     min_time: float = 0.0
     predict_baseline: bool = True
     peak_probe: bool = True
-    baseline: tuple[str, str] = ("cpu", "fp32")
+    baseline: tuple[str, str, str] = ("tensorflow", "cpu", "fp32")  # backend, device, precision
     out: str = ""                     # "" = a new folder devswitch-results/<timestamp>
     timeout: float = 3600.0
     force: bool = False               # overwrite results already in --out
@@ -55,7 +57,7 @@ class Options:
 
 @dataclass(frozen=True)
 class Cell:
-    """One (device, precision, batch) result: measured, or why not."""
+    """One (backend, device, precision, batch) result: measured, or why not."""
 
     device: str
     precision: str
@@ -63,10 +65,17 @@ class Cell:
     status: str                       # ok | unavailable: ... | failed: ... | interrupted | not run
     resolved: str = ""                # the precision actually run (half -> bf16 ...)
     record: dict | None = None
+    backend: str = "tensorflow"
+    label_backend: bool = False       # several backends in the matrix: name it in the column
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.backend, self.device, self.precision
 
     @property
     def column(self) -> str:
-        label = f"{self.device} {self.precision}"
+        label = f"{self.backend} " if self.label_backend else ""
+        label += f"{self.device} {self.precision}"
         if self.resolved and self.resolved != self.precision:
             label += f" ({self.resolved})"
         return label
@@ -79,6 +88,7 @@ class Cell:
 class ConfigRun:
     device: str
     precision: str
+    backend: str = "tensorflow"
     wall_s: float = 0.0
     startup_s: float | None = None
     events: list = field(default_factory=list)
@@ -178,19 +188,20 @@ def _worker_env() -> dict:
 
 
 def run_configuration(options: Options, device: str, precision: str, workdir: Path,
-                      progress: Callable[[str], None]) -> tuple[ConfigRun, bool]:
+                      progress: Callable[[str], None], backend: str = "tensorflow") -> tuple[ConfigRun, bool]:
     """Run one worker; returns its run and whether the user interrupted."""
-    name = f"{device}-{precision}".replace(":", "_").replace(",", "_")
+    name = f"{backend}-{device}-{precision}".replace(":", "_").replace(",", "_")
     events = workdir / f"{name}.events.jsonl"
     spec = workdir / f"{name}.spec.json"
-    spec.write_text(json.dumps({"device": device, "precision": precision, "target": options.target,
+    spec.write_text(json.dumps({"backend": backend, "device": device, "precision": precision,
+                                "target": options.target,
                                 "batch_sizes": list(options.batch_sizes), "mode": options.mode,
                                 "warmup": options.warmup, "iterations": options.iterations,
                                 "min_time": options.min_time, "predict_baseline": options.predict_baseline,
                                 "peak_probe": options.peak_probe, "events": str(events),
                                 "parent_pid": os.getpid()}))
     log = workdir / f"{name}.log"
-    run = ConfigRun(device, precision)
+    run = ConfigRun(device, precision, backend)
     started = time.time()
     interrupted = False
     seen = 0
@@ -282,7 +293,7 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
             status = f"failed: worker exited with code {crashed['returncode']}: {_last_error_line(run.log)}"
         else:
             status = "failed: no result (see the log)"
-        cells.append(Cell(run.device, run.precision, batch, status, resolved, record))
+        cells.append(Cell(run.device, run.precision, batch, status, resolved, record, run.backend))
     return cells
 
 
@@ -293,25 +304,41 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     The workers' files go to ``workdir``. After each configuration but the last, ``on_update`` gets the
     document so far (finished rows, the others "not run (pending)", ``complete: false``).
     """
-    configs = [(d, p) for d in options.devices for p in options.precisions]
+    from . import backends
+
+    configs = [(b, d, p) for b in options.backends for d in options.devices for p in options.precisions]
+    several = len(options.backends) > 1
+
+    def cell(backend, device, precision, batch, status, *rest):
+        return Cell(device, precision, batch, status, *rest, backend=backend, label_backend=several)
+
+    def name(backend, device, precision):
+        return f"{backend + ' ' if several else ''}{device} {precision}"
+
     started = time.time()
     runs: list[ConfigRun] = []
     cells: list[Cell] = []
     interrupted = False
     progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
              + ",".join(map(str, options.batch_sizes)))
-    for i, (device, precision) in enumerate(configs):
+    for i, (backend, device, precision) in enumerate(configs):
         if interrupted:
-            cells += [Cell(device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
+            cells += [cell(backend, device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
             continue
-        left = ", ".join(f"{d} {p}" for d, p in configs[i + 1:]) or "none"
-        progress(f"[{i + 1}/{len(configs)}] {device} {precision} (then: {left})")
-        run, interrupted = run_configuration(options, device, precision, workdir, progress)
+        left = ", ".join(name(*c) for c in configs[i + 1:]) or "none"
+        progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)} (then: {left})")
+        missing = backends.missing_reason(backend)
+        if missing:  # known without starting anything, like a GPU that is not there
+            progress(f"    unavailable: {missing}")
+            cells += [cell(backend, device, precision, b, f"unavailable: {missing}") for b in options.batch_sizes]
+            continue
+        run, interrupted = run_configuration(options, device, precision, workdir, progress, backend)
         runs.append(run)
-        cells += cells_of(run, options.batch_sizes, interrupted)
-        progress(f"[{i + 1}/{len(configs)}] {device} {precision}: {run.wall_s:.1f} s")
+        cells += [dataclasses.replace(c, label_backend=several) for c in cells_of(run, options.batch_sizes,
+                                                                                   interrupted)]
+        progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)}: {run.wall_s:.1f} s")
         if on_update and not interrupted and i + 1 < len(configs):
-            pending = [Cell(d, p, b, "not run (pending)") for d, p in configs[i + 1:] for b in options.batch_sizes]
+            pending = [cell(*c, b, "not run (pending)") for c in configs[i + 1:] for b in options.batch_sizes]
             on_update(document(options, runs, cells + pending, time.time() - started, False, complete=False))
     total = time.time() - started
     return document(options, runs, cells, total, interrupted)
@@ -333,24 +360,25 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
     startup = sum(r.startup_s or 0.0 for r in runs)
     breakdown = {
         "total_s": total,
-        "configurations": [{"device": r.device, "precision": r.precision, "wall_s": r.wall_s,
+        "configurations": [{"backend": r.backend, "device": r.device, "precision": r.precision, "wall_s": r.wall_s,
                             "startup_s": r.startup_s, "measured_s": _measured(r)} for r in runs],
         "sum_measured_s": measured,
         "sum_startup_s": startup,
         "overhead_ratio": total / (measured + startup) if measured + startup else None,
         "note": "measured = first call + warm-up + timed + predict baseline + peak probe of every record; "
-                "startup = spawn to TensorFlow imported and devswitch applied, per configuration",
+                "startup = spawn to the framework imported and devswitch applied, per configuration",
     }
     return {
         "schema_version": SCHEMA_VERSION,
         "command": ["devswitch", "compare", *sys.argv[2:]] if sys.argv[1:2] == ["compare"] else sys.argv,
-        "options": {**asdict(options), "baseline": f"{options.baseline[0]} {options.baseline[1]}"},
+        "options": {**asdict(options), "baseline": " ".join(options.baseline)},
         "model": {"target": options.target, "name": built.get("model"), "parameters": built.get("parameters"),
                   "unit": built.get("unit", "samples")},
         "environment": ready.get("environment"),
         "interrupted": interrupted,
         "complete": complete,
-        "cells": [{"device": c.device, "precision": c.precision, "resolved_precision": c.resolved,
+        "cells": [{"backend": c.backend, "device": c.device, "precision": c.precision,
+                   "resolved_precision": c.resolved,
                    "batch": c.batch, "status": c.status} for c in cells],
         "records": [c.record for c in cells if c.record],
         "timing": breakdown,
@@ -371,13 +399,17 @@ def render_markdown(doc: dict) -> str:
     options = doc["options"]
     unit = doc["model"]["unit"]
     env = doc.get("environment") or {}
-    base_device, base_precision = options["baseline"].split(" ")
+    base_key = tuple(options["baseline"].split(" "))
+    base_label = " ".join(base_key if len(options["backends"]) > 1 else base_key[1:])
     lines = [f"# devswitch compare: {doc['model']['name'] or options['target']} ({options['mode']})", ""]
     if env:
-        lines.append(f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); TensorFlow {env.get('tensorflow')}, "
-                     f"Keras {env.get('keras')}. Throughput is the median over timed samples ± its standard error.")
+        frameworks = sorted({f"{c.backend} {((c.record or {}).get('versions') or {}).get(c.backend, '')}".strip()
+                             for c in cells if c.record})
+        lines.append(f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
+                     f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed "
+                     "samples ± its standard error.")
         lines.append("")
-    columns = list(dict.fromkeys((c.device, c.precision) for c in cells))
+    columns = list(dict.fromkeys(c.key for c in cells))
     footnotes: list[str] = []
 
     def mark(status: str) -> str:
@@ -390,12 +422,12 @@ def render_markdown(doc: dict) -> str:
         return f"{kind} [{footnotes.index(reason) + 1}]"
 
     for batch in options["batch_sizes"]:
-        row_cells = {(c.device, c.precision): c for c in cells if c.batch == batch}
+        row_cells = {c.key: c for c in cells if c.batch == batch}
         header = [f"batch {batch}"] + [row_cells[k].column for k in columns]
-        base = row_cells.get((base_device, base_precision))
+        base = row_cells.get(base_key)
         base_rate = base.metric("throughput") if base and base.record else None
         rows = {f"{unit}/s": [], f"`model.predict` {unit}/s": [], "W": [], f"{unit}/s per W": [],
-                f"speed-up vs {base_device} {base_precision}": [], "latency p50 / p99 (ms)": [],
+                f"speed-up vs {base_label}": [], "latency p50 / p99 (ms)": [],
                 "GFLOP/s (of measured matmul peak)": []}
         for key in columns:
             c = row_cells[key]
@@ -409,7 +441,7 @@ def render_markdown(doc: dict) -> str:
             watts = c.metric("power")
             rows["W"].append(_num(watts) if watts else "unavailable")
             rows[f"{unit}/s per W"].append(_num(c.metric("samples_per_watt"), 2) if watts else "-")
-            rows[f"speed-up vs {base_device} {base_precision}"].append(
+            rows[f"speed-up vs {base_label}"].append(
                 f"{rate / base_rate:.2f}x" if base_rate and rate else "-")
             rows["latency p50 / p99 (ms)"].append(f"{_num(c.metric('latency_p50'), 2)} / "
                                                   f"{_num(c.metric('latency_p99'), 2)}")
@@ -432,7 +464,7 @@ def render_markdown(doc: dict) -> str:
     t = doc["timing"]
     if t["overhead_ratio"]:
         lines.append(f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the measured phases "
-                     f"({t['sum_measured_s']:.1f} s) plus TensorFlow start-ups ({t['sum_startup_s']:.1f} s).")
+                     f"({t['sum_measured_s']:.1f} s) plus framework start-ups ({t['sum_startup_s']:.1f} s).")
     if doc["interrupted"]:
         lines.append("")
         lines.append("Interrupted: the rows marked 'interrupted' / 'not run' were not measured.")
@@ -443,7 +475,7 @@ def render_markdown(doc: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-CSV_FIELDS = ["device", "precision", "resolved_precision", "batch", "status", "policy", "throughput",
+CSV_FIELDS = ["backend", "device", "precision", "resolved_precision", "batch", "status", "policy", "throughput",
               "throughput_err", "throughput_jitter", "throughput_overall", "predict_throughput", "latency_p50_ms",
               "latency_p90_ms", "latency_p99_ms", "first_call_s", "achieved_gflops", "fraction_of_peak",
               "power_w", "energy_j", "per_watt", "speedup_vs_baseline", "power_note"]
@@ -451,14 +483,14 @@ CSV_FIELDS = ["device", "precision", "resolved_precision", "batch", "status", "p
 
 def render_csv(doc: dict) -> str:
     cells: list[Cell] = doc["_cells"]
-    base_device, base_precision = doc["options"]["baseline"].split(" ")
-    base = {c.batch: c.metric("throughput") for c in cells
-            if (c.device, c.precision) == (base_device, base_precision) and c.record}
+    base_key = tuple(doc["options"]["baseline"].split(" "))
+    base = {c.batch: c.metric("throughput") for c in cells if c.key == base_key and c.record}
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for c in cells:
-        row = {"device": c.device, "precision": c.precision, "resolved_precision": c.resolved, "batch": c.batch,
+        row = {"backend": c.backend, "device": c.device, "precision": c.precision, "resolved_precision": c.resolved,
+               "batch": c.batch,
                "status": c.status}
         if c.record:
             m = c.record["metrics"]

@@ -138,6 +138,19 @@ def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
         for source, entry in ordered:
             resolved[entry.key] = Value(_parse(entry), source, entry.where)
 
+    if resolved["backend"].value == "auto":  # what Keras itself would pick, and from where
+        chosen = sources.keras_backend(environ, home)
+        try:
+            name = BY_NAME["backend"].parse(chosen.raw)
+        except Invalid:
+            name = None
+        if name in (None, "auto"):
+            raise ConfigError(f"Keras backend {quote(chosen.raw)} is not one devswitch drives",
+                              where=chosen.where, hint="use tensorflow, jax or torch (KERAS_BACKEND=jax, or "
+                                                       "backend: jax in .devswitchrc)")
+        via = resolved["backend"]
+        source = "Keras" if via.source == sources.DEFAULT else f"{via.source}: auto -> Keras"
+        resolved["backend"] = Value(name, source, chosen.where)
     return Config(MappingProxyType(resolved), files=tuple(layer.path for layer in file_layers),
                   disabled=is_disabled(environ),
                   profiles=tuple(defined))

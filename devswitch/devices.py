@@ -71,6 +71,7 @@ class Plan:
     precision_reason: str
     warnings: tuple[str, ...] = field(default=())
     strategy: Any = None         # distribute.StrategyPlan, filled in when applied
+    backend: str = "tensorflow"
 
     @property
     def policy(self) -> str:
@@ -104,39 +105,15 @@ def detect_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> Cpu:
     return Cpu(model, cores, frozenset(CPU_FEATURES[f] for f in flags if f in CPU_FEATURES))
 
 
-def _nvml_memory() -> dict[int, int]:
-    """GPU memory per index from NVML when nvidia-ml-py is installed; {} otherwise."""
-    try:
-        import pynvml
-        pynvml.nvmlInit()
-    except Exception:  # no package, no driver: memory is simply not shown
-        return {}
-    try:
-        return {i: int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total)
-                for i in range(pynvml.nvmlDeviceGetCount())}
-    except Exception:
-        return {}
-    finally:
-        pynvml.nvmlShutdown()
+def detect_gpus(backend: str = "tensorflow") -> tuple[Gpu, ...]:
+    """The GPUs ``backend``'s framework sees, numbered as it numbers them (imports that framework)."""
+    from . import backends
+
+    return backends.get(backend).detect_gpus()
 
 
-def detect_gpus() -> tuple[Gpu, ...]:
-    """GPUs as TensorFlow sees them (respects CUDA_VISIBLE_DEVICES); does not start TF's runtime."""
-    import tensorflow as tf
-
-    physical = tf.config.list_physical_devices("GPU")
-    memory = _nvml_memory() if physical else {}
-    gpus = []
-    for index, device in enumerate(physical):
-        details = tf.config.experimental.get_device_details(device)
-        cc = details.get("compute_capability")
-        gpus.append(Gpu(index, details.get("device_name", device.name), tuple(cc) if cc else None,
-                        memory.get(index)))
-    return tuple(gpus)
-
-
-def detect() -> Inventory:
-    return Inventory(detect_cpu(), detect_gpus())
+def detect(backend: str = "tensorflow") -> Inventory:
+    return Inventory(detect_cpu(), detect_gpus(backend))
 
 
 # --- the choice (pure) ----------------------------------------------------------------
@@ -158,7 +135,7 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
         return "cpu", (), "auto: no GPU found", warnings
     # gpu or gpu:N,...
     if not inventory.gpus:
-        reason = ("TensorFlow sees no GPU on this machine (no CUDA device, or a CPU-only TensorFlow build; "
+        reason = (f"{config.backend} sees no GPU on this machine (no CUDA device, or a CPU-only build of it; "
                   "see 'devswitch info')")
         if config.fallback == "error":
             raise DeviceError(f"device={asked} was asked for, but {reason}", where=config["device"].location,
@@ -181,27 +158,14 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
 def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
     asked, why = config.precision, _where(config, "precision")
     warnings: list[str] = []
-    ccs = [inventory.gpus[i].compute_capability for i in gpus]
-    known = [cc for cc in ccs if cc]
+    known = [inventory.gpus[i].compute_capability for i in gpus if inventory.gpus[i].compute_capability]
     cc = min(known) if known else None  # the slowest selected GPU decides
     cpu = inventory.cpu
-    if asked == "half":
-        if gpus:
-            if cc is None:
-                warnings.append("half: the GPU's compute capability is unknown; staying at fp32")
-                return "fp32", "half: GPU compute capability unknown", warnings
-            label = "%d.%d" % cc
-            if cc >= (8, 0):
-                return "bf16", f"half: GPU compute capability {label} >= 8.0 has bf16 tensor cores", warnings
-            if cc >= (7, 0):
-                return "fp16", f"half: GPU compute capability {label} has fp16 tensor cores, no bf16", warnings
-            warnings.append(f"half: GPU compute capability {label} < 7.0 has no tensor cores; no speed-up "
-                            "from half precision is available, staying at fp32")
-            return "fp32", f"half: compute capability {label} has no fast half precision", warnings
-        if cpu.native_bf16:
-            feature = "AMX-BF16" if "AMX-BF16" in cpu.features else "AVX512-BF16"
-            return "bf16", f"half: CPU has {feature}", warnings
-        return "fp32", "half: CPU has no native bf16 (AVX512-BF16/AMX), fp32 is fastest", warnings
+    if asked == "half":  # which half type is fast depends on the backend too: each module has its rule
+        from . import backends
+
+        precision, reason, notes = backends.get(config.backend).half_rule(inventory, gpus)
+        return precision, f"{reason} [{config.backend}]", notes
     if asked == "fp16":
         if not gpus:
             warnings.append(f"precision=fp16 ({why}) on a CPU: float16 kernels fall back to slow paths "
@@ -224,4 +188,4 @@ def choose(config: Config, inventory: Inventory) -> Plan:
     """Decide the effective device and precision for ``config`` on ``inventory``; raises DeviceError."""
     device, gpus, device_reason, w1 = choose_device(config, inventory)
     precision, precision_reason, w2 = choose_precision(config, inventory, gpus)
-    return Plan(device, gpus, precision, device_reason, precision_reason, tuple(w1 + w2))
+    return Plan(device, gpus, precision, device_reason, precision_reason, tuple(w1 + w2), backend=config.backend)

@@ -1,4 +1,4 @@
-"""Library versions and the build of TensorFlow: facts recorded with every result."""
+"""Library versions and the build of the backend's framework: facts recorded with every result."""
 
 from __future__ import annotations
 
@@ -6,21 +6,20 @@ import platform
 import sys
 
 
-
-def versions() -> dict:
+def versions(backend: str | None = None) -> dict:
+    """Versions of Python, Keras, NumPy, devswitch and the backend's framework (imports Keras and it)."""
     import keras
     import numpy
-    import tensorflow as tf
 
-    build = tf.sysconfig.get_build_info()
+    from . import backends
+
+    name = backend or keras.backend.backend()
     return {
         "devswitch": sys.modules["devswitch"].__version__,
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "backend": name,
         "numpy": numpy.__version__,
         "platform": platform.platform(),
-        "cuda_build": bool(build.get("is_cuda_build", False)),
-        "cuda": build.get("cuda_version"),
-        "cudnn": build.get("cudnn_version"),
+        **backends.get(name).versions(),
     }

@@ -66,11 +66,12 @@ def context() -> dict:
 
     cfg, plan = config(), _current["plan"]
     cpu = detect_cpu()
-    data = {"environment": {**versions(), "cpu": cpu.model, "cpu_cores": cpu.cores,
+    data = {"environment": {**versions(plan.backend if plan else None), "cpu": cpu.model, "cpu_cores": cpu.cores,
                             "cpu_features": sorted(cpu.features)},
             "config": cfg.to_dict()}
     if plan is not None:
-        data["plan"] = {"device": plan.device, "precision": plan.precision, "policy": plan.policy,
+        data["plan"] = {"backend": plan.backend, "device": plan.device, "precision": plan.precision,
+                        "policy": plan.policy,
                         "device_reason": plan.device_reason, "precision_reason": plan.precision_reason}
         if plan.strategy is not None:
             data["plan"].update(strategy=plan.strategy.name, replicas=plan.strategy.replicas,

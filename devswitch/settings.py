@@ -247,7 +247,15 @@ def parse_profile(raw: Any) -> str:
 
 # --- the declaration -----------------------------------------------------------
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
 SETTINGS: tuple[Setting, ...] = (
+    Setting("backend", "auto", choice("auto", *BACKENDS),
+            "auto, tensorflow, jax, torch",
+            "The Keras backend. auto = what Keras itself would pick: KERAS_BACKEND, else the backend in "
+            "keras.json ($KERAS_HOME or ~/.keras), else tensorflow. devswitch sets KERAS_BACKEND before Keras "
+            "is imported; jax and torch are extras (pip install \"devswitch[jax]\").",
+            "auto"),
     Setting("device", "auto", parse_device,
             "auto, cpu, gpu, gpu:N, gpu:N,M,... (cuda = gpu)",
             "Which device(s) TensorFlow may use. auto = all GPUs if there are any, else the CPU. "

@@ -432,6 +432,39 @@ def find_files(environ: Mapping[str, str], home: Path, cwd: Path) -> list[tuple[
     return files
 
 
+# --- what Keras itself would pick --------------------------------------------------
+
+KERAS_BACKEND = "KERAS_BACKEND"
+
+
+def keras_json(environ: Mapping[str, str], home: Path) -> Path:
+    """Where Keras reads keras.json: $KERAS_HOME, else ~/.keras (Keras uses /tmp/.keras when ~ is read-only)."""
+    if environ.get("KERAS_HOME"):
+        return Path(environ["KERAS_HOME"]) / "keras.json"
+    base = home if os.access(home, os.W_OK) else Path("/tmp")
+    return base / ".keras" / "keras.json"
+
+
+def keras_backend(environ: Mapping[str, str], home: Path) -> Entry:
+    """The backend Keras would pick, with where that choice comes from (an Entry for the 'backend' key)."""
+    if environ.get(KERAS_BACKEND):
+        return Entry("backend", environ[KERAS_BACKEND], KERAS_BACKEND)
+    path = keras_json(environ, home)
+    if not _exists(path, str(path)):
+        return Entry("backend", "tensorflow", "Keras' default (no keras.json)")
+    import json
+
+    text = read_bounded(path).decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:  # Keras itself ignores a malformed keras.json
+        return Entry("backend", "tensorflow", f"Keras' default ({path} is not valid JSON)")
+    if not isinstance(data, dict) or "backend" not in data:
+        return Entry("backend", "tensorflow", f"Keras' default ({path} names no backend)")
+    line = next((i for i, row in enumerate(text.splitlines(), 1) if '"backend"' in row), 1)
+    return Entry("backend", data["backend"], f"{path}:{line}")
+
+
 # --- environment -----------------------------------------------------------------
 
 def parse_flags(text: str) -> tuple[Entry, ...]:

@@ -19,6 +19,7 @@ import functools
 import inspect
 import logging
 import math
+import sys
 import threading
 import time
 import weakref
@@ -45,15 +46,10 @@ def applied_policy() -> str | None:
 
 
 def model_device(model) -> str:
-    """Where the model's variables actually live, read from the first variable (e.g. 'CPU:0')."""
-    for weight in getattr(model, "weights", [])[:1]:
-        variable = getattr(weight, "value", weight)
-        device = getattr(variable, "device", "") or ""
-        if "device:" in device:
-            return device.rsplit("device:", 1)[1]
-        if device:
-            return device
-    return "unknown"
+    """Where the model's variables actually live ('CPU:0', 'cpu:0', 'cuda:0'), as the backend names it."""
+    from . import backends
+
+    return backends.get(keras.backend.backend()).model_device(model)
 
 
 def compute_dtypes(model) -> tuple[str, ...]:
@@ -107,9 +103,8 @@ def _first_leaf(x):
 
 def samples_hint(x, batch_size, steps, validation_split: float = 0.0) -> tuple[str, int] | None:
     """("samples", n) for arrays, ("batch", b) for a tf.data.Dataset with a static batch size, else None."""
-    import tensorflow as tf
-
-    if isinstance(x, tf.data.Dataset):
+    tf = sys.modules.get("tensorflow")  # a tf.data.Dataset exists only where TensorFlow is imported already
+    if tf is not None and isinstance(x, tf.data.Dataset):
         spec = _first_leaf(x.element_spec)
         shape = getattr(spec, "shape", None)
         if shape is not None and shape.rank and shape[0] is not None:

@@ -80,18 +80,15 @@ def load_factory(target: str):
     return factory
 
 
-def unsupported_reason(plan) -> str | None:
+def unsupported_reason(plan, inventory) -> str | None:
     """Why this precision cannot really run on the chosen device (it would be emulated), or None."""
-    from .devices import detect_cpu, detect_gpus
-
     if plan.precision != "bf16":
         return None
     if not plan.gpus:
-        if not detect_cpu().native_bf16:
+        if not inventory.cpu.native_bf16:
             return "this CPU has no native bf16 (AVX512-BF16 or AMX); it would be emulated"
         return None
-    gpus = detect_gpus()
-    old = [g for g in gpus if g.index in plan.gpus and g.compute_capability and g.compute_capability < (8, 0)]
+    old = [g for g in inventory.gpus if g.index in plan.gpus and g.compute_capability and g.compute_capability < (8, 0)]
     if old:
         return f"gpu:{old[0].index} (compute capability {old[0].cc}) has no bf16 tensor cores (needs 8.0+)"
     return None
@@ -154,13 +151,15 @@ def main(spec_path: str) -> int:
         from .errors import DevswitchError, describe
 
         explicit = {"device": spec["device"], "precision": spec["precision"], "fallback": "error",
-                    "report": "off"}
+                    "report": "off", "backend": spec.get("backend", "tensorflow")}
         try:
             plan = session.activate(explicit)
         except DevswitchError as error:
             emit("unavailable", reason=error.message)
             return 0
-        reason = unsupported_reason(plan)
+        from .apply import inventory
+
+        reason = unsupported_reason(plan, inventory())
         context = session.context()
         emit("ready", plan=context.get("plan"), environment=context["environment"], config=context["config"])
         if reason:

@@ -399,12 +399,12 @@ def test_bf16_without_hardware_support_is_unavailable_in_compare(monkeypatch, gp
     from devswitch import devices, worker
 
     features = frozenset({"AVX512-BF16"}) if cpu_bf16 else frozenset()
-    monkeypatch.setattr(devices, "detect_cpu", lambda: devices.Cpu("cpu", 2, features))
-    monkeypatch.setattr(devices, "detect_gpus", lambda: tuple(devices.Gpu(i, "gpu", cc) for i, cc in enumerate(ccs)))
+    inventory = devices.Inventory(devices.Cpu("cpu", 2, features),
+                                  tuple(devices.Gpu(i, "gpu", cc) for i, cc in enumerate(ccs)))
     plan = devices.Plan("gpu:0" if gpus else "cpu", gpus, "bf16", "test", "test")
-    reason = worker.unsupported_reason(plan)
+    reason = worker.unsupported_reason(plan, inventory)
     assert (reason is None) if expected is None else (expected in reason)
-    assert worker.unsupported_reason(devices.Plan("cpu", (), "fp16", "t", "t")) is None  # fp16 runs (slowly)
+    assert worker.unsupported_reason(devices.Plan("cpu", (), "fp16", "t", "t"), inventory) is None  # fp16 runs
 
 
 @pytest.mark.parametrize("target, expected", [

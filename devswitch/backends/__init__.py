@@ -1,0 +1,78 @@
+"""One module per Keras backend, behind one small interface; chosen once, the way Keras picks its own
+(``keras/src/backend/__init__.py``).
+
+Every backend module defines the same names, and nothing outside this package
+imports a framework (TensorFlow, JAX, PyTorch) directly:
+
+``LIBRARY``, ``EXTRA``
+    the import name of the framework, and the pip extra that installs it.
+``environment(config) -> dict``
+    variables to set before the framework is imported (device visibility, memory, logging);
+    a pure function of the configuration.
+``refuse(config)``
+    raise ConfigError for a setting this backend cannot honour at all (before anything changes).
+``detect_gpus() -> tuple[Gpu, ...]``
+    the GPUs this framework sees, numbered as it numbers them.
+``half_rule(inventory, gpus) -> (precision, reason)``
+    what ``precision: half`` means on this backend and device, from measurements.
+``meanings(config, plan) -> dict``
+    per setting, what it does on this backend (``info`` shows it; "not applicable ... because ...").
+``plan_distribution(config, plan, environ) -> StrategyPlan``
+    the strategy, from the framework's own distribution engine; raises ConfigError.
+``preflight(config, plan)``, ``apply(config, plan, strategy_plan)``
+    refuse what a running runtime can no longer take (TooLateError), then set the framework up.
+``versions() -> dict``, ``model_device(model) -> str``
+    facts for the records.
+``Runner(model, jit_compile, gpus)``
+    the benchmark's compiled call path: ``input``, ``forward``, ``sync``, ``peak_memory``,
+    ``matmul_peak``.
+
+Adding a fourth backend means adding one module with these names, and its name to ``NAMES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from types import ModuleType
+
+NAMES = ("tensorflow", "jax", "torch")
+LIBRARIES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+EXTRAS = {"tensorflow": "devswitch", "jax": "devswitch[jax]", "torch": "devswitch[torch]"}
+
+
+def get(name: str) -> ModuleType:
+    """The backend module for ``name`` (imports devswitch's module, not yet the framework)."""
+    if name not in NAMES:
+        raise ValueError(f"unknown backend {name!r}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def installed(name: str) -> bool:
+    """Whether the framework can be imported, without importing it."""
+    if LIBRARIES[name] in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(LIBRARIES[name]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_reason(name: str) -> str | None:
+    """Why ``name`` cannot run here (its framework is not installed), or None."""
+    if installed(name):
+        return None
+    return f"{LIBRARIES[name]} is not installed: pip install \"{EXTRAS[name]}\""
+
+
+def keras_running() -> str | None:
+    """The backend of an already imported Keras, or None when Keras is not imported yet."""
+    keras = sys.modules.get("keras")
+    if keras is None:
+        return None
+    try:
+        return keras.backend.backend()
+    except AttributeError:  # Keras is being imported right now
+        config = sys.modules.get("keras.src.backend.config")
+        return getattr(config, "_BACKEND", None)

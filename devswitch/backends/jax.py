@@ -1,0 +1,304 @@
+"""The JAX backend: JAX's own variables for platforms and memory (read when JAX starts), its default
+device for the selected GPU, Keras' distribution API (DataParallel, initialize) for strategies, and a
+jitted stateless call for the benchmark.
+
+JAX is imported by the functions here, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from typing import Callable, Mapping
+
+from .. import state
+from ..config import Config
+from ..devices import Gpu, Inventory, Plan
+from ..distribute import StrategyPlan
+from ..errors import ConfigError, TooLateError
+from ..settings import LOG_LEVELS
+from . import common
+
+LIBRARY = "jax"
+EXTRA = "devswitch[jax]"
+log = logging.getLogger("devswitch")
+_state: dict = {}
+
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+# Keras' own variables for jax.distributed (keras.distribution.initialize reads them).
+CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                     "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def _host_flags(existing: str, count: int) -> str:
+    flags = re.sub(rf"\s*{HOST_DEVICES_FLAG}=\S*", "", existing).strip()
+    return f"{flags} {HOST_DEVICES_FLAG}={count}".strip()
+
+
+def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    """JAX reads these when it starts: platforms, GPU memory preallocation, host device count, log level."""
+    env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false" if config.memory_growth else "true"}
+    if config["log_level"].source != "default" or "TF_CPP_MIN_LOG_LEVEL" not in environ:
+        env["TF_CPP_MIN_LOG_LEVEL"] = LOG_LEVELS[config.log_level]  # XLA's C++ logging reads it too
+    if config.device == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"  # the GPU backend is never started, and no GPU memory is taken
+    if config.cpu_replicas > 1:
+        env["XLA_FLAGS"] = _host_flags(environ.get("XLA_FLAGS", ""), config.cpu_replicas)
+    return env
+
+
+def refuse(config: Config) -> None:
+    """Nothing is refused outright on JAX; settings without a JAX meaning are flagged by ``meanings``."""
+
+
+def started() -> bool:
+    """Whether JAX's backends are initialised (after which its variables are no longer read)."""
+    import sys
+
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    return bool(bridge is not None and bridge.backends_are_initialized())
+
+
+def _cc(device) -> tuple[int, int] | None:
+    text = str(getattr(device, "compute_capability", "") or "")
+    match = re.match(r"^(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def detect_gpus() -> tuple[Gpu, ...]:
+    """GPUs as JAX sees them (starts JAX's backends: environment() must have been applied first)."""
+    import jax
+
+    try:
+        devices = jax.devices("gpu")
+    except RuntimeError:  # no GPU platform (CPU-only jaxlib, JAX_PLATFORMS=cpu, or no device)
+        return ()
+    gpus = []
+    for index, device in enumerate(devices):
+        try:
+            memory = int((device.memory_stats() or {}).get("bytes_limit") or 0) or None
+        except Exception:  # noqa: BLE001 - memory is only shown when the platform reports it
+            memory = None
+        gpus.append(Gpu(index, getattr(device, "device_kind", "GPU"), _cc(device), memory))
+    return tuple(gpus)
+
+
+# Measured here (AVX512-BF16 CPU, AlexNet, JAX 0.10 / XLA:CPU; benchmarks/bench_half.py and BASELINES.md):
+# bf16 is slower than fp32 at every batch size (about 0.8x at 128, 0.2x at 1): XLA:CPU does not use the
+# CPU's bf16 instructions for these convolutions. So half stays fp32 on a CPU with JAX.
+CPU_NO_BF16 = ("JAX (XLA:CPU) measured bf16 slower than fp32 on this kind of CPU (about 0.8x on AlexNet at "
+               "batch 128, 0.2x at batch 1), so fp32 is fastest")
+
+
+def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
+    return common.half_rule(inventory, gpus, None, CPU_NO_BF16)
+
+
+def meanings(config: Config, plan: Plan) -> dict[str, str]:
+    threads = ("not applicable on jax: XLA:CPU has no public thread-pool setting (it uses every core "
+               "the process may run on; limit it with taskset or cgroups)")
+    return {
+        "device": ("JAX_PLATFORMS=cpu before JAX starts (its GPU backend never starts)" if config.device == "cpu"
+                   else "JAX's default device (jax_default_device) = the first selected GPU" if plan.gpus
+                   else "JAX's own choice: no GPU found, so the CPU"),
+        "memory_growth": ("XLA_PYTHON_CLIENT_PREALLOCATE=" + ("false: allocate as needed" if config.memory_growth
+                                                               else "true: JAX takes 75% of GPU memory at start")),
+        "threads": threads,
+        "xla": ("Keras' jit_compile='auto': on (JAX compiles every model whose layers support XLA)"
+                if config.xla == "auto" else f"jit_compile={config.xla} for every compile() that does not pass it"),
+        "strategy": "keras.distribution: mirrored = DataParallel over the selected devices; multi_worker = "
+                    "keras.distribution.initialize (jax.distributed) then DataParallel",
+        "cpu_replicas": f"{HOST_DEVICES_FLAG}=N in XLA_FLAGS: N host devices",
+    }
+
+
+def notices(config: Config, plan: Plan) -> list[str]:
+    """Settings the user set that JAX has no mechanism for: flagged, never silently dropped."""
+    if config["threads"].source != "default" and config.threads != (0, 0):
+        return [f"threads={config.threads} ({config['threads'].location}) is not applicable on jax: XLA:CPU has "
+                "no public thread-pool setting; limit the cores with taskset or cgroups"]
+    return []
+
+
+def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]) -> StrategyPlan:
+    """Keras' distribution API over the selected devices; multi_worker from workers/worker_index or Keras'
+    own KERAS_DISTRIBUTION_* variables."""
+    local = (tuple(f"gpu:{i}" for i in plan.gpus) if plan.gpus else
+             tuple(f"cpu:{i}" for i in range(max(1, config.cpu_replicas))))
+    warnings = []
+    if config.strategy == "none":
+        if config.cpu_replicas > 1 and not plan.gpus:
+            warnings.append(f"cpu_replicas={config.cpu_replicas} makes that many host devices, but strategy=none "
+                            "uses one; set strategy: mirrored to run that many replicas")
+        return StrategyPlan("none", local[:1], warnings=tuple(warnings))
+    if config.strategy == "mirrored":
+        return StrategyPlan("mirrored", local, reason=config["strategy"].location, warnings=tuple(warnings))
+    where = config["strategy"].location
+    if config.workers:
+        if config.worker_index >= len(config.workers):
+            raise ConfigError(f"worker_index={config.worker_index} is out of range: workers lists "
+                              f"{len(config.workers)} address(es)", where=config["worker_index"].location,
+                              hint=f"use an index from 0 to {len(config.workers) - 1}")
+        return StrategyPlan("multi_worker", local, len(config.workers), "worker", config.worker_index,
+                            reason=f"{where}, cluster from {config['workers'].location}", warnings=tuple(warnings))
+    if all(environ.get(v) for v in CLUSTER_VARIABLES):
+        try:
+            count, index = int(environ[CLUSTER_VARIABLES[1]]), int(environ[CLUSTER_VARIABLES[2]])
+        except ValueError:
+            raise ConfigError("KERAS_DISTRIBUTION_NUM_PROCESSES and _PROCESS_ID must be whole numbers",
+                              where=CLUSTER_VARIABLES[1], hint="e.g. 2 and 0") from None
+        if not 0 <= index < count:
+            raise ConfigError(f"KERAS_DISTRIBUTION_PROCESS_ID={index} is out of range for {count} processes",
+                              where=CLUSTER_VARIABLES[2], hint=f"use 0 to {count - 1}")
+        return StrategyPlan("multi_worker", local, count, "worker", index, reason=f"{where}, cluster from "
+                            "KERAS_DISTRIBUTION_*", warnings=tuple(warnings))
+    raise ConfigError("strategy=multi_worker needs a cluster, and none is set", where=where,
+                      hint="set workers: [host1:port, host2:port] and worker_index: N (the same list on every "
+                           "machine; the first is the coordinator), or Keras' KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+                           "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def preflight(config: Config, plan: Plan) -> None:
+    """JAX reads its variables once, when it starts: refuse a change it would no longer see."""
+    if not started():
+        return
+    import os
+
+    import jax
+
+    wanted = environment(config, os.environ)
+    if config.device == "cpu" and any(d.platform != "cpu" for d in jax.devices()):
+        raise TooLateError("device=cpu cannot be applied: JAX has already started with "
+                           f"{jax.devices()[0].platform} devices", hint=common.TOO_LATE_HINT)
+    if config.cpu_replicas > 1 and not plan.gpus and jax.local_device_count("cpu") != config.cpu_replicas:
+        raise TooLateError(f"cpu_replicas={config.cpu_replicas} cannot be applied: JAX has already started with "
+                           f"{jax.local_device_count('cpu')} host device(s)", hint=common.TOO_LATE_HINT)
+    if os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") != wanted["XLA_PYTHON_CLIENT_PREALLOCATE"] and plan.gpus:
+        raise TooLateError(f"memory_growth={config.memory_growth} cannot be applied: JAX has already started",
+                           hint=common.TOO_LATE_HINT)
+
+
+def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
+    """The default device, and Keras' distribution for mirrored / multi_worker."""
+    import jax
+    import keras
+
+    state.on_reset("jax-state", _state.clear)
+    if plan.gpus:
+        device = jax.devices("gpu")[plan.gpus[0]]
+        before = jax.config.jax_default_device
+        state.on_reset("jax-default-device", lambda: jax.config.update("jax_default_device", before))
+        jax.config.update("jax_default_device", device)
+    if strategy_plan == _state.get("strategy_plan"):
+        return
+    state.on_reset("jax-distribution", lambda: keras.distribution.set_distribution(None))
+    if strategy_plan.name == "none":
+        keras.distribution.set_distribution(None)
+        _state.update(strategy=None, strategy_plan=strategy_plan)
+        return
+    if strategy_plan.name == "multi_worker" and not _state.get("initialized"):
+        try:
+            if config.workers:
+                keras.distribution.initialize(",".join(config.workers), len(config.workers), config.worker_index)
+            else:
+                keras.distribution.initialize()
+        except RuntimeError as error:
+            raise TooLateError(f"strategy=multi_worker must start before JAX's backends: {error}",
+                               hint=common.TOO_LATE_HINT) from None
+        _state["initialized"] = True
+    if strategy_plan.name == "mirrored":
+        devices = ([jax.devices("gpu")[i] for i in plan.gpus] if plan.gpus else
+                   jax.local_devices(backend="cpu")[:len(strategy_plan.devices)])
+    else:
+        devices = jax.devices()  # every process's devices, in one global mesh
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    _state.update(strategy=distribution, strategy_plan=strategy_plan)
+
+
+def strategy():
+    """The Keras distribution devswitch applied, or None."""
+    return _state.get("strategy")
+
+
+def versions() -> dict:
+    import jax
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+            "jax_platforms": sorted({d.platform for d in jax.devices()})}
+
+
+def model_device(model) -> str:
+    """Where the model's variables live, e.g. 'cpu:0' or 'cuda:0', read from the first variable."""
+    for weight in getattr(model, "weights", [])[:1]:
+        value = getattr(weight, "value", weight)
+        devices = value.devices() if callable(getattr(value, "devices", None)) else set()
+        if len(devices) > 1:
+            return f"{len(devices)} devices ({sorted(str(d) for d in devices)[0]}, ...)"
+        for device in devices:
+            return f"{device.platform}:{device.id}"
+        return str(getattr(value, "device", "unknown"))
+    return "unknown"
+
+
+class Runner:
+    """The benchmark's compiled call path: ``jax.jit`` of ``model.stateless_call``, ``block_until_ready``."""
+
+    def __init__(self, model, jit_compile: bool, gpus: tuple[int, ...]):
+        import jax
+
+        self.jax, self.model = jax, model
+        self._read_variables()
+
+        def forward(trainable, non_trainable, x):
+            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        self._forward = jax.jit(forward) if jit_compile else forward
+        self.device = jax.devices("gpu")[0] if gpus else None
+        self._key = jax.random.PRNGKey(0)
+
+    def _read_variables(self) -> None:
+        # Keras' own JAX loops (fit, predict) hand back new buffers and free the old ones: read them afresh
+        self.trainable = [v.value for v in self.model.trainable_variables]
+        self.non_trainable = [v.value for v in self.model.non_trainable_variables]
+
+    def input(self, shape: tuple[int, ...]):
+        self._read_variables()  # once per batch size, before its timed steps
+        return self.jax.random.uniform(self._key, shape, dtype="float32")
+
+    def to_host(self, x):
+        import numpy as np
+
+        return np.asarray(x)
+
+    def forward(self, x):
+        return self._forward(self.trainable, self.non_trainable, x)
+
+    def sync(self, y) -> None:
+        self.jax.block_until_ready(y)  # waits on the device; no copy to the host
+
+    def reset_peak_memory(self) -> None:
+        self._base = self.peak_memory()  # JAX has no reset: the peak is reported as seen so far
+
+    def peak_memory(self) -> int | None:
+        if self.device is None:
+            return None
+        stats = self.device.memory_stats() or {}
+        return int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats else None
+
+    def matmul_peak(self, dtype: str, size: int, iterations: int = 5,
+                    clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+        jax = self.jax
+        t0 = clock()
+        a = jax.random.uniform(self._key, (size, size), dtype="float32").astype(dtype)
+        matmul = jax.jit(lambda m: m @ m)
+        matmul(a).block_until_ready()
+        best = math.inf
+        for _ in range(iterations):
+            t = clock()
+            matmul(a).block_until_ready()
+            best = min(best, clock() - t)
+        return 2 * size ** 3 / best / 1e9, clock() - t0

@@ -1,0 +1,342 @@
+"""The TensorFlow backend: tf.config for devices, memory and threads, tf.distribute for strategies,
+``tf.function`` for the benchmark's compiled path.
+
+TensorFlow is imported by the functions here, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+from typing import Callable, Mapping
+
+from .. import state
+from ..config import Config
+from ..devices import Gpu, Inventory, Plan
+from ..errors import TooLateError
+from ..settings import LOG_LEVELS
+from . import common
+
+LIBRARY = "tensorflow"
+EXTRA = "devswitch"
+log = logging.getLogger("devswitch")
+_state: dict = {}
+
+
+def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    """TF_CPP_MIN_LOG_LEVEL is read when TensorFlow's C++ library loads: it must be set before the import."""
+    if config["log_level"].source != "default" or "TF_CPP_MIN_LOG_LEVEL" not in environ:
+        return {"TF_CPP_MIN_LOG_LEVEL": LOG_LEVELS[config.log_level]}
+    return {}
+
+
+def refuse(config: Config) -> None:
+    """Every setting has a TensorFlow meaning: nothing to refuse."""
+
+
+def detect_gpus() -> tuple[Gpu, ...]:
+    """GPUs as TensorFlow sees them (respects CUDA_VISIBLE_DEVICES); does not start TF's runtime."""
+    import tensorflow as tf
+
+    physical = tf.config.list_physical_devices("GPU")
+    memory = common.nvml_memory() if physical else {}
+    gpus = []
+    for index, device in enumerate(physical):
+        details = tf.config.experimental.get_device_details(device)
+        cc = details.get("compute_capability")
+        gpus.append(Gpu(index, details.get("device_name", device.name), tuple(cc) if cc else None,
+                        memory.get(index)))
+    return tuple(gpus)
+
+
+# Measured here (AVX512-BF16 CPU, AlexNet, TensorFlow 2.21 + oneDNN; benchmarks/bench_half.py): bf16 runs
+# at about 1.8x fp32 at batch 128 (and below fp32 at batch 1, where per-op overhead dominates).
+CPU_BF16 = "CPU has {feature}: oneDNN runs bf16 natively, measured about 1.8x fp32 on AlexNet at batch 128"
+
+
+def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
+    return common.half_rule(inventory, gpus, CPU_BF16, "")
+
+
+def meanings(config: Config, plan: Plan) -> dict[str, str]:
+    return {
+        "device": "tf.config.set_visible_devices (the selected GPUs, renumbered from 0)",
+        "memory_growth": "tf.config.experimental.set_memory_growth on each selected GPU",
+        "threads": "tf.config.threading intra-op / inter-op pool sizes",
+        "xla": describe_xla(config.xla, len(plan.gpus)),
+        "strategy": "tf.distribute: MirroredStrategy / MultiWorkerMirroredStrategy (TF_CONFIG)",
+        "cpu_replicas": "logical CPU devices (tf.config.set_logical_device_configuration)",
+    }
+
+
+def describe_xla(xla, gpus: int) -> str:
+    """What ``xla`` does here, in Keras' words (keras/src/trainers/trainer.py, _resolve_auto_jit_compile)."""
+    if xla != "auto":
+        return f"jit_compile={xla} for every compile() that does not pass jit_compile itself"
+    if not gpus:
+        return "Keras' jit_compile='auto': off (TensorFlow on a CPU-only machine)"
+    return ("Keras' jit_compile='auto': on for a model whose layers all support XLA (GPU present), "
+            "off under a tf.distribute strategy")
+
+
+def notices(config: Config, plan: Plan) -> list[str]:
+    """Every setting has a TensorFlow mechanism: nothing to flag."""
+    return []
+
+
+def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]):
+    from ..distribute import plan_strategy
+
+    return plan_strategy(config, plan, environ)
+
+
+def _too_late(what: str, asked, current) -> TooLateError:
+    return TooLateError(f"{what} cannot be changed to {asked}: TensorFlow's runtime is already initialised "
+                        f"with {current}", hint=common.TOO_LATE_HINT)
+
+
+def preflight(config: Config, plan: Plan) -> None:
+    """Refuse, before changing anything, what TensorFlow's already-running runtime can no longer take."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.eager import context
+
+        running = bool(context.context()._initialized)
+    except (ImportError, AttributeError):
+        return  # unknown: the setters below still refuse, one by one
+    if not running:
+        return
+    physical = tf.config.list_physical_devices("GPU")
+    wanted = [physical[i].name for i in plan.gpus if i < len(physical)]
+    current = [d.name for d in tf.config.get_visible_devices("GPU")]
+    if current != wanted:
+        raise _too_late("the visible GPUs", wanted or "none (CPU)", current or "none")
+    threading = tf.config.threading
+    for label, value, now in (("intra-op threads", config.threads.intra, threading.get_intra_op_parallelism_threads()),
+                              ("inter-op threads", config.threads.inter, threading.get_inter_op_parallelism_threads())):
+        if value != now:
+            raise _too_late(label, value, now)
+    if config.cpu_replicas > 1:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != config.cpu_replicas:
+            raise _too_late("cpu_replicas", config.cpu_replicas, f"{have} logical CPU device(s)")
+
+
+def _apply_devices(tf, plan: Plan, config: Config) -> None:
+    physical = tf.config.list_physical_devices("GPU")
+    wanted = [physical[i] for i in plan.gpus]
+    try:
+        tf.config.set_visible_devices(wanted, "GPU")
+    except RuntimeError:
+        current = tf.config.get_visible_devices("GPU")
+        if [d.name for d in current] != [d.name for d in wanted]:
+            raise _too_late("the visible GPUs", [d.name for d in wanted] or "none (CPU)",
+                            [d.name for d in current] or "none") from None
+    for device in wanted:
+        try:
+            tf.config.experimental.set_memory_growth(device, config.memory_growth)
+        except RuntimeError:
+            current = tf.config.experimental.get_memory_growth(device)
+            if current != config.memory_growth:
+                raise _too_late(f"memory_growth of {device.name}", config.memory_growth, current) from None
+
+
+def _apply_cpu_replicas(tf, config: Config) -> None:
+    """Split the CPU into N logical devices (the way to run N replicas on a CPU-only machine)."""
+    if config.cpu_replicas <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] *
+                                                   config.cpu_replicas)
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != config.cpu_replicas:
+            raise _too_late("cpu_replicas", config.cpu_replicas, f"{have} logical CPU device(s)") from None
+
+
+def _apply_strategy(tf, strategy_plan) -> None:
+    """Create TensorFlow's own strategy and make it the default, so unmodified scripts build and fit under it.
+
+    A later configure() that leaves the strategy as it was keeps the same strategy object: models
+    already built stay under it, and a MultiWorkerMirroredStrategy cannot be created twice anyway.
+    """
+    if strategy_plan == _state.get("strategy_plan"):
+        return
+    state.on_reset("strategy", lambda: tf.distribute.experimental_set_strategy(None))
+    tf.distribute.experimental_set_strategy(None)
+    _state.update(strategy=None, strategy_plan=None)
+    if strategy_plan.name == "none":
+        _state["strategy_plan"] = strategy_plan
+        return
+    if strategy_plan.name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(devices=list(strategy_plan.devices))
+    else:
+        if strategy_plan.tf_config is not None:
+            state.setenv("TF_CONFIG", strategy_plan.tf_config)  # read by TFConfigClusterResolver
+        _install_multi_worker_shims(tf)
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            raise TooLateError(f"strategy=multi_worker must be created before TensorFlow's runtime starts: "
+                               f"{error}", hint=common.TOO_LATE_HINT) from None
+    tf.distribute.experimental_set_strategy(strategy)
+    _state.update(strategy=strategy, strategy_plan=strategy_plan)  # remembered only once it exists
+
+
+def _install_multi_worker_shims(tf) -> None:
+    """Make Keras 3's fit() work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Two steps of Keras' TensorFlow trainer fail when there is more than one worker:
+    1. ``_maybe_symbolic_build`` collective-reduces the first *data* batch ("MEAN")
+       only to learn its shapes; the first local replica's batch has the same
+       shapes and needs no collective op.
+    2. ``reduce_per_replica`` reduces the step's scalar logs with ``axis=0``,
+       which a scalar does not have; a scalar is reduced with ``axis=None``.
+    Both shims act only under MultiWorkerMirroredStrategy and defer to Keras
+    otherwise; if Keras' internals differ, nothing is patched (and a warning says so).
+    """
+    try:
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+        symbolic_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+        reduce_per_replica = tf_trainer.reduce_per_replica
+    except (ImportError, AttributeError):
+        log.warning("multi_worker: this Keras version's trainer is not the one devswitch knows; fit() may hit "
+                    "keras-team/keras#20585")
+        return
+    if state.patched(tf_trainer, "reduce_per_replica"):
+        return
+    multi_worker = tf.distribute.MultiWorkerMirroredStrategy
+    distributed = tf.distribute.DistributedValues
+
+    @functools.wraps(symbolic_build)
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is not None and isinstance(strategy, multi_worker):
+            for _, _, batches in iterator:
+                first = next(batches)
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, distributed) else v, first)
+                break
+            return symbolic_build(self, None, data_batch)
+        return symbolic_build(self, iterator, data_batch)
+
+    @functools.wraps(reduce_per_replica)
+    def _reduce_per_replica(values, strategy, reduction="auto"):
+        if not (isinstance(strategy, multi_worker) and reduction in ("auto", "mean")):
+            return reduce_per_replica(values, strategy, reduction)
+
+        def reduce_one(value):
+            local = strategy.experimental_local_results(value)[0] if isinstance(value, distributed) else value
+            if tf.is_tensor(local) and local.shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)
+            return reduce_per_replica(value, strategy, reduction)
+
+        return tf.nest.map_structure(reduce_one, values)
+
+    state.patch(tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build", _maybe_symbolic_build)
+    state.patch(tf_trainer, "reduce_per_replica", _reduce_per_replica)
+
+
+def strategy():
+    """The tf.distribute strategy devswitch applied, or None."""
+    return _state.get("strategy")
+
+
+def _apply_threads(tf, config: Config) -> None:
+    threading = tf.config.threading
+    for label, value, setter, getter in (
+        ("intra-op threads", config.threads.intra, threading.set_intra_op_parallelism_threads,
+         threading.get_intra_op_parallelism_threads),
+        ("inter-op threads", config.threads.inter, threading.set_inter_op_parallelism_threads,
+         threading.get_inter_op_parallelism_threads),
+    ):
+        if value == getter():
+            continue
+        try:
+            setter(value)
+        except RuntimeError:
+            raise _too_late(label, value, getter()) from None
+
+
+def apply(config: Config, plan: Plan, strategy_plan) -> None:
+    """Set TensorFlow up for ``plan``: visible GPUs, memory growth, logical CPUs, threads, strategy."""
+    import tensorflow as tf
+
+    state.on_reset("tensorflow-state", _state.clear)
+    if config.log_level in ("quiet", "error"):
+        tf_log = tf.get_logger()
+        level = tf_log.level
+        state.on_reset("tf-logger", lambda: tf_log.setLevel(level))
+        tf_log.setLevel(logging.ERROR)
+    _apply_devices(tf, plan, config)
+    _apply_cpu_replicas(tf, config)
+    _apply_threads(tf, config)
+    _apply_strategy(tf, strategy_plan)
+
+
+def versions() -> dict:
+    import tensorflow as tf
+
+    build = tf.sysconfig.get_build_info()
+    return {"tensorflow": tf.__version__, "cuda_build": bool(build.get("is_cuda_build", False)),
+            "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
+
+
+def model_device(model) -> str:
+    """Where the model's variables live, e.g. 'CPU:0', read from the first variable."""
+    for weight in getattr(model, "weights", [])[:1]:
+        device = str(getattr(getattr(weight, "value", weight), "device", "") or "")
+        if "device:" in device:
+            return device.rsplit("device:", 1)[1]
+        return device or "unknown"
+    return "unknown"
+
+
+class Runner:
+    """The benchmark's compiled call path: ``tf.function`` of ``model(x)``, synchronised by ``.numpy()``."""
+
+    def __init__(self, model, jit_compile: bool, gpus: tuple[int, ...]):
+        import tensorflow as tf
+
+        self.tf, self.model, self.gpus = tf, model, gpus
+        self.gpu_device = "GPU:0" if gpus else None
+        self._forward = tf.function(lambda t: model(t, training=False), jit_compile=jit_compile)
+
+    def input(self, shape: tuple[int, ...]):
+        return self.tf.random.uniform(shape, dtype=self.tf.float32)
+
+    def to_host(self, x):
+        return x.numpy()
+
+    def forward(self, x):
+        return self._forward(x)
+
+    def sync(self, y) -> None:
+        y.numpy()  # waits for the result; on the CPU a view, on a GPU one small copy per step
+
+    def reset_peak_memory(self) -> None:
+        if self.gpu_device:
+            self.tf.config.experimental.reset_memory_stats(self.gpu_device)
+
+    def peak_memory(self) -> int | None:
+        return self.tf.config.experimental.get_memory_info(self.gpu_device)["peak"] if self.gpu_device else None
+
+    def matmul_peak(self, dtype: str, size: int, iterations: int = 5,
+                    clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+        """Measured GFLOP/s of a size x size matmul in ``dtype`` on the default device; (GFLOP/s, seconds)."""
+        tf = self.tf
+        t0 = clock()
+        a = tf.cast(tf.random.uniform((size, size), dtype=tf.float32), dtype)
+        matmul = tf.function(lambda m: tf.matmul(m, m))
+        matmul(a).numpy()
+        best = math.inf
+        for _ in range(iterations):
+            t = clock()
+            matmul(a).numpy()
+            best = min(best, clock() - t)
+        return 2 * size ** 3 / best / 1e9, clock() - t0

@@ -1,0 +1,213 @@
+"""The PyTorch backend: Keras' KERAS_TORCH_DEVICE for the device, torch's own thread settings, eager
+calls under ``torch.no_grad`` (``torch.compile`` when ``xla`` is true) for the benchmark.
+
+Keras 3.15 has no data-parallel distribution on PyTorch, so ``strategy`` is refused here rather
+than home-made. PyTorch is imported by the functions here, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from typing import Callable, Mapping
+
+from .. import state
+from ..config import Config
+from ..devices import Gpu, Inventory, Plan
+from ..distribute import StrategyPlan
+from ..errors import ConfigError, TooLateError
+from . import common
+
+LIBRARY = "torch"
+EXTRA = "devswitch[torch]"
+DEVICE_VARIABLE = "KERAS_TORCH_DEVICE"  # read by keras/src/backend/torch/core.py when Keras is imported
+log = logging.getLogger("devswitch")
+
+
+def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    """Nothing PyTorch reads at its own import; the device goes to Keras once it is chosen (apply)."""
+    return {}
+
+
+def refuse(config: Config) -> None:
+    """What Keras on PyTorch cannot do at all, refused before anything changes."""
+    if config.strategy != "none":
+        raise ConfigError(f"strategy={config.strategy} is not available on the torch backend: Keras "
+                          f"{_keras_version()} has no data-parallel distribution for PyTorch",
+                          where=config["strategy"].location,
+                          hint="use backend: jax (keras.distribution.DataParallel) or backend: tensorflow "
+                               "(tf.distribute) for several devices, or strategy: none on torch")
+    if config.device.startswith("gpu:") and "," in config.device:
+        raise ConfigError(f"device={config.device}: Keras on PyTorch runs a model on one device",
+                          where=config["device"].location,
+                          hint="choose one GPU (gpu:N), or use backend: jax / tensorflow with strategy: mirrored")
+
+
+def _keras_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keras")
+    except PackageNotFoundError:
+        return "3"
+
+
+def detect_gpus() -> tuple[Gpu, ...]:
+    """CUDA GPUs as PyTorch numbers them (respects CUDA_VISIBLE_DEVICES)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ()
+    gpus = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        gpus.append(Gpu(index, props.name, (props.major, props.minor), int(props.total_memory)))
+    return tuple(gpus)
+
+
+# Measured here (AVX512-BF16 CPU, AlexNet, PyTorch 2.14 eager + oneDNN; benchmarks/bench_half.py): bf16 runs
+# at about 1.6x fp32 at batch 128 (slower at batch 1).
+CPU_BF16 = "CPU has {feature}: PyTorch (oneDNN) runs bf16 natively, measured about 1.6x fp32 on AlexNet at batch 128"
+
+
+def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
+    return common.half_rule(inventory, gpus, CPU_BF16, "")
+
+
+def meanings(config: Config, plan: Plan) -> dict[str, str]:
+    return {
+        "device": f"{DEVICE_VARIABLE}={keras_device(plan)} (read by Keras when it is imported)",
+        "memory_growth": "not applicable on torch: PyTorch's caching allocator always allocates on demand",
+        "threads": "torch.set_num_threads (intra-op) / torch.set_num_interop_threads (inter-op)",
+        "xla": ("Keras' jit_compile='auto': off (PyTorch runs eagerly)" if config.xla == "auto" else
+                f"jit_compile={config.xla}" + (": torch.compile" if config.xla is True else "")),
+        "strategy": "not available on torch (Keras has no PyTorch data-parallel distribution)",
+        "cpu_replicas": "not applicable on torch (no distribution)",
+    }
+
+
+def notices(config: Config, plan: Plan) -> list[str]:
+    """Settings the user set that PyTorch has no mechanism for: flagged, never silently dropped."""
+    out = []
+    if config["memory_growth"].source != "default" and not config.memory_growth:
+        out.append(f"memory_growth=false ({config['memory_growth'].location}) is not applicable on torch: "
+                   "PyTorch's caching allocator always allocates on demand")
+    if config["cpu_replicas"].source != "default" and config.cpu_replicas:
+        out.append(f"cpu_replicas={config.cpu_replicas} ({config['cpu_replicas'].location}) is not applicable on "
+                   "torch: Keras has no PyTorch distribution")
+    return out
+
+
+def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]) -> StrategyPlan:
+    refuse(config)
+    return StrategyPlan("none", (keras_device(plan),))
+
+
+def keras_device(plan: Plan) -> str:
+    return f"cuda:{plan.gpus[0]}" if plan.gpus else "cpu"
+
+
+def preflight(config: Config, plan: Plan) -> None:
+    core = sys.modules.get("keras.src.backend.torch.core")
+    if core is not None and core.DEFAULT_DEVICE != keras_device(plan) and not (
+            core.DEFAULT_DEVICE == "cuda" and keras_device(plan) == "cuda:0"):
+        raise TooLateError(f"device cannot be changed to {keras_device(plan)}: Keras was imported with "
+                           f"{core.DEFAULT_DEVICE}", hint=common.TOO_LATE_HINT)
+    import torch
+
+    for label, value, now in (("intra-op threads", config.threads.intra, torch.get_num_threads()),
+                              ("inter-op threads", config.threads.inter, torch.get_num_interop_threads())):
+        if value and value != now and label.startswith("inter") and _parallel_work_started(torch):
+            raise TooLateError(f"{label} cannot be changed to {value}: PyTorch's pools already run with {now}",
+                               hint=common.TOO_LATE_HINT)
+
+
+def _parallel_work_started(torch) -> bool:
+    try:
+        torch.set_num_interop_threads(torch.get_num_interop_threads())
+        return False
+    except RuntimeError:
+        return True
+
+
+def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
+    """The device for Keras, and PyTorch's thread pools."""
+    import torch
+
+    if "keras.src.backend.torch.core" not in sys.modules:
+        state.setenv(DEVICE_VARIABLE, keras_device(plan))
+    if config.threads.intra and config.threads.intra != torch.get_num_threads():
+        before = torch.get_num_threads()
+        state.on_reset("torch-threads", lambda: torch.set_num_threads(before))
+        torch.set_num_threads(config.threads.intra)
+    if config.threads.inter and config.threads.inter != torch.get_num_interop_threads():
+        torch.set_num_interop_threads(config.threads.inter)  # once per process: reset cannot undo it
+
+
+def strategy():
+    return None
+
+
+def versions() -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()
+            if torch.backends.cudnn.is_available() else None}
+
+
+def model_device(model) -> str:
+    for weight in getattr(model, "weights", [])[:1]:
+        return str(getattr(getattr(weight, "value", weight), "device", "unknown"))
+    return "unknown"
+
+
+class Runner:
+    """The benchmark's call path: eager ``model(x)`` under ``torch.no_grad`` (``torch.compile`` with xla)."""
+
+    def __init__(self, model, jit_compile: bool, gpus: tuple[int, ...]):
+        import torch
+        from keras.src.backend.torch.core import get_device
+
+        self.torch, self.model = torch, model
+        self.device = get_device()
+        self.cuda = str(self.device).startswith("cuda")
+        self._call = torch.compile(model) if jit_compile else model
+
+    def input(self, shape: tuple[int, ...]):
+        return self.torch.rand(shape, dtype=self.torch.float32, device=self.device)
+
+    def to_host(self, x):
+        return x.detach().cpu().numpy()
+
+    def forward(self, x):
+        with self.torch.no_grad():
+            return self._call(x, training=False)
+
+    def sync(self, y) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()  # CPU kernels return when done; CUDA ones are queued
+
+    def reset_peak_memory(self) -> None:
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats()
+
+    def peak_memory(self) -> int | None:
+        return int(self.torch.cuda.max_memory_allocated()) if self.cuda else None
+
+    def matmul_peak(self, dtype: str, size: int, iterations: int = 5,
+                    clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+        torch = self.torch
+        t0 = clock()
+        a = torch.rand((size, size), device=self.device).to(getattr(torch, dtype))
+        with torch.no_grad():
+            torch.matmul(a, a)
+            self.sync(None)
+            best = math.inf
+            for _ in range(iterations):
+                t = clock()
+                torch.matmul(a, a)
+                self.sync(None)
+                best = min(best, clock() - t)
+        return 2 * size ** 3 / best / 1e9, clock() - t0

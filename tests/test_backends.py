@@ -1,0 +1,288 @@
+"""One switch for TensorFlow, JAX and PyTorch: the backend setting, each backend's mechanism for every
+setting (GPU branches through an injected inventory), and real runs of each backend in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SCRIPTS, clean_environ, result_line
+from devswitch import backends
+from devswitch.config import resolve
+from devswitch.devices import Cpu, Gpu, Inventory, choose
+from devswitch.errors import ConfigError
+
+BF16_CPU = Cpu("Test CPU with AVX512-BF16", 8, frozenset({"AVX2", "AVX-512", "AVX512-BF16"}))
+PLAIN_CPU = Cpu("Test CPU", 8, frozenset({"AVX2"}))
+
+
+def gpus(*ccs):
+    return tuple(Gpu(i, f"Test GPU {i}", cc, 16 << 30) for i, cc in enumerate(ccs))
+
+
+def config(home, project, **explicit):
+    return resolve({}, home, project, explicit)
+
+
+# --- the backend setting: auto = what Keras itself would pick -------------------------------------------------
+
+def test_auto_is_kerass_own_choice_with_its_origin(home, project, tmp_path):
+    cfg = resolve({}, home, project)
+    assert cfg.backend == "tensorflow" and cfg["backend"].location.startswith("Keras' default")
+    cfg = resolve({"KERAS_BACKEND": "jax"}, home, project)
+    assert (cfg.backend, cfg["backend"].source, cfg["backend"].location) == ("jax", "Keras", "KERAS_BACKEND")
+    (home / ".keras").mkdir()
+    (home / ".keras" / "keras.json").write_text('{\n  "floatx": "float32",\n  "backend": "torch"\n}\n')
+    cfg = resolve({}, home, project)
+    assert cfg.backend == "torch" and cfg["backend"].location == f"{home}/.keras/keras.json:3"
+    keras_home = tmp_path / "kh"
+    keras_home.mkdir()
+    (keras_home / "keras.json").write_text('{"backend": "jax"}')
+    assert resolve({"KERAS_HOME": str(keras_home)}, home, project).backend == "jax"
+
+
+def test_an_explicit_backend_beats_keras_and_a_foreign_backend_is_an_error(home, project):
+    cfg = resolve({"KERAS_BACKEND": "jax", "DEVSWITCH_BACKEND": "torch"}, home, project)
+    assert (cfg.backend, cfg["backend"].location) == ("torch", "DEVSWITCH_BACKEND")
+    with pytest.raises(ConfigError, match=r"KERAS_BACKEND: Keras backend 'numpy' is not one devswitch drives"):
+        resolve({"KERAS_BACKEND": "numpy"}, home, project)
+    with pytest.raises(ConfigError, match=r"(?s)DEVSWITCH_BACKEND: invalid value 'jaxx'.*did you mean 'jax'"):
+        resolve({"DEVSWITCH_BACKEND": "jaxx"}, home, project)
+
+
+def test_a_backend_that_is_not_installed_names_the_extra(home, project, monkeypatch):
+    from devswitch import apply
+
+    monkeypatch.setitem(backends.LIBRARIES, "jax", "devswitch_no_such_framework")
+    with pytest.raises(ConfigError, match=r'backend=jax is asked for, but devswitch_no_such_framework is not '
+                                          r'installed: pip install "devswitch\[jax\]"'):
+        apply._check_backend(config(home, project, backend="jax"))
+
+
+def test_every_backend_module_has_the_whole_interface():
+    names = ("LIBRARY", "EXTRA", "environment", "refuse", "detect_gpus", "half_rule", "meanings", "notices",
+             "plan_distribution", "preflight", "apply", "strategy", "versions", "model_device", "Runner")
+    for name in backends.NAMES:
+        module = backends.get(name)
+        assert [n for n in names if not hasattr(module, n)] == [], name
+        assert "import tensorflow" not in Path(module.__file__).read_text().split("\ndef ")[0] or name == "tensorflow"
+
+
+# --- each setting through each backend's own mechanism (pure) ------------------------------------------------
+
+@pytest.mark.parametrize("backend, explicit, expected", [
+    ("jax", {"device": "cpu"}, {"JAX_PLATFORMS": "cpu", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}),
+    ("jax", {"memory_growth": "false"}, {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}),
+    ("jax", {"cpu_replicas": "2", "strategy": "mirrored"},
+     {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}),
+    ("torch", {"device": "cpu"}, {}),
+    ("tensorflow", {"log_level": "quiet"}, {"TF_CPP_MIN_LOG_LEVEL": "3"}),
+])
+def test_variables_set_before_the_framework_starts(home, project, backend, explicit, expected):
+    env = backends.get(backend).environment(config(home, project, backend=backend, **explicit), {})
+    assert {k: env[k] for k in expected} == expected
+
+
+def test_jax_keeps_the_users_other_xla_flags(home, project):
+    cfg = config(home, project, backend="jax", cpu_replicas=4)
+    env = backends.get("jax").environment(cfg, {"XLA_FLAGS": "--xla_dump_to=/tmp/x "
+                                                              "--xla_force_host_platform_device_count=9"})
+    assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=4"
+
+
+@pytest.mark.parametrize("backend, inventory, expected", [
+    pytest.param("tensorflow", Inventory(BF16_CPU), "bf16", id="tensorflow, CPU with bf16: bf16 (1.8x measured)"),
+    pytest.param("torch", Inventory(BF16_CPU), "bf16", id="torch, CPU with bf16: bf16 (1.6x measured)"),
+    pytest.param("jax", Inventory(BF16_CPU), "fp32", id="jax, CPU with bf16: fp32 (bf16 measured slower)"),
+    pytest.param("torch", Inventory(PLAIN_CPU), "fp32", id="torch, CPU without bf16: fp32"),
+] + [pytest.param(b, Inventory(PLAIN_CPU, gpus(cc)), p, id=f"{b}, one GPU cc {cc[0]}.{cc[1]}: {p}")
+     for b in backends.NAMES for cc, p in (((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16"), ((6, 1), "fp32"))])
+def test_half_per_backend_and_device(home, project, backend, inventory, expected):
+    plan = choose(config(home, project, backend=backend, precision="half"), inventory)
+    assert plan.precision == expected and plan.backend == backend
+    assert f"[{backend}]" in plan.precision_reason
+
+
+@pytest.mark.parametrize("backend", backends.NAMES)
+@pytest.mark.parametrize("inventory, device, expected_gpus", [
+    (Inventory(PLAIN_CPU), "auto", ()),
+    (Inventory(PLAIN_CPU, gpus((8, 0))), "auto", (0,)),
+    (Inventory(PLAIN_CPU, gpus((8, 0), (8, 0))), "gpu:1", (1,)),
+    (Inventory(PLAIN_CPU, gpus((7, 5), (7, 5))), "cpu", ()),
+], ids=["no GPU", "one GPU", "two GPUs, the second", "two GPUs, cpu asked"])
+def test_device_choice_and_its_meaning_on_each_backend(home, project, backend, inventory, device, expected_gpus):
+    cfg = config(home, project, backend=backend, device=device)
+    plan = choose(cfg, inventory)
+    assert plan.gpus == expected_gpus
+    module = backends.get(backend)
+    strategy = module.plan_distribution(cfg, plan, {})
+    meaning = module.meanings(cfg, plan)
+    assert set(meaning) >= {"device", "memory_growth", "threads", "xla", "strategy", "cpu_replicas"}
+    if backend == "torch":
+        assert strategy.devices == ((f"cuda:{expected_gpus[0]}",) if expected_gpus else ("cpu",))
+        assert "not applicable on torch" in meaning["memory_growth"]
+    if backend == "jax":
+        assert "not applicable on jax" in meaning["threads"]
+        assert ("JAX_PLATFORMS=cpu" in meaning["device"]) == (device == "cpu")
+
+
+def test_two_gpus_mirrored_on_jax_and_tensorflow_refused_on_torch(home, project):
+    inventory = Inventory(PLAIN_CPU, gpus((9, 0), (9, 0)))
+    for backend in ("jax", "tensorflow"):
+        cfg = config(home, project, backend=backend, device="gpu", strategy="mirrored")
+        plan = choose(cfg, inventory)
+        assert backends.get(backend).plan_distribution(cfg, plan, {}).replicas == 2
+    cfg = config(home, project, backend="torch", device="gpu", strategy="mirrored")
+    with pytest.raises(ConfigError, match=r"strategy=mirrored is not available on the torch backend.*"
+                                          r"\n  hint: use backend: jax"):
+        backends.get("torch").refuse(cfg)
+    with pytest.raises(ConfigError, match=r"device=gpu:0,1: Keras on PyTorch runs a model on one device"):
+        backends.get("torch").refuse(config(home, project, backend="torch", device="gpu:0,1"))
+
+
+def test_jax_multi_worker_cluster_from_settings_or_kerass_variables(home, project):
+    jax = backends.get("jax")
+    inventory = Inventory(PLAIN_CPU)
+    cfg = config(home, project, backend="jax", strategy="multi_worker", workers="h1:1,h2:2", worker_index=1)
+    plan = jax.plan_distribution(cfg, choose(cfg, inventory), {})
+    assert (plan.workers, plan.task_index, plan.role) == (2, 1, "worker 1 of 2 workers")
+    cfg = config(home, project, backend="jax", strategy="multi_worker")
+    env = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h1:1,h2:2", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+           "KERAS_DISTRIBUTION_PROCESS_ID": "0"}
+    assert jax.plan_distribution(cfg, choose(cfg, inventory), env).role.endswith("(chief)")
+    with pytest.raises(ConfigError, match=r"(?s)multi_worker needs a cluster.*KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        jax.plan_distribution(cfg, choose(cfg, inventory), {})
+
+
+def test_settings_a_backend_cannot_honour_are_flagged_not_dropped(home, project):
+    cfg = config(home, project, backend="jax", threads="4")
+    notes = backends.get("jax").notices(cfg, choose(cfg, Inventory(PLAIN_CPU)))
+    assert notes and "threads=4:0 (devswitch.configure(threads=...)) is not applicable on jax" in notes[0]
+    cfg = config(home, project, backend="torch", memory_growth="false")
+    notes = backends.get("torch").notices(cfg, choose(cfg, Inventory(PLAIN_CPU)))
+    assert notes and "memory_growth=false" in notes[0] and "not applicable on torch" in notes[0]
+    assert backends.get("tensorflow").notices(cfg, choose(cfg, Inventory(PLAIN_CPU))) == []
+
+
+# --- real runs, one process per backend ---------------------------------------------------------------------
+
+def _installed(name):
+    return pytest.mark.skipif(not backends.installed(name), reason=f"{name} is not installed here")
+
+
+BACKENDS = [pytest.param(name, marks=[pytest.mark.subprocess, _installed(name)]) for name in backends.NAMES]
+
+
+def run(args, env, cwd, timeout=300):
+    return subprocess.run([sys.executable, *args], env=clean_environ(**env), cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_ordinary_script_with_the_one_import_on_each_backend(backend, tmp_path):
+    done = run([str(SCRIPTS / "any_backend.py")], {"HOME": str(tmp_path), "KERAS_BACKEND": backend,
+                                                   "DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DEVICE": "cpu"}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = result_line(done.stdout)
+    assert result["backend"] == result["plan_backend"] == backend
+    assert result["hidden_compute_dtype"] == "bfloat16" and result["global_policy"] == "mixed_bfloat16"
+    assert result["tensorflow_imported"] is (backend == "tensorflow")
+    assert result["loss_finite"] and result["prediction_shape"] == [4, 1]
+    assert [r[:2] for r in result["runs"]] == [["fit", "ok"], ["evaluate", "ok"], ["predict", "ok"]]
+    assert all(r[2] != "unknown" and "cpu" in r[2].lower() for r in result["runs"]), result["runs"]
+    assert result["jit_compile"] is (backend == "jax")  # Keras' own "auto": JAX compiles, TF on a CPU and torch not
+    assert "timed Keras calls" in done.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_devswitch_run_on_each_backend(backend, tmp_path):
+    report = tmp_path / "r.jsonl"
+    done = run(["-m", "devswitch", "run", "--backend", backend, "--device", "cpu", "--report", str(report),
+                str(SCRIPTS / "any_backend.py")], {"HOME": str(tmp_path)}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    from devswitch.results import read_report
+
+    (only,) = read_report(report)
+    assert only["plan"]["backend"] == only["environment"]["backend"] == backend
+    assert only["environment"][backend]  # the framework's version
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not all(backends.installed(n) for n in backends.NAMES), reason="needs all three backends")
+def test_compare_across_the_three_backends(tmp_path):
+    out = tmp_path / "out"
+    done = run(["-m", "devswitch", "compare", "mlp", "--backends", "tensorflow,jax,torch", "--devices", "cpu",
+                "--precisions", "fp32", "--batch-sizes", "8", "--iterations", "3", "--warmup", "1",
+                "--no-peak-probe", "--no-predict-baseline", "--out", str(out)], {"HOME": str(tmp_path)}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert [(c["backend"], c["status"]) for c in doc["cells"]] == [("tensorflow", "ok"), ("jax", "ok"),
+                                                                   ("torch", "ok")]
+    assert "| batch 8 | tensorflow cpu fp32 | jax cpu fp32 | torch cpu fp32 |" in done.stdout
+    assert "speed-up vs tensorflow cpu fp32" in done.stdout
+
+
+def test_compare_marks_a_backend_that_is_not_installed_unavailable(monkeypatch, tmp_path):
+    from devswitch import compare
+
+    monkeypatch.setitem(backends.LIBRARIES, "torch", "devswitch_no_such_framework")
+    options = compare.Options("mlp", ("torch",), ("cpu",), ("fp32",), (1,), baseline=("torch", "cpu", "fp32"))
+    doc = compare.run_matrix(options, lambda line: None, tmp_path)
+    assert [c["status"] for c in doc["cells"]] == [
+        'unavailable: devswitch_no_such_framework is not installed: pip install "devswitch[torch]"']
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not backends.installed("jax"), reason="jax is not installed here")
+def test_jax_mirrored_over_two_host_devices_trains_like_one(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "import devswitch, json, keras, numpy as np\n"
+        "keras.utils.set_random_seed(0)\n"
+        "model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation='relu'),"
+        " keras.layers.Dense(1)])\n"
+        "model.compile(optimizer=keras.optimizers.SGD(0.05), loss='mse')\n"
+        "x = np.random.default_rng(0).normal(size=(256, 8)).astype('float32'); y = x.sum(1, keepdims=True)\n"
+        "h = model.fit(x, y, epochs=3, batch_size=32, verbose=0, shuffle=False)\n"
+        "d = keras.distribution.distribution()\n"
+        "print('RESULT ' + json.dumps({'loss': h.history['loss'][-1], 'devices': len(d.device_mesh.devices.ravel())"
+        " if d else 1, 'replicas': devswitch.plan().strategy.replicas}))\n")
+    single = run([str(script)], {"HOME": str(tmp_path), "KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off"}, tmp_path)
+    mirrored = run([str(script)], {"HOME": str(tmp_path), "KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off",
+                                   "DEVSWITCH_STRATEGY": "mirrored", "DEVSWITCH_CPU_REPLICAS": "2"}, tmp_path)
+    assert single.returncode == 0 and mirrored.returncode == 0, single.stderr + mirrored.stderr
+    one, two = result_line(single.stdout), result_line(mirrored.stdout)
+    assert (one["devices"], two["devices"], two["replicas"]) == (1, 2, 2)
+    assert two["loss"] == pytest.approx(one["loss"], rel=0.05)
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not backends.installed("jax"), reason="jax is not installed here")
+def test_too_late_for_another_backend_is_a_clear_error(tmp_path):
+    script = tmp_path / "late.py"
+    script.write_text("import keras\nimport devswitch\nprint('ran')\n")
+    done = run([str(script)], {"HOME": str(tmp_path), "KERAS_BACKEND": "jax", "DEVSWITCH_BACKEND": "torch"},
+               tmp_path)
+    assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr
+    assert "backend cannot be changed to torch: Keras is already imported with the jax backend" in done.stderr
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("env, code, message", [
+    ({"DEVSWITCH_BACKEND": "torch", "DEVSWITCH_STRATEGY": "mirrored"}, 2,
+     "strategy=mirrored is not available on the torch backend"),
+    ({"DEVSWITCH_BACKEND": "torch", "DEVSWITCH_DEVICE": "gpu:0,1"}, 2, "Keras on PyTorch runs a model on one device"),
+    ({"DEVSWITCH_BACKEND": "jax", "DEVSWITCH_STRATEGY": "multi_worker"}, 2, "multi_worker needs a cluster"),
+], ids=["torch mirrored", "torch two GPUs", "jax multi_worker without cluster"])
+def test_refused_settings_end_the_script_with_one_line(tmp_path, env, code, message):
+    backend = env["DEVSWITCH_BACKEND"]
+    if not backends.installed(backend):
+        pytest.skip(f"{backend} is not installed here")
+    script = tmp_path / "s.py"
+    script.write_text("import sys, devswitch\nprint('ran', 'tensorflow' in sys.modules)\n")
+    done = run([str(script)], {"HOME": str(tmp_path), **env}, tmp_path)
+    assert done.returncode == code and message in done.stderr and "Traceback" not in done.stderr, done.stderr
