@@ -150,7 +150,10 @@ def info_command(args: argparse.Namespace) -> int:
     versions, inventory = {}, Inventory(detect_cpu())
     if backends.installed(config.backend) and backends.keras_running() in (None, config.backend):
         # this process is devswitch itself: set what the framework reads at start-up, as the switch would
-        os.environ.update({"KERAS_BACKEND": config.backend, **backend.environment(config, os.environ)})
+        from . import state
+
+        for name, value in {"KERAS_BACKEND": config.backend, **backend.environment(config, os.environ)}.items():
+            state.setenv(name, value)
         with native_log_filter(config.log_level, backend.LIBRARY):
             from .devices import detect
             from .environment import versions as library_versions

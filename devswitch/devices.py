@@ -135,7 +135,10 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
         return "cpu", (), "auto: no GPU found", warnings
     # gpu or gpu:N,...
     if not inventory.gpus:
-        reason = (f"{config.backend} sees no GPU on this machine (no CUDA device, or a CPU-only build of it; "
+        from .backends import DISPLAY
+
+        name = DISPLAY.get(config.backend, config.backend)
+        reason = (f"{name} sees no GPU on this machine (no CUDA device, or a CPU-only {name} build; "
                   "see 'devswitch info')")
         if config.fallback == "error":
             raise DeviceError(f"device={asked} was asked for, but {reason}", where=config["device"].location,

@@ -258,7 +258,7 @@ SETTINGS: tuple[Setting, ...] = (
             "auto"),
     Setting("device", "auto", parse_device,
             "auto, cpu, gpu, gpu:N, gpu:N,M,... (cuda = gpu)",
-            "Which device(s) TensorFlow may use. auto = all GPUs if there are any, else the CPU. "
+            "Which device(s) Keras may use, on every backend. auto = all GPUs if there are any, else the CPU. "
             "Theano's spelling cuda, cuda:N is accepted as gpu, gpu:N.",
             "auto"),
     Setting("precision", "fp32", parse_precision,
@@ -283,13 +283,13 @@ SETTINGS: tuple[Setting, ...] = (
             "auto"),
     Setting("threads", Threads(0, 0), parse_threads,
             f"N, INTRA:INTER, {{intra: N, inter: M}} (0 to {MAX_THREADS} each)",
-            "TensorFlow thread pools: intra-op (inside one op) and inter-op (between ops). "
-            "0 = TensorFlow's choice.",
+            "Thread pools: intra-op (inside one op) and inter-op (between ops), on TensorFlow and PyTorch; "
+            "not applicable on JAX (flagged if set). 0 = the framework's choice.",
             "0"),
     Setting("log_level", "warning", choice(*LOG_LEVELS),
             ", ".join(LOG_LEVELS),
-            "How much of TensorFlow's own C++ start-up noise reaches the terminal "
-            "(TF_CPP_MIN_LOG_LEVEL); quiet also hides devswitch's one-line summary.",
+            "How much of the framework's own C++ start-up noise reaches the terminal "
+            "(TF_CPP_MIN_LOG_LEVEL, read by TensorFlow and XLA); quiet also hides devswitch's one-line summary.",
             "warning"),
     Setting("report", "summary", parse_report,
             "off, summary, PATH.json, PATH.jsonl",
@@ -304,19 +304,20 @@ SETTINGS: tuple[Setting, ...] = (
             "false"),
     Setting("strategy", "none", choice("none", "mirrored", "multi_worker"),
             "none, mirrored, multi_worker",
-            "A tf.distribute strategy for the whole script: mirrored = all selected devices of this machine "
-            "(MirroredStrategy); multi_worker = MultiWorkerMirroredStrategy over the cluster in TF_CONFIG or "
-            "in workers/worker_index.",
+            "Data parallelism for the whole script, from the backend's own engine: mirrored = all selected "
+            "devices of this machine (TensorFlow: MirroredStrategy; JAX: keras.distribution.DataParallel); "
+            "multi_worker = several machines (TensorFlow: MultiWorkerMirroredStrategy over TF_CONFIG or "
+            "workers; JAX: keras.distribution.initialize). Refused on PyTorch, which Keras cannot distribute.",
             "none"),
     Setting("cpu_replicas", 0, count(MAX_CPU_REPLICAS),
             f"N from 0 to {MAX_CPU_REPLICAS}",
-            "Split the CPU into N logical devices, so mirrored runs N replicas on a CPU-only machine "
-            "(0 = do not split).",
+            "Split the CPU into N devices (TensorFlow: logical CPUs; JAX: host devices through XLA_FLAGS), "
+            "so mirrored runs N replicas on a CPU-only machine (0 = do not split).",
             "0"),
     Setting("workers", (), parse_workers,
             "host:port,host:port,...",
-            "The cluster for multi_worker when TF_CONFIG is not set: every worker's address, the same list "
-            "on every machine. devswitch turns it into TF_CONFIG.",
+            "The cluster for multi_worker: every worker's address, the same list on every machine (TensorFlow: "
+            "turned into TF_CONFIG unless that is set; JAX: the first address is the coordinator).",
             '""'),
     Setting("worker_index", 0, count(MAX_WORKER_INDEX),
             f"N from 0 to {MAX_WORKER_INDEX}",

@@ -27,7 +27,7 @@ def rc(project: Path, text: str | bytes) -> Path:
                  id="top level is a list"),
     pytest.param("just words\n", r"top level must be a mapping .* found a single value", id="top level scalar"),
     pytest.param("device: cpu\ndevcie: gpu\n", r"\.devswitchrc:2:1: unknown key 'devcie'\n  hint: did you "
-                 r"mean 'device'\? valid keys: device, precision", id="unknown key with suggestion"),
+                 r"mean 'device'\? valid keys: backend, device, precision", id="unknown key with suggestion"),
     pytest.param("device: 3\n", r":1:9: invalid value 3 for 'device': expected a string.*did you mean 'gpu:3'",
                  id="device given as a number"),
     pytest.param("memory_growth: maybe\n", r"invalid value 'maybe' for 'memory_growth': expected true or false",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -42,14 +43,16 @@ def test_info_json_has_the_documented_schema(cli_env, monkeypatch, capsys):
     native = detect_cpu().native_bf16  # half depends on this CPU
     assert data["resolved"]["precision"] == ("bf16" if native else "fp32")
     assert data["resolved"]["precision_reason"].startswith("half: CPU has" if native else "half: CPU has no")
-    assert data["resolved"]["xla"] is True and data["resolved"]["xla_meaning"].startswith("jit_compile=True")
+    assert data["resolved"]["xla"] is True and data["resolved"]["meanings"]["xla"].startswith("jit_compile=True")
 
 
 def test_info_text_shows_each_value_with_its_source(cli_env, monkeypatch, capsys):
     monkeypatch.setenv("DEVSWITCH_FLAGS", "precision=bf16")
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "precision      bf16     DEVSWITCH_FLAGS  DEVSWITCH_FLAGS (precision)" in out
+    assert re.search(r"\n  precision +bf16 +DEVSWITCH_FLAGS +DEVSWITCH_FLAGS \(precision\)\n", out)
+    assert re.search(r"\nbackend +tensorflow +\(Keras: ", out)
+    assert "what each setting does on tensorflow" in out
     from devswitch.devices import detect_gpus
 
     if detect_gpus():

@@ -200,7 +200,7 @@ def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_runn
     assert "Incomplete: written while compare was running" in (out / "results.md").read_text()
     # the scratch folder stays with the rows (its logs say what the killed run was doing) ...
     (leftover,) = out.glob(".devswitch-work-*")
-    assert (leftover / "cpu-fp16.log").exists()
+    assert (leftover / "tensorflow-cpu-fp16.log").exists()
     # ... until the next compare into this folder clears it
     from devswitch.compare import prepare_output
 

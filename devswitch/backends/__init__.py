@@ -40,6 +40,7 @@ from types import ModuleType
 NAMES = ("tensorflow", "jax", "torch")
 LIBRARIES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 EXTRAS = {"tensorflow": "devswitch", "jax": "devswitch[jax]", "torch": "devswitch[torch]"}
+DISPLAY = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
 
 def get(name: str) -> ModuleType:
