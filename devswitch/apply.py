@@ -211,6 +211,7 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
         for name, value in variables.items():
             state.setenv(name, value)
     with native_log_filter(config.log_level, backend.LIBRARY):
+        backend.start(config, os.environ)  # e.g. JAX joins its cluster before anything starts its backends
         inventory = inventory or detect(config.backend)
     plan = choose(config, inventory)
     _state["inventory"] = inventory

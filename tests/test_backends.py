@@ -64,7 +64,7 @@ def test_a_backend_that_is_not_installed_names_the_extra(home, project, monkeypa
 
 
 def test_every_backend_module_has_the_whole_interface():
-    names = ("LIBRARY", "EXTRA", "environment", "refuse", "detect_gpus", "half_rule", "meanings", "notices",
+    names = ("LIBRARY", "EXTRA", "environment", "refuse", "start", "detect_gpus", "half_rule", "meanings", "notices",
              "plan_distribution", "preflight", "apply", "strategy", "versions", "model_device", "Runner")
     for name in backends.NAMES:
         module = backends.get(name)
@@ -286,3 +286,39 @@ def test_refused_settings_end_the_script_with_one_line(tmp_path, env, code, mess
     script.write_text("import sys, devswitch\nprint('ran', 'tensorflow' in sys.modules)\n")
     done = run([str(script)], {"HOME": str(tmp_path), **env}, tmp_path)
     assert done.returncode == code and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not backends.installed("jax"), reason="jax is not installed here")
+def test_jax_multi_worker_two_local_processes_end_with_the_same_weights(tmp_path):
+    """jax.distributed (through keras.distribution.initialize) on the CPU, with gloo collectives."""
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "import devswitch, json, jax, keras, numpy as np\n"
+        "keras.utils.set_random_seed(0)\n"
+        "model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation='relu'),"
+        " keras.layers.Dense(1)])\n"
+        "model.compile(optimizer=keras.optimizers.SGD(0.05), loss='mse')\n"
+        "x = np.random.default_rng(0).normal(size=(256, 8)).astype('float32'); y = x.sum(1, keepdims=True)\n"
+        "keras.distribution.distribution().auto_shard_dataset = False  # Keras' rule for in-memory arrays\n"
+        "h = model.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False)\n"
+        "print('RESULT ' + json.dumps({'loss': h.history['loss'][-1], 'processes': jax.process_count(),"
+        " 'w': [float(abs(w).sum()) for w in model.get_weights()], 'role': devswitch.plan().strategy.role}))\n")
+    env = clean_environ(HOME=str(tmp_path), KERAS_BACKEND="jax", DEVSWITCH_REPORT="off",
+                        DEVSWITCH_STRATEGY="multi_worker", DEVSWITCH_WORKERS=f"localhost:{ports[0]},localhost:{ports[1]}")
+    procs = [subprocess.Popen([sys.executable, str(script)], env={**env, "DEVSWITCH_WORKER_INDEX": str(i)},
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    first, second = (result_line(out) for out, _ in outputs)
+    assert first["processes"] == second["processes"] == 2
+    assert first["role"].endswith("(chief)") and second["role"] == "worker 1 of 2 workers"
+    assert first["w"] == second["w"] and first["loss"] == second["loss"]

@@ -11,6 +11,8 @@ imports a framework (TensorFlow, JAX, PyTorch) directly:
     a pure function of the configuration.
 ``refuse(config)``
     raise ConfigError for a setting this backend cannot honour at all (before anything changes).
+``start(config, environ)``
+    what must happen before the devices are detected (JAX joins its multi-worker cluster).
 ``detect_gpus() -> tuple[Gpu, ...]``
     the GPUs this framework sees, numbered as it numbers them.
 ``half_rule(inventory, gpus) -> (precision, reason)``

@@ -135,14 +135,20 @@ def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]) ->
         return StrategyPlan("none", local[:1], warnings=tuple(warnings))
     if config.strategy == "mirrored":
         return StrategyPlan("mirrored", local, reason=config["strategy"].location, warnings=tuple(warnings))
+    count, index, source = cluster(config, environ)
+    return StrategyPlan("multi_worker", local, count, "worker", index,
+                        reason=f"{config['strategy'].location}, cluster from {source}", warnings=tuple(warnings))
+
+
+def cluster(config: Config, environ: Mapping[str, str]) -> tuple[int, int, str]:
+    """(processes, this process's index, where the cluster came from) for multi_worker; ConfigError if none."""
     where = config["strategy"].location
     if config.workers:
         if config.worker_index >= len(config.workers):
             raise ConfigError(f"worker_index={config.worker_index} is out of range: workers lists "
                               f"{len(config.workers)} address(es)", where=config["worker_index"].location,
                               hint=f"use an index from 0 to {len(config.workers) - 1}")
-        return StrategyPlan("multi_worker", local, len(config.workers), "worker", config.worker_index,
-                            reason=f"{where}, cluster from {config['workers'].location}", warnings=tuple(warnings))
+        return len(config.workers), config.worker_index, config["workers"].location
     if all(environ.get(v) for v in CLUSTER_VARIABLES):
         try:
             count, index = int(environ[CLUSTER_VARIABLES[1]]), int(environ[CLUSTER_VARIABLES[2]])
@@ -152,12 +158,29 @@ def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]) ->
         if not 0 <= index < count:
             raise ConfigError(f"KERAS_DISTRIBUTION_PROCESS_ID={index} is out of range for {count} processes",
                               where=CLUSTER_VARIABLES[2], hint=f"use 0 to {count - 1}")
-        return StrategyPlan("multi_worker", local, count, "worker", index, reason=f"{where}, cluster from "
-                            "KERAS_DISTRIBUTION_*", warnings=tuple(warnings))
+        return count, index, "KERAS_DISTRIBUTION_*"
     raise ConfigError("strategy=multi_worker needs a cluster, and none is set", where=where,
                       hint="set workers: [host1:port, host2:port] and worker_index: N (the same list on every "
                            "machine; the first is the coordinator), or Keras' KERAS_DISTRIBUTION_JOB_ADDRESSES, "
                            "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def start(config: Config, environ: Mapping[str, str]) -> None:
+    """multi_worker: join the cluster (jax.distributed, through keras.distribution.initialize) before
+    anything starts JAX's backends -- detecting the devices would."""
+    if config.strategy != "multi_worker" or _state.get("initialized"):
+        return
+    count, index, _ = cluster(config, environ)  # validated before anything is started
+    if started():
+        raise TooLateError("strategy=multi_worker must join its cluster before JAX's backends start, and they "
+                           "already have", hint=common.TOO_LATE_HINT)
+    import keras
+
+    if config.workers:
+        keras.distribution.initialize(",".join(config.workers), count, index)
+    else:
+        keras.distribution.initialize()  # Keras reads its KERAS_DISTRIBUTION_* variables
+    _state["initialized"] = True
 
 
 def preflight(config: Config, plan: Plan) -> None:
@@ -185,7 +208,7 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
     import jax
     import keras
 
-    state.on_reset("jax-state", _state.clear)
+    state.on_reset("jax-state", lambda: _state.update(strategy=None, strategy_plan=None))
     if plan.gpus:
         device = jax.devices("gpu")[plan.gpus[0]]
         before = jax.config.jax_default_device
@@ -198,16 +221,6 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         keras.distribution.set_distribution(None)
         _state.update(strategy=None, strategy_plan=strategy_plan)
         return
-    if strategy_plan.name == "multi_worker" and not _state.get("initialized"):
-        try:
-            if config.workers:
-                keras.distribution.initialize(",".join(config.workers), len(config.workers), config.worker_index)
-            else:
-                keras.distribution.initialize()
-        except RuntimeError as error:
-            raise TooLateError(f"strategy=multi_worker must start before JAX's backends: {error}",
-                               hint=common.TOO_LATE_HINT) from None
-        _state["initialized"] = True
     if strategy_plan.name == "mirrored":
         devices = ([jax.devices("gpu")[i] for i in plan.gpus] if plan.gpus else
                    jax.local_devices(backend="cpu")[:len(strategy_plan.devices)])

@@ -98,6 +98,10 @@ def _too_late(what: str, asked, current) -> TooLateError:
                         f"with {current}", hint=common.TOO_LATE_HINT)
 
 
+def start(config: Config, environ: Mapping[str, str]) -> None:
+    """Nothing to start before the devices are detected."""
+
+
 def preflight(config: Config, plan: Plan) -> None:
     """Refuse, before changing anything, what TensorFlow's already-running runtime can no longer take."""
     import tensorflow as tf

@@ -109,6 +109,10 @@ def keras_device(plan: Plan) -> str:
     return f"cuda:{plan.gpus[0]}" if plan.gpus else "cpu"
 
 
+def start(config: Config, environ: Mapping[str, str]) -> None:
+    """Nothing to start before the devices are detected."""
+
+
 def preflight(config: Config, plan: Plan) -> None:
     core = sys.modules.get("keras.src.backend.torch.core")
     if core is not None and core.DEFAULT_DEVICE != keras_device(plan) and not (
