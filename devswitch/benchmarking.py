@@ -55,7 +55,8 @@ class BenchmarkRecord:
     energy: Energy | None = None
     host_rss_peak_bytes: int | None = None
     gpu_memory_peak_bytes: int | None = None
-    versions: dict = field(default_factory=dict)  # devswitch, python, tensorflow, keras, CUDA build, ...
+    versions: dict = field(default_factory=dict)  # devswitch, python, keras, the backend's framework, ...
+    backend: str = ""
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -78,7 +79,7 @@ class BenchmarkRecord:
         latency_note = "per batch" if not s or s.steps_per_sample == 1 else \
             f"per batch, mean over groups of {s.steps_per_sample} steps"
         return {
-            "type": "benchmark", "model": self.model, "mode": self.mode, "batch": self.batch,
+            "type": "benchmark", "backend": self.backend, "model": self.model, "mode": self.mode, "batch": self.batch,
             "device": self.device, "policy": self.policy, "compute_dtype": self.compute_dtype,
             "status": self.status, "started_at": self.started_at, "versions": dict(self.versions),
             "metrics": {
@@ -305,14 +306,14 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", first,
                                          warmup, warm_s, Summary.of(durations, batch, k),
                                          predict_rate, predict_s, flops, flops_note, peak, peak_source, probe_s,
-                                         reading, _host_rss_peak(), gpu_peak, env_versions)
+                                         reading, _host_rss_peak(), gpu_peak, env_versions, backend_name)
             except KeyboardInterrupt:
                 raise
             except Exception as error:  # out of memory, a model that cannot run this batch size, ...
                 if metering:
                     meter.stop()  # stop its sampling thread; the partial reading is not a result
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute,
-                                         f"failed: {describe(error)}", versions=env_versions)
+                                         f"failed: {describe(error)}", versions=env_versions, backend=backend_name)
             records.append(record)
             if on_record:
                 on_record(record)

@@ -135,6 +135,7 @@ class CallRecord:
     replicas: int = 1
     workers: int = 1
     applied_policy: str = ""       # the policy devswitch applied when the call ran ("" = none)
+    backend: str = ""              # the Keras backend that ran the call
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -144,7 +145,7 @@ class CallRecord:
 
     def to_dict(self) -> dict:
         return {
-            "type": "call", "kind": self.kind, "model": self.model, "status": self.status,
+            "type": "call", "kind": self.kind, "model": self.model, "status": self.status, "backend": self.backend,
             "started_at": self.started_at, "traced": self.traced,
             "device": self.device, "policy": self.policy, "compute_dtypes": list(self.compute_dtypes),
             "applied_policy": self.applied_policy or None,

@@ -198,6 +198,7 @@ class TimingCallback(keras.callbacks.Callback):
             nonfinite_loss_epochs=tuple(call["nonfinite"]),
             batch_times_s=tuple(call["batches"]) if call["batches"] is not None else None,
             replicas=int(replicas), workers=_workers(model), applied_policy=applied_policy() or "",
+            backend=keras.backend.backend(),
         )
         self.records.append(record)
         if self.sink is not None:

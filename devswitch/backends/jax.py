@@ -85,11 +85,11 @@ def detect_gpus() -> tuple[Gpu, ...]:
     return tuple(gpus)
 
 
-# Measured here (AVX512-BF16 CPU, AlexNet, JAX 0.10 / XLA:CPU; benchmarks/bench_half.py and BASELINES.md):
-# bf16 is slower than fp32 at every batch size (about 0.8x at 128, 0.2x at 1): XLA:CPU does not use the
-# CPU's bf16 instructions for these convolutions. So half stays fp32 on a CPU with JAX.
-CPU_NO_BF16 = ("JAX (XLA:CPU) measured bf16 slower than fp32 on this kind of CPU (about 0.8x on AlexNet at "
-               "batch 128, 0.2x at batch 1), so fp32 is fastest")
+# Measured as in tensorflow.py (README "Three Keras backends"): JAX 0.10 / XLA:CPU, bf16 / fp32 = 0.92x at
+# batch 128 and 0.22x at batch 1 (fp16 0.95x, 0.24x): XLA:CPU does not turn the CPU's bf16 instructions
+# into a speed-up for these convolutions, so half stays fp32 on a CPU with JAX.
+CPU_NO_BF16 = ("JAX (XLA:CPU) measured bf16 slower than fp32 on this kind of CPU (0.9x on AlexNet at batch 128, "
+               "0.2x at batch 1), so fp32 is fastest")
 
 
 def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:

@@ -52,9 +52,11 @@ def detect_gpus() -> tuple[Gpu, ...]:
     return tuple(gpus)
 
 
-# Measured here (AVX512-BF16 CPU, AlexNet, TensorFlow 2.21 + oneDNN; benchmarks/bench_half.py): bf16 runs
-# at about 1.8x fp32 at batch 128 (and below fp32 at batch 1, where per-op overhead dominates).
-CPU_BF16 = "CPU has {feature}: oneDNN runs bf16 natively, measured about 1.8x fp32 on AlexNet at batch 128"
+# Measured with `devswitch compare alexnet --backends tensorflow,jax,torch --devices cpu --precisions
+# fp32,bf16,fp16` on a 2-core AVX512-BF16 CPU (README "Three Keras backends"): TensorFlow 2.21 + oneDNN,
+# bf16 / fp32 = 1.93x at batch 128 and 0.93x at batch 1; fp16 0.83x and 0.44x.
+CPU_BF16 = ("CPU has {feature}: TensorFlow (oneDNN) runs bf16 natively, measured 1.9x fp32 on AlexNet at batch "
+            "128 (0.9x at batch 1)")
 
 
 def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
@@ -321,7 +323,10 @@ class Runner:
         return self._forward(x)
 
     def sync(self, y) -> None:
-        y.numpy()  # waits for the result; on the CPU a view, on a GPU one small copy per step
+        if self.gpu_device:
+            self.tf.experimental.sync_devices()  # waits for the GPU without copying the result to the host
+        else:
+            y.numpy()  # on the CPU: waits for the result, a view, no copy
 
     def reset_peak_memory(self) -> None:
         if self.gpu_device:

@@ -67,9 +67,10 @@ def detect_gpus() -> tuple[Gpu, ...]:
     return tuple(gpus)
 
 
-# Measured here (AVX512-BF16 CPU, AlexNet, PyTorch 2.14 eager + oneDNN; benchmarks/bench_half.py): bf16 runs
-# at about 1.6x fp32 at batch 128 (slower at batch 1).
-CPU_BF16 = "CPU has {feature}: PyTorch (oneDNN) runs bf16 natively, measured about 1.6x fp32 on AlexNet at batch 128"
+# Measured as in tensorflow.py (README "Three Keras backends"): PyTorch 2.14 eager + oneDNN, bf16 / fp32 =
+# 1.47x at batch 128 and 0.59x at batch 1; fp16 0.24x and 0.17x (no fast fp16 CPU kernels).
+CPU_BF16 = ("CPU has {feature}: PyTorch (oneDNN) runs bf16 natively, measured 1.5x fp32 on AlexNet at batch 128 "
+            "(0.6x at batch 1)")
 
 
 def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
