@@ -207,16 +207,27 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
     _check_backend(config)
     backend.refuse(config)
     variables = {"KERAS_BACKEND": config.backend, **backend.environment(config, os.environ)}
-    if backends.keras_running() is None:
-        for name, value in variables.items():
-            state.setenv(name, value)
-    with native_log_filter(config.log_level, backend.LIBRARY):
-        backend.start(config, os.environ)  # e.g. JAX joins its cluster before anything starts its backends
-        inventory = inventory or detect(config.backend)
-    plan = choose(config, inventory)
+    before = {name: os.environ.get(name) for name in variables}
+    try:
+        if backends.keras_running() is None:
+            for name, value in variables.items():
+                state.setenv(name, value)
+        with native_log_filter(config.log_level, backend.LIBRARY):
+            backend.start(config, os.environ)  # e.g. JAX joins its cluster before anything starts its backends
+            inventory = inventory or detect(config.backend)
+        plan = choose(config, inventory)
+        strategy_plan = backend.plan_distribution(config, plan, os.environ)
+        backend.preflight(config, plan)
+    except BaseException:
+        # refused: the variables go back to what they were before this call (a framework that was
+        # imported to look at the devices stays imported; nothing of its state was changed)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        raise
     _state["inventory"] = inventory
-    strategy_plan = backend.plan_distribution(config, plan, os.environ)
-    backend.preflight(config, plan)
 
     setup_logging(config)
     for warning in plan.warnings + strategy_plan.warnings + tuple(backend.notices(config, plan)):

@@ -138,6 +138,13 @@ def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
         for source, entry in ordered:
             resolved[entry.key] = Value(_parse(entry), source, entry.where)
 
+    workers = resolved["workers"]
+    if workers.value and workers.source.startswith(sources.PROJECT_FILE):
+        # a project file comes with whatever repository was cloned: it must not point this machine at
+        # someone else's cluster (multi_worker connects to these addresses)
+        raise ConfigError("'workers' is not taken from a project .devswitchrc: a cloned repository could make "
+                          "this script connect to any host", where=workers.location,
+                          hint="set the cluster in ~/.devswitchrc, DEVSWITCH_WORKERS, --workers or TF_CONFIG")
     if resolved["backend"].value == "auto":  # what Keras itself would pick, and from where
         chosen = sources.keras_backend(environ, home)
         try:

@@ -457,7 +457,7 @@ def keras_backend(environ: Mapping[str, str], home: Path) -> Entry:
     text = read_bounded(path).decode("utf-8", "replace")
     try:
         data = json.loads(text)
-    except ValueError:  # Keras itself ignores a malformed keras.json
+    except (ValueError, RecursionError):  # Keras itself ignores a malformed keras.json
         return Entry("backend", "tensorflow", f"Keras' default ({path} is not valid JSON)")
     if not isinstance(data, dict) or "backend" not in data:
         return Entry("backend", "tensorflow", f"Keras' default ({path} names no backend)")

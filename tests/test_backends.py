@@ -322,3 +322,85 @@ def test_jax_multi_worker_two_local_processes_end_with_the_same_weights(tmp_path
     assert first["processes"] == second["processes"] == 2
     assert first["role"].endswith("(chief)") and second["role"] == "worker 1 of 2 workers"
     assert first["w"] == second["w"] and first["loss"] == second["loss"]
+
+
+# --- found in review -----------------------------------------------------------------------------------------
+
+def test_a_refused_configure_puts_the_variables_back(here_env, home, project):
+    """The variables set for the framework before a refusal are restored (TF_CPP_MIN_LOG_LEVEL here)."""
+    import os
+
+    from devswitch import session
+    from devswitch.devices import Inventory, detect_cpu
+    from devswitch.errors import DeviceError
+
+    before = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    with pytest.raises(DeviceError):
+        session.activate({"log_level": "quiet", "device": "gpu", "fallback": "error"},
+                         inventory=Inventory(detect_cpu()))  # an injected GPU-less machine: refused everywhere
+    assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == before and session.plan() is None
+
+
+@pytest.fixture
+def here_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_deep_keras_json_is_kerass_default_not_a_traceback(home, project, tmp_path):
+    folder = tmp_path / "kh"
+    folder.mkdir()
+    (folder / "keras.json").write_text('{"backend": ' + "[" * 200_000)
+    cfg = resolve({"KERAS_HOME": str(folder)}, home, project)
+    assert cfg.backend == "tensorflow" and "is not valid JSON" in cfg["backend"].location
+
+
+def test_workers_are_not_taken_from_a_project_file(home, project):
+    (project / ".devswitchrc").write_text("strategy: multi_worker\nworkers: attacker:1,attacker:2\n")
+    with pytest.raises(ConfigError, match=r"'workers' is not taken from a project \.devswitchrc"):
+        resolve({}, home, project)
+    (home / ".devswitchrc").write_text("workers: h1:1,h2:2\n")  # the user's own file may set it
+    (project / ".devswitchrc").write_text("strategy: multi_worker\n")
+    assert resolve({}, home, project).workers == ("h1:1", "h2:2")
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "9" * 5000, "KERAS_DISTRIBUTION_PROCESS_ID": "0"},
+     r"KERAS_DISTRIBUTION_NUM_PROCESSES: invalid value '9+\.\.\.9+': expected a whole number from 0 to 4096"),
+    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "٢", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, r"invalid value '٢'"),
+    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "0", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, r"out of range for 0"),
+])
+def test_kerass_cluster_variables_are_bounded(home, project, variables, message):
+    cfg = config(home, project, backend="jax", strategy="multi_worker")
+    env = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h:1", **variables}
+    with pytest.raises(ConfigError, match=message) as info:
+        backends.get("jax").plan_distribution(cfg, choose(cfg, Inventory(PLAIN_CPU)), env)
+    assert len(str(info.value)) < 400
+
+
+def test_jax_flags_a_gpu_subset_that_would_still_preallocate_every_gpu(home, project):
+    cfg = config(home, project, backend="jax", device="gpu:1", memory_growth="false")
+    notes = backends.get("jax").notices(cfg, choose(cfg, Inventory(PLAIN_CPU, gpus((9, 0), (9, 0)))))
+    assert any("preallocates 75% of every GPU" in n for n in notes)
+    with pytest.raises(ConfigError, match=r"device=gpu:1 with strategy=multi_worker on jax"):
+        backends.get("jax").refuse(config(home, project, backend="jax", device="gpu:1", strategy="multi_worker",
+                                          workers="h:1,h:2"))
+
+
+def test_jax_keeps_a_preallocation_the_user_exported(home, project):
+    env = backends.get("jax").environment(config(home, project, backend="jax"), {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"})
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in env  # default memory_growth: the user's variable stands
+    env = backends.get("jax").environment(config(home, project, backend="jax", memory_growth="true"),
+                                          {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"})
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # an explicit setting wins
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not backends.installed("torch"), reason="torch is not installed here")
+def test_torch_thread_pools_from_the_switch(tmp_path):
+    done = run(["-c", "import devswitch, torch; print('RESULT', torch.get_num_threads(), "
+                      "torch.get_num_interop_threads())"],
+               {"HOME": str(tmp_path), "KERAS_BACKEND": "torch", "DEVSWITCH_THREADS": "1:3"}, tmp_path)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "RESULT 1 3"

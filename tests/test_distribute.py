@@ -57,7 +57,7 @@ def test_tf_config_wins_and_is_read(home, project):
 
 
 def test_workers_in_a_yaml_list(home, project):
-    (project / ".devswitchrc").write_text("strategy: multi_worker\nworkers:\n  - a:1\n  - b:2\nworker_index: 0\n")
+    (home / ".devswitchrc").write_text("strategy: multi_worker\nworkers:\n  - a:1\n  - b:2\nworker_index: 0\n")
     assert plan({}, CPU, home, project).workers == 2
 
 

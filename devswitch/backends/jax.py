@@ -17,8 +17,11 @@ from .. import state
 from ..config import Config
 from ..devices import Gpu, Inventory, Plan
 from ..distribute import StrategyPlan
-from ..errors import ConfigError, TooLateError
-from ..settings import LOG_LEVELS
+from ..errors import ConfigError, TooLateError, quote
+from ..settings import LOG_LEVELS, MAX_WORKER_INDEX, MAX_WORKERS, Invalid, count
+
+_processes = count(MAX_WORKERS)
+_process_id = count(MAX_WORKER_INDEX)
 from . import common
 
 LIBRARY = "jax"
@@ -39,7 +42,9 @@ def _host_flags(existing: str, count: int) -> str:
 
 def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
     """JAX reads these when it starts: platforms, GPU memory preallocation, host device count, log level."""
-    env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false" if config.memory_growth else "true"}
+    env = {}
+    if config["memory_growth"].source != "default" or "XLA_PYTHON_CLIENT_PREALLOCATE" not in environ:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false" if config.memory_growth else "true"
     if config["log_level"].source != "default" or "TF_CPP_MIN_LOG_LEVEL" not in environ:
         env["TF_CPP_MIN_LOG_LEVEL"] = LOG_LEVELS[config.log_level]  # XLA's C++ logging reads it too
     if config.device == "cpu":
@@ -50,7 +55,11 @@ def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def refuse(config: Config) -> None:
-    """Nothing is refused outright on JAX; settings without a JAX meaning are flagged by ``meanings``."""
+    """What the JAX path cannot do: multi_worker builds one mesh of every process's GPUs, not a subset."""
+    if config.strategy == "multi_worker" and config.device.startswith("gpu:"):
+        raise ConfigError(f"device={config.device} with strategy=multi_worker on jax: the cluster's mesh takes "
+                          "every GPU of every process", where=config["device"].location,
+                          hint="use device: gpu (all), or set CUDA_VISIBLE_DEVICES for each process")
 
 
 def started() -> bool:
@@ -115,11 +124,16 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
 
 
 def notices(config: Config, plan: Plan) -> list[str]:
-    """Settings the user set that JAX has no mechanism for: flagged, never silently dropped."""
+    """Settings the user set that JAX has no (full) mechanism for: flagged, never silently dropped."""
+    out = []
     if config["threads"].source != "default" and config.threads != (0, 0):
-        return [f"threads={config.threads} ({config['threads'].location}) is not applicable on jax: XLA:CPU has "
-                "no public thread-pool setting; limit the cores with taskset or cgroups"]
-    return []
+        out.append(f"threads={config.threads} ({config['threads'].location}) is not applicable on jax: XLA:CPU "
+                   "has no public thread-pool setting; limit the cores with taskset or cgroups")
+    if plan.gpus and config.device.startswith("gpu:") and not config.memory_growth:
+        out.append(f"device={config.device} with memory_growth=false on jax: JAX preallocates 75% of every GPU "
+                   "it can see, not only the selected one; set CUDA_VISIBLE_DEVICES before starting Python to "
+                   "hide the others")
+    return out
 
 
 def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]) -> StrategyPlan:
@@ -150,14 +164,17 @@ def cluster(config: Config, environ: Mapping[str, str]) -> tuple[int, int, str]:
                               hint=f"use an index from 0 to {len(config.workers) - 1}")
         return len(config.workers), config.worker_index, config["workers"].location
     if all(environ.get(v) for v in CLUSTER_VARIABLES):
-        try:
-            count, index = int(environ[CLUSTER_VARIABLES[1]]), int(environ[CLUSTER_VARIABLES[2]])
-        except ValueError:
-            raise ConfigError("KERAS_DISTRIBUTION_NUM_PROCESSES and _PROCESS_ID must be whole numbers",
-                              where=CLUSTER_VARIABLES[1], hint="e.g. 2 and 0") from None
-        if not 0 <= index < count:
+        numbers = []
+        for variable, parse in ((CLUSTER_VARIABLES[1], _processes), (CLUSTER_VARIABLES[2], _process_id)):
+            try:
+                numbers.append(parse(environ[variable]))
+            except Invalid as error:
+                raise ConfigError(f"invalid value {quote(environ[variable])}: expected {error.expected}",
+                                  where=variable, hint="Keras reads it for keras.distribution.initialize") from None
+        count, index = numbers
+        if count < 1 or index >= count:
             raise ConfigError(f"KERAS_DISTRIBUTION_PROCESS_ID={index} is out of range for {count} processes",
-                              where=CLUSTER_VARIABLES[2], hint=f"use 0 to {count - 1}")
+                              where=CLUSTER_VARIABLES[2], hint=f"use 0 to {max(count, 1) - 1}")
         return count, index, "KERAS_DISTRIBUTION_*"
     raise ConfigError("strategy=multi_worker needs a cluster, and none is set", where=where,
                       hint="set workers: [host1:port, host2:port] and worker_index: N (the same list on every "
@@ -225,7 +242,7 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         devices = ([jax.devices("gpu")[i] for i in plan.gpus] if plan.gpus else
                    jax.local_devices(backend="cpu")[:len(strategy_plan.devices)])
     else:
-        devices = jax.devices()  # every process's devices, in one global mesh
+        devices = jax.devices()  # every process's devices, in one global mesh (each process: all its GPUs)
     distribution = keras.distribution.DataParallel(devices=devices)
     keras.distribution.set_distribution(distribution)
     _state.update(strategy=distribution, strategy_plan=strategy_plan)
@@ -270,7 +287,8 @@ class Runner:
             return model.stateless_call(trainable, non_trainable, x, training=False)[0]
 
         self._forward = jax.jit(forward) if jit_compile else forward
-        self.device = jax.devices("gpu")[0] if gpus else None
+        self.device = jax.devices("gpu")[gpus[0]] if gpus else None
+        self._base = None
         self._key = jax.random.PRNGKey(0)
 
     def _read_variables(self) -> None:
@@ -293,14 +311,19 @@ class Runner:
     def sync(self, y) -> None:
         self.jax.block_until_ready(y)  # waits on the device; no copy to the host
 
-    def reset_peak_memory(self) -> None:
-        self._base = self.peak_memory()  # JAX has no reset: the peak is reported as seen so far
-
-    def peak_memory(self) -> int | None:
+    def _peak(self) -> int | None:
         if self.device is None:
             return None
         stats = self.device.memory_stats() or {}
         return int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats else None
+
+    def reset_peak_memory(self) -> None:
+        self._base = self._peak()  # JAX keeps one peak per process and cannot reset it
+
+    def peak_memory(self) -> int | None:
+        """The peak if this batch size raised it; None when an earlier one (or the probe) set it: unknown."""
+        peak = self._peak()
+        return peak if peak is not None and (self._base is None or peak > self._base) else None
 
     def matmul_peak(self, dtype: str, size: int, iterations: int = 5,
                     clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:

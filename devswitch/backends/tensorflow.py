@@ -130,6 +130,10 @@ def preflight(config: Config, plan: Plan) -> None:
         have = len(tf.config.list_logical_devices("CPU"))
         if have != config.cpu_replicas:
             raise _too_late("cpu_replicas", config.cpu_replicas, f"{have} logical CPU device(s)")
+    if config.strategy == "multi_worker" and (_state.get("strategy_plan") or None) is not None and \
+            _state["strategy_plan"].name != "multi_worker":
+        raise _too_late("the strategy", "multi_worker (which TensorFlow creates only before its runtime starts)",
+                        _state["strategy_plan"].name)
 
 
 def _apply_devices(tf, plan: Plan, config: Config) -> None:
@@ -174,22 +178,20 @@ def _apply_strategy(tf, strategy_plan) -> None:
     if strategy_plan == _state.get("strategy_plan"):
         return
     state.on_reset("strategy", lambda: tf.distribute.experimental_set_strategy(None))
-    tf.distribute.experimental_set_strategy(None)
-    _state.update(strategy=None, strategy_plan=None)
+    # the new strategy is made before the old one is let go: a refusal leaves the old one in place
     if strategy_plan.name == "none":
-        _state["strategy_plan"] = strategy_plan
-        return
-    if strategy_plan.name == "mirrored":
+        strategy = None
+    elif strategy_plan.name == "mirrored":
         strategy = tf.distribute.MirroredStrategy(devices=list(strategy_plan.devices))
     else:
         if strategy_plan.tf_config is not None:
             state.setenv("TF_CONFIG", strategy_plan.tf_config)  # read by TFConfigClusterResolver
-        _install_multi_worker_shims(tf)
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except RuntimeError as error:
             raise TooLateError(f"strategy=multi_worker must be created before TensorFlow's runtime starts: "
                                f"{error}", hint=common.TOO_LATE_HINT) from None
+        _install_multi_worker_shims(tf)
     tf.distribute.experimental_set_strategy(strategy)
     _state.update(strategy=strategy, strategy_plan=strategy_plan)  # remembered only once it exists
 
@@ -324,7 +326,7 @@ class Runner:
 
     def sync(self, y) -> None:
         if self.gpu_device:
-            self.tf.experimental.sync_devices()  # waits for the GPU without copying the result to the host
+            self.tf.test.experimental.sync_devices()  # waits for the GPU, no copy of the result to the host
         else:
             y.numpy()  # on the CPU: waits for the result, a view, no copy
 
@@ -342,10 +344,10 @@ class Runner:
         t0 = clock()
         a = tf.cast(tf.random.uniform((size, size), dtype=tf.float32), dtype)
         matmul = tf.function(lambda m: tf.matmul(m, m))
-        matmul(a).numpy()
+        self.sync(matmul(a))
         best = math.inf
         for _ in range(iterations):
             t = clock()
-            matmul(a).numpy()
+            self.sync(matmul(a))
             best = min(best, clock() - t)
         return 2 * size ** 3 / best / 1e9, clock() - t0

@@ -24,6 +24,7 @@ LIBRARY = "torch"
 EXTRA = "devswitch[torch]"
 DEVICE_VARIABLE = "KERAS_TORCH_DEVICE"  # read by keras/src/backend/torch/core.py when Keras is imported
 log = logging.getLogger("devswitch")
+_state: dict = {}  # process-wide facts reset() cannot undo (the inter-op pool is sized once per process)
 
 
 def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
@@ -122,33 +123,29 @@ def preflight(config: Config, plan: Plan) -> None:
                            f"{core.DEFAULT_DEVICE}", hint=common.TOO_LATE_HINT)
     import torch
 
-    for label, value, now in (("intra-op threads", config.threads.intra, torch.get_num_threads()),
-                              ("inter-op threads", config.threads.inter, torch.get_num_interop_threads())):
-        if value and value != now and label.startswith("inter") and _parallel_work_started(torch):
-            raise TooLateError(f"{label} cannot be changed to {value}: PyTorch's pools already run with {now}",
-                               hint=common.TOO_LATE_HINT)
-
-
-def _parallel_work_started(torch) -> bool:
-    try:
-        torch.set_num_interop_threads(torch.get_num_interop_threads())
-        return False
-    except RuntimeError:
-        return True
+    if config.threads.inter and config.threads.inter != torch.get_num_interop_threads() and _state.get("interop"):
+        raise TooLateError(f"inter-op threads cannot be changed to {config.threads.inter}: PyTorch takes its "
+                           f"inter-op pool size once per process, and it is {torch.get_num_interop_threads()}",
+                           hint=common.TOO_LATE_HINT)
 
 
 def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
-    """The device for Keras, and PyTorch's thread pools."""
+    """The device for Keras, and PyTorch's thread pools (the inter-op one first: it can still refuse)."""
     import torch
 
+    if config.threads.inter and config.threads.inter != torch.get_num_interop_threads():
+        try:
+            torch.set_num_interop_threads(config.threads.inter)  # once per process: reset cannot undo it
+        except RuntimeError as error:
+            raise TooLateError(f"inter-op threads cannot be changed to {config.threads.inter}: {error}",
+                               hint=common.TOO_LATE_HINT) from None
+        _state["interop"] = True
     if "keras.src.backend.torch.core" not in sys.modules:
         state.setenv(DEVICE_VARIABLE, keras_device(plan))
     if config.threads.intra and config.threads.intra != torch.get_num_threads():
         before = torch.get_num_threads()
         state.on_reset("torch-threads", lambda: torch.set_num_threads(before))
         torch.set_num_threads(config.threads.intra)
-    if config.threads.inter and config.threads.inter != torch.get_num_interop_threads():
-        torch.set_num_interop_threads(config.threads.inter)  # once per process: reset cannot undo it
 
 
 def strategy():
@@ -192,14 +189,14 @@ class Runner:
 
     def sync(self, y) -> None:
         if self.cuda:
-            self.torch.cuda.synchronize()  # CPU kernels return when done; CUDA ones are queued
+            self.torch.cuda.synchronize(self.device)  # CPU kernels return when done; CUDA ones are queued
 
     def reset_peak_memory(self) -> None:
         if self.cuda:
-            self.torch.cuda.reset_peak_memory_stats()
+            self.torch.cuda.reset_peak_memory_stats(self.device)
 
     def peak_memory(self) -> int | None:
-        return int(self.torch.cuda.max_memory_allocated()) if self.cuda else None
+        return int(self.torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
 
     def matmul_peak(self, dtype: str, size: int, iterations: int = 5,
                     clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
