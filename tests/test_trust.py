@@ -403,9 +403,9 @@ FORMS = [("device", t, v) for t, v in [("auto", "auto"), ("cpu", "cpu"), ("gpu",
 @pytest.mark.parametrize("key, text, expected", FORMS, ids=[f"{k}={t}" for k, t, _ in FORMS])
 def test_each_documented_form_means_the_same_from_a_file_a_variable_and_an_option(home, project, key, text,
                                                                                    expected):
-    rc(project, f"{key}: {text}\n")
+    rc(home, f"{key}: {text}\n")  # the user's file (a project file may not set workers)
     from_file = getattr(resolve({}, home, project), key)
-    (project / ".devswitchrc").unlink()
+    (home / ".devswitchrc").unlink()
     from_env = getattr(resolve({f"DEVSWITCH_{key.upper()}": text}, home, project), key)
     args = build_parser().parse_args(["info", "--" + key.replace("_", "-"), text])
     from_option = getattr(resolve({}, home, project, explicit_from_args(args)), key)

@@ -215,7 +215,8 @@ def preflight(config: Config, plan: Plan) -> None:
     if config.cpu_replicas > 1 and not plan.gpus and jax.local_device_count("cpu") != config.cpu_replicas:
         raise TooLateError(f"cpu_replicas={config.cpu_replicas} cannot be applied: JAX has already started with "
                            f"{jax.local_device_count('cpu')} host device(s)", hint=common.TOO_LATE_HINT)
-    if os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") != wanted["XLA_PYTHON_CLIENT_PREALLOCATE"] and plan.gpus:
+    preallocate = wanted.get("XLA_PYTHON_CLIENT_PREALLOCATE")
+    if preallocate is not None and os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") != preallocate and plan.gpus:
         raise TooLateError(f"memory_growth={config.memory_growth} cannot be applied: JAX has already started",
                            hint=common.TOO_LATE_HINT)
 
