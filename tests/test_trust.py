@@ -15,20 +15,12 @@ import pytest
 
 import devswitch
 from conftest import clean_environ
+from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
 from devswitch import session, sources, state
 from devswitch.cli import build_parser, explicit_from_args
 from devswitch.config import resolve
 from devswitch.errors import ConfigError
 from devswitch.settings import Threads
-
-
-def rc(folder: Path, text: str | bytes) -> Path:
-    path = folder / ".devswitchrc"
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
