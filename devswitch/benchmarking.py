@@ -84,7 +84,9 @@ class BenchmarkRecord:
             "status": self.status, "started_at": self.started_at, "versions": dict(self.versions),
             "metrics": {
                 "throughput": metric(s and s.samples_per_s, "samples/s", stat="median",
-                                     uncertainty=s and s.samples_per_s_err, jitter=s and s.samples_per_s_jitter),
+                                     ci=list(s.samples_per_s_ci) if s else None, ci_coverage=s and s.ci_coverage,
+                                     ci_method="order statistics (distribution-free) of the per-sample throughputs",
+                                     sem_of_mean=s and s.samples_per_s_err, jitter=s and s.samples_per_s_jitter),
                 "throughput_overall": metric(s and s.samples_per_s_overall, "samples/s",
                                              note="all timed samples / all timed seconds"),
                 "latency_p50": metric(s and s.latency_p50_ms, "ms", note=latency_note),

@@ -398,6 +398,25 @@ def _num(value, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _ci(cell: Cell) -> tuple[float, float, float] | None:
+    """(low, high, coverage) of the median throughput, or None for records that carry no interval."""
+    m = ((cell.record or {}).get("metrics") or {}).get("throughput") or {}
+    if not m.get("ci"):
+        return None
+    return m["ci"][0], m["ci"][1], m.get("ci_coverage") or 0.0
+
+
+def _interval(cell: Cell) -> str:
+    ci = _ci(cell)
+    if ci is None:
+        return ""
+    low, high, coverage = ci
+    text = f"[{_num(low)}, {_num(high)}]"
+    if coverage < 0.95 - 1e-9:  # too few samples for 95%: the whole range, with what it covers
+        text += f" ({coverage:.0%})"
+    return text
+
+
 def render_markdown(doc: dict) -> str:
     cells: list[Cell] = doc["_cells"]
     options = doc["options"]
@@ -411,7 +430,8 @@ def render_markdown(doc: dict) -> str:
                              for c in cells if c.record})
         lines.append(f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
                      f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed "
-                     "samples ± its standard error.")
+                     "samples, and in brackets its 95% confidence interval (order statistics: distribution-free, "
+                     "assuming independent samples).")
         lines.append("")
     columns = list(dict.fromkeys(c.key for c in cells))
     footnotes: list[str] = []
@@ -439,8 +459,8 @@ def render_markdown(doc: dict) -> str:
                 for name in rows:
                     rows[name].append(mark(c.status) if name == f"{unit}/s" else "-")
                 continue
-            rate, err = c.metric("throughput"), c.record["metrics"]["throughput"].get("uncertainty")
-            rows[f"{unit}/s"].append(f"{_num(rate)} ± {_num(err)}")
+            rate = c.metric("throughput")
+            rows[f"{unit}/s"].append(f"{_num(rate)} {_interval(c)}")
             rows[f"`model.predict` {unit}/s"].append(_num(c.metric("predict_throughput")))
             watts = c.metric("power")
             rows["W"].append(_num(watts) if watts else "unavailable")
@@ -480,7 +500,7 @@ def render_markdown(doc: dict) -> str:
 
 
 CSV_FIELDS = ["backend", "device", "precision", "resolved_precision", "batch", "status", "policy", "throughput",
-              "throughput_err", "throughput_jitter", "throughput_overall", "predict_throughput", "latency_p50_ms",
+              "throughput_ci_low", "throughput_ci_high", "throughput_ci_coverage", "throughput_jitter", "throughput_overall", "predict_throughput", "latency_p50_ms",
               "latency_p90_ms", "latency_p99_ms", "first_call_s", "achieved_gflops", "fraction_of_peak",
               "power_w", "energy_j", "per_watt", "speedup_vs_baseline", "power_note"]
 
@@ -499,7 +519,9 @@ def render_csv(doc: dict) -> str:
         if c.record:
             m = c.record["metrics"]
             rate = c.metric("throughput")
-            row.update(policy=c.record["policy"], throughput=rate, throughput_err=m["throughput"]["uncertainty"],
+            ci = _ci(c) or (None, None, None)
+            row.update(policy=c.record["policy"], throughput=rate, throughput_ci_low=ci[0], throughput_ci_high=ci[1],
+                       throughput_ci_coverage=ci[2],
                        throughput_jitter=m["throughput"]["jitter"], throughput_overall=c.metric("throughput_overall"),
                        predict_throughput=c.metric("predict_throughput"), latency_p50_ms=c.metric("latency_p50"),
                        latency_p90_ms=c.metric("latency_p90"), latency_p99_ms=c.metric("latency_p99"),
@@ -521,18 +543,33 @@ def render_plot(doc: dict, path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "results.png not written: matplotlib is not installed (pip install 'devswitch[plot]')"
+    fig = build_figure(doc)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, image.getvalue())
+    return None
+
+
+def build_figure(doc: dict):
+    """The bar chart as a matplotlib Figure: linear axis from zero (log only past a 100x span, and then
+    labelled), whiskers = the confidence interval of the median, the speed-up written on each bar."""
+    import matplotlib.pyplot as plt
+
     cells: list[Cell] = doc["_cells"]
     unit = doc["model"]["unit"]
     batches = doc["options"]["batch_sizes"]
     columns = list(dict.fromkeys(c.column for c in cells))
     any_watts = any(c.metric("power") for c in cells if c.record)
+    base_key = tuple(doc["options"]["baseline"].split(" "))
+    base = {c.batch: c.metric("throughput") for c in cells if c.key == base_key and c.record}
     fig, axes = plt.subplots(1, 2 if any_watts else 1, figsize=(5 + 2.2 * len(columns), 4.2), squeeze=False)
     width = 0.8 / max(1, len(columns))
     for panel, (metric_name, label) in enumerate([("throughput", f"{unit}/s"),
                                                   ("samples_per_watt", f"{unit}/s per W")][:axes.shape[1]]):
         ax = axes[0][panel]
         for j, column in enumerate(columns):
-            xs, ys, errs = [], [], []
+            xs, ys, errs, labels = [], [], [[], []], []
             for i, batch in enumerate(batches):
                 cell = next(c for c in cells if c.column == column and c.batch == batch)
                 value = cell.metric(metric_name) if cell.record else None
@@ -543,29 +580,37 @@ def render_plot(doc: dict, path: Path) -> str | None:
                     continue
                 xs.append(i + j * width)
                 ys.append(value)
-                errs.append((cell.record or {}).get("metrics", {}).get(metric_name, {}).get("uncertainty") or 0.0)
+                ci = _ci(cell) if metric_name == "throughput" else None
+                errs[0].append(max(0.0, value - ci[0]) if ci else 0.0)  # the interval is asymmetric
+                errs[1].append(max(0.0, ci[1] - value) if ci else 0.0)
+                speedup = value / base[batch] if metric_name == "throughput" and base.get(batch) else None
+                labels.append(f"{speedup:.2f}x" if speedup else "")
             if xs:
-                ax.bar(xs, ys, width, yerr=errs if metric_name == "throughput" else None, capsize=2,
-                       color=f"C{j}")
+                bars = ax.bar(xs, ys, width, yerr=errs if metric_name == "throughput" else None, capsize=2,
+                              color=f"C{j}")
+                ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
         ax.set_xlim(-width, len(batches) - 1 + width * len(columns))
         ax.set_xticks([i + width * (len(columns) - 1) / 2 for i in range(len(batches))])
         ax.set_xticklabels([f"batch {b}" for b in batches])
+        values = [c.metric(metric_name) for c in cells if c.record and c.metric(metric_name)]
+        if values and max(values) / min(values) > 100:  # only then would a linear axis hide the small bars
+            ax.set_yscale("log")
+            label += " (log scale)"
+        else:
+            ax.set_ylim(bottom=0)  # a bar's height is its value: the axis starts at zero
         ax.set_ylabel(label)
-        ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
-    title = f"{doc['model']['name'] or doc['options']['target']} {doc['options']['mode']}"
+    base_label = " ".join(base_key[1:] if len(doc["options"]["backends"]) == 1 else base_key)
+    title = (f"{doc['model']['name'] or doc['options']['target']}, {doc['options']['mode']}\n"
+             f"bars: median {unit}/s; whiskers: 95% CI of the median; labels: speed-up vs {base_label}")
     if not any_watts:
-        title += f" ({unit}/s per W: power not measurable here)"
+        title += f"; {unit}/s per W: power not measurable here"
     fig.suptitle(title, fontsize=10)
     from matplotlib.patches import Patch
 
     axes[0][0].legend(handles=[Patch(color=f"C{j}", label=column) for j, column in enumerate(columns)], fontsize=8)
     fig.tight_layout()
-    image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, image.getvalue())
-    return None
+    return fig
 
 
 def write_outputs(doc: dict, out: Path, plot: bool = True) -> list[str]:

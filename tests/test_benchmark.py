@@ -50,7 +50,8 @@ def test_inference_benchmark_reports_everything_with_warmup_apart():
     data = b8.to_dict()
     assert data["versions"]["tensorflow"] and data["versions"]["keras"].startswith("3.")
     assert data["metrics"]["throughput"]["unit"] == "samples/s"
-    assert data["metrics"]["throughput"]["uncertainty"] >= 0
+    low, high = data["metrics"]["throughput"]["ci"]
+    assert low <= data["metrics"]["throughput"]["value"] <= high and data["metrics"]["throughput"]["ci_coverage"] > 0
     assert set(data["phases_s"]) == {"first_call", "warmup", "timed", "predict_baseline", "peak_probe"}
     if not b8.energy.available:
         assert data["metrics"]["power"]["value"] is None and data["energy"]["reason"]

@@ -1,0 +1,83 @@
+"""The interval printed beside a median is a confidence interval of that median, and the chart does not
+exaggerate: linear axis from zero, speed-ups written on the bars (read back from the matplotlib figure)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from devswitch import compare
+from devswitch.results import Summary, median, median_ci
+
+
+@pytest.mark.parametrize("n, ranks, coverage", [(20, (6, 15), 0.9586), (100, (40, 61), 0.9648), (6, (1, 6), 0.9688)])
+def test_median_ci_uses_the_textbook_order_statistics(n, ranks, coverage):
+    values = [float(v) for v in range(1, n + 1)]
+    low, high, covers = median_ci(values)
+    assert (low, high) == ranks and covers == pytest.approx(coverage, abs=1e-4)
+
+
+def test_with_fewer_than_six_samples_the_interval_is_the_range_and_says_how_sure():
+    assert median_ci([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0, pytest.approx(0.9375))
+
+
+@pytest.mark.parametrize("draw", [lambda r: r.lognormvariate(0, 1), lambda r: r.expovariate(1.0),
+                                  lambda r: r.uniform(0, 1)], ids=["lognormal", "exponential", "uniform"])
+def test_coverage_on_synthetic_data_is_at_least_the_nominal_95_percent(draw):
+    rng = random.Random(1)
+    # the true median of each distribution, by a large sample (tight enough for a coverage check)
+    truth = median([draw(rng) for _ in range(200_001)])
+    trials, hits = 2000, 0
+    for _ in range(trials):
+        low, high, _ = median_ci([draw(rng) for _ in range(20)])
+        hits += low <= truth <= high
+    assert 0.94 <= hits / trials <= 0.99, hits / trials  # nominal 95.9% for n = 20
+
+
+def test_a_summary_carries_the_interval_of_its_median():
+    summary = Summary.of([0.010, 0.011, 0.009, 0.012, 0.010, 0.013, 0.010, 0.011], batch=4)
+    low, high = summary.samples_per_s_ci
+    assert low <= summary.samples_per_s <= high and summary.ci_coverage > 0.9
+
+
+def _doc(rates_a, rates_b, unit="img"):
+    cells = []
+    for device, rates in (("cpu", rates_a), ("gpu", rates_b)):
+        for batch, rate in zip((1, 128), rates):
+            record = {"metrics": {"throughput": {"value": rate, "ci": [rate * 0.9, rate * 1.1], "ci_coverage": 0.96},
+                                  "power": {"value": None}}}
+            cells.append(compare.Cell(device, "fp32", batch, "ok", "fp32", record))
+    return {"_cells": cells, "model": {"name": "alexnet", "unit": unit},
+            "options": {"batch_sizes": [1, 128], "mode": "inference", "baseline": "tensorflow cpu fp32",
+                        "backends": ["tensorflow"]}}
+
+
+def test_the_chart_starts_at_zero_on_a_linear_axis_with_the_speed_ups_on_the_bars():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    fig = compare.build_figure(_doc((50.0, 100.0), (80.0, 158.0)))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+    texts = [t.get_text() for t in ax.texts]
+    assert "1.58x" in texts and "1.60x" in texts and "1.00x" in texts
+    assert "alexnet, inference" in fig._suptitle.get_text() and "95% CI of the median" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_the_chart_goes_log_only_past_a_hundredfold_span_and_says_so():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    fig = compare.build_figure(_doc((5.0, 100.0), (8.0, 1500.0)))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and "(log scale)" in ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_the_table_prints_the_interval_not_a_standard_error():
+    doc = _doc((50.0, 100.0), (80.0, 158.0))
+    doc.update(environment={}, timing={"overhead_ratio": None}, interrupted=False, complete=True)
+    table = compare.render_markdown(doc)
+    assert "| img/s | 50.0 [45.0, 55.0] | 80.0 [72.0, 88.0] |" in table and "±" not in table
