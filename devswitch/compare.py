@@ -601,8 +601,10 @@ def build_figure(doc: dict):
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     base_label = " ".join(base_key[1:] if len(doc["options"]["backends"]) == 1 else base_key)
+    coverages = [ci[2] for ci in (_ci(c) for c in cells) if ci]
+    level = min([0.95, *coverages])  # under 6 samples an interval covers less: never claim more than it has
     title = (f"{doc['model']['name'] or doc['options']['target']}, {doc['options']['mode']}\n"
-             f"bars: median {unit}/s; whiskers: 95% CI of the median; labels: speed-up vs {base_label}")
+             f"bars: median {unit}/s; whiskers: {level:.0%} CI of the median; labels: speed-up vs {base_label}")
     if not any_watts:
         title += f"; {unit}/s per W: power not measurable here"
     fig.suptitle(title, fontsize=10)
