@@ -57,6 +57,7 @@ class BenchmarkRecord:
     gpu_memory_peak_bytes: int | None = None
     versions: dict = field(default_factory=dict)  # devswitch, python, keras, the backend's framework, ...
     backend: str = ""
+    training: dict = field(default_factory=dict)  # training mode: the loss and optimizer that were timed
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -82,6 +83,7 @@ class BenchmarkRecord:
             "type": "benchmark", "backend": self.backend, "model": self.model, "mode": self.mode, "batch": self.batch,
             "device": self.device, "policy": self.policy, "compute_dtype": self.compute_dtype,
             "status": self.status, "started_at": self.started_at, "versions": dict(self.versions),
+            "training": dict(self.training) or None,
             "metrics": {
                 "throughput": metric(s and s.samples_per_s, "samples/s", stat="median",
                                      ci=list(s.samples_per_s_ci) if s else None, ci_coverage=s and s.ci_coverage,
@@ -238,9 +240,14 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     if mode == "training" and flops:
         flops, flops_note = 3 * flops, "estimate: 3x the forward FLOPs (forward + two backward matmuls); " + \
             flops_note
-    if mode == "training" and not model.compiled:
-        _, loss = _labels(model, 1)
-        model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
+    training = {}
+    if mode == "training":
+        if not model.compiled:
+            _, loss = _labels(model, 1)
+            model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
+        loss = getattr(model, "loss", None)
+        training = {"loss": getattr(loss, "name", None) or getattr(loss, "__name__", None) or str(loss),
+                    "optimizer": type(model.optimizer).__name__, "step": "model.train_on_batch"}
     # the backend's own compiled call path and synchronisation (backends/<name>.py Runner)
     runner = backends.get(backend_name).Runner(model, jit_compile, gpus)
     peak = probe_s = None
@@ -308,7 +315,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 record = BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", first,
                                          warmup, warm_s, Summary.of(durations, batch, k),
                                          predict_rate, predict_s, flops, flops_note, peak, peak_source, probe_s,
-                                         reading, _host_rss_peak(), gpu_peak, env_versions, backend_name)
+                                         reading, _host_rss_peak(), gpu_peak, env_versions, backend_name,
+                                         training)
             except KeyboardInterrupt:
                 raise
             except Exception as error:  # out of memory, a model that cannot run this batch size, ...

@@ -318,6 +318,7 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     started = time.time()
     runs: list[ConfigRun] = []
     cells: list[Cell] = []
+    no_gpu: dict[str, str] = {}
     interrupted = False
     progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
              + ",".join(map(str, options.batch_sizes)))
@@ -328,12 +329,21 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
         left = ", ".join(name(*c) for c in configs[i + 1:]) or "none"
         progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)} (then: {left})")
         missing = backends.missing_reason(backend)
+        if not missing and device != "cpu" and no_gpu.get(backend):
+            missing = no_gpu[backend]  # learnt once per backend, not paid again per configuration
         if missing:  # known without starting anything, like a GPU that is not there
             progress(f"    unavailable: {missing}")
             cells += [cell(backend, device, precision, b, f"unavailable: {missing}") for b in options.batch_sizes]
             continue
         run, interrupted = run_configuration(options, device, precision, workdir, progress, backend)
         runs.append(run)
+        seen = next((e.get("gpus") for e in run.events if e["event"] in ("ready", "unavailable")
+                     and e.get("gpus") is not None), None)
+        if seen == 0:
+            from .backends import DISPLAY
+
+            no_gpu[backend] = (f"{DISPLAY[backend]} sees no GPU on this machine (found by the "
+                               f"{device} {precision} configuration; see 'devswitch info')")
         cells += [dataclasses.replace(c, label_backend=several) for c in cells_of(run, options.batch_sizes,
                                                                                    interrupted)]
         progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)}: {run.wall_s:.1f} s")
@@ -450,7 +460,8 @@ def render_markdown(doc: dict) -> str:
         header = [f"batch {batch}"] + [row_cells[k].column for k in columns]
         base = row_cells.get(base_key)
         base_rate = base.metric("throughput") if base and base.record else None
-        rows = {f"{unit}/s": [], f"`model.predict` {unit}/s": [], "W": [], f"{unit}/s per W": [],
+        predict_row = f"`model.predict` {unit}/s"
+        rows = {f"{unit}/s": [], predict_row: [], "W": [], f"{unit}/s per W": [],
                 f"speed-up vs {base_label}": [], "latency p50 / p99 (ms)": [],
                 "GFLOP/s (of measured matmul peak)": []}
         for key in columns:
@@ -461,7 +472,7 @@ def render_markdown(doc: dict) -> str:
                 continue
             rate = c.metric("throughput")
             rows[f"{unit}/s"].append(f"{_num(rate)} {_interval(c)}")
-            rows[f"`model.predict` {unit}/s"].append(_num(c.metric("predict_throughput")))
+            rows[predict_row].append(_num(c.metric("predict_throughput")))
             watts = c.metric("power")
             rows["W"].append(_num(watts) if watts else "unavailable")
             rows[f"{unit}/s per W"].append(_num(c.metric("samples_per_watt"), 2) if watts else "-")
@@ -472,10 +483,19 @@ def render_markdown(doc: dict) -> str:
             fraction = c.metric("fraction_of_peak")
             rows["GFLOP/s (of measured matmul peak)"].append(
                 _num(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else ""))
+        if options["mode"] == "training":
+            del rows[predict_row]  # a predict figure says nothing about training steps
         lines.append("| " + " | ".join(header) + " |")
         lines.append("| " + " | ".join("---" for _ in header) + " |")
         for name, values in rows.items():
             lines.append("| " + " | ".join([name, *values]) + " |")
+        lines.append("")
+    trained = next((c.record.get("training") for c in cells if c.record and c.record.get("training")), None)
+    if options["mode"] == "training":
+        what = (f"loss {trained['loss']}, optimizer {trained['optimizer']}" if trained else "the model's loss and "
+                "optimizer")
+        lines.append(f"Training: timed `model.train_on_batch` steps ({what}); {unit}/s counts training "
+                     "samples. GFLOP/s is an estimate: 3x the forward FLOPs (forward + two backward matmuls).")
         lines.append("")
     for i, reason in enumerate(footnotes, 1):
         lines.append(f"[{i}] {reason}")

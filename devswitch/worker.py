@@ -11,6 +11,7 @@ that no worker goes on computing for nobody.
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import sys
@@ -47,11 +48,45 @@ def parse_target(target: str) -> tuple[str, str, bool]:
     if location.endswith(".py"):
         if not Path(location).is_file():
             raise UsageError(f"no such file: {location}", hint="check the path of the model file")
+        _check_defined(Path(location), function or "build_model", target)
         return location, function or "build_model", True
     if not location or not function:
         raise UsageError(f"unknown model '{target}'", hint="give a bundled model (" + ", ".join(BUNDLED) +
                          "), path.py[:function] or module:function")
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(location)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise UsageError(f"no module named '{location}'", hint="check the module name, or give path.py:function")
+    if spec.origin and spec.origin.endswith(".py"):
+        _check_defined(Path(spec.origin), function, target)
     return location, function, False
+
+
+def _check_defined(path: Path, function: str, target: str) -> None:
+    """The factory is defined in the file: read, not imported (this process never imports a framework)."""
+    import ast
+
+    from .errors import UsageError
+    from .settings import closest
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as error:
+        raise UsageError(f"{target}: cannot read {path}: {error}", hint="fix the model file") from None
+    names = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    names += [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+              if isinstance(t, ast.Name)]
+    names += [a.asname or a.name.split(".")[-1] for node in tree.body if isinstance(node, ast.ImportFrom)
+              for a in node.names]
+    if function not in names:
+        guess = closest(function, names)
+        raise UsageError(f"{path} defines no function '{function}'",
+                         hint=(f"did you mean '{guess}'? " if guess else "") +
+                         "defined: " + (", ".join(n for n in names if not n.startswith("_")) or "nothing"))
 
 
 def load_factory(target: str):
@@ -155,13 +190,21 @@ def main(spec_path: str) -> int:
         try:
             plan = session.activate(explicit)
         except DevswitchError as error:
-            emit("unavailable", reason=error.message)
+            from .devices import DeviceError
+
+            gpus = None
+            if isinstance(error, DeviceError):  # the GPUs were looked for: tell the parent how many there are
+                from .devices import detect_gpus
+
+                gpus = len(detect_gpus(explicit["backend"]))
+            emit("unavailable", reason=error.message, gpus=gpus)
             return 0
         from .apply import inventory
 
         reason = unsupported_reason(plan, inventory())
         context = session.context()
-        emit("ready", plan=context.get("plan"), environment=context["environment"], config=context["config"])
+        emit("ready", plan=context.get("plan"), environment=context["environment"], config=context["config"],
+             gpus=len(inventory().gpus))
         if reason:
             emit("unavailable", reason=reason)
             return 0
@@ -171,7 +214,10 @@ def main(spec_path: str) -> int:
             emit("failed", error=describe(error))
             return 0
         shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
-        emit("built", model=model.name, unit="img" if len(shape) == 3 else "samples",
+        name = model.name
+        if re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):  # Keras' automatic name says nothing
+            name = parse_target(spec["target"])[1] or spec["target"]
+        emit("built", model=name, unit="img" if len(shape) == 3 else "samples",
              parameters=int(model.count_params()))
 
         from .benchmarking import benchmark

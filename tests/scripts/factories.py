@@ -17,3 +17,9 @@ def fp32_only():
 
 def build_model():
     return tiny()
+
+
+def unnamed():
+    """A model with Keras' automatic name ("sequential"): compare titles it with the factory's name."""
+    return keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"),
+                             keras.layers.Dense(4, dtype="float32")])
