@@ -372,8 +372,48 @@ def compare_command(args: argparse.Namespace) -> int:
 
 # --- entry point -----------------------------------------------------------------------
 
+# --- report -------------------------------------------------------------------------------
+
+def report_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser("report", help="show a compare result again, or compare two (A B) cell by cell",
+                            description="One PATH (a results folder or results.json): print its table again, "
+                                        "from the JSON alone. Two: B against A, cell by cell: the ratio of "
+                                        "the median throughputs and whether the change is outside the noise "
+                                        "(the 95%% intervals of the medians do not overlap).")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="results folder or results.json (one or two)")
+    parser.add_argument("--fail-above", default=None, metavar="PCT",
+                        help="with A B: exit 1 when a cell of B is more than PCT%% slower than A (a CI gate)")
+    return parser
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from .compare import compare_results, load_results, render_changes, render_markdown
+
+    if len(args.paths) > 2:
+        raise UsageError("report takes one PATH (show it) or two (A B: compare)", hint="devswitch report A B")
+    fail_above = _number("--fail-above", args.fail_above, float, 0) if args.fail_above is not None else None
+    if len(args.paths) == 1:
+        if fail_above is not None:
+            raise UsageError("--fail-above needs two result sets", hint="devswitch report A B --fail-above 10")
+        print(render_markdown(load_results(args.paths[0])), end="")
+        return 0
+    a, b = (load_results(p) for p in args.paths)
+    changes, alone = compare_results(a, b)
+    if not changes:
+        raise UsageError("A and B have no measured cell in common",
+                         hint="compare results of the same model, devices, precisions and batch sizes")
+    print(render_changes(a, b, changes, alone, fail_above), end="")
+    slower = [c for c in changes if fail_above is not None and c.ratio < 1 - fail_above / 100]
+    if slower:
+        print(f"devswitch: {len(slower)} cell(s) more than {fail_above:g}% slower: "
+              + ", ".join(c.label for c in slower), file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {"info": (info_parser, info_command), "init": (init_parser, init_command),
-            "run": (run_parser, run_command), "compare": (compare_parser, compare_command)}
+            "run": (run_parser, run_command), "compare": (compare_parser, compare_command),
+            "report": (report_parser, report_command)}
 
 
 def command_index(argv: list[str]) -> int | None:
@@ -406,7 +446,7 @@ def _split_run(argv: list[str], start: int) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="devswitch", description="One switch for device and precision in TensorFlow/Keras.")
+    parser = argparse.ArgumentParser(prog="devswitch", description="One switch for device, precision and backend in Keras 3.")
     parser.add_argument("--version", action="version", version=f"devswitch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for make_parser, _ in COMMANDS.values():

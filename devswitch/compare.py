@@ -651,3 +651,94 @@ def write_outputs(doc: dict, out: Path, plot: bool = True) -> list[str]:
         with contextlib.suppress(FileNotFoundError):
             (out / "results.png").unlink()
     return [note] if note and plot else []
+
+
+# --- reading results back: devswitch report ------------------------------------------------------------
+
+def load_results(path: str | Path) -> dict:
+    """A results folder or results.json -> the document with its cells, rebuilt from the JSON alone."""
+    from .errors import UsageError
+
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UsageError(f"cannot read {file}: {error.strerror or error}",
+                         hint="give a results folder or a results.json written by devswitch compare") from None
+    except ValueError as error:
+        raise UsageError(f"{file} is not JSON: {error}", hint="give a results.json written by devswitch compare") \
+            from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("cells"), list) or "options" not in doc:
+        raise UsageError(f"{file} is not a devswitch compare result (no 'cells' and 'options')",
+                         hint="for a timing report of a script (report: PATH.jsonl), see README 'Records'")
+    records = iter(doc.get("records") or [])
+    cells = []
+    for c in doc["cells"]:
+        record = next(records, None) if c.get("status") == "ok" else None
+        cells.append(Cell(c["device"], c["precision"], c["batch"], c["status"], c.get("resolved_precision", ""),
+                          record, c.get("backend", "tensorflow"), len(doc["options"].get("backends") or [1]) > 1))
+    doc["options"].setdefault("backends", ["tensorflow"])
+    if len(doc["options"]["baseline"].split(" ")) == 2:  # results of devswitch 0.1: no backend in the key
+        doc["options"]["baseline"] = "tensorflow " + doc["options"]["baseline"]
+    doc.setdefault("timing", {"overhead_ratio": None})
+    doc.setdefault("interrupted", False)
+    doc["_cells"] = cells
+    doc["_path"] = str(file)
+    return doc
+
+
+@dataclass(frozen=True)
+class Change:
+    """One cell of ``report A B``: B's median throughput over A's, and whether that is outside the noise."""
+
+    key: tuple
+    before: float
+    after: float
+    ratio: float
+    significant: bool | None  # the two 95% intervals of the median do not overlap (None: no interval recorded)
+
+    @property
+    def label(self) -> str:
+        backend, device, precision, batch = self.key
+        return f"{backend} {device} {precision} batch {batch}"
+
+
+def compare_results(a: dict, b: dict) -> tuple[list[Change], list[str]]:
+    """Cell by cell, B against A; the second list names the cells only one side measured."""
+    def cells(doc):
+        return {(c.backend, c.device, c.precision, c.batch): c for c in doc["_cells"]}
+
+    left, right = cells(a), cells(b)
+    changes, alone = [], []
+    for key in list(dict.fromkeys([*left, *right])):
+        x, y = left.get(key), right.get(key)
+        if not (x and y and x.record and y.record and x.metric("throughput") and y.metric("throughput")):
+            missing = [side for side, cell in (("A", x), ("B", y)) if not (cell and cell.record)]
+            alone.append(" ".join(map(str, key)) + ": not measured in " + " and ".join(missing))
+            continue
+        before, after = x.metric("throughput"), y.metric("throughput")
+        cx, cy = _ci(x), _ci(y)
+        significant = (cy[1] < cx[0] or cy[0] > cx[1]) if cx and cy else None
+        changes.append(Change(key, before, after, after / before, significant))
+    return changes, alone
+
+
+def render_changes(a: dict, b: dict, changes: list[Change], alone: list[str], fail_above: float | None) -> str:
+    unit = (b.get("model") or {}).get("unit", "samples")
+    lines = [f"# devswitch report: B = {b['_path']} against A = {a['_path']}", "",
+             f"| cell | A {unit}/s | B {unit}/s | B / A | change |", "| --- | --- | --- | --- | --- |"]
+    for c in changes:
+        if c.significant is None:
+            verdict = "noise unknown (a result set without confidence intervals)"
+        elif c.significant:
+            verdict = "faster" if c.ratio > 1 else "slower"
+        else:
+            verdict = "within the noise (95% intervals overlap)"
+        if fail_above is not None and c.ratio < 1 - fail_above / 100:
+            verdict += f"; FAIL: more than {fail_above:g}% slower"
+        lines.append(f"| {c.label} | {_num(c.before)} | {_num(c.after)} | {c.ratio:.2f}x | {verdict} |")
+    for text in alone:
+        lines.append(f"| {text} | - | - | - | not compared |")
+    return "\n".join(lines) + "\n"
+
