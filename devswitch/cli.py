@@ -251,6 +251,10 @@ def compare_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="overwrite the results already in --out (they are replaced after the first "
                              "configuration finishes)")
+    parser.add_argument("--save-profile", default=None, metavar="NAME",
+                        help="write the fastest configuration at the largest batch size as profile NAME into "
+                             "./.devswitchrc (created, or added to without touching the rest); then run it "
+                             "with DEVSWITCH_PROFILE=NAME")
     parser.add_argument("--no-predict-baseline", action="store_true", help="skip the plain model.predict figure")
     parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul probe for fraction of peak")
     return parser
@@ -328,6 +332,12 @@ def compare_command(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     parse_target(options.target)  # a bad MODEL is an error before any process starts
+    from . import profiles
+    from .sources import RC_NAME
+
+    profile_file = Path.cwd() / RC_NAME
+    if args.save_profile is not None:
+        profiles.check(profile_file, args.save_profile)  # so is a profile that could not be saved
     output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
     options = dataclasses.replace(options, out=str(output.path))
 
@@ -364,13 +374,37 @@ def compare_command(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"devswitch: wrote results.json, results.csv, results.md"
           f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
+    if args.save_profile is not None:
+        save_winner(doc, args.save_profile, profile_file)
     if doc["interrupted"]:
         return 130
     failed = [c for c in doc["_cells"] if c.status.startswith("failed")]
     return RunError.exit_code if failed else 0
 
 
-# --- entry point -----------------------------------------------------------------------
+def save_winner(doc: dict, name: str, path: Path) -> None:
+    """Write the fastest configuration at the largest batch size as a profile (or say why not)."""
+    from . import profiles
+    from .compare import recommend
+
+    picks = recommend(doc)
+    if not picks:
+        print(f"devswitch: error: no configuration was measured: profile '{name}' not saved", file=sys.stderr)
+        return
+    pick = picks[-1]  # the largest batch size: the throughput configuration
+    settings = pick.switch(len(doc["options"].get("backends") or []) > 1)
+    rate = pick.best.metric("throughput")
+    note = (f"devswitch compare {doc['options']['target']}: fastest at batch {pick.batch} "
+            f"({rate:,.1f} {doc['model']['unit']}/s"
+            + ("" if pick.significant else ", not significantly faster than the next") + ")")
+    try:
+        profiles.add(path, name, settings, note)
+    except (OSError, DevswitchError) as error:
+        print(f"devswitch: error: profile '{name}' not saved to {path}: {error}", file=sys.stderr)
+        return
+    print(f"devswitch: saved profile '{name}' ({', '.join(f'{k}={v}' for k, v in settings.items())}) to {path}; "
+          f"run it with DEVSWITCH_PROFILE={name} python train.py", file=sys.stderr)
+
 
 # --- report -------------------------------------------------------------------------------
 

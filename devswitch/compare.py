@@ -408,6 +408,66 @@ def _num(value, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+@dataclass(frozen=True)
+class Pick:
+    """The fastest configuration at one batch size, and whether it is distinguishable from the next."""
+
+    batch: int
+    best: Cell
+    runner_up: Cell | None
+    significant: bool | None  # None: no runner-up, or no intervals to tell
+
+    def switch(self, several_backends: bool) -> dict[str, str]:
+        """The settings that select this configuration (half is kept as half: it means the same there)."""
+        chosen = {"device": self.best.device, "precision": self.best.precision}
+        return {"backend": self.best.backend, **chosen} if several_backends else chosen
+
+
+def recommend(doc: dict) -> list[Pick]:
+    """Per batch size: the measured configuration with the highest median throughput."""
+    picks = []
+    for batch in doc["options"]["batch_sizes"]:
+        ranked = sorted((c for c in doc["_cells"] if c.batch == batch and c.record and c.metric("throughput")),
+                        key=lambda c: c.metric("throughput"), reverse=True)
+        if not ranked:
+            continue
+        best, runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
+        significant = None
+        if runner_up is not None and _ci(best) and _ci(runner_up):
+            significant = _ci(best)[0] > _ci(runner_up)[1]  # the intervals do not overlap
+        picks.append(Pick(batch, best, runner_up, significant))
+    return picks
+
+
+def switch_text(settings: dict[str, str]) -> str:
+    flags = ",".join(f"{k}={v}" for k, v in settings.items())
+    options = " ".join(f"--{k} {v}" for k, v in settings.items())
+    return f"`DEVSWITCH_FLAGS=\"{flags}\" python train.py` or `devswitch run {options} train.py`"
+
+
+def recommendation_lines(doc: dict) -> list[str]:
+    several = len(doc["options"].get("backends") or []) > 1
+    unit = doc["model"]["unit"]
+    lines = []
+    for pick in recommend(doc):
+        rate = f"{_num(pick.best.metric('throughput'))} {unit}/s"
+        if pick.runner_up is None:
+            verdict = f"{pick.best.column} ({rate}), the only configuration measured"
+        elif pick.significant:
+            verdict = (f"fastest: {pick.best.column} ({rate}, {pick.best.metric('throughput') / pick.runner_up.metric('throughput'):.2f}x "
+                       f"the next, {pick.runner_up.column}; the 95% intervals do not overlap)")
+        elif pick.significant is None:
+            verdict = (f"fastest measured: {pick.best.column} ({rate}, "
+                       f"{pick.best.metric('throughput') / pick.runner_up.metric('throughput'):.2f}x the next, "
+                       f"{pick.runner_up.column}; significance unknown: no intervals recorded)")
+        else:
+            verdict = (f"no significant difference between {pick.best.column} ({rate}) and "
+                       f"{pick.runner_up.column} ({_num(pick.runner_up.metric('throughput'))} {unit}/s): "
+                       "their 95% intervals overlap")
+        lines.append(f"Recommendation, batch {pick.batch}: {verdict}; selected by {switch_text(pick.switch(several))}.")
+    return lines
+
+
 def _ci(cell: Cell) -> tuple[float, float, float] | None:
     """(low, high, coverage) of the median throughput, or None for records that carry no interval."""
     m = ((cell.record or {}).get("metrics") or {}).get("throughput") or {}
@@ -504,6 +564,10 @@ def render_markdown(doc: dict) -> str:
     reasons = sorted({(c.record.get("energy") or {}).get("reason") for c in cells if c.record} - {None})
     if reasons:
         lines.append("Power not measured: " + "; ".join(reasons) + ". No figure is estimated.")
+        lines.append("")
+    for line in recommendation_lines(doc):
+        lines.append(line)
+    if recommendation_lines(doc):
         lines.append("")
     t = doc["timing"]
     if t["overhead_ratio"]:

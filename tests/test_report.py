@@ -60,3 +60,72 @@ def test_report_refuses_what_is_not_a_result_set(tmp_path, capsys, content, mess
     path.write_text(content)
     assert main(["report", str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+# --- the recommendation and --save-profile ------------------------------------------------------------------
+
+def _doc(rates, cis):
+    from devswitch import compare
+
+    cells = []
+    for (precision, rate), ci in zip(rates.items(), cis):
+        record = {"metrics": {"throughput": {"value": rate, "ci": list(ci), "ci_coverage": 0.95}}}
+        cells.append(compare.Cell("cpu", precision, 128, "ok", precision, record))
+    return {"_cells": cells, "model": {"unit": "img", "name": "m"},
+            "options": {"batch_sizes": [128], "backends": ["tensorflow"], "target": "alexnet"}}
+
+
+def test_the_recommendation_is_honest_about_overlapping_intervals():
+    from devswitch.compare import recommendation_lines
+
+    (clear,) = recommendation_lines(_doc({"fp32": 100.0, "half": 190.0}, [(95, 105), (180, 200)]))
+    assert "fastest: cpu half (190.0 img/s, 1.90x the next, cpu fp32" in clear
+    assert 'DEVSWITCH_FLAGS="device=cpu,precision=half" python train.py' in clear
+    assert "devswitch run --device cpu --precision half train.py" in clear
+    (tie,) = recommendation_lines(_doc({"fp32": 100.0, "half": 104.0}, [(95, 106), (98, 110)]))
+    assert "no significant difference between cpu half (104.0 img/s) and cpu fp32" in tie
+
+
+def test_save_profile_adds_to_a_users_file_and_keeps_everything_else(tmp_path):
+    from devswitch import profiles
+    from devswitch.config import resolve
+
+    rc = tmp_path / ".devswitchrc"
+    rc.write_text("# my settings\ndevice: cpu   # keep me\nprofiles:\n    old:\n        precision: fp16\n")
+    profiles.add(rc, "fastest", {"device": "cpu", "precision": "half"}, "from compare")
+    text = rc.read_text()
+    assert text.startswith("# my settings\ndevice: cpu   # keep me\nprofiles:\n") and "    old:\n" in text
+    cfg = resolve({"DEVSWITCH_PROFILE": "fastest"}, tmp_path / "home", tmp_path)
+    assert (cfg.device, cfg.precision, cfg["precision"].source) == ("cpu", "half", "project file (profile fastest)")
+    with pytest.raises(Exception, match="already defined"):
+        profiles.add(rc, "fastest", {"device": "gpu"}, "again")
+    fresh = tmp_path / "new" / ".devswitchrc"
+    fresh.parent.mkdir()
+    profiles.add(fresh, "p", {"backend": "jax", "device": "cpu", "precision": "fp32"}, "x")
+    assert resolve({"DEVSWITCH_PROFILE": "p"}, tmp_path / "home", fresh.parent).backend == "jax"
+    flow = tmp_path / "flow" / ".devswitchrc"
+    flow.parent.mkdir()
+    flow.write_text("profiles: {a: {device: cpu}}\n")
+    with pytest.raises(Exception, match="flow style"):
+        profiles.add(flow, "b", {"device": "cpu"}, "x")
+    assert flow.read_text() == "profiles: {a: {device: cpu}}\n"
+
+
+@pytest.mark.subprocess
+def test_compare_saves_the_winner_as_a_profile_the_switch_then_runs(tmp_path):
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    done = subprocess.run([sys.executable, "-m", "devswitch", "compare", "mlp", "--devices", "cpu", "--precisions",
+                           "fp32,fp16", "--batch-sizes", "32", "--iterations", "6", "--warmup", "1",
+                           "--no-peak-probe", "--no-predict-baseline", "--out", str(tmp_path / "out"),
+                           "--save-profile", "fastest"], env=clean_environ(HOME=str(home)), cwd=project,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Recommendation, batch 32:" in done.stdout and "saved profile 'fastest'" in done.stderr
+    check = subprocess.run([sys.executable, "-m", "devswitch", "info", "--json"],
+                           env=clean_environ(HOME=str(home), DEVSWITCH_PROFILE="fastest"), cwd=project,
+                           capture_output=True, text=True, timeout=120)
+    data = json.loads(check.stdout)
+    assert data["config"]["precision"]["source"] == "project file (profile fastest)"
+    assert data["config"]["precision"]["value"] in ("fp32", "fp16")
