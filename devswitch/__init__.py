@@ -9,15 +9,23 @@ from __future__ import annotations
 from .config import Config, Value
 from .devices import Inventory, Plan
 from .errors import ConfigError, DeviceError, DevswitchError, RunError, TooLateError, UsageError
-from .session import config, configure, plan, reset, runs, scope
+from .session import config, configure, plan, reset, runs, scope, summary
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Config", "ConfigError", "DeviceError", "DevswitchError", "Inventory", "Plan", "RunError",
-    "TooLateError", "UsageError", "Value", "config", "configure", "plan", "reset", "runs", "scope", "__version__",
+    "TooLateError", "UsageError", "Value", "config", "configure", "plan", "reset", "runs", "scope", "summary",
+    "__version__", "load_ipython_extension",
     "TimingCallback", "BatchTimingCallback", "benchmark",
 ]
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext devswitch``: the ``%devswitch key=value ...`` magic, and each cell's timed calls shown."""
+    from .notebook import load
+
+    load(ipython)
 
 
 def __getattr__(name: str):

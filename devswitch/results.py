@@ -529,8 +529,41 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+CALL_HEADER = ["#", "call", "model", "wall", "first (tracing)", "steady", "steady rate", "device", "policy",
+               "notes"]
+
+
 def render_calls(records: Sequence[CallRecord]) -> str:
     """The compact end-of-run table of timed Keras calls."""
+    return "devswitch: timed Keras calls\n" + table(call_rows(records), CALL_HEADER)
+
+
+def render_calls_html(records: Sequence[CallRecord]) -> str:
+    """The same table as HTML, for Jupyter (every value escaped)."""
+    import html
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in CALL_HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in call_rows(records))
+    return (f"<table class='devswitch'><caption>devswitch: timed Keras calls</caption><thead><tr>{head}</tr>"
+            f"</thead><tbody>{body}</tbody></table>")
+
+
+class Calls(list):
+    """Timed calls: a plain list of CallRecord that prints as the summary table, and renders as an HTML
+    table in Jupyter."""
+
+    def __str__(self) -> str:
+        return render_calls(self) if self else "devswitch: no timed Keras calls yet"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return render_calls_html(self) if self else "<p>devswitch: no timed Keras calls yet</p>"
+
+
+def call_rows(records: Sequence[CallRecord]) -> list[list[str]]:
     rows = []
     for i, r in enumerate(records, 1):
         if r.kind == "fit":
@@ -557,5 +590,4 @@ def render_calls(records: Sequence[CallRecord]) -> str:
             notes.append(f"model built under {r.policy}, not the applied {r.applied_policy}")
         rows.append([str(i), r.kind, r.model, fmt_s(r.wall_s), fmt_s(r.first_s) if r.first_s is not None else "-",
                      steady, rate, r.device, r.policy, "; ".join(notes)])
-    header = ["#", "call", "model", "wall", "first (tracing)", "steady", "steady rate", "device", "policy", "notes"]
-    return "devswitch: timed Keras calls\n" + table(rows, header)
+    return rows

@@ -52,11 +52,18 @@ def scope():
     return current.scope() if current is not None else contextlib.nullcontext()
 
 
-def runs() -> list:
-    """The timed Keras calls of this process so far (records are immutable)."""
+def runs():
+    """The timed Keras calls of this process so far: a list of immutable records that prints (and renders
+    in Jupyter) as the summary table."""
+    from .results import Calls
     from .timing import RUNS
 
-    return list(RUNS)
+    return Calls(RUNS)
+
+
+def summary():
+    """The timing summary of this process as an object: a table in a terminal, an HTML table in Jupyter."""
+    return runs()
 
 
 def context() -> dict:
