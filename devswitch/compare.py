@@ -31,7 +31,7 @@ from typing import Callable
 from .errors import UsageError
 from .results import SCHEMA_VERSION, write_atomic
 
-RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png")
+RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png", "results.html")
 WORK_PREFIX = ".devswitch-work-"  # + this process's pid: the workers' spec, events and log files
 DEFAULT_ROOT = "devswitch-results"
 
@@ -389,6 +389,7 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
         "model": {"target": options.target, "name": built.get("model"), "parameters": built.get("parameters"),
                   "unit": built.get("unit", "samples")},
         "environment": ready.get("environment"),
+        "config": ready.get("config"),
         "interrupted": interrupted,
         "complete": complete,
         "cells": [{"backend": c.backend, "device": c.device, "precision": c.precision,
@@ -700,7 +701,7 @@ def build_figure(doc: dict):
 
 
 def write_outputs(doc: dict, out: Path, plot: bool = True) -> list[str]:
-    """Write results.json/.csv/.md and (with ``plot``) results.png, each atomically; returns notes for the user.
+    """Write results.json/.csv/.md/.html and (with ``plot``) results.png, each atomically; returns notes.
 
     A results.png that would not match the new results.json (not plotted now, or left by an earlier
     run) is removed rather than left beside it.
@@ -714,6 +715,8 @@ def write_outputs(doc: dict, out: Path, plot: bool = True) -> list[str]:
     if note:
         with contextlib.suppress(FileNotFoundError):
             (out / "results.png").unlink()
+    png = (out / "results.png").read_bytes() if not note else None
+    write_atomic(out / "results.html", render_html(doc, png))
     return [note] if note and plot else []
 
 
@@ -805,4 +808,75 @@ def render_changes(a: dict, b: dict, changes: list[Change], alone: list[str], fa
     for text in alone:
         lines.append(f"| {text} | - | - | - | not compared |")
     return "\n".join(lines) + "\n"
+
+
+# --- the report page ---------------------------------------------------------------------------------
+
+_CSS = """body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:75em;
+color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}table{border-collapse:collapse;
+margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th:first-child{
+text-align:left}th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}img{max-width:100%}
+.rec{background:#eef6ee;border-left:4px solid #4a4;padding:.5em 1em}"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then `code` spans (the only markup the markdown report uses inside a line)."""
+    import html
+    import re
+
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def render_html(doc: dict, png: bytes | None) -> str:
+    """One self-contained page: the table, the plot (embedded), the recommendation, the environment and
+    every configuration value with its source. It references nothing outside itself (no network)."""
+    import base64
+    import html
+
+    parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+             f"<title>{html.escape(doc['model']['name'] or doc['options']['target'])} - devswitch compare</title>",
+             f"<style>{_CSS}</style></head><body>"]
+    table: list[str] = []
+
+    def flush_table() -> None:
+        if not table:
+            return
+        rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table
+                if not set(line.replace("|", "").strip()) <= {"-", " "}]
+        parts.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) + "</tr></thead>"
+                     "<tbody>" + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                                         for row in rows[1:]) + "</tbody></table>")
+        table.clear()
+
+    for line in render_markdown(doc).splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("# "):
+            parts.append(f"<h1>{_inline(line[2:])}</h1>")
+        elif line.startswith("Recommendation"):
+            parts.append(f"<p class='rec'>{_inline(line)}</p>")
+        elif line.strip():
+            parts.append(f"<p>{_inline(line)}</p>")
+    flush_table()
+    if png:
+        parts.append("<h2>Plot</h2><img alt='throughput per configuration and batch size' "
+                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    env = doc.get("environment") or {}
+    if env:
+        parts.append("<h2>Environment</h2><table><tbody>" + "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env.items())
+            + "</tbody></table>")
+    config = doc.get("config") or {}
+    if config:
+        parts.append("<h2>Configuration (of the first configuration run; compare sets backend, device, precision "
+                     "per column)</h2><table><thead><tr><th>key</th><th>value</th><th>source</th><th>location</th>"
+                     "</tr></thead><tbody>" + "".join(
+                         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v.get('value')))}</td>"
+                         f"<td>{html.escape(str(v.get('source')))}</td><td>{html.escape(str(v.get('location')))}</td>"
+                         "</tr>" for k, v in config.items()) + "</tbody></table>")
+    parts.append("<p><small>devswitch compare, " + html.escape(" ".join(map(str, doc.get("command") or [])))
+                 + "</small></p></body></html>")
+    return "\n".join(parts) + "\n"
 

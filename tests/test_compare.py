@@ -41,7 +41,7 @@ def test_mlp_across_precisions_writes_consistent_outputs(tmp_path):
     proc = compare("mlp", "--devices", "cpu,gpu", "--precisions", "fp32,fp16", *TINY, "--out", str(out),
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png", "results.html"}
     doc = json.loads((out / "results.json").read_text())
     rows = list(csv.DictReader((out / "results.csv").open()))
     markdown = (out / "results.md").read_text()
@@ -335,7 +335,7 @@ def test_force_overwrites_earlier_results_with_files_as_the_umask_says(tmp_path)
     proc = compare("mlp", "--devices", "cpu", "--precisions", "fp32", *TINY, "--out", str(out), "--force",
                    cwd=tmp_path, umask=0o077)
     assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png", "results.html"}
     assert json.loads((out / "results.json").read_text())["records"][0]["status"] == "ok"
     for path in out.iterdir():
         assert path.read_bytes() != b"earlier" and stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -371,7 +371,7 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
     notes = cmp.write_outputs(doc, tmp_path)
     assert notes == ["results.png not written: matplotlib is not installed (pip install 'devswitch[plot]')"]
     # no plot of other results is left beside these
-    assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.csv", "results.md"}
+    assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.csv", "results.md", "results.html"}
 
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)], ids=["umask 022", "umask 077"])
@@ -412,7 +412,7 @@ def test_bf16_without_hardware_support_is_unavailable_in_compare(monkeypatch, gp
     pytest.param(str(SCRIPTS / "factories.py"), (str(SCRIPTS / "factories.py"), "build_model", True),
                  id="file: default function"),
     pytest.param(f"{SCRIPTS / 'factories.py'}:tiny", (str(SCRIPTS / "factories.py"), "tiny", True), id="file:function"),
-    pytest.param("pkg.models:resnet", ("pkg.models", "resnet", False), id="module:function"),
+    pytest.param("devswitch.models:mlp", ("devswitch.models", "mlp", False), id="module:function"),
 ])
 def test_model_targets_are_parsed_once_for_parent_and_worker(target, expected):
     from devswitch.worker import load_factory, parse_target

@@ -81,3 +81,20 @@ def test_the_table_prints_the_interval_not_a_standard_error():
     doc.update(environment={}, timing={"overhead_ratio": None}, interrupted=False, complete=True)
     table = compare.render_markdown(doc)
     assert "| img/s | 50.0 [45.0, 55.0] | 80.0 [72.0, 88.0] |" in table and "±" not in table
+
+
+def test_the_report_page_is_self_contained(tmp_path):
+    """results.html: the tables, the plot embedded, the recommendation, the environment and configuration;
+    nothing it references lies outside the file (no network request of any kind)."""
+    import re
+
+    doc = _doc((50.0, 100.0), (80.0, 158.0))
+    doc.update(environment={"keras": "3.15.1", "cpu": "Test <CPU>"}, timing={"overhead_ratio": None},
+               interrupted=False, complete=True, command=["devswitch", "compare"],
+               config={"precision": {"value": "fp32", "source": "explicit", "location": "--precision"}})
+    page = compare.render_html(doc, b"\x89PNG fake")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == 4  # 2 batches, environment, config
+    assert "data:image/png;base64," in page and "Recommendation, batch 128" in page and "Test &lt;CPU&gt;" in page
+    assert "--precision" in page
+    assert not re.search(r"https?://|<link|<script|@import|url\(", page)
+    assert all(src.startswith("data:") for src in re.findall(r"src='([^']*)'", page))
