@@ -341,7 +341,11 @@ def compare_command(args: argparse.Namespace) -> int:
     output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
     options = dataclasses.replace(options, out=str(output.path))
 
+    live = _live_status() if sys.stderr.isatty() else None
+
     def progress(line: str) -> None:
+        if live is not None and line.startswith("["):
+            live.update(f"devswitch compare {line}")  # a live status line on a terminal
         print(line, file=sys.stderr, flush=True)
 
     def save_finished_rows(doc: dict) -> None:
@@ -357,8 +361,12 @@ def compare_command(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
+        if live is not None:
+            live.start()
         doc = run_matrix(options, progress, output.work, on_update=save_finished_rows)
     finally:
+        if live is not None:
+            live.stop()
         signal.signal(signal.SIGTERM, previous)
         output.close()
     table = render_markdown(doc)
@@ -380,6 +388,13 @@ def compare_command(args: argparse.Namespace) -> int:
         return 130
     failed = [c for c in doc["_cells"] if c.status.startswith("failed")]
     return RunError.exit_code if failed else 0
+
+
+def _live_status():
+    """A rich status spinner on stderr (terminals only; logs and CI get the plain lines alone)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status("devswitch compare: starting")
 
 
 def save_winner(doc: dict, name: str, path: Path) -> None:

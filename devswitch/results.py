@@ -549,6 +549,32 @@ def render_calls_html(records: Sequence[CallRecord]) -> str:
             f"</thead><tbody>{body}</tbody></table>")
 
 
+def calls_table(records: Sequence[CallRecord]):
+    """The summary as a ``rich`` table (Keras already depends on rich): it fits the terminal's width by
+    wrapping cells instead of breaking every line."""
+    from rich.table import Table
+
+    table = Table(title="devswitch: timed Keras calls", title_justify="left", show_edge=False, pad_edge=False)
+    for name in CALL_HEADER:
+        table.add_column(name, overflow="fold", justify="right" if name in ("#", "wall", "steady rate") else "left")
+    for row in call_rows(records):
+        table.add_row(*row)
+    return table
+
+
+def print_calls(records: Sequence[CallRecord], stream=None) -> None:
+    """The summary at exit: a rich table on a terminal, the plain text table otherwise (logs, CI)."""
+    import sys
+
+    stream = stream or sys.stderr
+    if getattr(stream, "isatty", lambda: False)():
+        from rich.console import Console
+
+        Console(file=stream).print(calls_table(records))
+    else:
+        print(render_calls(records), file=stream)
+
+
 class Calls(list):
     """Timed calls: a plain list of CallRecord that prints as the summary table, and renders as an HTML
     table in Jupyter."""

@@ -96,9 +96,9 @@ def report_at_exit() -> None:
     records = runs()
     if cfg is None or cfg.report == "off" or not records:
         return
-    from .results import render_calls, save_report
+    from .results import print_calls, save_report
 
-    print(render_calls(records), file=sys.stderr)
+    print_calls(records)
     if cfg.report not in ("off", "summary"):
         try:
             data = context()

@@ -98,3 +98,23 @@ def test_the_report_page_is_self_contained(tmp_path):
     assert "--precision" in page
     assert not re.search(r"https?://|<link|<script|@import|url\(", page)
     assert all(src.startswith("data:") for src in re.findall(r"src='([^']*)'", page))
+
+
+def test_the_summary_fits_an_80_column_terminal():
+    """On a terminal the 10-column summary is a rich table that wraps cells, not every line."""
+    import io
+
+    from rich.console import Console
+
+    from devswitch.results import CallRecord, calls_table, print_calls
+
+    records = [CallRecord("fit", "a_model_with_a_rather_long_name", "ok", 12.5, True, 3.2, 9.3, 100, 3200,
+                          12345.6, 100.0, device="CPU:0", policy="mixed_bfloat16", applied_policy="float32")]
+    out = io.StringIO()
+    Console(file=out, width=80, force_terminal=True, color_system=None).print(calls_table(records))
+    lines = out.getvalue().splitlines()
+    assert lines and max(len(line) for line in lines) <= 80
+    assert "fit" in out.getvalue() and "policy" in out.getvalue()
+    plain = io.StringIO()  # not a terminal: the plain text table, as in logs and CI
+    print_calls(records, plain)
+    assert plain.getvalue().startswith("devswitch: timed Keras calls\n#  call")
