@@ -425,8 +425,8 @@ def save_winner(doc: dict, name: str, path: Path) -> None:
 
 def report_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser("report", help="show a compare result again, or compare two (A B) cell by cell",
-                            description="One PATH (a results folder or results.json): print its table again, "
-                                        "from the JSON alone. Two: B against A, cell by cell: the ratio of "
+                            description="One PATH (a results folder or results.json of compare, or a timing "
+                                        "report file of report: PATH.jsonl): print it again, from the JSON alone. Two: B against A, cell by cell: the ratio of "
                                         "the median throughputs and whether the change is outside the noise "
                                         "(the 95%% intervals of the medians do not overlap).")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="results folder or results.json (one or two)")
@@ -444,6 +444,17 @@ def report_command(args: argparse.Namespace) -> int:
     if len(args.paths) == 1:
         if fail_above is not None:
             raise UsageError("--fail-above needs two result sets", hint="devswitch report A B --fail-above 10")
+        path = Path(args.paths[0])
+        if path.is_file() and path.suffix in (".jsonl", ".json") and path.name != "results.json":
+            from .results import ReportError, read_report, render_report_runs
+
+            try:  # a timing report of scripts (report: PATH.jsonl), in either format devswitch wrote
+                print(render_report_runs(read_report(path)), end="")
+                return 0
+            except ReportError:
+                pass  # perhaps a compare results.json under another name
+            except OSError as error:
+                raise UsageError(f"cannot read {path}: {error.strerror or error}", hint="check the path") from None
         print(render_markdown(load_results(args.paths[0])), end="")
         return 0
     a, b = (load_results(p) for p in args.paths)

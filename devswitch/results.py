@@ -575,6 +575,29 @@ def print_calls(records: Sequence[CallRecord], stream=None) -> None:
         print(render_calls(records), file=stream)
 
 
+def render_report_runs(runs: Sequence[dict]) -> str:
+    """A timing report (``report: PATH.jsonl``) as text: per run, what was applied and its timed calls."""
+    out = []
+    for i, run in enumerate(runs, 1):
+        plan = run.get("plan") or {}
+        env = run.get("environment") or {}
+        applied = ", ".join(f"{k}={plan[k]}" for k in ("backend", "device", "precision", "policy") if plan.get(k))
+        out.append(f"run {i}: {applied or 'no plan recorded'}; keras {env.get('keras', '?')}, "
+                   f"{env.get('backend') or 'tensorflow'} {env.get(env.get('backend') or 'tensorflow', '')}".rstrip())
+        rows = []
+        for n, r in enumerate(run.get("records") or [], 1):
+            m = r.get("metrics") or {}
+            value = lambda name: (m.get(name) or {}).get("value")  # noqa: E731
+            rate = value("steady_throughput")
+            rows.append([str(n), str(r.get("kind", "?")), str(r.get("model", "?")), fmt_s(value("wall")),
+                         fmt_s(value("first")), fmt_rate(rate, "samples/s") if rate else "-",
+                         str(r.get("device", "?")), str(r.get("policy", "?")), str(r.get("status", "?"))])
+        out.append(table(rows, ["#", "call", "model", "wall", "first (tracing)", "steady rate", "device", "policy",
+                                "status"]) if rows else "(no timed calls)")
+        out.append("")
+    return "\n".join(out)
+
+
 class Calls(list):
     """Timed calls: a plain list of CallRecord that prints as the summary table, and renders as an HTML
     table in Jupyter."""

@@ -129,3 +129,22 @@ def test_compare_saves_the_winner_as_a_profile_the_switch_then_runs(tmp_path):
     data = json.loads(check.stdout)
     assert data["config"]["precision"]["source"] == "project file (profile fastest)"
     assert data["config"]["precision"]["value"] in ("fp32", "fp16")
+
+
+def test_report_shows_a_timing_report_file_of_both_formats(tmp_path, capsys):
+    from devswitch.results import CallRecord, append_records
+
+    record = CallRecord("predict", "tiny", "ok", 0.25, False, None, 0.25, 2, 64, 256.0, 8.0, device="CPU:0",
+                        policy="mixed_bfloat16")
+    report = tmp_path / "timing.jsonl"
+    append_records(report, [record], plan={"backend": "jax", "device": "cpu", "precision": "bf16"},
+                   environment={"keras": "3.15.1", "backend": "jax", "jax": "0.10.2"})
+    old = tmp_path / "old.json"  # a devswitch 0.1 report: one JSON document
+    old.write_text(json.dumps({"schema_version": 1, "plan": {"device": "cpu", "precision": "fp32"},
+                               "records": [record.to_dict()]}))
+    assert main(["report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run 1: backend=jax, device=cpu, precision=bf16; keras 3.15.1, jax 0.10.2")
+    assert "predict" in out and "256 samples/s" in out
+    assert main(["report", str(old)]) == 0
+    assert "run 1: device=cpu, precision=fp32" in capsys.readouterr().out
