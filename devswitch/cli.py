@@ -137,6 +137,31 @@ def render_info(data: dict) -> str:
     return "\n".join(lines)
 
 
+def print_info_rich(data: dict) -> None:
+    """``info`` on a terminal: the same content, the configuration as a rich table that fits the width."""
+    from rich.console import Console
+    from rich.table import Table
+
+    text = render_info(data)
+    head, _, rest = text.partition("\nconfiguration (files read:")
+    config_title, _, tail = rest.partition("\n")
+    after = tail.split("\n\non this machine", 1)
+    console = Console()
+    console.print(head, highlight=False, markup=False)
+    table = Table(title="configuration (files read:" + config_title, title_justify="left", show_edge=False)
+    for name in ("key", "value", "source", "location"):
+        table.add_column(name, overflow="fold")
+    for key, entry in data["config"].items():
+        value = entry["value"]
+        if isinstance(value, dict):
+            value = ":".join(str(x) for x in value.values())
+        table.add_row(key, str(value) if value != "" else "-", str(entry["source"]), str(entry["location"]))
+    console.print()
+    console.print(table)
+    if len(after) == 2:
+        console.print("\non this machine" + after[1], highlight=False, markup=False)
+
+
 def info_command(args: argparse.Namespace) -> int:
     import os
 
@@ -161,15 +186,18 @@ def info_command(args: argparse.Namespace) -> int:
             inventory = detect(config.backend)
             versions = library_versions(config.backend)
     else:
-        import sys
-
         versions = {"devswitch": sys.modules["devswitch"].__version__}
     data, code = collect_info(config, inventory, versions)
     reason = backends.missing_reason(config.backend)
     if reason and "error" not in data["resolved"]:
         data["resolved"] = {"error": f"backend={config.backend} ({config['backend'].location}): {reason}"}
         code = 2
-    print(json.dumps(data, indent=2, default=str) if args.json else render_info(data))
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    elif sys.stdout.isatty():
+        print_info_rich(data)
+    else:
+        print(render_info(data))
     return code
 
 

@@ -174,3 +174,17 @@ def test_run_passes_an_argument_named_run_to_the_script(tmp_path):
                            "--exit", "3"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 3, proc.stderr
     assert result_line(proc.stdout)["argv"] == [str(script), "run", "--exit", "3"]
+
+
+def test_info_on_a_terminal_is_a_rich_table_with_the_same_content(cli_env, capsys):
+    from devswitch.cli import collect_info, print_info_rich
+    from devswitch.config import resolve
+    from devswitch.devices import Cpu, Inventory
+
+    config = resolve({}, cli_env / "home", cli_env, {"precision": "bf16"})
+    data, code = collect_info(config, Inventory(Cpu("Test CPU", 4)), {"devswitch": "0", "python": "3"})
+    print_info_rich(data)
+    out = capsys.readouterr().out
+    assert code == 0 and "configuration (files read: none)" in out
+    assert re.search(r"precision\s+│\s+bf16\s+│\s+explicit\s+│\s+devswitch\.configure", out)
+    assert "on this machine, with tensorflow" in out
