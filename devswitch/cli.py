@@ -408,7 +408,7 @@ def compare_command(args: argparse.Namespace) -> int:
     print(table)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"devswitch: wrote results.json, results.csv, results.md"
+    print(f"devswitch: wrote results.json, results.csv, results.md, results.html"
           f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
     if args.save_profile is not None:
         save_winner(doc, args.save_profile, profile_file)
