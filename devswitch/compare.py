@@ -876,7 +876,7 @@ def render_html(doc: dict, png: bytes | None) -> str:
                          f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v.get('value')))}</td>"
                          f"<td>{html.escape(str(v.get('source')))}</td><td>{html.escape(str(v.get('location')))}</td>"
                          "</tr>" for k, v in config.items()) + "</tbody></table>")
-    parts.append("<p><small>devswitch compare, " + html.escape(" ".join(map(str, doc.get("command") or [])))
+    parts.append("<p><small>command: " + html.escape(" ".join(map(str, doc.get("command") or [])))
                  + "</small></p></body></html>")
     return "\n".join(parts) + "\n"
 
