@@ -367,7 +367,7 @@ def compare_command(args: argparse.Namespace) -> int:
     if args.save_profile is not None:
         profiles.check(profile_file, args.save_profile)  # so is a profile that could not be saved
     output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
-    options = dataclasses.replace(options, out=str(output.path))
+    options = dataclasses.replace(options, out=str(output.path), command=("devswitch", *args.argv))
 
     live = _live_status() if sys.stderr.isatty() else None
 
@@ -555,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv, parser)
+    args.argv = tuple(argv)  # the command line as given, for the records (plain data, not sys.argv)
     if not args.command:
         parser.print_help(sys.stderr)
         return 2

@@ -53,6 +53,7 @@ class Options:
     out: str = ""                     # "" = a new folder devswitch-results/<timestamp>
     timeout: float = 3600.0
     force: bool = False               # overwrite results already in --out
+    command: tuple[str, ...] = ()     # the command line, recorded in results.json (plain data)
 
 
 @dataclass(frozen=True)
@@ -384,8 +385,9 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
     }
     return {
         "schema_version": SCHEMA_VERSION,
-        "command": ["devswitch", "compare", *sys.argv[2:]] if sys.argv[1:2] == ["compare"] else sys.argv,
-        "options": {**asdict(options), "baseline": " ".join(options.baseline)},
+        "command": list(options.command) or ["devswitch", "compare", options.target],
+        "options": {**{k: v for k, v in asdict(options).items() if k != "command"},
+                    "baseline": " ".join(options.baseline)},
         "model": {"target": options.target, "name": built.get("model"), "parameters": built.get("parameters"),
                   "unit": built.get("unit", "samples")},
         "environment": ready.get("environment"),

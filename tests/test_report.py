@@ -148,3 +148,12 @@ def test_report_shows_a_timing_report_file_of_both_formats(tmp_path, capsys):
     assert "predict" in out and "256 samples/s" in out
     assert main(["report", str(old)]) == 0
     assert "run 1: device=cpu, precision=fp32" in capsys.readouterr().out
+
+
+def test_results_json_records_the_command_given_not_this_processs_argv(tmp_path):
+    from devswitch import compare
+
+    options = compare.Options("mlp", ("tensorflow",), ("cpu",), ("fp32",), (1,), command=("devswitch", "compare", "mlp"))
+    doc = compare.document(options, [], [], 1.0, False)
+    assert doc["command"] == ["devswitch", "compare", "mlp"] and "command" not in doc["options"]
+    json.dumps({k: v for k, v in doc.items() if not k.startswith("_")})  # plain data only
