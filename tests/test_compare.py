@@ -388,7 +388,7 @@ def test_result_files_follow_the_umask(tmp_path, mask, mode):
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
-    assert modes == dict.fromkeys(["results.json", "results.csv", "results.md", "results.png"], mode)
+    assert modes == dict.fromkeys(["results.json", "results.csv", "results.md", "results.png", "results.html"], mode)
 
 
 @pytest.mark.parametrize("gpus, cpu_bf16, ccs, expected", [
