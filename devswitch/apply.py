@@ -185,7 +185,7 @@ def _check_backend(config: Config) -> None:
     reason = backends.missing_reason(name)
     if reason:
         raise ConfigError(f"backend={name} is asked for, but {reason}", where=config["backend"].location,
-                          hint=f"install it, or choose an installed backend (devswitch info lists them)")
+                          hint="install it, or choose an installed backend (devswitch info lists them)")
     running = backends.keras_running()
     if running is not None and running != name:
         raise TooLateError(f"backend cannot be changed to {name}: Keras is already imported with the {running} "

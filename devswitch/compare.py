@@ -568,10 +568,9 @@ def render_markdown(doc: dict) -> str:
     if reasons:
         lines.append("Power not measured: " + "; ".join(reasons) + ". No figure is estimated.")
         lines.append("")
-    for line in recommendation_lines(doc):
-        lines.append(line)
-    if recommendation_lines(doc):
-        lines.append("")
+    recommendations = recommendation_lines(doc)
+    if recommendations:
+        lines += [*recommendations, ""]
     t = doc["timing"]
     if t["overhead_ratio"]:
         lines.append(f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the measured phases "

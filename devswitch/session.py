@@ -126,7 +126,9 @@ def plan() -> Plan | None:
 def configure(**settings: Any) -> Plan:
     """Apply explicit settings (highest precedence); earlier ``configure`` values are kept unless overridden.
 
-    Every value is validated before anything is applied: a refused call changes nothing.
+    Every value is validated before anything is applied: a refused call leaves the configuration, the plan,
+    Keras and the variables devswitch sets as they were (a framework imported to look at the devices stays
+    imported).
     """
     with _lock:
         return activate({**_current["explicit"], **settings})
