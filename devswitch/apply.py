@@ -132,13 +132,14 @@ def _apply_policy(keras, name: str) -> None:
 
         @functools.wraps(original)
         def get_global_attribute(attribute, default=None, set_to_default=False):
+            # Keras reads its global state on every layer call: only "dtype_policy" takes the slow path
+            if attribute != "dtype_policy" or _state.get("policy_object") is None:
+                return original(attribute, default, set_to_default)
             value = original(attribute, None)
-            if attribute == "dtype_policy" and _state.get("policy_object") is not None and (
-                    value is None or (getattr(value, "_devswitch_policy", False)
-                                      and value is not _state["policy_object"])):
+            if value is None or (getattr(value, "_devswitch_policy", False) and value is not _state["policy_object"]):
                 value = _state["policy_object"]
                 global_state.set_global_attribute(attribute, value)
-            return original(attribute, default, set_to_default) if value is None else value
+            return value
 
         get_global_attribute.__devswitch_original__ = original
         state.patch(global_state, "get_global_attribute", get_global_attribute)
