@@ -1,0 +1,25 @@
+"""GitHub-flavoured markdown: one pipe table (cells escaped), the title as a heading, notes as paragraphs."""
+
+from __future__ import annotations
+
+from .table import Table
+
+
+def escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def render(table: Table, heading: str = "") -> str:
+    """``heading`` ("#", "##", ...) puts the title on a heading line; without it the title is bold."""
+    lines = []
+    if table.title:
+        lines += [f"{heading} {escape(table.title)}" if heading else f"**{escape(table.title)}**", ""]
+    lines.append("| " + " | ".join(escape(h) for h in table.headers) + " |")
+    lines.append("| " + " | ".join("---:" if c.numeric else "---" for c in table.columns) + " |")
+    for row in table.rows:
+        lines.append("| " + " | ".join(escape(c) for c in row) + " |")
+    if table.omitted:
+        lines += ["", escape(table.omitted_line())]
+    if table.notes:
+        lines += ["", *table.notes]
+    return "\n".join(lines) + "\n"
