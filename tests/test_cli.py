@@ -177,7 +177,7 @@ def test_run_passes_an_argument_named_run_to_the_script(tmp_path):
 
 
 def test_info_on_a_terminal_is_a_rich_table_with_the_same_content(cli_env, capsys):
-    from devswitch.cli import collect_info, print_info_rich
+    from devswitch.cli.info import collect_info, print_info_rich
     from devswitch.config import resolve
     from devswitch.devices import Cpu, Inventory
 

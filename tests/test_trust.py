@@ -17,7 +17,8 @@ import devswitch
 from conftest import clean_environ
 from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
 from devswitch import session, sources, state
-from devswitch.cli import build_parser, explicit_from_args
+from devswitch.cli import build_parser
+from devswitch.cli.common import explicit_from_args
 from devswitch.config import resolve
 from devswitch.errors import ConfigError
 from devswitch.settings import Threads

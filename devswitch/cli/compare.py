@@ -1,0 +1,183 @@
+"""``devswitch compare``: benchmark a model across devices and precisions, one process per configuration."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from ..errors import DevswitchError, UsageError
+from ..settings import Invalid
+from .common import _items, _number
+
+
+def compare_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "compare", help="benchmark a model across devices and precisions, one process per configuration",
+        description="Run a device x precision matrix and print the classic comparison table "
+                    "(img/s, W, img/s per W, speed-up), writing results.json/.csv/.md/.png.")
+    parser.add_argument("target", nargs="?", default="alexnet", metavar="MODEL",
+                        help="a bundled model (alexnet, small_cnn, mlp), path.py[:function] "
+                             "(default function build_model) or module:function (default: alexnet)")
+    parser.add_argument("--backends", default="", help="comma-separated Keras backends: tensorflow, jax, torch "
+                                                        "(default: the resolved backend, see devswitch info)")
+    parser.add_argument("--devices", default="cpu,gpu", help="comma-separated: cpu, gpu, gpu:N (default cpu,gpu)")
+    parser.add_argument("--precisions", default="fp32,half",
+                        help="comma-separated: fp32, fp16, bf16, half (default fp32,half)")
+    parser.add_argument("--batch-sizes", default="1,128", help="comma-separated (default 1,128)")
+    parser.add_argument("--mode", default="inference", choices=["inference", "training"])
+    parser.add_argument("--warmup", default="5", help="untimed iterations after the first call (default 5)")
+    parser.add_argument("--iterations", default="20", help="timed iterations per batch size (default 20)")
+    parser.add_argument("--min-time", default="0", help="keep timing for at least this many seconds (default 0)")
+    parser.add_argument("--baseline", default="cpu/fp32",
+                        help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
+                             "BACKEND/DEVICE/PRECISION (default cpu/fp32)")
+    parser.add_argument("--out", default="", metavar="DIR",
+                        help="output folder, checked before anything runs (default: a new folder "
+                             "devswitch-results/<timestamp>, never overwritten); a DIR that already holds "
+                             "results is refused (rather than written to a new folder beside it) unless --force "
+                             "is given")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite the results already in --out (they are replaced after the first "
+                             "configuration finishes)")
+    parser.add_argument("--save-profile", default=None, metavar="NAME",
+                        help="write the fastest configuration at the largest batch size as profile NAME into "
+                             "./.devswitchrc (created, or added to without touching the rest); then run it "
+                             "with DEVSWITCH_PROFILE=NAME")
+    parser.add_argument("--no-predict-baseline", action="store_true", help="skip the plain model.predict figure")
+    parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul probe for fraction of peak")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace):
+    """Validate every option before anything runs; pure (the output folder is checked by prepare_output)."""
+    import os
+
+    from ..compare import Options
+    from ..config import resolve
+    from ..settings import BY_NAME, parse_device, parse_precision
+
+    if args.backends.strip():
+        chosen = _items("--backends", args.backends, BY_NAME["backend"].parse)
+        if "auto" in chosen:
+            raise UsageError("--backends: 'auto' is not a column", hint="name them: tensorflow,jax,torch")
+    else:  # the backend the switch resolves to here (KERAS_BACKEND, keras.json, .devswitchrc, ...)
+        chosen = (resolve(os.environ, Path.home(), Path.cwd()).backend,)
+    devices = _items("--devices", args.devices, parse_device)
+    if "auto" in devices:
+        raise UsageError("--devices: 'auto' is not a column", hint="name the devices: cpu,gpu")
+    precisions = _items("--precisions", args.precisions, parse_precision)
+    batches = _items("--batch-sizes", args.batch_sizes, lambda t: _number("--batch-sizes", t, int, 1))
+    parts = args.baseline.split("/")
+    base_backend = parts.pop(0) if len(parts) == 3 else chosen[0]
+    base_device, base_precision = (parts + [""])[:2] if len(parts) <= 2 else ("", "")
+    try:
+        base_device, base_precision = parse_device(base_device), parse_precision(base_precision)
+    except Invalid:
+        pass
+    baseline = (base_backend, base_device, base_precision)
+    if base_backend not in chosen or base_device not in devices or base_precision not in precisions:
+        raise UsageError(f"--baseline {args.baseline}: not one of the columns", hint="use DEVICE/PRECISION from "
+                         "--devices and --precisions (BACKEND/DEVICE/PRECISION with several --backends), e.g. "
+                         f"--baseline {devices[0]}/{precisions[0]}")
+    return Options(args.target, chosen, devices, precisions, batches, args.mode,
+                   _number("--warmup", args.warmup, int, 0), _number("--iterations", args.iterations, int, 1),
+                   _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
+                   not args.no_peak_probe, baseline, args.out, force=args.force)
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from ..compare import prepare_output, render_markdown, run_matrix, write_outputs
+    from ..errors import RunError
+    from ..worker import parse_target
+
+    options = options_from_args(args)
+    parse_target(options.target)  # a bad MODEL is an error before any process starts
+    from .. import profiles
+    from ..sources import RC_NAME
+
+    profile_file = Path.cwd() / RC_NAME
+    if args.save_profile is not None:
+        profiles.check(profile_file, args.save_profile)  # so is a profile that could not be saved
+    output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
+    options = dataclasses.replace(options, out=str(output.path), command=("devswitch", *args.argv))
+
+    live = _live_status() if sys.stderr.isatty() else None
+
+    def progress(line: str) -> None:
+        if live is not None and line.startswith("["):
+            live.update(f"devswitch compare {line}")  # a live status line on a terminal
+        print(line, file=sys.stderr, flush=True)
+
+    def save_finished_rows(doc: dict) -> None:
+        try:
+            write_outputs(doc, output.path, plot=False)
+        except OSError as error:  # the rows stay in memory; the final write tries again
+            progress(f"warning: could not write the finished rows to {output.path}: {error}")
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM (a CI time-out, `timeout`, kill): stop as for Ctrl-C
+
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        if live is not None:
+            live.start()
+        doc = run_matrix(options, progress, output.work, on_update=save_finished_rows)
+    finally:
+        if live is not None:
+            live.stop()
+        signal.signal(signal.SIGTERM, previous)
+        output.close()
+    table = render_markdown(doc)
+    try:
+        notes = write_outputs(doc, output.path)
+    except OSError as error:
+        print(table)
+        print(f"devswitch: error: could not write the results to {output.path}: {error}; the table above is "
+              "what was measured", file=sys.stderr)
+        return 1
+    print(table)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"devswitch: wrote results.json, results.csv, results.md, results.html"
+          f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
+    if args.save_profile is not None:
+        save_winner(doc, args.save_profile, profile_file)
+    if doc["interrupted"]:
+        return 130
+    failed = [c for c in doc["_cells"] if c.status.startswith("failed")]
+    return RunError.exit_code if failed else 0
+
+
+def _live_status():
+    """A rich status spinner on stderr (terminals only; logs and CI get the plain lines alone)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status("devswitch compare: starting")
+
+
+def save_winner(doc: dict, name: str, path: Path) -> None:
+    """Write the fastest configuration at the largest batch size as a profile (or say why not)."""
+    from .. import profiles
+    from ..compare import recommend
+
+    picks = recommend(doc)
+    if not picks:
+        print(f"devswitch: error: no configuration was measured: profile '{name}' not saved", file=sys.stderr)
+        return
+    pick = picks[-1]  # the largest batch size: the throughput configuration
+    settings = pick.switch(len(doc["options"].get("backends") or []) > 1)
+    rate = pick.best.metric("throughput")
+    note = (f"devswitch compare {doc['options']['target']}: fastest at batch {pick.batch} "
+            f"({rate:,.1f} {doc['model']['unit']}/s"
+            + ("" if pick.significant else ", not significantly faster than the next") + ")")
+    try:
+        profiles.add(path, name, settings, note)
+    except (OSError, DevswitchError) as error:
+        print(f"devswitch: error: profile '{name}' not saved to {path}: {error}", file=sys.stderr)
+        return
+    print(f"devswitch: saved profile '{name}' ({', '.join(f'{k}={v}' for k, v in settings.items())}) to {path}; "
+          f"run it with DEVSWITCH_PROFILE={name} python train.py", file=sys.stderr)

@@ -1,0 +1,180 @@
+"""``devswitch info``: hardware, versions, the resolved configuration and why."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from ..config import Config
+from ..errors import DevswitchError
+from .common import add_switch_options, explicit_from_args
+
+
+def info_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser("info", help="hardware, versions, the resolved configuration and why")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (schema in README)")
+    add_switch_options(parser)
+    return parser
+
+
+def collect_info(config: Config, inventory, versions: dict | None = None) -> tuple[dict, int]:
+    """Everything ``info`` shows, as data. Returns (data, exit code). Pure given its arguments."""
+    from .. import backends
+    from ..devices import choose
+
+    backend = backends.get(config.backend)
+    data = {
+        "schema_version": 2,
+        "versions": versions or {},
+        "backend": {"name": config.backend, "source": config["backend"].source,
+                    "location": config["backend"].location,
+                    "installed": {name: backends.missing_reason(name) or "installed" for name in backends.NAMES}},
+        "devices": {
+            "cpu": {"model": inventory.cpu.model, "cores": inventory.cpu.cores,
+                    "features": sorted(inventory.cpu.features), "native_bf16": inventory.cpu.native_bf16},
+            "gpus": [dict(dataclasses.asdict(g), compute_capability=g.cc) for g in inventory.gpus],
+        },
+        "files": [f for f in config.files],
+        "profiles": list(config.profiles),
+        "config": config.to_dict(),
+    }
+    code = 0
+    try:
+        import os
+
+        backend.refuse(config)
+        plan = choose(config, inventory)
+        half = choose(Config({**config.values, "precision": dataclasses.replace(
+            config["precision"], value="half")}), inventory)
+        strategy = backend.plan_distribution(config, plan, os.environ)
+        data["resolved"] = {
+            "backend": config.backend,
+            "device": plan.device, "gpus": list(plan.gpus), "device_reason": plan.device_reason,
+            "precision": plan.precision, "policy": plan.policy, "precision_reason": plan.precision_reason,
+            "half": half.precision, "half_reason": half.precision_reason,
+            "strategy": strategy.name, "replicas": strategy.replicas, "replica_devices": list(strategy.devices),
+            "workers": strategy.workers, "role": strategy.role,
+            "xla": config.xla, "meanings": backend.meanings(config, plan),
+        }
+        data["warnings"] = list(plan.warnings) + list(strategy.warnings) + list(backend.notices(config, plan))
+    except DevswitchError as error:
+        data["resolved"] = {"error": str(error)}
+        data["warnings"] = []
+        code = error.exit_code
+    return data, code
+
+
+def render_info(data: dict) -> str:
+    v, cpu, b = data["versions"], data["devices"]["cpu"], data["backend"]
+    framework = " | ".join(f"{k} {v[k]}" for k in ("tensorflow", "jax", "jaxlib", "torch") if v.get(k))
+    if v.get("cuda_build") is not None:
+        framework += f" ({'CUDA ' + str(v['cuda']) + ', cuDNN ' + str(v['cudnn']) if v['cuda_build'] else 'CPU-only build'})"
+    lines = [
+        f"devswitch {v.get('devswitch', '?')}",
+        f"backend    {b['name']}  ({b['source']}: {b['location']})",
+        f"versions   python {v.get('python')} | keras {v.get('keras')} | {framework or 'framework not loaded'} "
+        f"| numpy {v.get('numpy')}",
+        "backends   " + " | ".join(f"{name}: {state}" for name, state in b["installed"].items()),
+        f"cpu        {cpu['model']} | {cpu['cores']} cores | {' '.join(cpu['features']) or 'no SIMD features read'}",
+    ]
+    gpus = data["devices"]["gpus"]
+    if gpus:
+        for g in gpus:
+            mem = f", {g['memory_bytes'] / 2**30:.0f} GiB" if g.get("memory_bytes") else ""
+            lines.append(f"gpu:{g['index']:<6} {g['name']} | compute capability {g['compute_capability']}{mem}")
+    else:
+        lines.append(f"gpus       none visible to {b['name']}")
+    lines += ["", "configuration (files read: " + (", ".join(data["files"]) or "none") + ")"]
+    rows = [("key", "value", "source", "location")]
+    for key, entry in data["config"].items():
+        value = entry["value"]
+        if isinstance(value, dict):
+            value = ":".join(str(x) for x in value.values())
+        rows.append((key, str(value) if value != "" else "-", entry["source"], entry["location"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
+    lines += ["", f"on this machine, with {b['name']}"]
+    r = data["resolved"]
+    if "error" in r:
+        lines.append(f"  error: {r['error']}")
+    else:
+        lines.append(f"  device     {r['device']}  ({r['device_reason']})")
+        lines.append(f"  precision  {r['precision']} = Keras policy {r['policy']}  ({r['precision_reason']})")
+        lines.append(f"  half       would be {r['half']}  ({r['half_reason']})")
+        lines.append(f"  strategy   {r['strategy']}: {r['replicas']} replica(s) on {', '.join(r['replica_devices'])}"
+                     f" | {r['role']}")
+        lines.append(f"  xla        {str(r['xla']).lower()}: {r['meanings']['xla']}")
+        lines += ["", f"what each setting does on {b['name']}"]
+        for key, meaning in r["meanings"].items():
+            lines.append(f"  {key:<14} {meaning}")
+    for warning in data["warnings"]:
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines)
+
+
+def print_info_rich(data: dict) -> None:
+    """``info`` on a terminal: the same content, the configuration as a rich table that fits the width."""
+    from rich.console import Console
+    from rich.table import Table
+
+    text = render_info(data)
+    head, _, rest = text.partition("\nconfiguration (files read:")
+    config_title, _, tail = rest.partition("\n")
+    after = tail.split("\n\non this machine", 1)
+    console = Console()
+    console.print(head, highlight=False, markup=False)
+    table = Table(title="configuration (files read:" + config_title, title_justify="left", show_edge=False)
+    for name in ("key", "value", "source", "location"):
+        table.add_column(name, overflow="fold")
+    for key, entry in data["config"].items():
+        value = entry["value"]
+        if isinstance(value, dict):
+            value = ":".join(str(x) for x in value.values())
+        table.add_row(key, str(value) if value != "" else "-", str(entry["source"]), str(entry["location"]))
+    console.print()
+    console.print(table)
+    if len(after) == 2:
+        console.print("\non this machine" + after[1], highlight=False, markup=False)
+
+
+def info_command(args: argparse.Namespace) -> int:
+    import os
+
+    from .. import backends
+    from ..config import resolve
+    from ..devices import Inventory, detect_cpu
+    from ..nativelog import native_log_filter
+
+    config = resolve(os.environ, Path.home(), Path.cwd(), explicit_from_args(args))
+    backend = backends.get(config.backend)
+    versions, inventory = {}, Inventory(detect_cpu())
+    if backends.installed(config.backend) and backends.keras_running() in (None, config.backend):
+        # this process is devswitch itself: set what the framework reads at start-up, as the switch would
+        from .. import state
+
+        for name, value in {"KERAS_BACKEND": config.backend, **backend.environment(config, os.environ)}.items():
+            state.setenv(name, value)
+        with native_log_filter(config.log_level, backend.LIBRARY):
+            from ..devices import detect
+            from ..environment import versions as library_versions
+
+            inventory = detect(config.backend)
+            versions = library_versions(config.backend)
+    else:
+        versions = {"devswitch": sys.modules["devswitch"].__version__}
+    data, code = collect_info(config, inventory, versions)
+    reason = backends.missing_reason(config.backend)
+    if reason and "error" not in data["resolved"]:
+        data["resolved"] = {"error": f"backend={config.backend} ({config['backend'].location}): {reason}"}
+        code = 2
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    elif sys.stdout.isatty():
+        print_info_rich(data)
+    else:
+        print(render_info(data))
+    return code
