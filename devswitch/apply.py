@@ -6,38 +6,29 @@ memory and thread pools before the runtime starts; the dtype policy before the
 model is built; XLA and loss scaling are read at ``compile``. So: resolve ->
 apply -> build -> compile -> fit. What one backend does is in ``backends/``.
 
-Everything that can refuse is decided before anything is changed, and a runtime
-that already runs with another set-up is a TooLateError, never a silent mismatch.
+Everything that can refuse is decided (``decide.decide``) before anything is changed, and a
+runtime that already runs with another set-up is a TooLateError, never a silent mismatch. What
+was applied is kept on the process's session (``state.current()``), which ``reset()`` clears.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
 import sys
-import weakref
 
 from . import backends, state
 from .config import Config
-from .devices import Inventory, Plan, choose, detect
+from .decide import decide
+from .devices import Inventory, Plan, detect
 from .errors import ConfigError, TooLateError
 from .backends.common import TOO_LATE_HINT
 from .nativelog import native_log_filter
 
 log = logging.getLogger("devswitch")
 
-_DEFAULT_STATE = {"xla": "auto", "policy": None, "backend": None}
-_state: dict = dict(_DEFAULT_STATE)
 _TIMED = ("fit", "evaluate", "predict")
-_compiled: "weakref.WeakSet" = weakref.WeakSet()  # models compiled under devswitch (for the policy warning)
-
-
-def _forget() -> None:
-    _state.clear()
-    _state.update(_DEFAULT_STATE)
-    _compiled.clear()
 
 
 def setup_logging(config: Config) -> None:
@@ -67,13 +58,14 @@ def _install_compile_default(keras) -> None:
     if state.patched(keras.Model, "compile"):
         return
     original = keras.Model.compile
+    session = state.current()
 
     @functools.wraps(original)
     def compile(self, *args, **kwargs):  # noqa: A001 - mirrors Keras' name
-        if _state["xla"] != "auto" and "jit_compile" not in kwargs and len(args) < 8:
-            kwargs["jit_compile"] = _state["xla"]
+        if session.xla != "auto" and "jit_compile" not in kwargs and len(args) < 8:
+            kwargs["jit_compile"] = session.xla
         _warn_stale_policy([self], "is being compiled")
-        _compiled.add(self)
+        session.compiled.add(self)
         return original(self, *args, **kwargs)
 
     compile.__devswitch_original__ = original
@@ -86,7 +78,7 @@ def _model_policy(model) -> str | None:
 
 def _warn_stale_policy(models, doing: str) -> None:
     """Say so when a model keeps a policy other than the one devswitch applied (it was built before)."""
-    applied = _state.get("policy")
+    applied = state.current().policy
     if applied is None:
         return
     for model in models:
@@ -100,7 +92,7 @@ def _warn_stale_policy(models, doing: str) -> None:
 
 def applied_policy() -> str | None:
     """The Keras dtype policy devswitch applied in this process, or None."""
-    return _state.get("policy")
+    return state.current().policy
 
 
 def _policy_is_ours() -> bool:
@@ -124,8 +116,8 @@ def _apply_policy(keras, name: str) -> None:
 
     policy = keras.DTypePolicy(name)
     policy._devswitch_policy = True
-    _state["policy"] = name
-    _state["policy_object"] = policy
+    session = state.current()
+    session.policy, session.policy_object = name, policy
     if not state.patched(global_state, "get_global_attribute"):
         before = global_state.get_global_attribute("dtype_policy", None)
         original = global_state.get_global_attribute
@@ -133,18 +125,19 @@ def _apply_policy(keras, name: str) -> None:
         @functools.wraps(original)
         def get_global_attribute(attribute, default=None, set_to_default=False):
             # Keras reads its global state on every layer call: only "dtype_policy" takes the slow path
-            if attribute != "dtype_policy" or _state.get("policy_object") is None:
+            ours = session.policy_object
+            if attribute != "dtype_policy" or ours is None:
                 return original(attribute, default, set_to_default)
             value = original(attribute, None)
-            if value is None or (getattr(value, "_devswitch_policy", False) and value is not _state["policy_object"]):
-                value = _state["policy_object"]
+            if value is None or (getattr(value, "_devswitch_policy", False) and value is not ours):
+                value = ours
                 global_state.set_global_attribute(attribute, value)
             return value
 
         get_global_attribute.__devswitch_original__ = original
         state.patch(global_state, "get_global_attribute", get_global_attribute)
         state.on_reset("policy", lambda: global_state.set_global_attribute("dtype_policy", before))
-    stale = [m for m in list(_compiled) if _model_policy(m) not in (None, name)]
+    stale = [m for m in list(session.compiled) if _model_policy(m) not in (None, name)]
     keras.config.set_dtype_policy(policy)
     _warn_stale_policy(stale, "was built")
 
@@ -153,29 +146,31 @@ def _install_timing(keras, config: Config) -> None:
     """Time every Model.fit/evaluate/predict (report != off), or restore Keras' own methods (off)."""
     from . import timing
 
-    timing._options["batch_timing"] = config.batch_timing
+    session = state.current()
+    session.batch_timing = config.batch_timing
     for name in _TIMED:
         if config.report == "off":
             state.unpatch(keras.Model, name)
         elif not state.patched(keras.Model, name):
-            state.patch(keras.Model, name, timing.wrap(name, getattr(keras.Model, name)))
+            state.patch(keras.Model, name, timing.wrap(name, getattr(keras.Model, name), session))
 
 
 def inventory() -> Inventory | None:
     """The hardware the applied plan was chosen for."""
-    return _state.get("inventory")
+    return state.current().inventory
 
 
 def strategy():
     """The distribution devswitch applied (a tf.distribute strategy, a Keras Distribution), or None."""
-    name = _state.get("backend")
+    name = state.current().backend
     return backends.get(name).strategy() if name else None
 
 
 def resolve_xla(model=None) -> bool:
     """What ``xla`` means for ``model`` here: true/false as set; auto = Keras' own jit_compile="auto" rule."""
-    if _state["xla"] != "auto":
-        return bool(_state["xla"])
+    xla = state.current().xla
+    if xla != "auto":
+        return bool(xla)
     resolve = getattr(model, "_resolve_auto_jit_compile", None)
     return bool(resolve()) if resolve is not None else False
 
@@ -203,10 +198,9 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
     running) is decided before the framework's own state is changed; what must be set before the
     framework is imported (its environment variables) is recorded, so reset() restores it.
     """
-    state.on_reset("apply-state", _forget)
     backend = backends.get(config.backend)
     _check_backend(config)
-    backend.refuse(config)
+    backend.refuse(config)  # before the framework is imported to look at the devices
     variables = {"KERAS_BACKEND": config.backend, **backend.environment(config, os.environ)}
     before = {name: os.environ.get(name) for name in variables}
     try:
@@ -216,8 +210,8 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
         with native_log_filter(config.log_level, backend.LIBRARY):
             backend.start(config, os.environ)  # e.g. JAX joins its cluster before anything starts its backends
             inventory = inventory or detect(config.backend)
-        plan = choose(config, inventory)
-        strategy_plan = backend.plan_distribution(config, plan, os.environ)
+        decision = decide(config, inventory, os.environ)
+        plan = decision.plan
         backend.preflight(config, plan)
     except BaseException:
         # refused: the variables go back to what they were before this call (a framework that was
@@ -228,18 +222,19 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
             else:
                 os.environ[name] = value
         raise
-    _state["inventory"] = inventory
+    session = state.current()
+    session.inventory = inventory
 
     setup_logging(config)
-    for warning in plan.warnings + strategy_plan.warnings + tuple(backend.notices(config, plan)):
+    for warning in decision.warnings:
         log.warning(warning)
+    strategy_plan = plan.strategy
     backend.apply(config, plan, strategy_plan)
-    plan = dataclasses.replace(plan, strategy=strategy_plan)
-    _state["backend"] = config.backend
+    session.backend = config.backend
 
     import keras
 
-    _state["xla"] = config.xla
+    session.xla = config.xla
     _apply_policy(keras, plan.policy)
     _install_compile_default(keras)
     _install_timing(keras, config)

@@ -25,6 +25,9 @@ CPU_FEATURES = {
     "avx512_bf16": "AVX512-BF16", "avx512_fp16": "AVX512-FP16", "amx_bf16": "AMX-BF16",
     "amx_tile": "AMX", "amx_fp16": "AMX-FP16",
 }
+BF16_FEATURES = ("AMX-BF16", "AVX512-BF16")  # a CPU with either runs bf16 natively
+BF16_CC = (8, 0)   # GPUs from this compute capability have bf16 tensor cores
+FP16_CC = (7, 0)   # ... and from this one fp16 tensor cores
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Cpu:
 
     @property
     def native_bf16(self) -> bool:
-        return bool({"AVX512-BF16", "AMX-BF16"} & self.features)
+        return bool(set(BF16_FEATURES) & self.features)
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,9 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
         return "cpu", (), "auto: no GPU found", warnings
     # gpu or gpu:N,...
     if not inventory.gpus:
-        from .backends import DISPLAY
+        from . import backends
 
-        name = DISPLAY.get(config.backend, config.backend)
+        name = backends.get(config.backend).DISPLAY
         reason = (f"{name} sees no GPU on this machine (no CUDA device, or a CPU-only {name} build; "
                   "see 'devswitch info')")
         if config.fallback == "error":
@@ -158,31 +161,82 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
     return "gpu:" + ",".join(map(str, indices)), indices, why, warnings
 
 
+def _cc_label(cc: tuple[int, int]) -> str:
+    return "%d.%d" % cc
+
+
+def slowest_cc(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[int, int] | None:
+    """The lowest known compute capability among the selected GPUs (the slowest one decides)."""
+    known = [inventory.gpus[i].compute_capability for i in gpus if inventory.gpus[i].compute_capability]
+    return min(known) if known else None
+
+
+def bf16_missing(inventory: Inventory, gpus: tuple[int, ...]) -> str | None:
+    """Why bf16 is not native on the selected device (it would be emulated or slow), or None when it is.
+
+    The one bf16 rule: a CPU needs AVX512-BF16 or AMX; a GPU needs compute capability 8.0+.
+    """
+    if not gpus:
+        return None if inventory.cpu.native_bf16 else ("this CPU has no native bf16 (AVX512-BF16 or AMX); it "
+                                                       "would be emulated")
+    old = [inventory.gpus[i] for i in gpus
+           if inventory.gpus[i].compute_capability and inventory.gpus[i].compute_capability < BF16_CC]
+    if old:
+        return f"gpu:{old[0].index} (compute capability {old[0].cc}) has no bf16 tensor cores (needs 8.0+)"
+    return None
+
+
+def half(inventory: Inventory, gpus: tuple[int, ...], cpu_half: tuple[str, str]) -> tuple[str, str, list[str]]:
+    """What ``precision: half`` means here: (precision, reason, warnings).
+
+    On GPUs tensor cores decide (the slowest selected GPU decides): bf16 from 8.0, fp16 from 7.0. On a
+    CPU, bf16 only where the chip has it natively, and then ``cpu_half``, the backend's measured answer
+    (``("bf16", reason)`` where bf16 measured faster, ``("fp32", reason)`` where it did not; the reason
+    may name ``{feature}``).
+    """
+    if gpus:
+        cc = slowest_cc(inventory, gpus)
+        if cc is None:
+            return "fp32", "half: GPU compute capability unknown", [
+                "half: the GPU's compute capability is unknown; staying at fp32"]
+        label = _cc_label(cc)
+        if cc >= BF16_CC:
+            return "bf16", f"half: GPU compute capability {label} >= 8.0 has bf16 tensor cores", []
+        if cc >= FP16_CC:
+            return "fp16", f"half: GPU compute capability {label} has fp16 tensor cores, no bf16", []
+        return "fp32", f"half: compute capability {label} has no fast half precision", [
+            f"half: GPU compute capability {label} < 7.0 has no tensor cores; no speed-up from half precision "
+            "is available, staying at fp32"]
+    if bf16_missing(inventory, gpus):
+        return "fp32", "half: CPU has no native bf16 (AVX512-BF16/AMX), fp32 is fastest", []
+    precision, reason = cpu_half
+    feature = next(f for f in BF16_FEATURES if f in inventory.cpu.features)
+    return precision, "half: " + reason.format(feature=feature), []
+
+
 def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
     asked, why = config.precision, _where(config, "precision")
     warnings: list[str] = []
-    known = [inventory.gpus[i].compute_capability for i in gpus if inventory.gpus[i].compute_capability]
-    cc = min(known) if known else None  # the slowest selected GPU decides
-    cpu = inventory.cpu
-    if asked == "half":  # which half type is fast depends on the backend too: each module has its rule
+    cc = slowest_cc(inventory, gpus)
+    if asked == "half":  # which half type is fast depends on the backend too: each module has its measurement
         from . import backends
 
-        precision, reason, notes = backends.get(config.backend).half_rule(inventory, gpus)
+        precision, reason, notes = half(inventory, gpus, backends.get(config.backend).CPU_HALF)
         return precision, f"{reason} [{config.backend}]", notes
     if asked == "fp16":
         if not gpus:
             warnings.append(f"precision=fp16 ({why}) on a CPU: float16 kernels fall back to slow paths "
                             "(measured 0.82x of fp32 on an AVX-512 CPU); use precision: half or bf16 for a "
                             "CPU speed-up")
-        elif cc and cc < (7, 0):
-            warnings.append(f"precision=fp16 on compute capability {'%d.%d' % cc}: no tensor cores, expect "
+        elif cc and cc < FP16_CC:
+            warnings.append(f"precision=fp16 on compute capability {_cc_label(cc)}: no tensor cores, expect "
                             "little or no speed-up")
-    if asked == "bf16":
-        if not gpus and not cpu.native_bf16:
+    if asked == "bf16" and bf16_missing(inventory, gpus):
+        if not gpus:
             warnings.append(f"precision=bf16 ({why}) on a CPU without AVX512-BF16/AMX: bf16 is emulated and "
                             "likely slower than fp32")
-        elif gpus and cc and cc < (8, 0):
-            warnings.append(f"precision=bf16 on compute capability {'%d.%d' % cc}: no bf16 tensor cores "
+        else:
+            warnings.append(f"precision=bf16 on compute capability {_cc_label(cc)}: no bf16 tensor cores "
                             "(needs 8.0+), expect it to be slower than fp16")
     return asked, why, warnings
 

@@ -1,29 +1,31 @@
 """The IPython extension: ``%load_ext devswitch``, then ``%devswitch precision=bf16 device=cpu``.
 
-The magic applies settings like ``configure()`` (same validation and messages, printed without a
-traceback), and after each cell that ran ``fit`` / ``evaluate`` / ``predict`` the new timed calls are
-shown as a table (HTML in Jupyter).
+The magic parses its line with the parser of ``DEVSWITCH_FLAGS`` (``key=value`` separated by commas or
+spaces, shell quoting) and applies the settings like ``configure()`` (same validation and messages,
+printed without a traceback). After each cell that ran ``fit`` / ``evaluate`` / ``predict`` the new
+timed calls are shown as a table (HTML in Jupyter); the cursor of what was shown lives on the session,
+so ``devswitch.reset()`` starts it over.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from . import session
+from . import session, state
 from .errors import DevswitchError, UsageError
+from .sources import parse_flags
 
-_seen = {"count": 0}
+WHERE = "%devswitch"
 
 
 def parse(line: str) -> dict[str, str]:
     """``key=value key=value`` (or comma-separated, as in DEVSWITCH_FLAGS) -> settings for configure()."""
-    settings: dict[str, str] = {}
-    for token in shlex.split(line.replace(",", " ") if "=" in line else line):
-        key, sep, value = token.partition("=")
-        if not sep or not key or not value:
-            raise UsageError(f"%devswitch: '{token}' is not key=value", hint="e.g. %devswitch precision=bf16 device=cpu")
-        settings[key.strip().replace("-", "_")] = value.strip()
-    return settings
+    try:
+        tokens = shlex.split(line)
+    except ValueError as error:  # an unbalanced quote
+        raise UsageError(f"{WHERE}: cannot read {line.strip()!r}: {error}",
+                         hint=f"close the quote, e.g. {WHERE} report=\"my runs.json\"") from None
+    return {entry.key: entry.raw for entry in parse_flags(",".join(tokens), where=WHERE)}
 
 
 def devswitch_magic(line: str):
@@ -37,11 +39,16 @@ def devswitch_magic(line: str):
         print(f"devswitch: error: {error}")
 
 
-def _show_new_calls(result=None) -> None:
-    from .timing import RUNS
+def new_calls() -> list:
+    """The timed calls the notebook has not shown yet; from now on they count as shown."""
+    current = state.current()
+    new = current.runs[current.notebook_seen:]
+    current.notebook_seen = len(current.runs)
+    return new
 
-    new = RUNS[_seen["count"]:]
-    _seen["count"] = len(RUNS)
+
+def _show_new_calls(result=None) -> None:
+    new = new_calls()
     if new:
         from IPython.display import display
 
@@ -51,8 +58,6 @@ def _show_new_calls(result=None) -> None:
 
 
 def load(ipython) -> None:
-    from .timing import RUNS
-
-    _seen["count"] = len(RUNS)
+    new_calls()  # what ran before the extension was loaded is not this cell's
     ipython.register_magic_function(devswitch_magic, magic_kind="line", magic_name="devswitch")
     ipython.events.register("post_run_cell", _show_new_calls)

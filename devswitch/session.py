@@ -1,7 +1,10 @@
-"""The process-wide switch: resolve from the real environment, apply, remember.
+"""The process-wide switch: resolve from the real environment, apply, remember; the public API over
+the one session object.
 
-This is the glue between the pure parts (config, devices) and apply; it holds
-the one piece of module state devswitch has — what was applied in this process.
+This is the glue between the pure parts (config, decide) and apply. Every piece of process state
+devswitch keeps lives on ``state.current()`` (a ``state.Session``): the configuration, the plan, the
+explicit values, what was applied, the timed runs, the notebook's cursor, each backend's state;
+``reset()`` undoes what devswitch changed and clears it all.
 """
 
 from __future__ import annotations
@@ -13,16 +16,30 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import state
 from .apply import apply
-from .config import Config, resolve
+from .config import Config, is_disabled, resolve
 from .devices import Inventory, Plan
-from .config import is_disabled
 from .errors import DevswitchError
 from .sources import Layer
 
-_current: dict[str, Any] = {"config": None, "plan": None, "explicit": {}, "atexit": False}
 # One configure() at a time: config(), plan() and Keras' policy always describe the same call.
 _lock = threading.RLock()
+
+
+class _Fields:
+    """``_current.update(config=None, ...)``: a view onto the session for code written before it existed
+    (tests/test_benchmark.py); new code calls ``devswitch.reset()``."""
+
+    def update(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(state.current(), name, value)
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(state.current(), name)
+
+
+_current = _Fields()
 
 def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
     """Resolve against this process's environment, home directory and working directory."""
@@ -35,10 +52,11 @@ def activate(explicit: Mapping[str, Any] | Layer | None = None, inventory: Inven
         cfg = resolve_here(explicit)
         plan = apply(cfg, inventory)
         kept = {e.key: e.raw for e in explicit.entries} if isinstance(explicit, Layer) else dict(explicit or {})
-        _current.update(config=cfg, plan=plan, explicit=kept)
-        if cfg.report != "off" and not _current["atexit"]:
-            atexit.register(report_at_exit)
-            _current["atexit"] = True
+        session = state.current()
+        session.config, session.plan, session.explicit = cfg, plan, kept
+        if cfg.report != "off" and not session.process.get("atexit"):
+            atexit.register(report_at_exit)  # once per process: a reset does not unregister it
+            session.process["atexit"] = True
         return plan
 
 
@@ -56,9 +74,8 @@ def runs():
     """The timed Keras calls of this process so far: a list of immutable records that prints (and renders
     in Jupyter) as the summary table."""
     from .results import Calls
-    from .timing import RUNS
 
-    return Calls(RUNS)
+    return Calls(state.current().runs)
 
 
 def summary():
@@ -71,7 +88,7 @@ def context() -> dict:
     from .devices import detect_cpu
     from .environment import versions
 
-    cfg, plan = config(), _current["plan"]
+    cfg, plan = config(), state.current().plan
     cpu = detect_cpu()
     data = {"environment": {**versions(plan.backend if plan else None), "cpu": cpu.model, "cpu_cores": cpu.cores,
                             "cpu_features": sorted(cpu.features)},
@@ -92,7 +109,7 @@ def report_at_exit() -> None:
     The report is JSON Lines, one line per run with that run's own context; when it cannot be
     written, the run goes to a file beside it and the message says where (nothing measured is lost).
     """
-    cfg = _current["config"]
+    cfg = state.current().config
     records = runs()
     if cfg is None or cfg.report == "off" or not records:
         return
@@ -114,13 +131,14 @@ def report_at_exit() -> None:
 def config() -> Config:
     """The resolved, immutable configuration in effect (resolved now if nothing was applied yet)."""
     with _lock:
-        return _current["config"] or resolve_here(_current["explicit"])
+        session = state.current()
+        return session.config or resolve_here(session.explicit)
 
 
 def plan() -> Plan | None:
     """The device/precision decision applied in this process, or None if devswitch is disabled."""
     with _lock:
-        return _current["plan"]
+        return state.current().plan
 
 
 def configure(**settings: Any) -> Plan:
@@ -131,24 +149,19 @@ def configure(**settings: Any) -> Plan:
     imported).
     """
     with _lock:
-        return activate({**_current["explicit"], **settings})
+        return activate({**state.current().explicit, **settings})
 
 
 def reset() -> None:
     """Undo everything devswitch changed in this process: Keras patches, the dtype policy, the strategy,
-    environment variables, loggers; forget the configuration and the timed records.
+    environment variables, loggers; forget the configuration, the plan, the timed records, the notebook's
+    cursor and each backend's state (everything on the session).
 
     What TensorFlow fixes when its runtime starts (visible devices, thread pools, logical CPUs) stays
     as it is: no library can change it again inside the same process.
     """
-    from . import state
-
     with _lock:
         problems = state.reset()
-        _current.update(config=None, plan=None, explicit={})
-        timing = sys.modules.get(__package__ + ".timing")
-        if timing is not None:
-            timing.RUNS.clear()
     if problems:
         raise RuntimeError("devswitch.reset() could not undo: " + "; ".join(problems))
 

@@ -467,8 +467,14 @@ def keras_backend(environ: Mapping[str, str], home: Path) -> Entry:
 
 # --- environment -----------------------------------------------------------------
 
-def parse_flags(text: str) -> tuple[Entry, ...]:
-    """``DEVSWITCH_FLAGS="device=gpu:0,1,precision=fp16"`` -> entries (a bare index continues a GPU list)."""
+def parse_flags(text: str, where: str = ENV_FLAGS) -> tuple[Entry, ...]:
+    """``DEVSWITCH_FLAGS="device=gpu:0,1,precision=fp16"`` -> entries (a bare index continues a GPU list).
+
+    ``where`` names the flags' origin in messages and locations (``%devswitch`` parses its line here too).
+    """
+    def example(flags: str) -> str:
+        return f'{where}="{flags}"' if where == ENV_FLAGS else f"{where} {flags.replace(',', ' ')}"
+
     entries: list[Entry] = []
     for token in (t.strip() for t in text.split(",")):
         if not token:
@@ -481,18 +487,18 @@ def parse_flags(text: str) -> tuple[Entry, ...]:
                 continue
             guess = next((n for n in NAMES if token.lower().startswith(n)), None)
             hint = (f"did you mean '{guess}={quote(token[len(guess):])[1:-1]}'?" if guess else
-                    f'write {ENV_FLAGS}="device=gpu,precision=fp16"')
-            raise ConfigError(f"{quote(token)} is not KEY=VALUE", where=ENV_FLAGS, hint=hint)
+                    "write " + example("device=gpu,precision=fp16"))
+            raise ConfigError(f"{quote(token)} is not KEY=VALUE", where=where, hint=hint)
         key, _, value = (part.strip() for part in token.partition("="))
         if not key:
-            raise ConfigError(f"{quote(token)} has no key before '='", where=ENV_FLAGS,
-                              hint=f'write {ENV_FLAGS}="device={quote(value)[1:-1]}"' if value else None)
+            raise ConfigError(f"{quote(token)} has no key before '='", where=where,
+                              hint="write " + example(f"device={quote(value)[1:-1]}") if value else None)
         if key not in BY_NAME:
-            raise ConfigError(f"unknown key {quote(key)}", where=ENV_FLAGS, hint=_valid_keys_hint(key))
+            raise ConfigError(f"unknown key {quote(key)}", where=where, hint=_valid_keys_hint(key))
         if not value:
-            raise ConfigError(f"{quote(token)} has no value after '='", where=ENV_FLAGS,
+            raise ConfigError(f"{quote(token)} has no value after '='", where=where,
                               hint=f"allowed for {key}: {BY_NAME[key].allowed}")
-        entries.append(Entry(key, value, f"{ENV_FLAGS} ({key})"))
+        entries.append(Entry(key, value, f"{where} ({key})"))
     return tuple(entries)
 
 

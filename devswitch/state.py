@@ -1,6 +1,8 @@
-"""Everything devswitch changes in this process, recorded in one place and undone by one ``reset()``.
+"""Everything devswitch keeps and changes in this process: one ``Session`` object, and the undo journal.
 
-apply.py never assigns to ``os.environ`` or to a framework's attribute directly:
+The session holds every piece of process state devswitch keeps (the configuration, the plan, what
+was applied, the timed runs, the notebook's cursor, each backend's own state); modules receive it
+from ``current()`` instead of importing each other back. apply.py never assigns to ``os.environ`` or to a framework's attribute directly:
 it calls ``setenv`` / ``patch`` / ``on_reset`` here, which remember what was there
 before (the first time only), so ``reset()`` can put it back in reverse order.
 What a framework fixes when its runtime starts (TensorFlow's visible devices,
@@ -10,13 +12,59 @@ in its docstring rather than pretending.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import weakref
 from typing import Any, Callable
 
 _MISSING = object()
 _lock = threading.RLock()
 _undo: dict[tuple, Callable[[], None]] = {}  # insertion-ordered: undone last-in, first-out
+
+
+@dataclasses.dataclass(eq=False)
+class Session:
+    """Every piece of process state devswitch keeps; ``reset()`` puts each field back to its default.
+
+    ``process`` is the exception: facts a process fixes once (JAX joined its cluster, PyTorch sized its
+    inter-op pool) that no reset can undo, so forgetting them would only turn a clear refusal into a
+    framework's own error.
+    """
+
+    config: Any = None                    # config.Config in effect, or None
+    plan: Any = None                      # devices.Plan applied (with its StrategyPlan), or None
+    explicit: dict = dataclasses.field(default_factory=dict)  # configure()'s accumulated values
+    inventory: Any = None                 # devices.Inventory the plan was chosen for
+    backend: str | None = None            # the backend devswitch applied
+    xla: Any = "auto"                     # the xla setting Model.compile applies
+    policy: str | None = None             # the Keras dtype policy devswitch applied
+    policy_object: Any = None             # ... as the DTypePolicy object Keras is given
+    compiled: "weakref.WeakSet" = dataclasses.field(default_factory=weakref.WeakSet)  # models compiled under it
+    batch_timing: bool = False            # per-batch timing in the installed wrappers
+    runs: list = dataclasses.field(default_factory=list)  # results.CallRecord of every timed call
+    notebook_seen: int = 0                # how many of ``runs`` the notebook has shown
+    backend_state: dict = dataclasses.field(default_factory=dict)  # backend name -> that backend's dict
+    process: dict = dataclasses.field(default_factory=dict, metadata={"process": True})
+
+    def backend_of(self, name: str) -> dict:
+        """The state dict backend ``name`` keeps on this session."""
+        return self.backend_state.setdefault(name, {})
+
+    def clear(self) -> None:
+        """Every field back to its default (in place, so holders of this session see it), but ``process``."""
+        fresh = Session()
+        for field in dataclasses.fields(self):
+            if not field.metadata.get("process"):
+                setattr(self, field.name, getattr(fresh, field.name))
+
+
+_session = Session()
+
+
+def current() -> Session:
+    """The one session of this process."""
+    return _session
 
 
 def setenv(name: str, value: str) -> None:
@@ -73,7 +121,8 @@ def registered(key: str) -> bool:
 
 
 def reset() -> list[str]:
-    """Undo every recorded change, newest first; returns the problems met (an undo never stops the rest)."""
+    """Undo every recorded change, newest first, then clear the session; returns the problems met (an undo
+    never stops the rest)."""
     problems = []
     with _lock:
         items = list(_undo.items())
@@ -83,4 +132,5 @@ def reset() -> list[str]:
                 undo()
             except Exception as error:  # noqa: BLE001 - undo the rest whatever one of them does
                 problems.append(f"{key}: {type(error).__name__}: {error}")
+        _session.clear()
     return problems

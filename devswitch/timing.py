@@ -9,7 +9,8 @@ timing is opt-in (``BatchTimingCallback`` / ``batch_timing: true``) and labelled
 in every record.
 
 The wrappers that make ``import devswitch`` time every call are built here and
-installed by ``apply.py`` (the only module that changes Keras state).
+installed by ``apply.py`` (the only module that changes Keras state), which hands them the
+session they record into; nothing here imports ``apply``.
 """
 
 from __future__ import annotations
@@ -27,22 +28,17 @@ from typing import Any, Callable
 
 import keras
 
+from . import state
 from .errors import describe
 from .results import CallRecord, EpochTime, median
 
 log = logging.getLogger("devswitch")
 
-RUNS: list[CallRecord] = []
+SESSION = object()  # TimingCallback's default sink: the runs of the process's session (devswitch.runs())
 _local = threading.local()
 _warned_fp16: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 _FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
-
-
-def applied_policy() -> str | None:
-    from .apply import applied_policy as applied
-
-    return applied()
 
 
 def model_device(model) -> str:
@@ -125,13 +121,13 @@ def samples_hint(x, batch_size, steps, validation_split: float = 0.0) -> tuple[s
 class TimingCallback(keras.callbacks.Callback):
     """Times fit / evaluate / predict calls: whole calls and epochs, first (tracing) apart from steady state.
 
-    Records are kept in ``self.records`` and added to ``devswitch.runs()``. The
-    clock is injectable for tests.
+    Records are kept in ``self.records`` and added to ``sink``: by default ``devswitch.runs()``, None for
+    nowhere else. The clock is injectable for tests.
     """
 
     per_batch = False
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter, sink: list | None = RUNS):
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, sink: Any = SESSION):
         super().__init__()
         self.clock = clock
         self.sink = sink
@@ -188,6 +184,7 @@ class TimingCallback(keras.callbacks.Callback):
             rate = samples / wall if samples and wall > 0 else None
             step_rate = steps / wall if steps and wall > 0 else None
         replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1) or 1
+        session = state.current()
         record = CallRecord(
             kind=call["kind"], model=getattr(model, "name", "?"), status=status, wall_s=wall,
             traced=call["traced"], first_s=first, steady_s=steady, steps=steps, samples=samples,
@@ -197,11 +194,13 @@ class TimingCallback(keras.callbacks.Callback):
             compute_dtypes=compute_dtypes(model) if model is not None else (),
             nonfinite_loss_epochs=tuple(call["nonfinite"]),
             batch_times_s=tuple(call["batches"]) if call["batches"] is not None else None,
-            replicas=int(replicas), workers=_workers(model), applied_policy=applied_policy() or "",
+            replicas=int(replicas), workers=_workers(model), applied_policy=session.policy or "",
             backend=keras.backend.backend(),
         )
         self.records.append(record)
-        if self.sink is not None:
+        if self.sink is SESSION:
+            session.runs.append(record)
+        elif self.sink is not None:
             self.sink.append(record)
         if record.nonfinite_loss_epochs:
             log.warning(f"{record.kind} of model '{record.model}': loss became NaN/inf at epoch(s) "
@@ -301,10 +300,8 @@ def suppressed():
         _local.depth = previous
 
 
-_options = {"batch_timing": False}
-
-
-def wrap(kind: str, original: Callable) -> Callable:
+def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
+    """``original`` (Model.fit / evaluate / predict) timed: each call is recorded in ``session.runs``."""
     signature = inspect.signature(original)
 
     @functools.wraps(original)
@@ -319,7 +316,7 @@ def wrap(kind: str, original: Callable) -> Callable:
         callbacks = list(arguments.get("callbacks") or [])
         timer = next((c for c in callbacks if isinstance(c, TimingCallback)), None)
         if timer is None:
-            timer = BatchTimingCallback() if _options["batch_timing"] else TimingCallback()
+            timer = (BatchTimingCallback if session.batch_timing else TimingCallback)(sink=session.runs)
             callbacks.append(timer)
         arguments["callbacks"] = callbacks
         try:

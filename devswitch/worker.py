@@ -117,16 +117,9 @@ def load_factory(target: str):
 
 def unsupported_reason(plan, inventory) -> str | None:
     """Why this precision cannot really run on the chosen device (it would be emulated), or None."""
-    if plan.precision != "bf16":
-        return None
-    if not plan.gpus:
-        if not inventory.cpu.native_bf16:
-            return "this CPU has no native bf16 (AVX512-BF16 or AMX); it would be emulated"
-        return None
-    old = [g for g in inventory.gpus if g.index in plan.gpus and g.compute_capability and g.compute_capability < (8, 0)]
-    if old:
-        return f"gpu:{old[0].index} (compute capability {old[0].cc}) has no bf16 tensor cores (needs 8.0+)"
-    return None
+    from .devices import bf16_missing
+
+    return bf16_missing(inventory, plan.gpus) if plan.precision == "bf16" else None
 
 
 def set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:

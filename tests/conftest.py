@@ -25,11 +25,12 @@ def clean_environ(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def reset_devswitch():
-    """Every test starts and ends with a process devswitch has not touched (devswitch.reset())."""
+    """Every test starts and ends with a process devswitch has not touched (the public devswitch.reset())."""
+    if "devswitch" in sys.modules:
+        sys.modules["devswitch"].reset()
     yield
-    session = sys.modules.get("devswitch.session")
-    if session is not None:
-        session.reset()
+    if "devswitch" in sys.modules:
+        sys.modules["devswitch"].reset()
 
 
 @pytest.fixture

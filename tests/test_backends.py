@@ -64,7 +64,8 @@ def test_a_backend_that_is_not_installed_names_the_extra(home, project, monkeypa
 
 
 def test_every_backend_module_has_the_whole_interface():
-    names = ("LIBRARY", "EXTRA", "environment", "refuse", "start", "detect_gpus", "half_rule", "meanings", "notices",
+    names = ("LIBRARY", "EXTRA", "DISPLAY", "CPU_HALF", "environment", "refuse", "start", "detect_gpus", "meanings",
+             "notices",
              "plan_distribution", "preflight", "apply", "strategy", "versions", "model_device", "Runner")
     for name in backends.NAMES:
         module = backends.get(name)

@@ -6,18 +6,18 @@ import keras
 import pytest
 
 import devswitch
-from devswitch.devices import Cpu, Inventory
 from devswitch import session
+from devswitch.devices import Cpu, Inventory
 
 
 @pytest.fixture(autouse=True)
 def restore_keras_policy(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    session._current.update(config=None, plan=None, explicit={})
+    devswitch.reset()
     yield
+    devswitch.reset()
     keras.config.set_dtype_policy("float32")
-    session._current.update(config=None, plan=None, explicit={})
 
 
 def test_configure_sets_the_policy_used_by_layers_built_afterwards():

@@ -11,9 +11,21 @@ import tensorflow as tf
 
 import devswitch
 from conftest import SCRIPTS, result_line
-from devswitch import session, timing
 from devswitch.results import read_report
 from devswitch.timing import BatchTimingCallback, TimingCallback
+
+
+class Runs:
+    """devswitch.runs() read afresh at each look (it returns a snapshot)."""
+
+    def __iter__(self):
+        return iter(devswitch.runs())
+
+    def __getitem__(self, index):
+        return devswitch.runs()[index]
+
+    def __len__(self):
+        return len(devswitch.runs())
 
 
 @pytest.fixture
@@ -21,14 +33,11 @@ def timed(monkeypatch, tmp_path):
     """Apply devswitch in this process with timing on; undo it afterwards."""
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    session._current.update(config=None, plan=None, explicit={})
+    devswitch.reset()
     devswitch.configure(device="cpu", report="summary")
-    timing.RUNS.clear()
-    yield timing.RUNS
-    devswitch.configure(report="off", precision="fp32")
+    yield Runs()
+    devswitch.reset()
     keras.config.set_dtype_policy("float32")
-    timing.RUNS.clear()
-    session._current.update(config=None, plan=None, explicit={})
 
 
 @pytest.fixture

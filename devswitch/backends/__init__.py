@@ -4,8 +4,8 @@
 Every backend module defines the same names, and nothing outside this package
 imports a framework (TensorFlow, JAX, PyTorch) directly:
 
-``LIBRARY``, ``EXTRA``
-    the import name of the framework, and the pip extra that installs it.
+``LIBRARY``, ``EXTRA``, ``DISPLAY``
+    the import name of the framework, the pip extra that installs it, its name in messages.
 ``environment(config) -> dict``
     variables to set before the framework is imported (device visibility, memory, logging);
     a pure function of the configuration.
@@ -15,8 +15,9 @@ imports a framework (TensorFlow, JAX, PyTorch) directly:
     what must happen before the devices are detected (JAX joins its multi-worker cluster).
 ``detect_gpus() -> tuple[Gpu, ...]``
     the GPUs this framework sees, numbered as it numbers them.
-``half_rule(inventory, gpus) -> (precision, reason)``
-    what ``precision: half`` means on this backend and device, from measurements.
+``CPU_HALF = (precision, reason)``
+    what ``precision: half`` means on a CPU with native bf16 on this backend, from measurements
+    (the rule itself, and the GPU rule, live once in ``devices.half``).
 ``meanings(config, plan) -> dict``
     per setting, what it does on this backend (``info`` shows it; "not applicable ... because ...").
 ``plan_distribution(config, plan, environ) -> StrategyPlan``
@@ -29,20 +30,37 @@ imports a framework (TensorFlow, JAX, PyTorch) directly:
     the benchmark's compiled call path: ``input``, ``forward``, ``sync``, ``peak_memory``,
     ``matmul_peak``.
 
-Adding a fourth backend means adding one module with these names, and its name to ``NAMES``.
+Adding a fourth backend means adding one module with these names: ``NAMES`` is every module of this
+package but ``common``, and ``LIBRARIES``, ``EXTRAS``, ``DISPLAY`` are read from the modules on first use.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import pkgutil
 import sys
 from types import ModuleType
 
-NAMES = ("tensorflow", "jax", "torch")
-LIBRARIES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-EXTRAS = {"tensorflow": "devswitch", "jax": "devswitch[jax]", "torch": "devswitch[torch]"}
-DISPLAY = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+DEFAULT = "tensorflow"  # Keras' own default backend, listed first
+_NOT_BACKENDS = {"common"}
+NAMES: tuple[str, ...] = tuple(sorted((m.name for m in pkgutil.iter_modules(__path__)
+                                       if m.name not in _NOT_BACKENDS and not m.name.startswith("_")),
+                                      key=lambda name: (name != DEFAULT, name)))
+_FROM_MODULES = {"LIBRARIES": "LIBRARY", "EXTRAS": "EXTRA", "DISPLAY": "DISPLAY"}
+
+
+def __getattr__(name: str) -> dict[str, str]:
+    # read from the backend modules (devswitch's, not the frameworks) when first asked for, then kept
+    if name in _FROM_MODULES:
+        table = {backend: getattr(get(backend), _FROM_MODULES[name]) for backend in NAMES}
+        globals()[name] = table
+        return table
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _table(name: str) -> dict[str, str]:
+    return globals().get(name) or __getattr__(name)
 
 
 def get(name: str) -> ModuleType:
@@ -54,10 +72,11 @@ def get(name: str) -> ModuleType:
 
 def installed(name: str) -> bool:
     """Whether the framework can be imported, without importing it."""
-    if LIBRARIES[name] in sys.modules:
+    library = _table("LIBRARIES")[name]
+    if library in sys.modules:
         return True
     try:
-        return importlib.util.find_spec(LIBRARIES[name]) is not None
+        return importlib.util.find_spec(library) is not None
     except (ImportError, ValueError):
         return False
 
@@ -66,7 +85,7 @@ def missing_reason(name: str) -> str | None:
     """Why ``name`` cannot run here (its framework is not installed), or None."""
     if installed(name):
         return None
-    return f"{LIBRARIES[name]} is not installed: pip install \"{EXTRAS[name]}\""
+    return f"{_table('LIBRARIES')[name]} is not installed: pip install \"{_table('EXTRAS')[name]}\""
 
 
 def keras_running() -> str | None:

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 from .. import state
 from ..config import Config
-from ..devices import Gpu, Inventory, Plan
+from ..devices import Gpu, Plan
 from ..distribute import StrategyPlan
 from ..errors import ConfigError, TooLateError, quote
 from ..settings import LOG_LEVELS, MAX_WORKER_INDEX, MAX_WORKERS, Invalid, count
@@ -26,8 +26,13 @@ from . import common
 
 LIBRARY = "jax"
 EXTRA = "devswitch[jax]"
+DISPLAY = "JAX"
 log = logging.getLogger("devswitch")
-_state: dict = {}
+
+
+def _state() -> dict:
+    """What this backend keeps (the distribution it set), on the process's session: reset() clears it."""
+    return state.current().backend_of(LIBRARY)
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 # Keras' own variables for jax.distributed (keras.distribution.initialize reads them).
@@ -99,10 +104,7 @@ def detect_gpus() -> tuple[Gpu, ...]:
 # into a speed-up for these convolutions, so half stays fp32 on a CPU with JAX.
 CPU_NO_BF16 = ("JAX (XLA:CPU) measured bf16 slower than fp32 on this kind of CPU (0.9x on AlexNet at batch 128, "
                "0.2x at batch 1), so fp32 is fastest")
-
-
-def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
-    return common.half_rule(inventory, gpus, None, CPU_NO_BF16)
+CPU_HALF = ("fp32", CPU_NO_BF16)
 
 
 def meanings(config: Config, plan: Plan) -> dict[str, str]:
@@ -185,7 +187,8 @@ def cluster(config: Config, environ: Mapping[str, str]) -> tuple[int, int, str]:
 def start(config: Config, environ: Mapping[str, str]) -> None:
     """multi_worker: join the cluster (jax.distributed, through keras.distribution.initialize) before
     anything starts JAX's backends -- detecting the devices would."""
-    if config.strategy != "multi_worker" or _state.get("initialized"):
+    # joining a cluster is once per process: no reset() can undo it, so the session keeps it through one
+    if config.strategy != "multi_worker" or state.current().process.get("jax-initialized"):
         return
     count, index, _ = cluster(config, environ)  # validated before anything is started
     if started():
@@ -197,7 +200,7 @@ def start(config: Config, environ: Mapping[str, str]) -> None:
         keras.distribution.initialize(",".join(config.workers), count, index)
     else:
         keras.distribution.initialize()  # Keras reads its KERAS_DISTRIBUTION_* variables
-    _state["initialized"] = True
+    state.current().process["jax-initialized"] = True
 
 
 def preflight(config: Config, plan: Plan) -> None:
@@ -226,18 +229,17 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
     import jax
     import keras
 
-    state.on_reset("jax-state", lambda: _state.update(strategy=None, strategy_plan=None))
     if plan.gpus:
         device = jax.devices("gpu")[plan.gpus[0]]
         before = jax.config.jax_default_device
         state.on_reset("jax-default-device", lambda: jax.config.update("jax_default_device", before))
         jax.config.update("jax_default_device", device)
-    if strategy_plan == _state.get("strategy_plan"):
+    if strategy_plan == _state().get("strategy_plan"):
         return
     state.on_reset("jax-distribution", lambda: keras.distribution.set_distribution(None))
     if strategy_plan.name == "none":
         keras.distribution.set_distribution(None)
-        _state.update(strategy=None, strategy_plan=strategy_plan)
+        _state().update(strategy=None, strategy_plan=strategy_plan)
         return
     if strategy_plan.name == "mirrored":
         devices = ([jax.devices("gpu")[i] for i in plan.gpus] if plan.gpus else
@@ -246,12 +248,12 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         devices = jax.devices()  # every process's devices, in one global mesh (each process: all its GPUs)
     distribution = keras.distribution.DataParallel(devices=devices)
     keras.distribution.set_distribution(distribution)
-    _state.update(strategy=distribution, strategy_plan=strategy_plan)
+    _state().update(strategy=distribution, strategy_plan=strategy_plan)
 
 
 def strategy():
     """The Keras distribution devswitch applied, or None."""
-    return _state.get("strategy")
+    return _state().get("strategy")
 
 
 def versions() -> dict:

@@ -15,15 +15,20 @@ from typing import Callable, Mapping
 
 from .. import state
 from ..config import Config
-from ..devices import Gpu, Inventory, Plan
+from ..devices import Gpu, Plan
 from ..errors import TooLateError
 from ..settings import LOG_LEVELS
 from . import common
 
 LIBRARY = "tensorflow"
 EXTRA = "devswitch"
+DISPLAY = "TensorFlow"
 log = logging.getLogger("devswitch")
-_state: dict = {}
+
+
+def _state() -> dict:
+    """What this backend keeps (the strategy it made), on the process's session: reset() clears it."""
+    return state.current().backend_of(LIBRARY)
 
 
 def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
@@ -57,10 +62,7 @@ def detect_gpus() -> tuple[Gpu, ...]:
 # bf16 / fp32 = 1.93x at batch 128 and 0.93x at batch 1; fp16 0.83x and 0.44x.
 CPU_BF16 = ("CPU has {feature}: TensorFlow (oneDNN) runs bf16 natively, measured 1.9x fp32 on AlexNet at batch "
             "128 (0.9x at batch 1)")
-
-
-def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
-    return common.half_rule(inventory, gpus, CPU_BF16, "")
+CPU_HALF = ("bf16", CPU_BF16)
 
 
 def meanings(config: Config, plan: Plan) -> dict[str, str]:
@@ -130,10 +132,10 @@ def preflight(config: Config, plan: Plan) -> None:
         have = len(tf.config.list_logical_devices("CPU"))
         if have != config.cpu_replicas:
             raise _too_late("cpu_replicas", config.cpu_replicas, f"{have} logical CPU device(s)")
-    if config.strategy == "multi_worker" and (_state.get("strategy_plan") or None) is not None and \
-            _state["strategy_plan"].name != "multi_worker":
+    applied = _state().get("strategy_plan")
+    if config.strategy == "multi_worker" and applied is not None and applied.name != "multi_worker":
         raise _too_late("the strategy", "multi_worker (which TensorFlow creates only before its runtime starts)",
-                        _state["strategy_plan"].name)
+                        applied.name)
 
 
 def _apply_devices(tf, plan: Plan, config: Config) -> None:
@@ -175,7 +177,7 @@ def _apply_strategy(tf, strategy_plan) -> None:
     A later configure() that leaves the strategy as it was keeps the same strategy object: models
     already built stay under it, and a MultiWorkerMirroredStrategy cannot be created twice anyway.
     """
-    if strategy_plan == _state.get("strategy_plan"):
+    if strategy_plan == _state().get("strategy_plan"):
         return
     state.on_reset("strategy", lambda: tf.distribute.experimental_set_strategy(None))
     # the new strategy is made before the old one is let go: a refusal leaves the old one in place
@@ -193,7 +195,7 @@ def _apply_strategy(tf, strategy_plan) -> None:
                                f"{error}", hint=common.TOO_LATE_HINT) from None
         _install_multi_worker_shims(tf)
     tf.distribute.experimental_set_strategy(strategy)
-    _state.update(strategy=strategy, strategy_plan=strategy_plan)  # remembered only once it exists
+    _state().update(strategy=strategy, strategy_plan=strategy_plan)  # remembered only once it exists
 
 
 def _install_multi_worker_shims(tf) -> None:
@@ -252,7 +254,7 @@ def _install_multi_worker_shims(tf) -> None:
 
 def strategy():
     """The tf.distribute strategy devswitch applied, or None."""
-    return _state.get("strategy")
+    return _state().get("strategy")
 
 
 def _apply_threads(tf, config: Config) -> None:
@@ -275,7 +277,6 @@ def apply(config: Config, plan: Plan, strategy_plan) -> None:
     """Set TensorFlow up for ``plan``: visible GPUs, memory growth, logical CPUs, threads, strategy."""
     import tensorflow as tf
 
-    state.on_reset("tensorflow-state", _state.clear)
     if config.log_level in ("quiet", "error"):
         tf_log = tf.get_logger()
         level = tf_log.level

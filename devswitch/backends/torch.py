@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 from .. import state
 from ..config import Config
-from ..devices import Gpu, Inventory, Plan
+from ..devices import Gpu, Plan
 from ..distribute import StrategyPlan
 from ..errors import ConfigError, TooLateError
 from . import common
@@ -23,8 +23,8 @@ from . import common
 LIBRARY = "torch"
 EXTRA = "devswitch[torch]"
 DEVICE_VARIABLE = "KERAS_TORCH_DEVICE"  # read by keras/src/backend/torch/core.py when Keras is imported
+DISPLAY = "PyTorch"
 log = logging.getLogger("devswitch")
-_state: dict = {}  # process-wide facts reset() cannot undo (the inter-op pool is sized once per process)
 
 
 def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
@@ -72,10 +72,7 @@ def detect_gpus() -> tuple[Gpu, ...]:
 # 1.47x at batch 128 and 0.59x at batch 1; fp16 0.24x and 0.17x (no fast fp16 CPU kernels).
 CPU_BF16 = ("CPU has {feature}: PyTorch (oneDNN) runs bf16 natively, measured 1.5x fp32 on AlexNet at batch 128 "
             "(0.6x at batch 1)")
-
-
-def half_rule(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
-    return common.half_rule(inventory, gpus, CPU_BF16, "")
+CPU_HALF = ("bf16", CPU_BF16)
 
 
 def meanings(config: Config, plan: Plan) -> dict[str, str]:
@@ -123,7 +120,8 @@ def preflight(config: Config, plan: Plan) -> None:
                            f"{core.DEFAULT_DEVICE}", hint=common.TOO_LATE_HINT)
     import torch
 
-    if config.threads.inter and config.threads.inter != torch.get_num_interop_threads() and _state.get("interop"):
+    if config.threads.inter and config.threads.inter != torch.get_num_interop_threads() and \
+            state.current().process.get("torch-interop"):
         raise TooLateError(f"inter-op threads cannot be changed to {config.threads.inter}: PyTorch takes its "
                            f"inter-op pool size once per process, and it is {torch.get_num_interop_threads()}",
                            hint=common.TOO_LATE_HINT)
@@ -139,7 +137,8 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         except RuntimeError as error:
             raise TooLateError(f"inter-op threads cannot be changed to {config.threads.inter}: {error}",
                                hint=common.TOO_LATE_HINT) from None
-        _state["interop"] = True
+        # sized once per process: reset() cannot undo it, so the session keeps the fact through one
+        state.current().process["torch-interop"] = True
     if "keras.src.backend.torch.core" not in sys.modules:
         state.setenv(DEVICE_VARIABLE, keras_device(plan))
     if config.threads.intra and config.threads.intra != torch.get_num_threads():

@@ -1,0 +1,41 @@
+"""The whole decision, purely: a configuration and an inventory in, the plan with its strategy and warnings out.
+
+``import devswitch`` (apply), a compare worker, ``%devswitch`` and ``devswitch info`` all decide through
+``decide``, so what ``info`` shows is what applying would do. Nothing here changes any state: the
+backend's ``refuse`` and ``plan_distribution`` are pure, and the environment is an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+from . import backends
+from .config import Config
+from .devices import Inventory, Plan, choose, half
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What applying ``config`` on ``inventory`` would do, and why."""
+
+    plan: Plan                  # device and precision, with ``plan.strategy`` filled in
+    warnings: tuple[str, ...]   # the plan's, the strategy's and the backend's notices, in that order
+    half: tuple[str, str]       # what ``precision: half`` means here: (precision, reason)
+
+    @property
+    def strategy(self):
+        """The distribute.StrategyPlan (also ``plan.strategy``)."""
+        return self.plan.strategy
+
+
+def decide(config: Config, inventory: Inventory, environ: Mapping[str, str]) -> Decision:
+    """Decide device, precision and strategy for ``config`` on ``inventory``; raises a ConfigError or
+    DeviceError for what cannot be honoured (the same refusals, in the same order, as applying)."""
+    backend = backends.get(config.backend)
+    backend.refuse(config)
+    plan = choose(config, inventory)
+    strategy = backend.plan_distribution(config, plan, environ)
+    halved, reason, _ = half(inventory, plan.gpus, backend.CPU_HALF)
+    warnings = plan.warnings + strategy.warnings + tuple(backend.notices(config, plan))
+    return Decision(dataclasses.replace(plan, strategy=strategy), warnings, (halved, f"{reason} [{config.backend}]"))
