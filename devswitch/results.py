@@ -1,4 +1,4 @@
-"""Result records, the statistics behind them, and their rendering (tables, JSON).
+"""Result records, the statistics behind them, and their files (JSON); their tables are render/calls.py's.
 
 Records are frozen; ``to_dict`` builds new dicts and never mutates a record.
 Every metric is written with its unit. Files are written atomically (temporary
@@ -23,6 +23,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+# the tables of timed calls, under the names session, notebook and the report command import from here
+from .render.calls import Calls, calls_table, print_calls, render_calls, render_report_runs  # noqa: F401
 
 SCHEMA_VERSION = 1
 MAD_TO_SIGMA = 1.4826  # scales the median absolute deviation to a standard deviation for normal data
@@ -503,140 +506,3 @@ def _unique(folders: Iterable[Path]) -> list[Path]:
             seen.add(key)
             out.append(folder)
     return out
-
-
-# --- rendering ------------------------------------------------------------------------
-
-def fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def fmt_rate(rate: float | None, unit: str = "") -> str:
-    if rate is None:
-        return "-"
-    text = f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}" if rate >= 1 else f"{rate:.3f}"
-    return text + (f" {unit}" if unit else "")
-
-
-def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-    return "\n".join(lines)
-
-
-CALL_HEADER = ["#", "call", "model", "wall", "first (tracing)", "steady", "steady rate", "device", "policy",
-               "notes"]
-
-
-def render_calls(records: Sequence[CallRecord]) -> str:
-    """The compact end-of-run table of timed Keras calls."""
-    return "devswitch: timed Keras calls\n" + table(call_rows(records), CALL_HEADER)
-
-
-def render_calls_html(records: Sequence[CallRecord]) -> str:
-    """The same table as HTML, for Jupyter (every value escaped)."""
-    import html
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in CALL_HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in call_rows(records))
-    return (f"<table class='devswitch'><caption>devswitch: timed Keras calls</caption><thead><tr>{head}</tr>"
-            f"</thead><tbody>{body}</tbody></table>")
-
-
-def calls_table(records: Sequence[CallRecord]):
-    """The summary as a ``rich`` table (Keras already depends on rich): it fits the terminal's width by
-    wrapping cells instead of breaking every line."""
-    from rich.table import Table
-
-    table = Table(title="devswitch: timed Keras calls", title_justify="left", show_edge=False, pad_edge=False)
-    for name in CALL_HEADER:
-        table.add_column(name, overflow="fold", justify="right" if name in ("#", "wall", "steady rate") else "left")
-    for row in call_rows(records):
-        table.add_row(*row)
-    return table
-
-
-def print_calls(records: Sequence[CallRecord], stream=None) -> None:
-    """The summary at exit: a rich table on a terminal, the plain text table otherwise (logs, CI)."""
-    import sys
-
-    stream = stream or sys.stderr
-    if getattr(stream, "isatty", lambda: False)():
-        from rich.console import Console
-
-        Console(file=stream).print(calls_table(records))
-    else:
-        print(render_calls(records), file=stream)
-
-
-def render_report_runs(runs: Sequence[dict]) -> str:
-    """A timing report (``report: PATH.jsonl``) as text: per run, what was applied and its timed calls."""
-    out = []
-    for i, run in enumerate(runs, 1):
-        plan = run.get("plan") or {}
-        env = run.get("environment") or {}
-        applied = ", ".join(f"{k}={plan[k]}" for k in ("backend", "device", "precision", "policy") if plan.get(k))
-        out.append(f"run {i}: {applied or 'no plan recorded'}; keras {env.get('keras', '?')}, "
-                   f"{env.get('backend') or 'tensorflow'} {env.get(env.get('backend') or 'tensorflow', '')}".rstrip())
-        rows = []
-        for n, r in enumerate(run.get("records") or [], 1):
-            m = r.get("metrics") or {}
-            value = lambda name: (m.get(name) or {}).get("value")  # noqa: E731
-            rate = value("steady_throughput")
-            rows.append([str(n), str(r.get("kind", "?")), str(r.get("model", "?")), fmt_s(value("wall")),
-                         fmt_s(value("first")), fmt_rate(rate, "samples/s") if rate else "-",
-                         str(r.get("device", "?")), str(r.get("policy", "?")), str(r.get("status", "?"))])
-        out.append(table(rows, ["#", "call", "model", "wall", "first (tracing)", "steady rate", "device", "policy",
-                                "status"]) if rows else "(no timed calls)")
-        out.append("")
-    return "\n".join(out)
-
-
-class Calls(list):
-    """Timed calls: a plain list of CallRecord that prints as the summary table, and renders as an HTML
-    table in Jupyter."""
-
-    def __str__(self) -> str:
-        return render_calls(self) if self else "devswitch: no timed Keras calls yet"
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        return render_calls_html(self) if self else "<p>devswitch: no timed Keras calls yet</p>"
-
-
-def call_rows(records: Sequence[CallRecord]) -> list[list[str]]:
-    rows = []
-    for i, r in enumerate(records, 1):
-        if r.kind == "fit":
-            epochs = len(r.epochs)
-            steady = f"{fmt_s(r.steady_s)} ({epochs - 1} ep)" if epochs > 1 else "- (1 epoch only)"
-        else:
-            steady = fmt_s(r.steady_s) if not r.traced else "- (first call)"
-        if r.steady_samples_per_s is not None:
-            rate = fmt_rate(r.steady_samples_per_s, "samples/s")
-        elif r.steady_steps_per_s is not None:
-            rate = fmt_rate(r.steady_steps_per_s, "steps/s")
-        else:
-            rate = "-"
-        notes = []
-        if r.status != "ok":
-            notes.append(r.status)
-        if r.nonfinite_loss_epochs:
-            notes.append("loss NaN/inf at epoch " + ",".join(str(e + 1) for e in r.nonfinite_loss_epochs))
-        if r.replicas > 1 or r.workers > 1:
-            notes.append(f"{r.replicas} replicas, {r.workers} worker(s)")
-        if r.batch_times_s is not None:
-            notes.append("per-batch timing on")
-        if r.stale_policy:
-            notes.append(f"model built under {r.policy}, not the applied {r.applied_policy}")
-        rows.append([str(i), r.kind, r.model, fmt_s(r.wall_s), fmt_s(r.first_s) if r.first_s is not None else "-",
-                     steady, rate, r.device, r.policy, "; ".join(notes)])
-    return rows

@@ -14,5 +14,4 @@ def render(table: Table, css_class: str = "devswitch") -> str:
                                     for c, v in zip(table.columns, row)) + "</tr>" for row in table.rows)
     caption = f"<caption>{esc(table.title)}</caption>" if table.title else ""
     out = f"<table class='{esc(css_class)}'>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    extra = ([table.omitted_line()] if table.omitted else []) + list(table.notes)
-    return out + "".join(f"<p>{esc(line)}</p>" for line in extra)
+    return out + "".join(f"<p>{esc(line)}</p>" for line in table.footer_lines())

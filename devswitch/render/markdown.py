@@ -18,8 +18,9 @@ def render(table: Table, heading: str = "") -> str:
     lines.append("| " + " | ".join("---:" if c.numeric else "---" for c in table.columns) + " |")
     for row in table.rows:
         lines.append("| " + " | ".join(escape(c) for c in row) + " |")
-    if table.omitted:
-        lines += ["", escape(table.omitted_line())]
+    said = [line for line in (table.omitted_line(), table.dropped_line()) if line]
+    if said:
+        lines += ["", *(escape(line) for line in said)]
     if table.notes:
         lines += ["", *table.notes]
     return "\n".join(lines) + "\n"

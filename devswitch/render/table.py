@@ -3,7 +3,8 @@ HTML or a rich terminal table. Nothing parses rendered text back.
 
 Fitting a width is part of the model, so every renderer drops and wraps the same way: columns that say
 nothing (every cell empty or "-") go first, then optional columns from the last declared, and a cell is
-wrapped between words only, never inside one.
+wrapped between words only, never inside one. Columns dropped for the width are named under the table.
+A ``Table`` is also a rich renderable (``Console.print(table)`` fits it to the console's width).
 """
 
 from __future__ import annotations
@@ -12,6 +13,17 @@ from dataclasses import dataclass, field, replace
 
 EMPTY = ("", "-")
 GAP = 2  # characters between two columns in text
+ELLIPSIS = "..."  # plain ASCII: a log or a pipe may not take "\u2026"
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at a word boundary where there is one, marked with an
+    ellipsis (for a summary's cells; the full value stays in the records)."""
+    if len(text) <= limit:
+        return text
+    room = max(limit - len(ELLIPSIS), 1)
+    cut = text[:room + 1].rsplit(" ", 1)[0] if " " in text[:room + 1] else text[:room]
+    return cut[:room].rstrip(" ,;:") + ELLIPSIS
 
 
 @dataclass(frozen=True)
@@ -59,28 +71,41 @@ class Table:
             return ""
         return f"... and {self.omitted} more" + (f": {self.omitted_hint}" if self.omitted_hint else "")
 
-    def limited(self, max_rows: int | None, head: int | None = None) -> "Table":
-        """At most ``max_rows`` rows: the first ``head`` and the last ones, the rest counted in ``omitted``."""
+    def limited(self, max_rows: int | None, head: int | None = None, hint: str = "") -> "Table":
+        """At most ``max_rows`` rows: the first ``head`` and the last ones, the rest counted in ``omitted``;
+        ``hint`` says where to see them all."""
         if max_rows is None or len(self.rows) <= max_rows:
             return self
         head = max_rows // 2 if head is None else head
         tail = max_rows - head
         kept = self.rows[:head] + (self.rows[-tail:] if tail else ())
-        return replace(self, rows=kept, omitted=self.omitted + len(self.rows) - len(kept))
+        return replace(self, rows=kept, omitted=self.omitted + len(self.rows) - len(kept),
+                       omitted_hint=hint or self.omitted_hint)
 
-    def without_columns(self, keep) -> "Table":
-        """Only the columns for which ``keep(index, column)`` is true; the others are named in ``dropped``."""
+    def dropped_line(self) -> str:
+        """The line under a fitted table naming the columns left out for the width ("" when none were)."""
+        return f"not shown at this width: {', '.join(self.dropped)}" if self.dropped else ""
+
+    def footer_lines(self) -> list[str]:
+        """What every renderer prints after the rows: the omitted rows, the dropped columns, the notes."""
+        return [line for line in (self.omitted_line(), self.dropped_line()) if line] + list(self.notes)
+
+    def without_columns(self, keep, record: bool = True) -> "Table":
+        """Only the columns for which ``keep(index, column)`` is true; with ``record`` the others are named
+        in ``dropped``."""
         indices = [i for i, c in enumerate(self.columns) if keep(i, c)]
         gone = tuple(c.header for i, c in enumerate(self.columns) if i not in indices)
         return replace(self, columns=tuple(self.columns[i] for i in indices),
                        rows=tuple(tuple(row[i] for i in indices) for row in self.rows),
-                       dropped=self.dropped + gone)
+                       dropped=self.dropped + (gone if record else ()))
 
     def without_empty_columns(self) -> "Table":
-        """Drop columns that say nothing: every cell empty or "-" (the first column always stays)."""
+        """Drop columns that say nothing: every cell empty or "-" (the first column always stays). They are
+        not named in ``dropped``: nothing was lost."""
         if not self.rows:
             return self
-        return self.without_columns(lambda i, c: i == 0 or any(row[i] not in EMPTY for row in self.rows))
+        return self.without_columns(lambda i, c: i == 0 or any(row[i] not in EMPTY for row in self.rows),
+                                    record=False)
 
     def min_widths(self) -> list[int]:
         """Per column, the widest word in it (header included): narrower would break a word."""
@@ -90,6 +115,31 @@ class Table:
     def natural_widths(self) -> list[int]:
         return [max((len(text) for text in (c.header, *(row[i] for row in self.rows))), default=1)
                 for i, c in enumerate(self.columns)]
+
+    def widths(self, width: int | None, gap: int = GAP) -> list[int]:
+        """Each column's width for a line of ``width`` characters (``gap`` between columns): its natural
+        width when all fit, else its widest word plus a share of what is left. Columns that want little
+        beyond their widest word get it whole (so "12.50 s" stays on one line); the rest share what remains
+        in proportion to what they want. Call on a fitted table; every renderer that lays out columns uses it."""
+        natural, minimum = self.natural_widths(), self.min_widths()
+        if width is None or sum(natural) + gap * (len(natural) - 1) <= width:
+            return natural
+        widths = list(minimum)
+        spare = width - sum(widths) - gap * (len(widths) - 1)
+        wants = [n - m for n, m in zip(natural, minimum)]
+        waiting = [i for i, want in enumerate(wants) if want > 0]
+        while waiting and spare > 0:
+            small = [i for i in waiting if wants[i] <= spare // len(waiting)]
+            if not small:  # every column left wants more than an even share: split in proportion
+                total = sum(wants[i] for i in waiting)
+                for i in waiting:
+                    widths[i] += spare * wants[i] // total
+                break
+            for i in small:
+                widths[i] += wants[i]
+                spare -= wants[i]
+                waiting.remove(i)
+        return widths
 
     def fit(self, width: int | None, gap: int = GAP) -> "Table":
         """The table as it can be shown in ``width`` characters without breaking a word: empty columns
@@ -104,3 +154,9 @@ class Table:
             last = optional[-1]
             table = table.without_columns(lambda i, c, last=last: i != last)
         return table
+
+    def __rich_console__(self, console, options):
+        """Print on a rich console as ``terminal.to_rich`` does, fitted to the width rich offers."""
+        from .terminal import renderables  # table.py stays free of rich; terminal.py does not import this module
+
+        yield from renderables(self, options.max_width)

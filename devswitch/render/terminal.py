@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
-from .table import Table
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # table.py imports this module lazily (Table.__rich_console__): no import at run time here
+    from .table import Table
+
+GAP = 3  # what a rich SIMPLE_HEAD table without edges puts between two columns: padding, rule, padding
 
 
 def to_rich(table: Table, width: int):
-    """A rich Table for a console ``width`` characters wide (columns no narrower than their widest word)."""
+    """A rich Table for a console ``width`` characters wide (columns no narrower than their widest word),
+    and the fitted ``Table`` it shows (what was dropped, omitted and noted)."""
     from rich import box
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    table = table.fit(width, gap=3)
+    table = table.fit(width, gap=GAP)
     out = RichTable(title=table.title or None, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                     pad_edge=False, caption=None)
-    for column, minimum in zip(table.columns, table.min_widths()):
-        out.add_column(Text(column.header), justify="right" if column.numeric else "left", min_width=minimum,
+    # Widths fixed here, as the text renderer lays them out: rich's own shrinking ignores where words end.
+    for column, fixed in zip(table.columns, table.widths(width, gap=GAP)):
+        out.add_column(Text(column.header), justify="right" if column.numeric else "left", width=fixed,
                        overflow="fold")
     for row in table.rows:
         out.add_row(*(Text(v) for v in row))  # Text, not markup: a value is never interpreted
     return out, table
+
+
+def renderables(table: Table, width: int) -> list:
+    """The rich table and, under it, the lines that say what was omitted, dropped and noted."""
+    from rich.text import Text
+
+    rich_table, fitted = to_rich(table, width)
+    return [rich_table, *(Text(line) for line in fitted.footer_lines())]
 
 
 def print_table(table: Table, console=None, file=None) -> None:
@@ -27,11 +42,7 @@ def print_table(table: Table, console=None, file=None) -> None:
     import sys
 
     from rich.console import Console
-    from rich.text import Text
 
     console = console or Console(file=file or sys.stderr)
-    rich_table, fitted = to_rich(table, console.width)
-    console.print(rich_table)
-    extra = ([fitted.omitted_line()] if fitted.omitted else []) + list(fitted.notes)
-    for line in extra:
-        console.print(Text(line))
+    for item in renderables(table, console.width):
+        console.print(item)

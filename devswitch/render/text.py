@@ -7,21 +7,6 @@ import textwrap
 from .table import GAP, Table
 
 
-def _widths(table: Table, width: int | None) -> list[int]:
-    natural, minimum = table.natural_widths(), table.min_widths()
-    if width is None or sum(natural) + GAP * (len(natural) - 1) <= width:
-        return natural
-    widths = list(minimum)
-    spare = width - sum(widths) - GAP * (len(widths) - 1)
-    # Share what is left in proportion to what each column would like beyond its widest word.
-    wants = [n - m for n, m in zip(natural, minimum)]
-    total = sum(wants)
-    if spare > 0 and total:
-        for i, want in enumerate(wants):
-            widths[i] += min(want, spare * want // total)
-    return widths
-
-
 def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
 
@@ -29,7 +14,7 @@ def _wrap(text: str, width: int) -> list[str]:
 def render(table: Table, width: int | None = None) -> str:
     """The table as text; with ``width``, fitted (see ``Table.fit``) and wrapped between words."""
     table = table.fit(width)
-    widths = _widths(table, width)
+    widths = table.widths(width)
     lines = [table.title] if table.title else []
 
     def emit(cells, numeric) -> None:
@@ -46,7 +31,5 @@ def render(table: Table, width: int | None = None) -> str:
         lines.append((" " * GAP).join("-" * w for w in widths))
         for row in table.rows:
             emit(row, [c.numeric for c in table.columns])
-    if table.omitted:
-        lines.append(table.omitted_line())
-    lines += list(table.notes)
+    lines += table.footer_lines()
     return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""Timed Keras calls as tables: the summary of this process's calls and the runs of a timing report.
+
+Producers here build ``Table``s as data (``calls_table``, ``runs_tables``); text, HTML and the terminal are
+the renderers' business. The columns that matter least are optional, so a narrow terminal drops them
+(notes, then policy, device, first call) before it would break a word.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import TYPE_CHECKING, Sequence
+
+from . import html, terminal, text
+from .table import Column, Table, clip
+
+if TYPE_CHECKING:  # records are read by attribute; results.py imports this module, not the reverse
+    from ..results import CallRecord
+
+TITLE = "devswitch: timed Keras calls"
+NONE_YET = "devswitch: no timed Keras calls yet"
+CALL_COLUMNS = (Column("#", numeric=True), Column("call"), Column("model"), Column("wall", numeric=True),
+                Column("first (tracing)", optional=True), Column("steady"), Column("steady rate", numeric=True),
+                Column("device", optional=True), Column("policy", optional=True), Column("notes", optional=True))
+RUN_COLUMNS = (Column("#", numeric=True), Column("call"), Column("model"), Column("wall", numeric=True),
+               Column("first (tracing)", optional=True), Column("steady rate", numeric=True),
+               Column("device", optional=True), Column("policy", optional=True), Column("status"))
+SUMMARY_ROWS = 20      # the summary at exit: the first and last 10 calls, the rest counted
+SUMMARY_CELL = 60      # ... and no cell longer than this (clipped with an ellipsis)
+SUMMARY_HINT = "devswitch.summary()"
+LOG_WIDTH = 120        # plain text when the stream is no terminal and COLUMNS is not set
+
+
+def fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def fmt_rate(rate: float | None, unit: str = "") -> str:
+    if rate is None:
+        return "-"
+    rendered = f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}" if rate >= 1 else f"{rate:.3f}"
+    return rendered + (f" {unit}" if unit else "")
+
+
+def _notes(r: CallRecord) -> str:
+    notes = []
+    if r.status != "ok":
+        notes.append(r.status)
+    if r.nonfinite_loss_epochs:
+        notes.append("loss NaN/inf at epoch " + ",".join(str(e + 1) for e in r.nonfinite_loss_epochs))
+    if r.replicas > 1 or r.workers > 1:
+        notes.append(f"{r.replicas} replicas, {r.workers} worker(s)")
+    if r.batch_times_s is not None:
+        notes.append("per-batch timing on")
+    if r.stale_policy:
+        notes.append(f"model built under {r.policy}, not the applied {r.applied_policy}")
+    return "; ".join(notes)
+
+
+def call_row(number: int, r: CallRecord) -> tuple[str, ...]:
+    """One timed call as the cells of ``CALL_COLUMNS``."""
+    if r.kind == "fit":
+        epochs = len(r.epochs)
+        steady = f"{fmt_s(r.steady_s)} ({epochs - 1} ep)" if epochs > 1 else "- (1 epoch only)"
+    else:
+        steady = fmt_s(r.steady_s) if not r.traced else "- (first call)"
+    if r.steady_samples_per_s is not None:
+        rate = fmt_rate(r.steady_samples_per_s, "samples/s")
+    elif r.steady_steps_per_s is not None:
+        rate = fmt_rate(r.steady_steps_per_s, "steps/s")
+    else:
+        rate = "-"
+    return (str(number), r.kind, r.model, fmt_s(r.wall_s), fmt_s(r.first_s), steady, rate, r.device, r.policy,
+            _notes(r))
+
+
+def calls_table(records: Sequence[CallRecord], cell_limit: int | None = None) -> Table:
+    """The timed calls as a Table; with ``cell_limit`` no cell is longer (clipped with an ellipsis)."""
+    rows = (call_row(i, r) for i, r in enumerate(records, 1))
+    if cell_limit is not None:
+        rows = (tuple(clip(cell, cell_limit) for cell in row) for row in rows)
+    return Table.of(CALL_COLUMNS, rows, title=TITLE)
+
+
+def summary_table(records: Sequence[CallRecord], max_rows: int | None = SUMMARY_ROWS) -> Table:
+    """The summary printed at exit: short cells, at most ``max_rows`` rows (the first and the last ones)."""
+    return calls_table(records, SUMMARY_CELL).limited(max_rows, hint=SUMMARY_HINT)
+
+
+def render_calls(records: Sequence[CallRecord], width: int | None = None) -> str:
+    """Every timed call as plain text (fitted to ``width`` when given)."""
+    return text.render(calls_table(records), width)
+
+
+def render_calls_html(records: Sequence[CallRecord]) -> str:
+    """Every timed call as an HTML table, for Jupyter (every value escaped)."""
+    return html.render(calls_table(records))
+
+
+def print_calls(records: Sequence[CallRecord], stream=None, max_rows: int | None = SUMMARY_ROWS) -> None:
+    """The summary at exit: a rich table on a terminal, plain text otherwise (logs, CI), both fitted to a
+    width and limited to ``max_rows`` rows."""
+    stream = stream or sys.stderr
+    table = summary_table(records, max_rows)
+    if getattr(stream, "isatty", lambda: False)():
+        from rich.console import Console
+
+        terminal.print_table(table, Console(file=stream))
+    else:
+        print(text.render(table, shutil.get_terminal_size((LOG_WIDTH, 24)).columns), file=stream)
+
+
+def _run_title(number: int, run: dict) -> str:
+    plan = run.get("plan") or {}
+    env = run.get("environment") or {}
+    applied = ", ".join(f"{k}={plan[k]}" for k in ("backend", "device", "precision", "policy") if plan.get(k))
+    backend = env.get("backend") or "tensorflow"
+    return (f"run {number}: {applied or 'no plan recorded'}; keras {env.get('keras', '?')}, "
+            f"{backend} {env.get(backend, '')}").rstrip()
+
+
+def _run_row(number: int, record: dict) -> tuple[str, ...]:
+    m = record.get("metrics") or {}
+
+    def value(name):
+        return (m.get(name) or {}).get("value")
+
+    rate = value("steady_throughput")
+    return (str(number), str(record.get("kind", "?")), str(record.get("model", "?")), fmt_s(value("wall")),
+            fmt_s(value("first")), fmt_rate(rate, "samples/s") if rate else "-", str(record.get("device", "?")),
+            str(record.get("policy", "?")), str(record.get("status", "?")))
+
+
+def runs_tables(runs: Sequence[dict]) -> list[Table]:
+    """A timing report (``report: PATH.jsonl``): per run, a table of its timed calls titled with what was
+    applied."""
+    tables = []
+    for i, run in enumerate(runs, 1):
+        records = run.get("records") or []
+        if records:
+            tables.append(Table.of(RUN_COLUMNS, (_run_row(n, r) for n, r in enumerate(records, 1)),
+                                   title=_run_title(i, run)))
+        else:  # no columns: the title and the note alone
+            tables.append(Table.of((), (), title=_run_title(i, run), notes=("(no timed calls)",)))
+    return tables
+
+
+def render_report_runs(runs: Sequence[dict], width: int | None = None) -> str:
+    """A timing report as text: each run's table, a blank line after each."""
+    return "".join(text.render(table, width) + "\n\n" for table in runs_tables(runs))
+
+
+class Calls(list):
+    """Timed calls: a plain list of CallRecord that prints as the table of them all, and renders as an HTML
+    table in Jupyter."""
+
+    def __str__(self) -> str:
+        return render_calls(self) if self else NONE_YET
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return render_calls_html(self) if self else f"<p>{NONE_YET}</p>"
