@@ -88,7 +88,8 @@ def options_from_args(args: argparse.Namespace):
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from ..compare import prepare_output, render_markdown, run_matrix, write_outputs
+    from ..compare import prepare_output, run_matrix, write_outputs
+    from ..render.compare import render_markdown
     from ..errors import RunError
     from ..worker import parse_target
 
@@ -110,9 +111,9 @@ def compare_command(args: argparse.Namespace) -> int:
             live.update(f"devswitch compare {line}")  # a live status line on a terminal
         print(line, file=sys.stderr, flush=True)
 
-    def save_finished_rows(doc: dict) -> None:
+    def save_finished_rows(partial) -> None:
         try:
-            write_outputs(doc, output.path, plot=False)
+            write_outputs(partial, output.path, plot=False)
         except OSError as error:  # the rows stay in memory; the final write tries again
             progress(f"warning: could not write the finished rows to {output.path}: {error}")
 
@@ -125,15 +126,15 @@ def compare_command(args: argparse.Namespace) -> int:
     try:
         if live is not None:
             live.start()
-        doc = run_matrix(options, progress, output.work, on_update=save_finished_rows)
+        results = run_matrix(options, progress, output.work, on_update=save_finished_rows)
     finally:
         if live is not None:
             live.stop()
         signal.signal(signal.SIGTERM, previous)
         output.close()
-    table = render_markdown(doc)
+    table = render_markdown(results)
     try:
-        notes = write_outputs(doc, output.path)
+        notes = write_outputs(results, output.path)
     except OSError as error:
         print(table)
         print(f"devswitch: error: could not write the results to {output.path}: {error}; the table above is "
@@ -145,10 +146,10 @@ def compare_command(args: argparse.Namespace) -> int:
     print(f"devswitch: wrote results.json, results.csv, results.md, results.html"
           f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
     if args.save_profile is not None:
-        save_winner(doc, args.save_profile, profile_file)
-    if doc["interrupted"]:
+        save_winner(results, args.save_profile, profile_file)
+    if results.interrupted:
         return 130
-    failed = [c for c in doc["_cells"] if c.status.startswith("failed")]
+    failed = [c for c in results.cells if c.status.startswith("failed")]
     return RunError.exit_code if failed else 0
 
 
@@ -159,20 +160,20 @@ def _live_status():
     return Console(stderr=True).status("devswitch compare: starting")
 
 
-def save_winner(doc: dict, name: str, path: Path) -> None:
+def save_winner(results, name: str, path: Path) -> None:
     """Write the fastest configuration at the largest batch size as a profile (or say why not)."""
     from .. import profiles
     from ..compare import recommend
 
-    picks = recommend(doc)
+    picks = recommend(results)
     if not picks:
         print(f"devswitch: error: no configuration was measured: profile '{name}' not saved", file=sys.stderr)
         return
     pick = picks[-1]  # the largest batch size: the throughput configuration
-    settings = pick.switch(len(doc["options"].get("backends") or []) > 1)
+    settings = pick.switch(results.several_backends)
     rate = pick.best.metric("throughput")
-    note = (f"devswitch compare {doc['options']['target']}: fastest at batch {pick.batch} "
-            f"({rate:,.1f} {doc['model']['unit']}/s"
+    note = (f"devswitch compare {results.model.target}: fastest at batch {pick.batch} "
+            f"({rate:,.1f} {results.model.unit}/s"
             + ("" if pick.significant else ", not significantly faster than the next") + ")")
     try:
         profiles.add(path, name, settings, note)

@@ -7,52 +7,52 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import _number
 
 
 def report_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser("report", help="show a compare result again, or compare two (A B) cell by cell",
-                            description="One PATH (a results folder or results.json of compare, or a timing "
-                                        "report file of report: PATH.jsonl): print it again, from the JSON alone. Two: B against A, cell by cell: the ratio of "
-                                        "the median throughputs and whether the change is outside the noise "
-                                        "(the 95%% intervals of the medians do not overlap).")
+    parser = sub.add_parser(
+        "report", help="show a compare result again, or compare two (A B) cell by cell",
+        description="One PATH (a results folder or results.json of compare, or a timing report file of report: "
+                    "PATH.jsonl): print it again, from the JSON alone. Two: B against A, paired cell by cell "
+                    "(backend, device, precision, batch): the ratio of the median throughputs, the change in time "
+                    "per sample, and whether it is outside the noise (the confidence intervals of the medians do "
+                    "not overlap; their coverage is stated).")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="results folder or results.json (one or two)")
     parser.add_argument("--fail-above", default=None, metavar="PCT",
-                        help="with A B: exit 1 when a cell of B is more than PCT%% slower than A (a CI gate)")
+                        help="with A B: exit 1 when a cell of B takes more than PCT%% longer per sample than A, "
+                             "or when A measured a cell that B did not (a CI gate); PCT from 0 to 1000")
     return parser
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from ..compare import compare_results, load_results, render_changes, render_markdown
+    from ..compare import read
+    from ..compare.resultset import parse, read_bytes
+    from ..compare.report import compare, parse_fail_above
+    from ..render.compare import render_comparison, render_markdown
 
     if len(args.paths) > 2:
         raise UsageError("report takes one PATH (show it) or two (A B: compare)", hint="devswitch report A B")
-    fail_above = _number("--fail-above", args.fail_above, float, 0) if args.fail_above is not None else None
+    fail_above = parse_fail_above(args.fail_above) if args.fail_above is not None else None
     if len(args.paths) == 1:
         if fail_above is not None:
             raise UsageError("--fail-above needs two result sets", hint="devswitch report A B --fail-above 10")
         path = Path(args.paths[0])
-        if path.is_file() and path.suffix in (".jsonl", ".json") and path.name != "results.json":
-            from ..results import ReportError, read_report, render_report_runs
+        file = path / "results.json" if path.is_dir() else path
+        data = read_bytes(file)  # bounded: a regular file of a sane size, nested no deeper than a result needs
+        if file.name != "results.json":
+            from ..results import ReportError, parse_report, render_report_runs
 
             try:  # a timing report of scripts (report: PATH.jsonl), in either format devswitch wrote
-                print(render_report_runs(read_report(path)), end="")
+                print(render_report_runs(parse_report(data.decode("utf-8", errors="replace"), str(file))), end="")
                 return 0
-            except ReportError:
+            except (ReportError, RecursionError):
                 pass  # perhaps a compare results.json under another name
-            except OSError as error:
-                raise UsageError(f"cannot read {path}: {error.strerror or error}", hint="check the path") from None
-        print(render_markdown(load_results(args.paths[0])), end="")
+        print(render_markdown(parse(data, str(file))), end="")
         return 0
-    a, b = (load_results(p) for p in args.paths)
-    changes, alone = compare_results(a, b)
-    if not changes:
-        raise UsageError("A and B have no measured cell in common",
-                         hint="compare results of the same model, devices, precisions and batch sizes")
-    print(render_changes(a, b, changes, alone, fail_above), end="")
-    slower = [c for c in changes if fail_above is not None and c.ratio < 1 - fail_above / 100]
-    if slower:
-        print(f"devswitch: {len(slower)} cell(s) more than {fail_above:g}% slower: "
-              + ", ".join(c.label for c in slower), file=sys.stderr)
+    comparison = compare(*(read(p) for p in args.paths), fail_above=fail_above)
+    print(render_comparison(comparison), end="")
+    failures = comparison.failures
+    if failures:
+        print(f"devswitch: the gate fails ({len(failures)}): " + "; ".join(failures), file=sys.stderr)
         return 1
     return 0

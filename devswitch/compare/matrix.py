@@ -1,0 +1,234 @@
+"""Running the matrix: one worker process per configuration, its events read back into cells of a result set.
+
+This process never imports a framework; a configuration that cannot run here becomes "unavailable:
+<reason>", one that crashes "failed: <error>", and Ctrl-C stops the running worker and keeps every
+finished row. Workers die with this process, however it ends (see worker.die_with_parent).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .options import Options
+from .protocol import Spec, read_events
+from .resultset import Cell, Model, ResultSet
+
+
+@dataclass
+class ConfigRun:
+    device: str
+    precision: str
+    backend: str = "tensorflow"
+    wall_s: float = 0.0
+    startup_s: float | None = None
+    events: list = field(default_factory=list)
+    log: str = ""
+
+
+def _worker_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("DEVSWITCH_DISABLE", None)
+    return env
+
+
+def run_configuration(options: Options, device: str, precision: str, workdir: Path,
+                      progress: Callable[[str], None], backend: str = "tensorflow") -> tuple[ConfigRun, bool]:
+    """Run one worker; returns its run and whether the user interrupted."""
+    name = f"{backend}-{device}-{precision}".replace(":", "_").replace(",", "_")
+    events = workdir / f"{name}.events.jsonl"
+    spec = workdir / f"{name}.spec.json"
+    Spec(backend=backend, device=device, precision=precision, target=options.target,
+         batch_sizes=tuple(options.batch_sizes), mode=options.mode, warmup=options.warmup,
+         iterations=options.iterations, min_time=options.min_time, predict_baseline=options.predict_baseline,
+         peak_probe=options.peak_probe, events=str(events), parent_pid=os.getpid()).write(spec)
+    log = workdir / f"{name}.log"
+    run = ConfigRun(device, precision, backend)
+    started = time.time()
+    interrupted = False
+    seen = 0
+    with open(log, "w") as log_handle:
+        # Its own session: a Ctrl-C at the terminal reaches this process only, which forwards it (below).
+        # The worker ends itself when this process ends, however it ends (see worker.die_with_parent).
+        proc = subprocess.Popen([sys.executable, "-m", "devswitch.worker", str(spec)], stdout=log_handle,
+                                stderr=subprocess.STDOUT, env=_worker_env(), start_new_session=True)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                seen = _report_progress(events, seen, progress)
+                if time.time() - started > options.timeout:
+                    proc.kill()
+                    proc.wait()
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            progress("interrupted: stopping the running configuration, keeping every finished row")
+            try:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                proc.kill()
+                proc.wait()
+    _report_progress(events, seen, progress)
+    run.wall_s = time.time() - started
+    run.events = read_events(events)[0]
+    ready = next((e for e in run.events if e["event"] in ("ready", "unavailable")), None)
+    run.startup_s = ready["t"] - started if ready else None
+    run.log = log.read_text(errors="replace")
+    if proc.returncode not in (0, None) and not interrupted and not any(e["event"] == "done" for e in run.events):
+        run.events.append({"event": "crashed", "returncode": proc.returncode, "t": time.time()})
+    return run, interrupted
+
+
+def _report_progress(events: Path, seen: int, progress: Callable[[str], None]) -> int:
+    new, seen = read_events(events, seen)
+    for event in new:
+        if event["event"] == "record":
+            r = event["record"]
+            rate = r["metrics"]["throughput"]["value"]
+            text = f"{rate:,.1f}/s" if isinstance(rate, (int, float)) and rate == rate else r["status"]
+            progress(f"    batch {r['batch']}: {text}")
+        elif event["event"] == "unavailable":
+            progress(f"    unavailable: {event['reason']}")
+        elif event["event"] == "failed":
+            progress(f"    failed: {event['error']}")
+    return seen
+
+
+def _last_error_line(log: str) -> str:
+    lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith(("E0000", "I0000",
+                                                                                               "W0000"))]
+    return lines[-1][:200] if lines else "no output"
+
+
+def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
+    plan = next((e.get("plan") for e in run.events if e["event"] == "ready"), None) or {}
+    resolved = plan.get("precision", "")
+    records = {e["record"]["batch"]: e["record"] for e in run.events if e["event"] == "record"}
+    unavailable = next((e["reason"] for e in run.events if e["event"] == "unavailable"), None)
+    failed = next((e["error"] for e in run.events if e["event"] == "failed"), None)
+    crashed = next((e for e in run.events if e["event"] == "crashed"), None)
+    cells = []
+    for batch in batch_sizes:
+        record = records.get(batch)
+        if record is not None:
+            status = record["status"]
+        elif unavailable:
+            status = f"unavailable: {unavailable}"
+        elif failed:
+            status = f"failed: {failed}"
+        elif interrupted:
+            status = "interrupted"
+        elif crashed:
+            status = f"failed: worker exited with code {crashed['returncode']}: {_last_error_line(run.log)}"
+        else:
+            status = "failed: no result (see the log)"
+        cells.append(Cell(run.backend, run.device, run.precision, batch, status, resolved, record))
+    return cells
+
+
+def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
+               on_update: Callable[[ResultSet], None] | None = None) -> ResultSet:
+    """Run every configuration and return the result set (written by ``outputs.write_outputs``).
+
+    The workers' files go to ``workdir``. After each configuration but the last, ``on_update`` gets the
+    document so far (finished rows, the others "not run (pending)", ``complete: false``).
+    """
+    from .. import backends
+
+    configs = [(b, d, p) for b in options.backends for d in options.devices for p in options.precisions]
+    several = len(options.backends) > 1
+
+    def cell(backend, device, precision, batch, status):
+        return Cell(backend, device, precision, batch, status)
+
+    def name(backend, device, precision):
+        return f"{backend + ' ' if several else ''}{device} {precision}"
+
+    started = time.time()
+    runs: list[ConfigRun] = []
+    cells: list[Cell] = []
+    no_gpu: dict[str, str] = {}
+    interrupted = False
+    progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
+             + ",".join(map(str, options.batch_sizes)))
+    for i, (backend, device, precision) in enumerate(configs):
+        if interrupted:
+            cells += [cell(backend, device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
+            continue
+        left = ", ".join(name(*c) for c in configs[i + 1:]) or "none"
+        progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)} (then: {left})")
+        missing = backends.missing_reason(backend)
+        if not missing and device != "cpu" and no_gpu.get(backend):
+            missing = no_gpu[backend]  # learnt once per backend, not paid again per configuration
+        if missing:  # known without starting anything, like a GPU that is not there
+            progress(f"    unavailable: {missing}")
+            cells += [cell(backend, device, precision, b, f"unavailable: {missing}") for b in options.batch_sizes]
+            continue
+        run, interrupted = run_configuration(options, device, precision, workdir, progress, backend)
+        runs.append(run)
+        seen = next((e.get("gpus") for e in run.events if e["event"] in ("ready", "unavailable")
+                     and e.get("gpus") is not None), None)
+        if seen == 0:
+            from ..backends import DISPLAY
+
+            no_gpu[backend] = (f"{DISPLAY[backend]} sees no GPU on this machine (found by the "
+                               f"{device} {precision} configuration; see 'devswitch info')")
+        cells += cells_of(run, options.batch_sizes, interrupted)
+        progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)}: {run.wall_s:.1f} s")
+        if on_update and not interrupted and i + 1 < len(configs):
+            pending = [cell(*c, b, "not run (pending)") for c in configs[i + 1:] for b in options.batch_sizes]
+            on_update(document(options, runs, cells + pending, time.time() - started, False, complete=False))
+    total = time.time() - started
+    return document(options, runs, cells, total, interrupted)
+
+
+def _measured(run: ConfigRun) -> float:
+    """Seconds of measured phases in one worker; the matmul probe runs once per worker, though every
+    record of that worker carries its duration."""
+    total, probe = 0.0, 0.0
+    for event in run.events:
+        if event["event"] == "record":
+            phases = event["record"]["phases_s"]
+            total += sum(v for k, v in phases.items() if v and k != "peak_probe")
+            probe = max(probe, phases.get("peak_probe") or 0.0)
+    return total + probe
+
+
+def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: float, interrupted: bool,
+             complete: bool = True) -> ResultSet:
+    """The result set of the runs so far: cells, the environment and configuration the first worker saw,
+    and where the wall time went."""
+    ready = next((e for r in runs for e in r.events if e["event"] == "ready"), {})
+    built = next((e for r in runs for e in r.events if e["event"] == "built"), {})
+    measured = sum(_measured(r) for r in runs)
+    startup = sum(r.startup_s or 0.0 for r in runs)
+    breakdown = {
+        "total_s": total,
+        "configurations": [{"backend": r.backend, "device": r.device, "precision": r.precision, "wall_s": r.wall_s,
+                            "startup_s": r.startup_s, "measured_s": _measured(r)} for r in runs],
+        "sum_measured_s": measured,
+        "sum_startup_s": startup,
+        "overhead_ratio": total / (measured + startup) if measured + startup else None,
+        "note": "measured = first call + warm-up + timed + predict baseline + peak probe of every record; "
+                "startup = spawn to the framework imported and devswitch applied, per configuration",
+    }
+    return ResultSet(
+        options={**{k: v for k, v in asdict(options).items() if k != "command"},
+                 "baseline": " ".join(options.baseline)},
+        model=Model(target=options.target, name=built.get("model"), parameters=built.get("parameters"),
+                    unit=built.get("unit", "samples")),
+        cells=tuple(cells), environment=ready.get("environment"), config=ready.get("config"), timing=breakdown,
+        command=tuple(options.command) or ("devswitch", "compare", options.target),
+        interrupted=interrupted, complete=complete)

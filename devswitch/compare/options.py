@@ -1,0 +1,121 @@
+"""What a compare run is asked (``Options``) and where its results go (``Output``), checked before anything runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+
+RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png", "results.html")
+WORK_PREFIX = ".devswitch-work-"  # + this process's pid: the workers' spec, events and log files
+DEFAULT_ROOT = "devswitch-results"
+
+
+@dataclass(frozen=True)
+class Options:
+    target: str = "alexnet"
+    backends: tuple[str, ...] = ("tensorflow",)
+    devices: tuple[str, ...] = ("cpu", "gpu")
+    precisions: tuple[str, ...] = ("fp32", "half")
+    batch_sizes: tuple[int, ...] = (1, 128)
+    mode: str = "inference"
+    warmup: int = 5
+    iterations: int = 20
+    min_time: float = 0.0
+    predict_baseline: bool = True
+    peak_probe: bool = True
+    baseline: tuple[str, str, str] = ("tensorflow", "cpu", "fp32")  # backend, device, precision
+    out: str = ""                     # "" = a new folder devswitch-results/<timestamp>
+    timeout: float = 3600.0
+    force: bool = False               # overwrite results already in --out
+    command: tuple[str, ...] = ()     # the command line, recorded in results.json (plain data)
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the results go, checked before anything runs, and the workers' scratch folder inside it."""
+
+    path: Path
+    work: Path
+
+    def close(self) -> None:
+        """Remove the scratch folder (a killed compare leaves it, with the workers' logs, beside its rows)."""
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def prepare_output(out: str, force: bool = False, now: float | None = None) -> Output:
+    """Check and create the output folder before any worker starts; UsageError when results could not go there.
+
+    ``out`` = "" is the default, a new folder ``devswitch-results/<timestamp>`` (``-2``, ``-3``, ... when
+    that name is taken): it never overwrites. An explicit folder that already holds results is refused
+    unless ``force``: a script that reads OUT/results.json afterwards must not find older results there.
+    """
+    if not out:
+        path = _new_default_folder(Path(DEFAULT_ROOT), time.localtime(now))
+    else:
+        path = Path(out)
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
+            raise UsageError(f"--out {out}: exists and is not a folder; nothing was run",
+                             hint="give a folder (new or existing) to hold results.json/.csv/.md/.png")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--out {out}: cannot create this folder: {error.strerror or error}; nothing was run",
+                             hint="choose another --out") from None
+        present = [name for name in RESULT_FILES if (path / name).exists() or (path / name).is_symlink()]
+        odd = [name for name in present if not (path / name).is_file() or (path / name).is_symlink()]
+        if odd:
+            raise UsageError(f"--out {out}: {path / odd[0]} is not a regular file; nothing was run",
+                             hint="move it away, or choose another --out")
+        if present and not force:
+            raise UsageError(f"--out {out}: the folder {path} already holds results ({', '.join(present)}); "
+                             "nothing was run", hint="pass --force to overwrite them, or choose another --out")
+    _remove_stale_work(path)
+    work = path / f"{WORK_PREFIX}{os.getpid()}"
+    try:
+        work.mkdir()
+        probe = work / "probe"
+        probe.write_bytes(b"")  # a folder we can create in, on a file system that takes writes
+        probe.unlink()
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            work.rmdir()
+        raise UsageError(f"--out {out or path}: cannot write in {path}: {error.strerror or error}; nothing was run",
+                         hint="choose another --out") from None
+    return Output(path, work)
+
+
+def _new_default_folder(root: Path, stamp: time.struct_time) -> Path:
+    name = time.strftime("%Y%m%d-%H%M%S", stamp)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            path = root / (name if n == 1 else f"{name}-{n}")
+            try:
+                path.mkdir()  # atomic: two runs started in the same second get two folders
+                return path
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise UsageError(f"cannot create the output folder under {root}: {error.strerror or error}; nothing was run",
+                         hint="choose a folder with --out") from None
+    raise UsageError(f"{root}: too many result folders named {name}-N", hint="choose a folder with --out")
+
+
+def _remove_stale_work(folder: Path) -> None:
+    """Remove scratch folders left by a compare that was killed (its process no longer exists)."""
+    for leftover in folder.glob(WORK_PREFIX + "*"):
+        pid = leftover.name[len(WORK_PREFIX):]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass  # another user's process: still running

@@ -1,0 +1,33 @@
+"""The result files of a compare run: results.json (the result set), .csv, .md, .png and one .html page."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..results import write_atomic
+from .resultset import ResultSet
+
+
+def write_outputs(results: ResultSet, out: Path, plot: bool = True) -> list[str]:
+    """Write results.json/.csv/.md/.html and (with ``plot``) results.png, each atomically; returns notes.
+
+    A results.png that would not match the new results.json (not plotted now, or left by an earlier
+    run) is removed rather than left beside it.
+    """
+    from ..render.compare import render_csv, render_html, render_markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "results.json", results.dumps())
+    write_atomic(out / "results.csv", render_csv(results))
+    write_atomic(out / "results.md", render_markdown(results))
+    png, note = None, "not plotted"
+    if plot:
+        from ..render.chart import render_plot
+
+        png, note = render_plot(results, out / "results.png")
+    if png is None:
+        with contextlib.suppress(FileNotFoundError):
+            (out / "results.png").unlink()
+    write_atomic(out / "results.html", render_html(results, png))
+    return [note] if note and plot else []

@@ -1,0 +1,76 @@
+"""The contract between ``devswitch compare`` and its workers: the spec it writes, the events they append.
+
+Both sides use these definitions, so a field renamed on one side cannot go unnoticed on the other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+# What a worker appends to its events file, one JSON object per line, each with "event" and "t":
+SPAWNED = "spawned"          # the process runs
+READY = "ready"              # devswitch applied: plan, environment, config, gpus
+UNAVAILABLE = "unavailable"  # this configuration cannot run here: reason (and gpus when they were looked for)
+BUILT = "built"              # the model exists: model, unit, parameters
+RECORD = "record"            # one batch size measured: record
+FAILED = "failed"            # the user's factory or a measurement raised: error
+DONE = "done"
+INTERRUPTED = "interrupted"
+CRASHED = "crashed"          # added by compare when the worker died without a word: returncode
+EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One configuration for one worker."""
+
+    backend: str
+    device: str
+    precision: str
+    target: str
+    batch_sizes: tuple[int, ...]
+    mode: str
+    warmup: int
+    iterations: int
+    min_time: float
+    predict_baseline: bool
+    peak_probe: bool
+    events: str                  # the events file to append to
+    parent_pid: int | None = None
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Spec":
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown spec fields {unknown} (compare and worker of different versions?)")
+        data["batch_sizes"] = tuple(data["batch_sizes"])
+        return cls(**data)
+
+
+def read_events(path: Path, start: int = 0) -> tuple[list[dict], int]:
+    """The complete events from line ``start`` on, and the line to read from next time (a line still being
+    written is left for then)."""
+    if not path.exists():
+        return [], start
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    out = []
+    for line in lines[start:]:
+        if not line.strip():
+            start += 1
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line being written: read it next time
+        if not isinstance(event, dict) or event.get("event") not in EVENTS:
+            raise ValueError(f"{path}: not a worker event: {line[:120]!r}")
+        out.append(event)
+        start += 1
+    return out, start

@@ -1,0 +1,93 @@
+"""The recommendation: per batch size, the fastest configuration, whether it is distinguishable, and its switch.
+
+Every word about an interval states its real coverage: with too few samples for 95% an interval is the
+whole range of the samples, which covers the median with less (75% for 3 samples), and the text says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .resultset import Cell, ResultSet
+
+
+def coverage_words(*coverages: float) -> str:
+    """'95%' or, when an interval covers less, the lowest coverage among them ('the 75%')."""
+    level = min(coverages)
+    return f"{level:.0%}" if level < 0.95 - 1e-9 else "95%"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The fastest configuration at one batch size, and whether it is distinguishable from the next."""
+
+    batch: int
+    best: Cell
+    runner_up: Cell | None
+    significant: bool | None  # None: no runner-up, or no intervals to tell
+    coverage: float | None = None  # the lowest coverage of the two intervals compared
+
+    def switch(self, several_backends: bool) -> dict[str, str]:
+        """The settings that select this configuration (half is kept as half: it means the same there)."""
+        chosen = {"device": self.best.device, "precision": self.best.precision}
+        return {"backend": self.best.backend, **chosen} if several_backends else chosen
+
+    @property
+    def ratio(self) -> float | None:
+        if self.runner_up is None:
+            return None
+        return self.best.metric("throughput") / self.runner_up.metric("throughput")
+
+
+def recommend(results: ResultSet) -> list[Pick]:
+    """Per batch size: the measured configuration with the highest median throughput."""
+    picks = []
+    for batch in results.batch_sizes:
+        ranked = sorted((c for c in results.cells if c.batch == batch and c.ok),
+                        key=lambda c: c.metric("throughput"), reverse=True)
+        if not ranked:
+            continue
+        best, runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
+        significant, coverage = None, None
+        if runner_up is not None and best.interval and runner_up.interval:
+            significant = best.interval.low > runner_up.interval.high  # the intervals do not overlap
+            coverage = min(best.interval.coverage, runner_up.interval.coverage)
+        picks.append(Pick(batch, best, runner_up, significant, coverage))
+    return picks
+
+
+def switch_text(settings: dict[str, str]) -> str:
+    flags = ",".join(f"{k}={v}" for k, v in settings.items())
+    options = " ".join(f"--{k} {v}" for k, v in settings.items())
+    return f"`DEVSWITCH_FLAGS=\"{flags}\" python train.py` or `devswitch run {options} train.py`"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) -> list[str]:
+    """One line per batch size that has a measured configuration."""
+    several = results.several_backends
+    unit = results.model.unit
+    lines = []
+    for pick in recommend(results) if picks is None else picks:
+        best = results.column(pick.best)
+        rate = f"{_num(pick.best.metric('throughput'))} {unit}/s"
+        if pick.runner_up is None:
+            verdict = f"{best} ({rate}), the only configuration measured"
+        else:
+            nxt = results.column(pick.runner_up)
+            if pick.significant is None:
+                verdict = (f"fastest measured: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; "
+                           "significance unknown: no intervals recorded)")
+            elif pick.significant:
+                verdict = (f"fastest: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; their "
+                           f"{coverage_words(pick.coverage)} intervals do not overlap)")
+            else:
+                verdict = (f"no significant difference between {best} ({rate}) and {nxt} "
+                           f"({_num(pick.runner_up.metric('throughput'))} {unit}/s): their "
+                           f"{coverage_words(pick.coverage)} intervals overlap")
+        lines.append(f"Recommendation, batch {pick.batch}: {verdict}; selected by "
+                     f"{switch_text(pick.switch(several))}.")
+    return lines

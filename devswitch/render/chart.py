@@ -1,0 +1,107 @@
+"""The bar chart of a compare result set: linear from zero (log only past a 100x span, labelled), whiskers
+for the interval of the median, the speed-up on each bar, a colour (and past 20, a hatching) per column."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from ..compare.resultset import ResultSet
+from .compare import baseline_label
+
+MAX_WIDTH_IN = 14.0
+HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")
+
+
+def style(j: int) -> dict:
+    """Column ``j``'s look: 20 distinct colours (tab20), then the same colours hatched, so no two columns share one."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10" if j < 10 else "tab20"]
+    colour = colours(j % 10) if j < 10 else colours(j % 20)
+    return {"color": colour, "hatch": HATCHES[(j // 20) % len(HATCHES)] if j >= 20 else "",
+            "edgecolor": "0.25" if j >= 20 else colour}
+
+
+def build_figure(results: ResultSet):
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    unit = results.model.unit
+    batches = results.batch_sizes
+    configs = results.configs
+    columns = [results.column(results.cell(c, batches[0]) or next(x for x in results.cells if x.config == c))
+               for c in configs]
+    any_watts = any(c.metric("power") for c in results.cells if c.ok)
+    panels = 2 if any_watts else 1
+    width = min(MAX_WIDTH_IN, 4 + panels * (1.2 + 0.35 * len(columns) * len(batches)))
+    legend_rows = -(-len(columns) // 4)
+    fig, axes = plt.subplots(1, panels, figsize=(width, 4.2 + 0.25 * legend_rows), squeeze=False)
+    bar = 0.8 / max(1, len(columns))
+    for panel, (metric_name, label) in enumerate([("throughput", f"{unit}/s"),
+                                                  ("samples_per_watt", f"{unit}/s per W")][:panels]):
+        ax = axes[0][panel]
+        for j, config in enumerate(configs):
+            xs, ys, errs, labels = [], [], [[], []], []
+            for i, batch in enumerate(batches):
+                cell = results.cell(config, batch)
+                value = cell.metric(metric_name) if cell is not None and cell.ok else None
+                if not value:  # say why there is no bar, at the foot of the axis
+                    why = cell.status.split(":")[0] if cell is not None and cell.status != "ok" else "not measured"
+                    ax.text(i + j * bar, 0.02, why, transform=ax.get_xaxis_transform(), ha="center",
+                            va="bottom", fontsize=7, rotation=90, color="0.4")
+                    continue
+                xs.append(i + j * bar)
+                ys.append(value)
+                ci = cell.interval if metric_name == "throughput" else None
+                errs[0].append(max(0.0, value - ci.low) if ci else 0.0)  # the interval is asymmetric
+                errs[1].append(max(0.0, ci.high - value) if ci else 0.0)
+                speedup = results.speedup(cell) if metric_name == "throughput" else None
+                labels.append(f"{speedup:.2f}x" if speedup else "")
+            if xs:
+                bars = ax.bar(xs, ys, bar, yerr=errs if metric_name == "throughput" else None, capsize=2,
+                              **style(j))
+                if len(columns) <= 12:  # beyond, the labels would overlap: the tables carry them
+                    ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
+        ax.set_xlim(-bar, len(batches) - 1 + bar * len(columns))
+        ax.set_xticks([i + bar * (len(columns) - 1) / 2 for i in range(len(batches))])
+        ax.set_xticklabels([f"batch {b}" for b in batches])
+        values = [c.metric(metric_name) for c in results.cells if c.ok and c.metric(metric_name)]
+        if values and max(values) / min(values) > 100:  # only then would a linear axis hide the small bars
+            ax.set_yscale("log")
+            label += " (log scale)"
+        else:
+            ax.set_ylim(bottom=0)  # a bar's height is its value: the axis starts at zero
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
+    level = min([0.95, *coverages])  # under 6 samples an interval covers less: never claim more than it has
+    labelled = "labels: speed-up vs " + baseline_label(results) if len(columns) <= 12 else "speed-ups in the tables"
+    heading = (f"{results.model.title}, {results.mode}\n"
+               f"bars: median {unit}/s; whiskers: {level:.0%} CI of the median; {labelled}")
+    if not any_watts:
+        heading += f"; {unit}/s per W: power not measurable here"
+    fig.suptitle(heading, fontsize=10)
+    fig.legend(handles=[Patch(label=column, **style(j)) for j, column in enumerate(columns)], fontsize=8,
+               loc="lower center", ncol=min(4, len(columns)), frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * legend_rows + 0.02, 1, 1))
+    return fig
+
+
+def render_plot(results: ResultSet, path: Path) -> tuple[bytes | None, str | None]:
+    """Draw the chart into ``path``; returns (the PNG, None), or (None, a one-line note) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None, "results.png not written: matplotlib is not installed (pip install 'devswitch[plot]')"
+    from ..results import write_atomic
+
+    fig = build_figure(results)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, image.getvalue())
+    return image.getvalue(), None

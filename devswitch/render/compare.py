@@ -1,0 +1,248 @@
+"""A compare result set and an A/B comparison as tables (data), then as markdown, CSV and one HTML page."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import re
+
+from ..compare.recommend import Pick, recommend, recommendation_lines
+from ..compare.report import Comparison, verdict
+from ..compare.resultset import Cell, ResultSet
+from . import html as html_table
+from . import markdown
+from .table import Column, Table
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def interval_text(cell: Cell) -> str:
+    ci = cell.interval
+    if ci is None:
+        return ""
+    text = f"[{_num(ci.low)}, {_num(ci.high)}]"
+    if ci.coverage < 0.95 - 1e-9:  # too few samples for 95%: the whole range, with what it covers
+        text += f" ({ci.coverage:.0%})"
+    return text
+
+
+class Footnotes:
+    """Long reasons ("unavailable: TensorFlow sees no GPU ...") become numbered notes under the tables."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def mark(self, status: str) -> str:
+        kind, _, reason = status.partition(": ")
+        if not reason:
+            return status
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        return f"{kind} [{self.reasons.index(reason) + 1}]"
+
+    def lines(self) -> list[str]:
+        return [f"[{i}] {reason}" for i, reason in enumerate(self.reasons, 1)]
+
+
+def baseline_label(results: ResultSet) -> str:
+    base = results.baseline
+    return " ".join(base if results.several_backends else base[1:])
+
+
+def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
+    """One batch size: a column per configuration, a row per figure."""
+    unit = results.model.unit
+    cells = [results.cell(config, batch) for config in results.configs]
+    cells = [c for c in cells if c is not None]
+    rows: dict[str, list[str]] = {f"{unit}/s": [], f"model.predict {unit}/s": [], "W": [], f"{unit}/s per W": [],
+                                  f"speed-up vs {baseline_label(results)}": [], "latency p50 / p99 (ms)": [],
+                                  "GFLOP/s (of measured matmul peak)": []}
+    names = list(rows)
+    for c in cells:
+        if not c.ok:
+            for name in names:
+                rows[name].append(notes.mark(c.status) if name == names[0] else "-")
+            continue
+        watts = c.metric("power")
+        speedup = results.speedup(c)
+        fraction = c.metric("fraction_of_peak")
+        values = [f"{_num(c.metric('throughput'))} {interval_text(c)}".strip(), _num(c.metric("predict_throughput")),
+                  _num(watts) if watts else "unavailable", _num(c.metric("samples_per_watt"), 2) if watts else "-",
+                  f"{speedup:.2f}x" if speedup else "-",
+                  f"{_num(c.metric('latency_p50'), 2)} / {_num(c.metric('latency_p99'), 2)}",
+                  _num(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else "")]
+        for name, value in zip(names, values):
+            rows[name].append(value)
+    if results.mode == "training":
+        del rows[f"model.predict {unit}/s"]  # a predict figure says nothing about training steps
+    columns = [Column(f"batch {batch}")] + [Column(results.column(c), numeric=True) for c in cells]
+    return Table.of(columns, [[name, *values] for name, values in rows.items()])
+
+
+def preamble(results: ResultSet) -> list[str]:
+    env = results.environment or {}
+    if not env:
+        return []
+    frameworks = sorted({f"{c.backend} {((c.record or {}).get('versions') or {}).get(c.backend, '')}".strip()
+                         for c in results.cells if c.ok})
+    coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
+    level = min([0.95, *coverages])
+    what = "its 95% confidence interval" if level >= 0.95 - 1e-9 else (
+        "its 95% confidence interval or, with fewer than 6 samples, the whole range of the samples followed by "
+        f"the probability that it covers the median ({level:.0%} here at the lowest)")
+    return [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
+            f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed samples, and "
+            f"in brackets {what}; order statistics: distribution-free, assuming independent samples."]
+
+
+def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[str]:
+    """Everything under the tables, as plain lines (inline `code` allowed)."""
+    lines: list[str] = []
+    unit = results.model.unit
+    if results.mode == "training":
+        trained = next((c.record.get("training") for c in results.cells if c.ok and c.record.get("training")), None)
+        what = (f"loss {trained.get('loss')}, optimizer {trained.get('optimizer')}" if trained else
+                "the model's loss and optimizer")
+        lines.append(f"Training: timed `model.train_on_batch` steps ({what}); {unit}/s counts training samples. "
+                     "GFLOP/s is an estimate: 3x the forward FLOPs (forward + two backward matmuls).")
+    lines += notes.lines()
+    reasons = sorted({str((c.record.get("energy") or {}).get("reason")) for c in results.cells if c.ok
+                      and (c.record.get("energy") or {}).get("reason")})
+    if reasons:
+        lines.append("Power not measured: " + "; ".join(reasons) + ". No figure is estimated.")
+    lines += recommendation_lines(results, picks)
+    t = results.timing
+    if t.get("overhead_ratio"):
+        lines.append(f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the measured phases "
+                     f"({t['sum_measured_s']:.1f} s) plus framework start-ups ({t['sum_startup_s']:.1f} s).")
+    if results.interrupted:
+        lines.append("Interrupted: the rows marked 'interrupted' / 'not run' were not measured.")
+    if not results.complete:
+        lines.append("Incomplete: written while compare was running; the rows marked 'not run (pending)' were "
+                     "not measured yet (if compare is no longer running, it was stopped before them).")
+    return lines
+
+
+def title(results: ResultSet) -> str:
+    return f"devswitch compare: {results.model.title} ({results.mode})"
+
+
+def render_markdown(results: ResultSet) -> str:
+    notes, picks = Footnotes(), recommend(results)
+    tables = [batch_table(results, b, notes) for b in results.batch_sizes]
+    parts = [f"# {markdown.escape(title(results))}", ""]
+    for line in preamble(results):
+        parts += [line, ""]
+    for table in tables:
+        parts += [markdown.render(table)]
+    for line in epilogue(results, notes, picks):
+        parts += [line, ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+CSV_FIELDS = ["backend", "device", "precision", "resolved_precision", "batch", "status", "policy", "throughput",
+              "throughput_ci_low", "throughput_ci_high", "throughput_ci_coverage", "throughput_jitter",
+              "throughput_overall", "predict_throughput", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
+              "first_call_s", "achieved_gflops", "fraction_of_peak", "power_w", "energy_j", "per_watt",
+              "speedup_vs_baseline", "power_note"]
+
+
+def render_csv(results: ResultSet) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for c in results.cells:
+        row = {"backend": c.backend, "device": c.device, "precision": c.precision, "resolved_precision": c.resolved,
+               "batch": c.batch, "status": c.status}
+        if c.ok:
+            ci = c.interval or (None, None, None)
+            row.update(policy=c.record.get("policy"), throughput=c.metric("throughput"), throughput_ci_low=ci[0],
+                       throughput_ci_high=ci[1], throughput_ci_coverage=ci[2],
+                       throughput_jitter=c.record["metrics"]["throughput"].get("jitter"),
+                       throughput_overall=c.metric("throughput_overall"),
+                       predict_throughput=c.metric("predict_throughput"), latency_p50_ms=c.metric("latency_p50"),
+                       latency_p90_ms=c.metric("latency_p90"), latency_p99_ms=c.metric("latency_p99"),
+                       first_call_s=c.metric("first_call"), achieved_gflops=c.metric("achieved"),
+                       fraction_of_peak=c.metric("fraction_of_peak"), power_w=c.metric("power"),
+                       energy_j=c.metric("energy"), per_watt=c.metric("samples_per_watt"),
+                       speedup_vs_baseline=results.speedup(c),
+                       power_note=(c.record.get("energy") or {}).get("reason") or "")
+        writer.writerow(row)
+    return out.getvalue()
+
+
+# --- the page ------------------------------------------------------------------------------------------
+
+_CSS = """body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:75em;
+color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}table{border-collapse:collapse;
+margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}.num{text-align:right}
+th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}img{max-width:100%}
+.rec{background:#eef6ee;border-left:4px solid #4a4;padding:.5em 1em}"""
+
+
+def inline(text: str) -> str:
+    """Escape, then `code` spans: the only markup devswitch's own lines use."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def render_html(results: ResultSet, png: bytes | None) -> str:
+    """One self-contained page: the tables, the plot (embedded), the recommendation, the environment and
+    every configuration value with its source. It references nothing outside itself (no network)."""
+    notes, picks = Footnotes(), recommend(results)
+    tables = [batch_table(results, b, notes) for b in results.batch_sizes]
+    parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+             f"<title>{html.escape(results.model.title)} - devswitch compare</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title(results))}</h1>"]
+    parts += [f"<p>{inline(line)}</p>" for line in preamble(results)]
+    parts += [html_table.render(t) for t in tables]
+    for line in epilogue(results, notes, picks):
+        css = " class='rec'" if line.startswith("Recommendation") else ""
+        parts.append(f"<p{css}>{inline(line)}</p>")
+    if png:
+        parts.append("<h2>Plot</h2><img alt='throughput per configuration and batch size' "
+                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    env = results.environment or {}
+    if env:
+        parts.append("<h2>Environment</h2>" + html_table.render(Table.of(["", "value"], env.items())))
+    config = results.config or {}
+    if config:
+        rows = [(k, *(v.get(f) if isinstance(v, dict) else v for f in ("value", "source", "location")))
+                for k, v in config.items()]
+        parts.append("<h2>Configuration (of the first configuration run; compare sets backend, device, precision "
+                     "per column)</h2>" + html_table.render(Table.of(["key", "value", "source", "location"], rows)))
+    parts.append("<p><small>command: " + html.escape(" ".join(results.command)) + "</small></p></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# --- report A B --------------------------------------------------------------------------------------------
+
+def comparison_table(comparison: Comparison) -> Table:
+    unit = comparison.b.model.unit
+    rows = [[c.key.label(), _num(c.before), _num(c.after), f"{c.ratio:.2f}x", f"{c.slower_pct:+.1f}%",
+             verdict(c, comparison.fail_above)] for c in comparison.changes]
+    for x in comparison.lost:
+        fails = comparison.fail_above is not None and x.measured_by_a
+        rows.append([x.key.label(), _num(x.a.metric("throughput")) if x.a is not None and x.a.ok else "-",
+                     _num(x.b.metric("throughput")) if x.b is not None and x.b.ok else "-", "-", "-",
+                     x.why() + ("; FAIL: measured in A, not in B" if fails else "")])
+    return Table.of([Column("cell"), Column(f"A {unit}/s", numeric=True), Column(f"B {unit}/s", numeric=True),
+                     Column("B / A throughput", numeric=True), Column("time per sample", numeric=True),
+                     Column("change")], rows)
+
+
+def render_comparison(comparison: Comparison) -> str:
+    a, b = comparison.a, comparison.b
+    lines = [f"# devswitch report: B = {markdown.escape(b.path)} against A = {markdown.escape(a.path)}", ""]
+    for side, results in (("A", a), ("B", b)):
+        if results.interrupted or not results.complete:
+            lines += [f"{side} is incomplete ({'interrupted' if results.interrupted else 'written while running'}):"
+                      " its missing cells are listed, not compared.", ""]
+    lines.append(markdown.render(comparison_table(comparison)))
+    if comparison.fail_above is not None:
+        lines += [f"Gate: a cell fails when B takes more than {comparison.fail_above:g}% longer per sample than A "
+                  "(A's median throughput / B's > 1 + PCT/100), or when A measured it and B did not.", ""]
+    return "\n".join(lines).rstrip() + "\n"
