@@ -283,3 +283,104 @@ def test_call_records_give_global_and_per_replica_throughput():
     assert metrics["steady_throughput"]["value"] == 640.0
     assert metrics["steady_throughput_per_replica"] == {"value": 320.0, "unit": "samples/s"}
     assert "2 replicas, 2 worker(s)" in results.render_calls([record])
+
+
+# --- rendering: one table model (render/calls.py), text, rich, HTML and markdown ---------------
+
+def _realistic_calls(n: int = 6) -> list[CallRecord]:
+    """Calls as a real script makes them: fit, predict and evaluate, mixed precision, one failure."""
+    kinds = [
+        CallRecord("fit", "sequential_1", "ok", 12.5, True, 3.2, 9.3, 100, 3200, 12345.6, 100.0,
+                   epochs=tuple(results.EpochTime(e, 3.1, 3.0, 0.1, 0.5) for e in range(4)), device="CPU:0",
+                   policy="mixed_bfloat16", applied_policy="mixed_bfloat16"),
+        CallRecord("predict", "sequential_1", "ok", 0.8, True, 0.8, None, 4, 128, None, None, device="CPU:0",
+                   policy="float32", applied_policy="mixed_bfloat16"),
+        CallRecord("evaluate", "functional_2", "failed: ValueError: Input 0 of layer dense is incompatible with "
+                   "the layer: expected axis -1 of input shape to have value 4", 0.02, False, None, 0.02, 1, 32,
+                   1600.0, 50.0, device="GPU:0", policy="float32"),
+    ]
+    return [kinds[i % len(kinds)] for i in range(n)]
+
+
+def _words_of_shown_cells(table, width: int, gap: int) -> set[str]:
+    fitted = table.fit(width, gap=gap)
+    return {word for cell in (*fitted.headers, *(c for row in fitted.rows for c in row)) for word in cell.split()}
+
+
+def test_the_summary_at_80_columns_breaks_no_word_in_text_or_rich():
+    """At 80 columns every word of every shown cell appears whole, and the dropped columns are named."""
+    import io
+
+    from rich.console import Console
+
+    from devswitch.render import calls, terminal, text
+
+    table = calls.summary_table(_realistic_calls())
+    plain = text.render(table, 80)
+    console = Console(file=io.StringIO(), width=80, record=True, color_system=None)
+    terminal.print_table(table, console)
+    rich_out = console.export_text()
+    for out, gap in ((plain, 2), (rich_out, terminal.GAP)):
+        assert max(len(line.rstrip()) for line in out.splitlines()) <= 80
+        words = _words_of_shown_cells(table, 80, gap)
+        assert {"predict", "evaluate", "samples/s"} <= words
+        tokens = set(out.split())
+        assert words <= tokens, sorted(words - tokens)
+        assert "not shown at this width: notes, policy" in out
+        assert "predic" not in tokens and "float3" not in tokens and "(traci" not in tokens
+
+
+def test_an_empty_column_is_dropped_without_being_named():
+    from devswitch.render.table import Column, Table
+    from devswitch.render.text import render
+
+    table = Table.of(["call", Column("notes", optional=True), "rate"], [["fit", "", "1.0"], ["predict", "-", "2"]])
+    out = render(table, 80)
+    assert "notes" not in out and out.splitlines()[0].split() == ["call", "rate"]
+    assert "not shown" not in out
+
+
+def test_a_long_summary_prints_a_bounded_number_of_lines():
+    """192 calls under a test runner: the first and last ten, the rest counted, cells clipped."""
+    import io
+
+    from devswitch.render.calls import SUMMARY_CELL, summary_table
+
+    records = _realistic_calls(200)
+    plain = io.StringIO()
+    results.print_calls(records, plain)
+    lines = plain.getvalue().splitlines()
+    assert "... and 180 more: devswitch.summary()" in lines and len(lines) <= 80
+    assert max(len(line) for line in lines) <= 120
+    notes = [row[-1] for row in summary_table(records).rows if row[-1]]
+    assert notes and all(len(n) <= SUMMARY_CELL for n in notes)
+    assert all(n.startswith("failed: ValueError: Input 0") and n.endswith("...") for n in notes if "failed" in n)
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Tty()
+    results.print_calls(records, terminal)
+    lines = terminal.getvalue().splitlines()
+    assert any("... and 180 more: devswitch.summary()" in line for line in lines) and len(lines) <= 80
+    assert len(str(results.Calls(records)).splitlines()) >= 200  # devswitch.summary() shows them all
+
+
+def test_html_and_markdown_escape_cell_values():
+    from devswitch.render import html, markdown
+    from devswitch.render.table import Table
+
+    table = Table.of(["model", "notes"], [["<script>alert(1)</script>", "a | b"]], title="t <b>")
+    page = html.render(table)
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "t &lt;b&gt;" in page
+    md = markdown.render(table)
+    assert "| a \\| b |" in md and md.count("\n| ") == 3  # header, rule, one row of two cells
+
+
+def test_a_timing_report_renders_each_run_as_a_table():
+    record = _record(1).to_dict()
+    out = results.render_report_runs([{"plan": {"device": "cpu", "precision": "fp32"}, "records": [record]},
+                                      {"plan": {}, "records": []}])
+    assert out.startswith("run 1: device=cpu, precision=fp32; keras ?, tensorflow\n#  call")
+    assert "640 samples/s" in out and "run 2: no plan recorded" in out and "(no timed calls)" in out
