@@ -20,13 +20,57 @@ def test_runs_and_summary_print_as_the_table_and_render_as_html():
 
 
 def test_the_magic_parses_settings_like_devswitch_flags():
-    from devswitch.errors import UsageError
+    from devswitch.errors import ConfigError
     from devswitch.notebook import parse
 
     assert parse("precision=bf16 device=cpu") == parse("precision=bf16,device=cpu") == {"precision": "bf16",
                                                                                         "device": "cpu"}
-    with pytest.raises(UsageError, match="'bf16' is not key=value"):
+    with pytest.raises(ConfigError, match="'bf16' is not KEY=VALUE"):
         parse("bf16")
+
+
+def test_the_magic_takes_a_gpu_list_as_devswitch_flags_does():
+    from devswitch.notebook import parse
+    from devswitch.sources import parse_flags
+
+    assert parse("device=gpu:0,1") == {"device": "gpu:0,1"}
+    assert parse("device=gpu:0,1 precision=fp16") == {"device": "gpu:0,1", "precision": "fp16"}
+    assert [(e.key, e.raw) for e in parse_flags("device=gpu:0,1")] == list(parse("device=gpu:0,1").items())
+
+
+def test_an_unbalanced_quote_in_the_magic_is_a_message_not_a_traceback(capsys):
+    from devswitch.notebook import devswitch_magic
+
+    devswitch_magic('precision="bf16 device=cpu')
+    out = capsys.readouterr().out
+    assert out.startswith("devswitch: error: %devswitch: cannot read") and "No closing quotation" in out
+    assert "Traceback" not in out and devswitch.plan() is None
+
+
+def test_the_first_cell_after_a_reset_shows_its_calls(monkeypatch, tmp_path):
+    """After devswitch.reset() the notebook's cursor starts over with the runs, so new calls are shown."""
+    import keras
+    import numpy as np
+
+    from devswitch.notebook import new_calls
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+    def cell(calls: int) -> None:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile(loss="mse")
+        for _ in range(calls):
+            model.predict(np.zeros((8, 4)), verbose=0)
+
+    devswitch.configure(device="cpu", report="summary")
+    new_calls()
+    cell(2)
+    assert [r.kind for r in new_calls()] == ["predict", "predict"] and new_calls() == []
+    devswitch.reset()
+    devswitch.configure(device="cpu", report="summary")
+    cell(1)
+    assert [r.kind for r in new_calls()] == ["predict"]
 
 
 @pytest.mark.subprocess
