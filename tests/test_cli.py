@@ -25,6 +25,22 @@ def cli_env(monkeypatch, tmp_path):
     return tmp_path
 
 
+def _cpu_flags() -> set[str]:
+    """This machine's CPU flags, read here from /proc/cpuinfo rather than through devswitch (under test)."""
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def _tensorflow_sees_a_gpu() -> bool:
+    """Asked of TensorFlow itself, not of devswitch's detection (under test)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def test_info_json_has_the_documented_schema(cli_env, monkeypatch, capsys):
     (cli_env / ".devswitchrc").write_text("precision: half\n")
     monkeypatch.setenv("DEVSWITCH_DEVICE", "cpu")
@@ -38,11 +54,17 @@ def test_info_json_has_the_documented_schema(cli_env, monkeypatch, capsys):
     assert data["config"]["precision"]["location"].endswith(".devswitchrc:1:12")
     assert data["config"]["xla"] == {"value": True, "source": "explicit", "location": "--xla"}
     assert data["resolved"]["device"] == "cpu"
-    from devswitch.devices import detect_cpu
-
-    native = detect_cpu().native_bf16  # half depends on this CPU
-    assert data["resolved"]["precision"] == ("bf16" if native else "fp32")
-    assert data["resolved"]["precision_reason"].startswith("half: CPU has" if native else "half: CPU has no")
+    flags = _cpu_flags()  # half on the CPU depends on this CPU: the answer written out for each kind
+    if "amx_bf16" in flags:
+        assert data["resolved"]["precision"] == "bf16"
+        assert data["resolved"]["precision_reason"].startswith("half: CPU has AMX-BF16: ")
+    elif "avx512_bf16" in flags:
+        assert data["resolved"]["precision"] == "bf16"
+        assert data["resolved"]["precision_reason"].startswith("half: CPU has AVX512-BF16: ")
+    else:
+        assert data["resolved"]["precision"] == "fp32"
+        assert data["resolved"]["precision_reason"] == ("half: CPU has no native bf16 (AVX512-BF16/AMX), fp32 is "
+                                                        "fastest [tensorflow]")
     assert data["resolved"]["xla"] is True and data["resolved"]["meanings"]["xla"].startswith("jit_compile=True")
 
 
@@ -50,7 +72,7 @@ def test_info_text_shows_each_value_with_its_source(cli_env, monkeypatch, capsys
     monkeypatch.setenv("DEVSWITCH_FLAGS", "precision=bf16")
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"\n  precision +bf16 +DEVSWITCH_FLAGS +DEVSWITCH_FLAGS \(precision\)\n", out)
+    assert re.search(r"\nprecision +bf16 +DEVSWITCH_FLAGS +DEVSWITCH_FLAGS \(precision\)\n", out)
     assert re.search(r"\nbackend +tensorflow +\(Keras: ", out)
     assert "what each setting does on tensorflow" in out
     from devswitch.devices import detect_gpus
@@ -64,8 +86,13 @@ def test_info_text_shows_each_value_with_its_source(cli_env, monkeypatch, capsys
 
 
 def test_info_reports_a_device_error_and_exits_non_zero(cli_env, capsys):
-    assert main(["info", "--device", "gpu", "--fallback", "error"]) == 3
-    assert "error: --device: device=gpu was asked for" in capsys.readouterr().out
+    """device=gpu with fallback=error: an error (exit 3) without a GPU, the GPU with one."""
+    code = main(["info", "--device", "gpu", "--fallback", "error"])
+    out = capsys.readouterr().out
+    if _tensorflow_sees_a_gpu():
+        assert code == 0 and "\n  device     gpu:0" in out and "error:" not in out
+    else:
+        assert code == 3 and "error: --device: device=gpu was asked for, but TensorFlow sees no GPU" in out
 
 
 def test_cli_prints_config_errors_without_traceback(cli_env, capsys):
@@ -186,5 +213,33 @@ def test_info_on_a_terminal_is_a_rich_table_with_the_same_content(cli_env, capsy
     print_info_rich(data)
     out = capsys.readouterr().out
     assert code == 0 and "configuration (files read: none)" in out
-    assert re.search(r"precision\s+│\s+bf16\s+│\s+explicit\s+│\s+devswitch\.configure", out)
+    assert re.search(r"\nprecision +bf16 +explicit +devswitch\.configure", out)
     assert "on this machine, with tensorflow" in out
+
+
+def test_info_at_80_columns_breaks_no_word(cli_env):
+    """On an 80-column terminal and in 80 columns of text, every word of the configuration table shown is
+    whole; a location that does not fit is dropped and named."""
+    import io
+
+    from rich.console import Console
+
+    from devswitch.cli.info import collect_info, config_table, print_info_rich, render_info
+    from devswitch.config import resolve
+    from devswitch.devices import Cpu, Inventory
+
+    project = cli_env / "a_project_folder_with_a_rather_long_name_for_testing"
+    project.mkdir()
+    (project / ".devswitchrc").write_text("precision: half\nlog_level: error\n")
+    config = resolve({"DEVSWITCH_DEVICE": "cpu"}, cli_env / "home", project, {"xla": "true"})
+    data, _ = collect_info(config, Inventory(Cpu("Test CPU", 4)), {"devswitch": "0", "python": "3"})
+    table = config_table(data)
+    assert len(max(table.rows, key=lambda row: len(row[3]))[3]) > 60  # the long location would not fit
+    console = Console(file=io.StringIO(), width=80, record=True, color_system=None)
+    print_info_rich(data, console)
+    for out, gap in ((console.export_text(), 3), (render_info(data, 80), 2)):
+        fitted = table.fit(80, gap=gap)
+        assert "location" not in fitted.headers and "not shown at this width: location" in out
+        tokens = set(out.split())
+        words = {w for cell in (*fitted.headers, *(c for row in fitted.rows for c in row)) for w in cell.split()}
+        assert {"precision", "half", "project", "env", "var"} <= words <= tokens

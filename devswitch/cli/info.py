@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import DevswitchError
+from ..render import terminal, text
+from ..render.table import Column, Table
 from .common import add_switch_options, explicit_from_args
 
 
@@ -67,7 +69,7 @@ def collect_info(config: Config, inventory, versions: dict | None = None) -> tup
     return data, code
 
 
-def render_info(data: dict) -> str:
+def _head_lines(data: dict) -> list[str]:
     v, cpu, b = data["versions"], data["devices"]["cpu"], data["backend"]
     framework = " | ".join(f"{k} {v[k]}" for k in ("tensorflow", "jax", "jaxlib", "torch") if v.get(k))
     if v.get("cuda_build") is not None:
@@ -87,18 +89,25 @@ def render_info(data: dict) -> str:
             lines.append(f"gpu:{g['index']:<6} {g['name']} | compute capability {g['compute_capability']}{mem}")
     else:
         lines.append(f"gpus       none visible to {b['name']}")
-    lines += ["", "configuration (files read: " + (", ".join(data["files"]) or "none") + ")"]
-    rows = [("key", "value", "source", "location")]
+    return lines
+
+
+def config_table(data: dict) -> Table:
+    """The resolved configuration: each setting's value, and where it came from (the location may be
+    dropped on a narrow terminal, and the table says so)."""
+    rows = []
     for key, entry in data["config"].items():
         value = entry["value"]
         if isinstance(value, dict):
             value = ":".join(str(x) for x in value.values())
         rows.append((key, str(value) if value != "" else "-", entry["source"], entry["location"]))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for row in rows:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
-    lines += ["", f"on this machine, with {b['name']}"]
-    r = data["resolved"]
+    return Table.of((Column("key"), Column("value"), Column("source"), Column("location", optional=True)), rows,
+                    title="configuration (files read: " + (", ".join(data["files"]) or "none") + ")")
+
+
+def _tail_lines(data: dict) -> list[str]:
+    b, r = data["backend"], data["resolved"]
+    lines = [f"on this machine, with {b['name']}"]
     if "error" in r:
         lines.append(f"  error: {r['error']}")
     else:
@@ -113,32 +122,28 @@ def render_info(data: dict) -> str:
             lines.append(f"  {key:<14} {meaning}")
     for warning in data["warnings"]:
         lines.append(f"  warning: {warning}")
-    return "\n".join(lines)
+    return lines
 
 
-def print_info_rich(data: dict) -> None:
+def render_info(data: dict, width: int | None = None) -> str:
+    """``info`` as plain text: the facts, the configuration table (fitted to ``width`` when given), the
+    resolution on this machine."""
+    return "\n".join([*_head_lines(data), "", text.render(config_table(data), width), "", *_tail_lines(data)])
+
+
+def print_info_rich(data: dict, console=None) -> None:
     """``info`` on a terminal: the same content, the configuration as a rich table that fits the width."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    text = render_info(data)
-    head, _, rest = text.partition("\nconfiguration (files read:")
-    config_title, _, tail = rest.partition("\n")
-    after = tail.split("\n\non this machine", 1)
-    console = Console()
-    console.print(head, highlight=False, markup=False)
-    table = Table(title="configuration (files read:" + config_title, title_justify="left", show_edge=False)
-    for name in ("key", "value", "source", "location"):
-        table.add_column(name, overflow="fold")
-    for key, entry in data["config"].items():
-        value = entry["value"]
-        if isinstance(value, dict):
-            value = ":".join(str(x) for x in value.values())
-        table.add_row(key, str(value) if value != "" else "-", str(entry["source"]), str(entry["location"]))
+    console = console or Console()
+    for line in _head_lines(data):
+        console.print(Text(line))
     console.print()
-    console.print(table)
-    if len(after) == 2:
-        console.print("\non this machine" + after[1], highlight=False, markup=False)
+    terminal.print_table(config_table(data), console)
+    console.print()
+    for line in _tail_lines(data):
+        console.print(Text(line))
 
 
 def info_command(args: argparse.Namespace) -> int:
