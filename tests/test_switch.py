@@ -1,6 +1,12 @@
-"""The one import, for real: an ordinary Keras script in a subprocess under each switch."""
+"""The one import, for real: an ordinary Keras script in a subprocess under each switch.
+
+What the machine has (GPUs and their compute capability, the CPU's bf16 instructions) is read here from
+the hardware, and each test says what that machine must get: every test asserts something everywhere.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 
@@ -8,6 +14,26 @@ from conftest import SCRIPTS, result_line
 
 pytestmark = pytest.mark.subprocess
 SCRIPT = SCRIPTS / "ordinary_keras.py"
+
+
+@functools.cache
+def machine():
+    """(GPU compute capabilities as TensorFlow sees them, whether the CPU has AVX512-BF16 or AMX-BF16)."""
+    import tensorflow as tf
+
+    from devswitch.devices import detect_cpu
+
+    ccs = tuple(tuple(tf.config.experimental.get_device_details(d).get("compute_capability") or (0, 0))
+                for d in tf.config.list_physical_devices("GPU"))
+    return ccs, bool({"AVX512-BF16", "AMX-BF16"} & detect_cpu().features)
+
+
+def expected_half() -> str:
+    """precision: half on TensorFlow: by the slowest GPU's tensor cores, else bf16 where the CPU has it."""
+    ccs, cpu_bf16 = machine()
+    if ccs:
+        return "bf16" if min(ccs) >= (8, 0) else "fp16" if min(ccs) >= (7, 0) else "fp32"
+    return "bf16" if cpu_bf16 else "fp32"
 
 
 def test_bf16_makes_the_layers_compute_in_bfloat16(run_python):
@@ -18,7 +44,15 @@ def test_bf16_makes_the_layers_compute_in_bfloat16(run_python):
     assert result["hidden_variable_dtype"] == "float32"
     assert result["global_policy"] == "mixed_bfloat16"
     assert result["loss_finite"]
-    assert "devswitch: device=cpu (auto: no GPU found) precision=bf16 (DEVSWITCH_PRECISION)" in proc.stderr
+    ccs, cpu_bf16 = machine()
+    if ccs:
+        device = "gpu:" + ",".join(str(i) for i in range(len(ccs)))
+        assert f"devswitch: device={device} (auto: {len(ccs)} GPU(s) found) precision=bf16 (DEVSWITCH_PRECISION)" \
+            in proc.stderr
+        assert ("no bf16 tensor cores" in proc.stderr) == (min(ccs) < (8, 0))
+    else:
+        assert "devswitch: device=cpu (auto: no GPU found) precision=bf16 (DEVSWITCH_PRECISION)" in proc.stderr
+        assert ("bf16 is emulated" in proc.stderr) == (not cpu_bf16)
 
 
 def test_device_cpu_leaves_no_visible_gpu_and_fp32_by_default(run_python):
@@ -30,16 +64,27 @@ def test_device_cpu_leaves_no_visible_gpu_and_fp32_by_default(run_python):
     assert "device=cpu (DEVSWITCH_DEVICE)" in proc.stderr
 
 
-def test_gpu_on_a_gpuless_machine_falls_back_with_a_warning(run_python):
+def test_gpu_runs_on_the_gpus_or_falls_back_with_a_warning(run_python):
     proc = run_python(SCRIPT, env={"DEVSWITCH_DEVICE": "gpu", "DEVSWITCH_PRECISION": "half"})
     assert proc.returncode == 0, proc.stderr
-    assert "devswitch: device=gpu (DEVSWITCH_DEVICE) but TensorFlow sees no GPU" in proc.stderr
-    assert "falling back to the CPU (fallback=cpu)" in proc.stderr
-    assert result_line(proc.stdout)["visible_gpus"] == 0
+    ccs, _ = machine()
+    assert f"precision={expected_half()} (half: " in proc.stderr
+    if ccs:
+        assert "device=gpu:" in proc.stderr and "falling back" not in proc.stderr
+        assert result_line(proc.stdout)["visible_gpus"] == len(ccs)
+    else:
+        assert "devswitch: device=gpu (DEVSWITCH_DEVICE) but TensorFlow sees no GPU" in proc.stderr
+        assert "falling back to the CPU (fallback=cpu)" in proc.stderr
+        assert result_line(proc.stdout)["visible_gpus"] == 0
 
 
-def test_gpu_with_fallback_error_stops_with_a_clear_message(run_python):
+def test_gpu_with_fallback_error_runs_there_or_stops_with_a_clear_message(run_python):
     proc = run_python(SCRIPT, env={"DEVSWITCH_FLAGS": "device=gpu,fallback=error"})
+    ccs, _ = machine()
+    if ccs:
+        assert proc.returncode == 0, proc.stderr
+        assert result_line(proc.stdout)["visible_gpus"] == len(ccs)
+        return
     assert proc.returncode == 3
     assert "devswitch: error: DEVSWITCH_FLAGS (device): device=gpu was asked for, but TensorFlow sees no GPU" \
         in proc.stderr
