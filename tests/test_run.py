@@ -1,16 +1,24 @@
-"""devswitch run: an unmodified script under the switch, behaving as `python script.py` would."""
+"""devswitch run: an unmodified script under the switch, behaving as `python script.py` would.
+
+Each `devswitch run` starts TensorFlow (several seconds), so the runs are shared: ``switched_runs`` makes
+three runs once per session (an import-only script, a script under `devswitch run`, a module under
+`devswitch run -m`) and the tests here and in test_trust.py each check one behaviour of them.
+"""
 
 from __future__ import annotations
 
-import json
+import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import SCRIPTS, clean_environ, result_line
 
 pytestmark = pytest.mark.subprocess
+TIMED = SCRIPTS / "timed_script.py"  # four timed Keras calls, then --raise / --exit N as asked
+_RUNS: dict[str, SimpleNamespace] = {}
 
 
 def devswitch(*args: str, cwd, env=None, timeout=240):
@@ -19,35 +27,83 @@ def devswitch(*args: str, cwd, env=None, timeout=240):
                           text=True, timeout=timeout)
 
 
-def test_script_sees_its_own_argv_name_and_exit_code(tmp_path):
-    script = SCRIPTS / "argv_script.py"
-    proc = devswitch("run", "--device", "cpu", str(script), "--device", "x", "--exit", "7", cwd=tmp_path)
-    assert proc.returncode == 7, proc.stderr
-    seen = result_line(proc.stdout)
-    assert seen["argv"] == [str(script), "--device", "x", "--exit", "7"]  # its options are its own
-    assert seen["name"] == "__main__" and seen["path0"] == str(SCRIPTS)
-    assert "devswitch: device=cpu (--device)" in proc.stderr
+def switched_runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Three runs of TIMED, made once per session (in test_run.py or test_trust.py, whichever asks first).
+
+    ``imported``: ``python timed_script.py`` with DEVSWITCH_PRECISION=fp32 and DEVSWITCH_REPORT=report;
+    ``script``: ``devswitch run --device cpu --precision bf16 --report report timed_script.py --device x --raise``
+    (after ``imported``: the second run in the same report; the script's own --device, and its own error);
+    ``module``: ``devswitch run --device cpu --report wrong.json -m mymod a --b --exit 7`` in a folder holding
+    mymod.py (a copy of TIMED) and a wrong.json that is not a report (``[]``).
+    """
+    if "runs" not in _RUNS:
+        base = tmp_path_factory.mktemp("switched")
+        report, wrong = base / "report.json", base / "wrong.json"
+        wrong.write_text("[]\n")
+        shutil.copy(TIMED, base / "mymod.py")
+        environ = clean_environ(HOME=str(base), PYTHONUNBUFFERED="1")
+
+        def start(argv, **env):
+            return subprocess.Popen([sys.executable, *argv], cwd=base, env={**environ, **env}, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def finish(proc):
+            try:
+                out, err = proc.communicate(timeout=240)
+            finally:
+                proc.kill()
+            return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+        # the module run shares no file with the other two, so it runs beside them
+        module = start(["-m", "devswitch", "run", "--device", "cpu", "--report", str(wrong), "-m", "mymod", "a",
+                        "--b", "--exit", "7"])
+        imported = finish(start([str(TIMED)], DEVSWITCH_REPORT=str(report), DEVSWITCH_PRECISION="fp32",
+                                DEVSWITCH_DEVICE="cpu"))
+        script = finish(start(["-m", "devswitch", "run", "--device", "cpu", "--precision", "bf16", "--report",
+                               str(report), str(TIMED), "--device", "x", "--raise"]))
+        _RUNS["runs"] = SimpleNamespace(base=base, report=report, wrong=wrong, imported=imported, script=script,
+                                        module=finish(module))
+    return _RUNS["runs"]
 
 
-def test_script_exception_prints_as_python_prints_it(tmp_path):
-    proc = devswitch("run", str(SCRIPTS / "argv_script.py"), "--raise", cwd=tmp_path)
-    assert proc.returncode == 1
-    tail = proc.stderr[proc.stderr.index("Traceback"):]
-    assert tail.splitlines()[1].strip().startswith(f'File "{SCRIPTS / "argv_script.py"}"')
+@pytest.fixture
+def runs(tmp_path_factory) -> SimpleNamespace:
+    return switched_runs(tmp_path_factory)
+
+
+def test_script_sees_its_own_argv_name_and_path(runs):
+    seen = result_line(runs.script.stdout)
+    assert seen["argv"] == [str(TIMED), "--device", "x", "--raise"], "the options after the script are its own"
+    assert seen["name"] == "__main__" and seen["path0"] == str(SCRIPTS), "the script runs as __main__ from its folder"
+    assert "devswitch: device=cpu (--device)" in runs.script.stderr, "the switch's own --device was applied"
+
+
+def test_script_exit_code_is_passed_through(runs):
+    assert runs.module.returncode == 7, runs.module.stderr
+
+
+def test_script_exception_prints_as_python_prints_it(runs):
+    assert runs.script.returncode == 1, runs.script.stderr
+    tail = runs.script.stderr[runs.script.stderr.index("Traceback"):]
+    assert tail.splitlines()[1].strip().startswith(f'File "{TIMED}"'), "the first frame is the script's own"
     assert "LookupError: the script's own error" in tail
-    assert "devswitch/launch.py" not in tail and "runpy" not in tail
+    assert "devswitch/launch.py" not in tail and "runpy" not in tail, "devswitch's frames are left out"
 
 
-def test_run_applies_switch_options_times_the_script_and_writes_the_report(tmp_path):
-    report = tmp_path / "report.json"
-    proc = devswitch("run", "--precision", "bf16", "--report", str(report), str(SCRIPTS / "timed_script.py"),
-                     cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "devswitch: timed Keras calls" in proc.stderr
-    doc = json.loads(report.read_text())
-    assert [r["kind"] for r in doc["records"]] == ["fit", "evaluate", "predict", "predict"]
-    assert {r["policy"] for r in doc["records"]} == {"mixed_bfloat16"}
-    assert doc["config"]["precision"] == {"value": "bf16", "source": "explicit", "location": "--precision"}
+def test_run_applies_switch_options_times_the_script_and_writes_the_report(runs):
+    from devswitch.results import read_report
+
+    assert "devswitch: timed Keras calls" in runs.script.stderr
+    run = read_report(runs.report)[-1]  # the first run in this report is the imported one
+    assert [r["kind"] for r in run["records"]] == ["fit", "evaluate", "predict", "predict"]
+    assert {r["policy"] for r in run["records"]} == {"mixed_bfloat16"}
+    assert run["config"]["precision"] == {"value": "bf16", "source": "explicit", "location": "--precision"}
+
+
+def test_run_a_module_with_dash_m(runs):
+    argv = result_line(runs.module.stdout)["argv"]
+    assert argv[0] == str(runs.base / "mymod.py"), "argv[0] is the module's file, as python -m sets it"
+    assert argv[1:] == ["a", "--b", "--exit", "7"]
 
 
 def test_bad_switch_option_and_missing_script_are_clear_errors(tmp_path):
@@ -56,12 +112,3 @@ def test_bad_switch_option_and_missing_script_are_clear_errors(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = devswitch("run", "missing.py", cwd=tmp_path)
     assert proc.returncode == 2 and "no such script: missing.py" in proc.stderr
-
-
-def test_run_a_module_with_dash_m(tmp_path):
-    (tmp_path / "mymod.py").write_text("import sys\nprint('RESULT', '{\"argv\": %s}' % __import__('json')"
-                                       ".dumps(sys.argv))\n")
-    proc = devswitch("run", "--report", "off", "-m", "mymod", "a", "--b", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    argv = result_line(proc.stdout)["argv"]
-    assert argv[0] == str(tmp_path / "mymod.py") and argv[1:] == ["a", "--b"]  # as python -m sets it
