@@ -237,8 +237,12 @@ def _readable_rapl_packages(root: Path = Path("/sys/class/powercap")) -> bool:
     packages = 0
     for zone in sorted(root.glob("*-rapl:*")) if root.is_dir() else ():
         try:
-            if zone.name.count(":") != 1 or not (zone / "name").read_text().startswith("package"):
-                continue
+            is_package = zone.name.count(":") == 1 and (zone / "name").read_text().startswith("package")
+        except OSError:
+            continue  # a zone without a readable name is not counted (nor refused)
+        if not is_package:
+            continue
+        try:
             int((zone / "energy_uj").read_text()), int((zone / "max_energy_range_uj").read_text())
         except (OSError, ValueError):
             return False  # one package we cannot read: no honest CPU total
