@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -70,3 +71,34 @@ def result_line(stdout: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, f"the script printed no RESULT line; stdout was:\n{stdout}"
     return json.loads(lines[-1][len("RESULT "):])
+
+
+# --- one real devswitch compare for the whole session -------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareRun:
+    proc: subprocess.CompletedProcess
+    out: Path       # the --out folder
+    project: Path   # the working directory (where --save-profile wrote .devswitchrc)
+    home: Path
+
+
+SHARED_ARGS = ["mlp", "--devices", "cpu,gpu", "--precisions", "fp32,fp16", "--batch-sizes", "1,8",
+               "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--save-profile", "fastest"]
+
+
+@pytest.fixture(scope="session")
+def shared_compare(tmp_path_factory) -> CompareRun:
+    """``compare mlp`` over cpu,gpu x fp32,fp16 x batch 1,8 with --save-profile, run once. Read it; never write
+    into it (copy it to tmp_path first)."""
+    root = tmp_path_factory.mktemp("shared-compare")
+    home, project = root / "home", root / "project"
+    home.mkdir()
+    project.mkdir()
+    out = root / "out"
+    proc = subprocess.run([sys.executable, "-m", "devswitch", "compare", *SHARED_ARGS, "--out", str(out)],
+                          cwd=project, env=clean_environ(HOME=str(home), PYTHONUNBUFFERED="1"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return CompareRun(proc, out, project, home)

@@ -34,24 +34,33 @@ def current_umask() -> int:
     return mask
 
 
+def cells_of(doc: dict) -> list[dict]:
+    return doc["cells"]
+
+
+def records_of(doc: dict) -> list[dict]:
+    return [c["record"] for c in doc["cells"] if c.get("record")]
+
+
 @pytest.mark.subprocess
-def test_mlp_across_precisions_writes_consistent_outputs(tmp_path):
-    out = tmp_path / "out"
-    # fp16 runs on every CPU (slowly; bf16 would be "unavailable" on a CPU without AVX512-BF16/AMX)
-    proc = compare("mlp", "--devices", "cpu,gpu", "--precisions", "fp32,fp16", *TINY, "--out", str(out),
-                   cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png", "results.html"}
+def test_mlp_across_precisions_writes_consistent_outputs(shared_compare):
+    """The shared run: cpu,gpu x fp32,fp16 x batch 1,8 -> five files that agree with each other."""
+    proc, out = shared_compare.proc, shared_compare.out
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png",
+                                               "results.html"}
     doc = json.loads((out / "results.json").read_text())
+    assert doc["schema_version"] == 2
     rows = list(csv.DictReader((out / "results.csv").open()))
     markdown = (out / "results.md").read_text()
     assert markdown in proc.stdout  # the printed table is the written one
     assert len(doc["cells"]) == len(rows) == 8  # 2 devices x 2 precisions x 2 batch sizes
     by_key = {(r["device"], r["precision"], int(r["batch"])): r for r in rows}
-    measured = [c for c in doc["cells"] if c["status"] == "ok"]
-    assert len(measured) == len(doc["records"])
-    for cell, record in zip(measured, doc["records"]):
-        assert record["batch"] == cell["batch"]
+    for cell in doc["cells"]:
+        record = cell["record"]
+        if cell["status"] != "ok":
+            assert record is None
+            continue
+        assert record["batch"] == cell["batch"]  # each cell carries its own record: nothing paired by position
         assert record["policy"] == {"fp32": "float32", "fp16": "mixed_float16"}[cell["precision"]]
         row = by_key[(cell["device"], cell["precision"], cell["batch"])]
         assert float(row["throughput"]) == pytest.approx(record["metrics"]["throughput"]["value"])
@@ -59,34 +68,47 @@ def test_mlp_across_precisions_writes_consistent_outputs(tmp_path):
     gpu = [c for c in doc["cells"] if c["device"] == "gpu"]
     assert len(gpu) == 4
     if detect_gpus():  # a GPU machine: its columns are measured too
-        assert len(doc["records"]) == 8 and all(c["status"] == "ok" for c in gpu)
+        assert len(records_of(doc)) == 8 and all(c["status"] == "ok" for c in gpu)
     else:  # no GPU: the GPU columns are there, unavailable with the reason, not silently dropped
-        assert len(doc["records"]) == 4 and all(c["status"].startswith("unavailable: TensorFlow sees no GPU")
-                                                for c in gpu)
+        assert len(records_of(doc)) == 4 and all(c["status"].startswith("unavailable: TensorFlow sees no GPU")
+                                                 for c in gpu)
         assert "unavailable [1]" in markdown and "[1] TensorFlow sees no GPU" in markdown
         # learnt once: the GPU configurations started no process
         assert [c["device"] for c in doc["timing"]["configurations"]] == ["cpu", "cpu"]
-    assert all(r["status"] == "ok" for r in doc["records"]) and "| samples/s |" in markdown
+    assert all(r["status"] == "ok" for r in records_of(doc)) and "| samples/s |" in markdown
     assert {r["speedup_vs_baseline"] for r in rows if r["device"] == "cpu" and r["precision"] == "fp32"} == {"1.0"}
     timing = doc["timing"]
     assert timing["total_s"] > 0 and timing["sum_startup_s"] > 0 and timing["sum_measured_s"] > 0
     assert len(timing["configurations"]) == (4 if detect_gpus() else 2)
     assert "[4/4] gpu fp16" in proc.stderr  # the progress display
     assert doc["complete"] is True and "Incomplete" not in markdown
+    # 3 timed samples: each interval is the whole range, and every word about it says 75%, never 95%
+    assert "(75%)" in markdown and "95% intervals" not in markdown
+    assert "Recommendation, batch 8:" in markdown and "their 75% intervals" in markdown
     for name in ("results.json", "results.csv", "results.md", "results.png"):  # all as the umask says
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~current_umask(), name
 
 
 @pytest.mark.subprocess
-def test_a_factory_that_raises_gives_a_failed_row_and_keeps_the_others(tmp_path):
+def test_a_failing_factory_fails_its_row_only_and_force_overwrites_as_the_umask_says(tmp_path):
+    """One run for three behaviours: a factory that raises is a failed row (exit 5) while the others are
+    measured; --force replaces earlier results; the files get the permissions the umask gives."""
     out = tmp_path / "out"
+    out.mkdir()
+    for name in ("results.json", "results.csv", "results.md", "results.png"):
+        (out / name).write_text("earlier")
     target = f"{SCRIPTS / 'factories.py'}:fp32_only"
     proc = compare(target, "--devices", "cpu", "--precisions", "fp32,fp16", *TINY, "--no-predict-baseline",
-                   "--out", str(out), cwd=tmp_path)
+                   "--out", str(out), "--force", cwd=tmp_path, umask=0o077)
     assert proc.returncode == 5, proc.stderr
-    cells = {(c["precision"], c["batch"]): c["status"] for c in json.loads((out / "results.json").read_text())["cells"]}
+    doc = json.loads((out / "results.json").read_text())
+    cells = {(c["precision"], c["batch"]): c["status"] for c in doc["cells"]}
     assert cells[("fp32", 1)] == "ok" and cells[("fp32", 8)] == "ok"
     assert cells[("fp16", 1)] == "failed: RuntimeError: this factory refuses mixed precision"
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png",
+                                               "results.html"}
+    for path in out.iterdir():
+        assert path.read_bytes() != b"earlier" and stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 def _as_from_a_terminal():
@@ -105,17 +127,16 @@ def test_interrupt_stops_cleanly_and_keeps_finished_rows(tmp_path, signum):
                              "--min-time", "60", "--no-peak-probe", "--no-predict-baseline", "--out", str(out)],
                             cwd=tmp_path, env=environ, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             preexec_fn=_as_from_a_terminal)
-    # wait until the first configuration is running its timed phase, then press Ctrl-C
-    deadline = time.time() + 120
-    lines = []
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        lines.append(line)
-        if line.startswith("[1/3] cpu fp32"):
-            break
-    time.sleep(12)  # start-up, build and warm-up done: the 60 s timed phase is under way
-    proc.send_signal(signum)
-    stdout, stderr = proc.communicate(timeout=90)
+    lines: list[str] = []
+    try:
+        # the first worker has built its model: its 60 s of measuring are under way; press Ctrl-C then
+        _wait_for(lambda: '"built"' in "".join(p.read_text() for p in out.glob(".devswitch-work-*/*.events.jsonl")),
+                  180, "the first configuration to build its model")
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 130, "".join(lines) + stderr
     doc = json.loads((out / "results.json").read_text())
     assert doc["interrupted"] is True
@@ -196,7 +217,7 @@ def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_runn
     doc = json.loads((out / "results.json").read_text())
     assert doc["complete"] is False
     assert [(c["precision"], c["status"]) for c in doc["cells"]] == [("fp32", "ok"), ("fp16", "not run (pending)")]
-    assert len(doc["records"]) == 1 and doc["records"][0]["metrics"]["throughput"]["value"] > 0
+    assert len(records_of(doc)) == 1 and records_of(doc)[0]["metrics"]["throughput"]["value"] > 0
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "not run (pending)"]
     assert "Incomplete: written while compare was running" in (out / "results.md").read_text()
@@ -279,10 +300,10 @@ class NoWorker:
 ])
 def test_an_output_place_that_cannot_take_the_results_is_refused_before_anything_runs(
         tmp_path, monkeypatch, capsys, make_out, args, message):
-    from devswitch import compare as cmp
+    from devswitch.compare import matrix
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cmp.subprocess, "Popen", NoWorker)
+    monkeypatch.setattr(matrix.subprocess, "Popen", NoWorker)
     out = make_out(tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     code = main(["compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--out", str(out), *args])
@@ -294,9 +315,9 @@ def test_an_output_place_that_cannot_take_the_results_is_refused_before_anything
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
-    from devswitch import compare as cmp
+    from devswitch.compare import matrix
 
-    monkeypatch.setattr(cmp.subprocess, "Popen", NoWorker)
+    monkeypatch.setattr(matrix.subprocess, "Popen", NoWorker)
     out = tmp_path / "ro"
     out.mkdir(mode=0o555)
     assert main(["compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--out", str(out)]) == 2
@@ -328,21 +349,6 @@ def test_scratch_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     assert not dead.exists() and (alive / "x.log").exists()
 
 
-@pytest.mark.subprocess
-def test_force_overwrites_earlier_results_with_files_as_the_umask_says(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in ("results.json", "results.csv", "results.md", "results.png"):
-        (out / name).write_text("earlier")
-    proc = compare("mlp", "--devices", "cpu", "--precisions", "fp32", *TINY, "--out", str(out), "--force",
-                   cwd=tmp_path, umask=0o077)
-    assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png", "results.html"}
-    assert json.loads((out / "results.json").read_text())["records"][0]["status"] == "ok"
-    for path in out.iterdir():
-        assert path.read_bytes() != b"earlier" and stat.S_IMODE(path.stat().st_mode) == 0o600, path
-
-
 @pytest.mark.parametrize("args, message", [
     pytest.param(["--devices", "tpu"], "--devices: 'tpu' is not valid", id="unknown device"),
     pytest.param(["--precisions", "fp8"], "--precisions: 'fp8' is not valid", id="unknown precision"),
@@ -367,8 +373,8 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
     from devswitch import compare as cmp
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    doc = cmp.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
-                       [cmp.Cell("cpu", "fp32", 1, "interrupted")], 1.0, True)
+    doc = cmp.matrix.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
+                              [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
     (tmp_path / "results.png").write_text("an earlier run's plot")
     notes = cmp.write_outputs(doc, tmp_path)
     assert notes == ["results.png not written: matplotlib is not installed (pip install 'devswitch[plot]')"]
@@ -380,8 +386,8 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
 def test_result_files_follow_the_umask(tmp_path, mask, mode):
     from devswitch import compare as cmp
 
-    doc = cmp.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
-                       [cmp.Cell("cpu", "fp32", 1, "interrupted")], 1.0, True)
+    doc = cmp.matrix.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
+                              [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
     old = os.umask(mask)
     try:
         assert cmp.write_outputs(doc, tmp_path) == []

@@ -43,8 +43,10 @@ def report_command(args: argparse.Namespace) -> int:
             from ..results import ReportError, parse_report, render_report_runs
 
             try:  # a timing report of scripts (report: PATH.jsonl), in either format devswitch wrote
-                print(render_report_runs(parse_report(data.decode("utf-8", errors="replace"), str(file))), end="")
-                return 0
+                runs = parse_report(data.decode("utf-8", errors="replace"), str(file))
+                if runs:  # an empty file is neither a report nor a result set: the error below says so
+                    print(render_report_runs(runs), end="")
+                    return 0
             except (ReportError, RecursionError):
                 pass  # perhaps a compare results.json under another name
         print(render_markdown(parse(data, str(file))), end="")
