@@ -1,38 +1,71 @@
-"""Every example runs on its own, with tiny settings, and prints what it promises."""
+"""Every example runs on its own, with tiny settings, and prints what it promises.
+
+Each example is its own process that starts TensorFlow (several seconds); ``ran`` starts them all once for
+this module, two at a time, and each test waits for its own and checks what it promises.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, clean_environ
 
 pytestmark = pytest.mark.subprocess
 EXAMPLES = ROOT / "examples"
 
 
-def test_existing_script_switched_by_a_variable(run_python):
-    proc = run_python(EXAMPLES / "existing_script.py", "--epochs", "1", env={"DEVSWITCH_PRECISION": "bf16"})
+def _commands(out) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each example's command line (after the Python interpreter) and its extra environment."""
+    return {
+        "existing_script by a variable": ([str(EXAMPLES / "existing_script.py"), "--epochs", "1"],
+                                          {"DEVSWITCH_PRECISION": "bf16"}),
+        "existing_script by devswitch run": (["-m", "devswitch", "run", "--precision", "bf16", "--report", "off",
+                                              str(EXAMPLES / "existing_script.py"), "--epochs", "1"], {}),
+        "train_classifier": ([str(EXAMPLES / "train_classifier.py"), "--epochs", "2", "--precisions", "fp32,bf16"],
+                             {}),
+        "matmul_scaling": ([str(EXAMPLES / "matmul_scaling.py"), "--max-size", "128", "--repeats", "1", "--plot",
+                            str(out / "mm.png")], {}),
+        "alexnet_inference": ([str(EXAMPLES / "alexnet_inference.py"), "--devices", "cpu", "--precisions", "fp32",
+                               "--batch-sizes", "1", "--iterations", "2", "--warmup", "1", "--no-peak-probe",
+                               "--no-predict-baseline", "--out", str(out / "out")], {}),
+    }
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """The examples' completed processes (futures), by name, with the folder they wrote into."""
+    out = tmp_path_factory.mktemp("examples")
+    home = out / "home"
+    home.mkdir()
+
+    def run(argv, env):
+        return subprocess.run([sys.executable, *argv], env=clean_environ(HOME=str(home), PYTHONUNBUFFERED="1", **env),
+                              cwd=out, capture_output=True, text=True, timeout=240)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two at a time: each is mostly one busy core
+        futures: dict[str, Future] = {name: pool.submit(run, *command) for name, command in _commands(out).items()}
+        yield lambda name: (futures[name].result(), out)
+
+
+def test_existing_script_switched_by_a_variable(ran):
+    proc, _ = ran("existing_script by a variable")
     assert proc.returncode == 0, proc.stderr
     assert "(policy mixed_bfloat16)" in proc.stdout and "test accuracy" in proc.stdout
     assert "devswitch: timed Keras calls" in proc.stderr
 
 
-def test_existing_script_switched_by_devswitch_run(tmp_path):
-    import sys
-
-    import subprocess
-
-    from conftest import clean_environ
-
-    proc = subprocess.run([sys.executable, "-m", "devswitch", "run", "--precision", "bf16", "--report", "off",
-                           str(EXAMPLES / "existing_script.py"), "--epochs", "1"], cwd=tmp_path,
-                          env=clean_environ(HOME=str(tmp_path)), capture_output=True, text=True, timeout=240)
+def test_existing_script_switched_by_devswitch_run(ran):
+    proc, _ = ran("existing_script by devswitch run")
     assert proc.returncode == 0, proc.stderr
     assert "(policy mixed_bfloat16)" in proc.stdout and "timed Keras calls" not in proc.stderr
 
 
-def test_train_classifier_compares_precisions_with_accuracy(run_python):
-    proc = run_python(EXAMPLES / "train_classifier.py", "--epochs", "2", "--precisions", "fp32,bf16")
+def test_train_classifier_compares_precisions_with_accuracy(ran):
+    proc, _ = ran("train_classifier")
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
              if line.startswith(("fp32", "bf16")) and "steady training" not in line}
@@ -41,20 +74,16 @@ def test_train_classifier_compares_precisions_with_accuracy(run_python):
     assert "x the steady training throughput of fp32" in proc.stdout
 
 
-def test_matmul_scaling_prints_the_table_and_plots(run_python, tmp_path):
-    plot = tmp_path / "mm.png"
-    proc = run_python(EXAMPLES / "matmul_scaling.py", "--max-size", "128", "--repeats", "1", "--plot", str(plot))
+def test_matmul_scaling_prints_the_table_and_plots(ran):
+    proc, out = ran("matmul_scaling")
     assert proc.returncode == 0, proc.stderr
     assert "cpu:0 float32" in proc.stdout and "cpu:0 bfloat16 vs cpu:0 float32" in proc.stdout
     assert [line.split()[0] for line in proc.stdout.splitlines() if line.strip()[:1].isdigit()] == ["64", "128"]
-    assert plot.stat().st_size > 1000
+    assert (out / "mm.png").stat().st_size > 1000
 
 
-def test_alexnet_example_runs_the_comparison(run_python, tmp_path):
-    out = tmp_path / "out"
-    proc = run_python(EXAMPLES / "alexnet_inference.py", "--devices", "cpu", "--precisions", "fp32",
-                      "--batch-sizes", "1", "--iterations", "2", "--warmup", "1", "--no-peak-probe",
-                      "--no-predict-baseline", "--out", str(out))
+def test_alexnet_example_runs_the_comparison(ran):
+    proc, out = ran("alexnet_inference")
     assert proc.returncode == 0, proc.stderr
     assert "# devswitch compare: alexnet (inference)" in proc.stdout and "| img/s |" in proc.stdout
-    assert (out / "results.json").exists()
+    assert (out / "out" / "results.json").exists()
