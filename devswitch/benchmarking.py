@@ -25,7 +25,8 @@ from typing import Any, Callable, Sequence
 
 from .errors import describe
 from .energy import Energy, meter_for, unavailable
-from .results import Summary, metric
+from .results import metric
+from .statistics import Summary
 
 PROBE_SIZE = 2048
 GROUP_BELOW_S = 0.01  # steps shorter than this are timed in groups (their own duration is mostly noise) ...

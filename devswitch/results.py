@@ -1,4 +1,4 @@
-"""Result records, the statistics behind them, and their files (JSON); their tables are render/calls.py's.
+"""Result records and their files (JSON, JSON Lines reports); statistics.py computes, render/calls.py draws.
 
 Records are frozen; ``to_dict`` builds new dicts and never mutates a record.
 Every metric is written with its unit. Files are written atomically (temporary
@@ -24,113 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-# the tables of timed calls, under the names session, notebook and the report command import from here
+# the statistics and the tables of timed calls, under the names other modules and tests import from here
+from .statistics import MAD_TO_SIGMA, Summary, jitter, median, median_ci, percentile, std_error  # noqa: F401
 from .render.calls import Calls, calls_table, print_calls, render_calls, render_report_runs  # noqa: F401
 
 SCHEMA_VERSION = 1
-MAD_TO_SIGMA = 1.4826  # scales the median absolute deviation to a standard deviation for normal data
-
-
-# --- statistics --------------------------------------------------------------------
-
-def median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    if n == 0:
-        raise ValueError("median of no values")
-    mid = n // 2
-    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default 'linear' method)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("percentile of no values")
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def std_error(values: Sequence[float]) -> float:
-    """Standard error of the mean: sample standard deviation / sqrt(n); 0 for fewer than 2 values."""
-    n = len(values)
-    if n < 2:
-        return 0.0
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
-
-
-def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """A distribution-free confidence interval of the median, from order statistics: (low, high, coverage).
-
-    The number of samples below the true median is Binomial(n, 1/2) for independent samples from any
-    continuous distribution, so [x_(j), x_(n-j+1)] covers the median with probability
-    1 - 2 P(B <= j - 1); j is the largest rank that keeps that at or above ``level``. With fewer than 6
-    samples no pair reaches 95%: the interval is then the whole range, and ``coverage`` says how sure
-    it is (for n = 5, 93.75%). The interval is about the median, not about the mean.
-    """
-    ordered = sorted(values)
-    n = len(ordered)
-    if n == 0:
-        raise ValueError("median_ci of no values")
-    tail = (1.0 - level) / 2
-    j, cumulative, term = 0, 0.0, 0.5 ** n if n <= 1000 else None
-    if term is None:  # large n: the normal approximation of the binomial is exact enough
-        j = max(1, int(math.floor(n / 2 - 1.959964 * math.sqrt(n) / 2)))
-        return ordered[j - 1], ordered[n - j], level
-    for rank in range(1, n // 2 + 1):  # P(B <= rank - 1), accumulated term by term
-        cumulative += term
-        term = term * (n - rank + 1) / rank
-        if cumulative <= tail:
-            j = rank
-        else:
-            break
-    if j == 0:
-        return ordered[0], ordered[-1], 1.0 - 2 * 0.5 ** n
-    below = sum(math.comb(n, k) for k in range(j)) / 2 ** n
-    return ordered[j - 1], ordered[n - j], 1.0 - 2 * below
-
-
-def jitter(values: Sequence[float]) -> float:
-    """Robust spread: 1.4826 x the median absolute deviation."""
-    if not values:
-        return 0.0
-    mid = median(values)
-    return MAD_TO_SIGMA * median([abs(v - mid) for v in values])
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Throughput and latency statistics of timed iterations of ``batch`` samples each."""
-
-    n: int
-    batch: int
-    total_s: float
-    samples_per_s: float          # median of per-iteration throughput
-    samples_per_s_err: float      # std / sqrt(n) of per-iteration throughput
-    samples_per_s_jitter: float   # 1.4826 x MAD of per-iteration throughput
-    samples_per_s_overall: float  # all samples / all timed seconds (what a stopwatch sees)
-    latency_p50_ms: float
-    latency_p90_ms: float
-    latency_p99_ms: float
-    steps_per_sample: int = 1     # each timed sample is the mean of this many back-to-back steps
-    samples_per_s_ci: tuple[float, float] = (0.0, 0.0)  # confidence interval of the median throughput
-    ci_coverage: float = 0.0      # the interval's coverage (0.95, or less with fewer than 6 samples)
-
-    @classmethod
-    def of(cls, durations: Sequence[float], batch: int, steps_per_sample: int = 1) -> "Summary":
-        """``durations``: seconds per step, one per timed sample (a sample may average several steps)."""
-        if not durations:
-            raise ValueError("no timed iterations")
-        rates = [batch / d for d in durations]
-        total = sum(durations) * steps_per_sample
-        ms = [d * 1000 for d in durations]
-        low, high, coverage = median_ci(rates)
-        return cls(len(durations), batch, total, median(rates), std_error(rates), jitter(rates),
-                   batch * len(durations) / sum(durations), percentile(ms, 50), percentile(ms, 90),
-                   percentile(ms, 99), steps_per_sample, (low, high), coverage)
 
 
 # --- records -------------------------------------------------------------------------

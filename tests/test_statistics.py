@@ -41,23 +41,48 @@ def test_a_summary_carries_the_interval_of_its_median():
     assert low <= summary.samples_per_s <= high and summary.ci_coverage > 0.9
 
 
-def _doc(rates_a, rates_b, unit="img"):
+def _doc(rates_a, rates_b, unit="img", columns=None, **extra):
+    from devswitch.compare.resultset import Model
+
     cells = []
-    for device, rates in (("cpu", rates_a), ("gpu", rates_b)):
+    configs = columns or [("cpu", rates_a), ("gpu", rates_b)]
+    for device, rates in configs:
         for batch, rate in zip((1, 128), rates):
             record = {"metrics": {"throughput": {"value": rate, "ci": [rate * 0.9, rate * 1.1], "ci_coverage": 0.96},
                                   "power": {"value": None}}}
-            cells.append(compare.Cell(device, "fp32", batch, "ok", "fp32", record))
-    return {"_cells": cells, "model": {"name": "alexnet", "unit": unit},
-            "options": {"batch_sizes": [1, 128], "mode": "inference", "baseline": "tensorflow cpu fp32",
-                        "backends": ["tensorflow"]}}
+            cells.append(compare.Cell("tensorflow", device, "fp32", batch, "ok", "fp32", record))
+    return compare.ResultSet(options={"batch_sizes": [1, 128], "mode": "inference",
+                                      "baseline": "tensorflow cpu fp32", "backends": ["tensorflow"],
+                                      "target": "alexnet"},
+                             model=Model("alexnet", "alexnet", unit=unit), cells=tuple(cells), **extra)
+
+
+def build_figure(doc):
+    from devswitch.render.chart import build_figure as build
+
+    return build(doc)
+
+
+def test_a_chart_of_many_columns_keeps_a_sane_size_and_gives_each_column_its_own_look():
+    """18 columns: no 4906 px wide picture, and no two columns share a colour (tab10 repeats after 10)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    doc = _doc(None, None, columns=[(f"gpu:{i}", (10.0 + i, 20.0 + i)) for i in range(25)])
+    fig = build_figure(doc)
+    width, height = fig.get_size_inches() * 110  # the dpi results.png is saved at
+    assert width <= 14 * 110 + 1 and height < 1000
+    handles = fig.legends[0].legend_handles
+    looks = {(tuple(h.get_facecolor()), h.get_hatch()) for h in handles}
+    assert len(handles) == 25 and len(looks) == 25
+    plt.close(fig)
 
 
 def test_the_chart_starts_at_zero_on_a_linear_axis_with_the_speed_ups_on_the_bars():
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    fig = compare.build_figure(_doc((50.0, 100.0), (80.0, 158.0)))
+    fig = build_figure(_doc((50.0, 100.0), (80.0, 158.0)))
     ax = fig.axes[0]
     assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
     texts = [t.get_text() for t in ax.texts]
@@ -70,16 +95,16 @@ def test_the_chart_goes_log_only_past_a_hundredfold_span_and_says_so():
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    fig = compare.build_figure(_doc((5.0, 100.0), (8.0, 1500.0)))
+    fig = build_figure(_doc((5.0, 100.0), (8.0, 1500.0)))
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and "(log scale)" in ax.get_ylabel()
     plt.close(fig)
 
 
 def test_the_table_prints_the_interval_not_a_standard_error():
-    doc = _doc((50.0, 100.0), (80.0, 158.0))
-    doc.update(environment={}, timing={"overhead_ratio": None}, interrupted=False, complete=True)
-    table = compare.render_markdown(doc)
+    from devswitch.render.compare import render_markdown
+
+    table = render_markdown(_doc((50.0, 100.0), (80.0, 158.0)))
     assert "| img/s | 50.0 [45.0, 55.0] | 80.0 [72.0, 88.0] |" in table and "±" not in table
 
 
@@ -88,12 +113,13 @@ def test_the_report_page_is_self_contained(tmp_path):
     nothing it references lies outside the file (no network request of any kind)."""
     import re
 
-    doc = _doc((50.0, 100.0), (80.0, 158.0))
-    doc.update(environment={"keras": "3.15.1", "cpu": "Test <CPU>"}, timing={"overhead_ratio": None},
-               interrupted=False, complete=True, command=["devswitch", "compare"],
+    from devswitch.render.compare import render_html
+
+    doc = _doc((50.0, 100.0), (80.0, 158.0), environment={"keras": "3.15.1", "cpu": "Test <CPU>"},
+               command=("devswitch", "compare"),
                config={"precision": {"value": "fp32", "source": "explicit", "location": "--precision"}})
-    page = compare.render_html(doc, b"\x89PNG fake")
-    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == 4  # 2 batches, environment, config
+    page = render_html(doc, b"\x89PNG fake")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table") == 4  # 2 batches, environment, config
     assert "data:image/png;base64," in page and "Recommendation, batch 128" in page and "Test &lt;CPU&gt;" in page
     assert "--precision" in page
     assert not re.search(r"https?://|<link|<script|@import|url\(", page)

@@ -26,7 +26,7 @@ def report_parser(sub) -> argparse.ArgumentParser:
 
 def report_command(args: argparse.Namespace) -> int:
     from ..compare import read
-    from ..compare.resultset import parse, read_bytes
+    from ..compare.resultfile import parse, read_bytes
     from ..compare.report import compare, parse_fail_above
     from ..render.compare import render_comparison, render_markdown
 
@@ -40,7 +40,8 @@ def report_command(args: argparse.Namespace) -> int:
         file = path / "results.json" if path.is_dir() else path
         data = read_bytes(file)  # bounded: a regular file of a sane size, nested no deeper than a result needs
         if file.name != "results.json":
-            from ..results import ReportError, parse_report, render_report_runs
+            from ..render.calls import render_report_runs
+            from ..results import ReportError, parse_report
 
             try:  # a timing report of scripts (report: PATH.jsonl), in either format devswitch wrote
                 runs = parse_report(data.decode("utf-8", errors="replace"), str(file))

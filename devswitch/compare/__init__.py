@@ -10,7 +10,8 @@ from .matrix import ConfigRun, cells_of, run_configuration, run_matrix
 from .options import DEFAULT_ROOT, RESULT_FILES, WORK_PREFIX, Options, Output, prepare_output
 from .outputs import write_outputs
 from .recommend import Pick, recommend, recommendation_lines, switch_text
-from .resultset import Cell, Key, ResultFileError, ResultSet, read
+from .resultfile import read
+from .resultset import Cell, Key, ResultFileError, ResultSet
 
 load_results = read
 

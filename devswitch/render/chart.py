@@ -14,13 +14,14 @@ HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")
 
 
 def style(j: int) -> dict:
-    """Column ``j``'s look: 20 distinct colours (tab20), then the same colours hatched, so no two columns share one."""
+    """Column ``j``'s look: 20 distinct colours (tab20's ten dark ones first, then their light pairs), then the
+    same colours hatched, so no two columns share a look."""
     import matplotlib
 
-    colours = matplotlib.colormaps["tab10" if j < 10 else "tab20"]
-    colour = colours(j % 10) if j < 10 else colours(j % 20)
-    return {"color": colour, "hatch": HATCHES[(j // 20) % len(HATCHES)] if j >= 20 else "",
-            "edgecolor": "0.25" if j >= 20 else colour}
+    n = j % 20
+    colour = matplotlib.colormaps["tab20"](2 * n if n < 10 else 2 * (n - 10) + 1)
+    hatch = HATCHES[(j // 20) % len(HATCHES)]
+    return {"facecolor": colour, "hatch": hatch, "edgecolor": "0.25" if hatch else colour}
 
 
 def build_figure(results: ResultSet):

@@ -1,0 +1,248 @@
+"""Reading a results.json back into a ``ResultSet``: bounded, validated input handling.
+
+Only a regular file of a sane size, JSON nested no deeper than the schema needs, every field the code
+uses checked for its type; a malformed file is a ``ResultFileError`` (exit code 2) naming the file and
+the field path, never a traceback. A throughput that is NaN, infinite or written as the string "nan"
+makes its cell failed, never a number; control characters in strings are written out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from .resultset import MAX_BYTES, MAX_CELLS, MAX_DEPTH, SCHEMA_VERSION, Cell, Model, ResultFileError, ResultSet
+
+
+class _Reader:
+    """Checks one document field by field; every complaint names the file and the field path."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def fail(self, where: str, what: str) -> ResultFileError:
+        from ..errors import clip
+
+        return ResultFileError(f"{self.file}: {where}: {clip(what, 200)}",
+                               hint="give a results folder or results.json written by devswitch compare "
+                                    "(or rerun the compare to write it again)")
+
+    def get(self, obj: Mapping, key: str, where: str, kind, required: bool = True, default=None):
+        if key not in obj or obj[key] is None:
+            if required:
+                raise self.fail(f"{where}.{key}" if where else key, "missing")
+            return default
+        value = obj[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__.replace("str", "string").replace("dict", "object")
+                                .replace("list", "array").replace("int", "integer") for k in kinds)
+            raise self.fail(f"{where}.{key}" if where else key, f"expected {names}, found {type(value).__name__}")
+        return value
+
+    def number(self, value: Any, where: str) -> float | None:
+        """A metric value: a finite number, or None (null, NaN, inf or the strings devswitch once wrote)."""
+        if value is None or isinstance(value, bool):
+            return None if value is None else self._bad(where, value)
+        if isinstance(value, (int, float)):
+            return float(value) if math.isfinite(value) else None
+        if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity",
+                                                                 "-infinity"):
+            return None
+        return self._bad(where, value)
+
+    def _bad(self, where: str, value: Any):
+        from ..errors import quote
+
+        raise self.fail(where, f"expected a number or null, found {quote(value)}")
+
+
+_FIGURES = ("throughput", "throughput_overall", "predict_throughput", "latency_p50", "latency_p90", "latency_p99",
+            "first_call", "achieved", "fraction_of_peak", "energy", "power", "samples_per_watt")
+
+
+def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
+    """A checked copy of a benchmark record, and "" or why its cell cannot count as measured."""
+    if not isinstance(raw, Mapping):
+        raise r.fail(where, f"expected an object, found {type(raw).__name__}")
+    record = dict(raw)
+    metrics = r.get(record, "metrics", where, dict)
+    checked = {}
+    for name, m in metrics.items():
+        if not isinstance(m, Mapping):
+            raise r.fail(f"{where}.metrics.{name}", f"expected an object, found {type(m).__name__}")
+        m = dict(m)
+        if "value" in m:
+            m["value"] = r.number(m["value"], f"{where}.metrics.{name}.value")
+        if name == "throughput":
+            ci = m.get("ci")
+            if ci is not None:
+                if not isinstance(ci, list) or len(ci) != 2:
+                    raise r.fail(f"{where}.metrics.throughput.ci", "expected [low, high]")
+                ci = [r.number(v, f"{where}.metrics.throughput.ci[{i}]") for i, v in enumerate(ci)]
+                m["ci"] = ci if None not in ci and ci[0] <= ci[1] else None
+            coverage = m.get("ci_coverage")
+            coverage = r.number(coverage, f"{where}.metrics.throughput.ci_coverage") if coverage is not None else None
+            m["ci_coverage"] = coverage if coverage is not None and 0 < coverage <= 1 else None
+            if m.get("jitter") is not None:
+                m["jitter"] = r.number(m["jitter"], f"{where}.metrics.throughput.jitter")
+        checked[name] = m
+    for name in _FIGURES:
+        if name not in checked:
+            checked[name] = {"value": None}
+    record["metrics"] = checked
+    for key, kind in (("policy", str), ("energy", dict), ("training", dict), ("versions", dict), ("phases_s", dict)):
+        r.get(record, key, where, kind, required=False)
+    rate = checked["throughput"].get("value")
+    why = "" if rate is not None and rate > 0 else "failed: no finite throughput in the record"
+    return record, why
+
+
+def from_json(doc: Any, file: str = "results.json") -> ResultSet:
+    """Validate a parsed results.json and build the result set (ResultFileError naming the field if not)."""
+    r = _Reader(file)
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("cells"), list) or not isinstance(
+            doc.get("options"), Mapping):
+        raise ResultFileError(f"{file} is not a devswitch compare result (no 'cells' and 'options')",
+                              hint="for a timing report of a script (report: PATH.jsonl), see README 'Records'")
+    version = doc.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
+        raise r.fail("schema_version", f"{version!r} is not one this devswitch reads (1 to {SCHEMA_VERSION}); "
+                                       "a newer devswitch wrote it?")
+    options = dict(doc["options"])
+    batch_sizes = r.get(options, "batch_sizes", "options", list)
+    if not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in batch_sizes):
+        raise r.fail("options.batch_sizes", "expected positive whole numbers")
+    backends = options.get("backends") or ["tensorflow"]
+    if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
+        raise r.fail("options.backends", "expected an array of names")
+    options["backends"] = backends
+    baseline = r.get(options, "baseline", "options", str, required=False, default="tensorflow cpu fp32")
+    parts = baseline.split(" ")
+    if len(parts) == 2:  # devswitch 0.1: no backend in the key
+        parts = ["tensorflow", *parts]
+    if len(parts) != 3:
+        raise r.fail("options.baseline", f"expected 'BACKEND DEVICE PRECISION', found {baseline!r}")
+    options["baseline"] = " ".join(parts)
+    r.get(options, "mode", "options", str, required=False)
+    r.get(options, "target", "options", str, required=False)
+    m = r.get(doc, "model", "", dict, required=False, default={})
+    model = Model(target=r.get(m, "target", "model", str, required=False, default=options.get("target", "?")),
+                  name=r.get(m, "name", "model", str, required=False),
+                  parameters=r.get(m, "parameters", "model", int, required=False),
+                  unit=r.get(m, "unit", "model", str, required=False, default="samples"))
+    if len(doc["cells"]) > MAX_CELLS:
+        raise r.fail("cells", f"{len(doc['cells'])} cells: more than {MAX_CELLS:,}")
+    old_records = iter(doc.get("records") or []) if version == 1 else iter(())
+    cells = []
+    for i, c in enumerate(doc["cells"]):
+        where = f"cells[{i}]"
+        if not isinstance(c, Mapping):
+            raise r.fail(where, f"expected an object, found {type(c).__name__}")
+        status = r.get(c, "status", where, str)
+        batch = r.get(c, "batch", where, int)
+        raw = c.get("record") if version >= 2 else (next(old_records, None) if status == "ok" else None)
+        record, why = _record(r, raw, f"{where}.record" if version >= 2 else f"records[{i}]") \
+            if raw is not None else (None, "failed: no record" if status == "ok" else "")
+        cells.append(Cell(backend=r.get(c, "backend", where, str, required=False, default="tensorflow"),
+                          device=r.get(c, "device", where, str), precision=r.get(c, "precision", where, str),
+                          batch=batch, status=why or status,
+                          resolved=r.get(c, "resolved_precision", where, str, required=False, default=""),
+                          record=record))
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise r.fail("cells", f"two cells for {dup.label()}")
+    command = r.get(doc, "command", "", list, required=False, default=[])
+    return ResultSet(options=options, model=model, cells=tuple(cells),
+                     environment=r.get(doc, "environment", "", dict, required=False),
+                     config=r.get(doc, "config", "", dict, required=False),
+                     timing=r.get(doc, "timing", "", dict, required=False, default={}),
+                     command=tuple(str(a) for a in command),
+                     interrupted=r.get(doc, "interrupted", "", bool, required=False, default=False),
+                     complete=r.get(doc, "complete", "", bool, required=False, default=True), path=file)
+
+
+def _depth_ok(data: bytes, limit: int) -> bool:
+    """JSON nested at most ``limit`` deep (brackets outside strings), checked before parsing it."""
+    depth, in_string, escaped = 0, False, False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def read_bytes(file: Path) -> bytes:
+    """The bytes of a results file: a regular file of at most MAX_BYTES, JSON nested at most MAX_DEPTH deep."""
+    import os
+    import stat
+
+    from ..errors import DevswitchError
+    from ..sources import read_bounded
+
+    hint = "give a results folder or a results.json written by devswitch compare"
+    try:
+        info = os.stat(file)  # never blocks, even on a FIFO
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_BYTES:
+            raise ResultFileError(f"{file}: {info.st_size:,} bytes, more than the {MAX_BYTES >> 20} MiB a result "
+                                  "file can take", hint=hint)
+        data = read_bounded(file, MAX_BYTES)
+    except OSError as error:
+        raise ResultFileError(f"cannot read {file}: {error.strerror or error}", hint=hint) from None
+    except ResultFileError:
+        raise
+    except DevswitchError as error:
+        raise ResultFileError(f"{file}: {error.message}", hint=hint) from None
+    if not _depth_ok(data, MAX_DEPTH):
+        raise ResultFileError(f"{file}: JSON nested deeper than {MAX_DEPTH} levels",
+                              hint="a results.json written by devswitch compare nests 6 levels")
+    return data
+
+
+def parse(data: bytes, file: str) -> ResultSet:
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        from ..errors import clip
+
+        raise ResultFileError(f"{file} is not JSON: {clip(str(error), 200)}",
+                              hint="give a results.json written by devswitch compare") from None
+    return from_json(_visible(doc), file)
+
+
+def read(path: str | Path) -> ResultSet:
+    """A results folder or results.json -> the result set, read bounded and validated."""
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    return parse(read_bytes(file), str(file))
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _visible(value: Any) -> Any:
+    """Every string with its control characters written out (an escape sequence in a results file must not
+    reach the terminal): ESC becomes the four characters \\x1b."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], value) if _CONTROL.search(value) else value
+    if isinstance(value, dict):
+        return {_visible(k): _visible(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_visible(v) for v in value]
+    return value
