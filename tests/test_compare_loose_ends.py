@@ -11,7 +11,6 @@ import pytest
 
 from conftest import SCRIPTS, clean_environ
 from devswitch.cli import main
-from devswitch.devices import detect_gpus
 
 
 @pytest.mark.parametrize("target, message", [
@@ -42,7 +41,9 @@ def test_training_table_names_the_factory_its_loss_and_skips_gpus_known_to_be_ab
         in table and "3x the forward FLOPs" in table
     assert "`model.predict`" not in table
     doc = json.loads((out / "results.json").read_text())
-    if detect_gpus():
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):  # TensorFlow's own answer, not devswitch's
         assert all(c["status"] == "ok" for c in doc["cells"])
     else:  # the cpu run found no GPU: neither GPU configuration started a process
         assert [c["device"] for c in doc["timing"]["configurations"]] == ["cpu"]
