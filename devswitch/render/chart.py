@@ -37,7 +37,8 @@ def build_figure(results: ResultSet):
     panels = 2 if any_watts else 1
     width = min(MAX_WIDTH_IN, 4 + panels * (1.2 + 0.35 * len(columns) * len(batches)))
     legend_rows = -(-len(columns) // 4)
-    fig, axes = plt.subplots(1, panels, figsize=(width, 4.2 + 0.25 * legend_rows), squeeze=False)
+    height = 4.6 + 0.2 * legend_rows
+    fig, axes = plt.subplots(1, panels, figsize=(width, height), squeeze=False)
     bar = 0.8 / max(1, len(columns))
     for panel, (metric_name, label) in enumerate([("throughput", f"{unit}/s"),
                                                   ("samples_per_watt", f"{unit}/s per W")][:panels]):
@@ -82,10 +83,12 @@ def build_figure(results: ResultSet):
                f"bars: median {unit}/s; whiskers: {level:.0%} CI of the median; {labelled}")
     if not any_watts:
         heading += f"; {unit}/s per W: power not measurable here"
-    fig.suptitle(heading, fontsize=10)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.fill(line, int(width * 13)) for line in heading.split("\n")), fontsize=10)
     fig.legend(handles=[Patch(label=column, **style(j)) for j, column in enumerate(columns)], fontsize=8,
                loc="lower center", ncol=min(4, len(columns)), frameon=False)
-    fig.tight_layout(rect=(0, 0.06 * legend_rows + 0.02, 1, 1))
+    fig.tight_layout(rect=(0, (0.2 * legend_rows + 0.15) / height, 1, 1))
     return fig
 
 
