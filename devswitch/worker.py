@@ -170,16 +170,18 @@ def main(spec_path: str) -> int:
     # The parent forwards Ctrl-C as SIGINT: make it mean "stop" even if this process was started with
     # SIGINT ignored (as a shell does for background jobs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    spec = json.loads(Path(spec_path).read_text())
-    die_with_parent(spec.get("parent_pid"))
-    emit = Events(spec["events"])
-    emit("spawned")
+    from .compare import protocol as p
+
+    spec = p.Spec.read(spec_path)
+    die_with_parent(spec.parent_pid)
+    emit = Events(spec.events)
+    emit(p.SPAWNED)
     try:
         from . import session
         from .errors import DevswitchError, describe
 
-        explicit = {"device": spec["device"], "precision": spec["precision"], "fallback": "error",
-                    "report": "off", "backend": spec.get("backend", "tensorflow")}
+        explicit = {"device": spec.device, "precision": spec.precision, "fallback": "error",
+                    "report": "off", "backend": spec.backend}
         try:
             plan = session.activate(explicit)
         except DevswitchError as error:
@@ -190,39 +192,38 @@ def main(spec_path: str) -> int:
                 from .devices import detect_gpus
 
                 gpus = len(detect_gpus(explicit["backend"]))
-            emit("unavailable", reason=error.message, gpus=gpus)
+            emit(p.UNAVAILABLE, reason=error.message, gpus=gpus)
             return 0
         from .apply import inventory
 
         reason = unsupported_reason(plan, inventory())
         context = session.context()
-        emit("ready", plan=context.get("plan"), environment=context["environment"], config=context["config"],
+        emit(p.READY, plan=context.get("plan"), environment=context["environment"], config=context["config"],
              gpus=len(inventory().gpus))
         if reason:
-            emit("unavailable", reason=reason)
+            emit(p.UNAVAILABLE, reason=reason)
             return 0
         try:
-            model = load_factory(spec["target"])()
+            model = load_factory(spec.target)()
         except Exception as error:  # the user's factory raised: a failed row, the rest goes on
-            emit("failed", error=describe(error))
+            emit(p.FAILED, error=describe(error))
             return 0
         shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
         name = model.name
         if re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):  # Keras' automatic name says nothing
-            name = parse_target(spec["target"])[1] or spec["target"]
-        emit("built", model=name, unit="img" if len(shape) == 3 else "samples",
+            name = parse_target(spec.target)[1] or spec.target
+        emit(p.BUILT, model=name, unit="img" if len(shape) == 3 else "samples",
              parameters=int(model.count_params()))
 
         from .benchmarking import benchmark
 
-        benchmark(model, batch_sizes=spec["batch_sizes"], mode=spec["mode"], warmup=spec["warmup"],
-                  iterations=spec["iterations"], min_time=spec["min_time"],
-                  predict_baseline=spec["predict_baseline"], peak_probe=spec["peak_probe"],
-                  on_record=lambda record: emit("record", record=record.to_dict()))
-        emit("done")
+        benchmark(model, batch_sizes=spec.batch_sizes, mode=spec.mode, warmup=spec.warmup,
+                  iterations=spec.iterations, min_time=spec.min_time, predict_baseline=spec.predict_baseline,
+                  peak_probe=spec.peak_probe, on_record=lambda record: emit(p.RECORD, record=record.to_dict()))
+        emit(p.DONE)
         return 0
     except KeyboardInterrupt:
-        emit("interrupted")
+        emit(p.INTERRUPTED)
         return 130
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from ..config import Config
 from ..errors import DevswitchError
@@ -22,10 +23,14 @@ def info_parser(sub) -> argparse.ArgumentParser:
     return parser
 
 
-def collect_info(config: Config, inventory, versions: dict | None = None) -> tuple[dict, int]:
-    """Everything ``info`` shows, as data. Returns (data, exit code). Pure given its arguments."""
+def collect_info(config: Config, inventory, versions: dict | None = None,
+                 environ: Mapping[str, str] | None = None) -> tuple[dict, int]:
+    """Everything ``info`` shows, as data. Returns (data, exit code). Pure given its arguments: the decision
+    is ``decide()``'s, the same that ``import devswitch``, the compare worker and ``%devswitch`` apply."""
+    import os
+
     from .. import backends
-    from ..devices import choose
+    from ..decide import decide
 
     backend = backends.get(config.backend)
     data = {
@@ -45,23 +50,18 @@ def collect_info(config: Config, inventory, versions: dict | None = None) -> tup
     }
     code = 0
     try:
-        import os
-
-        backend.refuse(config)
-        plan = choose(config, inventory)
-        half = choose(Config({**config.values, "precision": dataclasses.replace(
-            config["precision"], value="half")}), inventory)
-        strategy = backend.plan_distribution(config, plan, os.environ)
+        decision = decide(config, inventory, os.environ if environ is None else environ)
+        plan, strategy = decision.plan, decision.strategy
         data["resolved"] = {
             "backend": config.backend,
             "device": plan.device, "gpus": list(plan.gpus), "device_reason": plan.device_reason,
             "precision": plan.precision, "policy": plan.policy, "precision_reason": plan.precision_reason,
-            "half": half.precision, "half_reason": half.precision_reason,
+            "half": decision.half[0], "half_reason": decision.half[1],
             "strategy": strategy.name, "replicas": strategy.replicas, "replica_devices": list(strategy.devices),
             "workers": strategy.workers, "role": strategy.role,
             "xla": config.xla, "meanings": backend.meanings(config, plan),
         }
-        data["warnings"] = list(plan.warnings) + list(strategy.warnings) + list(backend.notices(config, plan))
+        data["warnings"] = list(decision.warnings)
     except DevswitchError as error:
         data["resolved"] = {"error": str(error)}
         data["warnings"] = []

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from .options import Options
+from . import protocol as p
 from .protocol import Spec, read_events
 from .resultset import Cell, Model, ResultSet
 
@@ -83,25 +84,25 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
     _report_progress(events, seen, progress)
     run.wall_s = time.time() - started
     run.events = read_events(events)[0]
-    ready = next((e for e in run.events if e["event"] in ("ready", "unavailable")), None)
+    ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
     run.startup_s = ready["t"] - started if ready else None
     run.log = log.read_text(errors="replace")
-    if proc.returncode not in (0, None) and not interrupted and not any(e["event"] == "done" for e in run.events):
-        run.events.append({"event": "crashed", "returncode": proc.returncode, "t": time.time()})
+    if proc.returncode not in (0, None) and not interrupted and not any(e["event"] == p.DONE for e in run.events):
+        run.events.append({"event": p.CRASHED, "returncode": proc.returncode, "t": time.time()})
     return run, interrupted
 
 
 def _report_progress(events: Path, seen: int, progress: Callable[[str], None]) -> int:
     new, seen = read_events(events, seen)
     for event in new:
-        if event["event"] == "record":
+        if event["event"] == p.RECORD:
             r = event["record"]
             rate = r["metrics"]["throughput"]["value"]
             text = f"{rate:,.1f}/s" if isinstance(rate, (int, float)) and rate == rate else r["status"]
             progress(f"    batch {r['batch']}: {text}")
-        elif event["event"] == "unavailable":
+        elif event["event"] == p.UNAVAILABLE:
             progress(f"    unavailable: {event['reason']}")
-        elif event["event"] == "failed":
+        elif event["event"] == p.FAILED:
             progress(f"    failed: {event['error']}")
     return seen
 
@@ -113,12 +114,12 @@ def _last_error_line(log: str) -> str:
 
 
 def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
-    plan = next((e.get("plan") for e in run.events if e["event"] == "ready"), None) or {}
+    plan = next((e.get("plan") for e in run.events if e["event"] == p.READY), None) or {}
     resolved = plan.get("precision", "")
-    records = {e["record"]["batch"]: e["record"] for e in run.events if e["event"] == "record"}
-    unavailable = next((e["reason"] for e in run.events if e["event"] == "unavailable"), None)
-    failed = next((e["error"] for e in run.events if e["event"] == "failed"), None)
-    crashed = next((e for e in run.events if e["event"] == "crashed"), None)
+    records = {e["record"]["batch"]: e["record"] for e in run.events if e["event"] == p.RECORD}
+    unavailable = next((e["reason"] for e in run.events if e["event"] == p.UNAVAILABLE), None)
+    failed = next((e["error"] for e in run.events if e["event"] == p.FAILED), None)
+    crashed = next((e for e in run.events if e["event"] == p.CRASHED), None)
     cells = []
     for batch in batch_sizes:
         record = records.get(batch)
@@ -178,7 +179,7 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
             continue
         run, interrupted = run_configuration(options, device, precision, workdir, progress, backend)
         runs.append(run)
-        seen = next((e.get("gpus") for e in run.events if e["event"] in ("ready", "unavailable")
+        seen = next((e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)
                      and e.get("gpus") is not None), None)
         if seen == 0:
             from ..backends import DISPLAY
@@ -199,7 +200,7 @@ def _measured(run: ConfigRun) -> float:
     record of that worker carries its duration."""
     total, probe = 0.0, 0.0
     for event in run.events:
-        if event["event"] == "record":
+        if event["event"] == p.RECORD:
             phases = event["record"]["phases_s"]
             total += sum(v for k, v in phases.items() if v and k != "peak_probe")
             probe = max(probe, phases.get("peak_probe") or 0.0)
@@ -210,8 +211,8 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
              complete: bool = True) -> ResultSet:
     """The result set of the runs so far: cells, the environment and configuration the first worker saw,
     and where the wall time went."""
-    ready = next((e for r in runs for e in r.events if e["event"] == "ready"), {})
-    built = next((e for r in runs for e in r.events if e["event"] == "built"), {})
+    ready = next((e for r in runs for e in r.events if e["event"] == p.READY), {})
+    built = next((e for r in runs for e in r.events if e["event"] == p.BUILT), {})
     measured = sum(_measured(r) for r in runs)
     startup = sum(r.startup_s or 0.0 for r in runs)
     breakdown = {
