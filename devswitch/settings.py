@@ -247,11 +247,11 @@ def parse_profile(raw: Any) -> str:
 
 # --- the declaration -----------------------------------------------------------
 
-BACKENDS = ("tensorflow", "jax", "torch")
+from .backends import NAMES as BACKENDS  # noqa: E402 - every module of backends/ (it imports no framework)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("backend", "auto", choice("auto", *BACKENDS),
-            "auto, tensorflow, jax, torch",
+            ", ".join(("auto", *BACKENDS)),
             "The Keras backend. auto = what Keras itself would pick: KERAS_BACKEND, else the backend in "
             "keras.json ($KERAS_HOME or ~/.keras), else tensorflow. devswitch sets KERAS_BACKEND before Keras "
             "is imported; jax and torch are extras (pip install \"devswitch[jax]\").",
