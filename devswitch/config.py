@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from . import sources
+from . import rcfile, sources
 from .errors import ConfigError, quote
 from .settings import BY_NAME, ENV_DISABLE, SETTINGS, Invalid, closest, lookalike_note
 from .sources import Entry, Layer
@@ -107,7 +107,7 @@ def is_disabled(environ: Mapping[str, str]) -> bool:
 def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
             explicit: Mapping[str, Any] | Layer | None = None) -> Config:
     """Resolve every source into a Config; raises ConfigError naming the source of any bad input."""
-    file_layers = [sources.read_file(path, source) for source, path in sources.find_files(environ, home, cwd)]
+    file_layers = [rcfile.read_file(path, source) for source, path in sources.find_files(environ, home, cwd)]
     layers: list[Layer] = [*file_layers, *sources.read_env(environ)]
     if explicit:
         layers.append(explicit if isinstance(explicit, Layer) else explicit_layer(explicit))

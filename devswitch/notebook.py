@@ -52,7 +52,7 @@ def _show_new_calls(result=None) -> None:
     if new:
         from IPython.display import display
 
-        from .results import Calls
+        from .render.calls import Calls
 
         display(Calls(new))
 

@@ -16,7 +16,8 @@ from typing import Mapping
 
 from .errors import ConfigError, UsageError
 from .settings import PROFILE_NAME
-from .sources import RC_NAME, read_file
+from .rcfile import read_file
+from .sources import RC_NAME
 
 _PROFILES_LINE = re.compile(r"^profiles:[ \t]*(#.*)?$")
 
@@ -40,7 +41,7 @@ def check(path: Path, name: str) -> None:
     text = path.read_text(encoding="utf-8")
     if layer.profiles and not any(_PROFILES_LINE.match(line) for line in text.splitlines()):
         raise UsageError(f"{path} writes 'profiles:' in flow style ({{...}}); devswitch adds to block style only",
-                         hint=f"add the profile by hand, or write profiles: as a block (one profile per line)")
+                         hint="add the profile by hand, or write profiles: as a block (one profile per line)")
 
 
 def add(path: Path, name: str, settings: Mapping[str, str], comment: str) -> None:

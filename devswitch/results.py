@@ -24,9 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-# the statistics and the tables of timed calls, under the names other modules and tests import from here
-from .statistics import MAD_TO_SIGMA, Summary, jitter, median, median_ci, percentile, std_error  # noqa: F401
-from .render.calls import Calls, calls_table, print_calls, render_calls, render_report_runs  # noqa: F401
 
 SCHEMA_VERSION = 1
 

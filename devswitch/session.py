@@ -27,20 +27,6 @@ from .sources import Layer
 _lock = threading.RLock()
 
 
-class _Fields:
-    """``_current.update(config=None, ...)``: a view onto the session for code written before it existed
-    (tests/test_benchmark.py); new code calls ``devswitch.reset()``."""
-
-    def update(self, **fields: Any) -> None:
-        for name, value in fields.items():
-            setattr(state.current(), name, value)
-
-    def __getitem__(self, name: str) -> Any:
-        return getattr(state.current(), name)
-
-
-_current = _Fields()
-
 def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
     """Resolve against this process's environment, home directory and working directory."""
     return resolve(os.environ, Path.home(), Path.cwd(), explicit)
@@ -73,7 +59,7 @@ def scope():
 def runs():
     """The timed Keras calls of this process so far: a list of immutable records that prints (and renders
     in Jupyter) as the summary table."""
-    from .results import Calls
+    from .render.calls import Calls
 
     return Calls(state.current().runs)
 
@@ -113,7 +99,8 @@ def report_at_exit() -> None:
     records = runs()
     if cfg is None or cfg.report == "off" or not records:
         return
-    from .results import print_calls, save_report
+    from .render.calls import print_calls
+    from .results import save_report
 
     print_calls(records)
     if cfg.report not in ("off", "summary"):

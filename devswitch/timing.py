@@ -30,7 +30,8 @@ import keras
 
 from . import state
 from .errors import describe
-from .results import CallRecord, EpochTime, median
+from .results import CallRecord, EpochTime
+from .statistics import median
 
 log = logging.getLogger("devswitch")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -102,3 +103,34 @@ def shared_compare(tmp_path_factory) -> CompareRun:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return CompareRun(proc, out, project, home)
+
+
+# --- subprocesses started together ---------------------------------------------------------------------
+
+@contextlib.contextmanager
+def started_together(root: Path, jobs: dict, prepare: dict | None = None, workers: int = 2, timeout: float = 300):
+    """Start ``python ARGS`` for every job ``name: (args, env)``, ``workers`` at a time (each starting a
+    framework is mostly one busy core), each in its own folder under ``root`` (its cwd, with HOME beside it);
+    ``prepare[name](folder)`` runs first. Yields ``wait(name) -> (CompletedProcess, folder)``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folders = {}
+    for name in jobs:
+        folders[name] = root / "".join(c if c.isalnum() else "-" for c in name)
+        (folders[name] / "home").mkdir(parents=True)
+        if prepare and name in prepare:
+            prepare[name](folders[name])
+
+    def run(name):
+        args, env = jobs[name]
+        return subprocess.run([sys.executable, *map(str, args)], cwd=folders[name], capture_output=True, text=True,
+                              env=clean_environ(HOME=str(folders[name] / "home"), PYTHONUNBUFFERED="1", **env),
+                              timeout=timeout)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {name: pool.submit(run, name) for name in jobs}
+        try:
+            yield lambda name: (futures[name].result(), folders[name])
+        finally:
+            for future in futures.values():
+                future.cancel()  # a failing test does not wait for processes nobody will read

@@ -183,10 +183,31 @@ def run(args, env, cwd, timeout=300):
                           text=True, timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def started(tmp_path_factory):
+    """The per-backend processes of this module (each starts a framework: several seconds), started once and
+    two at a time; ``started(name)`` waits for one: (process, its folder)."""
+    from conftest import started_together
+
+    jobs = {}
+    for backend in backends.NAMES:
+        if not backends.installed(backend):
+            continue
+        jobs[f"import {backend}"] = ([SCRIPTS / "any_backend.py"],
+                                     {"KERAS_BACKEND": backend, "DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DEVICE": "cpu"})
+        jobs[f"run {backend}"] = (["-m", "devswitch", "run", "--backend", backend, "--device", "cpu", "--report",
+                                   "r.jsonl", SCRIPTS / "any_backend.py"], {})
+    if all(backends.installed(n) for n in backends.NAMES):
+        jobs["compare"] = (["-m", "devswitch", "compare", "mlp", "--backends", ",".join(backends.NAMES), "--devices",
+                            "cpu", "--precisions", "fp32", "--batch-sizes", "8", "--iterations", "3", "--warmup", "1",
+                            "--no-peak-probe", "--no-predict-baseline", "--out", "out"], {})
+    with started_together(tmp_path_factory.mktemp("backends"), jobs) as wait:
+        yield wait
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_an_ordinary_script_with_the_one_import_on_each_backend(backend, tmp_path):
-    done = run([str(SCRIPTS / "any_backend.py")], {"HOME": str(tmp_path), "KERAS_BACKEND": backend,
-                                                   "DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DEVICE": "cpu"}, tmp_path)
+def test_an_ordinary_script_with_the_one_import_on_each_backend(backend, started):
+    done, _ = started(f"import {backend}")
     assert done.returncode == 0, done.stderr
     result = result_line(done.stdout)
     assert result["backend"] == result["plan_backend"] == backend
@@ -200,27 +221,22 @@ def test_an_ordinary_script_with_the_one_import_on_each_backend(backend, tmp_pat
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_devswitch_run_on_each_backend(backend, tmp_path):
-    report = tmp_path / "r.jsonl"
-    done = run(["-m", "devswitch", "run", "--backend", backend, "--device", "cpu", "--report", str(report),
-                str(SCRIPTS / "any_backend.py")], {"HOME": str(tmp_path)}, tmp_path)
+def test_devswitch_run_on_each_backend(backend, started):
+    done, folder = started(f"run {backend}")
     assert done.returncode == 0, done.stderr
     from devswitch.results import read_report
 
-    (only,) = read_report(report)
+    (only,) = read_report(folder / "r.jsonl")
     assert only["plan"]["backend"] == only["environment"]["backend"] == backend
     assert only["environment"][backend]  # the framework's version
 
 
 @pytest.mark.subprocess
 @pytest.mark.skipif(not all(backends.installed(n) for n in backends.NAMES), reason="needs all three backends")
-def test_compare_across_the_three_backends(tmp_path):
-    out = tmp_path / "out"
-    done = run(["-m", "devswitch", "compare", "mlp", "--backends", "tensorflow,jax,torch", "--devices", "cpu",
-                "--precisions", "fp32", "--batch-sizes", "8", "--iterations", "3", "--warmup", "1",
-                "--no-peak-probe", "--no-predict-baseline", "--out", str(out)], {"HOME": str(tmp_path)}, tmp_path)
+def test_compare_across_the_three_backends(started):
+    done, folder = started("compare")
     assert done.returncode == 0, done.stderr
-    doc = json.loads((out / "results.json").read_text())
+    doc = json.loads((folder / "out" / "results.json").read_text())
     assert [(c["backend"], c["status"]) for c in doc["cells"]] == [("tensorflow", "ok"), ("jax", "ok"),
                                                                    ("torch", "ok")]
     assert "| batch 8 | tensorflow cpu fp32 | jax cpu fp32 | torch cpu fp32 |" in done.stdout
@@ -233,7 +249,7 @@ def test_compare_marks_a_backend_that_is_not_installed_unavailable(monkeypatch, 
     monkeypatch.setitem(backends.LIBRARIES, "torch", "devswitch_no_such_framework")
     options = compare.Options("mlp", ("torch",), ("cpu",), ("fp32",), (1,), baseline=("torch", "cpu", "fp32"))
     doc = compare.run_matrix(options, lambda line: None, tmp_path)
-    assert [c["status"] for c in doc["cells"]] == [
+    assert [c.status for c in doc.cells] == [
         'unavailable: devswitch_no_such_framework is not installed: pip install "devswitch[torch]"']
 
 

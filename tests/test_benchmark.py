@@ -6,7 +6,6 @@ import keras
 import pytest
 
 import devswitch
-from devswitch import session
 from devswitch.benchmarking import count_flops
 from devswitch.models import alexnet, mlp, small_cnn
 
@@ -26,11 +25,10 @@ class Ticks:
 def applied(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    session._current.update(config=None, plan=None, explicit={})
+    devswitch.reset()
     devswitch.configure(device="cpu", report="off")
     yield
-    keras.config.set_dtype_policy("float32")
-    session._current.update(config=None, plan=None, explicit={})
+    devswitch.reset()  # the policy, the patches and the configuration, all through the public reset
 
 
 def test_flops_are_counted_analytically():

@@ -6,19 +6,15 @@ this module, two at a time, and each test waits for its own and checks what it p
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from concurrent.futures import Future, ThreadPoolExecutor
-
 import pytest
 
-from conftest import ROOT, clean_environ
+from conftest import ROOT, started_together
 
 pytestmark = pytest.mark.subprocess
 EXAMPLES = ROOT / "examples"
 
 
-def _commands(out) -> dict[str, tuple[list[str], dict[str, str]]]:
+def _commands() -> dict[str, tuple[list[str], dict[str, str]]]:
     """Each example's command line (after the Python interpreter) and its extra environment."""
     return {
         "existing_script by a variable": ([str(EXAMPLES / "existing_script.py"), "--epochs", "1"],
@@ -28,27 +24,18 @@ def _commands(out) -> dict[str, tuple[list[str], dict[str, str]]]:
         "train_classifier": ([str(EXAMPLES / "train_classifier.py"), "--epochs", "2", "--precisions", "fp32,bf16"],
                              {}),
         "matmul_scaling": ([str(EXAMPLES / "matmul_scaling.py"), "--max-size", "128", "--repeats", "1", "--plot",
-                            str(out / "mm.png")], {}),
+                            "mm.png"], {}),
         "alexnet_inference": ([str(EXAMPLES / "alexnet_inference.py"), "--devices", "cpu", "--precisions", "fp32",
                                "--batch-sizes", "1", "--iterations", "2", "--warmup", "1", "--no-peak-probe",
-                               "--no-predict-baseline", "--out", str(out / "out")], {}),
+                               "--no-predict-baseline", "--out", "out"], {}),
     }
 
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
-    """The examples' completed processes (futures), by name, with the folder they wrote into."""
-    out = tmp_path_factory.mktemp("examples")
-    home = out / "home"
-    home.mkdir()
-
-    def run(argv, env):
-        return subprocess.run([sys.executable, *argv], env=clean_environ(HOME=str(home), PYTHONUNBUFFERED="1", **env),
-                              cwd=out, capture_output=True, text=True, timeout=240)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two at a time: each is mostly one busy core
-        futures: dict[str, Future] = {name: pool.submit(run, *command) for name, command in _commands(out).items()}
-        yield lambda name: (futures[name].result(), out)
+    """``ran(name)``: that example's completed process and the folder it ran in (and wrote into)."""
+    with started_together(tmp_path_factory.mktemp("examples"), _commands(), timeout=240) as wait:
+        yield wait
 
 
 def test_existing_script_switched_by_a_variable(ran):

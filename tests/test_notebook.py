@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 import devswitch
-from devswitch.results import CallRecord, Calls
+from devswitch.render.calls import Calls
+from devswitch.results import CallRecord
 
 
 def test_runs_and_summary_print_as_the_table_and_render_as_html():

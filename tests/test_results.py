@@ -14,8 +14,9 @@ import pytest
 
 from conftest import SCRIPTS, clean_environ
 from devswitch import results
-from devswitch.results import (CallRecord, ReportError, Summary, append_records, jitter, median, percentile,
-                               read_report, save_report, std_error)
+from devswitch.render import calls as rendered
+from devswitch.results import CallRecord, ReportError, append_records, read_report, save_report
+from devswitch.statistics import Summary, jitter, median, percentile, std_error
 
 
 def test_median_and_percentiles_by_hand():
@@ -272,7 +273,7 @@ def test_files_follow_the_umask(tmp_path, monkeypatch, mask, mode):
 def test_render_calls_shows_status_and_nan():
     failed = CallRecord("fit", "m", "failed: ValueError: boom", 1.0, True, 1.0, None, 4, None, None, None,
                         nonfinite_loss_epochs=(1,))
-    text = results.render_calls([_record(1), failed])
+    text = rendered.render_calls([_record(1), failed])
     assert "failed: ValueError: boom" in text and "loss NaN/inf at epoch 2" in text
     assert "640 samples/s" in text
 
@@ -282,7 +283,7 @@ def test_call_records_give_global_and_per_replica_throughput():
     metrics = record.to_dict()["metrics"]
     assert metrics["steady_throughput"]["value"] == 640.0
     assert metrics["steady_throughput_per_replica"] == {"value": 320.0, "unit": "samples/s"}
-    assert "2 replicas, 2 worker(s)" in results.render_calls([record])
+    assert "2 replicas, 2 worker(s)" in rendered.render_calls([record])
 
 
 # --- rendering: one table model (render/calls.py), text, rich, HTML and markdown ---------------
@@ -348,7 +349,7 @@ def test_a_long_summary_prints_a_bounded_number_of_lines():
 
     records = _realistic_calls(200)
     plain = io.StringIO()
-    results.print_calls(records, plain)
+    rendered.print_calls(records, plain)
     lines = plain.getvalue().splitlines()
     assert "... and 180 more: devswitch.summary()" in lines and len(lines) <= 80
     assert max(len(line) for line in lines) <= 120
@@ -361,10 +362,10 @@ def test_a_long_summary_prints_a_bounded_number_of_lines():
             return True
 
     terminal = Tty()
-    results.print_calls(records, terminal)
+    rendered.print_calls(records, terminal)
     lines = terminal.getvalue().splitlines()
     assert any("... and 180 more: devswitch.summary()" in line for line in lines) and len(lines) <= 80
-    assert len(str(results.Calls(records)).splitlines()) >= 200  # devswitch.summary() shows them all
+    assert len(str(rendered.Calls(records)).splitlines()) >= 200  # devswitch.summary() shows them all
 
 
 def test_html_and_markdown_escape_cell_values():
@@ -380,7 +381,7 @@ def test_html_and_markdown_escape_cell_values():
 
 def test_a_timing_report_renders_each_run_as_a_table():
     record = _record(1).to_dict()
-    out = results.render_report_runs([{"plan": {"device": "cpu", "precision": "fp32"}, "records": [record]},
+    out = rendered.render_report_runs([{"plan": {"device": "cpu", "precision": "fp32"}, "records": [record]},
                                       {"plan": {}, "records": []}])
     assert out.startswith("run 1: device=cpu, precision=fp32; keras ?, tensorflow\n#  call")
     assert "640 samples/s" in out and "run 2: no plan recorded" in out and "(no timed calls)" in out

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from devswitch import compare
-from devswitch.results import Summary, median, median_ci
+from devswitch.statistics import Summary, median, median_ci
 
 
 @pytest.mark.parametrize("n, ranks, coverage", [(20, (6, 15), 0.9586), (100, (40, 61), 0.9648), (6, (1, 6), 0.9688)])
@@ -132,7 +132,8 @@ def test_the_summary_fits_an_80_column_terminal():
 
     from rich.console import Console
 
-    from devswitch.results import CallRecord, calls_table, print_calls
+    from devswitch.render.calls import calls_table, print_calls
+    from devswitch.results import CallRecord
 
     records = [CallRecord("fit", "a_model_with_a_rather_long_name", "ok", 12.5, True, 3.2, 9.3, 100, 3200,
                           12345.6, 100.0, device="CPU:0", policy="mixed_bfloat16", applied_policy="float32")]

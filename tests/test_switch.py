@@ -10,7 +10,7 @@ import functools
 
 import pytest
 
-from conftest import SCRIPTS, result_line
+from conftest import SCRIPTS, result_line, started_together
 
 pytestmark = pytest.mark.subprocess
 SCRIPT = SCRIPTS / "ordinary_keras.py"
@@ -36,8 +36,29 @@ def expected_half() -> str:
     return "bf16" if cpu_bf16 else "fp32"
 
 
-def test_bf16_makes_the_layers_compute_in_bfloat16(run_python):
-    proc = run_python(SCRIPT, env={"DEVSWITCH_PRECISION": "bf16"})
+JOBS = {
+    "bf16": ([SCRIPT], {"DEVSWITCH_PRECISION": "bf16"}),
+    "cpu": ([SCRIPT], {"DEVSWITCH_DEVICE": "cpu"}),
+    "gpu half": ([SCRIPT], {"DEVSWITCH_DEVICE": "gpu", "DEVSWITCH_PRECISION": "half"}),
+    "gpu or error": ([SCRIPT], {"DEVSWITCH_FLAGS": "device=gpu,fallback=error"}),
+    "fp8": ([SCRIPT], {"DEVSWITCH_PRECISION": "fp8"}),
+    "project file": ([SCRIPT], {"DEVSWITCH_FLAGS": "threads=2:1"}),
+    "disabled": ([SCRIPT], {"DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DISABLE": "1"}),
+    "too late": ([SCRIPTS / "too_late.py"], {"DEVSWITCH_THREADS": "1"}),
+    "late but same": ([SCRIPTS / "too_late.py"], {"DEVSWITCH_DEVICE": "cpu"}),
+}
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """Every switch of this module run once, two processes at a time; ``ran(name)`` waits for one."""
+    prepare = {"project file": lambda folder: (folder / ".devswitchrc").write_text("xla: true\nprecision: half\n")}
+    with started_together(tmp_path_factory.mktemp("switch"), JOBS, prepare) as wait:
+        yield lambda name: wait(name)[0]
+
+
+def test_bf16_makes_the_layers_compute_in_bfloat16(ran):
+    proc = ran("bf16")
     assert proc.returncode == 0, proc.stderr
     result = result_line(proc.stdout)
     assert result["hidden_compute_dtype"] == "bfloat16"
@@ -55,8 +76,8 @@ def test_bf16_makes_the_layers_compute_in_bfloat16(run_python):
         assert ("bf16 is emulated" in proc.stderr) == (not cpu_bf16)
 
 
-def test_device_cpu_leaves_no_visible_gpu_and_fp32_by_default(run_python):
-    proc = run_python(SCRIPT, env={"DEVSWITCH_DEVICE": "cpu"})
+def test_device_cpu_leaves_no_visible_gpu_and_fp32_by_default(ran):
+    proc = ran("cpu")
     assert proc.returncode == 0, proc.stderr
     result = result_line(proc.stdout)
     assert result["visible_gpus"] == 0
@@ -64,8 +85,8 @@ def test_device_cpu_leaves_no_visible_gpu_and_fp32_by_default(run_python):
     assert "device=cpu (DEVSWITCH_DEVICE)" in proc.stderr
 
 
-def test_gpu_runs_on_the_gpus_or_falls_back_with_a_warning(run_python):
-    proc = run_python(SCRIPT, env={"DEVSWITCH_DEVICE": "gpu", "DEVSWITCH_PRECISION": "half"})
+def test_gpu_runs_on_the_gpus_or_falls_back_with_a_warning(ran):
+    proc = ran("gpu half")
     assert proc.returncode == 0, proc.stderr
     ccs, _ = machine()
     assert f"precision={expected_half()} (half: " in proc.stderr
@@ -78,8 +99,8 @@ def test_gpu_runs_on_the_gpus_or_falls_back_with_a_warning(run_python):
         assert result_line(proc.stdout)["visible_gpus"] == 0
 
 
-def test_gpu_with_fallback_error_runs_there_or_stops_with_a_clear_message(run_python):
-    proc = run_python(SCRIPT, env={"DEVSWITCH_FLAGS": "device=gpu,fallback=error"})
+def test_gpu_with_fallback_error_runs_there_or_stops_with_a_clear_message(ran):
+    proc = ran("gpu or error")
     ccs, _ = machine()
     if ccs:
         assert proc.returncode == 0, proc.stderr
@@ -91,37 +112,36 @@ def test_gpu_with_fallback_error_runs_there_or_stops_with_a_clear_message(run_py
     assert "Traceback" not in proc.stderr and "RESULT" not in proc.stdout
 
 
-def test_bad_value_at_import_is_a_message_not_a_traceback(run_python):
-    proc = run_python(SCRIPT, env={"DEVSWITCH_PRECISION": "fp8"})
+def test_bad_value_at_import_is_a_message_not_a_traceback(ran):
+    proc = ran("fp8")
     assert proc.returncode == 2
     assert "devswitch: error: DEVSWITCH_PRECISION: invalid value 'fp8' for 'precision'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_project_file_sets_xla_and_flags_set_threads(run_python, tmp_path):
-    (tmp_path / ".devswitchrc").write_text("xla: true\nprecision: half\n")
-    proc = run_python(SCRIPT, env={"DEVSWITCH_FLAGS": "threads=2:1"}, cwd=tmp_path)
+def test_project_file_sets_xla_and_flags_set_threads(ran):
+    proc = ran("project file")
     assert proc.returncode == 0, proc.stderr
     result = result_line(proc.stdout)
     assert result["jit_compile"] is True
     assert result["intra_threads"] == 2
 
 
-def test_disable_turns_the_import_into_a_no_op(run_python):
-    proc = run_python(SCRIPT, env={"DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DISABLE": "1"})
+def test_disable_turns_the_import_into_a_no_op(ran):
+    proc = ran("disabled")
     assert proc.returncode == 0, proc.stderr
     assert result_line(proc.stdout)["global_policy"] == "float32"
     assert "devswitch:" not in proc.stderr
 
 
-def test_importing_after_tensorflow_started_is_too_late_for_threads(run_python):
-    proc = run_python(SCRIPTS / "too_late.py", env={"DEVSWITCH_THREADS": "1"})
+def test_importing_after_tensorflow_started_is_too_late_for_threads(ran):
+    proc = ran("too late")
     assert proc.returncode == 4
     assert "intra-op threads cannot be changed to 1: TensorFlow's runtime is already initialised" in proc.stderr
     assert "make 'import devswitch' the first import" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_importing_late_is_fine_when_nothing_differs(run_python):
-    proc = run_python(SCRIPTS / "too_late.py", env={"DEVSWITCH_DEVICE": "cpu"})
+def test_importing_late_is_fine_when_nothing_differs(ran):
+    proc = ran("late but same")
     assert proc.returncode == 0, proc.stderr

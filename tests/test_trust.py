@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 import devswitch
-from conftest import clean_environ
 from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
-from devswitch import session, sources, state
+from devswitch import session, state
 from devswitch.cli import build_parser
 from devswitch.cli.common import explicit_from_args
 from devswitch.config import resolve
@@ -356,7 +353,7 @@ def test_configure_after_building_warns_and_the_timed_call_is_marked(here, capfd
     model.predict(np.zeros((4, 4)), verbose=0)
     record = devswitch.runs()[-1]
     assert record.stale_policy and record.applied_policy == "mixed_bfloat16"
-    from devswitch.results import render_calls
+    from devswitch.render.calls import render_calls
 
     assert "model built under float32, not the applied mixed_bfloat16" in render_calls([record])
 

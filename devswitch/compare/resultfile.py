@@ -194,7 +194,7 @@ def read_bytes(file: Path) -> bytes:
     import stat
 
     from ..errors import DevswitchError
-    from ..sources import read_bounded
+    from ..files import read_bounded
 
     hint = "give a results folder or a results.json written by devswitch compare"
     try:
