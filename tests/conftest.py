@@ -109,8 +109,8 @@ def shared_compare(tmp_path_factory) -> CompareRun:
 
 @contextlib.contextmanager
 def started_together(root: Path, jobs: dict, prepare: dict | None = None, workers: int = 2, timeout: float = 300):
-    """Start ``python ARGS`` for every job ``name: (args, env)``, ``workers`` at a time (each starting a
-    framework is mostly one busy core), each in its own folder under ``root`` (its cwd, with HOME beside it);
+    """Start ``python ARGS`` for every job ``name: (args, env[, umask])``, ``workers`` at a time (each starting
+    a framework is mostly one busy core), each in its own folder under ``root`` (its cwd, with HOME in it);
     ``prepare[name](folder)`` runs first. Yields ``wait(name) -> (CompletedProcess, folder)``."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -122,10 +122,10 @@ def started_together(root: Path, jobs: dict, prepare: dict | None = None, worker
             prepare[name](folders[name])
 
     def run(name):
-        args, env = jobs[name]
+        args, env, *umask = jobs[name]
         return subprocess.run([sys.executable, *map(str, args)], cwd=folders[name], capture_output=True, text=True,
                               env=clean_environ(HOME=str(folders[name] / "home"), PYTHONUNBUFFERED="1", **env),
-                              timeout=timeout)
+                              timeout=timeout, preexec_fn=(lambda: os.umask(umask[0])) if umask else None)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {name: pool.submit(run, name) for name in jobs}

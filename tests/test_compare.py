@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, clean_environ
+from conftest import SCRIPTS, clean_environ, started_together
 from devswitch.cli import main
 from devswitch.devices import detect_gpus
 
@@ -89,17 +89,35 @@ def test_mlp_across_precisions_writes_consistent_outputs(shared_compare):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~current_umask(), name
 
 
+@pytest.fixture(scope="module")
+def failing_factory_run(tmp_path_factory):
+    """compare of a factory that refuses fp16, into a folder of earlier results with --force under umask 077;
+    started with the module so that it runs while the interrupt tests wait on their workers."""
+    def earlier_results(folder):
+        (folder / "out").mkdir()
+        for name in ("results.json", "results.csv", "results.md", "results.png"):
+            (folder / "out" / name).write_text("earlier")
+
+    jobs = {"failing": (["-m", "devswitch", "compare", f"{SCRIPTS / 'factories.py'}:fp32_only", "--devices", "cpu",
+                         "--precisions", "fp32,fp16", *TINY, "--no-predict-baseline", "--out", "out", "--force"],
+                        {}, 0o077)}
+    with started_together(tmp_path_factory.mktemp("failing"), jobs, {"failing": earlier_results}) as wait:
+        yield lambda: wait("failing")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _start_the_failing_factory_run_first(request):
+    """Start it before this module's first test when its test was selected (it then runs beside the others)."""
+    if any(item.module is request.module and "failing_factory" in item.name for item in request.session.items):
+        request.getfixturevalue("failing_factory_run")
+
+
 @pytest.mark.subprocess
-def test_a_failing_factory_fails_its_row_only_and_force_overwrites_as_the_umask_says(tmp_path):
+def test_a_failing_factory_fails_its_row_only_and_force_overwrites_as_the_umask_says(failing_factory_run):
     """One run for three behaviours: a factory that raises is a failed row (exit 5) while the others are
     measured; --force replaces earlier results; the files get the permissions the umask gives."""
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in ("results.json", "results.csv", "results.md", "results.png"):
-        (out / name).write_text("earlier")
-    target = f"{SCRIPTS / 'factories.py'}:fp32_only"
-    proc = compare(target, "--devices", "cpu", "--precisions", "fp32,fp16", *TINY, "--no-predict-baseline",
-                   "--out", str(out), "--force", cwd=tmp_path, umask=0o077)
+    proc, folder = failing_factory_run()
+    out = folder / "out"
     assert proc.returncode == 5, proc.stderr
     doc = json.loads((out / "results.json").read_text())
     cells = {(c["precision"], c["batch"]): c["status"] for c in doc["cells"]}
