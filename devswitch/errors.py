@@ -7,6 +7,7 @@ environment variable), a message, and a hint saying how to fix it. The CLI print
 
 from __future__ import annotations
 
+import re
 import reprlib
 
 
@@ -54,6 +55,15 @@ def quote(value) -> str:
     except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the real error
         return f"<{type(value).__name__} value>"
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters written out (ESC as the four characters \\x1b; tabs and
+    newlines kept): a value read from a file never sends an escape sequence to a terminal."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text) if _CONTROL.search(text) else text
 
 
 def clip(text: str, limit: int = 200) -> str:

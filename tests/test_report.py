@@ -322,3 +322,16 @@ def test_results_json_records_the_command_given_not_this_processs_argv(tmp_path)
     options = compare.Options("mlp", ("tensorflow",), ("cpu",), ("fp32",), (1,), command=("devswitch", "compare", "mlp"))
     doc = json.loads(compare.matrix.document(options, [], [], 1.0, False).dumps())  # plain data only
     assert doc["command"] == ["devswitch", "compare", "mlp"] and "command" not in doc["options"]
+
+
+def test_a_timing_report_with_escape_sequences_shows_them_written_out(tmp_path, capsys):
+    from devswitch.results import CallRecord, append_records
+
+    record = CallRecord("predict", "\x1b]0;pwned\x07model", "ok", 0.25, False, None, 0.25, 2, 64, 256.0, 8.0,
+                        device="CPU:0\x1b[2J", policy="float32")
+    report = tmp_path / "timing.jsonl"
+    append_records(report, [record], plan={"backend": "tensorflow\x1b[31m", "device": "cpu"})
+    assert main(["report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned\\x07model" in out  # shown, with the control characters written out

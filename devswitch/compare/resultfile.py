@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -233,14 +232,12 @@ def read(path: str | Path) -> ResultSet:
     return parse(read_bytes(file), str(file))
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-
-
 def _visible(value: Any) -> Any:
-    """Every string with its control characters written out (an escape sequence in a results file must not
-    reach the terminal): ESC becomes the four characters \\x1b."""
+    """Every string with its control characters written out (``errors.visible``)."""
+    from ..errors import visible
+
     if isinstance(value, str):
-        return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], value) if _CONTROL.search(value) else value
+        return visible(value)
     if isinstance(value, dict):
         return {_visible(k): _visible(v) for k, v in value.items()}
     if isinstance(value, list):

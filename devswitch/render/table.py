@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ..errors import visible
+
 EMPTY = ("", "-")
 GAP = 2  # characters between two columns in text
 ELLIPSIS = "..."  # plain ASCII: a log or a pipe may not take "\u2026"
@@ -58,9 +60,15 @@ class Table:
 
     @classmethod
     def of(cls, columns, rows, **extra) -> "Table":
-        """Build from headers (str or Column) and any iterables of cells (converted with str)."""
-        cols = tuple(c if isinstance(c, Column) else Column(str(c)) for c in columns)
-        return cls(cols, tuple(tuple("" if v is None else str(v) for v in row) for row in rows), **extra)
+        """Build from headers (str or Column) and any iterables of cells (converted with str, control
+        characters written out: a value read from a file never sends an escape sequence to a terminal)."""
+        cols = tuple(c if isinstance(c, Column) else Column(visible(str(c))) for c in columns)
+        for key in ("title", "omitted_hint"):
+            if key in extra:
+                extra[key] = visible(extra[key])
+        if "notes" in extra:
+            extra["notes"] = tuple(visible(n) for n in extra["notes"])
+        return cls(cols, tuple(tuple("" if v is None else visible(str(v)) for v in row) for row in rows), **extra)
 
     @property
     def headers(self) -> tuple[str, ...]:
