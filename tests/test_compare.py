@@ -250,22 +250,22 @@ def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_runn
 
 
 CHILD = """
-import os, sys, time
+import os, signal, sys
 from devswitch import worker
 if sys.argv[1] == "prctl":
     assert worker.set_parent_death_signal()
 else:
     worker.watch_parent(os.getppid(), interval=0.1)
 print("ready", flush=True)
-time.sleep(120)
+signal.pause()  # until a signal ends it (the test's point: its parent's death must)
 """
 
 MIDDLE = """
-import subprocess, sys, time
+import signal, subprocess, sys
 child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, text=True)
 assert child.stdout.readline() == "ready\\n"
 print(child.pid, flush=True)
-time.sleep(120)
+signal.pause()  # until the test kills it
 """
 
 
