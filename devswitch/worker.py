@@ -122,6 +122,14 @@ def unsupported_reason(plan, inventory) -> str | None:
     return bf16_missing(inventory, plan.gpus) if plan.precision == "bf16" else None
 
 
+def gpus_seen(plan, count: int) -> int | None:
+    """How many GPUs this configuration tells compare the machine has: None where its backend, set up for the
+    CPU, cannot see them (compare must then not conclude that there are none)."""
+    from . import backends
+
+    return count if plan.gpus or backends.get(plan.backend).SEES_GPUS_WHEN_ON_CPU else None
+
+
 def set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:
     """Linux: ask the kernel to send ``signum`` to this process when its parent ends; False elsewhere.
 
@@ -199,7 +207,7 @@ def main(spec_path: str) -> int:
         reason = unsupported_reason(plan, inventory())
         context = session.context()
         emit(p.READY, plan=context.get("plan"), environment=context["environment"], config=context["config"],
-             gpus=len(inventory().gpus))
+             gpus=gpus_seen(plan, len(inventory().gpus)))
         if reason:
             emit(p.UNAVAILABLE, reason=reason)
             return 0

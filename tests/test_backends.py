@@ -64,7 +64,7 @@ def test_a_backend_that_is_not_installed_names_the_extra(home, project, monkeypa
 
 
 def test_every_backend_module_has_the_whole_interface():
-    names = ("LIBRARY", "EXTRA", "DISPLAY", "CPU_HALF", "environment", "refuse", "start", "detect_gpus", "meanings",
+    names = ("LIBRARY", "EXTRA", "DISPLAY", "CPU_HALF", "SEES_GPUS_WHEN_ON_CPU", "environment", "refuse", "start", "detect_gpus", "meanings",
              "notices",
              "plan_distribution", "preflight", "apply", "strategy", "versions", "model_device", "Runner")
     for name in backends.NAMES:
@@ -421,3 +421,22 @@ def test_torch_thread_pools_from_the_switch(tmp_path):
                {"HOME": str(tmp_path), "KERAS_BACKEND": "torch", "DEVSWITCH_THREADS": "1:3"}, tmp_path)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "RESULT 1 3"
+
+
+@pytest.mark.parametrize("backend, device, gpus, told", [
+    pytest.param("tensorflow", "cpu", (), 2, id="TensorFlow on the CPU still counts the GPUs"),
+    pytest.param("torch", "cpu", (), 2, id="PyTorch on the CPU still counts the GPUs"),
+    pytest.param("jax", "cpu", (), None, id="JAX on the CPU cannot see them: says nothing"),
+    pytest.param("jax", "gpu:0", (0,), 2, id="JAX on a GPU counts them"),
+    pytest.param("jax", "gpu", (), 0, id="JAX asked for a GPU and found none"),
+])
+def test_a_worker_tells_compare_the_gpu_count_only_when_it_could_see_it(backend, device, gpus, told):
+    """A JAX worker set up for the CPU (JAX_PLATFORMS=cpu) must not make compare skip the GPU columns."""
+    from devswitch.devices import Plan
+    from devswitch.worker import gpus_seen
+
+    count = 0 if device == "gpu" else 2
+    plan = Plan(device, gpus, "fp32", "test", "test", backend=backend)
+    if device == "gpu":  # a GPU configuration that found none: the count it saw is the answer
+        plan = Plan("gpu:0", (0,), "fp32", "test", "test", backend=backend)
+    assert gpus_seen(plan, count) == told

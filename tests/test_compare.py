@@ -373,6 +373,8 @@ def test_scratch_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     pytest.param(["--batch-sizes", "0"], "--batch-sizes: '0' is not a whole number >= 1", id="zero batch"),
     pytest.param(["--batch-sizes", "1,x"], "--batch-sizes: 'x' is not a whole number", id="batch not a number"),
     pytest.param(["--iterations", "-1"], "--iterations: '-1' is not a whole number >= 1", id="bad iterations"),
+    pytest.param(["--min-time", "nan"], "--min-time: 'nan' is not a number >= 0", id="min-time nan"),
+    pytest.param(["--min-time", "inf"], "--min-time: 'inf' is not a number >= 0", id="min-time inf"),
     pytest.param(["--baseline", "gpu/bf16", "--devices", "cpu"], "--baseline gpu/bf16: not one of the columns",
                  id="baseline not a column"),
     pytest.param(["vgg"], "unknown model 'vgg'", id="unknown model"),
@@ -446,3 +448,37 @@ def test_model_targets_are_parsed_once_for_parent_and_worker(target, expected):
     assert parse_target(target) == expected
     if expected[2]:
         assert load_factory(target)().name == "tiny"  # really loads the file's factory
+
+
+def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch, tmp_path):
+    """A Ctrl-C that lands outside a worker (here: while the rows so far are being written) stops the matrix
+    the same way: what was measured stays, the rest is 'not run (interrupted)'."""
+    from devswitch.compare import ConfigRun, Options, matrix
+
+    def one_measured_batch(options, device, precision, workdir, progress, backend):
+        record = {"batch": 1, "status": "ok", "metrics": {"throughput": {"value": 10.0}}, "phases_s": {}}
+        return ConfigRun(device, precision, backend, wall_s=1.0,
+                         events=[{"event": "record", "record": record, "t": 0.0}]), False
+
+    def interrupted_write(partial):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matrix, "run_configuration", one_measured_batch)
+    options = Options("mlp", ("tensorflow",), ("cpu",), ("fp32", "fp16", "bf16"), (1,))
+    results = matrix.run_matrix(options, lambda line: None, tmp_path, on_update=interrupted_write)
+    assert results.interrupted
+    assert [c.status for c in results.cells] == ["ok", "not run (interrupted)", "not run (interrupted)"]
+    assert results.cells[0].metric("throughput") == 10.0
+
+
+def test_events_are_read_past_a_damaged_line_and_a_line_being_written_waits(tmp_path):
+    from devswitch.compare.protocol import read_events
+
+    events = tmp_path / "w.events.jsonl"
+    events.write_text('{"event": "spawned", "t": 1}\n{"event": "rea\n{"event": "done", "t": 2}\n{"event": "do')
+    found, upto = read_events(events)
+    assert [e["event"] for e in found] == ["spawned", "done"] and upto == 3  # the last line is not complete yet
+    with events.open("a") as handle:
+        handle.write('ne", "t": 3}\n')
+    more, upto = read_events(events, upto)
+    assert [e["event"] for e in more] == ["done"] and upto == 4

@@ -169,6 +169,9 @@ def _hostile_documents(good: dict) -> dict[str, object]:
         "command a string": mutate(lambda d: d.update(command="devswitch")),
         "timing a list": mutate(lambda d: d.update(timing=[])),
         "environment a string": mutate(lambda d: d.update(environment="x")),
+        "a word for the overhead ratio": mutate(lambda d: d["timing"].update(overhead_ratio="x")),
+        "a list for the total time": mutate(lambda d: d["timing"].update(total_s=[1])),
+        "schema 1 with records a number": mutate(lambda d: d.update(schema_version=1, records=5)),
     }
 
 
@@ -335,3 +338,40 @@ def test_a_timing_report_with_escape_sequences_shows_them_written_out(tmp_path, 
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b]0;pwned\\x07model" in out  # shown, with the control characters written out
+
+
+@pytest.mark.subprocess
+def test_a_result_set_under_another_name_or_without_a_time_breakdown_is_still_shown(shared_compare, tmp_path,
+                                                                                      capsys):
+    doc = json.loads((shared_compare.out / "results.json").read_text())
+    renamed = tmp_path / "main-results.json"  # not results.json: still a result set, not a timing report
+    renamed.write_text(json.dumps(doc))
+    assert main(["report", str(renamed)]) == 0
+    assert capsys.readouterr().out == (shared_compare.out / "results.md").read_text()
+    del doc["timing"]["total_s"]  # a breakdown with a figure missing: its line is left out, nothing else
+    renamed.write_text(json.dumps(doc))
+    assert main(["report", str(renamed)]) == 0
+    out = capsys.readouterr().out
+    assert "Wall time" not in out and "Recommendation, batch 8:" in out
+
+
+@pytest.mark.parametrize("run", [
+    {"records": [1]}, {"records": [{"metrics": [1]}]}, {"records": [{"metrics": {"wall": {"value": "3"}}}]},
+    {"records": [{"metrics": {"steady_throughput": {"value": "fast"}}}]}, {"plan": [1], "records": []},
+    {"environment": {"backend": [1]}, "records": [{"kind": "fit"}]},
+], ids=["a record that is a number", "metrics a list", "a wall time that is a word", "a rate that is a word",
+        "a plan that is a list", "a backend that is a list"])
+def test_a_malformed_timing_report_shows_what_it_can_without_a_traceback(run, tmp_path, capsys):
+    report = tmp_path / "timing.jsonl"
+    report.write_text(json.dumps({"schema_version": 2, "type": "run", **run}) + "\n")
+    assert main(["report", str(report)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("run 1:") and "Traceback" not in err
+
+
+def test_a_timing_report_cut_short_names_its_line(tmp_path, capsys):
+    report = tmp_path / "timing.jsonl"
+    report.write_text(json.dumps({"schema_version": 2, "type": "run", "records": []}) + "\n{\"schema_vers\n")
+    assert main(["report", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert f"{report}:2: not JSON" in err and "a line cut short" in err and "Traceback" not in err

@@ -342,7 +342,7 @@ def test_an_empty_column_is_dropped_without_being_named():
 
 
 def test_a_long_summary_prints_a_bounded_number_of_lines():
-    """192 calls under a test runner: the first and last ten, the rest counted, cells clipped."""
+    """200 calls (192 were seen under a test runner): the first and last ten, the rest counted, cells clipped."""
     import io
 
     from devswitch.render.calls import SUMMARY_CELL, summary_table
@@ -385,3 +385,17 @@ def test_a_timing_report_renders_each_run_as_a_table():
                                       {"plan": {}, "records": []}])
     assert out.startswith("run 1: device=cpu, precision=fp32; keras ?, tensorflow\n#  call")
     assert "640 samples/s" in out and "run 2: no plan recorded" in out and "(no timed calls)" in out
+
+
+def test_a_title_with_brackets_is_printed_as_it_is_not_read_as_rich_markup():
+    import io
+
+    from rich.console import Console
+
+    from devswitch.render import terminal
+    from devswitch.render.table import Table
+
+    title = "configuration (files read: /home/u/[proj]/.devswitchrc [/x])"
+    out = io.StringIO()
+    terminal.print_table(Table.of(["key", "value"], [["device", "cpu"]], title=title), Console(file=out, width=80))
+    assert title in out.getvalue() and "device" in out.getvalue()

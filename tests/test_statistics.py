@@ -145,3 +145,15 @@ def test_the_summary_fits_an_80_column_terminal():
     plain = io.StringIO()  # not a terminal: the plain text table, as in logs and CI
     print_calls(records, plain)
     assert plain.getvalue().startswith("devswitch: timed Keras calls\n#  call")
+
+
+def test_a_model_name_with_dollars_is_drawn_as_text_not_mathematics(tmp_path):
+    """matplotlib reads "$...$" as math text: a name like net_$\\badcmd$ must neither fail nor lose results."""
+    pytest.importorskip("matplotlib")
+    from dataclasses import replace
+
+    from devswitch.compare.resultset import Model
+
+    doc = replace(_doc((50.0, 100.0), (80.0, 158.0)), model=Model("x", r"net_$\badcmd$_v2"))
+    assert compare.write_outputs(doc, tmp_path) == []
+    assert (tmp_path / "results.png").stat().st_size > 1000

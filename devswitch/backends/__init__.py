@@ -6,6 +6,8 @@ imports a framework (TensorFlow, JAX, PyTorch) directly:
 
 ``LIBRARY``, ``EXTRA``, ``DISPLAY``
     the import name of the framework, the pip extra that installs it, its name in messages.
+``SEES_GPUS_WHEN_ON_CPU``
+    whether a process set up for the CPU still sees how many GPUs the machine has.
 ``environment(config) -> dict``
     variables to set before the framework is imported (device visibility, memory, logging);
     a pure function of the configuration.

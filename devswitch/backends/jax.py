@@ -27,6 +27,9 @@ from . import common
 LIBRARY = "jax"
 EXTRA = "devswitch[jax]"
 DISPLAY = "JAX"
+# A device=cpu process sets JAX_PLATFORMS=cpu before JAX starts: it cannot see the GPUs, so it cannot tell
+# whether the machine has any.
+SEES_GPUS_WHEN_ON_CPU = False
 log = logging.getLogger("devswitch")
 
 

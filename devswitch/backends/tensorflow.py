@@ -22,6 +22,7 @@ from . import common
 LIBRARY = "tensorflow"
 EXTRA = "devswitch"
 DISPLAY = "TensorFlow"
+SEES_GPUS_WHEN_ON_CPU = True  # physical devices are listed even when none is made visible
 log = logging.getLogger("devswitch")
 
 

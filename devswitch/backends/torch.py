@@ -24,6 +24,7 @@ LIBRARY = "torch"
 EXTRA = "devswitch[torch]"
 DEVICE_VARIABLE = "KERAS_TORCH_DEVICE"  # read by keras/src/backend/torch/core.py when Keras is imported
 DISPLAY = "PyTorch"
+SEES_GPUS_WHEN_ON_CPU = True  # torch.cuda.device_count() whatever KERAS_TORCH_DEVICE says
 log = logging.getLogger("devswitch")
 
 

@@ -24,11 +24,13 @@ def explicit_from_args(args: argparse.Namespace):
 
 
 def _number(option: str, text: str, kind=int, minimum=0):
+    import math
+
     try:
         value = kind(text)
     except ValueError:
         value = None
-    if value is None or value < minimum:
+    if value is None or not math.isfinite(value) or value < minimum:  # nan and inf are not durations
         raise UsageError(f"{option}: '{text}' is not a {'whole ' if kind is int else ''}number >= {minimum}",
                          hint=f"e.g. {option} {max(minimum, 1)}")
     return value

@@ -174,7 +174,8 @@ def save_winner(results, name: str, path: Path) -> None:
     rate = pick.best.metric("throughput")
     note = (f"devswitch compare {results.model.target}: fastest at batch {pick.batch} "
             f"({rate:,.1f} {results.model.unit}/s"
-            + ("" if pick.significant else ", not significantly faster than the next") + ")")
+            + {True: "", False: ", not significantly faster than the next",
+               None: "" if pick.runner_up is None else ", significance unknown"}[pick.significant] + ")")
     try:
         profiles.add(path, name, settings, note)
     except (OSError, DevswitchError) as error:

@@ -24,9 +24,21 @@ def report_parser(sub) -> argparse.ArgumentParser:
     return parser
 
 
+def _is_result_set(data: bytes) -> bool:
+    """A compare result (a JSON object with cells and options), whatever the file is called."""
+    import json
+
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "cells" in doc and "options" in doc
+
+
 def report_command(args: argparse.Namespace) -> int:
     from ..compare import read
     from ..compare.resultfile import parse, read_bytes
+    from ..compare.resultset import ResultFileError
     from ..compare.report import compare, parse_fail_above
     from ..render.compare import render_comparison, render_markdown
 
@@ -39,17 +51,19 @@ def report_command(args: argparse.Namespace) -> int:
         path = Path(args.paths[0])
         file = path / "results.json" if path.is_dir() else path
         data = read_bytes(file)  # bounded: a regular file of a sane size, nested no deeper than a result needs
-        if file.name != "results.json":
+        if file.name != "results.json" and not _is_result_set(data):
             from ..render.calls import render_report_runs
             from ..results import ReportError, parse_report
 
             try:  # a timing report of scripts (report: PATH.jsonl), in either format devswitch wrote
                 runs = parse_report(data.decode("utf-8", errors="replace"), str(file))
-                if runs:  # an empty file is neither a report nor a result set: the error below says so
-                    print(render_report_runs(runs), end="")
-                    return 0
-            except (ReportError, RecursionError):
-                pass  # perhaps a compare results.json under another name
+            except (ReportError, RecursionError) as error:
+                raise ResultFileError(f"{file}: neither a compare result nor a timing report: {error}",
+                                      hint="give a results folder or results.json of devswitch compare, or a "
+                                           "report file written by report: PATH.jsonl") from None
+            if runs:  # an empty file is neither a report nor a result set: the error below says so
+                print(render_report_runs(runs), end="")
+                return 0
         print(render_markdown(parse(data, str(file))), end="")
         return 0
     comparison = compare(*(read(p) for p in args.paths), fail_above=fail_above)

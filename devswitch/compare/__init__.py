@@ -13,8 +13,6 @@ from .recommend import Pick, recommend, recommendation_lines, switch_text
 from .resultfile import read
 from .resultset import Cell, Key, ResultFileError, ResultSet
 
-load_results = read
-
 __all__ = ["Cell", "ConfigRun", "DEFAULT_ROOT", "Key", "Options", "Output", "Pick", "RESULT_FILES",
-           "ResultFileError", "ResultSet", "WORK_PREFIX", "cells_of", "load_results", "prepare_output", "read",
+           "ResultFileError", "ResultSet", "WORK_PREFIX", "cells_of", "prepare_output", "read",
            "recommend", "recommendation_lines", "run_configuration", "run_matrix", "switch_text", "write_outputs"]

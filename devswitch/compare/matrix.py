@@ -81,6 +81,10 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
             except (subprocess.TimeoutExpired, ProcessLookupError):
                 proc.kill()
                 proc.wait()
+        finally:
+            if proc.poll() is None:  # a second Ctrl-C while the first was being handled: no worker stays
+                proc.kill()
+                proc.wait()
     _report_progress(events, seen, progress)
     run.wall_s = time.time() - started
     run.events = read_events(events)[0]
@@ -168,29 +172,36 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
         if interrupted:
             cells += [cell(backend, device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
             continue
-        left = ", ".join(name(*c) for c in configs[i + 1:]) or "none"
-        progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)} (then: {left})")
-        missing = backends.missing_reason(backend)
-        if not missing and device != "cpu" and no_gpu.get(backend):
-            missing = no_gpu[backend]  # learnt once per backend, not paid again per configuration
-        if missing:  # known without starting anything, like a GPU that is not there
-            progress(f"    unavailable: {missing}")
-            cells += [cell(backend, device, precision, b, f"unavailable: {missing}") for b in options.batch_sizes]
-            continue
-        run, interrupted = run_configuration(options, device, precision, workdir, progress, backend)
-        runs.append(run)
-        seen = next((e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)
-                     and e.get("gpus") is not None), None)
-        if seen == 0:
-            from ..backends import DISPLAY
+        before = len(cells)
+        try:
+            left = ", ".join(name(*c) for c in configs[i + 1:]) or "none"
+            progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)} (then: {left})")
+            missing = backends.missing_reason(backend)
+            if not missing and device != "cpu" and no_gpu.get(backend):
+                missing = no_gpu[backend]  # learnt once per backend, not paid again per configuration
+            if missing:  # known without starting anything, like a GPU that is not there
+                progress(f"    unavailable: {missing}")
+                cells += [cell(backend, device, precision, b, f"unavailable: {missing}") for b in options.batch_sizes]
+                continue
+            run, interrupted = run_configuration(options, device, precision, workdir, progress, backend)
+            runs.append(run)
+            seen = next((e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)
+                         and e.get("gpus") is not None), None)
+            if seen == 0:
+                from ..backends import DISPLAY
 
-            no_gpu[backend] = (f"{DISPLAY[backend]} sees no GPU on this machine (found by the "
-                               f"{device} {precision} configuration; see 'devswitch info')")
-        cells += cells_of(run, options.batch_sizes, interrupted)
-        progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)}: {run.wall_s:.1f} s")
-        if on_update and not interrupted and i + 1 < len(configs):
-            pending = [cell(*c, b, "not run (pending)") for c in configs[i + 1:] for b in options.batch_sizes]
-            on_update(document(options, runs, cells + pending, time.time() - started, False, complete=False))
+                no_gpu[backend] = (f"{DISPLAY[backend]} sees no GPU on this machine (found by the "
+                                   f"{device} {precision} configuration; see 'devswitch info')")
+            cells += cells_of(run, options.batch_sizes, interrupted)
+            progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)}: {run.wall_s:.1f} s")
+            if on_update and not interrupted and i + 1 < len(configs):
+                pending = [cell(*c, b, "not run (pending)") for c in configs[i + 1:] for b in options.batch_sizes]
+                on_update(document(options, runs, cells + pending, time.time() - started, False, complete=False))
+        except KeyboardInterrupt:  # between workers, or while the rows so far were being written
+            interrupted = True
+            progress("interrupted: keeping every finished row")
+            if len(cells) == before:
+                cells += [cell(backend, device, precision, b, "interrupted") for b in options.batch_sizes]
     total = time.time() - started
     return document(options, runs, cells, total, interrupted)
 

@@ -25,7 +25,14 @@ def write_outputs(results: ResultSet, out: Path, plot: bool = True) -> list[str]
     if plot:
         from ..render.chart import render_plot
 
-        png, note = render_plot(results, out / "results.png")
+        try:
+            png, note = render_plot(results, out / "results.png")
+        except OSError:
+            raise  # the folder cannot take files: compare says so, as for the other files
+        except Exception as error:  # noqa: BLE001 - a chart that cannot be drawn must not lose the results
+            from ..errors import describe
+
+            png, note = None, f"results.png not written: the chart could not be drawn: {describe(error)}"
     if png is None:
         with contextlib.suppress(FileNotFoundError):
             (out / "results.png").unlink()

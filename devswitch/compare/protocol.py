@@ -59,16 +59,20 @@ def read_events(path: Path, start: int = 0) -> tuple[list[dict], int]:
     written is left for then)."""
     if not path.exists():
         return [], start
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
     out = []
-    for line in lines[start:]:
+    for number, line in enumerate(lines[start:], start):
         if not line.strip():
             start += 1
             continue
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
-            break  # a line being written: read it next time
+            if number == len(lines) - 1 and not text.endswith("\n"):
+                break  # the last line, still being written: read it next time
+            start += 1  # a complete line that is not JSON (a worker killed mid-write): skip it, read on
+            continue
         if not isinstance(event, dict) or event.get("event") not in EVENTS:
             raise ValueError(f"{path}: not a worker event: {line[:120]!r}")
         out.append(event)

@@ -11,10 +11,15 @@ from dataclasses import dataclass
 from .resultset import Cell, ResultSet
 
 
+def below_95(coverage: float) -> bool:
+    """An interval from too few samples for 95% (the whole range of them, covering less)."""
+    return coverage < 0.95 - 1e-9
+
+
 def coverage_words(*coverages: float) -> str:
-    """'95%' or, when an interval covers less, the lowest coverage among them ('the 75%')."""
+    """'95%' or, when an interval covers less, the lowest coverage among them ('75%')."""
     level = min(coverages)
-    return f"{level:.0%}" if level < 0.95 - 1e-9 else "95%"
+    return f"{level:.0%}" if below_95(level) else "95%"
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,9 @@ def switch_text(settings: dict[str, str]) -> str:
     return f"`DEVSWITCH_FLAGS=\"{flags}\" python train.py` or `devswitch run {options} train.py`"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A figure as the tables and lines show it: thousands separated, ``digits`` decimals, "-" for none."""
+    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) -> list[str]:
@@ -73,7 +79,7 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
     lines = []
     for pick in recommend(results) if picks is None else picks:
         best = results.column(pick.best)
-        rate = f"{_num(pick.best.metric('throughput'))} {unit}/s"
+        rate = f"{fmt(pick.best.metric('throughput'))} {unit}/s"
         if pick.runner_up is None:
             verdict = f"{best} ({rate}), the only configuration measured"
         else:
@@ -86,7 +92,7 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
                            f"{coverage_words(pick.coverage)} intervals do not overlap)")
             else:
                 verdict = (f"no significant difference between {best} ({rate}) and {nxt} "
-                           f"({_num(pick.runner_up.metric('throughput'))} {unit}/s): their "
+                           f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): their "
                            f"{coverage_words(pick.coverage)} intervals overlap")
         lines.append(f"Recommendation, batch {pick.batch}: {verdict}; selected by "
                      f"{switch_text(pick.switch(several))}.")

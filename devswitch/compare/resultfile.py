@@ -100,6 +100,20 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
     return record, why
 
 
+_TIMING_FIGURES = ("total_s", "sum_measured_s", "sum_startup_s", "overhead_ratio")
+
+
+def _timing(r: _Reader, timing: Mapping) -> dict:
+    """Where the wall time went: the figures shown are finite numbers, or the breakdown is not shown at all."""
+    out = dict(timing)
+    figures = {k: r.number(timing.get(k), f"timing.{k}") for k in _TIMING_FIGURES}
+    if any(v is None for v in figures.values()):
+        out["overhead_ratio"] = None  # an incomplete breakdown: the line that explains it is left out
+    else:
+        out.update(figures)
+    return out
+
+
 def from_json(doc: Any, file: str = "results.json") -> ResultSet:
     """Validate a parsed results.json and build the result set (ResultFileError naming the field if not)."""
     r = _Reader(file)
@@ -135,7 +149,7 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
                   unit=r.get(m, "unit", "model", str, required=False, default="samples"))
     if len(doc["cells"]) > MAX_CELLS:
         raise r.fail("cells", f"{len(doc['cells'])} cells: more than {MAX_CELLS:,}")
-    old_records = iter(doc.get("records") or []) if version == 1 else iter(())
+    old_records = iter(r.get(doc, "records", "", list, required=False, default=[])) if version == 1 else iter(())
     cells = []
     for i, c in enumerate(doc["cells"]):
         where = f"cells[{i}]"
@@ -148,18 +162,19 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
             if raw is not None else (None, "failed: no record" if status == "ok" else "")
         cells.append(Cell(backend=r.get(c, "backend", where, str, required=False, default="tensorflow"),
                           device=r.get(c, "device", where, str), precision=r.get(c, "precision", where, str),
-                          batch=batch, status=why or status,
+                          batch=batch, status=why if why and status == "ok" else status,
                           resolved=r.get(c, "resolved_precision", where, str, required=False, default=""),
                           record=record))
-    keys = [c.key for c in cells]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise r.fail("cells", f"two cells for {dup.label()}")
+    seen: set = set()
+    for i, c in enumerate(cells):
+        if c.key in seen:
+            raise r.fail(f"cells[{i}]", f"a second cell for {c.key.label()}")
+        seen.add(c.key)
     command = r.get(doc, "command", "", list, required=False, default=[])
     return ResultSet(options=options, model=model, cells=tuple(cells),
                      environment=r.get(doc, "environment", "", dict, required=False),
                      config=r.get(doc, "config", "", dict, required=False),
-                     timing=r.get(doc, "timing", "", dict, required=False, default={}),
+                     timing=_timing(r, r.get(doc, "timing", "", dict, required=False, default={})),
                      command=tuple(str(a) for a in command),
                      interrupted=r.get(doc, "interrupted", "", bool, required=False, default=False),
                      complete=r.get(doc, "complete", "", bool, required=False, default=True), path=file)

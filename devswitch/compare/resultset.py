@@ -3,6 +3,7 @@ schema of results.json (``ResultSet.to_json``; ``resultfile`` reads it back, bou
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -145,11 +146,15 @@ class ResultSet:
         """The configurations in the order they were run."""
         return list(dict.fromkeys(c.config for c in self.cells))
 
-    def by_key(self) -> dict[Key, Cell]:
+    @functools.cached_property
+    def _index(self) -> dict[Key, Cell]:
         return {c.key: c for c in self.cells}
 
+    def by_key(self) -> dict[Key, Cell]:
+        return dict(self._index)
+
     def cell(self, config: tuple[str, str, str], batch: int) -> Cell | None:
-        return self.by_key().get(Key(*config, batch))
+        return self._index.get(Key(*config, batch))
 
     def column(self, cell: Cell) -> str:
         return cell.column(self.several_backends)

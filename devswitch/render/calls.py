@@ -7,7 +7,6 @@ the renderers' business. The columns that matter least are optional, so a narrow
 
 from __future__ import annotations
 
-import shutil
 import sys
 from typing import TYPE_CHECKING, Sequence
 
@@ -28,7 +27,7 @@ RUN_COLUMNS = (Column("#", numeric=True), Column("call"), Column("model"), Colum
 SUMMARY_ROWS = 20      # the summary at exit: the first and last 10 calls, the rest counted
 SUMMARY_CELL = 60      # ... and no cell longer than this (clipped with an ellipsis)
 SUMMARY_HINT = "devswitch.summary()"
-LOG_WIDTH = 120        # plain text when the stream is no terminal and COLUMNS is not set
+LOG_WIDTH = 120        # plain text for a log or a pipe (no terminal to fit)
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -109,23 +108,29 @@ def print_calls(records: Sequence[CallRecord], stream=None, max_rows: int | None
 
         terminal.print_table(table, Console(file=stream))
     else:
-        print(text.render(table, shutil.get_terminal_size((LOG_WIDTH, 24)).columns), file=stream)
+        print(text.render(table, LOG_WIDTH), file=stream)  # a log or a pipe: its own width, not the terminal's
+
+
+def _mapping(value) -> dict:
+    """A report read from a file is untrusted: what should be an object and is not counts as absent."""
+    return value if isinstance(value, dict) else {}
 
 
 def _run_title(number: int, run: dict) -> str:
-    plan = run.get("plan") or {}
-    env = run.get("environment") or {}
+    plan, env = _mapping(run.get("plan")), _mapping(run.get("environment"))
     applied = ", ".join(f"{k}={plan[k]}" for k in ("backend", "device", "precision", "policy") if plan.get(k))
-    backend = env.get("backend") or "tensorflow"
+    backend = str(env.get("backend") or "tensorflow")
     return (f"run {number}: {applied or 'no plan recorded'}; keras {env.get('keras', '?')}, "
             f"{backend} {env.get(backend, '')}").rstrip()
 
 
-def _run_row(number: int, record: dict) -> tuple[str, ...]:
-    m = record.get("metrics") or {}
+def _run_row(number: int, record) -> tuple[str, ...]:
+    record = _mapping(record)
+    m = _mapping(record.get("metrics"))
 
     def value(name):
-        return (m.get(name) or {}).get("value")
+        v = _mapping(m.get(name)).get("value")
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
 
     rate = value("steady_throughput")
     return (str(number), str(record.get("kind", "?")), str(record.get("model", "?")), fmt_s(value("wall")),

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from ..compare.resultset import ResultSet
+from ..compare.recommend import coverage_words
 from .compare import baseline_label
 
 MAX_WIDTH_IN = 14.0
@@ -77,16 +78,19 @@ def build_figure(results: ResultSet):
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
-    level = min([0.95, *coverages])  # under 6 samples an interval covers less: never claim more than it has
+    # under 6 samples an interval covers less: never claim more than it has, nor an interval never recorded
+    whiskers = f"whiskers: {coverage_words(*coverages)} CI of the median" if coverages else "no intervals recorded"
     labelled = "labels: speed-up vs " + baseline_label(results) if len(columns) <= 12 else "speed-ups in the tables"
     heading = (f"{results.model.title}, {results.mode}\n"
-               f"bars: median {unit}/s; whiskers: {level:.0%} CI of the median; {labelled}")
+               f"bars: median {unit}/s; {whiskers}; {labelled}")
     if not any_watts:
         heading += f"; {unit}/s per W: power not measurable here"
     import textwrap
 
-    fig.suptitle("\n".join(textwrap.fill(line, int(width * 13)) for line in heading.split("\n")), fontsize=10)
-    fig.legend(handles=[Patch(label=column, **style(j)) for j, column in enumerate(columns)], fontsize=8,
+    fig.suptitle("\n".join(textwrap.fill(line, int(width * 13)) for line in heading.split("\n")), fontsize=10,
+                 parse_math=False)  # a model's name is text: "$...$" in it is not mathematics
+    fig.legend(handles=[Patch(label=column.replace("$", r"\$"), **style(j)) for j, column in enumerate(columns)],
+               fontsize=8,
                loc="lower center", ncol=min(4, len(columns)), frameon=False)
     fig.tight_layout(rect=(0, (0.2 * legend_rows + 0.15) / height, 1, 1))
     return fig

@@ -8,7 +8,7 @@ import html
 import io
 import re
 
-from ..compare.recommend import Pick, recommend, recommendation_lines
+from ..compare.recommend import Pick, below_95, fmt, recommend, recommendation_lines
 from ..compare.report import Comparison, verdict
 from ..compare.resultset import Cell, ResultSet
 from . import html as html_table
@@ -16,16 +16,12 @@ from . import markdown
 from .table import Column, Table
 
 
-def _num(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def interval_text(cell: Cell) -> str:
     ci = cell.interval
     if ci is None:
         return ""
-    text = f"[{_num(ci.low)}, {_num(ci.high)}]"
-    if ci.coverage < 0.95 - 1e-9:  # too few samples for 95%: the whole range, with what it covers
+    text = f"[{fmt(ci.low)}, {fmt(ci.high)}]"
+    if below_95(ci.coverage):  # too few samples for 95%: the whole range, with what it covers
         text += f" ({ci.coverage:.0%})"
     return text
 
@@ -70,11 +66,11 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
         watts = c.metric("power")
         speedup = results.speedup(c)
         fraction = c.metric("fraction_of_peak")
-        values = [f"{_num(c.metric('throughput'))} {interval_text(c)}".strip(), _num(c.metric("predict_throughput")),
-                  _num(watts) if watts else "unavailable", _num(c.metric("samples_per_watt"), 2) if watts else "-",
+        values = [f"{fmt(c.metric('throughput'))} {interval_text(c)}".strip(), fmt(c.metric("predict_throughput")),
+                  fmt(watts) if watts else "unavailable", fmt(c.metric("samples_per_watt"), 2) if watts else "-",
                   f"{speedup:.2f}x" if speedup else "-",
-                  f"{_num(c.metric('latency_p50'), 2)} / {_num(c.metric('latency_p99'), 2)}",
-                  _num(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else "")]
+                  f"{fmt(c.metric('latency_p50'), 2)} / {fmt(c.metric('latency_p99'), 2)}",
+                  fmt(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else "")]
         for name, value in zip(names, values):
             rows[name].append(value)
     if results.mode == "training":
@@ -91,7 +87,7 @@ def preamble(results: ResultSet) -> list[str]:
                          for c in results.cells if c.ok})
     coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
     level = min([0.95, *coverages])
-    what = "its 95% confidence interval" if level >= 0.95 - 1e-9 else (
+    what = "its 95% confidence interval" if not below_95(level) else (
         "its 95% confidence interval or, with fewer than 6 samples, the whole range of the samples followed by "
         f"the probability that it covers the median ({level:.0%} here at the lowest)")
     return [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
@@ -210,7 +206,7 @@ def render_html(results: ResultSet, png: bytes | None) -> str:
         parts.append("<h2>Environment</h2>" + html_table.render(Table.of(["", "value"], env.items())))
     config = results.config or {}
     if config:
-        rows = [(k, *(v.get(f) if isinstance(v, dict) else v for f in ("value", "source", "location")))
+        rows = [(k, *((v.get(f) for f in ("value", "source", "location")) if isinstance(v, dict) else (v, "", "")))
                 for k, v in config.items()]
         parts.append("<h2>Configuration (of the first configuration run; compare sets backend, device, precision "
                      "per column)</h2>" + html_table.render(Table.of(["key", "value", "source", "location"], rows)))
@@ -222,12 +218,12 @@ def render_html(results: ResultSet, png: bytes | None) -> str:
 
 def comparison_table(comparison: Comparison) -> Table:
     unit = comparison.b.model.unit
-    rows = [[c.key.label(), _num(c.before), _num(c.after), f"{c.ratio:.2f}x", f"{c.slower_pct:+.1f}%",
+    rows = [[c.key.label(), fmt(c.before), fmt(c.after), f"{c.ratio:.2f}x", f"{c.slower_pct:+.1f}%",
              verdict(c, comparison.fail_above)] for c in comparison.changes]
     for x in comparison.lost:
         fails = comparison.fail_above is not None and x.measured_by_a
-        rows.append([x.key.label(), _num(x.a.metric("throughput")) if x.a is not None and x.a.ok else "-",
-                     _num(x.b.metric("throughput")) if x.b is not None and x.b.ok else "-", "-", "-",
+        rows.append([x.key.label(), fmt(x.a.metric("throughput")) if x.a is not None and x.a.ok else "-",
+                     fmt(x.b.metric("throughput")) if x.b is not None and x.b.ok else "-", "-", "-",
                      x.why() + ("; FAIL: measured in A, not in B" if fails else "")])
     return Table.of([Column("cell"), Column(f"A {unit}/s", numeric=True), Column(f"B {unit}/s", numeric=True),
                      Column("B / A throughput", numeric=True), Column("time per sample", numeric=True),

@@ -11,15 +11,14 @@ GAP = 3  # what a rich SIMPLE_HEAD table without edges puts between two columns:
 
 
 def to_rich(table: Table, width: int):
-    """A rich Table for a console ``width`` characters wide (columns no narrower than their widest word),
-    and the fitted ``Table`` it shows (what was dropped, omitted and noted)."""
+    """A rich Table (without its title: ``renderables`` prints it) for a console ``width`` characters wide
+    (columns no narrower than their widest word), and the fitted ``Table`` it shows."""
     from rich import box
     from rich.table import Table as RichTable
     from rich.text import Text
 
     table = table.fit(width, gap=GAP)
-    out = RichTable(title=table.title or None, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                    pad_edge=False, caption=None)
+    out = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption=None)
     # Widths fixed here, as the text renderer lays them out: rich's own shrinking ignores where words end.
     for column, fixed in zip(table.columns, table.widths(width, gap=GAP)):
         out.add_column(Text(column.header), justify="right" if column.numeric else "left", width=fixed,
@@ -30,11 +29,13 @@ def to_rich(table: Table, width: int):
 
 
 def renderables(table: Table, width: int) -> list:
-    """The rich table and, under it, the lines that say what was omitted, dropped and noted."""
+    """The title (plain text, wrapped between words, never read as markup), the rich table and, under it,
+    the lines that say what was omitted, dropped and noted."""
     from rich.text import Text
 
     rich_table, fitted = to_rich(table, width)
-    return [rich_table, *(Text(line) for line in fitted.footer_lines())]
+    title = [Text(fitted.title)] if fitted.title else []
+    return [*title, rich_table, *(Text(line) for line in fitted.footer_lines())]
 
 
 def print_table(table: Table, console=None, file=None) -> None:
