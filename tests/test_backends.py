@@ -268,9 +268,13 @@ def test_jax_mirrored_over_two_host_devices_trains_like_one(tmp_path):
         "d = keras.distribution.distribution()\n"
         "print('RESULT ' + json.dumps({'loss': h.history['loss'][-1], 'devices': len(d.device_mesh.devices.ravel())"
         " if d else 1, 'replicas': devswitch.plan().strategy.replicas}))\n")
-    single = run([str(script)], {"HOME": str(tmp_path), "KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off"}, tmp_path)
-    mirrored = run([str(script)], {"HOME": str(tmp_path), "KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off",
-                                   "DEVSWITCH_STRATEGY": "mirrored", "DEVSWITCH_CPU_REPLICAS": "2"}, tmp_path)
+    from conftest import started_together
+
+    jobs = {"single": ([script], {"KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off"}),
+            "mirrored": ([script], {"KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off", "DEVSWITCH_STRATEGY": "mirrored",
+                                    "DEVSWITCH_CPU_REPLICAS": "2"})}
+    with started_together(tmp_path / "runs", jobs) as wait:  # side by side: two processes, two cores
+        (single, _), (mirrored, _) = wait("single"), wait("mirrored")
     assert single.returncode == 0 and mirrored.returncode == 0, single.stderr + mirrored.stderr
     one, two = result_line(single.stdout), result_line(mirrored.stdout)
     assert (one["devices"], two["devices"], two["replicas"]) == (1, 2, 2)

@@ -106,10 +106,14 @@ def test_mirrored_on_one_device_warns(home, project):
 # --- real runs ------------------------------------------------------------------------------------
 
 @pytest.mark.subprocess
-def test_mirrored_over_two_logical_cpus_trains_like_one_device(run_python):
-    single = run_python(SCRIPTS / "distributed_fit.py")
-    mirrored = run_python(SCRIPTS / "distributed_fit.py", env={"DEVSWITCH_STRATEGY": "mirrored",
-                                                               "DEVSWITCH_CPU_REPLICAS": "2"})
+def test_mirrored_over_two_logical_cpus_trains_like_one_device(tmp_path):
+    from conftest import started_together
+
+    jobs = {"single": ([SCRIPTS / "distributed_fit.py"], {}),
+            "mirrored": ([SCRIPTS / "distributed_fit.py"], {"DEVSWITCH_STRATEGY": "mirrored",
+                                                             "DEVSWITCH_CPU_REPLICAS": "2"})}
+    with started_together(tmp_path / "runs", jobs) as wait:  # side by side: two processes, two cores
+        (single, _), (mirrored, _) = wait("single"), wait("mirrored")
     assert single.returncode == 0, single.stderr
     assert mirrored.returncode == 0, mirrored.stderr
     one, two = result_line(single.stdout), result_line(mirrored.stdout)
