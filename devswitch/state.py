@@ -2,7 +2,9 @@
 
 The session holds every piece of process state devswitch keeps (the configuration, the plan, what
 was applied, the timed runs, the notebook's cursor, each backend's own state); modules receive it
-from ``current()`` instead of importing each other back. apply.py never assigns to ``os.environ`` or to a framework's attribute directly:
+from ``current()`` instead of importing each other back.
+
+apply.py never assigns to ``os.environ`` or to a framework's attribute directly:
 it calls ``setenv`` / ``patch`` / ``on_reset`` here, which remember what was there
 before (the first time only), so ``reset()`` can put it back in reverse order.
 What a framework fixes when its runtime starts (TensorFlow's visible devices,
