@@ -166,6 +166,10 @@ def _construct(loader: Loader, path: str, key: str, value_node: yaml.Node) -> An
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp with month 13
         raise ConfigError(f"cannot read the value of '{key}': {clip(str(exc))}", where=_at(path, value_node),
                           hint="write a plain value, quoted if need be") from None
+    except (AttributeError, KeyError, IndexError):  # PyYAML's own constructors on e.g. '!!bool x', '!!float _'
+        tag = value_node.tag.replace("tag:yaml.org,2002:", "!!")
+        raise ConfigError(f"cannot read the value of '{key}' as {quote(tag)}", where=_at(path, value_node),
+                          hint="write a plain value, or one the tag accepts (!!bool true, !!float 1.5)") from None
 
 
 def _entries(loader: Loader, path: str, mapping: yaml.MappingNode, *, in_profile: str | None):

@@ -46,3 +46,23 @@ def test_resolve_returns_a_config_or_its_own_error(tmp_path, project_file, user_
         assert error.exit_code == 2 and len(str(error)) < 2000
     else:
         assert isinstance(result, Config)
+
+
+SAFE_TAGS = sorted(tag.replace("tag:yaml.org,2002:", "!!") for tag in yaml.SafeLoader.yaml_constructors
+                   if tag and tag.startswith("tag:yaml.org,2002:"))
+ODD_VALUES = ["", "x", "_", ".", "0x", "1:x", "[1]", "{a: 1}", "[[1]]", "2020-13-45", "[{a: 1, b: 2}]"]
+
+
+def test_every_safe_tag_on_every_odd_value_is_a_config_error(tmp_path):
+    """Each constructor of PyYAML's safe loader, given a value it cannot read, ends in a ConfigError."""
+    assert {"!!bool", "!!float", "!!timestamp", "!!omap"} <= set(SAFE_TAGS)
+    errors = 0
+    for tag in SAFE_TAGS:
+        for value in ODD_VALUES:
+            (tmp_path / ".devswitchrc").write_text(f"device: {tag} {value}\n")
+            try:
+                resolve({}, tmp_path, tmp_path / "project", {})
+            except ConfigError as error:
+                errors += 1
+                assert ".devswitchrc:1:" in str(error), (tag, value, str(error))
+    assert errors == len(SAFE_TAGS) * len(ODD_VALUES)  # 'device' takes a string, so no tagged odd value is valid
