@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import reprlib
+import unicodedata
 
 
 class DevswitchError(Exception):
@@ -26,7 +27,7 @@ class DevswitchError(Exception):
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:
             text += f"\n  hint: {self.hint}"
-        return text
+        return visible(text)  # a path or value in the message never reaches the terminal as a control
 
 
 class _ShortRepr(reprlib.Repr):
@@ -57,13 +58,31 @@ def quote(value) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
-    """``text`` with its control characters written out (ESC as the four characters \\x1b; tabs and
-    newlines kept): a value read from a file never sends an escape sequence to a terminal."""
+    """``text`` with its control characters, line separators and bidirectional overrides written out (ESC
+    as the four characters \\x1b; tabs and newlines kept): a value read from a file never sends an escape
+    sequence to a terminal, nor makes a line read differently from what it is."""
     return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text) if _CONTROL.search(text) else text
+
+
+_C0 = ("NULL|START OF HEADING|START OF TEXT|END OF TEXT|END OF TRANSMISSION|ENQUIRY|ACKNOWLEDGE|BELL|BACKSPACE|"
+       "CHARACTER TABULATION|LINE FEED|LINE TABULATION|FORM FEED|CARRIAGE RETURN|SHIFT OUT|SHIFT IN|"
+       "DATA LINK ESCAPE|DEVICE CONTROL ONE|DEVICE CONTROL TWO|DEVICE CONTROL THREE|DEVICE CONTROL FOUR|"
+       "NEGATIVE ACKNOWLEDGE|SYNCHRONOUS IDLE|END OF TRANSMISSION BLOCK|CANCEL|END OF MEDIUM|SUBSTITUTE|ESCAPE|"
+       "FILE SEPARATOR|GROUP SEPARATOR|RECORD SEPARATOR|UNIT SEPARATOR").split("|")
+_C1 = {0x7F: "DELETE", 0x85: "NEXT LINE (NEL)", 0x90: "DEVICE CONTROL STRING", 0x9B: "CONTROL SEQUENCE INTRODUCER",
+       0x9C: "STRING TERMINATOR", 0x9D: "OPERATING SYSTEM COMMAND"}
+
+
+def char_name(char: str) -> str:
+    """``U+2028 LINE SEPARATOR``: the code point and its Unicode name (control characters by their alias)."""
+    code = ord(char)
+    name = (_C0[code] if code < 0x20 else _C1.get(code) or unicodedata.name(char, "") or
+            ("a C1 control character" if code <= 0x9F else "unnamed character"))
+    return f"U+{code:04X} {name}"
 
 
 def clip(text: str, limit: int = 200) -> str:

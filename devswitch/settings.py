@@ -12,10 +12,14 @@ returns the canonical value, or raises ``Invalid``.
 from __future__ import annotations
 
 import difflib
+import functools
+import operator
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
+
+from .errors import char_name
 
 
 class Invalid(ValueError):
@@ -46,6 +50,16 @@ class Setting:
     doc: str
     example: str  # the value as written in YAML for the example file
 
+    def __post_init__(self):
+        # every value, from every source, is checked for hidden characters before its own parser sees it
+        parser = self.parse
+
+        @functools.wraps(parser)
+        def parse(raw: Any) -> Any:
+            check_clean(raw)
+            return parser(raw)
+        object.__setattr__(self, "parse", parse)
+
     @property
     def env(self) -> str:
         return "DEVSWITCH_" + self.name.upper()
@@ -71,17 +85,87 @@ def lookalike_note(text: Any) -> str | None:
     return "it contains non-ASCII characters; settings are plain ASCII: retype it"
 
 
+# --- clean text ----------------------------------------------------------------
+#
+# A value names files, is shown in messages and reaches the terminal at exit; YAML's escapes
+# ("\\e]0;x\\a", "\\0", "\\x85", "\\u2028") deliver any character the raw bytes could not. So every
+# value is checked after parsing, whatever its source: no control character (C0, DEL, C1 with NEL), no
+# line or paragraph separator (hidden line breaks) and no bidirectional override, isolate or mark (text
+# that reads differently from what it is).
+
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+MAX_CHECKED = 10_000  # strings, lists and mappings walked in one value (a file's own bound is the same)
+_ENDS = " \t\r\n"    # stripped by every parser: a block scalar's final newline is harmless
+
+
+class Unclean(Invalid):
+    """A value holding a character that would hide or change what is shown; ``problem`` says which, where."""
+
+    def __init__(self, problem: str):
+        self.problem = problem
+        super().__init__(f"plain text, but it {problem}")
+
+
+def check_clean(raw: Any) -> None:
+    """Raise ``Unclean`` when a string in ``raw`` (nested lists, tuples and mappings too) holds an UNSAFE
+    character; ASCII whitespace at either end of a string is left to the parsers, which strip it."""
+    stack, walked = [(raw, "")], 0
+    while stack:
+        value, of = stack.pop()
+        walked += 1
+        if walked > MAX_CHECKED:
+            raise Invalid(f"at most {MAX_CHECKED} values in one setting")
+        if isinstance(value, str):
+            core = value.strip(_ENDS)
+            bad = UNSAFE.search(core)
+            if bad:
+                position = len(value) - len(value.lstrip(_ENDS)) + bad.start() + 1
+                raise Unclean(f"holds {char_name(bad.group())} at position {position}{of}")
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f" of item {i + 1}{of}") for i, item in enumerate(value[:MAX_CHECKED + 1]))
+        elif isinstance(value, dict):
+            for i, (key, item) in enumerate(value.items()):
+                if i > MAX_CHECKED:
+                    break
+                stack.extend(((key, f" of key {i + 1}{of}"), (item, f" of the value of key {i + 1}{of}")))
+
+
+def _truth(raw: Any) -> bool | None:
+    """A bool from ``True``/``False`` or a numpy bool (without importing numpy), else None."""
+    if isinstance(raw, bool):
+        return raw
+    kind = type(raw)
+    return bool(raw) if kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool") else None
+
+
+def _whole(raw: Any) -> int | None:
+    """An int from an int or an int-like value (numpy integers: anything with ``__index__``); never a bool."""
+    if _truth(raw) is not None or isinstance(raw, (str, bytes, float)):
+        return None
+    if isinstance(raw, int):
+        return int(raw)
+    try:
+        return operator.index(raw)
+    except Exception:  # noqa: BLE001 - any object may reach configure(); its __index__ may raise anything
+        return None
+
+
 # --- parsers -----------------------------------------------------------------
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|gpu|cuda)(?::([0-9]+(?:,[0-9]+)*))?$", re.ASCII)
 MAX_GPU_INDEX = 1023
+MAX_DEVICES = 64  # GPUs in one list; the largest machines have 16
 
 
 def parse_device(raw: Any) -> str:
     """``auto``, ``cpu``, ``gpu[:N[,M...]]``; Theano's ``cuda[:N]`` is another spelling of ``gpu``."""
-    if isinstance(raw, bool) or not isinstance(raw, str):
-        suggestion = f"gpu:{raw}" if isinstance(raw, int) and 0 <= raw <= MAX_GPU_INDEX else None
+    if not isinstance(raw, str):
+        index = _whole(raw)
+        suggestion = f"gpu:{index}" if index is not None and 0 <= index <= MAX_GPU_INDEX else None
         raise Invalid("a string: auto, cpu, gpu, gpu:N or gpu:N,M,...", suggestion)
+    check_clean(raw)  # also called directly (compare's --devices)
+    if raw.count(",") >= MAX_DEVICES:
+        raise Invalid(f"at most {MAX_DEVICES} GPU indices, e.g. gpu:0,1")
     text = raw.strip().lower().replace(" ", "")
     match = _DEVICE_RE.match(text)
     if not match or (match.group(2) and match.group(1) not in ("gpu", "cuda")):
@@ -111,6 +195,7 @@ PRECISION_ALIASES = {
 
 
 def parse_precision(raw: Any) -> str:
+    check_clean(raw)  # also called directly (compare's --precisions)
     if not isinstance(raw, str):
         raise Invalid("one of fp32, fp16, bf16, half (or float32, mixed_float16, mixed_bfloat16)")
     text = raw.strip().lower()
@@ -134,10 +219,10 @@ _FALSE = {"false", "no", "off", "0"}
 
 
 def parse_bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, int) and raw in (0, 1):  # YAML reads 1 and 0 as numbers; the message offers them
-        return bool(raw)
+    if _truth(raw) is not None:
+        return _truth(raw)
+    if _whole(raw) in (0, 1):  # YAML reads 1 and 0 as numbers; the message offers them
+        return bool(_whole(raw))
     if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
         return raw.strip().lower() in _TRUE
     raise Invalid("true or false (also yes/no, on/off, 1/0)")
@@ -161,15 +246,14 @@ def count(maximum: int) -> Callable[[Any], int]:
     expected = f"a whole number from 0 to {maximum}"
 
     def parse(raw: Any) -> int:
-        if isinstance(raw, bool):
-            raise Invalid(expected)
         if isinstance(raw, str):
             if not _DIGITS.match(raw.strip()):
                 raise Invalid(expected)
             raw = int(raw.strip())
-        if not isinstance(raw, int) or not 0 <= raw <= maximum:
+        number = _whole(raw)  # numpy integers are whole numbers; True is not
+        if number is None or not 0 <= number <= maximum:
             raise Invalid(expected)
-        return raw
+        return number
 
     parse.maximum = maximum
     return parse
