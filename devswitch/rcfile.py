@@ -7,6 +7,7 @@ after alias expansion.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, clip, quote
+from .errors import ConfigError, char_name, clip, quote
 from .files import MAX_FILE_BYTES, read_bounded
 from .settings import BY_NAME, PROFILE_NAME, PROFILES_KEY
 from .sources import Entry, Layer, _valid_keys_hint
@@ -224,11 +225,17 @@ def _position(text: str, index: int) -> str:
 
 
 _NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+# What YAML's own check lets through but a reader of the file would not see: NEL, U+2028 and U+2029 are
+# line breaks to PyYAML yet not to cat or most editors, nor is a CR without LF (the terminal overwrites
+# the line with what follows it); bidirectional overrides, isolates and marks reorder what is shown.
+_HIDDEN = re.compile("[\x85\u200e\u200f\u2028-\u202e\u2066-\u2069]|\r(?!\n)")
 
 
 def read_file(path: Path, source: str) -> Layer:
     """Read one ``.devswitchrc`` into a Layer; every problem is a ConfigError naming the file."""
     name = str(path)
+    if os.path.realpath(path) == os.devnull:  # "no configuration file", as git reads /dev/null
+        return Layer(source, path=name)
     data = read_bounded(path)
     try:
         text = data.decode("utf-8-sig")
@@ -243,6 +250,14 @@ def read_file(path: Path, source: str) -> Layer:
         raise ConfigError(f"control character U+{ord(char):04X} ({label}) is not allowed in YAML",
                           where=f"{name}:{_position(text, bad.start())}",
                           hint="remove it; a .devswitchrc is plain text")
+    hidden = _HIDDEN.search(text)
+    if hidden:
+        char = hidden.group()
+        why = ("reorders how the text is shown" if char not in "\x85\u2028\u2029\r" else
+               "is a line break to YAML that cat and most editors do not show")
+        raise ConfigError(f"{char_name(char)} is not allowed in a .devswitchrc, comments included: it {why}",
+                          where=f"{name}:{_position(text, hidden.start())}",
+                          hint="remove it (a line ends with a plain newline); a .devswitchrc is plain text")
     loader = Loader(text)
     try:
         node = loader.get_single_node()
