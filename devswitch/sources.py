@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError, clip, quote
+from .errors import ConfigError, char_name, clip, quote
 from .files import read_bounded, why as _why
-from .settings import (BY_NAME, ENV_FLAGS, ENV_PREFIX, ENV_RC, NAMES, PROFILES_KEY, SPECIAL_ENV,
-                       closest, lookalike_note)
+from .settings import (BY_NAME, ENV_FLAGS, ENV_PREFIX, ENV_RC, MAX_DEVICES, MAX_WORKERS, NAMES, PROFILES_KEY,
+                       SPECIAL_ENV, UNSAFE, closest, lookalike_note)
 
 RC_NAME = ".devswitchrc"
+MAX_RC_FILES = 16       # files in DEVSWITCHRC
+MAX_FLAGS = 64          # KEY=VALUE entries in DEVSWITCH_FLAGS (or one %devswitch line)
 
 # Source names, lowest precedence first (the order of the README's table).
 DEFAULT = "default"
@@ -94,9 +96,16 @@ def find_files(environ: Mapping[str, str], home: Path, cwd: Path) -> list[tuple[
     """The files to read, lowest precedence first: DEVSWITCHRC, or ~/.devswitchrc then the nearest project file."""
     if environ.get(ENV_RC):
         found = []
-        for part in environ[ENV_RC].split(os.pathsep):
-            if not part:
-                continue
+        parts = [part for part in environ[ENV_RC].split(os.pathsep) if part]
+        if len(parts) > MAX_RC_FILES:
+            raise ConfigError(f"names {len(parts)} files; at most {MAX_RC_FILES} are read", where=ENV_RC,
+                              hint=f"list at most {MAX_RC_FILES} files, separated by '{os.pathsep}' (later "
+                                   "files win); merge the rest into one")
+        for part in parts:
+            bad = UNSAFE.search(part)
+            if bad:
+                raise ConfigError(f"the path {quote(part)} holds {char_name(bad.group())} at position "
+                                  f"{bad.start() + 1}", where=ENV_RC, hint="rename the file, or fix the variable")
             path = _expand_user(part, home)
             if not path.is_absolute():
                 path = cwd / path
@@ -163,14 +172,18 @@ def parse_flags(text: str, where: str = ENV_FLAGS) -> tuple[Entry, ...]:
         return f'{where}="{flags}"' if where == ENV_FLAGS else f"{where} {flags.replace(',', ' ')}"
 
     entries: list[Entry] = []
+    items: list[list[str]] = []  # each entry's value, with the list items that continue it
     for token in (t.strip() for t in text.split(",")):
         if not token:
             continue
         if "=" not in token:
             if entries and ((token.isascii() and token.isdigit() and entries[-1].key == "device") or
                             (":" in token and entries[-1].key == "workers")):
-                last = entries[-1]  # lists keep their commas: device=gpu:0,1 / workers=a:1,b:2
-                entries[-1] = Entry(last.key, f"{last.raw},{token}", last.where)
+                bound = MAX_DEVICES if entries[-1].key == "device" else MAX_WORKERS
+                if len(items[-1]) >= bound:
+                    raise ConfigError(f"'{entries[-1].key}' lists more than {bound} items", where=where,
+                                      hint=f"allowed for {entries[-1].key}: {BY_NAME[entries[-1].key].allowed}")
+                items[-1].append(token)  # lists keep their commas: device=gpu:0,1 / workers=a:1,b:2
                 continue
             guess = next((n for n in NAMES if token.lower().startswith(n)), None)
             hint = (f"did you mean '{guess}={quote(token[len(guess):])[1:-1]}'?" if guess else
@@ -185,8 +198,12 @@ def parse_flags(text: str, where: str = ENV_FLAGS) -> tuple[Entry, ...]:
         if not value:
             raise ConfigError(f"{quote(token)} has no value after '='", where=where,
                               hint=f"allowed for {key}: {BY_NAME[key].allowed}")
+        if len(entries) >= MAX_FLAGS:
+            raise ConfigError(f"more than {MAX_FLAGS} KEY=VALUE entries", where=where,
+                              hint=f"give each setting once; there are {len(NAMES)} settings")
         entries.append(Entry(key, value, f"{where} ({key})"))
-    return tuple(entries)
+        items.append([value])
+    return tuple(Entry(e.key, ",".join(parts), e.where) for e, parts in zip(entries, items))
 
 
 def read_env(environ: Mapping[str, str]) -> list[Layer]:
