@@ -14,6 +14,7 @@ that file's own top-level values.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -21,7 +22,7 @@ from typing import Any, Mapping
 
 from . import rcfile, sources
 from .errors import ConfigError, quote
-from .settings import BY_NAME, ENV_DISABLE, SETTINGS, Invalid, closest, lookalike_note
+from .settings import BY_NAME, ENV_DISABLE, SETTINGS, Invalid, Unclean, closest, lookalike_note
 from .sources import Entry, Layer
 
 
@@ -64,6 +65,10 @@ def _parse(entry: Entry) -> Any:
     setting = BY_NAME[entry.key]
     try:
         return setting.parse(entry.raw)
+    except Unclean as exc:
+        raise ConfigError(f"invalid value {quote(entry.raw)} for '{entry.key}': it {exc.problem}",
+                          where=entry.where, hint="remove it: values are plain text (in YAML, an escape in "
+                          "quotes such as \\e, \\0, \\x85 or \\u2028 is that same character)") from None
     except Invalid as exc:
         default = str(setting.default).lower() if isinstance(setting.default, bool) else str(setting.default)
         lookalike = lookalike_note(entry.raw)
@@ -87,6 +92,30 @@ def explicit_layer(explicit: Mapping[str, Any], where: str | Mapping[str, str] =
                               hint=(f"did you mean '{guess}'? " if guess else "") + "valid: " + ", ".join(BY_NAME))
         entries.append(Entry(key, raw, place))
     return Layer(sources.EXPLICIT, tuple(entries))
+
+
+def _check_project_report(report: Value, file_layers: list[Layer], cwd: Path) -> None:
+    """A project file comes with whatever repository was cloned: it may name a report inside its own folder
+    only. Refused: an absolute path, a path whose '..' leaves the folder (read from the project file's
+    folder, so wherever the script starts), and one that a symbolic link takes outside it (where the
+    report would really be written: from the working directory, links resolved)."""
+    if report.value in ("off", "summary") or not report.source.startswith(sources.PROJECT_FILE):
+        return
+    folder = next(Path(layer.path).parent for layer in file_layers if layer.source == sources.PROJECT_FILE)
+    path = report.value
+    if os.path.isabs(path):
+        why = "an absolute path"
+    elif os.path.normpath(path).split(os.sep)[0] == os.pardir:
+        why = "a path that leaves the project's folder"
+    else:
+        real, inside = os.path.realpath(cwd / path), os.path.realpath(folder)
+        if os.path.commonpath([real, inside]) == inside:
+            return
+        why = f"a path that a symbolic link takes outside the project's folder (to {real})"
+    raise ConfigError(f"'report' {quote(path)} is not taken from a project .devswitchrc: {why}, and a cloned "
+                      f"repository must not choose where devswitch writes outside {folder}", where=report.location,
+                      hint="name a file inside the project (report: results.jsonl), or set the path in "
+                           "~/.devswitchrc, DEVSWITCH_REPORT or the --report option")
 
 
 _ON = ("1", "true", "yes", "on")
@@ -145,6 +174,7 @@ def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
         raise ConfigError("'workers' is not taken from a project .devswitchrc: a cloned repository could make "
                           "this script connect to any host", where=workers.location,
                           hint="set the cluster in ~/.devswitchrc, DEVSWITCH_WORKERS, --workers or TF_CONFIG")
+    _check_project_report(resolved["report"], file_layers, cwd)
     if resolved["backend"].value == "auto":  # what Keras itself would pick, and from where
         chosen = sources.keras_backend(environ, home)
         try:
