@@ -1,0 +1,246 @@
+"""Values are clean after parsing, a project file writes only inside its project, and list inputs are bounded."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import devswitch
+from devswitch.config import resolve
+from devswitch.errors import ConfigError, visible
+from devswitch.sources import parse_flags
+from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
+
+
+@pytest.fixture
+def here(monkeypatch, tmp_path):
+    """configure() in this process against a fake home and an empty project, no DEVSWITCH_* variables."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for var in [v for v in os.environ if v.startswith("DEVSWITCH") and v != "DEVSWITCH_DISABLE"]:
+        monkeypatch.delenv(var)
+    return tmp_path
+
+# --- 1. every value, from every source, is plain text after parsing ---------------------------------------
+
+# (YAML in double quotes, the same value as Python text, what the message names)
+ESCAPES = [
+    pytest.param(r'"\e]0;pwned\a\e[2J.json"', "\x1b]0;pwned\x07\x1b[2J.json", r"U\+001B ESCAPE at position 1",
+                 id="terminal title escape"),
+    pytest.param(r'"out\0.json"', "out\x00.json", r"U\+0000 NULL at position 4", id="NUL"),
+    pytest.param(r'"out\x85.json"', "out\x85.json", r"U\+0085 NEXT LINE \(NEL\) at position 4", id="NEL"),
+    pytest.param(r'"out\u2028.json"', "out\u2028.json", r"U\+2028 LINE SEPARATOR at position 4", id="U+2028"),
+    pytest.param(r'"x\u202enosj.json"', "x\u202enosj.json", r"U\+202E RIGHT-TO-LEFT OVERRIDE at position 2",
+                 id="bidi override"),
+    pytest.param(r'"x\x9b2J.json"', "x\x9b2J.json", r"U\+009B CONTROL SEQUENCE INTRODUCER at position 2",
+                 id="C1 CSI"),
+]
+
+
+@pytest.mark.parametrize("yaml_text, text, name", ESCAPES)
+def test_an_escaped_control_in_a_file_value_is_refused_with_its_name_and_position(home, project, yaml_text,
+                                                                                  text, name):
+    """A YAML escape delivers the character the raw-byte check never saw; the value check names it."""
+    path = rc(project, f"report: {yaml_text}\n")
+    with pytest.raises(ConfigError, match=f"{path}:1:9: invalid value .* for 'report': it holds {name}") as info:
+        resolve({}, home, project)
+    assert visible(str(info.value)) == str(info.value)  # the message itself carries no control character
+
+
+@pytest.mark.parametrize("yaml_text, text, name", ESCAPES)
+def test_the_same_value_from_a_variable_flags_or_configure_is_refused(home, project, yaml_text, text, name):
+    for environ, where in (({"DEVSWITCH_REPORT": text}, "DEVSWITCH_REPORT"),
+                           ({"DEVSWITCH_FLAGS": f"report={text}"}, r"DEVSWITCH_FLAGS \(report\)")):
+        with pytest.raises(ConfigError, match=f"^{where}: invalid value .* it holds {name}"):
+            resolve(environ, home, project)
+    with pytest.raises(ConfigError, match=rf"configure\(report=...\): invalid value .* it holds {name}"):
+        resolve({}, home, project, {"report": text})
+
+
+def test_configure_refuses_an_unclean_value_and_changes_nothing(here):
+    devswitch.configure(report="off")
+    with pytest.raises(ConfigError, match=r"U\+0000 NULL at position 4"):
+        devswitch.configure(report="out\x00.json")
+    assert devswitch.config().report == "off"
+
+
+@pytest.mark.parametrize("text, pattern", [
+    pytest.param('workers: ["a:1", "b\\u2028:2"]\n', r"U\+2028 LINE SEPARATOR at position 2 of item 2",
+                 id="in a list item"),
+    pytest.param('threads: {intra: "4\\e"}\n', r"U\+001B ESCAPE at position 2 of the value of key 1",
+                 id="in a mapping value"),
+    pytest.param('threads: {"in\\u2066tra": 4}\n', r"U\+2066 LEFT-TO-RIGHT ISOLATE at position 3 of key 1",
+                 id="in a mapping key"),
+    pytest.param('profiles: {p: {device: "gpu\\u200f"}}\n', r"U\+200F RIGHT-TO-LEFT MARK at position 4",
+                 id="in a profile nobody selected"),
+    pytest.param('device: "\\tgpu\\t"\n', None, id="tabs at the ends are stripped, as before"),
+    pytest.param("device: |\n  gpu\n", None, id="a block scalar's final newline"),
+])
+def test_nested_values_are_checked_and_whitespace_at_the_ends_is_left_to_the_parsers(home, project, text,
+                                                                                     pattern):
+    rc(project, text)
+    if pattern is None:
+        assert resolve({}, home, project).device == "gpu"
+    else:
+        with pytest.raises(ConfigError, match=pattern):
+            resolve({}, home, project)
+
+
+def test_a_tab_inside_a_value_is_refused(home, project):
+    with pytest.raises(ConfigError, match=r"U\+0009 CHARACTER TABULATION at position 4"):
+        resolve({"DEVSWITCH_REPORT": "out\t.json"}, home, project)
+
+
+# --- 2. the raw text of a file: no hidden line breaks, no reordered text -------------------------------------
+
+@pytest.mark.parametrize("text, pattern", [
+    pytest.param("# a harmless comment\u2028precision: fp16\n", r":1:21: U\+2028 LINE SEPARATOR is not allowed in "
+                 r"a \.devswitchrc, comments included: it is a line break to YAML", id="U+2028 in a comment"),
+    pytest.param("device: cpu\n# note\x85precision: fp16\n", r":2:7: U\+0085 NEXT LINE \(NEL\)", id="NEL"),
+    pytest.param("device: cpu  # x\u2029y\n", r":1:17: U\+2029 PARAGRAPH SEPARATOR", id="U+2029"),
+    pytest.param("precision: fp16\r# nothing to see\n", r":1:16: U\+000D CARRIAGE RETURN", id="lone CR"),
+    pytest.param("device: cpu # \u202e46pf :noisicerp\n", r":1:15: U\+202E RIGHT-TO-LEFT OVERRIDE .* reorders",
+                 id="bidi override in a comment"),
+    pytest.param("device: cpu\n#\u2066x\n", r":2:2: U\+2066 LEFT-TO-RIGHT ISOLATE", id="bidi isolate"),
+])
+def test_a_hidden_line_break_or_bidi_override_in_a_file_is_refused_at_its_place(home, project, text, pattern):
+    path = rc(project, text)
+    with pytest.raises(ConfigError, match=f"^{path}{pattern}"):
+        resolve({}, home, project)
+
+
+def test_crlf_line_endings_are_still_read(home, project):
+    rc(project, "device: cpu\r\nprecision: bf16\r\n")
+    assert resolve({}, home, project).precision == "bf16"
+
+
+# --- 3. a project file does not choose where devswitch writes outside the project ----------------------------
+
+@pytest.mark.parametrize("value, why", [
+    pytest.param("/tmp/devswitch-anywhere/x.json", "an absolute path", id="absolute"),
+    pytest.param("../x.json", "a path that leaves the project's folder", id="dot-dot"),
+    pytest.param("src/../../x.jsonl", "a path that leaves the project's folder", id="dot-dot through a folder"),
+])
+def test_a_project_file_cannot_name_a_report_outside_its_folder(home, project, value, why):
+    path = rc(project, f"report: {value}\n")
+    for cwd in (project, project / "src"):
+        with pytest.raises(ConfigError, match=f"^{path}:1:9: 'report' .* not taken from a project .devswitchrc: "
+                                              f"{why}.*\n  hint: .*~/.devswitchrc, DEVSWITCH_REPORT or the "
+                                              "--report option"):
+            resolve({}, home, cwd)
+
+
+@pytest.mark.parametrize("value", ["/tmp/devswitch-anywhere/x.json", "../x.json"])
+def test_the_same_report_from_the_user_file_a_variable_or_an_option_is_taken(home, project, value):
+    rc(project, f"report: {value}\n")
+    assert resolve({"DEVSWITCH_REPORT": value}, home, project).report == value
+    assert resolve({}, home, project, {"report": value}).report == value
+    (project / ".devswitchrc").unlink()
+    rc(home, f"report: {value}\n")
+    assert resolve({}, home, project).report == value
+    assert resolve({"DEVSWITCHRC": str(home / ".devswitchrc")}, home, project).report == value
+
+
+def test_a_project_profile_is_a_project_file_too(home, project):
+    rc(project, "profiles: {out: {report: /tmp/x.json}}\n")
+    with pytest.raises(ConfigError, match="an absolute path"):
+        resolve({"DEVSWITCH_PROFILE": "out"}, home, project)
+
+
+def test_a_symbolic_link_out_of_the_project_is_followed_and_refused(home, project, tmp_path):
+    (project / "out").symlink_to(tmp_path)
+    rc(project, "report: out/x.json\n")
+    with pytest.raises(ConfigError, match=f"a symbolic link takes outside the project's folder \\(to {tmp_path}"):
+        resolve({}, home, project)
+    (project / "inside.json").symlink_to(tmp_path / "x.json")  # the file itself a link: the same
+    rc(project, "report: inside.json\n")
+    with pytest.raises(ConfigError, match="a symbolic link takes outside"):
+        resolve({}, home, project)
+
+
+@pytest.mark.parametrize("value", ["results.jsonl", "src/../runs/r.json", "off", "summary"])
+def test_a_report_inside_the_project_is_taken_from_it(home, project, value):
+    rc(project, f"report: {value}\n")
+    assert resolve({}, home, project / "src").report == value
+
+
+# --- 4. bounded lists; /dev/null is no file -----------------------------------------------------------------
+
+def test_seventeen_devswitchrc_paths_are_refused_before_any_is_read(home, project, tmp_path):
+    paths = [str(tmp_path / f"missing-{i}") for i in range(17)]
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="^DEVSWITCHRC: names 17 files; at most 16 are read"):
+        resolve({"DEVSWITCHRC": os.pathsep.join(paths)}, home, project)
+    with pytest.raises(ConfigError, match="names 5000 files"):
+        resolve({"DEVSWITCHRC": os.pathsep.join([str(tmp_path / "big")] * 5000)}, home, project)
+    assert time.perf_counter() - start < 5
+
+
+def test_sixteen_devswitchrc_paths_are_read_and_the_last_wins(home, project, tmp_path):
+    paths = []
+    for i in range(16):
+        paths.append(tmp_path / f"rc{i}")
+        paths[-1].write_text(f"threads: {i}\n")
+    config = resolve({"DEVSWITCHRC": os.pathsep.join(map(str, paths))}, home, project)
+    assert config.threads.intra == 15 and len(config.files) == 16
+
+
+def test_dev_null_means_no_configuration_file(home, project):
+    rc(project, "precision: bf16\n")
+    config = resolve({"DEVSWITCHRC": os.devnull}, home, project)
+    assert config.precision == "fp32" and config["precision"].source == "default"
+    (project / ".devswitchrc").unlink()
+    (project / ".devswitchrc").symlink_to(os.devnull)  # a dotfile pointed at /dev/null: empty too
+    assert resolve({}, home, project).precision == "fp32"
+
+
+def test_a_devswitchrc_path_with_a_control_character_is_refused(home, project):
+    with pytest.raises(ConfigError, match=r"^DEVSWITCHRC: the path .* holds U\+001B ESCAPE at position 6"):
+        resolve({"DEVSWITCHRC": "/tmp/\x1b[2Jx"}, home, project)
+
+
+def test_flags_entries_and_device_lists_are_bounded():
+    parse_flags(",".join(["precision=fp32"] * 64))
+    with pytest.raises(ConfigError, match="^DEVSWITCH_FLAGS: more than 64 KEY=VALUE entries"):
+        parse_flags(",".join(["precision=fp32"] * 65))
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="'device' lists more than 64 items"):
+        parse_flags("device=gpu:0," + ",".join(["1"] * 60_000))
+    assert time.perf_counter() - start < 5
+    assert parse_flags("device=gpu:0,1,2,precision=fp16")[0].raw == "gpu:0,1,2"
+
+
+def test_a_device_list_holds_at_most_64_gpus(home, project):
+    many = ",".join(str(i) for i in range(65))
+    with pytest.raises(ConfigError, match="expected at most 64 GPU indices"):
+        resolve({"DEVSWITCH_DEVICE": f"gpu:{many}"}, home, project)
+    assert resolve({"DEVSWITCH_DEVICE": "gpu:" + ",".join(str(i) for i in range(64))}, home, project).device
+
+
+def test_a_value_too_large_to_check_is_refused_not_walked(home, project):
+    with pytest.raises(ConfigError, match="at most 10000 values"):
+        resolve({}, home, project, {"workers": ["a:1"] * 20_000})
+
+
+# --- numpy numbers are numbers ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [np.int64(4), np.int32(4), np.uint8(4)])
+def test_numpy_integers_are_whole_numbers(home, project, value):
+    config = resolve({}, home, project, {"threads": value, "cpu_replicas": value, "worker_index": value})
+    assert config.threads.intra == 4 and config.cpu_replicas == 4 and type(config.cpu_replicas) is int
+    assert resolve({}, home, project, {"threads": {"intra": value, "inter": np.int16(2)}}).threads == (4, 2)
+
+
+def test_numpy_bools_are_booleans_where_booleans_are_expected_and_not_numbers(home, project):
+    config = resolve({}, home, project, {"memory_growth": np.bool_(False), "batch_timing": np.int64(1)})
+    assert config.memory_growth is False and config.batch_timing is True
+    with pytest.raises(ConfigError, match="expected a whole number|expected N"):
+        resolve({}, home, project, {"threads": np.bool_(True)})
+
+
+def test_configure_takes_a_numpy_thread_count(here):
+    devswitch.configure(threads=np.int64(4), report="off")
+    assert devswitch.config().threads.intra == 4
