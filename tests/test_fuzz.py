@@ -6,7 +6,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from devswitch.config import Config, resolve
-from devswitch.errors import ConfigError
+from devswitch.errors import ConfigError, visible
 from devswitch.settings import ENV_DISABLE, ENV_FLAGS, ENV_RC, NAMES, SETTINGS
 
 KEYS = st.sampled_from([*NAMES, "profiles", "profile", "devcie", "<<", "1", ""])
@@ -19,13 +19,17 @@ DOCUMENTS = st.dictionaries(KEYS, VALUES, max_size=6).map(lambda d: yaml.safe_du
 PIECES = st.sampled_from(["device: ", "precision: ", "threads: ", "profiles:\n  a:\n    ", "&x ", "*x ", "<<: *x\n",
                           "[", "]", "{", "}", ":", ",", "'", '"', "\t", "\n", "  ", "!!python/name:os.system ",
                           "!!binary ", "!!timestamp ", "? ", "- ", "---\n", "...\n", "%YAML 1.1\n", "\x00", "\x07",
-                          "\ufeff", "с", "٤", "0o17", "0x1F", "1_000", "1:30", ".inf", "~", "null", "yes"])
+                          "\ufeff", "с", "٤", "0o17", "0x1F", "1_000", "1:30", ".inf", "~", "null", "yes",
+                          "\u2028", "\x85", "\u202e", "\r", '"\\e]0;x\\a"', '"\\0"', '"\\u2028"', '"\\x85"',
+                          "report: ", "/abs.json", "../up.json", "# c"])
 RAW = st.lists(PIECES, max_size=25).map("".join)
 FILES = st.one_of(DOCUMENTS, RAW, st.text(max_size=200), st.binary(max_size=200))
 
 ENV_NAMES = st.sampled_from([s.env for s in SETTINGS] + [ENV_FLAGS, ENV_RC, ENV_DISABLE, "DEVSWITCH_NOSUCH"])
 ENV_VALUES = st.one_of(st.text(max_size=40), st.sampled_from(["gpu:0,1", "threads=4:2,device=gpu:0,1", "~/x",
-                                                                "~nobody_x/y", "1", "on", "=", ",,", "a=b=c"]))
+                                                                "~nobody_x/y", "1", "on", "=", ",,", "a=b=c",
+                                                                "x\x1b[2J.json", "a\u2028b", "/dev/null",
+                                                                "/dev/null:" * 17, "device=gpu:0" + ",1" * 70]))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -44,6 +48,7 @@ def test_resolve_returns_a_config_or_its_own_error(tmp_path, project_file, user_
         result = resolve(environ, home, project, explicit)
     except ConfigError as error:
         assert error.exit_code == 2 and len(str(error)) < 2000
+        assert visible(str(error)) == str(error)  # no control character reaches the terminal in a message
     else:
         assert isinstance(result, Config)
 
