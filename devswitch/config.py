@@ -104,16 +104,16 @@ def _check_project_report(report: Value, file_layers: list[Layer], cwd: Path) ->
     folder = next(Path(layer.path).parent for layer in file_layers if layer.source == sources.PROJECT_FILE)
     path = report.value
     if os.path.isabs(path):
-        why = "an absolute path"
+        why = "is an absolute path"
     elif os.path.normpath(path).split(os.sep)[0] == os.pardir:
-        why = "a path that leaves the project's folder"
+        why = "leaves the project's folder through '..'"
     else:
         real, inside = os.path.realpath(cwd / path), os.path.realpath(folder)
         if os.path.commonpath([real, inside]) == inside:
             return
-        why = f"a path that a symbolic link takes outside the project's folder (to {real})"
-    raise ConfigError(f"'report' {quote(path)} is not taken from a project .devswitchrc: {why}, and a cloned "
-                      f"repository must not choose where devswitch writes outside {folder}", where=report.location,
+        why = f"leads outside the project's folder through a symbolic link (to {real})"
+    raise ConfigError(f"'report' {quote(path)} {why}; a project .devswitchrc comes with whatever repository was "
+                      f"cloned and may name a report only inside its own folder ({folder})", where=report.location,
                       hint="name a file inside the project (report: results.jsonl), or set the path in "
                            "~/.devswitchrc, DEVSWITCH_REPORT or the --report option")
 
