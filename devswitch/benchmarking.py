@@ -16,7 +16,6 @@ with is measured by a matmul probe in the same precision on the same device.
 
 from __future__ import annotations
 
-import math
 import resource
 import sys
 import time
@@ -24,13 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .errors import describe
-from .energy import Energy, meter_for, unavailable
+from .energy import Energy, combined, meter_for, unavailable
+from .measure import MIN_SAMPLE_S, Measure, shares
 from .results import metric
 from .statistics import Summary
 
 PROBE_SIZE = 2048
-GROUP_BELOW_S = 0.01  # steps shorter than this are timed in groups (their own duration is mostly noise) ...
-MIN_SAMPLE_S = 0.05   # ... of k steps, so that each timed sample lasts at least this long
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,8 @@ class BenchmarkRecord:
     backend: str = ""
     training: dict = field(default_factory=dict)  # training mode: the loss and optimizer that were timed
     started_at: float = field(default_factory=time.time)
+    rounds: int = 1                               # the timed samples were taken in this many rounds
+    samples: dict = field(default_factory=dict)   # round, start_s and seconds_per_step of every timed sample
 
     @property
     def samples_per_s(self) -> float | None:
@@ -116,6 +116,8 @@ class BenchmarkRecord:
                          "timed": s.total_s if s else None, "predict_baseline": self.predict_s,
                          "peak_probe": self.probe_s},
             "energy": self.energy.to_dict() if self.energy else None,
+            "rounds": self.rounds,
+            "samples": dict(self.samples) or None,
         }
 
 
@@ -202,13 +204,20 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
               name: str | None = None, clock: Callable[[], float] = time.perf_counter,
               on_record: Callable[[BenchmarkRecord], None] | None = None,
               meter_factory: Callable[[Sequence[int]], Any] | None = None,
-              min_sample_s: float = MIN_SAMPLE_S) -> list[BenchmarkRecord]:
+              min_sample_s: float = MIN_SAMPLE_S, rounds: int = 1,
+              turn: Callable[[str], None] | None = None, origin: float | None = None) -> list[BenchmarkRecord]:
     """Benchmark ``model`` (a Keras model, a factory, or a bundled name) at each batch size.
 
     Returns one immutable BenchmarkRecord per batch size. Build happens under the
     dtype policy in effect, so apply devswitch (import / ``configure``) first.
     ``meter_factory(gpus)`` replaces the energy meter (its start/stop bracket the
     timed iterations exactly); ``on_record`` sees each record as soon as it exists.
+
+    ``rounds`` > 1 splits the ``iterations`` timed samples of every batch size over that many rounds
+    (each after one untimed step). ``turn(phase)`` is called before each phase ("warm", "round 1", ...,
+    "finish") and returns when this process may go on: ``devswitch compare`` uses it to let its workers
+    take turns. Each sample's start is recorded in seconds since ``origin`` (``time.time()``; default
+    the start of this call). Interrupted between rounds, the rounds already measured become records.
     """
     import keras
 
@@ -251,81 +260,113 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                     "optimizer": type(model.optimizer).__name__, "step": "model.train_on_batch"}
     # the backend's own compiled call path and synchronisation (backends/<name>.py Runner)
     runner = backends.get(backend_name).Runner(model, jit_compile, gpus)
-    peak = probe_s = None
-    peak_source = "not measured"
-    if peak_probe and flops:
-        peak, probe_s = runner.matmul_peak(compute, PROBE_SIZE, clock=clock)
-        peak_source = f"measured: {PROBE_SIZE}x{PROBE_SIZE} {compute} matmul on {device}, best of 5"
 
     from .environment import versions as library_versions
 
     env_versions = library_versions(backend_name)
-    records = []
-    with timing.suppressed():
-        for batch in batch_sizes:
-            x = runner.input((batch, *_input_shape(model)))
-            if mode == "inference":
-                def step():
-                    runner.sync(runner.forward(x))
-            else:
-                y, _ = _labels(model, batch)
+    origin = time.time() if origin is None else origin
+    make_meter = (meter_factory or meter_for) if energy else None
+    measures: dict[int, Measure] = {}
+    failed: dict[int, str] = {}
+    gpu_peaks: dict[int, int | None] = {}
+    inputs: dict[int, Any] = {}
+    records: list[BenchmarkRecord] = []
 
-                def step():
-                    return model.train_on_batch(x, y)  # returns host numbers: waits for the step
-            runner.reset_peak_memory()
-            # the meter's start/stop bracket exactly the timed iterations
-            meter = (meter_factory or meter_for)(gpus) if energy else None
-            metering = False
-            try:
+    def record(batch: int, predict: tuple[float | None, float | None] = (None, None)) -> BenchmarkRecord:
+        if batch in failed:
+            return BenchmarkRecord(label, mode, batch, device, policy, compute, f"failed: {failed[batch]}",
+                                   versions=env_versions, backend=backend_name)
+        m = measures[batch]
+        reading = combined(m.readings) if make_meter else unavailable("energy measurement turned off")
+        return BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", m.first_s, m.warmup, m.warm_s,
+                               Summary.of(m.seconds, batch, m.k), predict[0], predict[1], flops, flops_note,
+                               peak, peak_source, probe_s, reading, _host_rss_peak(), gpu_peaks.get(batch),
+                               env_versions, backend_name, training, rounds=len(set(m.rounds)),
+                               samples=m.samples())
+
+    def guarded(batch: int, work: Callable[[], Any]) -> None:
+        if batch in failed:
+            return
+        try:
+            work()
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # out of memory, a model that cannot run this batch size, ...
+            failed[batch] = describe(error)
+
+    def warm(batch: int) -> None:
+        x = runner.input((batch, *_input_shape(model)))
+        if mode == "inference":
+            def step():
+                runner.sync(runner.forward(x))
+        else:
+            y, _ = _labels(model, batch)
+
+            def step():
+                return model.train_on_batch(x, y)  # returns host numbers: waits for the step
+        measure = Measure(batch, step, clock, origin, min_sample_s)
+        inputs[batch] = x
+        runner.reset_peak_memory()
+        measure.warm(warmup)
+        gpu_peaks[batch] = runner.peak_memory()  # a batch size reaches its peak in its first steps
+        measures[batch] = measure
+
+    def take(batch: int, samples: int, seconds: float, number: int, rewarm: bool) -> None:
+        measures[batch].take(samples, seconds, number, make_meter(gpus) if make_meter else None, rewarm)
+
+    def finish(batch: int) -> None:
+        predict: tuple[float | None, float | None] = (None, None)
+        if batch not in failed and predict_baseline and mode == "inference":
+            def baseline() -> None:
+                nonlocal predict
+                x_host = runner.to_host(inputs[batch])
+                model.predict(x_host, batch_size=batch, verbose=0)  # its own tracing, untimed
+                calls = 3
                 t0 = clock()
-                step()  # the first call traces and compiles: timed, reported apart
-                first = clock() - t0
-                t0 = clock()
-                for _ in range(warmup):
-                    step()
-                warm_s = clock() - t0
-                # Steps under 10 ms are timed in groups of k lasting >= 50 ms (k calibrated on the
-                # warm-up, like timeit's autorange), so that brief disturbances average out and the
-                # median agrees with a stopwatch; longer steps are timed one by one (k = 1).
-                per_step = warm_s / warmup if warmup else first
-                k = 1 if per_step >= GROUP_BELOW_S or per_step <= 0 else max(1, math.ceil(min_sample_s / per_step))
-                samples = max(1, iterations)  # timed samples; each is k steps
-                if meter:
-                    meter.start()
-                    metering = True
-                durations = []
-                start = clock()
-                while len(durations) < samples or (clock() - start) < min_time:
-                    t = clock()
-                    for _ in range(k):
-                        step()
-                    durations.append((clock() - t) / k)
-                reading = meter.stop() if meter else unavailable("energy measurement turned off")
-                metering = False
-                predict_rate = predict_s = None
-                if predict_baseline and mode == "inference":
-                    x_host = runner.to_host(x)
-                    model.predict(x_host, batch_size=batch, verbose=0)  # its own tracing, untimed
-                    calls = 3
-                    t0 = clock()
-                    for _ in range(calls):
-                        model.predict(x_host, batch_size=batch, verbose=0)
-                    predict_s = clock() - t0
-                    predict_rate = calls * batch / predict_s
-                gpu_peak = runner.peak_memory()
-                record = BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", first,
-                                         warmup, warm_s, Summary.of(durations, batch, k),
-                                         predict_rate, predict_s, flops, flops_note, peak, peak_source, probe_s,
-                                         reading, _host_rss_peak(), gpu_peak, env_versions, backend_name,
-                                         training)
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:  # out of memory, a model that cannot run this batch size, ...
-                if metering:
-                    meter.stop()  # stop its sampling thread; the partial reading is not a result
-                record = BenchmarkRecord(label, mode, batch, device, policy, compute,
-                                         f"failed: {describe(error)}", versions=env_versions, backend=backend_name)
-            records.append(record)
-            if on_record:
-                on_record(record)
+                for _ in range(calls):
+                    model.predict(x_host, batch_size=batch, verbose=0)
+                predict = (calls * batch / (clock() - t0), clock() - t0)
+            guarded(batch, baseline)
+        records.append(record(batch, predict))
+        if on_record:
+            on_record(records[-1])
+
+    def probe() -> None:
+        nonlocal peak, probe_s, peak_source
+        if peak_probe and flops:
+            peak, probe_s = runner.matmul_peak(compute, PROBE_SIZE, clock=clock)
+            peak_source = f"measured: {PROBE_SIZE}x{PROBE_SIZE} {compute} matmul on {device}, best of 5"
+
+    peak = probe_s = None
+    peak_source = "not measured"
+    with timing.suppressed():
+        if rounds == 1 and turn is None:  # one go per batch size: each record exists as soon as it is measured
+            probe()
+            for batch in batch_sizes:
+                guarded(batch, lambda: warm(batch))
+                guarded(batch, lambda: take(batch, max(1, iterations), min_time, 0, False))
+                finish(batch)
+            return records
+        turn = turn or (lambda phase: None)
+        counts = shares(max(rounds, iterations), rounds)
+        try:
+            turn("warm")
+            probe()
+            for batch in batch_sizes:
+                guarded(batch, lambda: warm(batch))
+            for number, count in enumerate(counts):
+                turn(f"round {number + 1}")
+                for batch in batch_sizes:
+                    guarded(batch, lambda: take(batch, count, min_time / rounds, number, True))
+            turn("finish")
+            for batch in batch_sizes:
+                finish(batch)
+        except KeyboardInterrupt:  # keep every round already measured (without the predict baseline)
+            done = {r.batch for r in records}
+            for batch in batch_sizes:
+                if batch not in done and (batch in failed or (batch in measures and measures[batch].seconds)):
+                    records.append(record(batch))
+                    if on_record:
+                        on_record(records[-1])
+            raise
     return records

@@ -53,6 +53,22 @@ def unavailable(reason: str, scope: str = "") -> Energy:
     return Energy(False, "unavailable", scope, reason=reason)
 
 
+def combined(readings: Sequence[Energy]) -> Energy:
+    """The readings of one measurement taken in rounds, as one: joules and seconds added, the mean power
+    their ratio. Unavailable as soon as one round was not measured (a part is not the whole)."""
+    if not readings:
+        return unavailable("no timed samples")
+    if len(readings) == 1:
+        return readings[0]
+    missing = next((r for r in readings if not r.available or r.joules is None or not r.seconds), None)
+    if missing is not None:
+        return missing if not missing.available else unavailable("a round was not measured", missing.scope)
+    joules, seconds = sum(r.joules for r in readings), sum(r.seconds for r in readings)
+    counts = [r.samples for r in readings]
+    return Energy(True, f"{readings[0].source}, {len(readings)} rounds added", readings[0].scope, joules, seconds,
+                  joules / seconds, sum(counts) if None not in counts else None)
+
+
 class Unavailable:
     """A meter that measures nothing and says why."""
 

@@ -107,3 +107,35 @@ class Summary:
         return cls(len(durations), batch, total, median(rates), std_error(rates), jitter(rates),
                    batch * len(durations) / sum(durations), percentile(ms, 50), percentile(ms, 90),
                    percentile(ms, 99), steps_per_sample, (low, high), coverage)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of two throughputs measured in the same rounds: the median of the per-round ratios and the
+    distribution-free interval of that median (``coverage`` as in ``median_ci``), over ``rounds`` pairs."""
+
+    value: float
+    low: float
+    high: float
+    coverage: float
+    rounds: int
+
+
+def round_medians(rounds: Sequence[int], rates: Sequence[float]) -> dict[int, float]:
+    """Round number -> the median of the rates timed in that round."""
+    by_round: dict[int, list[float]] = {}
+    for number, rate in zip(rounds, rates):
+        by_round.setdefault(number, []).append(rate)
+    return {number: median(values) for number, values in by_round.items()}
+
+
+def paired_ratio(numerator: dict[int, float], denominator: dict[int, float]) -> Ratio | None:
+    """``numerator / denominator`` paired by round (each a round -> median rate mapping): a burst or a drift
+    that slows one round slows both sides of its pair, so it moves the ratio far less than either figure.
+    None with fewer than 2 rounds in common (nothing to pair: the caller falls back to unpaired figures)."""
+    common = sorted(set(numerator) & set(denominator))
+    ratios = [numerator[r] / denominator[r] for r in common if denominator[r] > 0]
+    if len(ratios) < 2:
+        return None
+    low, high, coverage = median_ci(ratios)
+    return Ratio(median(ratios), low, high, coverage, len(ratios))

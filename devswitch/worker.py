@@ -173,6 +173,27 @@ def die_with_parent(parent_pid: int | None, interval: float = 0.5) -> None:
     watch_parent(expected, interval)
 
 
+def taking_turns(fd: int):
+    """``turn(phase)`` for benchmark(): say the last phase is done on ``fd``, then wait on stdin until
+    compare names ``phase`` (None: the last word, nothing more to wait for). Compare gone: end at once."""
+    from .compare.protocol import DONE_WORD
+
+    out = os.fdopen(fd, "w", buffering=1)
+
+    def turn(phase: str | None) -> None:
+        out.write(DONE_WORD + "\n")
+        out.flush()
+        if phase is None:
+            return
+        line = sys.stdin.readline()
+        if not line:
+            os._exit(PARENT_GONE)
+        if line.strip() != phase:
+            raise RuntimeError(f"compare asked for {line.strip()!r} where this worker expected {phase!r}")
+
+    return turn
+
+
 def main(spec_path: str) -> int:
     set_parent_death_signal()  # first of all, so that the window without it is as short as can be
     # The parent forwards Ctrl-C as SIGINT: make it mean "stop" even if this process was started with
@@ -225,10 +246,14 @@ def main(spec_path: str) -> int:
 
         from .benchmarking import benchmark
 
+        turn = taking_turns(spec.turn_fd) if spec.rounds > 1 and spec.turn_fd is not None else None
         benchmark(model, batch_sizes=spec.batch_sizes, mode=spec.mode, warmup=spec.warmup,
                   iterations=spec.iterations, min_time=spec.min_time, predict_baseline=spec.predict_baseline,
-                  peak_probe=spec.peak_probe, on_record=lambda record: emit(p.RECORD, record=record.to_dict()))
+                  peak_probe=spec.peak_probe, on_record=lambda record: emit(p.RECORD, record=record.to_dict()),
+                  rounds=spec.rounds, turn=turn, origin=spec.origin)
         emit(p.DONE)
+        if turn is not None:
+            turn(None)
         return 0
     except KeyboardInterrupt:
         emit(p.INTERRUPTED)

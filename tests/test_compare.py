@@ -80,11 +80,13 @@ def test_mlp_across_precisions_writes_consistent_outputs(shared_compare):
     timing = doc["timing"]
     assert timing["total_s"] > 0 and timing["sum_startup_s"] > 0 and timing["sum_measured_s"] > 0
     assert len(timing["configurations"]) == (4 if detect_gpus() else 2)
-    assert "[4/4] gpu fp16" in proc.stderr  # the progress display
+    # the progress display: 3 iterations, so 3 rounds taken in turn; the GPU columns waited for the CPU ones
+    assert "[round 3] cpu fp32 -> cpu fp16" in proc.stderr and "gpu fp16: unavailable" in proc.stderr
     assert doc["complete"] is True and "Incomplete" not in markdown
     # 3 timed samples: each interval is the whole range, and every word about it says 75%, never 95%
     assert "(75%)" in markdown and "95% intervals" not in markdown
-    assert "Recommendation, batch 8:" in markdown and "their 75% intervals" in markdown
+    assert "Recommendation, batch 8:" in markdown and "paired by round over 3 rounds, its 75% interval" in markdown
+    assert "| speed-up vs cpu fp32 | 1.00x (baseline) |" in markdown and "(75%) |" in markdown
     for name in ("results.json", "results.csv", "results.md", "results.png"):  # all as the umask says
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~current_umask(), name
 
@@ -136,33 +138,50 @@ def _as_from_a_terminal():
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
-def test_interrupt_stops_cleanly_and_keeps_finished_rows(tmp_path, signum):
+@pytest.mark.parametrize("signum, rounds", [(signal.SIGINT, "3"), (signal.SIGTERM, "1")],
+                         ids=["Ctrl-C in round 2", "SIGTERM, one after another"])
+def test_interrupt_stops_cleanly_and_keeps_finished_rows(tmp_path, signum, rounds):
+    import threading
+
     out = tmp_path / "out"
     environ = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "devswitch", "compare", "mlp", "--devices", "cpu",
                              "--precisions", "fp32,bf16,fp16", "--batch-sizes", "4", "--iterations", "3",
-                             "--min-time", "60", "--no-peak-probe", "--no-predict-baseline", "--out", str(out)],
+                             "--rounds", rounds, "--min-time", "9" if rounds != "1" else "60", "--no-peak-probe",
+                             "--no-predict-baseline", "--out", str(out)],
                             cwd=tmp_path, env=environ, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             preexec_fn=_as_from_a_terminal)
     lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
-        # the first worker has built its model: its 60 s of measuring are under way; press Ctrl-C then
-        _wait_for(lambda: '"built"' in "".join(p.read_text() for p in out.glob(".devswitch-work-*/*.events.jsonl")),
-                  180, "the first configuration to build its model")
+        if rounds == "1":  # the first worker has built its model: its 60 s of measuring are under way
+            _wait_for(lambda: '"built"' in "".join(p.read_text() for p in out.glob(".devswitch-work-*/*.events.jsonl")),
+                      180, "the first configuration to build its model")
+        else:  # every configuration has taken its turn in round 1 (3 s each): round 2 is under way
+            _wait_for(lambda: any(line.startswith("[round 2]") for line in lines), 180, "round 2")
         proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=90)
+        proc.wait(timeout=90)
+        reader.join(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, "".join(lines) + stderr
+    stderr = "".join(lines)
+    assert proc.returncode == 130, stderr
     doc = json.loads((out / "results.json").read_text())
     assert doc["interrupted"] is True
     statuses = [c["status"] for c in doc["cells"]]
-    assert statuses[0] in ("interrupted", "ok")
-    assert statuses[1:] == ["not run (interrupted)", "not run (interrupted)"]
+    if rounds == "1":
+        assert statuses[0] in ("interrupted", "ok")
+        assert statuses[1:] == ["not run (interrupted)", "not run (interrupted)"]
+        assert "keeping every finished row" in stderr
+    else:  # round 1 was measured for every configuration: nothing of it is lost
+        assert statuses == ["ok", "ok", "ok"], statuses
+        for cell in doc["cells"]:
+            samples = cell["record"]["samples"]
+            assert 1 <= cell["record"]["rounds"] <= 2 and 0 in samples["round"] and 2 not in samples["round"]
+        assert "keeping every round already measured" in stderr
     assert (out / "results.md").exists() and (out / "results.csv").exists()
-    assert "keeping every finished row" in stderr
 
 
 def _alive(pid: int) -> bool:

@@ -33,7 +33,7 @@ class ConfigRun:
     log: str = ""
 
 
-def _worker_env() -> dict:
+def worker_env() -> dict:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("DEVSWITCH_DISABLE", None)
@@ -59,7 +59,7 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
         # Its own session: a Ctrl-C at the terminal reaches this process only, which forwards it (below).
         # The worker ends itself when this process ends, however it ends (see worker.die_with_parent).
         proc = subprocess.Popen([sys.executable, "-m", "devswitch.worker", str(spec)], stdout=log_handle,
-                                stderr=subprocess.STDOUT, env=_worker_env(), start_new_session=True)
+                                stderr=subprocess.STDOUT, env=worker_env(), start_new_session=True)
         try:
             while True:
                 try:
@@ -67,7 +67,7 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
                     break
                 except subprocess.TimeoutExpired:
                     pass
-                seen = _report_progress(events, seen, progress)
+                seen = report_progress(events, seen, progress)
                 if time.time() - started > options.timeout:
                     proc.kill()
                     proc.wait()
@@ -85,7 +85,7 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
             if proc.poll() is None:  # a second Ctrl-C while the first was being handled: no worker stays
                 proc.kill()
                 proc.wait()
-    _report_progress(events, seen, progress)
+    report_progress(events, seen, progress)
     run.wall_s = time.time() - started
     run.events = read_events(events)[0]
     ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
@@ -96,7 +96,7 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
     return run, interrupted
 
 
-def _report_progress(events: Path, seen: int, progress: Callable[[str], None]) -> int:
+def report_progress(events: Path, seen: int, progress: Callable[[str], None]) -> int:
     new, seen = read_events(events, seen)
     for event in new:
         if event["event"] == p.RECORD:
@@ -152,6 +152,10 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     """
     from .. import backends
 
+    if options.rounds > 1:  # workers kept warm, taking turns: compare/rounds.py
+        from .rounds import run_interleaved
+
+        return run_interleaved(options, progress, workdir, on_update)
     configs = [(b, d, p) for b in options.backends for d in options.devices for p in options.precisions]
     several = len(options.backends) > 1
 
@@ -185,13 +189,9 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
                 continue
             run, interrupted = run_configuration(options, device, precision, workdir, progress, backend)
             runs.append(run)
-            seen = next((e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)
-                         and e.get("gpus") is not None), None)
+            seen = gpus_seen(run)
             if seen == 0:
-                from ..backends import DISPLAY
-
-                no_gpu[backend] = (f"{DISPLAY[backend]} sees no GPU on this machine (found by the "
-                                   f"{device} {precision} configuration; see 'devswitch info')")
+                no_gpu[backend] = no_gpu_reason(backend, device, precision)
             cells += cells_of(run, options.batch_sizes, interrupted)
             progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)}: {run.wall_s:.1f} s")
             if on_update and not interrupted and i + 1 < len(configs):
@@ -204,6 +204,19 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
                 cells += [cell(backend, device, precision, b, "interrupted") for b in options.batch_sizes]
     total = time.time() - started
     return document(options, runs, cells, total, interrupted)
+
+
+def gpus_seen(run: ConfigRun) -> int | None:
+    """How many GPUs the worker found, where its backend can tell (None: it could not, or did not say)."""
+    return next((e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)
+                 and e.get("gpus") is not None), None)
+
+
+def no_gpu_reason(backend: str, device: str, precision: str) -> str:
+    from ..backends import DISPLAY
+
+    return (f"{DISPLAY[backend]} sees no GPU on this machine (found by the {device} {precision} configuration; "
+            "see 'devswitch info')")
 
 
 def _measured(run: ConfigRun) -> float:
@@ -219,13 +232,14 @@ def _measured(run: ConfigRun) -> float:
 
 
 def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: float, interrupted: bool,
-             complete: bool = True) -> ResultSet:
+             complete: bool = True, startup_s: float | None = None) -> ResultSet:
     """The result set of the runs so far: cells, the environment and configuration the first worker saw,
-    and where the wall time went."""
+    and where the wall time went. ``startup_s``: the wall time of start-ups that ran side by side (rounds),
+    which replaces the sum of the configurations' own start-ups."""
     ready = next((e for r in runs for e in r.events if e["event"] == p.READY), {})
     built = next((e for r in runs for e in r.events if e["event"] == p.BUILT), {})
     measured = sum(_measured(r) for r in runs)
-    startup = sum(r.startup_s or 0.0 for r in runs)
+    startup = sum(r.startup_s or 0.0 for r in runs) if startup_s is None else startup_s
     breakdown = {
         "total_s": total,
         "configurations": [{"backend": r.backend, "device": r.device, "precision": r.precision, "wall_s": r.wall_s,
@@ -234,7 +248,9 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
         "sum_startup_s": startup,
         "overhead_ratio": total / (measured + startup) if measured + startup else None,
         "note": "measured = first call + warm-up + timed + predict baseline + peak probe of every record; "
-                "startup = spawn to the framework imported and devswitch applied, per configuration",
+                + ("startup = spawn to the framework imported and devswitch applied, per configuration"
+                   if startup_s is None else "startup = the workers started side by side until the last was "
+                   "ready (the model built)"),
     }
     return ResultSet(
         options={**{k: v for k, v in asdict(options).items() if k != "command"},

@@ -34,6 +34,7 @@ class Options:
     timeout: float = 3600.0
     force: bool = False               # overwrite results already in --out
     command: tuple[str, ...] = ()     # the command line, recorded in results.json (plain data)
+    rounds: int = 1                   # > 1: workers kept warm take turns, each round a share of the samples
 
 
 @dataclass(frozen=True)

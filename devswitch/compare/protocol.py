@@ -39,6 +39,9 @@ class Spec:
     peak_probe: bool
     events: str                  # the events file to append to
     parent_pid: int | None = None
+    rounds: int = 1              # > 1: take turns with the other workers (see phases below)
+    origin: float | None = None  # time.time() at the start of the run: samples' start times count from it
+    turn_fd: int | None = None   # rounds > 1: the pipe on which the worker says "done" at the end of each turn
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -52,6 +55,15 @@ class Spec:
             raise ValueError(f"{path}: unknown spec fields {unknown} (compare and worker of different versions?)")
         data["batch_sizes"] = tuple(data["batch_sizes"])
         return cls(**data)
+
+
+# Rounds > 1: the worker writes DONE_WORD on ``turn_fd`` when it is ready (model built) and at the end of
+# each phase, then waits for compare to write the next phase's name on its stdin; phases in order:
+def phases(rounds: int) -> list[str]:
+    return ["warm", *(f"round {r + 1}" for r in range(rounds)), "finish"]
+
+
+DONE_WORD = "done"
 
 
 def read_events(path: Path, start: int = 0) -> tuple[list[dict], int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..statistics import Ratio
 from .resultset import Cell, ResultSet
 
 
@@ -31,6 +32,7 @@ class Pick:
     runner_up: Cell | None
     significant: bool | None  # None: no runner-up, or no intervals to tell
     coverage: float | None = None  # the lowest coverage of the two intervals compared
+    paired: Ratio | None = None  # best / runner-up paired by round, when both were timed in shared rounds
 
     def switch(self, several_backends: bool) -> dict[str, str]:
         """The settings that select this configuration (half is kept as half: it means the same there)."""
@@ -41,6 +43,8 @@ class Pick:
     def ratio(self) -> float | None:
         if self.runner_up is None:
             return None
+        if self.paired is not None:
+            return self.paired.value
         return self.best.metric("throughput") / self.runner_up.metric("throughput")
 
 
@@ -53,11 +57,15 @@ def recommend(results: ResultSet) -> list[Pick]:
         if not ranked:
             continue
         best, runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
-        significant, coverage = None, None
-        if runner_up is not None and best.interval and runner_up.interval:
+        significant, coverage, paired = None, None, None
+        if runner_up is not None:
+            paired = results.paired(best, runner_up)
+        if paired is not None:  # timed in the same rounds: the interval of the paired ratio lies above 1
+            significant, coverage = paired.low > 1, paired.coverage
+        elif runner_up is not None and best.interval and runner_up.interval:
             significant = best.interval.low > runner_up.interval.high  # the intervals do not overlap
             coverage = min(best.interval.coverage, runner_up.interval.coverage)
-        picks.append(Pick(batch, best, runner_up, significant, coverage))
+        picks.append(Pick(batch, best, runner_up, significant, coverage, paired))
     return picks
 
 
@@ -87,6 +95,16 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
             if pick.significant is None:
                 verdict = (f"fastest measured: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; "
                            "significance unknown: no intervals recorded)")
+            elif pick.paired is not None:
+                r = pick.paired
+                paired = (f"{r.value:.2f}x paired by round over {r.rounds} rounds, its {coverage_words(r.coverage)} "
+                          f"interval [{r.low:.2f}, {r.high:.2f}]")
+                if pick.significant:
+                    verdict = f"fastest: {best} ({rate}) against the next, {nxt}: {paired} lies above 1"
+                else:
+                    verdict = (f"no significant difference between {best} ({rate}) and {nxt} "
+                               f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): {paired} does not lie "
+                               "above 1")
             elif pick.significant:
                 verdict = (f"fastest: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; their "
                            f"{coverage_words(pick.coverage)} intervals do not overlap)")

@@ -95,9 +95,30 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
     record["metrics"] = checked
     for key, kind in (("policy", str), ("energy", dict), ("training", dict), ("versions", dict), ("phases_s", dict)):
         r.get(record, key, where, kind, required=False)
+    record["samples"] = _samples(r, record.get("samples"), f"{where}.samples")
     rate = checked["throughput"].get("value")
     why = "" if rate is not None and rate > 0 else "failed: no finite throughput in the record"
     return record, why
+
+
+def _samples(r: _Reader, raw: Any, where: str) -> dict | None:
+    """The timed samples (round, start, seconds per step): three arrays of one length, or null."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise r.fail(where, f"expected an object, found {type(raw).__name__}")
+    columns = {}
+    for key in ("round", "start_s", "seconds_per_step"):
+        values = r.get(raw, key, where, list)
+        if key == "round" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            raise r.fail(f"{where}.round", "expected whole numbers >= 0")
+        columns[key] = [r.number(v, f"{where}.{key}[{i}]") for i, v in enumerate(values)] if key != "round" \
+            else values
+    if len({len(v) for v in columns.values()}) != 1:
+        raise r.fail(where, "round, start_s and seconds_per_step differ in length")
+    if any(v is None or v <= 0 for v in columns["seconds_per_step"]):
+        raise r.fail(f"{where}.seconds_per_step", "expected positive numbers")
+    return columns
 
 
 _TIMING_FIGURES = ("total_s", "sum_measured_s", "sum_startup_s", "overhead_ratio")
@@ -141,6 +162,9 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
         raise r.fail("options.baseline", f"expected 'BACKEND DEVICE PRECISION', found {baseline!r}")
     options["baseline"] = " ".join(parts)
     r.get(options, "mode", "options", str, required=False)
+    rounds = r.get(options, "rounds", "options", int, required=False, default=1)
+    if rounds < 1:
+        raise r.fail("options.rounds", f"expected a whole number >= 1, found {rounds}")
     r.get(options, "target", "options", str, required=False)
     m = r.get(doc, "model", "", dict, required=False, default={})
     model = Model(target=r.get(m, "target", "model", str, required=False, default=options.get("target", "?")),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 
 from ..errors import UsageError
+from ..statistics import Ratio, paired_ratio, round_medians
 
 SCHEMA_VERSION = 2          # results.json of devswitch compare; 1 (and 0.1 without backends) still read
 MAX_BYTES = 32 << 20        # a 1,000-cell matrix writes about 3 MB
@@ -83,6 +84,15 @@ class Cell:
     def metric(self, name: str) -> float | None:
         value = (((self.record or {}).get("metrics") or {}).get(name) or {}).get("value")
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @functools.cached_property
+    def round_rates(self) -> dict[int, float]:
+        """Round -> the median throughput of the samples timed in it ({} for a record without samples)."""
+        samples = (self.record or {}).get("samples") or {}
+        seconds = samples.get("seconds_per_step") or []
+        if not seconds or not all(isinstance(v, (int, float)) and v > 0 for v in seconds):
+            return {}
+        return round_medians(samples.get("round") or [], [self.batch / v for v in seconds])
 
     @property
     def interval(self) -> Interval | None:
@@ -160,10 +170,26 @@ class ResultSet:
         return cell.column(self.several_backends)
 
     def speedup(self, cell: Cell) -> float | None:
-        """This cell's median throughput over the baseline's at the same batch size."""
+        """This cell's throughput over the baseline's at the same batch size: paired by round where both were
+        timed in the same rounds (``paired``), else the ratio of their medians."""
         base = self.cell(self.baseline, cell.batch)
-        rate, base_rate = cell.metric("throughput"), base.metric("throughput") if base and base.ok else None
+        if base is None or not base.ok or not cell.ok:
+            return None
+        paired = self.paired(cell, base)
+        if paired is not None:
+            return paired.value
+        rate, base_rate = cell.metric("throughput"), base.metric("throughput")
         return rate / base_rate if rate and base_rate else None
+
+    def speedup_interval(self, cell: Cell) -> Ratio | None:
+        """The speed-up over the baseline with its interval, paired by round; None without rounds to pair."""
+        base = self.cell(self.baseline, cell.batch)
+        return self.paired(cell, base) if base is not None and base.ok and cell.ok else None
+
+    def paired(self, a: Cell, b: Cell) -> Ratio | None:
+        """``a``'s throughput over ``b``'s, one ratio per round both were timed in, with the interval of the
+        median ratio (None when they share fewer than 2 rounds)."""
+        return paired_ratio(a.round_rates, b.round_rates)
 
     def to_json(self) -> dict:
         """The document written as results.json (plain data; nothing private)."""
@@ -179,9 +205,20 @@ class ResultSet:
             "complete": self.complete,
             "cells": [{"backend": c.backend, "device": c.device, "precision": c.precision,
                        "resolved_precision": c.resolved, "batch": c.batch, "status": c.status,
-                       "record": c.record} for c in self.cells],
+                       "speedup": self._speedup_json(c), "record": c.record} for c in self.cells],
             "timing": dict(self.timing),
         }
+
+    def _speedup_json(self, cell: Cell) -> dict | None:
+        """Derived, for readers of results.json (devswitch itself recomputes it from the records)."""
+        value = self.speedup(cell)
+        if value is None:
+            return None
+        ratio = self.speedup_interval(cell)
+        return {"vs": " ".join(self.baseline), "value": value, "ci": [ratio.low, ratio.high] if ratio else None,
+                "ci_coverage": ratio.coverage if ratio else None, "rounds": ratio.rounds if ratio else None,
+                "method": "median of per-round ratios of median throughput, order-statistics interval" if ratio
+                else "ratio of median throughputs (no shared rounds: no interval)"}
 
     def dumps(self) -> str:
         return json.dumps(_finite(self.to_json()), indent=2, default=str, allow_nan=False) + "\n"

@@ -60,7 +60,9 @@ def build_figure(results: ResultSet):
                 errs[0].append(max(0.0, value - ci.low) if ci else 0.0)  # the interval is asymmetric
                 errs[1].append(max(0.0, ci.high - value) if ci else 0.0)
                 speedup = results.speedup(cell) if metric_name == "throughput" else None
-                labels.append(f"{speedup:.2f}x" if speedup else "")
+                paired = results.speedup_interval(cell) if speedup else None
+                labels.append((f"{speedup:.2f}x" + (f"\n[{paired.low:.2f}, {paired.high:.2f}]" if paired else ""))
+                              if speedup else "")
             if xs:
                 bars = ax.bar(xs, ys, bar, yerr=errs if metric_name == "throughput" else None, capsize=2,
                               **style(j))
@@ -80,7 +82,10 @@ def build_figure(results: ResultSet):
     coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
     # under 6 samples an interval covers less: never claim more than it has, nor an interval never recorded
     whiskers = f"whiskers: {coverage_words(*coverages)} CI of the median" if coverages else "no intervals recorded"
-    labelled = "labels: speed-up vs " + baseline_label(results) if len(columns) <= 12 else "speed-ups in the tables"
+    paired = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
+    labelled = "labels: speed-up vs " + baseline_label(results) + (
+        f" [its {coverage_words(*(r.coverage for r in paired))} interval, paired by round]" if paired else "") \
+        if len(columns) <= 12 else "speed-ups in the tables"
     heading = (f"{results.model.title}, {results.mode}\n"
                f"bars: median {unit}/s; {whiskers}; {labelled}")
     if not any_watts:

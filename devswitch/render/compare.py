@@ -26,6 +26,19 @@ def interval_text(cell: Cell) -> str:
     return text
 
 
+def speedup_text(results: ResultSet, cell: Cell) -> str:
+    """"1.79x [1.70, 1.85]": the speed-up paired by round with its interval (its coverage when under 95%);
+    the plain ratio of medians when the cells were not timed in shared rounds."""
+    if cell.config == results.baseline:
+        return "1.00x (baseline)"
+    ratio = results.speedup_interval(cell)
+    if ratio is None:
+        speedup = results.speedup(cell)
+        return f"{speedup:.2f}x" if speedup else "-"
+    text = f"{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]"
+    return text + (f" ({ratio.coverage:.0%})" if below_95(ratio.coverage) else "")
+
+
 class Footnotes:
     """Long reasons ("unavailable: TensorFlow sees no GPU ...") become numbered notes under the tables."""
 
@@ -64,11 +77,10 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
                 rows[name].append(notes.mark(c.status) if name == names[0] else "-")
             continue
         watts = c.metric("power")
-        speedup = results.speedup(c)
         fraction = c.metric("fraction_of_peak")
         values = [f"{fmt(c.metric('throughput'))} {interval_text(c)}".strip(), fmt(c.metric("predict_throughput")),
                   fmt(watts) if watts else "unavailable", fmt(c.metric("samples_per_watt"), 2) if watts else "-",
-                  f"{speedup:.2f}x" if speedup else "-",
+                  speedup_text(results, c),
                   f"{fmt(c.metric('latency_p50'), 2)} / {fmt(c.metric('latency_p99'), 2)}",
                   fmt(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else "")]
         for name, value in zip(names, values):
@@ -90,9 +102,22 @@ def preamble(results: ResultSet) -> list[str]:
     what = "its 95% confidence interval" if not below_95(level) else (
         "its 95% confidence interval or, with fewer than 6 samples, the whole range of the samples followed by "
         f"the probability that it covers the median ({level:.0%} here at the lowest)")
-    return [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
-            f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed samples, and "
-            f"in brackets {what}; order statistics: distribution-free, assuming independent samples."]
+    lines = [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
+             f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed samples, and "
+             f"in brackets {what}; order statistics: distribution-free, assuming independent samples."]
+    rounds = results.options.get("rounds") or 1
+    paired = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
+    if paired:
+        level = min(r.coverage for r in paired)
+        lines.append(f"The configurations took turns in {rounds} rounds (A B C A B C ...), so a burst or drift of the "
+                     "machine slows every column alike. The speed-up is the median of the per-round ratios of "
+                     "median throughputs, and in brackets the interval of that median "
+                     + (f"({level:.0%} coverage: the whole range of {min(r.rounds for r in paired)} ratios)."
+                        if below_95(level) else "(95%)."))
+    elif rounds == 1 and results.cells:
+        lines.append("The configurations ran one after another (--rounds 1): the speed-up is the ratio of medians "
+                     "and has no interval; a burst or drift between columns moves it unseen.")
+    return lines
 
 
 def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[str]:
@@ -144,7 +169,15 @@ CSV_FIELDS = ["backend", "device", "precision", "resolved_precision", "batch", "
               "throughput_ci_low", "throughput_ci_high", "throughput_ci_coverage", "throughput_jitter",
               "throughput_overall", "predict_throughput", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
               "first_call_s", "achieved_gflops", "fraction_of_peak", "power_w", "energy_j", "per_watt",
-              "speedup_vs_baseline", "power_note"]
+              "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "speedup_ci_coverage", "speedup_rounds",
+              "power_note"]
+
+
+def _speedup_columns(ratio) -> dict:
+    if ratio is None:
+        return {}
+    return {"speedup_ci_low": ratio.low, "speedup_ci_high": ratio.high, "speedup_ci_coverage": ratio.coverage,
+            "speedup_rounds": ratio.rounds}
 
 
 def render_csv(results: ResultSet) -> str:
@@ -166,6 +199,7 @@ def render_csv(results: ResultSet) -> str:
                        fraction_of_peak=c.metric("fraction_of_peak"), power_w=c.metric("power"),
                        energy_j=c.metric("energy"), per_watt=c.metric("samples_per_watt"),
                        speedup_vs_baseline=results.speedup(c),
+                       **_speedup_columns(results.speedup_interval(c)),
                        power_note=(c.record.get("energy") or {}).get("reason") or "")
         writer.writerow(row)
     return out.getvalue()

@@ -1,0 +1,227 @@
+"""Workers kept warm and taking turns: every configuration timed in rounds, A B C A B C ...
+
+All workers start side by side (their start-ups overlap; nothing is timed yet), build the model and
+wait. Then each in turn warms up (first call, warm-up, matmul probe), each in turn takes its share of
+the timed samples of round 1, then of round 2, ..., and each in turn finishes (the predict baseline,
+its records). Only one worker computes at any moment, so the figures are as clean as one after
+another, while a burst or a drift of the machine lands on every configuration alike and the speed-up
+can be paired by round. A turn is handed over through pipes (the next phase's name on the worker's
+stdin, "done" back on a pipe of its own): no polling while a worker is timed.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import protocol as p
+from .matrix import ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, report_progress, worker_env
+from .options import Options
+from .protocol import Spec, read_events
+from .resultset import Cell, ResultSet
+
+
+@dataclass
+class _Worker:
+    run: ConfigRun
+    proc: subprocess.Popen
+    turns: int                  # the read end of its "done" pipe
+    events: Path
+    log: Path
+    started: float
+    seen: int = 0
+    alive: bool = True          # still taking turns
+
+    @property
+    def config(self) -> tuple[str, str, str]:
+        return self.run.backend, self.run.device, self.run.precision
+
+
+def _start(options: Options, config: tuple[str, str, str], workdir: Path, origin: float) -> _Worker:
+    backend, device, precision = config
+    name = f"{backend}-{device}-{precision}".replace(":", "_").replace(",", "_")
+    events, spec, log = (workdir / f"{name}.{suffix}" for suffix in ("events.jsonl", "spec.json", "log"))
+    read_end, write_end = os.pipe()
+    Spec(backend=backend, device=device, precision=precision, target=options.target,
+         batch_sizes=tuple(options.batch_sizes), mode=options.mode, warmup=options.warmup,
+         iterations=options.iterations, min_time=options.min_time, predict_baseline=options.predict_baseline,
+         peak_probe=options.peak_probe, events=str(events), parent_pid=os.getpid(), rounds=options.rounds,
+         origin=origin, turn_fd=write_end).write(spec)
+    started = time.time()
+    try:
+        with open(log, "w") as log_handle:
+            # its own session: a Ctrl-C at the terminal reaches compare only, which forwards it
+            proc = subprocess.Popen([sys.executable, "-m", "devswitch.worker", str(spec)], stdin=subprocess.PIPE,
+                                    stdout=log_handle, stderr=subprocess.STDOUT, env=worker_env(),
+                                    start_new_session=True, pass_fds=(write_end,))
+    finally:
+        os.close(write_end)  # the worker holds it now: its end (even by a crash) is our end of file
+    return _Worker(ConfigRun(device, precision, backend), proc, read_end, events, log, started)
+
+
+def _wait_done(worker: _Worker, deadline: float) -> bool:
+    """Until the worker says "done" (True) or ends (False); a worker past the deadline is killed."""
+    while True:
+        left = deadline - time.time()
+        if left <= 0:
+            worker.proc.kill()
+            return False
+        ready, _, _ = select.select([worker.turns], [], [], min(left, 1.0))
+        if ready:
+            word = os.read(worker.turns, 64)
+            return bool(word) and word.decode(errors="replace").strip() == p.DONE_WORD
+
+
+def _tell(worker: _Worker, phase: str) -> bool:
+    try:
+        worker.proc.stdin.write((phase + "\n").encode())
+        worker.proc.stdin.flush()
+        return True
+    except (BrokenPipeError, OSError):
+        return False
+
+
+def _stop(workers: list[_Worker], progress: Callable[[str], None], interrupted: bool) -> None:
+    """Every worker ends: interrupted ones are asked to stop (keeping their finished rounds), then killed."""
+    if interrupted:
+        for w in workers:
+            if w.proc.poll() is None:
+                try:
+                    w.proc.send_signal(signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+    deadline = time.time() + (15 if interrupted else 30)
+    for w in workers:
+        try:
+            if w.proc.stdin and not w.proc.stdin.closed:
+                w.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            w.proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+        os.close(w.turns)
+
+
+def run_interleaved(options: Options, progress: Callable[[str], None], workdir: Path,
+                    on_update: Callable[[ResultSet], None] | None = None) -> ResultSet:
+    """Run every configuration in ``options.rounds`` interleaved rounds; the result set, as run_matrix's."""
+    from .. import backends
+
+    configs = [(b, d, pr) for b in options.backends for d in options.devices for pr in options.precisions]
+    several = len(options.backends) > 1
+
+    def name(config) -> str:
+        backend, device, precision = config
+        return f"{backend + ' ' if several else ''}{device} {precision}"
+
+    started = time.time()
+    deadline = started + options.timeout
+    early: dict[tuple[str, str, str], list[Cell]] = {}
+    workers: list[_Worker] = []
+    interrupted = False
+    startup_s = None
+    progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
+             + ",".join(map(str, options.batch_sizes)) + f", {options.rounds} rounds taken in turn "
+             "(--rounds 1: one configuration after another, one process at a time)")
+    waiting: list[_Worker] = []
+
+    def unavailable(config, reason: str) -> None:
+        progress(f"{name(config)}: unavailable: {reason}")
+        early[config] = [Cell(*config, b, f"unavailable: {reason}") for b in options.batch_sizes]
+
+    try:
+        # A GPU configuration waits for a CPU one of its backend to say whether there is a GPU at all, so that
+        # a machine without one does not start a framework per GPU column only to hear "no GPU" each time.
+        on_cpu = {c[0] for c in configs if c[1] == "cpu"}
+        deferred = [c for c in configs if c[1] != "cpu" and c[0] in on_cpu]
+        for config in configs:
+            missing = backends.missing_reason(config[0])
+            if missing:  # known without starting anything
+                unavailable(config, missing)
+            elif config not in deferred:
+                waiting.append(_start(options, config, workdir, started))
+        deferred = [c for c in deferred if c not in early]
+        progress(f"starting {len(waiting)} worker(s) side by side"
+                 + (f" ({len(deferred)} GPU configuration(s) wait to hear whether there is a GPU)" if deferred else ""))
+        while waiting:
+            w = waiting.pop(0)
+            workers.append(w)
+            w.alive = _wait_done(w, deadline)
+            w.seen = report_progress(w.events, w.seen,
+                                     lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
+            if w.config[1] != "cpu":
+                continue
+            w.run.events = read_events(w.events)[0]
+            gpus = gpus_seen(w.run)
+            for config in [c for c in deferred if c[0] == w.config[0]]:
+                deferred.remove(config)
+                if gpus == 0:
+                    unavailable(config, no_gpu_reason(*config[:1], *w.config[1:]))
+                else:
+                    waiting.append(_start(options, config, workdir, started))
+        workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
+        startup_s = time.time() - started
+        progress(f"all started in {startup_s:.1f} s; " + ", ".join(
+            f"{name(w.config)} {'ready' if w.alive else 'not running'}" for w in workers))
+        for phase in p.phases(options.rounds):
+            live = [w for w in workers if w.alive]
+            if not live:
+                break
+            progress(f"[{phase}] " + " -> ".join(name(w.config) for w in live))
+            for w in live:
+                w.alive = _tell(w, phase) and _wait_done(w, deadline)
+                w.seen = report_progress(w.events, w.seen,
+                                         lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
+                if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once
+                    on_update(_collect(options, configs, early, workers, started, False, startup_s, w))
+    except KeyboardInterrupt:
+        interrupted = True
+        progress("interrupted: stopping every worker, keeping every round already measured")
+    finally:
+        workers += waiting  # interrupted while starting: those too are stopped and read back
+        _stop(workers, progress, interrupted)
+    return _collect(options, configs, early, workers, started, interrupted, startup_s)
+
+
+def _collect(options: Options, configs: list, early: dict, workers: list[_Worker], started: float,
+             interrupted: bool, startup_s: float | None, last: _Worker | None = None) -> ResultSet:
+    """The result set: every worker's events read back into cells. ``last``: the run is still going, and
+    the workers after this one have not finished (their cells are "not run (pending)")."""
+    runs, cells = [], []
+    by_config = {w.config: w for w in workers}
+    pending = False
+    for config in configs:
+        if config in early:
+            cells += early[config]
+            continue
+        w = by_config.get(config)
+        if w is None:  # interrupted before it was started
+            cells += [Cell(*config, b, "not run (interrupted)") for b in options.batch_sizes]
+            continue
+        if pending:
+            cells += [Cell(*config, b, "not run (pending)") for b in options.batch_sizes]
+            continue
+        pending = w is last
+        run = w.run
+        run.events = read_events(w.events)[0]
+        run.wall_s = time.time() - w.started
+        ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
+        run.startup_s = ready["t"] - w.started if ready else None
+        run.log = w.log.read_text(errors="replace")
+        ended = any(e["event"] in (p.DONE, p.INTERRUPTED) for e in run.events)
+        if last is None and w.proc.returncode not in (0, None) and not interrupted and not ended:
+            run.events.append({"event": p.CRASHED, "returncode": w.proc.returncode, "t": time.time()})
+        runs.append(run)
+        cells += cells_of(run, options.batch_sizes, interrupted)
+    return document(options, runs, cells, time.time() - started, interrupted, complete=last is None,
+                    startup_s=startup_s)
