@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 
-from . import backends, state
+from . import backends, sources, state
 from .config import Config
 from .decide import decide
 from .devices import Inventory, Plan, detect
@@ -95,51 +95,95 @@ def applied_policy() -> str | None:
     return state.current().policy
 
 
+def _users_own(value) -> bool:
+    """Whether ``value`` (a policy in Keras' global state) is one the user set after devswitch's choice."""
+    ours = state.current().policy_object
+    return value is not None and value is not ours and getattr(value, "_devswitch_set_under", None) is ours
+
+
 def _policy_is_ours() -> bool:
     """Whether Keras' current global policy is still the one devswitch set (the user did not set their own)."""
     from keras.src.backend.common import global_state
 
-    current = state.original(global_state, "get_global_attribute")("dtype_policy", None)
-    return current is None or getattr(current, "_devswitch_policy", False)
+    return not _users_own(state.original(global_state, "get_global_attribute")("dtype_policy", None))
 
 
 def _apply_policy(keras, name: str) -> None:
     """Set Keras' global dtype policy, and keep it through keras.backend.clear_session() and new threads.
 
     Keras keeps the policy in thread-local "global state" that ``clear_session()`` throws away, after
-    which every new layer silently falls back to float32. Keras reads the policy through one function,
-    ``global_state.get_global_attribute("dtype_policy")``; when that finds nothing (after a reset, or in
-    a thread that never set one) devswitch answers with the policy it applied. A policy the user sets
-    with keras.config.set_dtype_policy() is theirs and is left alone.
+    which every new layer silently falls back to floatx. Keras reads and writes the policy through two
+    functions of ``global_state``; devswitch answers the read with the policy it applied unless the user
+    set one of their own (keras.config.set_dtype_policy) after this choice, which is theirs and is left
+    alone. What a thread held before the choice (nothing, Keras' floatx default it cached, an earlier
+    choice) gives way to it, as it does in the thread that chose.
     """
     from keras.src.backend.common import global_state
 
     policy = keras.DTypePolicy(name)
-    policy._devswitch_policy = True
     session = state.current()
     session.policy, session.policy_object = name, policy
     if not state.patched(global_state, "get_global_attribute"):
         before = global_state.get_global_attribute("dtype_policy", None)
-        original = global_state.get_global_attribute
+        get, put = global_state.get_global_attribute, global_state.set_global_attribute
 
-        @functools.wraps(original)
+        @functools.wraps(get)
         def get_global_attribute(attribute, default=None, set_to_default=False):
             # Keras reads its global state on every layer call: only "dtype_policy" takes the slow path
             ours = session.policy_object
             if attribute != "dtype_policy" or ours is None:
-                return original(attribute, default, set_to_default)
-            value = original(attribute, None)
-            if value is None or (getattr(value, "_devswitch_policy", False) and value is not ours):
+                return get(attribute, default, set_to_default)
+            value = get(attribute, None)
+            if value is not ours and not _users_own(value):
                 value = ours
-                global_state.set_global_attribute(attribute, value)
+                put(attribute, value)
             return value
 
-        get_global_attribute.__devswitch_original__ = original
+        @functools.wraps(put)
+        def set_global_attribute(attribute, value):
+            ours = session.policy_object
+            if attribute == "dtype_policy" and ours is not None and value is not None and value is not ours:
+                try:
+                    value._devswitch_set_under = ours  # set by the user after the choice: theirs
+                except AttributeError:
+                    pass
+            return put(attribute, value)
+
+        get_global_attribute.__devswitch_original__ = get
+        set_global_attribute.__devswitch_original__ = put
         state.patch(global_state, "get_global_attribute", get_global_attribute)
-        state.on_reset("policy", lambda: global_state.set_global_attribute("dtype_policy", before))
+        state.patch(global_state, "set_global_attribute", set_global_attribute)
+
+        def undo() -> None:
+            # put back what Keras had, unless the user has since set a policy of their own
+            if not _users_own(get("dtype_policy", None)):
+                put("dtype_policy", before)
+
+        state.on_reset("policy", undo)
     stale = [m for m in list(session.compiled) if _model_policy(m) not in (None, name)]
     keras.config.set_dtype_policy(policy)
     _warn_stale_policy(stale, "was built")
+
+
+def chooses_policy(config: Config, plan: Plan) -> bool:
+    """Whether devswitch sets a dtype policy for ``plan``: someone chose the precision, or the built-in
+    default itself leads away from float32. Otherwise Keras keeps its own mechanism untouched
+    (``set_floatx``, ``set_dtype_policy`` and ``clear_session`` behave exactly as without devswitch)."""
+    return config["precision"].source != sources.DEFAULT or plan.policy != "float32"
+
+
+def _release_policy() -> None:
+    """Hand the dtype policy back to Keras: undo the global_state patch and the policy devswitch set
+    (an earlier call chose a precision; this one does not)."""
+    from keras.src.backend.common import global_state
+
+    session = state.current()
+    if session.policy is None:
+        return
+    state.undo("policy")
+    state.unpatch(global_state, "get_global_attribute")
+    state.unpatch(global_state, "set_global_attribute")
+    session.policy, session.policy_object = None, None
 
 
 def _install_timing(keras, config: Config) -> None:
@@ -191,8 +235,9 @@ def _check_backend(config: Config) -> None:
                     f"({config['backend'].location})")
 
 
-def apply(config: Config, inventory: Inventory | None = None) -> Plan:
-    """Choose the device and precision for ``config`` and set the backend and Keras up for them.
+def apply(config: Config, inventory: Inventory | None = None, announce: bool = True) -> Plan:
+    """Choose the device and precision for ``config`` and set the backend and Keras up for them; with
+    ``announce``, log the plan's summary (``%devswitch`` prints it itself).
 
     Everything that can refuse (the backend, the device choice, the cluster, a runtime that is already
     running) is decided before the framework's own state is changed; what must be set before the
@@ -227,7 +272,9 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
 
     setup_logging(config)
     for warning in decision.warnings:
-        log.warning(warning)
+        if warning not in session.warnings:  # said already for the set-up in effect: not said again
+            log.warning(warning)
+    session.warnings = decision.warnings
     strategy_plan = plan.strategy
     backend.apply(config, plan, strategy_plan)
     session.backend = config.backend
@@ -235,8 +282,19 @@ def apply(config: Config, inventory: Inventory | None = None) -> Plan:
     import keras
 
     session.xla = config.xla
-    _apply_policy(keras, plan.policy)
+    if chooses_policy(config, plan):
+        _apply_policy(keras, plan.policy)
+    else:
+        _release_policy()
     _install_compile_default(keras)
     _install_timing(keras, config)
-    log.info(plan.summary() + ("" if strategy_plan.name == "none" else " " + strategy_plan.summary()))
+    if announce:
+        log.info(describe_plan(plan))
     return plan
+
+
+def describe_plan(plan: Plan) -> str:
+    """The one line that says what was applied: the plan's summary and its strategy's, if any."""
+    strategy_plan = plan.strategy
+    return plan.summary() + ("" if strategy_plan is None or strategy_plan.name == "none"
+                             else " " + strategy_plan.summary())

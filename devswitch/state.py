@@ -38,6 +38,7 @@ class Session:
     plan: Any = None                      # devices.Plan applied (with its StrategyPlan), or None
     explicit: dict = dataclasses.field(default_factory=dict)  # configure()'s accumulated values
     inventory: Any = None                 # devices.Inventory the plan was chosen for
+    warnings: tuple = ()                  # the warnings of the decision in effect (each logged once)
     backend: str | None = None            # the backend devswitch applied
     xla: Any = "auto"                     # the xla setting Model.compile applies
     policy: str | None = None             # the Keras dtype policy devswitch applied
@@ -116,6 +117,14 @@ def on_reset(key: str, undo: Callable[[], None]) -> None:
     """Register ``undo`` to run at reset(); a key registered before keeps its first undo."""
     with _lock:
         _undo.setdefault(("call", key), undo)
+
+
+def undo(key: str) -> None:
+    """Run now the undo registered under ``key`` (if any), and forget it."""
+    with _lock:
+        action = _undo.pop(("call", key), None)
+    if action is not None:
+        action()
 
 
 def registered(key: str) -> bool:
