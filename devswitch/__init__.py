@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Config", "ConfigError", "DeviceError", "DevswitchError", "Inventory", "Plan", "RunError",
     "TooLateError", "UsageError", "Value", "config", "configure", "plan", "reset", "runs", "scope", "summary",
-    "__version__", "load_ipython_extension",
+    "__version__", "load_ipython_extension", "unload_ipython_extension",
     "TimingCallback", "BatchTimingCallback", "benchmark",
 ]
 
@@ -26,6 +26,14 @@ def load_ipython_extension(ipython) -> None:
     from .notebook import load
 
     load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext devswitch`` (and the first half of ``%reload_ext``): the after-cell tables stop; the
+    configuration in effect, configure()'s values included, stays."""
+    from .notebook import unload
+
+    unload(ipython)
 
 
 def __getattr__(name: str):

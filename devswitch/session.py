@@ -32,11 +32,13 @@ def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
     return resolve(os.environ, Path.home(), Path.cwd(), explicit)
 
 
-def activate(explicit: Mapping[str, Any] | Layer | None = None, inventory: Inventory | None = None) -> Plan:
-    """Resolve (with ``explicit`` values on top) and apply; remembers the result for config()/plan()."""
+def activate(explicit: Mapping[str, Any] | Layer | None = None, inventory: Inventory | None = None,
+             announce: bool = True) -> Plan:
+    """Resolve (with ``explicit`` values on top) and apply; remembers the result for config()/plan().
+    ``announce``: log the applied plan's summary (the notebook's magic prints it itself)."""
     with _lock:
         cfg = resolve_here(explicit)
-        plan = apply(cfg, inventory)
+        plan = apply(cfg, inventory, announce)
         kept = {e.key: e.raw for e in explicit.entries} if isinstance(explicit, Layer) else dict(explicit or {})
         session = state.current()
         session.config, session.plan, session.explicit = cfg, plan, kept
@@ -135,8 +137,13 @@ def configure(**settings: Any) -> Plan:
     Keras and the variables devswitch sets as they were (a framework imported to look at the devices stays
     imported).
     """
+    return reconfigure(settings)
+
+
+def reconfigure(settings: Mapping[str, Any], announce: bool = True) -> Plan:
+    """configure(**settings), with the summary logged only when ``announce``."""
     with _lock:
-        return activate({**state.current().explicit, **settings})
+        return activate({**state.current().explicit, **settings}, announce=announce)
 
 
 def reset() -> None:
@@ -185,7 +192,8 @@ def activate_on_import() -> None:
     try:
         if is_disabled(os.environ):
             return  # nothing read, nothing validated, nothing changed
-        activate()
+        # the values configure() gave stay (a re-import: %reload_ext devswitch); empty at the first import
+        activate(state.current().explicit)
     except DevswitchError as error:
         if _interactive():
             raise

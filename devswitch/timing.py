@@ -20,6 +20,7 @@ import functools
 import inspect
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from typing import Any, Callable
 import keras
 
 from . import state
-from .errors import describe
+from .errors import clip, describe
 from .results import CallRecord, EpochTime
 from .statistics import median
 
@@ -53,6 +54,37 @@ def compute_dtypes(model) -> tuple[str, ...]:
     layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
     return tuple(sorted({l.compute_dtype for l in layers if getattr(l, "weights", None)} or
                         {getattr(model, "compute_dtype", "unknown")}))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OP = re.compile(r"\s*\[Op:[^\]]*\]$")
+_NOT_THE_MESSAGE = ("Detected at node", "<stack traces unavailable>", "[[{{node", "[[node", "0 successful operations",
+                    "0 derived errors ignored")
+
+
+def framework_message(text: str) -> str | None:
+    """The framework's own message under a header such as TensorFlow's "Graph execution error:" (which is
+    followed by where the failing op was defined, then the message, then the op's name), or None when
+    ``text`` does not start with such a header."""
+    lines = [line.rstrip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    if len(lines) < 2 or not lines[0].endswith(":") or lines[0].strip() == "in user code:":
+        return None
+    kept, frame = [], None
+    for line in lines[1:]:
+        indent, bare = len(line) - len(line.lstrip()), line.strip()
+        if frame is not None and indent > frame:
+            continue  # the source line under a traceback frame
+        frame = indent if bare.startswith("File ") else None
+        if frame is None and not bare.startswith(_NOT_THE_MESSAGE):
+            kept.append(_OP.sub("", bare))
+    return next((line for line in reversed(kept) if line), None)
+
+
+def failure(error: BaseException) -> str:
+    """A failed call's status: the exception's type and its most telling line (for a TensorFlow graph
+    error, the framework's own message such as "Matrix size-incompatible: ...", not its header)."""
+    message = framework_message(str(error))
+    return "failed: " + (describe(error) if message is None else clip(f"{type(error).__name__}: {message}"))
 
 
 def policy_name(model) -> str:
@@ -337,7 +369,7 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
                 timer.set_model(self)
                 timer._start(kind)
                 timer._call["t0"] = t0
-            status = "interrupted" if isinstance(error, KeyboardInterrupt) else f"failed: {describe(error)}"
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else failure(error)
             timer.finish(status)
             raise
         finally:
