@@ -261,45 +261,6 @@ def test_the_recommendation_is_honest_about_overlapping_intervals():
     assert "their 75% intervals do not overlap" in few and "95%" not in few
 
 
-def test_save_profile_adds_to_a_users_file_and_keeps_everything_else(tmp_path):
-    from devswitch import profiles
-    from devswitch.config import resolve
-
-    rc = tmp_path / ".devswitchrc"
-    rc.write_text("# my settings\ndevice: cpu   # keep me\nprofiles:\n    old:\n        precision: fp16\n")
-    profiles.add(rc, "fastest", {"device": "cpu", "precision": "half"}, "from compare")
-    text = rc.read_text()
-    assert text.startswith("# my settings\ndevice: cpu   # keep me\nprofiles:\n") and "    old:\n" in text
-    cfg = resolve({"DEVSWITCH_PROFILE": "fastest"}, tmp_path / "home", tmp_path)
-    assert (cfg.device, cfg.precision, cfg["precision"].source) == ("cpu", "half", "project file (profile fastest)")
-    with pytest.raises(Exception, match="already defined"):
-        profiles.add(rc, "fastest", {"device": "gpu"}, "again")
-    fresh = tmp_path / "new" / ".devswitchrc"
-    fresh.parent.mkdir()
-    profiles.add(fresh, "p", {"backend": "jax", "device": "cpu", "precision": "fp32"}, "x")
-    assert resolve({"DEVSWITCH_PROFILE": "p"}, tmp_path / "home", fresh.parent).backend == "jax"
-    flow = tmp_path / "flow" / ".devswitchrc"
-    flow.parent.mkdir()
-    flow.write_text("profiles: {a: {device: cpu}}\n")
-    with pytest.raises(Exception, match="flow style"):
-        profiles.add(flow, "b", {"device": "cpu"}, "x")
-    assert flow.read_text() == "profiles: {a: {device: cpu}}\n"
-
-
-@pytest.mark.subprocess
-def test_compare_saves_the_winner_as_a_profile_the_switch_then_runs(shared_compare):
-    from devswitch.config import resolve
-
-    assert "Recommendation, batch 8:" in shared_compare.proc.stdout
-    assert "saved profile 'fastest'" in shared_compare.proc.stderr
-    cfg = resolve({"DEVSWITCH_PROFILE": "fastest"}, shared_compare.home, shared_compare.project)
-    assert cfg["precision"].source == "project file (profile fastest)"
-    doc = json.loads((shared_compare.out / "results.json").read_text())
-    at_largest = [c for c in doc["cells"] if c["batch"] == 8 and c["status"] == "ok"]
-    best = max(at_largest, key=lambda c: c["record"]["metrics"]["throughput"]["value"])
-    assert (cfg.device, cfg.precision) == (best["device"], best["precision"])  # the winner at the largest batch
-
-
 def test_report_shows_a_timing_report_file_of_both_formats(tmp_path, capsys):
     from devswitch.results import CallRecord, append_records
 

@@ -42,9 +42,15 @@ def compare_parser(sub) -> argparse.ArgumentParser:
                         help="overwrite the results already in --out (they are replaced after the first "
                              "configuration finishes)")
     parser.add_argument("--save-profile", default=None, metavar="NAME",
-                        help="write the fastest configuration at the largest batch size as profile NAME into "
-                             "./.devswitchrc (created, or added to without touching the rest); then run it "
-                             "with DEVSWITCH_PROFILE=NAME")
+                        help="write the significantly fastest configuration at the largest batch size as profile "
+                             "NAME into the .devswitchrc the configuration comes from (the last file in "
+                             "DEVSWITCHRC, else the nearest project file, else a new ./.devswitchrc), adding to it "
+                             "without touching the rest; nothing is saved after an interrupted or incomplete run "
+                             "or without a significant winner; then run it with DEVSWITCH_PROFILE=NAME")
+    parser.add_argument("--save-profile-anyway", action="store_true",
+                        help="with --save-profile: save the fastest measured configuration even when the run was "
+                             "interrupted or incomplete or its lead is not significant (the profile's comment "
+                             "says so)")
     parser.add_argument("--no-predict-baseline", action="store_true", help="skip the plain model.predict figure")
     parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul probe for fraction of peak")
     return parser
@@ -95,12 +101,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     parse_target(options.target)  # a bad MODEL is an error before any process starts
-    from .. import profiles
-    from ..sources import RC_NAME
-
-    profile_file = Path.cwd() / RC_NAME
-    if args.save_profile is not None:
-        profiles.check(profile_file, args.save_profile)  # so is a profile that could not be saved
+    profile_file = _profile_file(args)  # so is a profile that could not be saved
     output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
     options = dataclasses.replace(options, out=str(output.path), command=("devswitch", *args.argv))
 
@@ -145,12 +146,13 @@ def compare_command(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"devswitch: wrote results.json, results.csv, results.md, results.html"
           f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
-    if args.save_profile is not None:
-        save_winner(results, args.save_profile, profile_file)
+    saved = True
+    if profile_file is not None:
+        saved = save_winner(results, args.save_profile, profile_file, anyway=args.save_profile_anyway)
     if results.interrupted:
         return 130
     failed = [c for c in results.cells if c.status.startswith("failed")]
-    return RunError.exit_code if failed else 0
+    return RunError.exit_code if failed else 0 if saved else 1
 
 
 def _live_status():
@@ -160,26 +162,85 @@ def _live_status():
     return Console(stderr=True).status("devswitch compare: starting")
 
 
-def save_winner(results, name: str, path: Path) -> None:
-    """Write the fastest configuration at the largest batch size as a profile (or say why not)."""
+def _profile_file(args: argparse.Namespace) -> Path | None:
+    """Where --save-profile will write, checked now (exit 2 before anything runs); None without it."""
+    import os
+
+    from .. import profiles
+    from ..sources import find_files
+
+    if args.save_profile is None:
+        if args.save_profile_anyway:
+            raise UsageError("--save-profile-anyway saves nothing without --save-profile NAME",
+                             hint="add --save-profile NAME")
+        return None
+    profiles.check_name(args.save_profile)
+    home, cwd = Path.home(), Path.cwd()
+    path = profiles.target(os.environ, home, cwd)
+    profiles.check(path, args.save_profile, tuple(p for _, p in find_files(os.environ, home, cwd)))
+    return path
+
+
+def _not_saved_because(results, pick, largest: int) -> list[str]:
+    """Why the pick at the largest batch size is not a result to save: an empty list when it is one."""
+    reasons = []
+    if results.interrupted:
+        reasons.append("the run was interrupted")
+    missing = [c for c in results.cells if c.batch == largest and not c.ok and not c.status.startswith("unavailable")]
+    if missing:
+        shown = "; ".join(f"{results.column(c)}: {c.status}" for c in missing[:3])
+        reasons.append(f"the run is incomplete at batch {largest} ({shown}{'; ...' if len(missing) > 3 else ''})")
+    elif not results.complete and not results.interrupted:
+        reasons.append("the run is incomplete")
+    if pick.runner_up is None:
+        reasons.append(f"{results.column(pick.best)} is the only configuration measured at batch {largest}: "
+                       "nothing to compare it with")
+    elif pick.significant is None:
+        reasons.append(f"whether it beats {results.column(pick.runner_up)} is unknown (no intervals recorded)")
+    elif not pick.significant:
+        from ..compare.recommend import coverage_words
+
+        paired = getattr(pick, "paired", None)  # a ratio paired by round, where the run had shared rounds
+        why = (f"the {coverage_words(paired.coverage)} interval of its speed-up paired by round does not lie "
+               "above 1" if paired is not None else f"their {coverage_words(pick.coverage)} intervals overlap")
+        reasons.append(f"it is not significantly faster than {results.column(pick.runner_up)} ({why})")
+    return reasons
+
+
+def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
+    """Write the significantly fastest configuration at the largest batch size as a profile, or say on stderr
+    why nothing was saved; False only when saving was due and failed."""
+    import os
+
     from .. import profiles
     from ..compare import recommend
 
-    picks = recommend(results)
-    if not picks:
-        print(f"devswitch: error: no configuration was measured: profile '{name}' not saved", file=sys.stderr)
-        return
-    pick = picks[-1]  # the largest batch size: the throughput configuration
+    largest = max(results.batch_sizes)
+    pick = next((p for p in recommend(results) if p.batch == largest), None)
+    if pick is None:
+        print(f"devswitch: profile '{name}' not saved: no configuration was measured at batch {largest} "
+              "(the largest)", file=sys.stderr)
+        return True
+    column = results.column(pick.best)
+    reasons = _not_saved_because(results, pick, largest)
+    if reasons and not anyway:
+        print(f"devswitch: profile '{name}' not saved: {'; '.join(reasons)}. The fastest measured at batch "
+              f"{largest} was {column}; pass --save-profile-anyway to save it all the same", file=sys.stderr)
+        return True
     settings = pick.switch(results.several_backends)
     rate = pick.best.metric("throughput")
-    note = (f"devswitch compare {results.model.target}: fastest at batch {pick.batch} "
-            f"({rate:,.1f} {results.model.unit}/s"
-            + {True: "", False: ", not significantly faster than the next",
-               None: "" if pick.runner_up is None else ", significance unknown"}[pick.significant] + ")")
+    lead = ("" if pick.ratio is None else f", {pick.ratio:.2f}x the next, {results.column(pick.runner_up)}")
+    note = (f"devswitch compare {results.model.target}: {column}, the fastest at batch {largest} ({rate:,.1f} "
+            f"{results.model.unit}/s{lead})" + (f"; saved with --save-profile-anyway: {'; '.join(reasons)}"
+                                               if reasons else ""))
     try:
-        profiles.add(path, name, settings, note)
+        written = profiles.add(path, name, settings, note)
     except (OSError, DevswitchError) as error:
-        print(f"devswitch: error: profile '{name}' not saved to {path}: {error}", file=sys.stderr)
-        return
-    print(f"devswitch: saved profile '{name}' ({', '.join(f'{k}={v}' for k, v in settings.items())}) to {path}; "
-          f"run it with DEVSWITCH_PROFILE={name} python train.py", file=sys.stderr)
+        print(f"devswitch: error: profile '{name}' not saved: {error}", file=sys.stderr)
+        return False
+    shown = str(path) if os.path.abspath(path) == str(written) else f"{path} (a link to {written})"
+    why = (f"although {'; '.join(reasons)} (--save-profile-anyway)" if reasons else
+           f"the fastest at batch {largest}, the largest, and significantly so")
+    print(f"devswitch: saved profile '{name}' ({', '.join(f'{k}={v}' for k, v in settings.items())}: {why}) to "
+          f"{shown}; run it with DEVSWITCH_PROFILE={name} python train.py", file=sys.stderr)
+    return True
