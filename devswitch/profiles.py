@@ -71,7 +71,7 @@ def check(path: Path, name: str, others: tuple[Path, ...] = ()) -> None:
             if name in layer.profiles:
                 raise UsageError(f"profile '{name}' is already defined in {other} ({layer.profile_where[name]})",
                                  hint="choose another name with --save-profile")
-    if not os.path.lexists(path):
+    if not os.path.exists(path):  # a new file (or a dangling link's new target): nothing to read
         return
     layer = _read(path)
     if name in layer.profiles:

@@ -76,6 +76,7 @@ def test_a_dangling_link_creates_its_target_when_its_folder_exists_else_a_clear_
     (tmp_path / "dotfiles").mkdir()
     link = tmp_path / ".devswitchrc"
     link.symlink_to(tmp_path / "dotfiles" / "rc")
+    profiles.check(link, "fast")
     profiles.add(link, "fast", PROFILE, "x")
     assert link.is_symlink() and "fast:" in (tmp_path / "dotfiles" / "rc").read_text()
     broken = tmp_path / "b" / ".devswitchrc"
@@ -214,6 +215,25 @@ def test_a_write_that_fails_leaves_the_file_as_it_was_and_names_no_temporary_fil
     assert rc.read_text() == "device: cpu\n" and [p.name for p in tmp_path.iterdir()] == [".devswitchrc"]
 
 
+@pytest.mark.parametrize("broken, message", [
+    pytest.param(lambda text, *a: text + "devcie: gpu\n", r"would make the file unreadable \(.*\.devswitchrc:2:1: "
+                 r"unknown key 'devcie'\)", id="unreadable"),
+    pytest.param(lambda text, *a: "profiles:\n  fast: {device: cpu}\n", "would change how devswitch reads the rest",
+                 id="the rest changed"),
+])
+def test_a_result_that_would_not_read_back_is_not_written_and_names_the_users_file(tmp_path, monkeypatch, broken,
+                                                                                    message):
+    """The new text is read back by devswitch's own reader before it replaces the file; a failure names the
+    user's file, never the temporary one (gone by then)."""
+    rc = tmp_path / ".devswitchrc"
+    rc.write_text("device: cpu\n")
+    monkeypatch.setattr(profiles, "_insert", broken)
+    with pytest.raises(UsageError, match=message) as caught:
+        profiles.add(rc, "fast", PROFILE, "x")
+    assert ".tmp" not in str(caught.value) and str(rc) in str(caught.value)
+    assert rc.read_text() == "device: cpu\n" and [p.name for p in tmp_path.iterdir()] == [".devswitchrc"]
+
+
 @pytest.mark.parametrize("text, expected", [
     pytest.param("profiles: {}\n", "profiles:\n  # x\n  fast:\n", id="profiles: {} becomes a block"),
     pytest.param("device: cpu\n...\n# after the end\n", "device: cpu\n\nprofiles:\n  # x\n  fast:\n    device: cpu\n"
@@ -250,6 +270,15 @@ def test_files_devswitch_cannot_add_to_are_refused_up_front_and_untouched(tmp_pa
         with pytest.raises(UsageError, match=message):
             attempt()
         assert rc.read_text(encoding="utf-8") == text
+
+
+def test_a_name_another_file_read_defines_is_refused(tmp_path):
+    """The same name in ~/.devswitchrc and the project's file would merge two profiles into one."""
+    user, project = tmp_path / "user.rc", tmp_path / ".devswitchrc"
+    user.write_text("profiles:\n  fast:\n    xla: true\n")
+    with pytest.raises(UsageError, match=r"profile 'fast' is already defined in .*user.rc \(.*user.rc:2:3\)"):
+        profiles.check(project, "fast", (user, project))
+    profiles.check(project, "faster", (user, project))
 
 
 @pytest.mark.parametrize("name", ["123", "true", "false", "null", "yes", "No", "on", "~", ".inf", "-.inf", ".nan",
