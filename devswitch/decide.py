@@ -12,7 +12,8 @@ from typing import Mapping
 
 from . import backends
 from .config import Config
-from .devices import Inventory, Plan, choose, half
+from .devices import Inventory, Plan, choose, half, where_from
+from .maths import decide_math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Decision:
     """What applying ``config`` on ``inventory`` would do, and why."""
 
     plan: Plan                  # device and precision, with ``plan.strategy`` filled in
-    warnings: tuple[str, ...]   # the plan's, the strategy's and the backend's notices, in that order
+    warnings: tuple[str, ...]   # the plan's, the strategy's, the backend's notices and the math mode's, in that order
     half: tuple[str, str]       # what ``precision: half`` means here: (precision, reason)
 
     @property
@@ -37,5 +38,7 @@ def decide(config: Config, inventory: Inventory, environ: Mapping[str, str]) -> 
     plan = choose(config, inventory)
     strategy = backend.plan_distribution(config, plan, environ)
     halved, reason, _ = half(inventory, plan.gpus, backend.CPU_HALF)
-    warnings = plan.warnings + strategy.warnings + tuple(backend.notices(config, plan))
-    return Decision(dataclasses.replace(plan, strategy=strategy), warnings, (halved, f"{reason} [{config.backend}]"))
+    math = decide_math(config.math, backend, inventory, plan.gpus, environ, where_from(config, "math"))
+    warnings = plan.warnings + strategy.warnings + tuple(backend.notices(config, plan)) + math.warnings
+    return Decision(dataclasses.replace(plan, strategy=strategy, maths=math), warnings,
+                    (halved, f"{reason} [{config.backend}]"))

@@ -75,14 +75,22 @@ class Plan:
     warnings: tuple[str, ...] = field(default=())
     strategy: Any = None         # distribute.StrategyPlan, filled in when applied
     backend: str = "tensorflow"
+    maths: Any = None            # maths.MathPlan: the float32 math mode in force, filled in by decide()
 
     @property
     def policy(self) -> str:
         return POLICIES[self.precision]
 
+    @property
+    def math(self) -> str:
+        """The float32 math mode in force, as records carry it ("ieee", "tf32", "auto (tf32)"); "" = undecided."""
+        return self.maths.label if self.maths is not None else ""
+
     def summary(self) -> str:
+        math = (f" math={self.math} ({self.maths.reason})"
+                if self.maths is not None and self.maths.in_force != "ieee" else "")
         return (f"device={self.device} ({self.device_reason}) "
-                f"precision={self.precision} ({self.precision_reason})")
+                f"precision={self.precision} ({self.precision_reason}){math}")
 
 
 # --- detection (reads the machine) ------------------------------------------------
@@ -121,13 +129,13 @@ def detect(backend: str = "tensorflow") -> Inventory:
 
 # --- the choice (pure) ----------------------------------------------------------------
 
-def _where(config: Config, key: str) -> str:
+def where_from(config: Config, key: str) -> str:
     value = config[key]
     return "default" if value.source == "default" else value.location
 
 
 def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int, ...], str, list[str]]:
-    asked, why = config.device, _where(config, "device")
+    asked, why = config.device, where_from(config, "device")
     warnings: list[str] = []
     if asked == "cpu":
         return "cpu", (), why, warnings
@@ -215,7 +223,7 @@ def half(inventory: Inventory, gpus: tuple[int, ...], cpu_half: tuple[str, str])
 
 
 def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
-    asked, why = config.precision, _where(config, "precision")
+    asked, why = config.precision, where_from(config, "precision")
     warnings: list[str] = []
     cc = slowest_cc(inventory, gpus)
     if asked == "half":  # which half type is fast depends on the backend too: each module has its measurement

@@ -214,6 +214,9 @@ def choice(*options: str) -> Callable[[Any], str]:
     return parse
 
 
+# float32 math modes (maths.py decides what each does on a backend and device)
+MATH_MODES = ("auto", "ieee", "tf32", "bf16")
+
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -351,6 +354,15 @@ SETTINGS: tuple[Setting, ...] = (
             "supports: bf16 on GPUs with compute capability >= 8.0 and on CPUs with AVX512-BF16/AMX, "
             "fp16 on compute capability 7.x, otherwise fp32.",
             "fp32"),
+    Setting("math", "auto", choice(*MATH_MODES),
+            ", ".join(MATH_MODES),
+            "How float32 matmuls and convolutions compute inside (the Keras policy is unchanged). auto = the "
+            "framework's own default, recorded (TensorFlow and JAX use TF32 on GPUs with compute capability "
+            ">= 8.0; PyTorch full float32 matmuls, TF32 cuDNN convolutions); ieee = full float32 everywhere; "
+            "tf32 = TF32 on GPUs with compute capability >= 8.0; bf16 = bf16 internal math where the kernels "
+            "honour it (PyTorch oneDNN on AMX CPUs, JAX on GPUs >= 8.0). Where a mode has no effect, a warning "
+            "says so and devswitch info shows what is in force.",
+            "auto"),
     Setting("fallback", "cpu", choice("cpu", "error"),
             "cpu, error",
             "What happens when a GPU is asked for and none is usable: run on the CPU with a warning, "

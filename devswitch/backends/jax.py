@@ -110,6 +110,60 @@ CPU_NO_BF16 = ("JAX (XLA:CPU) measured bf16 slower than fp32 on this kind of CPU
 CPU_HALF = ("fp32", CPU_NO_BF16)
 
 
+# float32 math (maths.py): jax_default_matmul_precision, which jax.config.update changes at run time (jit
+# retraces). XLA:CPU ignores it: a 1024x1024 float32 matmul had the same 4.1e-7 relative error under
+# "highest", "tensorfloat32" and "bfloat16" (measured, AVX512-BF16 CPU; issue 15 on an AMX CPU too).
+PRECISION = "jax_default_matmul_precision"
+PRECISIONS = {"ieee": "highest", "tf32": "tensorfloat32", "bf16": "bfloat16"}
+_ON_GPU = {"highest": "ieee", "float32": "ieee", "high": "tf32", "tensorfloat32": "tf32", "bfloat16_3x": "tf32",
+           "default": "tf32", "bfloat16": "bf16", "fastest": "bf16"}  # on TF32/bf16 tensor cores
+XLA_CPU = "XLA:CPU ignores jax_default_matmul_precision (measured: the same float32 result under every value)"
+
+
+def math_effect(mode: str, kind: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """What ``math: mode`` puts in force on ``kind`` of device (maths.KINDS); None = no effect."""
+    from ..maths import NO_BF16_GPU, NO_TF32_CPU, NO_TF32_GPU
+
+    if mode == "auto":
+        asked = environ.get("JAX_DEFAULT_MATMUL_PRECISION", "").strip().lower()
+        if not kind.startswith("gpu"):
+            return "ieee", "XLA:CPU computes float32 matmuls in full precision" + (
+                f" ({XLA_CPU}: JAX_DEFAULT_MATMUL_PRECISION={asked} changes nothing)" if asked else "")
+        if kind == "gpu":
+            return "ieee", "JAX's default precision, and " + NO_TF32_GPU
+        if asked:
+            return _ON_GPU.get(asked, f"jax {asked}"), f"JAX_DEFAULT_MATMUL_PRECISION={asked}"
+        return "tf32", ("XLA:GPU runs float32 dots at JAX's DEFAULT precision on TF32 tensor cores "
+                        f"({PRECISION} is None)")
+    if mode == "ieee":
+        return "ieee", f'jax.config.update("{PRECISION}", "highest")'
+    if not kind.startswith("gpu"):
+        return None, NO_TF32_CPU if mode == "tf32" else XLA_CPU
+    if kind == "gpu":
+        return None, NO_TF32_GPU if mode == "tf32" else NO_BF16_GPU
+    return mode, f'jax.config.update("{PRECISION}", "{PRECISIONS[mode]}")'
+
+
+def apply_math(plan: Plan) -> None:
+    """Set JAX's default matmul precision for ``plan.maths``; auto restores what was there."""
+    import jax
+
+    state.undo("jax-math")  # back to what JAX had before devswitch, then the mode asked for
+    mode = plan.maths.apply if plan.maths is not None else None
+    if mode is None:
+        return
+    before = getattr(jax.config, PRECISION)
+    state.on_reset("jax-math", lambda: jax.config.update(PRECISION, before))
+    jax.config.update(PRECISION, PRECISIONS[mode])
+
+
+def math_state() -> dict:
+    """What JAX itself says about float32 math, for tests and records."""
+    import jax
+
+    return {PRECISION: getattr(jax.config, PRECISION)}
+
+
 def meanings(config: Config, plan: Plan) -> dict[str, str]:
     threads = ("not applicable on jax: XLA:CPU has no public thread-pool setting (it uses every core "
                "the process may run on; limit it with taskset or cgroups)")
@@ -125,6 +179,8 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
         "strategy": "keras.distribution: mirrored = DataParallel over the selected devices; multi_worker = "
                     "keras.distribution.initialize (jax.distributed) then DataParallel",
         "cpu_replicas": f"{HOST_DEVICES_FLAG}=N in XLA_FLAGS: N host devices",
+        "math": f"{PRECISION}: ieee = highest, tf32 = tensorfloat32, bf16 = bfloat16 (XLA:GPU >= 8.0; XLA:CPU "
+                "ignores it)",
     }
 
 
@@ -228,10 +284,11 @@ def preflight(config: Config, plan: Plan) -> None:
 
 
 def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
-    """The default device, and Keras' distribution for mirrored / multi_worker."""
+    """The default device, the float32 math mode, and Keras' distribution for mirrored / multi_worker."""
     import jax
     import keras
 
+    apply_math(plan)
     if plan.gpus:
         device = jax.devices("gpu")[plan.gpus[0]]
         before = jax.config.jax_default_device

@@ -65,6 +65,50 @@ CPU_BF16 = ("CPU has {feature}: TensorFlow (oneDNN) runs bf16 natively, measured
 CPU_HALF = ("bf16", CPU_BF16)
 
 
+# float32 math (maths.py): TF32 is TensorFlow's one switch. Measured on an AMX CPU (issue 15):
+# ONEDNN_DEFAULT_FPMATH_MODE=BF16 left TensorFlow's float32 matmul unchanged, so bf16 math is not offered.
+NO_BF16_MATH = ("TensorFlow has no switch for bf16 math inside float32 ops (ONEDNN_DEFAULT_FPMATH_MODE=BF16 left "
+                "its CPU matmul unchanged, measured); precision: bf16 (the Keras policy) is TensorFlow's bf16")
+TF32_CALL = "tf.config.experimental.enable_tensor_float_32_execution"
+
+
+def math_effect(mode: str, kind: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """What ``math: mode`` puts in force on ``kind`` of device (maths.KINDS); None = no effect."""
+    from ..maths import NO_TF32_CPU, NO_TF32_GPU
+
+    if mode == "auto":
+        if kind == "gpu-tf32":
+            return "tf32", ("TensorFlow runs float32 matmuls and convolutions in TF32 by default "
+                            "(tensor_float_32_execution_enabled() is True) on TF32 tensor cores")
+        return "ieee", "TensorFlow enables TF32 by default, but " + (NO_TF32_GPU if kind == "gpu" else NO_TF32_CPU)
+    if mode == "ieee":
+        return "ieee", f"{TF32_CALL}(False)"
+    if mode == "tf32":
+        return ("tf32", f"{TF32_CALL}(True)") if kind == "gpu-tf32" else (
+            None, NO_TF32_GPU if kind == "gpu" else NO_TF32_CPU)
+    return None, NO_BF16_MATH
+
+
+def apply_math(plan: Plan) -> None:
+    """Set TF32 execution for ``plan.maths`` (works while the runtime runs); auto restores what was there."""
+    import tensorflow as tf
+
+    state.undo("tf-math")  # back to what TensorFlow had before devswitch, then the mode asked for
+    mode = plan.maths.apply if plan.maths is not None else None
+    if mode is None:
+        return
+    before = tf.config.experimental.tensor_float_32_execution_enabled()
+    state.on_reset("tf-math", lambda: tf.config.experimental.enable_tensor_float_32_execution(before))
+    tf.config.experimental.enable_tensor_float_32_execution(mode == "tf32")
+
+
+def math_state() -> dict:
+    """What TensorFlow itself says about float32 math, for tests and records."""
+    import tensorflow as tf
+
+    return {"tensor_float_32_execution": tf.config.experimental.tensor_float_32_execution_enabled()}
+
+
 def meanings(config: Config, plan: Plan) -> dict[str, str]:
     return {
         "device": "tf.config.set_visible_devices (the selected GPUs, renumbered from 0)",
@@ -73,6 +117,7 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
         "xla": describe_xla(config.xla, len(plan.gpus)),
         "strategy": "tf.distribute: MirroredStrategy / MultiWorkerMirroredStrategy (TF_CONFIG)",
         "cpu_replicas": "logical CPU devices (tf.config.set_logical_device_configuration)",
+        "math": f"{TF32_CALL}: ieee = False, tf32 = True (GPUs >= 8.0); bf16: not available on TensorFlow",
     }
 
 
@@ -274,7 +319,7 @@ def _apply_threads(tf, config: Config) -> None:
 
 
 def apply(config: Config, plan: Plan, strategy_plan) -> None:
-    """Set TensorFlow up for ``plan``: visible GPUs, memory growth, logical CPUs, threads, strategy."""
+    """Set TensorFlow up for ``plan``: visible GPUs, memory growth, logical CPUs, threads, strategy, math."""
     import tensorflow as tf
 
     if config.log_level in ("quiet", "error"):
@@ -286,6 +331,7 @@ def apply(config: Config, plan: Plan, strategy_plan) -> None:
     _apply_cpu_replicas(tf, config)
     _apply_threads(tf, config)
     _apply_strategy(tf, strategy_plan)
+    apply_math(plan)
 
 
 def versions() -> dict:

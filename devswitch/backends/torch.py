@@ -76,6 +76,112 @@ CPU_BF16 = ("CPU has {feature}: PyTorch (oneDNN) runs bf16 natively, measured 1.
 CPU_HALF = ("bf16", CPU_BF16)
 
 
+# float32 math (maths.py). PyTorch 2.9+ has per-backend fp32_precision attributes beside the older
+# set_float32_matmul_precision / allow_tf32; reading the old ones after setting a new one raises, so each mode
+# uses the old API where it suffices and the new one only for oneDNN's bf16. Measured here (torch 2.14,
+# AVX512-BF16 CPU without AMX): with mkldnn.matmul.fp32_precision = "bf16" oneDNN still ran its f32 kernel
+# (brg_matmul:avx512_core, attr-fpmath:bf16; relative error to ieee 4e-7), and convolutions likewise; on an
+# AMX CPU the issue measured 1.9-2.3x on a 2048x2048 matmul, relative error 2.5e-3. On CUDA, "medium"
+# precision maps to TF32 (torch.backends.cuda.matmul.fp32_precision reads "tf32"): there is no bf16 mode.
+ONEDNN_NO_AMX = ("oneDNN applies bf16 math to float32 matmuls and convolutions only with AMX; on AVX512-BF16 "
+                 "alone it keeps its float32 kernels (measured: the same result as ieee)")
+
+
+def math_effect(mode: str, kind: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """What ``math: mode`` puts in force on ``kind`` of device (maths.KINDS); None = no effect."""
+    from ..maths import NO_BF16_GPU, NO_TF32_CPU, NO_TF32_GPU
+
+    gpu = kind.startswith("gpu")
+    if mode == "auto":
+        if kind == "gpu-tf32":
+            cublas = environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") == "1"
+            return ("tf32" if cublas else "ieee matmul, tf32 conv"), (
+                "PyTorch's defaults: float32 matmul precision 'highest'" + (
+                    ", but TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 allows TF32" if cublas else "") +
+                "; cuDNN convolutions allow TF32 (torch.backends.cudnn.allow_tf32 is True)")
+        return "ieee", "PyTorch's default float32 matmul precision 'highest'" + (
+            f"; {NO_TF32_GPU}" if gpu else "; oneDNN's fp32_precision 'none'")
+    if mode == "ieee":
+        return "ieee", ("torch.set_float32_matmul_precision('highest'), torch.backends.cudnn.allow_tf32 = False, "
+                        "oneDNN convolutions fp32_precision 'ieee'")
+    if mode == "tf32":
+        return ("tf32", "torch.set_float32_matmul_precision('high'), torch.backends.cudnn.allow_tf32 = True") \
+            if kind == "gpu-tf32" else (None, NO_TF32_GPU if gpu else NO_TF32_CPU)
+    if kind == "cpu-amx":
+        return "bf16", "torch.backends.mkldnn.matmul / .conv fp32_precision = 'bf16' (oneDNN on AMX)"
+    if kind == "gpu-tf32":
+        return "tf32", ("PyTorch's CUDA float32 matmul has no bf16 mode: torch.set_float32_matmul_precision('medium') "
+                        "runs TF32")
+    return None, NO_BF16_GPU if gpu else ONEDNN_NO_AMX if kind == "cpu-bf16" else (
+        "this CPU has no native bf16 (AVX512-BF16 or AMX)")
+
+
+_NEW = ("mkldnn.matmul", "mkldnn.conv", "cuda.matmul", "cudnn.conv")  # PyTorch 2.9+: .fp32_precision
+
+
+def _attr(torch, path: str):
+    owner = torch.backends
+    for part in path.split("."):
+        owner = getattr(owner, part, None)
+    return owner
+
+
+def math_state() -> dict:
+    """What PyTorch itself says about float32 math (None where a reading raises or does not exist)."""
+    import torch
+
+    def read(get):
+        try:
+            return get()
+        except (RuntimeError, AttributeError):  # the old API refuses to answer once the new one was used
+            return None
+
+    out = {"float32_matmul_precision": read(torch.get_float32_matmul_precision),
+           "cuda.matmul.allow_tf32": read(lambda: torch.backends.cuda.matmul.allow_tf32),
+           "cudnn.allow_tf32": read(lambda: torch.backends.cudnn.allow_tf32)}
+    for path in _NEW:
+        out[f"{path}.fp32_precision"] = getattr(_attr(torch, path), "fp32_precision", None)
+    return out
+
+
+def apply_math(plan: Plan) -> None:
+    """Set PyTorch's float32 math for ``plan.maths``; auto restores what was there."""
+    import torch
+
+    state.undo("torch-math")  # back to what PyTorch had before devswitch, then the mode asked for
+    mode = plan.maths.apply if plan.maths is not None else None
+    if mode is None:
+        return
+    new = {path: _attr(torch, path) for path in _NEW[:3] if hasattr(_attr(torch, path), "fp32_precision")}
+    if not plan.gpus and mode == "bf16" and "mkldnn.matmul" not in new:
+        log.warning(f"math=bf16: PyTorch {torch.__version__} has no torch.backends.mkldnn.matmul.fp32_precision "
+                    "(PyTorch 2.9+); float32 math stays as it was")
+        return
+    try:
+        old = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    except RuntimeError:  # the process set them through the new API: only that is put back
+        old = None
+    before = {path: owner.fp32_precision for path, owner in new.items()}
+
+    def undo() -> None:
+        if old is not None:
+            torch.set_float32_matmul_precision(old[0])
+            torch.backends.cudnn.allow_tf32 = old[1]
+        for path, value in before.items():  # after the old API, which writes them too
+            new[path].fp32_precision = value
+
+    state.on_reset("torch-math", undo)
+    if mode == "bf16" and not plan.gpus:
+        new["mkldnn.matmul"].fp32_precision = "bf16"
+        if "mkldnn.conv" in new:
+            new["mkldnn.conv"].fp32_precision = "bf16"
+        return
+    torch.set_float32_matmul_precision({"ieee": "highest", "tf32": "high", "bf16": "medium"}[mode])
+    torch.backends.cudnn.allow_tf32 = mode != "ieee"
+    if mode == "ieee" and "mkldnn.conv" in new:
+        new["mkldnn.conv"].fp32_precision = "ieee"
+
+
 def meanings(config: Config, plan: Plan) -> dict[str, str]:
     return {
         "device": f"{DEVICE_VARIABLE}={keras_device(plan)} (read by Keras when it is imported)",
@@ -85,6 +191,8 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
                 f"jit_compile={config.xla}" + (": torch.compile" if config.xla is True else "")),
         "strategy": "not available on torch (Keras has no PyTorch data-parallel distribution)",
         "cpu_replicas": "not applicable on torch (no distribution)",
+        "math": "ieee = set_float32_matmul_precision('highest') + cudnn.allow_tf32 False; tf32 = 'high' + True "
+                "(GPUs >= 8.0); bf16 = oneDNN fp32_precision 'bf16' (AMX CPUs), 'medium' = TF32 on CUDA",
     }
 
 
@@ -129,7 +237,7 @@ def preflight(config: Config, plan: Plan) -> None:
 
 
 def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
-    """The device for Keras, and PyTorch's thread pools (the inter-op one first: it can still refuse)."""
+    """The device for Keras, PyTorch's thread pools (the inter-op one first: it can still refuse), float32 math."""
     import torch
 
     if config.threads.inter and config.threads.inter != torch.get_num_interop_threads():
@@ -142,6 +250,7 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         state.current().process["torch-interop"] = True
     if "keras.src.backend.torch.core" not in sys.modules:
         state.setenv(DEVICE_VARIABLE, keras_device(plan))
+    apply_math(plan)
     if config.threads.intra and config.threads.intra != torch.get_num_threads():
         before = torch.get_num_threads()
         state.on_reset("torch-threads", lambda: torch.set_num_threads(before))

@@ -31,6 +31,7 @@ def collect_info(config: Config, inventory, versions: dict | None = None,
 
     from .. import backends
     from ..decide import decide
+    from ..maths import modes_here
 
     backend = backends.get(config.backend)
     data = {
@@ -57,6 +58,8 @@ def collect_info(config: Config, inventory, versions: dict | None = None,
             "device": plan.device, "gpus": list(plan.gpus), "device_reason": plan.device_reason,
             "precision": plan.precision, "policy": plan.policy, "precision_reason": plan.precision_reason,
             "half": decision.half[0], "half_reason": decision.half[1],
+            "math": plan.math, "math_in_force": plan.maths.in_force, "math_reason": plan.maths.reason,
+            "math_modes": modes_here(backend, inventory, plan.gpus, os.environ if environ is None else environ),
             "strategy": strategy.name, "replicas": strategy.replicas, "replica_devices": list(strategy.devices),
             "workers": strategy.workers, "role": strategy.role,
             "xla": config.xla, "meanings": backend.meanings(config, plan),
@@ -114,6 +117,9 @@ def _tail_lines(data: dict) -> list[str]:
         lines.append(f"  device     {r['device']}  ({r['device_reason']})")
         lines.append(f"  precision  {r['precision']} = Keras policy {r['policy']}  ({r['precision_reason']})")
         lines.append(f"  half       would be {r['half']}  ({r['half_reason']})")
+        lines.append(f"  math       {r['math']}  ({r['math_reason']})")
+        for mode, effect in r["math_modes"].items():
+            lines.append(f"    math={mode:<5} {effect}")
         lines.append(f"  strategy   {r['strategy']}: {r['replicas']} replica(s) on {', '.join(r['replica_devices'])}"
                      f" | {r['role']}")
         lines.append(f"  xla        {str(r['xla']).lower()}: {r['meanings']['xla']}")
