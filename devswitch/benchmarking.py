@@ -17,11 +17,13 @@ with is measured by a matmul probe in the same precision on the same device.
 from __future__ import annotations
 
 import resource
+from pathlib import Path
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from . import accuracy
 from .errors import describe
 from .energy import Energy, combined, meter_for, unavailable
 from .measure import MIN_SAMPLE_S, Measure, shares
@@ -59,6 +61,7 @@ class BenchmarkRecord:
     training: dict = field(default_factory=dict)  # training mode: the loss and optimizer that were timed
     started_at: float = field(default_factory=time.time)
     rounds: int = 1                               # the timed samples were taken in this many rounds
+    accuracy: dict | None = None                  # outputs against a strict float32 reference (accuracy.py)
     samples: dict = field(default_factory=dict)   # round, start_s and seconds_per_step of every timed sample
 
     @property
@@ -117,6 +120,7 @@ class BenchmarkRecord:
                          "peak_probe": self.probe_s},
             "energy": self.energy.to_dict() if self.energy else None,
             "rounds": self.rounds,
+            "accuracy": dict(self.accuracy) if self.accuracy else None,
             "samples": dict(self.samples) or None,
         }
 
@@ -205,7 +209,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
               on_record: Callable[[BenchmarkRecord], None] | None = None,
               meter_factory: Callable[[Sequence[int]], Any] | None = None,
               min_sample_s: float = MIN_SAMPLE_S, rounds: int = 1,
-              turn: Callable[[str], None] | None = None, origin: float | None = None) -> list[BenchmarkRecord]:
+              turn: Callable[[str], None] | None = None, origin: float | None = None,
+              reference: "accuracy.Reference | str | Path | None" = None) -> list[BenchmarkRecord]:
     """Benchmark ``model`` (a Keras model, a factory, or a bundled name) at each batch size.
 
     Returns one immutable BenchmarkRecord per batch size. Build happens under the
@@ -218,6 +223,10 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     "finish") and returns when this process may go on: ``devswitch compare`` uses it to let its workers
     take turns. Each sample's start is recorded in seconds since ``origin`` (``time.time()``; default
     the start of this call). Interrupted between rounds, the rounds already measured become records.
+
+    ``reference`` (``devswitch.accuracy.reference(model)`` of the same model, computed in strict float32):
+    the model first gets the reference's weights, and each record says how far this configuration's
+    outputs at that batch size land from the reference's (training: the loss after a few SGD steps).
     """
     import keras
 
@@ -272,6 +281,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     inputs: dict[int, Any] = {}
     records: list[BenchmarkRecord] = []
 
+    deviations: dict[int | str, dict] = {}
+
     def record(batch: int, predict: tuple[float | None, float | None] = (None, None)) -> BenchmarkRecord:
         if batch in failed:
             return BenchmarkRecord(label, mode, batch, device, policy, compute, f"failed: {failed[batch]}",
@@ -282,7 +293,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                                Summary.of(m.seconds, batch, m.k), predict[0], predict[1], flops, flops_note,
                                peak, peak_source, probe_s, reading, _host_rss_peak(), gpu_peaks.get(batch),
                                env_versions, backend_name, training, rounds=len(set(m.rounds)),
-                               samples=m.samples())
+                               samples=m.samples(), accuracy=deviations.get(batch))
 
     def guarded(batch: int, work: Callable[[], Any]) -> None:
         if batch in failed:
@@ -314,7 +325,45 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     def take(batch: int, samples: int, seconds: float, number: int, rewarm: bool) -> None:
         measures[batch].take(samples, seconds, number, make_meter(gpus) if make_meter else None, rewarm)
 
+    def measure_accuracy(batch: int) -> None:
+        if batch in failed or (reference is None and "weights" not in deviations):
+            return
+        if "weights" in deviations:  # the weights did not fit: nothing to compare
+            deviations[batch] = deviations["weights"]
+            return
+        try:
+            if mode == "training":  # once, on a clone: the same SGD steps as the reference's
+                if "training" not in deviations:
+                    value = accuracy.train_loss(model, reference.weights, reference.x, reference.labels,
+                                                getattr(model, "loss", None), clone=True)
+                    deviations["training"] = accuracy.loss_deviation(reference, value)
+                deviations[batch] = deviations["training"]
+            else:  # the timed call path, at this batch size
+                outputs = accuracy.outputs_at(runner.forward, reference.x, batch)
+                deviations[batch] = accuracy.deviation(reference, outputs)
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:
+            deviations[batch] = accuracy.unavailable(describe(error))
+
+    def use_reference_weights() -> None:
+        nonlocal reference
+        if isinstance(reference, (str, Path)):  # compare's reference run wrote it while this one waited
+            try:
+                reference = accuracy.Reference.load(reference)
+            except (OSError, ValueError, KeyError) as error:
+                reference = None
+                deviations["weights"] = accuracy.unavailable(f"no strict float32 reference ({describe(error)})")
+        if reference is None:
+            return
+        try:
+            accuracy.load_weights(model, reference)
+        except Exception as error:  # the timing goes on with the model's own weights; the records say why
+            deviations["weights"] = accuracy.unavailable(describe(error))
+
     def finish(batch: int) -> None:
+        if batch not in deviations:
+            measure_accuracy(batch)
         predict: tuple[float | None, float | None] = (None, None)
         if batch not in failed and predict_baseline and mode == "inference":
             def baseline() -> None:
@@ -341,6 +390,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     peak_source = "not measured"
     with timing.suppressed():
         if rounds == 1 and turn is None:  # one go per batch size: each record exists as soon as it is measured
+            use_reference_weights()
             probe()
             for batch in batch_sizes:
                 guarded(batch, lambda: warm(batch))
@@ -351,6 +401,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
         counts = shares(max(rounds, iterations), rounds)
         try:
             turn("warm")
+            use_reference_weights()
             probe()
             for batch in batch_sizes:
                 guarded(batch, lambda: warm(batch))
@@ -359,6 +410,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 for batch in batch_sizes:
                     guarded(batch, lambda: take(batch, count, min_time / rounds, number, True))
             turn("finish")
+            for batch in batch_sizes:  # before any predict baseline: Keras' JAX predict replaces the weights' buffers
+                measure_accuracy(batch)
             for batch in batch_sizes:
                 finish(batch)
         except KeyboardInterrupt:  # keep every round already measured (without the predict baseline)

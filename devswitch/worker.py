@@ -194,6 +194,25 @@ def taking_turns(fd: int):
     return turn
 
 
+def make_reference(spec, model, plan: dict, emit) -> int:
+    """The reference run: this model's weights, the seeded input and its strict float32 outputs (or loss),
+    saved where the spec says for every other configuration to load."""
+    from . import accuracy
+    from .compare import protocol as p
+    from .errors import describe
+
+    about = {"backend": spec.backend, "device": spec.device, "precision": spec.precision,
+             "math": plan.get("math") or "ieee", "policy": plan.get("policy")}
+    try:
+        ref = accuracy.reference(model, spec.mode, spec.accuracy_samples, about)
+        ref.save(spec.reference)
+    except Exception as error:
+        emit(p.FAILED, error=describe(error))
+        return 0
+    emit(p.REFERENCE, reference=ref.about, loss=ref.loss)
+    return 0
+
+
 def main(spec_path: str) -> int:
     set_parent_death_signal()  # first of all, so that the window without it is as short as can be
     # The parent forwards Ctrl-C as SIGINT: make it mean "stop" even if this process was started with
@@ -233,6 +252,9 @@ def main(spec_path: str) -> int:
             emit(p.UNAVAILABLE, reason=reason)
             return 0
         try:
+            import keras
+
+            keras.utils.set_random_seed(0)  # the reference's weights are drawn from this seed
             model = load_factory(spec.target)()
         except Exception as error:  # the user's factory raised: a failed row, the rest goes on
             emit(p.FAILED, error=describe(error))
@@ -244,13 +266,15 @@ def main(spec_path: str) -> int:
         emit(p.BUILT, model=name, unit="img" if len(shape) == 3 else "samples",
              parameters=int(model.count_params()))
 
+        if spec.role == "reference":
+            return make_reference(spec, model, context.get("plan") or {}, emit)
         from .benchmarking import benchmark
 
         turn = taking_turns(spec.turn_fd) if spec.rounds > 1 and spec.turn_fd is not None else None
         benchmark(model, batch_sizes=spec.batch_sizes, mode=spec.mode, warmup=spec.warmup,
                   iterations=spec.iterations, min_time=spec.min_time, predict_baseline=spec.predict_baseline,
                   peak_probe=spec.peak_probe, on_record=lambda record: emit(p.RECORD, record=record.to_dict()),
-                  rounds=spec.rounds, turn=turn, origin=spec.origin)
+                  rounds=spec.rounds, turn=turn, origin=spec.origin, reference=spec.reference)
         emit(p.DONE)
         if turn is not None:
             turn(None)

@@ -11,6 +11,8 @@ from ..errors import DevswitchError, UsageError
 from ..settings import Invalid
 from .common import _items, _number
 
+DEFAULT_ROUNDS = 6  # the fewest rounds whose paired speed-up interval reaches 95% coverage (1 - 2/2^6)
+
 
 def compare_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser(
@@ -30,6 +32,18 @@ def compare_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--warmup", default="5", help="untimed iterations after the first call (default 5)")
     parser.add_argument("--iterations", default="20", help="timed iterations per batch size (default 20)")
     parser.add_argument("--min-time", default="0", help="keep timing for at least this many seconds (default 0)")
+    parser.add_argument("--rounds", default="", metavar="N",
+                        help="take the timed iterations in N rounds, the configurations taking turns (A B C A B "
+                             "C ...), so that a noisy neighbour slows every column alike and the speed-up gets an "
+                             "interval paired by round; all workers stay alive side by side (default: 6, or "
+                             "--iterations if fewer; 1: one configuration after another, one process at a time, "
+                             "for when memory is tight)")
+    parser.add_argument("--accuracy-samples", default="32", metavar="N",
+                        help="compare every column's outputs with a strict float32 reference (the same weights, "
+                             "N seeded inputs; training: the loss after a few SGD steps); 0 skips it (default 32)")
+    parser.add_argument("--max-error", default="", metavar="X",
+                        help="recommend only configurations whose maximum relative error against the reference "
+                             "(training: of the loss) is at most X, e.g. 1e-2; the others are named with the reason")
     parser.add_argument("--baseline", default="cpu/fp32",
                         help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
                              "BACKEND/DEVICE/PRECISION (default cpu/fp32)")
@@ -87,10 +101,25 @@ def options_from_args(args: argparse.Namespace):
         raise UsageError(f"--baseline {args.baseline}: not one of the columns", hint="use DEVICE/PRECISION from "
                          "--devices and --precisions (BACKEND/DEVICE/PRECISION with several --backends), e.g. "
                          f"--baseline {devices[0]}/{precisions[0]}")
+    iterations = _number("--iterations", args.iterations, int, 1)
+    max_error = _number("--max-error", args.max_error, float, 0) if args.max_error.strip() else None
+    if max_error is not None and args.accuracy_samples.strip() in ("0", "0.0"):
+        raise UsageError("--max-error needs the accuracy rows, and --accuracy-samples 0 turns them off",
+                         hint="drop --accuracy-samples 0")
+    if args.rounds.strip():
+        rounds = _number("--rounds", args.rounds, int, 1)
+        if rounds > iterations:
+            raise UsageError(f"--rounds {rounds}: more rounds than --iterations ({iterations}); each round takes "
+                             "at least one timed iteration", hint=f"use --iterations {rounds} or more, or fewer "
+                             "rounds")
+    else:
+        rounds = min(DEFAULT_ROUNDS, iterations)
     return Options(args.target, chosen, devices, precisions, batches, args.mode,
-                   _number("--warmup", args.warmup, int, 0), _number("--iterations", args.iterations, int, 1),
+                   _number("--warmup", args.warmup, int, 0), iterations,
                    _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
-                   not args.no_peak_probe, baseline, args.out, force=args.force)
+                   not args.no_peak_probe, baseline, args.out, force=args.force, rounds=rounds,
+                   accuracy_samples=_number("--accuracy-samples", args.accuracy_samples, int, 0),
+                   max_error=max_error)
 
 
 def compare_command(args: argparse.Namespace) -> int:
@@ -220,6 +249,10 @@ def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
     if pick is None:
         print(f"devswitch: profile '{name}' not saved: no configuration was measured at batch {largest} "
               "(the largest)", file=sys.stderr)
+        return True
+    if pick.best is None:
+        print(f"devswitch: profile '{name}' not saved: no configuration measured at batch {largest} (the largest) "
+              "is within --max-error", file=sys.stderr)
         return True
     column = results.column(pick.best)
     reasons = _not_saved_because(results, pick, largest)

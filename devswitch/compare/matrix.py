@@ -40,17 +40,35 @@ def worker_env() -> dict:
     return env
 
 
-def run_configuration(options: Options, device: str, precision: str, workdir: Path,
-                      progress: Callable[[str], None], backend: str = "tensorflow") -> tuple[ConfigRun, bool]:
-    """Run one worker; returns its run and whether the user interrupted."""
-    name = f"{backend}-{device}-{precision}".replace(":", "_").replace(",", "_")
-    events = workdir / f"{name}.events.jsonl"
-    spec = workdir / f"{name}.spec.json"
+REFERENCE_FILE = "reference.npz"  # in the work folder: the shared weights, seeded input and reference outputs
+
+
+def reference_config(options: Options) -> tuple[str, str, str]:
+    """Where the strict float32 reference is computed: the baseline's backend, on the CPU, in float32."""
+    return options.baseline[0], "cpu", "fp32"
+
+
+def write_spec(options: Options, config: tuple[str, str, str], workdir: Path, role: str = "measure",
+               **more) -> tuple[Path, Path, Path]:
+    """The spec of one worker (``role`` "reference": the reference run), and its events and log files."""
+    backend, device, precision = config
+    name = ("reference-" if role == "reference" else "") + f"{backend}-{device}-{precision}"
+    name = name.replace(":", "_").replace(",", "_")
+    events, spec, log = (workdir / f"{name}.{suffix}" for suffix in ("events.jsonl", "spec.json", "log"))
+    reference = str(workdir / REFERENCE_FILE) if options.accuracy_samples else None
     Spec(backend=backend, device=device, precision=precision, target=options.target,
          batch_sizes=tuple(options.batch_sizes), mode=options.mode, warmup=options.warmup,
          iterations=options.iterations, min_time=options.min_time, predict_baseline=options.predict_baseline,
-         peak_probe=options.peak_probe, events=str(events), parent_pid=os.getpid()).write(spec)
-    log = workdir / f"{name}.log"
+         peak_probe=options.peak_probe, events=str(events), parent_pid=os.getpid(), role=role,
+         reference=reference, accuracy_samples=options.accuracy_samples, **more).write(spec)
+    return spec, events, log
+
+
+def run_configuration(options: Options, device: str, precision: str, workdir: Path,
+                      progress: Callable[[str], None], backend: str = "tensorflow",
+                      role: str = "measure") -> tuple[ConfigRun, bool]:
+    """Run one worker; returns its run and whether the user interrupted."""
+    spec, events, log = write_spec(options, (backend, device, precision), workdir, role)
     run = ConfigRun(device, precision, backend)
     started = time.time()
     interrupted = False
@@ -170,8 +188,18 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     cells: list[Cell] = []
     no_gpu: dict[str, str] = {}
     interrupted = False
+    reference = None
     progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
              + ",".join(map(str, options.batch_sizes)))
+    if options.accuracy_samples:
+        config = reference_config(options)
+        progress(f"[reference] {' '.join(config)}: strict float32 outputs of the shared weights on "
+                 f"{options.accuracy_samples} seeded samples")
+        try:
+            reference, interrupted = run_configuration(options, *config[1:], workdir, progress, config[0],
+                                                       role="reference")
+        except KeyboardInterrupt:
+            interrupted = True
     for i, (backend, device, precision) in enumerate(configs):
         if interrupted:
             cells += [cell(backend, device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
@@ -196,14 +224,15 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
             progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)}: {run.wall_s:.1f} s")
             if on_update and not interrupted and i + 1 < len(configs):
                 pending = [cell(*c, b, "not run (pending)") for c in configs[i + 1:] for b in options.batch_sizes]
-                on_update(document(options, runs, cells + pending, time.time() - started, False, complete=False))
+                on_update(document(options, runs, cells + pending, time.time() - started, False, complete=False,
+                                   reference=reference))
         except KeyboardInterrupt:  # between workers, or while the rows so far were being written
             interrupted = True
             progress("interrupted: keeping every finished row")
             if len(cells) == before:
                 cells += [cell(backend, device, precision, b, "interrupted") for b in options.batch_sizes]
     total = time.time() - started
-    return document(options, runs, cells, total, interrupted)
+    return document(options, runs, cells, total, interrupted, reference=reference)
 
 
 def gpus_seen(run: ConfigRun) -> int | None:
@@ -231,8 +260,21 @@ def _measured(run: ConfigRun) -> float:
     return total + probe
 
 
+def reference_summary(run: ConfigRun | None) -> dict | None:
+    """What results.json says about the reference run: how it was computed, or why there is none."""
+    if run is None:
+        return None
+    done = next((e for e in run.events if e["event"] == p.REFERENCE), None)
+    if done is not None:
+        return {"status": "ok", **(done.get("reference") or {}), "loss": done.get("loss"), "wall_s": run.wall_s}
+    why = next((e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE)),
+               None)
+    return {"status": f"failed: {why or _last_error_line(run.log)}", "wall_s": run.wall_s}
+
+
 def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: float, interrupted: bool,
-             complete: bool = True, startup_s: float | None = None) -> ResultSet:
+             complete: bool = True, startup_s: float | None = None,
+             reference: ConfigRun | None = None) -> ResultSet:
     """The result set of the runs so far: cells, the environment and configuration the first worker saw,
     and where the wall time went. ``startup_s``: the wall time of start-ups that ran side by side (rounds),
     which replaces the sum of the configurations' own start-ups."""
@@ -240,6 +282,8 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
     built = next((e for r in runs for e in r.events if e["event"] == p.BUILT), {})
     measured = sum(_measured(r) for r in runs)
     startup = sum(r.startup_s or 0.0 for r in runs) if startup_s is None else startup_s
+    if reference is not None and startup_s is None:  # one after another: the reference run came first
+        startup += reference.wall_s
     breakdown = {
         "total_s": total,
         "configurations": [{"backend": r.backend, "device": r.device, "precision": r.precision, "wall_s": r.wall_s,
@@ -248,9 +292,9 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
         "sum_startup_s": startup,
         "overhead_ratio": total / (measured + startup) if measured + startup else None,
         "note": "measured = first call + warm-up + timed + predict baseline + peak probe of every record; "
-                + ("startup = spawn to the framework imported and devswitch applied, per configuration"
-                   if startup_s is None else "startup = the workers started side by side until the last was "
-                   "ready (the model built)"),
+                + ("startup = spawn to the framework imported and devswitch applied, per configuration, plus "
+                   "the whole reference run" if startup_s is None else "startup = the workers (and the reference "
+                   "run) started side by side until the last was ready (the model built, the reference saved)"),
     }
     return ResultSet(
         options={**{k: v for k, v in asdict(options).items() if k != "command"},
@@ -259,4 +303,4 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
                     unit=built.get("unit", "samples")),
         cells=tuple(cells), environment=ready.get("environment"), config=ready.get("config"), timing=breakdown,
         command=tuple(options.command) or ("devswitch", "compare", options.target),
-        interrupted=interrupted, complete=complete)
+        interrupted=interrupted, complete=complete, reference=reference_summary(reference))

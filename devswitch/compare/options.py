@@ -35,6 +35,8 @@ class Options:
     force: bool = False               # overwrite results already in --out
     command: tuple[str, ...] = ()     # the command line, recorded in results.json (plain data)
     rounds: int = 1                   # > 1: workers kept warm take turns, each round a share of the samples
+    accuracy_samples: int = 32        # the strict float32 reference's seeded input (0: no accuracy rows)
+    max_error: float | None = None    # the recommendation considers only cells within this error
 
 
 @dataclass(frozen=True)

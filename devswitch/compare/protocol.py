@@ -19,7 +19,8 @@ FAILED = "failed"            # the user's factory or a measurement raised: error
 DONE = "done"
 INTERRUPTED = "interrupted"
 CRASHED = "crashed"          # added by compare when the worker died without a word: returncode
-EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED)
+REFERENCE = "reference"      # the reference run saved its file: reference (how it was computed), loss
+EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED, REFERENCE)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Spec:
     rounds: int = 1              # > 1: take turns with the other workers (see phases below)
     origin: float | None = None  # time.time() at the start of the run: samples' start times count from it
     turn_fd: int | None = None   # rounds > 1: the pipe on which the worker says "done" at the end of each turn
+    role: str = "measure"        # or "reference": compute the strict float32 reference, save it, end
+    reference: str | None = None  # the reference's .npz: written by the reference run, read by the others
+    accuracy_samples: int = 32   # the reference's seeded input
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -28,11 +28,12 @@ class Pick:
     """The fastest configuration at one batch size, and whether it is distinguishable from the next."""
 
     batch: int
-    best: Cell
+    best: Cell | None            # None: every measured configuration was left out by --max-error
     runner_up: Cell | None
     significant: bool | None  # None: no runner-up, or no intervals to tell
     coverage: float | None = None  # the lowest coverage of the two intervals compared
     paired: Ratio | None = None  # best / runner-up paired by round, when both were timed in shared rounds
+    excluded: tuple = ()         # (cell, why) left out by --max-error
 
     def switch(self, several_backends: bool) -> dict[str, str]:
         """The settings that select this configuration (half is kept as half: it means the same there)."""
@@ -54,7 +55,10 @@ def recommend(results: ResultSet) -> list[Pick]:
     for batch in results.batch_sizes:
         ranked = sorted((c for c in results.cells if c.batch == batch and c.ok),
                         key=lambda c: c.metric("throughput"), reverse=True)
+        ranked, excluded = within_error(ranked, results.options.get("max_error"))
         if not ranked:
+            if excluded:
+                picks.append(Pick(batch, None, None, None, excluded=tuple(excluded)))
             continue
         best, runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
         significant, coverage, paired = None, None, None
@@ -65,8 +69,28 @@ def recommend(results: ResultSet) -> list[Pick]:
         elif runner_up is not None and best.interval and runner_up.interval:
             significant = best.interval.low > runner_up.interval.high  # the intervals do not overlap
             coverage = min(best.interval.coverage, runner_up.interval.coverage)
-        picks.append(Pick(batch, best, runner_up, significant, coverage, paired))
+        picks.append(Pick(batch, best, runner_up, significant, coverage, paired, tuple(excluded)))
     return picks
+
+
+def within_error(cells: list[Cell], limit: float | None) -> tuple[list[Cell], list[tuple[Cell, str]]]:
+    """The cells whose error against the reference is at most ``limit`` (all when no limit), and the others
+    with the reason each was left out."""
+    if limit is None:
+        return cells, []
+    kept, excluded = [], []
+    for cell in cells:
+        error = cell.error()
+        if error is None:
+            acc = cell.accuracy
+            excluded.append((cell, "error not measured" + (f" ({acc['status']})" if acc and acc.get("status") != "ok"
+                                                            else "")))
+        elif not error <= limit:
+            excluded.append((cell, "outputs not finite" if error == float("inf") else
+                             f"max relative error {error:.1e} > {limit:g}"))
+        else:
+            kept.append(cell)
+    return kept, excluded
 
 
 def switch_text(settings: dict[str, str]) -> str:
@@ -86,6 +110,14 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
     unit = results.model.unit
     lines = []
     for pick in recommend(results) if picks is None else picks:
+        left_out = ""
+        if pick.excluded:
+            left_out = (f" Left out by --max-error {results.options.get('max_error'):g}: "
+                        + "; ".join(f"{results.column(c)} ({why})" for c, why in pick.excluded) + ".")
+        if pick.best is None:
+            lines.append(f"Recommendation, batch {pick.batch}: none: no measured configuration is within "
+                         f"--max-error.{left_out}")
+            continue
         best = results.column(pick.best)
         rate = f"{fmt(pick.best.metric('throughput'))} {unit}/s"
         if pick.runner_up is None:
@@ -113,5 +145,5 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
                            f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): their "
                            f"{coverage_words(pick.coverage)} intervals overlap")
         lines.append(f"Recommendation, batch {pick.batch}: {verdict}; selected by "
-                     f"{switch_text(pick.switch(several))}.")
+                     f"{switch_text(pick.switch(several))}.{left_out}")
     return lines

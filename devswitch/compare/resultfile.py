@@ -96,9 +96,29 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
     for key, kind in (("policy", str), ("energy", dict), ("training", dict), ("versions", dict), ("phases_s", dict)):
         r.get(record, key, where, kind, required=False)
     record["samples"] = _samples(r, record.get("samples"), f"{where}.samples")
+    record["accuracy"] = _accuracy(r, record.get("accuracy"), f"{where}.accuracy")
     rate = checked["throughput"].get("value")
     why = "" if rate is not None and rate > 0 else "failed: no finite throughput in the record"
     return record, why
+
+
+_ACCURACY_FIGURES = ("max_rel_error", "median_rel_error", "top1_agreement", "loss", "reference_loss", "loss_rel_diff")
+
+
+def _accuracy(r: _Reader, raw: Any, where: str) -> dict | None:
+    """The deviation from the reference: a status and finite figures (null where none)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise r.fail(where, f"expected an object, found {type(raw).__name__}")
+    out = dict(raw)
+    r.get(out, "status", where, str)
+    for key in _ACCURACY_FIGURES:
+        out[key] = r.number(out.get(key), f"{where}.{key}")
+    for key in ("samples", "nonfinite_samples"):
+        r.get(out, key, where, int, required=False)
+    r.get(out, "reference", where, dict, required=False)
+    return out
 
 
 def _samples(r: _Reader, raw: Any, where: str) -> dict | None:
@@ -165,6 +185,8 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
     rounds = r.get(options, "rounds", "options", int, required=False, default=1)
     if rounds < 1:
         raise r.fail("options.rounds", f"expected a whole number >= 1, found {rounds}")
+    if options.get("max_error") is not None:
+        options["max_error"] = r.number(options["max_error"], "options.max_error")
     r.get(options, "target", "options", str, required=False)
     m = r.get(doc, "model", "", dict, required=False, default={})
     model = Model(target=r.get(m, "target", "model", str, required=False, default=options.get("target", "?")),
@@ -201,7 +223,8 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
                      timing=_timing(r, r.get(doc, "timing", "", dict, required=False, default={})),
                      command=tuple(str(a) for a in command),
                      interrupted=r.get(doc, "interrupted", "", bool, required=False, default=False),
-                     complete=r.get(doc, "complete", "", bool, required=False, default=True), path=file)
+                     complete=r.get(doc, "complete", "", bool, required=False, default=True), path=file,
+                     reference=r.get(doc, "reference", "", dict, required=False))
 
 
 def _depth_ok(data: bytes, limit: int) -> bool:

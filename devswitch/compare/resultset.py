@@ -95,6 +95,23 @@ class Cell:
         return round_medians(samples.get("round") or [], [self.batch / v for v in seconds])
 
     @property
+    def accuracy(self) -> Mapping | None:
+        """How far this configuration's outputs land from the strict float32 reference (None: not measured)."""
+        value = (self.record or {}).get("accuracy")
+        return value if isinstance(value, Mapping) else None
+
+    def error(self) -> float | None:
+        """The figure ``--max-error`` bounds: the maximum relative error (training: of the loss); inf when
+        outputs were not finite; None when not measured."""
+        acc = self.accuracy
+        if not acc or acc.get("status") != "ok":
+            return None
+        value = acc.get("max_rel_error")
+        if value is None and (acc.get("nonfinite_samples") or acc.get("loss") is None):
+            return math.inf  # written as null: the outputs (or the loss) were not finite
+        return value if isinstance(value, (int, float)) else None
+
+    @property
     def interval(self) -> Interval | None:
         """The throughput median's interval, or None for records that carry none."""
         m = ((self.record or {}).get("metrics") or {}).get("throughput") or {}
@@ -130,6 +147,7 @@ class ResultSet:
     interrupted: bool = False
     complete: bool = True
     path: str = ""                    # where it was read from ("" when made in this process)
+    reference: Mapping | None = None  # the strict float32 reference run: how it was computed, or why none
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -207,6 +225,7 @@ class ResultSet:
                        "resolved_precision": c.resolved, "batch": c.batch, "status": c.status,
                        "speedup": self._speedup_json(c), "record": c.record} for c in self.cells],
             "timing": dict(self.timing),
+            "reference": dict(self.reference) if self.reference else None,
         }
 
     def _speedup_json(self, cell: Cell) -> dict | None:

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import protocol as p
-from .matrix import ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, report_progress, worker_env
+from .matrix import (ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress,
+                     worker_env, write_spec)
 from .options import Options
-from .protocol import Spec, read_events
+from .protocol import read_events
 from .resultset import Cell, ResultSet
 
 
@@ -44,16 +45,12 @@ class _Worker:
         return self.run.backend, self.run.device, self.run.precision
 
 
-def _start(options: Options, config: tuple[str, str, str], workdir: Path, origin: float) -> _Worker:
+def _start(options: Options, config: tuple[str, str, str], workdir: Path, origin: float,
+           role: str = "measure") -> _Worker:
     backend, device, precision = config
-    name = f"{backend}-{device}-{precision}".replace(":", "_").replace(",", "_")
-    events, spec, log = (workdir / f"{name}.{suffix}" for suffix in ("events.jsonl", "spec.json", "log"))
     read_end, write_end = os.pipe()
-    Spec(backend=backend, device=device, precision=precision, target=options.target,
-         batch_sizes=tuple(options.batch_sizes), mode=options.mode, warmup=options.warmup,
-         iterations=options.iterations, min_time=options.min_time, predict_baseline=options.predict_baseline,
-         peak_probe=options.peak_probe, events=str(events), parent_pid=os.getpid(), rounds=options.rounds,
-         origin=origin, turn_fd=write_end).write(spec)
+    spec, events, log = write_spec(options, config, workdir, role, rounds=options.rounds, origin=origin,
+                                   turn_fd=write_end)
     started = time.time()
     try:
         with open(log, "w") as log_handle:
@@ -134,6 +131,7 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
              + ",".join(map(str, options.batch_sizes)) + f", {options.rounds} rounds taken in turn "
              "(--rounds 1: one configuration after another, one process at a time)")
     waiting: list[_Worker] = []
+    reference: _Worker | None = None
 
     def unavailable(config, reason: str) -> None:
         progress(f"{name(config)}: unavailable: {reason}")
@@ -144,6 +142,10 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
         # a machine without one does not start a framework per GPU column only to hear "no GPU" each time.
         on_cpu = {c[0] for c in configs if c[1] == "cpu"}
         deferred = [c for c in configs if c[1] != "cpu" and c[0] in on_cpu]
+        if options.accuracy_samples:  # the strict float32 reference, computed while the others start
+            config = reference_config(options)
+            if not backends.missing_reason(config[0]):
+                reference = _start(options, config, workdir, started, role="reference")
         for config in configs:
             missing = backends.missing_reason(config[0])
             if missing:  # known without starting anything
@@ -170,6 +172,10 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
                 else:
                     waiting.append(_start(options, config, workdir, started))
         workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
+        if reference is not None:  # every configuration loads the reference's weights when it warms up
+            progress("waiting for the reference run (strict float32 outputs of the shared weights)")
+            _wait_done(reference, deadline)
+            reference.proc.wait()
         startup_s = time.time() - started
         progress(f"all started in {startup_s:.1f} s; " + ", ".join(
             f"{name(w.config)} {'ready' if w.alive else 'not running'}" for w in workers))
@@ -183,18 +189,29 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
                 w.seen = report_progress(w.events, w.seen,
                                          lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
                 if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once
-                    on_update(_collect(options, configs, early, workers, started, False, startup_s, w))
+                    on_update(_collect(options, configs, early, workers, started, False, startup_s, w, reference))
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: stopping every worker, keeping every round already measured")
     finally:
         workers += waiting  # interrupted while starting: those too are stopped and read back
-        _stop(workers, progress, interrupted)
-    return _collect(options, configs, early, workers, started, interrupted, startup_s)
+        _stop(workers + ([reference] if reference else []), progress, interrupted)
+    return _collect(options, configs, early, workers, started, interrupted, startup_s, reference=reference)
+
+
+def _read(w: _Worker) -> ConfigRun:
+    run = w.run
+    run.events = read_events(w.events)[0]
+    run.wall_s = time.time() - w.started
+    ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
+    run.startup_s = ready["t"] - w.started if ready else None
+    run.log = w.log.read_text(errors="replace")
+    return run
 
 
 def _collect(options: Options, configs: list, early: dict, workers: list[_Worker], started: float,
-             interrupted: bool, startup_s: float | None, last: _Worker | None = None) -> ResultSet:
+             interrupted: bool, startup_s: float | None, last: _Worker | None = None,
+             reference: _Worker | None = None) -> ResultSet:
     """The result set: every worker's events read back into cells. ``last``: the run is still going, and
     the workers after this one have not finished (their cells are "not run (pending)")."""
     runs, cells = [], []
@@ -212,16 +229,11 @@ def _collect(options: Options, configs: list, early: dict, workers: list[_Worker
             cells += [Cell(*config, b, "not run (pending)") for b in options.batch_sizes]
             continue
         pending = w is last
-        run = w.run
-        run.events = read_events(w.events)[0]
-        run.wall_s = time.time() - w.started
-        ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
-        run.startup_s = ready["t"] - w.started if ready else None
-        run.log = w.log.read_text(errors="replace")
+        run = _read(w)
         ended = any(e["event"] in (p.DONE, p.INTERRUPTED) for e in run.events)
         if last is None and w.proc.returncode not in (0, None) and not interrupted and not ended:
             run.events.append({"event": p.CRASHED, "returncode": w.proc.returncode, "t": time.time()})
         runs.append(run)
         cells += cells_of(run, options.batch_sizes, interrupted)
     return document(options, runs, cells, time.time() - started, interrupted, complete=last is None,
-                    startup_s=startup_s)
+                    startup_s=startup_s, reference=_read(reference) if reference else None)

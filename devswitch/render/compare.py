@@ -87,8 +87,48 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
             rows[name].append(value)
     if results.mode == "training":
         del rows[f"model.predict {unit}/s"]  # a predict figure says nothing about training steps
+    rows.update(accuracy_rows(results, cells, notes))
     columns = [Column(f"batch {batch}")] + [Column(results.column(c), numeric=True) for c in cells]
     return Table.of(columns, [[name, *values] for name, values in rows.items()])
+
+
+def error_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "not finite" if value == float("inf") else f"{value:.1e}"
+
+
+def accuracy_rows(results: ResultSet, cells: list[Cell], notes: Footnotes) -> dict[str, list[str]]:
+    """The cost beside the speed: each column's distance from the strict float32 reference (no rows when
+    no cell was compared with one)."""
+    measured = [c.accuracy for c in cells if c.ok and c.accuracy]
+    if not measured:
+        return {}
+    if results.mode == "training":
+        rows: dict[str, list[str]] = {"loss vs fp32 reference": []}
+    else:
+        rows = {"rel. error vs fp32 (max / median)": []}
+        if any(a.get("top1_agreement") is not None for a in measured):
+            rows["top-1 agreement vs fp32"] = []
+    for c in cells:
+        acc = c.accuracy if c.ok else None
+        for name in rows:
+            if acc is None:
+                rows[name].append("-")
+            elif acc.get("status") != "ok":
+                rows[name].append(notes.mark(str(acc.get("status"))))
+            elif name.startswith("loss"):
+                loss, diff = acc.get("loss"), acc.get("loss_rel_diff")
+                rows[name].append("not finite" if loss is None else
+                                  f"{loss:.4g} ({error_text(diff)})")
+            elif name.startswith("rel."):
+                nonfinite = acc.get("nonfinite_samples") or 0
+                rows[name].append(f"not finite in {nonfinite}/{acc.get('samples')}" if nonfinite else
+                                  f"{error_text(acc.get('max_rel_error'))} / {error_text(acc.get('median_rel_error'))}")
+            else:
+                top1 = acc.get("top1_agreement")
+                rows[name].append("-" if top1 is None else f"{top1:.0%}")
+    return rows
 
 
 def preamble(results: ResultSet) -> list[str]:
@@ -105,6 +145,20 @@ def preamble(results: ResultSet) -> list[str]:
     lines = [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
              f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed samples, and "
              f"in brackets {what}; order statistics: distribution-free, assuming independent samples."]
+    ref = results.reference or {}
+    if ref.get("status") == "ok":
+        if results.mode == "training":
+            lines.append(f"Accuracy: every column starts from the same weights; the loss after a few SGD steps on "
+                         f"{ref.get('samples')} seeded samples, and in brackets its relative difference from the "
+                         f"reference's ({ref.get('backend')} cpu float32, {ref.get('math')} math).")
+        else:
+            lines.append(f"Accuracy: every column runs the same weights on the same {ref.get('samples')} seeded "
+                         f"inputs through its timed call path; its outputs against a strict float32 reference "
+                         f"({ref.get('backend')} cpu, {ref.get('math')} math): per sample ||y - y_ref|| / ||y_ref||, "
+                         "the largest and the median" + (", and how often the top-1 class agrees."
+                                                         if ref.get("classifier") else "."))
+    elif ref:
+        lines.append(f"Accuracy not measured: the reference run {ref.get('status')}.")
     rounds = results.options.get("rounds") or 1
     paired = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
     if paired:
@@ -170,6 +224,7 @@ CSV_FIELDS = ["backend", "device", "precision", "resolved_precision", "batch", "
               "throughput_overall", "predict_throughput", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
               "first_call_s", "achieved_gflops", "fraction_of_peak", "power_w", "energy_j", "per_watt",
               "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "speedup_ci_coverage", "speedup_rounds",
+              "max_rel_error", "median_rel_error", "top1_agreement", "loss", "loss_rel_diff", "accuracy_note",
               "power_note"]
 
 
@@ -178,6 +233,14 @@ def _speedup_columns(ratio) -> dict:
         return {}
     return {"speedup_ci_low": ratio.low, "speedup_ci_high": ratio.high, "speedup_ci_coverage": ratio.coverage,
             "speedup_rounds": ratio.rounds}
+
+
+def _accuracy_columns(acc) -> dict:
+    if not acc:
+        return {}
+    if acc.get("status") != "ok":
+        return {"accuracy_note": acc.get("status")}
+    return {k: acc.get(k) for k in ("max_rel_error", "median_rel_error", "top1_agreement", "loss", "loss_rel_diff")}
 
 
 def render_csv(results: ResultSet) -> str:
@@ -199,7 +262,7 @@ def render_csv(results: ResultSet) -> str:
                        fraction_of_peak=c.metric("fraction_of_peak"), power_w=c.metric("power"),
                        energy_j=c.metric("energy"), per_watt=c.metric("samples_per_watt"),
                        speedup_vs_baseline=results.speedup(c),
-                       **_speedup_columns(results.speedup_interval(c)),
+                       **_speedup_columns(results.speedup_interval(c)), **_accuracy_columns(c.accuracy),
                        power_note=(c.record.get("energy") or {}).get("reason") or "")
         writer.writerow(row)
     return out.getvalue()

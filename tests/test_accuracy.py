@@ -1,0 +1,131 @@
+"""Accuracy beside speed: the same weights and input against a strict float32 reference, and --max-error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import devswitch
+from devswitch import accuracy
+from devswitch.compare import Cell, ResultSet, recommend, recommendation_lines
+from devswitch.compare.resultset import Model
+from devswitch.models import mlp
+
+from conftest import clean_environ
+
+FAST = dict(warmup=1, iterations=2, peak_probe=False, predict_baseline=False, min_sample_s=0)
+
+
+@pytest.fixture(autouse=True)
+def applied(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    devswitch.reset()
+    devswitch.configure(device="cpu", report="off")
+    yield
+    devswitch.reset()
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    ref = accuracy.reference(mlp(), samples=16, about={"backend": keras.backend.backend(), "math": "ieee"})
+    path = tmp_path_factory.mktemp("reference") / "reference.npz"
+    ref.save(path)
+    return accuracy.Reference.load(path)  # through the file, as compare's workers get it
+
+
+def test_the_same_configuration_lands_on_the_reference_at_every_batch_size(reference):
+    assert reference.x.shape == (16, 784) and reference.outputs.shape == (16, 10) and reference.about["classifier"]
+    records = devswitch.benchmark(mlp(), batch_sizes=(1, 5, 32), reference=reference, **FAST)
+    for record in records:  # batch 5 feeds 16 samples as 4 calls, the last padded; batch 32 repeats them
+        acc = record.to_dict()["accuracy"]
+        assert acc["status"] == "ok" and acc["samples"] == 16 and acc["nonfinite_samples"] == 0
+        assert acc["max_rel_error"] <= 1e-6 and acc["top1_agreement"] == 1.0
+
+
+def test_half_precision_reports_its_error_and_a_float32_last_layer_is_measured_too(reference):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    (record,) = devswitch.benchmark(mlp(), batch_sizes=(8,), reference=reference, **FAST)
+    bf16 = record.accuracy
+    assert bf16["status"] == "ok" and 1e-4 < bf16["max_rel_error"] < 0.1  # bf16 keeps 8 bits of mantissa
+    assert bf16["median_rel_error"] <= bf16["max_rel_error"]
+
+    keras.config.set_dtype_policy("mixed_float16")
+    inputs = keras.Input((784,))
+    hidden = keras.layers.Dense(512, activation="relu")(inputs)
+    hidden = keras.layers.Dense(512, activation="relu")(hidden)
+    outputs = keras.layers.Dense(10, activation="softmax", dtype="float32")(hidden)  # the usual mixed recipe
+    model = keras.Model(inputs, outputs)
+    (record,) = devswitch.benchmark(model, batch_sizes=(8,), reference=reference, **FAST)
+    fp16 = record.accuracy
+    assert fp16["status"] == "ok" and 0 < fp16["max_rel_error"] < bf16["max_rel_error"]  # 11 bits beat 8
+
+
+def test_weights_that_do_not_fit_leave_the_timing_and_say_why(reference):
+    other = keras.Sequential([keras.Input((784,)), keras.layers.Dense(3)])
+    (record,) = devswitch.benchmark(other, batch_sizes=(2,), reference=reference, **FAST)
+    assert record.status == "ok" and record.samples_per_s > 0
+    assert record.accuracy["status"].startswith("unavailable: ValueError: the model's weights")
+    (missing,) = devswitch.benchmark(mlp(), batch_sizes=(2,), reference="no-such-reference.npz", **FAST)
+    assert missing.status == "ok" and missing.accuracy["status"].startswith("unavailable: no strict float32")
+
+
+def test_training_compares_the_loss_after_the_same_steps():
+    keras.utils.set_random_seed(0)
+    ref = accuracy.reference(mlp(), mode="training", samples=8)
+    assert ref.loss > 0 and ref.outputs is None and ref.labels.shape == (8,)
+    (record,) = devswitch.benchmark(mlp(), batch_sizes=(4,), mode="training", reference=ref, **FAST)
+    acc = record.accuracy
+    assert acc["status"] == "ok" and acc["loss_rel_diff"] <= 1e-5 and acc["reference_loss"] == ref.loss
+
+
+def _cell(precision: str, rate: float, error: float | None) -> Cell:
+    record = {"metrics": {"throughput": {"value": rate}},
+              "accuracy": None if error is None else {"status": "ok", "max_rel_error": error, "samples": 8}}
+    return Cell("tensorflow", "cpu", precision, 8, "ok", precision, record)
+
+
+def test_max_error_leaves_out_configurations_and_says_which_and_why():
+    cells = (_cell("fp32", 100.0, 1e-7), _cell("fp16", 300.0, 3e-2), _cell("bf16", 200.0, None))
+    options = {"batch_sizes": [8], "backends": ["tensorflow"], "baseline": "tensorflow cpu fp32"}
+    free = ResultSet(options=options, model=Model("m"), cells=cells)
+    assert recommend(free)[0].best.precision == "fp16"
+    bounded = ResultSet(options={**options, "max_error": 1e-2}, model=Model("m"), cells=cells)
+    (pick,) = recommend(bounded)
+    assert pick.best.precision == "fp32" and [c.precision for c, _ in pick.excluded] == ["fp16", "bf16"]
+    (line,) = recommendation_lines(bounded)
+    assert "Left out by --max-error 0.01: cpu fp16 (max relative error 3.0e-02 > 0.01); cpu bf16 (error not " \
+           "measured)" in line
+    none = ResultSet(options={**options, "max_error": 1e-9}, model=Model("m"), cells=cells)
+    assert recommendation_lines(none)[0].startswith("Recommendation, batch 8: none: no measured configuration")
+
+
+@pytest.mark.subprocess
+def test_compare_across_backends_shares_one_reference_and_max_error_excludes_bf16(tmp_path):
+    """One reference (JAX, the baseline's backend, strict float32) for JAX and PyTorch columns alike."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "devswitch", "compare", "mlp", "--backends", "jax,torch",
+                           "--devices", "cpu", "--precisions", "fp32,bf16", "--batch-sizes", "4", "--iterations", "2",
+                           "--warmup", "1", "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "8",
+                           "--max-error", "1e-3", "--out", str(out)],
+                          cwd=tmp_path, env=clean_environ(HOME=str(tmp_path)), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["reference"]["status"] == "ok" and doc["reference"]["backend"] == "jax"
+    errors = {(c["backend"], c["precision"]): c["record"]["accuracy"]["max_rel_error"] for c in doc["cells"]}
+    assert errors[("jax", "fp32")] <= 1e-6 and errors[("torch", "fp32")] <= 1e-5  # the same weights, moved
+    assert errors[("jax", "bf16")] > 1e-3 and errors[("torch", "bf16")] > 1e-3
+    markdown = (out / "results.md").read_text()
+    assert "| rel. error vs fp32 (max / median) |" in markdown and "| top-1 agreement vs fp32 |" in markdown
+    assert "Left out by --max-error 0.001: jax cpu bf16 (max relative error" in markdown
+    header = (out / "results.csv").read_text().splitlines()[0]
+    assert "max_rel_error" in header and "speedup_ci_low" in header
+    assert np.isfinite([errors[k] for k in errors]).all()
