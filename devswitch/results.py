@@ -68,6 +68,7 @@ class CallRecord:
     workers: int = 1
     applied_policy: str = ""       # the policy devswitch applied when the call ran ("" = none)
     backend: str = ""              # the Keras backend that ran the call
+    math: str = ""                 # the float32 math mode in force (plan.math: "ieee", "auto (tf32)"; "" = none applied)
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -80,7 +81,7 @@ class CallRecord:
             "type": "call", "kind": self.kind, "model": self.model, "status": self.status, "backend": self.backend,
             "started_at": self.started_at, "traced": self.traced,
             "device": self.device, "policy": self.policy, "compute_dtypes": list(self.compute_dtypes),
-            "applied_policy": self.applied_policy or None,
+            "applied_policy": self.applied_policy or None, "math": self.math or None,
             "replicas": self.replicas, "workers": self.workers,
             "metrics": {
                 "wall": metric(self.wall_s, "s"),
