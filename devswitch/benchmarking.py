@@ -63,6 +63,7 @@ class BenchmarkRecord:
     rounds: int = 1                               # the timed samples were taken in this many rounds
     accuracy: dict | None = None                  # outputs against a strict float32 reference (accuracy.py)
     samples: dict = field(default_factory=dict)   # round, start_s and seconds_per_step of every timed sample
+    math: str = ""                                # float32 math in force (plan.math), e.g. "ieee"; "" = no plan
 
     @property
     def samples_per_s(self) -> float | None:
@@ -86,6 +87,7 @@ class BenchmarkRecord:
         return {
             "type": "benchmark", "backend": self.backend, "model": self.model, "mode": self.mode, "batch": self.batch,
             "device": self.device, "policy": self.policy, "compute_dtype": self.compute_dtype,
+            "math": self.math or None,
             "status": self.status, "started_at": self.started_at, "versions": dict(self.versions),
             "training": dict(self.training) or None,
             "metrics": {
@@ -286,14 +288,16 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     def record(batch: int, predict: tuple[float | None, float | None] = (None, None)) -> BenchmarkRecord:
         if batch in failed:
             return BenchmarkRecord(label, mode, batch, device, policy, compute, f"failed: {failed[batch]}",
-                                   versions=env_versions, backend=backend_name)
+                                   versions=env_versions, backend=backend_name,
+                                   math=plan.math if plan and plan.backend == backend_name else "")
         m = measures[batch]
         reading = combined(m.readings) if make_meter else unavailable("energy measurement turned off")
         return BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", m.first_s, m.warmup, m.warm_s,
                                Summary.of(m.seconds, batch, m.k), predict[0], predict[1], flops, flops_note,
                                peak, peak_source, probe_s, reading, _host_rss_peak(), gpu_peaks.get(batch),
                                env_versions, backend_name, training, rounds=len(set(m.rounds)),
-                               samples=m.samples(), accuracy=deviations.get(batch))
+                               samples=m.samples(), accuracy=deviations.get(batch),
+                               math=plan.math if plan and plan.backend == backend_name else "")
 
     def guarded(batch: int, work: Callable[[], Any]) -> None:
         if batch in failed:

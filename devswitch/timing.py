@@ -229,6 +229,7 @@ class TimingCallback(keras.callbacks.Callback):
             batch_times_s=tuple(call["batches"]) if call["batches"] is not None else None,
             replicas=int(replicas), workers=_workers(model), applied_policy=session.policy or "",
             backend=keras.backend.backend(),
+            math=getattr(session.plan, "math", ""),  # the float32 math mode in force
         )
         self.records.append(record)
         if self.sink is SESSION:
