@@ -200,7 +200,7 @@ def started(tmp_path_factory):
     if all(backends.installed(n) for n in backends.NAMES):
         jobs["compare"] = (["-m", "devswitch", "compare", "mlp", "--backends", ",".join(backends.NAMES), "--devices",
                             "cpu", "--precisions", "fp32", "--batch-sizes", "8", "--iterations", "3", "--warmup", "1",
-                            "--no-peak-probe", "--no-predict-baseline", "--out", "out"], {})
+                            "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "8", "--out", "out"], {})
     with started_together(tmp_path_factory.mktemp("backends"), jobs) as wait:
         yield wait
 
@@ -241,6 +241,10 @@ def test_compare_across_the_three_backends(started):
                                                                    ("torch", "ok")]
     assert "| batch 8 | tensorflow cpu fp32 | jax cpu fp32 | torch cpu fp32 |" in done.stdout
     assert "speed-up vs tensorflow cpu fp32" in done.stdout
+    # one strict float32 reference (TensorFlow, the baseline's backend): its weights moved to JAX and PyTorch
+    assert doc["reference"]["status"] == "ok" and doc["reference"]["backend"] == "tensorflow"
+    errors = {c["backend"]: c["record"]["accuracy"]["max_rel_error"] for c in doc["cells"]}
+    assert errors["tensorflow"] <= 1e-6 and errors["jax"] <= 1e-5 and errors["torch"] <= 1e-5, errors
 
 
 def test_compare_marks_a_backend_that_is_not_installed_unavailable(monkeypatch, tmp_path):

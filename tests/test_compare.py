@@ -18,7 +18,7 @@ from conftest import SCRIPTS, clean_environ, started_together
 from devswitch.cli import main
 from devswitch.devices import detect_gpus
 
-TINY = ["--batch-sizes", "1,8", "--iterations", "3", "--warmup", "1", "--no-peak-probe"]
+TINY = ["--batch-sizes", "1,8", "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--accuracy-samples", "0"]
 
 
 def compare(*args: str, cwd, timeout=300, umask=None):
@@ -147,8 +147,8 @@ def test_interrupt_stops_cleanly_and_keeps_finished_rows(tmp_path, signum, round
     environ = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "devswitch", "compare", "mlp", "--devices", "cpu",
                              "--precisions", "fp32,bf16,fp16", "--batch-sizes", "4", "--iterations", "3",
-                             "--rounds", rounds, "--min-time", "9" if rounds != "1" else "60", "--no-peak-probe",
-                             "--no-predict-baseline", "--out", str(out)],
+                             "--rounds", rounds, "--min-time", "3" if rounds != "1" else "60", "--no-peak-probe",
+                             "--no-predict-baseline", "--accuracy-samples", "0", "--out", str(out)],
                             cwd=tmp_path, env=environ, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             preexec_fn=_as_from_a_terminal)
     lines: list[str] = []
@@ -156,8 +156,9 @@ def test_interrupt_stops_cleanly_and_keeps_finished_rows(tmp_path, signum, round
     reader.start()
     try:
         if rounds == "1":  # the first worker has built its model: its 60 s of measuring are under way
-            _wait_for(lambda: '"built"' in "".join(p.read_text() for p in out.glob(".devswitch-work-*/*.events.jsonl")),
-                      180, "the first configuration to build its model")
+            built = (lambda: '"built"' in "".join(p.read_text() for p in
+                                                  out.glob(".devswitch-work-*/tensorflow-*.events.jsonl")))
+            _wait_for(built, 180, "the first configuration (after the reference run) to build its model")
         else:  # every configuration has taken its turn in round 1 (3 s each): round 2 is under way
             _wait_for(lambda: any(line.startswith("[round 2]") for line in lines), 180, "round 2")
         proc.send_signal(signum)
@@ -229,7 +230,8 @@ def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_runn
         proc = subprocess.Popen([sys.executable, "-m", "devswitch", "compare", str(SCRIPTS / "slow_factory.py"),
                                  "--devices", "cpu", "--precisions", "fp32,fp16", "--batch-sizes", "2",
                                  "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--no-predict-baseline",
-                                 "--out", str(out)], cwd=tmp_path, env=environ, stdout=handle, stderr=handle)
+                                 "--rounds", "1", "--accuracy-samples", "0", "--out", str(out)],
+                                cwd=tmp_path, env=environ, stdout=handle, stderr=handle)
     try:
         def first_row_on_disk():
             try:
@@ -241,7 +243,8 @@ def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_runn
         _wait_for(first_row_on_disk, 180, "the fp32 row in results.json", log)
         (worker,) = _wait_for(lambda: _workers_of(out), 60, "the fp16 worker", log)
         # once it has said "spawned", it has set up its death signal and its parent watch
-        _wait_for(lambda: "spawned" in "".join(p.read_text() for p in out.glob(".devswitch-work-*/*.events.jsonl")),
+        _wait_for(lambda: "spawned" in "".join(p.read_text() for p in
+                                               out.glob(".devswitch-work-*/tensorflow-cpu-fp16.events.jsonl")),
                   60, "the fp16 worker to start", log)
         proc.kill()
         proc.wait(timeout=10)
@@ -474,7 +477,7 @@ def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch
     the same way: what was measured stays, the rest is 'not run (interrupted)'."""
     from devswitch.compare import ConfigRun, Options, matrix
 
-    def one_measured_batch(options, device, precision, workdir, progress, backend):
+    def one_measured_batch(options, device, precision, workdir, progress, backend, role="measure"):
         record = {"batch": 1, "status": "ok", "metrics": {"throughput": {"value": 10.0}}, "phases_s": {}}
         return ConfigRun(device, precision, backend, wall_s=1.0,
                          events=[{"event": "record", "record": record, "t": 0.0}]), False
@@ -483,7 +486,7 @@ def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch
         raise KeyboardInterrupt
 
     monkeypatch.setattr(matrix, "run_configuration", one_measured_batch)
-    options = Options("mlp", ("tensorflow",), ("cpu",), ("fp32", "fp16", "bf16"), (1,))
+    options = Options("mlp", ("tensorflow",), ("cpu",), ("fp32", "fp16", "bf16"), (1,), accuracy_samples=0)
     results = matrix.run_matrix(options, lambda line: None, tmp_path, on_update=interrupted_write)
     assert results.interrupted
     assert [c.status for c in results.cells] == ["ok", "not run (interrupted)", "not run (interrupted)"]

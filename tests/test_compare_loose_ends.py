@@ -41,6 +41,10 @@ def test_training_table_names_the_factory_its_loss_and_skips_gpus_known_to_be_ab
         in table and "3x the forward FLOPs" in table
     assert "`model.predict`" not in table
     doc = json.loads((out / "results.json").read_text())
+    # the loss after the same SGD steps from the shared weights: the same configuration as the reference
+    (cpu,) = [c for c in doc["cells"] if c["device"] == "cpu"]
+    assert doc["reference"]["status"] == "ok" and doc["reference"]["mode"] == "training"
+    assert cpu["record"]["accuracy"]["loss_rel_diff"] <= 1e-5 and "| loss vs fp32 reference |" in table
     import tensorflow as tf
 
     if tf.config.list_physical_devices("GPU"):  # TensorFlow's own answer, not devswitch's

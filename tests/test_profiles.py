@@ -515,7 +515,7 @@ def test_two_concurrent_compare_runs_save_both_profiles_into_the_parents_file(tm
     rc.write_text("# the project's settings\r\nthreads: 1\r\n")
     args = ["-m", "devswitch", "compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--batch-sizes", "2,4",
             "--iterations", "2", "--warmup", "0", "--no-peak-probe", "--no-predict-baseline", "--out", "out",
-            "--save-profile-anyway", "--save-profile"]
+            "--accuracy-samples", "0", "--save-profile-anyway", "--save-profile"]
     jobs = {"a": ([*args, "first"], {}), "b": ([*args, "second"], {})}
     with started_together(tmp_path, jobs) as wait:
         for name, profile in (("a", "first"), ("b", "second")):

@@ -191,7 +191,7 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     reference = None
     progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
              + ",".join(map(str, options.batch_sizes)))
-    if options.accuracy_samples:
+    if options.accuracy_samples and not backends.missing_reason(reference_config(options)[0]):
         config = reference_config(options)
         progress(f"[reference] {' '.join(config)}: strict float32 outputs of the shared weights on "
                  f"{options.accuracy_samples} seeded samples")

@@ -93,7 +93,8 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
         if name not in checked:
             checked[name] = {"value": None}
     record["metrics"] = checked
-    for key, kind in (("policy", str), ("energy", dict), ("training", dict), ("versions", dict), ("phases_s", dict)):
+    for key, kind in (("policy", str), ("energy", dict), ("training", dict), ("versions", dict), ("phases_s", dict),
+                      ("math", str)):
         r.get(record, key, where, kind, required=False)
     record["samples"] = _samples(r, record.get("samples"), f"{where}.samples")
     record["accuracy"] = _accuracy(r, record.get("accuracy"), f"{where}.accuracy")

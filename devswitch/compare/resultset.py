@@ -79,7 +79,18 @@ class Cell:
         label += f"{self.device} {self.precision}"
         if self.resolved and self.resolved != self.precision:
             label += f" ({self.resolved})"
+        if self.math:
+            label += f" ({self.math} math)"
         return label
+
+    @property
+    def math(self) -> str:
+        """The float32 math in force when it is not full float32 ("tf32", "ieee matmul, tf32 conv"); else ""."""
+        label = (self.record or {}).get("math")
+        if not isinstance(label, str):
+            return ""
+        in_force = label[len("auto ("):-1] if label.startswith("auto (") and label.endswith(")") else label
+        return "" if in_force == "ieee" else in_force
 
     def metric(self, name: str) -> float | None:
         value = (((self.record or {}).get("metrics") or {}).get(name) or {}).get("value")
