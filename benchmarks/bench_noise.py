@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
