@@ -23,8 +23,28 @@ def info_parser(sub) -> argparse.ArgumentParser:
     return parser
 
 
+def last_compare(folder: Path) -> dict | None:
+    """What the newest ``devswitch compare`` under ``folder/devswitch-results`` measured at its largest batch
+    size: each column's speed-up and error against the reference (None when there is none to read)."""
+    from ..compare import DEFAULT_ROOT, read
+    from ..errors import DevswitchError
+
+    found = sorted(Path(folder, DEFAULT_ROOT).glob("*/results.json"), key=lambda p: p.stat().st_mtime)[-1:]
+    if not found:
+        return None
+    found = [found[0].relative_to(folder)] if found[0].is_relative_to(folder) else found
+    try:
+        results = read(Path(folder, found[0]))
+    except DevswitchError as error:
+        return {"path": str(found[0]), "error": error.message}
+    batch = max(results.batch_sizes)
+    columns = [{"column": results.column(c), "speedup": results.speedup(c), "max_rel_error": c.error()}
+               for c in results.cells if c.batch == batch and c.ok]
+    return {"path": str(found[0]), "model": results.model.title, "batch": batch, "columns": columns}
+
+
 def collect_info(config: Config, inventory, versions: dict | None = None,
-                 environ: Mapping[str, str] | None = None) -> tuple[dict, int]:
+                 environ: Mapping[str, str] | None = None, measured: dict | None = None) -> tuple[dict, int]:
     """Everything ``info`` shows, as data. Returns (data, exit code). Pure given its arguments: the decision
     is ``decide()``'s, the same that ``import devswitch``, the compare worker and ``%devswitch`` apply."""
     import os
@@ -48,6 +68,7 @@ def collect_info(config: Config, inventory, versions: dict | None = None,
         "files": [f for f in config.files],
         "profiles": list(config.profiles),
         "config": config.to_dict(),
+        "measured": measured,
     }
     code = 0
     try:
@@ -128,6 +149,24 @@ def _tail_lines(data: dict) -> list[str]:
             lines.append(f"  {key:<14} {meaning}")
     for warning in data["warnings"]:
         lines.append(f"  warning: {warning}")
+    lines += _measured_lines(data.get("measured"))
+    return lines
+
+
+def _measured_lines(measured: dict | None) -> list[str]:
+    """What each choice cost and bought here, from the last compare (never a figure it did not measure)."""
+    if not measured:
+        return ["", "measured   nothing here yet: `devswitch compare` measures each choice's speed and its error "
+                    "against a strict float32 reference"]
+    if "error" in measured:
+        return ["", f"measured   cannot read {measured['path']}: {measured['error']}"]
+    lines = ["", f"measured   by the last compare here ({measured['path']}: {measured['model']}, batch "
+                 f"{measured['batch']}), against its baseline and a strict float32 reference"]
+    for col in measured["columns"]:
+        error = col["max_rel_error"]
+        shown = "not measured" if error is None else "not finite" if error == float("inf") else f"{error:.1e}"
+        speed = "-" if col["speedup"] is None else f"{col['speedup']:.2f}x"
+        lines.append(f"  {col['column']:<28} {speed:>7}  max rel. error {shown}")
     return lines
 
 
@@ -177,7 +216,7 @@ def info_command(args: argparse.Namespace) -> int:
             versions = library_versions(config.backend)
     else:
         versions = {"devswitch": sys.modules["devswitch"].__version__}
-    data, code = collect_info(config, inventory, versions)
+    data, code = collect_info(config, inventory, versions, measured=last_compare(Path.cwd()))
     reason = backends.missing_reason(config.backend)
     if reason and "error" not in data["resolved"]:
         data["resolved"] = {"error": f"backend={config.backend} ({config['backend'].location}): {reason}"}
