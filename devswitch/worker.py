@@ -194,6 +194,15 @@ def taking_turns(fd: int):
     return turn
 
 
+def applied_settings(asked: dict, config) -> dict:
+    """The varied settings as this worker's resolved configuration holds them ({name: {"value", "source"}}),
+    for its records: what was applied, not only what compare asked for."""
+    from .compare.axes import value_text
+
+    return {name: {"value": value_text(name, config[name].value), "source": config[name].source}
+            for name in asked}
+
+
 def make_reference(spec, model, plan: dict, emit) -> int:
     """The reference run: this model's weights, the seeded input and its strict float32 outputs (or loss),
     saved where the spec says for every other configuration to load."""
@@ -228,10 +237,15 @@ def main(spec_path: str) -> int:
         from . import session
         from .errors import DevswitchError, describe
 
-        explicit = {"device": spec.device, "precision": spec.precision, "fallback": "error",
+        # the varied settings (--vary) first: the ones compare fixes for every worker always win
+        explicit = {**spec.settings, "device": spec.device, "precision": spec.precision, "fallback": "error",
                     "report": "off", "backend": spec.backend}
+        from .config import explicit_layer
+
+        where = {key: f"devswitch compare ({'--vary ' + key if key in spec.settings else 'its column'})"
+                 for key in explicit}
         try:
-            plan = session.activate(explicit)
+            plan = session.activate(explicit_layer(explicit, where))
         except DevswitchError as error:
             from .devices import DeviceError
 
@@ -270,10 +284,12 @@ def main(spec_path: str) -> int:
             return make_reference(spec, model, context.get("plan") or {}, emit)
         from .benchmarking import benchmark
 
+        applied = applied_settings(spec.settings, session.config())
         turn = taking_turns(spec.turn_fd) if spec.rounds > 1 and spec.turn_fd is not None else None
         benchmark(model, batch_sizes=spec.batch_sizes, mode=spec.mode, warmup=spec.warmup,
                   iterations=spec.iterations, min_time=spec.min_time, predict_baseline=spec.predict_baseline,
-                  peak_probe=spec.peak_probe, on_record=lambda record: emit(p.RECORD, record=record.to_dict()),
+                  peak_probe=spec.peak_probe, on_record=lambda record: emit(p.RECORD, record={
+                      **record.to_dict(), **({"settings": applied} if applied else {})}),
                   rounds=spec.rounds, turn=turn, origin=spec.origin, reference=spec.reference)
         emit(p.DONE)
         if turn is not None:

@@ -477,7 +477,7 @@ def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch
     the same way: what was measured stays, the rest is 'not run (interrupted)'."""
     from devswitch.compare import ConfigRun, Options, matrix
 
-    def one_measured_batch(options, device, precision, workdir, progress, backend, role="measure"):
+    def one_measured_batch(options, device, precision, workdir, progress, backend, role="measure", settings=()):
         record = {"batch": 1, "status": "ok", "metrics": {"throughput": {"value": 10.0}}, "phases_s": {}}
         return ConfigRun(device, precision, backend, wall_s=1.0,
                          events=[{"event": "record", "record": record, "t": 0.0}]), False

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from ..errors import DevswitchError, UsageError
-from ..settings import Invalid
 from .common import _items, _number
 
 DEFAULT_ROUNDS = 6  # the fewest rounds whose paired speed-up interval reaches 95% coverage (1 - 2/2^6)
@@ -44,9 +43,18 @@ def compare_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--max-error", default="", metavar="X",
                         help="recommend only configurations whose maximum relative error against the reference "
                              "(training: of the loss) is at most X, e.g. 1e-2; the others are named with the reason")
+    parser.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                        help="one more axis: a setting and its values, each value a column beside every backend, "
+                             "device and precision, e.g. --vary xla=true,false --vary threads=1,2 (repeatable; "
+                             "settings that can vary: math, xla, threads, memory_growth, strategy, cpu_replicas)")
+    parser.add_argument("--maths", default="", metavar="M1,M2",
+                        help="float32 math modes as columns: short for --vary math=M1,M2 (auto, ieee, tf32, bf16)")
+    parser.add_argument("--yes", action="store_true",
+                        help="run a matrix of more than 32 configurations (refused without it, before anything runs)")
     parser.add_argument("--baseline", default="cpu/fp32",
                         help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
-                             "BACKEND/DEVICE/PRECISION (default cpu/fp32)")
+                             "BACKEND/DEVICE/PRECISION, then /KEY=VALUE for a varied setting (default cpu/fp32 and "
+                             "each varied setting's first value), e.g. cpu/fp32/xla=false")
     parser.add_argument("--out", default="", metavar="DIR",
                         help="output folder, checked before anything runs (default: a new folder "
                              "devswitch-results/<timestamp>, never overwritten); a DIR that already holds "
@@ -74,7 +82,10 @@ def options_from_args(args: argparse.Namespace):
     """Validate every option before anything runs; pure (the output folder is checked by prepare_output)."""
     import os
 
+    import math
+
     from ..compare import Options
+    from ..compare.axes import CONFIRM_ABOVE, parse_baseline, parse_vary
     from ..config import resolve
     from ..settings import BY_NAME, parse_device, parse_precision
 
@@ -89,18 +100,21 @@ def options_from_args(args: argparse.Namespace):
         raise UsageError("--devices: 'auto' is not a column", hint="name the devices: cpu,gpu")
     precisions = _items("--precisions", args.precisions, parse_precision)
     batches = _items("--batch-sizes", args.batch_sizes, lambda t: _number("--batch-sizes", t, int, 1))
-    parts = args.baseline.split("/")
-    base_backend = parts.pop(0) if len(parts) == 3 else chosen[0]
-    base_device, base_precision = (parts + [""])[:2] if len(parts) <= 2 else ("", "")
-    try:
-        base_device, base_precision = parse_device(base_device), parse_precision(base_precision)
-    except Invalid:
-        pass
-    baseline = (base_backend, base_device, base_precision)
-    if base_backend not in chosen or base_device not in devices or base_precision not in precisions:
-        raise UsageError(f"--baseline {args.baseline}: not one of the columns", hint="use DEVICE/PRECISION from "
-                         "--devices and --precisions (BACKEND/DEVICE/PRECISION with several --backends), e.g. "
-                         f"--baseline {devices[0]}/{precisions[0]}")
+    vary = list(args.vary)
+    if args.maths.strip():
+        if any(item.partition("=")[0].strip().lower() == "math" for item in vary):
+            raise UsageError("--maths and --vary math=... both name the math modes", hint="give one of them")
+        vary.append(f"math={args.maths}")
+    vary = parse_vary(vary) if vary else ()
+    baseline = parse_baseline(args.baseline, chosen, devices, precisions, vary)
+    configurations = len(chosen) * len(devices) * len(precisions) * math.prod(len(v) for _, v in vary)
+    if configurations > CONFIRM_ABOVE and not args.yes:
+        size = " x ".join(f"{len(values)} {name}" for name, values in
+                          [("backends", chosen), ("devices", devices), ("precisions", precisions), *vary])
+        raise UsageError(f"this compare is {configurations} configurations ({size}) x {len(batches)} batch "
+                         f"size(s) = {configurations * len(batches)} cells, more than {CONFIRM_ABOVE} "
+                         "configurations; nothing was run", hint="pass --yes to run it all the same, or compare "
+                         "fewer values")
     iterations = _number("--iterations", args.iterations, int, 1)
     max_error = _number("--max-error", args.max_error, float, 0) if args.max_error.strip() else None
     if max_error is not None and args.accuracy_samples.strip() in ("0", "0.0"):
@@ -119,7 +133,7 @@ def options_from_args(args: argparse.Namespace):
                    _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
                    not args.no_peak_probe, baseline, args.out, force=args.force, rounds=rounds,
                    accuracy_samples=_number("--accuracy-samples", args.accuracy_samples, int, 0),
-                   max_error=max_error)
+                   max_error=max_error, vary=vary)
 
 
 def compare_command(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ finished row. Workers die with this process, however it ends (see worker.die_wit
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Callable
 from .options import Options
 from . import protocol as p
 from .protocol import Spec, read_events
-from .resultset import Cell, Model, ResultSet
+from .resultset import Cell, Configuration, Model, ResultSet
 
 
 @dataclass
@@ -31,6 +32,11 @@ class ConfigRun:
     startup_s: float | None = None
     events: list = field(default_factory=list)
     log: str = ""
+    settings: tuple = ()          # the varied settings: ((name, value text), ...)
+
+    @property
+    def config(self) -> Configuration:
+        return Configuration(self.backend, self.device, self.precision, self.settings)
 
 
 def worker_env() -> dict:
@@ -43,20 +49,27 @@ def worker_env() -> dict:
 REFERENCE_FILE = "reference.npz"  # in the work folder: the shared weights, seeded input and reference outputs
 
 
-def reference_config(options: Options) -> tuple[str, str, str]:
-    """Where the strict float32 reference is computed: the baseline's backend, on the CPU, in float32."""
-    return options.baseline[0], "cpu", "fp32"
+def reference_config(options: Options) -> Configuration:
+    """Where the strict float32 reference is computed: the baseline's backend, on the CPU, in float32, with
+    every other setting as this project has it (nothing varied)."""
+    return Configuration(options.baseline.backend, "cpu", "fp32")
 
 
-def write_spec(options: Options, config: tuple[str, str, str], workdir: Path, role: str = "measure",
+def file_stem(config: Configuration, role: str = "measure") -> str:
+    """The name of a worker's spec, events and log files: its configuration, in characters any file system takes."""
+    name = ("reference-" if role == "reference" else "") + "-".join(config.words().split(" "))
+    return re.sub(r"[^A-Za-z0-9=._-]", "_", name)
+
+
+def write_spec(options: Options, config, workdir: Path, role: str = "measure",
                **more) -> tuple[Path, Path, Path]:
     """The spec of one worker (``role`` "reference": the reference run), and its events and log files."""
-    backend, device, precision = config
-    name = ("reference-" if role == "reference" else "") + f"{backend}-{device}-{precision}"
-    name = name.replace(":", "_").replace(",", "_")
-    events, spec, log = (workdir / f"{name}.{suffix}" for suffix in ("events.jsonl", "spec.json", "log"))
+    config = Configuration.of(config)
+    backend, device, precision, settings = config
+    events, spec, log = (workdir / f"{file_stem(config, role)}.{suffix}"
+                         for suffix in ("events.jsonl", "spec.json", "log"))
     reference = str(workdir / REFERENCE_FILE) if options.accuracy_samples else None
-    Spec(backend=backend, device=device, precision=precision, target=options.target,
+    Spec(backend=backend, device=device, precision=precision, settings=dict(settings), target=options.target,
          batch_sizes=tuple(options.batch_sizes), mode=options.mode, warmup=options.warmup,
          iterations=options.iterations, min_time=options.min_time, predict_baseline=options.predict_baseline,
          peak_probe=options.peak_probe, events=str(events), parent_pid=os.getpid(), role=role,
@@ -66,10 +79,11 @@ def write_spec(options: Options, config: tuple[str, str, str], workdir: Path, ro
 
 def run_configuration(options: Options, device: str, precision: str, workdir: Path,
                       progress: Callable[[str], None], backend: str = "tensorflow",
-                      role: str = "measure") -> tuple[ConfigRun, bool]:
-    """Run one worker; returns its run and whether the user interrupted."""
-    spec, events, log = write_spec(options, (backend, device, precision), workdir, role)
-    run = ConfigRun(device, precision, backend)
+                      role: str = "measure", settings: tuple = ()) -> tuple[ConfigRun, bool]:
+    """Run one worker (``settings``: the varied settings it applies); returns its run and whether the user
+    interrupted."""
+    spec, events, log = write_spec(options, (backend, device, precision, settings), workdir, role)
+    run = ConfigRun(device, precision, backend, settings=tuple(settings))
     started = time.time()
     interrupted = False
     seen = 0
@@ -157,7 +171,7 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
             status = f"failed: worker exited with code {crashed['returncode']}: {_last_error_line(run.log)}"
         else:
             status = "failed: no result (see the log)"
-        cells.append(Cell(run.backend, run.device, run.precision, batch, status, resolved, record))
+        cells.append(Cell.of(run.config, batch, status, resolved, record))
     return cells
 
 
@@ -174,65 +188,75 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
         from .rounds import run_interleaved
 
         return run_interleaved(options, progress, workdir, on_update)
-    configs = [(b, d, p) for b in options.backends for d in options.devices for p in options.precisions]
+    configs = options.configurations
     several = len(options.backends) > 1
 
-    def cell(backend, device, precision, batch, status):
-        return Cell(backend, device, precision, batch, status)
-
-    def name(backend, device, precision):
-        return f"{backend + ' ' if several else ''}{device} {precision}"
+    def cells(config, status):
+        return [Cell.of(config, b, status) for b in options.batch_sizes]
 
     started = time.time()
     runs: list[ConfigRun] = []
-    cells: list[Cell] = []
+    done: list[Cell] = []
     no_gpu: dict[str, str] = {}
     interrupted = False
     reference = None
-    progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
-             + ",".join(map(str, options.batch_sizes)))
-    if options.accuracy_samples and not backends.missing_reason(reference_config(options)[0]):
+    progress(f"devswitch compare: {options.target}, {options.mode}, {matrix_size(options)}")
+    if options.accuracy_samples and not backends.missing_reason(reference_config(options).backend):
         config = reference_config(options)
-        progress(f"[reference] {' '.join(config)}: strict float32 outputs of the shared weights on "
+        progress(f"[reference] {config.words()}: strict float32 outputs of the shared weights on "
                  f"{options.accuracy_samples} seeded samples")
         try:
-            reference, interrupted = run_configuration(options, *config[1:], workdir, progress, config[0],
-                                                       role="reference")
+            reference, interrupted = run_configuration(options, config.device, config.precision, workdir, progress,
+                                                       config.backend, role="reference")
         except KeyboardInterrupt:
             interrupted = True
-    for i, (backend, device, precision) in enumerate(configs):
+    for i, config in enumerate(configs):
         if interrupted:
-            cells += [cell(backend, device, precision, b, "not run (interrupted)") for b in options.batch_sizes]
+            done += cells(config, "not run (interrupted)")
             continue
-        before = len(cells)
+        before = len(done)
+        backend, device, precision, settings = config
         try:
-            left = ", ".join(name(*c) for c in configs[i + 1:]) or "none"
-            progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)} (then: {left})")
+            left = ", ".join(c.label(several) for c in configs[i + 1:]) or "none"
+            progress(f"[{i + 1}/{len(configs)}] {config.label(several)} (then: {left})")
             missing = backends.missing_reason(backend)
             if not missing and device != "cpu" and no_gpu.get(backend):
                 missing = no_gpu[backend]  # learnt once per backend, not paid again per configuration
             if missing:  # known without starting anything, like a GPU that is not there
                 progress(f"    unavailable: {missing}")
-                cells += [cell(backend, device, precision, b, f"unavailable: {missing}") for b in options.batch_sizes]
+                done += cells(config, f"unavailable: {missing}")
                 continue
-            run, interrupted = run_configuration(options, device, precision, workdir, progress, backend)
+            run, interrupted = run_configuration(options, device, precision, workdir, progress, backend,
+                                                 settings=settings)
             runs.append(run)
             seen = gpus_seen(run)
             if seen == 0:
                 no_gpu[backend] = no_gpu_reason(backend, device, precision)
-            cells += cells_of(run, options.batch_sizes, interrupted)
-            progress(f"[{i + 1}/{len(configs)}] {name(backend, device, precision)}: {run.wall_s:.1f} s")
+            done += cells_of(run, options.batch_sizes, interrupted)
+            progress(f"[{i + 1}/{len(configs)}] {config.label(several)}: {run.wall_s:.1f} s")
             if on_update and not interrupted and i + 1 < len(configs):
-                pending = [cell(*c, b, "not run (pending)") for c in configs[i + 1:] for b in options.batch_sizes]
-                on_update(document(options, runs, cells + pending, time.time() - started, False, complete=False,
+                pending = [cell for c in configs[i + 1:] for cell in cells(c, "not run (pending)")]
+                on_update(document(options, runs, done + pending, time.time() - started, False, complete=False,
                                    reference=reference))
         except KeyboardInterrupt:  # between workers, or while the rows so far were being written
             interrupted = True
             progress("interrupted: keeping every finished row")
-            if len(cells) == before:
-                cells += [cell(backend, device, precision, b, "interrupted") for b in options.batch_sizes]
+            if len(done) == before:
+                done += cells(config, "interrupted")
     total = time.time() - started
-    return document(options, runs, cells, total, interrupted, reference=reference)
+    return document(options, runs, done, total, interrupted, reference=reference)
+
+
+def matrix_size(options: Options) -> str:
+    """"4 configurations (1 device x 1 precision x xla 2 x threads 2) x 1 batch size (4) = 4 cells"."""
+    axes = [(len(options.backends), "backend"), (len(options.devices), "device"),
+            (len(options.precisions), "precision")]
+    parts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in axes if n > 1 or word != "backend"]
+    parts += [f"{name} {len(values)}" for name, values in options.vary]
+    configs, batches = len(options.configurations), len(options.batch_sizes)
+    return (f"{configs} configuration{'s' if configs != 1 else ''} ({' x '.join(parts)}) x {batches} batch "
+            f"size{'s' if batches != 1 else ''} ({','.join(map(str, options.batch_sizes))}) = "
+            f"{configs * batches} cells")
 
 
 def gpus_seen(run: ConfigRun) -> int | None:
@@ -286,8 +310,9 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
         startup += reference.wall_s
     breakdown = {
         "total_s": total,
-        "configurations": [{"backend": r.backend, "device": r.device, "precision": r.precision, "wall_s": r.wall_s,
-                            "startup_s": r.startup_s, "measured_s": _measured(r)} for r in runs],
+        "configurations": [{"backend": r.backend, "device": r.device, "precision": r.precision,
+                            "settings": dict(r.settings), "wall_s": r.wall_s, "startup_s": r.startup_s,
+                            "measured_s": _measured(r)} for r in runs],
         "sum_measured_s": measured,
         "sum_startup_s": startup,
         "overhead_ratio": total / (measured + startup) if measured + startup else None,
@@ -297,8 +322,8 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
                    "run) started side by side until the last was ready (the model built, the reference saved)"),
     }
     return ResultSet(
-        options={**{k: v for k, v in asdict(options).items() if k != "command"},
-                 "baseline": " ".join(options.baseline)},
+        options={**{k: v for k, v in asdict(options).items() if k not in ("command", "vary")},
+                 "baseline": options.baseline.words(), "vary": {name: list(values) for name, values in options.vary}},
         model=Model(target=options.target, name=built.get("model"), parameters=built.get("parameters"),
                     unit=built.get("unit", "samples")),
         cells=tuple(cells), environment=ready.get("environment"), config=ready.get("config"), timing=breakdown,

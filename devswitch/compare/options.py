@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from .axes import configurations
+from .resultset import Configuration
 
 RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png", "results.html")
 WORK_PREFIX = ".devswitch-work-"  # + this process's pid: the workers' spec, events and log files
@@ -29,7 +31,7 @@ class Options:
     min_time: float = 0.0
     predict_baseline: bool = True
     peak_probe: bool = True
-    baseline: tuple[str, str, str] = ("tensorflow", "cpu", "fp32")  # backend, device, precision
+    baseline: Configuration = Configuration("tensorflow", "cpu", "fp32")  # a plain 3-tuple is taken too
     out: str = ""                     # "" = a new folder devswitch-results/<timestamp>
     timeout: float = 3600.0
     force: bool = False               # overwrite results already in --out
@@ -37,6 +39,17 @@ class Options:
     rounds: int = 1                   # > 1: workers kept warm take turns, each round a share of the samples
     accuracy_samples: int = 32        # the strict float32 reference's seeded input (0: no accuracy rows)
     max_error: float | None = None    # the recommendation considers only cells within this error
+    vary: tuple = ()                  # ((setting, (value text, ...)), ...): more axes, after the precisions
+
+    def __post_init__(self):
+        base = Configuration.of(self.baseline)  # a varied setting it does not name: its first value
+        settings = {**{name: values[0] for name, values in self.vary}, **dict(base.settings)}
+        object.__setattr__(self, "baseline", base._replace(settings=tuple(settings.items())))
+
+    @property
+    def configurations(self) -> list[Configuration]:
+        """Every column, in order: backends x devices x precisions x each varied setting's values."""
+        return configurations(self.backends, self.devices, self.precisions, self.vary)
 
 
 @dataclass(frozen=True)

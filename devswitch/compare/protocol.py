@@ -6,7 +6,7 @@ Both sides use these definitions, so a field renamed on one side cannot go unnot
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 # What a worker appends to its events file, one JSON object per line, each with "event" and "t":
@@ -46,6 +46,7 @@ class Spec:
     role: str = "measure"        # or "reference": compute the strict float32 reference, save it, end
     reference: str | None = None  # the reference's .npz: written by the reference run, read by the others
     accuracy_samples: int = 32   # the reference's seeded input
+    settings: dict = field(default_factory=dict)  # the varied settings to apply: {name: value text} (--vary)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -36,8 +36,9 @@ class Pick:
     excluded: tuple = ()         # (cell, why) left out by --max-error
 
     def switch(self, several_backends: bool) -> dict[str, str]:
-        """The settings that select this configuration (half is kept as half: it means the same there)."""
-        chosen = {"device": self.best.device, "precision": self.best.precision}
+        """The settings that select this configuration (half is kept as half: it means the same there), with
+        every setting the compare varied, at the winner's value."""
+        chosen = {"device": self.best.device, "precision": self.best.precision, **dict(self.best.settings)}
         return {"backend": self.best.backend, **chosen} if several_backends else chosen
 
     @property
@@ -95,7 +96,7 @@ def within_error(cells: list[Cell], limit: float | None) -> tuple[list[Cell], li
 
 def switch_text(settings: dict[str, str]) -> str:
     flags = ",".join(f"{k}={v}" for k, v in settings.items())
-    options = " ".join(f"--{k} {v}" for k, v in settings.items())
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
     return f"`DEVSWITCH_FLAGS=\"{flags}\" python train.py` or `devswitch run {options} train.py`"
 
 

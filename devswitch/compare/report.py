@@ -101,7 +101,8 @@ def _identity(results: ResultSet) -> dict[str, str]:
 
 
 def compare(a: ResultSet, b: ResultSet, fail_above: float | None = None) -> Comparison:
-    """Pair the cells of A and B by (backend, device, precision, batch); refuse sets of different things."""
+    """Pair the cells of A and B by their full key (backend, device, precision, the varied settings, batch);
+    refuse sets of different things."""
     ida, idb = _identity(a), _identity(b)
     differ = [f"{k} {ida[k]!r} in A, {idb[k]!r} in B" for k in ida if ida[k] != idb[k]]
     if differ:

@@ -13,7 +13,10 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from .resultset import MAX_BYTES, MAX_CELLS, MAX_DEPTH, SCHEMA_VERSION, Cell, Model, ResultFileError, ResultSet
+from ..settings import Invalid
+from .axes import MAX_VALUES, MAX_VARIED, VARIABLE, canonical
+from .resultset import (MAX_BYTES, MAX_CELLS, MAX_DEPTH, SCHEMA_VERSION, Cell, Configuration, Model, ResultFileError,
+                        ResultSet)
 
 
 class _Reader:
@@ -156,6 +159,47 @@ def _timing(r: _Reader, timing: Mapping) -> dict:
     return out
 
 
+def _value(r: _Reader, name: str, value: Any, where: str) -> str:
+    """One varied setting's value: a setting compare varies, a string its own parser takes, as devswitch
+    writes it."""
+    from ..errors import quote
+
+    if name not in VARIABLE:
+        raise r.fail(where, f"{quote(name)} is not a setting compare varies (" + ", ".join(VARIABLE) + ")")
+    if not isinstance(value, str):
+        raise r.fail(where, f"expected string, found {type(value).__name__}")
+    try:
+        text = canonical(name, value)
+    except Invalid as error:
+        raise r.fail(where, f"{quote(value)}: expected {error.expected}") from None
+    if text != value:
+        raise r.fail(where, f"{quote(value)}: devswitch writes it {text!r}")
+    return text
+
+
+def _settings(r: _Reader, raw: Mapping, where: str) -> tuple:
+    """A cell's varied settings, ((name, value), ...) in the file's order: at most MAX_VARIED, each checked."""
+    if len(raw) > MAX_VARIED:
+        raise r.fail(where, f"{len(raw)} settings, more than {MAX_VARIED}")
+    return tuple((name, _value(r, name, value, f"{where}.{name}")) for name, value in raw.items())
+
+
+def _vary(r: _Reader, raw: Any) -> dict:
+    """options.vary: {name: [value, ...]} (absent in files written before --vary: {})."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise r.fail("options.vary", f"expected an object, found {type(raw).__name__}")
+    if len(raw) > MAX_VARIED:
+        raise r.fail("options.vary", f"{len(raw)} settings, more than {MAX_VARIED}")
+    out = {}
+    for name, values in raw.items():
+        if not isinstance(values, list) or not 0 < len(values) <= MAX_VALUES:
+            raise r.fail(f"options.vary.{name}", f"expected an array of 1 to {MAX_VALUES} values")
+        out[name] = [_value(r, name, v, f"options.vary.{name}[{i}]") for i, v in enumerate(values)]
+    return out
+
+
 def from_json(doc: Any, file: str = "results.json") -> ResultSet:
     """Validate a parsed results.json and build the result set (ResultFileError naming the field if not)."""
     r = _Reader(file)
@@ -176,12 +220,13 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
         raise r.fail("options.backends", "expected an array of names")
     options["backends"] = backends
     baseline = r.get(options, "baseline", "options", str, required=False, default="tensorflow cpu fp32")
-    parts = baseline.split(" ")
-    if len(parts) == 2:  # devswitch 0.1: no backend in the key
-        parts = ["tensorflow", *parts]
-    if len(parts) != 3:
-        raise r.fail("options.baseline", f"expected 'BACKEND DEVICE PRECISION', found {baseline!r}")
-    options["baseline"] = " ".join(parts)
+    try:  # devswitch 0.1 wrote "DEVICE PRECISION": tensorflow is its backend
+        base = Configuration.from_words(baseline)
+        _settings(r, dict(base.settings), "options.baseline")
+    except ValueError as error:
+        raise r.fail("options.baseline", str(error)) from None
+    options["baseline"] = base.words()
+    options["vary"] = _vary(r, options.get("vary"))
     r.get(options, "mode", "options", str, required=False)
     rounds = r.get(options, "rounds", "options", int, required=False, default=1)
     if rounds < 1:
@@ -207,11 +252,15 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
         raw = c.get("record") if version >= 2 else (next(old_records, None) if status == "ok" else None)
         record, why = _record(r, raw, f"{where}.record" if version >= 2 else f"records[{i}]") \
             if raw is not None else (None, "failed: no record" if status == "ok" else "")
+        settings = _settings(r, r.get(c, "settings", where, dict, required=False, default={}), f"{where}.settings")
         cells.append(Cell(backend=r.get(c, "backend", where, str, required=False, default="tensorflow"),
                           device=r.get(c, "device", where, str), precision=r.get(c, "precision", where, str),
                           batch=batch, status=why if why and status == "ok" else status,
                           resolved=r.get(c, "resolved_precision", where, str, required=False, default=""),
-                          record=record))
+                          record=record, settings=settings))
+        if [k for k, _ in settings] != [k for k, _ in cells[0].settings]:
+            raise r.fail(f"{where}.settings", "varies " + (", ".join(k for k, _ in settings) or "nothing")
+                         + " where cells[0] varies " + (", ".join(k for k, _ in cells[0].settings) or "nothing"))
     seen: set = set()
     for i, c in enumerate(cells):
         if c.key in seen:

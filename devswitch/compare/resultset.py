@@ -1,5 +1,6 @@
-"""A compare result set as typed data: cells keyed by backend x device x precision x batch, and the one
-schema of results.json (``ResultSet.to_json``; ``resultfile`` reads it back, bounded and validated)."""
+"""A compare result set as typed data: cells keyed by configuration (backend x device x precision x the
+varied settings) and batch, and the one schema of results.json (``ResultSet.to_json``; ``resultfile`` reads
+it back, bounded and validated)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,49 @@ class ResultFileError(UsageError):
     """A results file that cannot be read as a devswitch result set (exit code 2)."""
 
 
+Settings = tuple  # ((name, value), ...): the varied settings of a configuration, in the order --vary gave them
+
+
+class Configuration(NamedTuple):
+    """One column of a compare: what a worker runs. ``settings``: the varied settings, as (name, value text)
+    pairs in the order they were given (empty when nothing varies)."""
+
+    backend: str
+    device: str
+    precision: str
+    settings: Settings = ()
+
+    @classmethod
+    def of(cls, config) -> "Configuration":
+        """A Configuration from one, or from a plain (backend, device, precision[, settings]) tuple."""
+        if isinstance(config, cls):
+            return config
+        backend, device, precision, *rest = config
+        return cls(backend, device, precision, tuple(tuple(pair) for pair in (rest[0] if rest else ())))
+
+    def label(self, several_backends: bool = False) -> str:
+        """"cpu fp32 xla=true" (the backend first when several are compared)."""
+        text = f"{self.backend} " if several_backends else ""
+        return text + " ".join([self.device, self.precision, *(f"{k}={v}" for k, v in self.settings)])
+
+    def words(self) -> str:
+        """The configuration in one line without spaces inside a part: results.json's ``baseline``."""
+        return " ".join([self.backend, self.device, self.precision, *(f"{k}={v}" for k, v in self.settings)])
+
+    @classmethod
+    def from_words(cls, text: str) -> "Configuration":
+        """The inverse of ``words`` (devswitch 0.1 wrote "DEVICE PRECISION": tensorflow is its backend);
+        ValueError when it is not one."""
+        parts = text.split(" ")
+        count = next((i for i, part in enumerate(parts) if "=" in part), len(parts))
+        head, pairs = parts[:count], [part.partition("=") for part in parts[count:]]
+        if len(head) == 2:
+            head = ["tensorflow", *head]
+        if len(head) != 3 or not all(head) or any(not k or not sep or not v for k, sep, v in pairs):
+            raise ValueError(f"expected 'BACKEND DEVICE PRECISION [KEY=VALUE ...]', found {text!r}")
+        return cls(*head, tuple((k, v) for k, _, v in pairs))
+
+
 class Key(NamedTuple):
     """What identifies a cell: the configuration and the batch size."""
 
@@ -30,13 +74,19 @@ class Key(NamedTuple):
     device: str
     precision: str
     batch: int
+    settings: Settings = ()
+
+    @classmethod
+    def of(cls, config, batch: int) -> "Key":
+        config = Configuration.of(config)
+        return cls(config.backend, config.device, config.precision, batch, config.settings)
 
     @property
-    def config(self) -> tuple[str, str, str]:
-        return self.backend, self.device, self.precision
+    def config(self) -> Configuration:
+        return Configuration(self.backend, self.device, self.precision, self.settings)
 
     def label(self) -> str:
-        return f"{self.backend} {self.device} {self.precision} batch {self.batch}"
+        return f"{self.config.words()} batch {self.batch}"
 
 
 class Interval(NamedTuple):
@@ -52,7 +102,7 @@ class Interval(NamedTuple):
 
 @dataclass(frozen=True)
 class Cell:
-    """One (backend, device, precision, batch) result: measured (``record``), or why not (``status``)."""
+    """One (configuration, batch) result: measured (``record``), or why not (``status``)."""
 
     backend: str
     device: str
@@ -61,36 +111,50 @@ class Cell:
     status: str                       # ok | unavailable: ... | failed: ... | interrupted | not run (...)
     resolved: str = ""                # the precision actually run (half -> bf16 ...)
     record: Mapping | None = None     # the worker's benchmark record, as written
+    settings: Settings = ()           # the varied settings of its configuration: ((name, value), ...)
+
+    @classmethod
+    def of(cls, config, batch: int, status: str, resolved: str = "", record: Mapping | None = None) -> "Cell":
+        config = Configuration.of(config)
+        return cls(config.backend, config.device, config.precision, batch, status, resolved, record,
+                   config.settings)
 
     @property
     def key(self) -> Key:
-        return Key(self.backend, self.device, self.precision, self.batch)
+        return Key(self.backend, self.device, self.precision, self.batch, self.settings)
 
     @property
-    def config(self) -> tuple[str, str, str]:
-        return self.backend, self.device, self.precision
+    def config(self) -> Configuration:
+        return Configuration(self.backend, self.device, self.precision, self.settings)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.record is not None and self.metric("throughput") is not None
 
     def column(self, several_backends: bool = False) -> str:
-        label = f"{self.backend} " if several_backends else ""
-        label += f"{self.device} {self.precision}"
+        label = self.config.label(several_backends)
         if self.resolved and self.resolved != self.precision:
             label += f" ({self.resolved})"
-        if self.math:
+        asked = dict(self.settings).get("math")
+        if asked is not None:  # math varies: the column names the mode asked for; say so when another is in force
+            if self.in_force and self.in_force != asked:
+                label += f" ({self.in_force} in force)"
+        elif self.math:
             label += f" ({self.math} math)"
         return label
 
     @property
-    def math(self) -> str:
-        """The float32 math in force when it is not full float32 ("tf32", "ieee matmul, tf32 conv"); else ""."""
+    def in_force(self) -> str:
+        """The float32 math the record says was in force ("ieee", "tf32", ...; "" when it says nothing)."""
         label = (self.record or {}).get("math")
         if not isinstance(label, str):
             return ""
-        in_force = label[len("auto ("):-1] if label.startswith("auto (") and label.endswith(")") else label
-        return "" if in_force == "ieee" else in_force
+        return label[len("auto ("):-1] if label.startswith("auto (") and label.endswith(")") else label
+
+    @property
+    def math(self) -> str:
+        """The float32 math in force when it is not full float32 ("tf32", "ieee matmul, tf32 conv"); else ""."""
+        return "" if self.in_force == "ieee" else self.in_force
 
     def metric(self, name: str) -> float | None:
         value = (((self.record or {}).get("metrics") or {}).get(name) or {}).get("value")
@@ -177,13 +241,18 @@ class ResultSet:
         return self.options.get("mode", "inference")
 
     @property
-    def baseline(self) -> tuple[str, str, str]:
-        return tuple(self.options["baseline"].split(" "))  # type: ignore[return-value]
+    def baseline(self) -> Configuration:
+        return Configuration.from_words(self.options["baseline"])
 
     @property
-    def configs(self) -> list[tuple[str, str, str]]:
+    def configs(self) -> list[Configuration]:
         """The configurations in the order they were run."""
         return list(dict.fromkeys(c.config for c in self.cells))
+
+    @property
+    def varied(self) -> tuple[str, ...]:
+        """The names of the settings varied beside backend, device and precision (--vary), in their order."""
+        return tuple(dict.fromkeys(name for c in self.cells for name, _ in c.settings))
 
     @functools.cached_property
     def _index(self) -> dict[Key, Cell]:
@@ -192,8 +261,10 @@ class ResultSet:
     def by_key(self) -> dict[Key, Cell]:
         return dict(self._index)
 
-    def cell(self, config: tuple[str, str, str], batch: int) -> Cell | None:
-        return self._index.get(Key(*config, batch))
+    def cell(self, config, batch: int) -> Cell | None:
+        """The cell of a configuration (a ``Configuration``, or a plain (backend, device, precision) tuple when
+        nothing varies) at a batch size."""
+        return self._index.get(Key.of(config, batch))
 
     def column(self, cell: Cell) -> str:
         return cell.column(self.several_backends)
@@ -233,7 +304,7 @@ class ResultSet:
             "interrupted": self.interrupted,
             "complete": self.complete,
             "cells": [{"backend": c.backend, "device": c.device, "precision": c.precision,
-                       "resolved_precision": c.resolved, "batch": c.batch, "status": c.status,
+                       "settings": dict(c.settings), "resolved_precision": c.resolved, "batch": c.batch, "status": c.status,
                        "speedup": self._speedup_json(c), "record": c.record} for c in self.cells],
             "timing": dict(self.timing),
             "reference": dict(self.reference) if self.reference else None,
@@ -245,7 +316,7 @@ class ResultSet:
         if value is None:
             return None
         ratio = self.speedup_interval(cell)
-        return {"vs": " ".join(self.baseline), "value": value, "ci": [ratio.low, ratio.high] if ratio else None,
+        return {"vs": self.baseline.words(), "value": value, "ci": [ratio.low, ratio.high] if ratio else None,
                 "ci_coverage": ratio.coverage if ratio else None, "rounds": ratio.rounds if ratio else None,
                 "method": "median of per-round ratios of median throughput, order-statistics interval" if ratio
                 else "ratio of median throughputs (no shared rounds: no interval)"}

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import protocol as p
-from .matrix import (ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress,
-                     worker_env, write_spec)
+from .matrix import (ConfigRun, cells_of, document, gpus_seen, matrix_size, no_gpu_reason, reference_config,
+                     report_progress, worker_env, write_spec)
 from .options import Options
 from .protocol import read_events
-from .resultset import Cell, ResultSet
+from .resultset import Cell, Configuration, ResultSet
 
 
 @dataclass
@@ -41,13 +41,13 @@ class _Worker:
     alive: bool = True          # still taking turns
 
     @property
-    def config(self) -> tuple[str, str, str]:
-        return self.run.backend, self.run.device, self.run.precision
+    def config(self) -> Configuration:
+        return self.run.config
 
 
-def _start(options: Options, config: tuple[str, str, str], workdir: Path, origin: float,
+def _start(options: Options, config: Configuration, workdir: Path, origin: float,
            role: str = "measure") -> _Worker:
-    backend, device, precision = config
+    backend, device, precision, settings = config
     read_end, write_end = os.pipe()
     spec, events, log = write_spec(options, config, workdir, role, rounds=options.rounds, origin=origin,
                                    turn_fd=write_end)
@@ -60,7 +60,7 @@ def _start(options: Options, config: tuple[str, str, str], workdir: Path, origin
                                     start_new_session=True, pass_fds=(write_end,))
     finally:
         os.close(write_end)  # the worker holds it now: its end (even by a crash) is our end of file
-    return _Worker(ConfigRun(device, precision, backend), proc, read_end, events, log, started)
+    return _Worker(ConfigRun(device, precision, backend, settings=settings), proc, read_end, events, log, started)
 
 
 def _wait_done(worker: _Worker, deadline: float) -> bool:
@@ -114,28 +114,27 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
     """Run every configuration in ``options.rounds`` interleaved rounds; the result set, as run_matrix's."""
     from .. import backends
 
-    configs = [(b, d, pr) for b in options.backends for d in options.devices for pr in options.precisions]
+    configs = options.configurations
     several = len(options.backends) > 1
 
-    def name(config) -> str:
-        backend, device, precision = config
-        return f"{backend + ' ' if several else ''}{device} {precision}"
+    def name(config: Configuration) -> str:
+        return config.label(several)
 
     started = time.time()
     deadline = started + options.timeout
-    early: dict[tuple[str, str, str], list[Cell]] = {}
+    early: dict[Configuration, list[Cell]] = {}
     workers: list[_Worker] = []
     interrupted = False
     startup_s = None
-    progress(f"devswitch compare: {options.target}, {options.mode}, {len(configs)} configuration(s) x batch sizes "
-             + ",".join(map(str, options.batch_sizes)) + f", {options.rounds} rounds taken in turn "
+    progress(f"devswitch compare: {options.target}, {options.mode}, {matrix_size(options)}, {options.rounds} "
+             "rounds taken in turn "
              "(--rounds 1: one configuration after another, one process at a time)")
     waiting: list[_Worker] = []
     reference: _Worker | None = None
 
     def unavailable(config, reason: str) -> None:
         progress(f"{name(config)}: unavailable: {reason}")
-        early[config] = [Cell(*config, b, f"unavailable: {reason}") for b in options.batch_sizes]
+        early[config] = [Cell.of(config, b, f"unavailable: {reason}") for b in options.batch_sizes]
 
     try:
         # A GPU configuration waits for a CPU one of its backend to say whether there is a GPU at all, so that
@@ -144,10 +143,10 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
         deferred = [c for c in configs if c[1] != "cpu" and c[0] in on_cpu]
         if options.accuracy_samples:  # the strict float32 reference, computed while the others start
             config = reference_config(options)
-            if not backends.missing_reason(config[0]):
+            if not backends.missing_reason(config.backend):
                 reference = _start(options, config, workdir, started, role="reference")
         for config in configs:
-            missing = backends.missing_reason(config[0])
+            missing = backends.missing_reason(config.backend)
             if missing:  # known without starting anything
                 unavailable(config, missing)
             elif config not in deferred:
@@ -161,14 +160,14 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
             w.alive = _wait_done(w, deadline)
             w.seen = report_progress(w.events, w.seen,
                                      lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
-            if w.config[1] != "cpu":
+            if w.config.device != "cpu":
                 continue
             w.run.events = read_events(w.events)[0]
             gpus = gpus_seen(w.run)
-            for config in [c for c in deferred if c[0] == w.config[0]]:
+            for config in [c for c in deferred if c.backend == w.config.backend]:
                 deferred.remove(config)
                 if gpus == 0:
-                    unavailable(config, no_gpu_reason(*config[:1], *w.config[1:]))
+                    unavailable(config, no_gpu_reason(config.backend, w.config.device, w.config.precision))
                 else:
                     waiting.append(_start(options, config, workdir, started))
         workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
@@ -223,10 +222,10 @@ def _collect(options: Options, configs: list, early: dict, workers: list[_Worker
             continue
         w = by_config.get(config)
         if w is None:  # interrupted before it was started
-            cells += [Cell(*config, b, "not run (interrupted)") for b in options.batch_sizes]
+            cells += [Cell.of(config, b, "not run (interrupted)") for b in options.batch_sizes]
             continue
         if pending:
-            cells += [Cell(*config, b, "not run (pending)") for b in options.batch_sizes]
+            cells += [Cell.of(config, b, "not run (pending)") for b in options.batch_sizes]
             continue
         pending = w is last
         run = _read(w)

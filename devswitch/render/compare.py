@@ -58,8 +58,7 @@ class Footnotes:
 
 
 def baseline_label(results: ResultSet) -> str:
-    base = results.baseline
-    return " ".join(base if results.several_backends else base[1:])
+    return results.baseline.label(results.several_backends)
 
 
 def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
@@ -243,13 +242,19 @@ def _accuracy_columns(acc) -> dict:
     return {k: acc.get(k) for k in ("max_rel_error", "median_rel_error", "top1_agreement", "loss", "loss_rel_diff")}
 
 
+def csv_fields(results: ResultSet) -> list[str]:
+    """CSV_FIELDS with one column per varied setting after the precision (none when nothing varies)."""
+    at = CSV_FIELDS.index("precision") + 1
+    return [*CSV_FIELDS[:at], *results.varied, *CSV_FIELDS[at:]]
+
+
 def render_csv(results: ResultSet) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, csv_fields(results), lineterminator="\n")
     writer.writeheader()
     for c in results.cells:
-        row = {"backend": c.backend, "device": c.device, "precision": c.precision, "resolved_precision": c.resolved,
-               "batch": c.batch, "status": c.status}
+        row = {"backend": c.backend, "device": c.device, "precision": c.precision, **dict(c.settings),
+               "resolved_precision": c.resolved, "batch": c.batch, "status": c.status}
         if c.ok:
             ci = c.interval or (None, None, None)
             row.update(policy=c.record.get("policy"), throughput=c.metric("throughput"), throughput_ci_low=ci[0],
@@ -305,8 +310,9 @@ def render_html(results: ResultSet, png: bytes | None) -> str:
     if config:
         rows = [(k, *((v.get(f) for f in ("value", "source", "location")) if isinstance(v, dict) else (v, "", "")))
                 for k, v in config.items()]
-        parts.append("<h2>Configuration (of the first configuration run; compare sets backend, device, precision "
-                     "per column)</h2>" + html_table.render(Table.of(["key", "value", "source", "location"], rows)))
+        varied = "".join(f", {name}" for name in results.varied)
+        parts.append("<h2>Configuration (of the first configuration run; compare sets backend, device, precision"
+                     f"{html.escape(varied)} per column)</h2>" + html_table.render(Table.of(["key", "value", "source", "location"], rows)))
     parts.append("<p><small>command: " + html.escape(" ".join(results.command)) + "</small></p></body></html>")
     return "\n".join(parts) + "\n"
 
