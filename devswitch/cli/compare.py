@@ -100,12 +100,7 @@ def options_from_args(args: argparse.Namespace):
         raise UsageError("--devices: 'auto' is not a column", hint="name the devices: cpu,gpu")
     precisions = _items("--precisions", args.precisions, parse_precision)
     batches = _items("--batch-sizes", args.batch_sizes, lambda t: _number("--batch-sizes", t, int, 1))
-    vary = list(args.vary)
-    if args.maths.strip():
-        if any(item.partition("=")[0].strip().lower() == "math" for item in vary):
-            raise UsageError("--maths and --vary math=... both name the math modes", hint="give one of them")
-        vary.append(f"math={args.maths}")
-    vary = parse_vary(vary) if vary else ()
+    vary = parse_vary(args.vary, args.maths)
     baseline = parse_baseline(args.baseline, chosen, devices, precisions, vary)
     configurations = len(chosen) * len(devices) * len(precisions) * math.prod(len(v) for _, v in vary)
     if configurations > CONFIRM_ABOVE and not args.yes:

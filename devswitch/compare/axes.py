@@ -66,42 +66,49 @@ def refusal(name: str) -> str | None:
             + "; settings that can vary: " + ", ".join(VARIABLE))
 
 
-def parse_vary(items: Iterable[str], option: str = "--vary") -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """``KEY=V1,V2`` items -> ((key, (value text, ...)), ...) in the order given; UsageError (exit 2) naming the
-    option, the key, the bad value and the allowed values for anything it cannot take."""
+def parse_vary(items: Iterable[str], maths: str = "") -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``--vary KEY=V1,V2`` items (and ``--maths M1,M2``, the same as --vary math=M1,M2, last) -> ((key, (value
+    text, ...)), ...) in the order given; UsageError (exit 2) naming the option, the key, the bad value and the
+    allowed values for anything it cannot take."""
     out: dict[str, tuple[str, ...]] = {}
-    for item in items:
+    items = [(item, "--vary") for item in items] + ([(f"math={maths}", "--maths")] if maths.strip() else [])
+    for item, option in items:
         key, sep, values = item.partition("=")
         key = key.strip().lower().replace("-", "_")
         if not sep or not key:
             raise UsageError(f"{option} {quote(item)}: expected KEY=VALUE1,VALUE2", hint="e.g. --vary xla=true,false")
         why = refusal(key)
         if why:
-            raise UsageError(why if option == "--vary" else f"{option}: {why}",
-                             hint="vary one of: " + ", ".join(VARIABLE))
+            raise UsageError(why, hint="vary one of: " + ", ".join(VARIABLE))
+        if key in out and option == "--maths":
+            raise UsageError("--maths and --vary math=... both name the math modes", hint="give one of them")
+        if option == "--maths":
+            item = values  # its messages name --maths and what was given to it
+        else:
+            option = f"--vary {key}"
         if key in out:
-            raise UsageError(f"{option} {key}: given twice", hint=f"list every value once: --vary {key}=A,B,C")
+            raise UsageError(f"{option}: given twice", hint=f"list every value once: --vary {key}=A,B,C")
         parts = [v.strip() for v in values.split(",")]
         if len(parts) > MAX_VALUES:
-            raise UsageError(f"{option} {key}: {len(parts)} values, more than {MAX_VALUES}",
+            raise UsageError(f"{option}: {len(parts)} values, more than {MAX_VALUES}",
                              hint="compare fewer values at once")
         texts = []
         for value in parts:
             if not value:
-                raise UsageError(f"{option} {quote(item)}: an empty value", hint=f"e.g. --vary {key}=A,B")
+                raise UsageError(f"{option}: {quote(item)}: an empty value", hint=f"e.g. --vary {key}=A,B")
             try:
                 texts.append(canonical(key, value))
             except Invalid as error:
                 hint = f"did you mean '{error.suggestion}'? " if error.suggestion else ""
-                raise UsageError(f"{option} {key}: {quote(value)} is not valid: expected {error.expected}",
+                raise UsageError(f"{option}: {quote(value)} is not valid: expected {error.expected}",
                                  hint=hint + f"{key} takes {BY_NAME[key].allowed}") from None
         twice = sorted({t for t in texts if texts.count(t) > 1})
         if twice:
-            raise UsageError(f"{option} {quote(item)}: the value {twice[0]} is given twice (as written, or as "
+            raise UsageError(f"{option}: {quote(item)}: the value {twice[0]} is given twice (as written, or as "
                              "two spellings of it)", hint="list each value once")
         out[key] = tuple(texts)
     if len(out) > MAX_VARIED:
-        raise UsageError(f"{option}: {len(out)} settings varied, more than {MAX_VARIED}",
+        raise UsageError(f"--vary: {len(out)} settings varied, more than {MAX_VARIED}",
                          hint="vary fewer settings at once")
     return tuple(out.items())
 

@@ -1,0 +1,282 @@
+"""compare --vary KEY=V1,V2 and --maths: any setting that changes a measurement as one more axis of the matrix."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from devswitch.cli import main, parse_args
+from devswitch.cli.compare import options_from_args
+
+from conftest import clean_environ, started_together
+
+BASE = ["compare", "mlp", "--backends", "tensorflow", "--devices", "cpu", "--precisions", "fp32"]
+
+
+def _options(*args: str):
+    return options_from_args(parse_args([*BASE, *args]))
+
+
+# --- options, refused before anything runs -----------------------------------------------------------------
+
+def test_varied_values_are_checked_by_the_settings_own_parser_and_written_canonically():
+    """Each value goes through the setting's parser: yes/no are true/false, threads N is N (INTRA:INTER kept)."""
+    options = _options("--vary", "xla=yes,no", "--vary", "threads=1,2:2", "--maths", "ieee,BF16")
+    assert options.vary == (("xla", ("true", "false")), ("threads", ("1", "2:2")), ("math", ("ieee", "bf16")))
+    configs = options.configurations
+    assert len(configs) == 8 and [c.label() for c in configs[:3]] == [
+        "cpu fp32 xla=true threads=1 math=ieee", "cpu fp32 xla=true threads=1 math=bf16",
+        "cpu fp32 xla=true threads=2:2 math=ieee"]  # the first --vary outermost
+    assert options.baseline.settings == (("xla", "true"), ("threads", "1"), ("math", "ieee"))
+
+
+def test_every_setting_is_either_variable_or_refused_with_a_reason():
+    """A new setting cannot be forgotten: it is declared variable, or refused with why."""
+    from devswitch.compare.axes import REFUSED, VARIABLE
+    from devswitch.settings import NAMES
+
+    assert set(VARIABLE) | set(REFUSED) == set(NAMES) and not set(VARIABLE) & set(REFUSED)
+
+
+@pytest.mark.parametrize("args, message", [
+    pytest.param(["--vary", "report=off,summary"], "report cannot be a column: compare's workers write no timing "
+                 "report", id="report"),
+    pytest.param(["--vary", "workers=a:1,b:2"], "a cluster is not a column", id="workers"),
+    pytest.param(["--vary", "worker_index=0,1"], "a cluster is not a column", id="worker_index"),
+    pytest.param(["--vary", "device=cpu,gpu"], "use --devices", id="device"),
+    pytest.param(["--vary", "precision=fp32,bf16"], "use --precisions", id="precision"),
+    pytest.param(["--vary", "backend=jax,torch"], "use --backends", id="backend"),
+    pytest.param(["--vary", "fallback=cpu,error"], "compare always runs with fallback: error", id="fallback"),
+    pytest.param(["--vary", "log_level=quiet,debug"], "no figure", id="log_level"),
+    pytest.param(["--vary", "profile=a,b"], "name the settings themselves", id="profile"),
+    pytest.param(["--vary", "batch_timing=true,false"], "compare times its own call path", id="batch_timing"),
+    pytest.param(["--vary", "xlaa=true,false"], "not a setting (did you mean 'xla'?)", id="unknown key"),
+    pytest.param(["--vary", "xla=true,maybe"], "--vary xla: 'maybe' is not valid: expected auto, true or false",
+                 id="bad value"),
+    pytest.param(["--vary", "threads=2,4096"], "--vary threads: '4096' is not valid", id="too many threads"),
+    pytest.param(["--maths", "ieee,fp64"], "--maths: 'fp64' is not valid: expected one of auto, ieee",
+                 id="bad math"),
+    pytest.param(["--vary", "xla=true,yes"], "the value true is given twice", id="one value twice"),
+    pytest.param(["--vary", "xla=true,false", "--vary", "xla=auto"], "--vary xla: given twice", id="key twice"),
+    pytest.param(["--vary", "xla=true,,false"], "an empty value", id="empty value"),
+    pytest.param(["--vary", "xla"], "expected KEY=VALUE1,VALUE2", id="no values"),
+    pytest.param(["--maths", "ieee,bf16", "--vary", "math=auto,ieee"], "--maths and --vary math=... both",
+                 id="maths and vary math"),
+    pytest.param(["--vary", "xla=true,false", "--baseline", "cpu/fp32/xla=auto"],
+                 "--baseline cpu/fp32/xla=auto: not one of the columns: xla=auto is not one of the values varied",
+                 id="baseline value not varied"),
+    pytest.param(["--vary", "xla=true,false", "--baseline", "cpu/fp32/threads=1"], "threads is not varied",
+                 id="baseline key not varied"),
+    pytest.param(["--vary", "threads=1,2,3,4,5,6", "--vary", "cpu_replicas=0,1,2,3,4,5"],
+                 "this compare is 36 configurations (1 backends x 1 devices x 1 precisions x 6 threads x 6 "
+                 "cpu_replicas) x 2 batch size(s) = 72 cells, more than 32 configurations; nothing was run",
+                 id="large matrix without --yes"),
+])
+def test_what_cannot_vary_is_refused_with_the_reason_before_anything_runs(args, message, capsys, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*BASE, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "devswitch-results").exists()
+
+
+def test_a_bad_value_names_what_the_setting_takes(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*BASE, "--vary", "strategy=none,mirored"]) == 2
+    err = capsys.readouterr().err
+    assert "'mirored' is not valid" in err and "did you mean 'mirrored'?" in err
+    assert "strategy takes none, mirrored, multi_worker" in err
+
+
+def test_a_large_matrix_runs_with_yes_and_the_baseline_may_name_a_varied_value():
+    options = _options("--vary", "threads=1,2,3,4,5,6", "--vary", "cpu_replicas=0,1,2,3,4,5", "--yes",
+                       "--baseline", "cpu/fp32/cpu-replicas=3")
+    assert len(options.configurations) == 36
+    assert options.baseline.settings == (("threads", "1"), ("cpu_replicas", "3"))  # threads: its first value
+
+
+# --- the key, the files and the recommendation, with stand-in cells ----------------------------------------
+
+def _results(rates: dict, math_in_force: dict | None = None):
+    """A result set of MLP cells at batch 8 keyed by (xla, threads) -> throughput."""
+    from devswitch.compare import Cell, ResultSet
+    from devswitch.compare.resultset import Model
+
+    cells = []
+    for (xla, threads), rate in rates.items():
+        record = {"metrics": {"throughput": {"value": rate, "ci": [rate * 0.99, rate * 1.01], "ci_coverage": 0.95}},
+                  "math": (math_in_force or {}).get(xla, "auto (ieee)")}
+        cells.append(Cell.of(("tensorflow", "cpu", "fp32", (("xla", xla), ("threads", threads))), 8, "ok", "fp32",
+                             record))
+    return ResultSet(options={"batch_sizes": [8], "backends": ["tensorflow"], "target": "mlp",
+                              "baseline": "tensorflow cpu fp32 xla=true threads=1",
+                              "vary": {"xla": ["true", "false"], "threads": ["1", "2"]}},
+                     model=Model("mlp", "m", unit="samples"), cells=tuple(cells))
+
+
+RATES = {("true", "1"): 100.0, ("true", "2"): 150.0, ("false", "1"): 90.0, ("false", "2"): 300.0}
+
+
+def test_a_cell_is_keyed_by_its_varied_settings_and_the_old_three_part_key_still_works():
+    from devswitch.compare import Cell, Key
+
+    results = _results(RATES)
+    assert results.cell(("tensorflow", "cpu", "fp32", (("xla", "false"), ("threads", "2"))), 8).metric(
+        "throughput") == 300.0
+    assert results.cell(("tensorflow", "cpu", "fp32"), 8) is None  # nothing unvaried in this set
+    assert Key("tensorflow", "cpu", "fp32", 8) == Cell("tensorflow", "cpu", "fp32", 8, "ok").key
+    assert results.speedup(results.cells[3]) == pytest.approx(3.0)  # over the baseline xla=true threads=1
+    assert results.varied == ("xla", "threads")
+
+
+def test_results_files_carry_the_varied_settings_and_read_back(tmp_path):
+    from devswitch.compare import read
+    from devswitch.render.compare import render_csv, render_markdown
+
+    results = _results(RATES)
+    (tmp_path / "results.json").write_text(results.dumps())
+    back = read(tmp_path)
+    assert back.by_key().keys() == results.by_key().keys() and back.baseline == results.baseline
+    assert json.loads(results.dumps())["cells"][3]["settings"] == {"xla": "false", "threads": "2"}
+    rows = list(csv.DictReader(io.StringIO(render_csv(back))))
+    assert list(rows[0])[:5] == ["backend", "device", "precision", "xla", "threads"]
+    assert [(r["xla"], r["threads"]) for r in rows] == list(RATES)
+    table = render_markdown(back)
+    assert "| batch 8 | cpu fp32 xla=true threads=1 | cpu fp32 xla=true threads=2 |" in table
+    assert "speed-up vs cpu fp32 xla=true threads=1" in table
+
+
+def test_the_recommended_switch_carries_every_varied_value_of_the_winner(tmp_path, monkeypatch):
+    from devswitch.cli.compare import save_winner
+    from devswitch.compare import recommendation_lines
+    from devswitch.config import resolve
+
+    results = _results(RATES)
+    (line,) = recommendation_lines(results)
+    assert 'DEVSWITCH_FLAGS="device=cpu,precision=fp32,xla=false,threads=2"' in line
+    assert "devswitch run --device cpu --precision fp32 --xla false --threads 2 train.py" in line
+    assert save_winner(results, "fast", tmp_path / ".devswitchrc")
+    config = resolve({"DEVSWITCH_PROFILE": "fast"}, tmp_path / "home", tmp_path)
+    assert (config.xla, config.threads.intra, config.device) == (False, 2, "cpu")
+
+
+@pytest.mark.parametrize("settings, in_force, column", [
+    pytest.param((("math", "bf16"),), "ieee", "cpu fp32 math=bf16 (ieee in force)", id="bf16 without effect"),
+    pytest.param((("math", "bf16"),), "bf16", "cpu fp32 math=bf16", id="bf16 in force"),
+    pytest.param((("math", "auto"),), "auto (tf32)", "cpu fp32 math=auto (tf32 in force)", id="auto"),
+    pytest.param((), "tf32", "cpu fp32 (tf32 math)", id="math not varied"),
+])
+def test_a_math_column_says_when_another_mode_was_in_force(settings, in_force, column):
+    """The column names the mode asked for, and the record's mode in force when it is another."""
+    from devswitch.compare import Cell
+
+    record = {"metrics": {"throughput": {"value": 1.0}}, "math": in_force}
+    assert Cell.of(("torch", "cpu", "fp32", settings), 8, "ok", "fp32", record).column() == column
+
+
+def _doc(mutate):
+    doc = json.loads(_results(RATES).dumps())
+    mutate(doc)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("mutate, field", [
+    pytest.param(lambda d: d["cells"][0].update(settings={"report": "off"}), "cells[0].settings.report",
+                 id="a setting compare does not vary"),
+    pytest.param(lambda d: d["cells"][0]["settings"].update(xla="maybe"), "cells[0].settings.xla", id="bad value"),
+    pytest.param(lambda d: d["cells"][0]["settings"].update(xla=True), "cells[0].settings.xla", id="not a string"),
+    pytest.param(lambda d: d["cells"][0]["settings"].update(xla="yes"), "cells[0].settings.xla",
+                 id="not as devswitch writes it"),
+    pytest.param(lambda d: d["cells"][1].update(settings={"xla": "true"}), "cells[1].settings", id="other keys"),
+    pytest.param(lambda d: d["cells"][0].update(settings=["xla", "true"]), "cells[0].settings", id="not an object"),
+    pytest.param(lambda d: d["cells"][0].update(settings={f"k{i}": "1" for i in range(17)}), "cells[0].settings",
+                 id="too many"),
+    pytest.param(lambda d: d["options"].update(baseline="tensorflow cpu fp32 xla"), "options.baseline",
+                 id="baseline pair without value"),
+    pytest.param(lambda d: d["options"].update(vary={"xla": "true"}), "options.vary.xla", id="vary not a list"),
+])
+def test_malformed_varied_settings_in_results_json_are_named(mutate, field):
+    from devswitch.compare import ResultFileError
+    from devswitch.compare.resultfile import parse
+
+    with pytest.raises(ResultFileError, match=f"results.json: {field.replace('[', '.').replace(']', '.')}"):
+        parse(_doc(mutate), "results.json")
+
+
+# --- end to end: real workers on the MLP --------------------------------------------------------------------
+
+TINY = ["--devices", "cpu", "--precisions", "fp32", "--batch-sizes", "4", "--iterations", "2", "--warmup", "1",
+        "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "0", "--out", "out"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two compares side by side: TensorFlow with xla x threads (4 columns, profile saved), PyTorch with --maths."""
+    jobs = {
+        "tf": (["-m", "devswitch", "compare", "mlp", "--backends", "tensorflow", *TINY, "--vary", "xla=true,false",
+                "--vary", "threads=1,2", "--save-profile", "fast", "--save-profile-anyway"], {}),
+        "torch": (["-m", "devswitch", "compare", "mlp", "--backends", "torch", *TINY, "--maths", "ieee,bf16"], {}),
+    }
+    with started_together(tmp_path_factory.mktemp("vary"), jobs) as wait:
+        yield {name: wait(name) for name in jobs}
+
+
+@pytest.mark.subprocess
+def test_xla_and_threads_are_four_columns_each_applied_in_its_worker(runs):
+    proc, folder = runs["tf"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((folder / "out" / "results.json").read_text())
+    assert doc["options"]["vary"] == {"xla": ["true", "false"], "threads": ["1", "2"]}
+    assert [c["settings"] for c in doc["cells"]] == [{"xla": x, "threads": t} for x in ("true", "false")
+                                                     for t in ("1", "2")]
+    for cell in doc["cells"]:  # what each worker resolved and applied, not only what compare asked
+        assert cell["status"] == "ok"
+        applied = {k: v["value"] for k, v in cell["record"]["settings"].items()}
+        assert applied == cell["settings"]
+        assert {v["source"] for v in cell["record"]["settings"].values()} == {"explicit"}
+    table = (folder / "out" / "results.md").read_text()
+    assert "| batch 4 | cpu fp32 xla=true threads=1 | cpu fp32 xla=true threads=2 | cpu fp32 xla=false threads=1 |" \
+        in table
+    assert "4 configurations (1 device x 1 precision x xla 2 x threads 2) x 1 batch size (4) = 4 cells" in proc.stderr
+    assert "xla,threads" in (folder / "out" / "results.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.subprocess
+def test_the_saved_profile_carries_the_varied_values_and_devswitch_info_reads_them_back(runs):
+    import subprocess
+    import sys
+
+
+    proc, folder = runs["tf"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    winner = next(line for line in proc.stdout.splitlines() if line.startswith("Recommendation, batch 4"))
+    assert ",xla=" in winner and ",threads=" in winner
+    info = subprocess.run([sys.executable, "-m", "devswitch", "info", "--json"], cwd=folder, capture_output=True,
+                          text=True, timeout=120, env=clean_environ(HOME=str(folder / "home"),
+                                                                    DEVSWITCH_PROFILE="fast"))
+    assert info.returncode == 0, info.stderr[-2000:]
+    config = json.loads(info.stdout)["config"]
+    saved = (folder / ".devswitchrc").read_text()
+    for key in ("xla", "threads"):
+        assert config[key]["source"] == "project file (profile fast)" and f"    {key}: " in saved
+    best = f"xla={str(config['xla']['value']).lower()},threads={config['threads']['value']['intra']}"
+    assert best in winner
+
+
+@pytest.mark.subprocess
+def test_maths_puts_each_math_mode_on_the_table_with_the_mode_in_force(runs):
+    """On this CPU without AMX, PyTorch's bf16 math has no effect: the record says ieee was in force, and so does
+    the column; on an AMX CPU it is bf16."""
+    proc, folder = runs["torch"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((folder / "out" / "results.json").read_text())
+    ieee, bf16 = doc["cells"]
+    assert (ieee["settings"], bf16["settings"]) == ({"math": "ieee"}, {"math": "bf16"})
+    assert ieee["record"]["math"] == "ieee" and bf16["record"]["math"] in ("bf16", "ieee")
+    table = (folder / "out" / "results.md").read_text()
+    label = "cpu fp32 math=bf16" + (" (ieee in force)" if bf16["record"]["math"] == "ieee" else "")
+    assert f"| batch 4 | cpu fp32 math=ieee | {label} |" in table
