@@ -71,8 +71,8 @@ def test_every_setting_is_either_variable_or_refused_with_a_reason():
     pytest.param(["--vary", "xla=true,false", "--baseline", "cpu/fp32/threads=1"], "threads is not varied",
                  id="baseline key not varied"),
     pytest.param(["--vary", "threads=1,2,3,4,5,6", "--vary", "cpu_replicas=0,1,2,3,4,5"],
-                 "this compare is 36 configurations (1 backends x 1 devices x 1 precisions x 6 threads x 6 "
-                 "cpu_replicas) x 2 batch size(s) = 72 cells, more than 32 configurations; nothing was run",
+                 "this compare is 36 configurations (1 device x 1 precision x threads 6 x cpu_replicas 6) x 2 "
+                 "batch sizes (1,128) = 72 cells: more than 32 configurations; nothing was run",
                  id="large matrix without --yes"),
 ])
 def test_what_cannot_vary_is_refused_with_the_reason_before_anything_runs(args, message, capsys, tmp_path,

@@ -82,8 +82,6 @@ def options_from_args(args: argparse.Namespace):
     """Validate every option before anything runs; pure (the output folder is checked by prepare_output)."""
     import os
 
-    import math
-
     from ..compare import Options
     from ..compare.axes import CONFIRM_ABOVE, parse_baseline, parse_vary
     from ..config import resolve
@@ -102,14 +100,6 @@ def options_from_args(args: argparse.Namespace):
     batches = _items("--batch-sizes", args.batch_sizes, lambda t: _number("--batch-sizes", t, int, 1))
     vary = parse_vary(args.vary, args.maths)
     baseline = parse_baseline(args.baseline, chosen, devices, precisions, vary)
-    configurations = len(chosen) * len(devices) * len(precisions) * math.prod(len(v) for _, v in vary)
-    if configurations > CONFIRM_ABOVE and not args.yes:
-        size = " x ".join(f"{len(values)} {name}" for name, values in
-                          [("backends", chosen), ("devices", devices), ("precisions", precisions), *vary])
-        raise UsageError(f"this compare is {configurations} configurations ({size}) x {len(batches)} batch "
-                         f"size(s) = {configurations * len(batches)} cells, more than {CONFIRM_ABOVE} "
-                         "configurations; nothing was run", hint="pass --yes to run it all the same, or compare "
-                         "fewer values")
     iterations = _number("--iterations", args.iterations, int, 1)
     max_error = _number("--max-error", args.max_error, float, 0) if args.max_error.strip() else None
     if max_error is not None and args.accuracy_samples.strip() in ("0", "0.0"):
@@ -123,12 +113,16 @@ def options_from_args(args: argparse.Namespace):
                              "rounds")
     else:
         rounds = min(DEFAULT_ROUNDS, iterations)
-    return Options(args.target, chosen, devices, precisions, batches, args.mode,
+    options = Options(args.target, chosen, devices, precisions, batches, args.mode,
                    _number("--warmup", args.warmup, int, 0), iterations,
                    _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
                    not args.no_peak_probe, baseline, args.out, force=args.force, rounds=rounds,
                    accuracy_samples=_number("--accuracy-samples", args.accuracy_samples, int, 0),
                    max_error=max_error, vary=vary)
+    if len(options.configurations) > CONFIRM_ABOVE and not args.yes:
+        raise UsageError(f"this compare is {options.size()}: more than {CONFIRM_ABOVE} configurations; nothing was "
+                         "run", hint="pass --yes to run it all the same, or compare fewer values")
+    return options
 
 
 def compare_command(args: argparse.Namespace) -> int:

@@ -200,7 +200,7 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     no_gpu: dict[str, str] = {}
     interrupted = False
     reference = None
-    progress(f"devswitch compare: {options.target}, {options.mode}, {matrix_size(options)}")
+    progress(f"devswitch compare: {options.target}, {options.mode}, {options.size()}")
     if options.accuracy_samples and not backends.missing_reason(reference_config(options).backend):
         config = reference_config(options)
         progress(f"[reference] {config.words()}: strict float32 outputs of the shared weights on "
@@ -246,17 +246,6 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     total = time.time() - started
     return document(options, runs, done, total, interrupted, reference=reference)
 
-
-def matrix_size(options: Options) -> str:
-    """"4 configurations (1 device x 1 precision x xla 2 x threads 2) x 1 batch size (4) = 4 cells"."""
-    axes = [(len(options.backends), "backend"), (len(options.devices), "device"),
-            (len(options.precisions), "precision")]
-    parts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in axes if n > 1 or word != "backend"]
-    parts += [f"{name} {len(values)}" for name, values in options.vary]
-    configs, batches = len(options.configurations), len(options.batch_sizes)
-    return (f"{configs} configuration{'s' if configs != 1 else ''} ({' x '.join(parts)}) x {batches} batch "
-            f"size{'s' if batches != 1 else ''} ({','.join(map(str, options.batch_sizes))}) = "
-            f"{configs * batches} cells")
 
 
 def gpus_seen(run: ConfigRun) -> int | None:

@@ -51,6 +51,16 @@ class Options:
         """Every column, in order: backends x devices x precisions x each varied setting's values."""
         return configurations(self.backends, self.devices, self.precisions, self.vary)
 
+    def size(self) -> str:
+        """"4 configurations (1 device x 1 precision x xla 2 x threads 2) x 1 batch size (4) = 4 cells"."""
+        axes = [(len(self.backends), "backend"), (len(self.devices), "device"), (len(self.precisions), "precision")]
+        parts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in axes if n > 1 or word != "backend"]
+        parts += [f"{name} {len(values)}" for name, values in self.vary]
+        configs, batches = len(self.configurations), len(self.batch_sizes)
+        return (f"{configs} configuration{'s' if configs != 1 else ''} ({' x '.join(parts)}) x {batches} batch "
+                f"size{'s' if batches != 1 else ''} ({','.join(map(str, self.batch_sizes))}) = "
+                f"{configs * batches} cells")
+
 
 @dataclass(frozen=True)
 class Output:

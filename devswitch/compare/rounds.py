@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import protocol as p
-from .matrix import (ConfigRun, cells_of, document, gpus_seen, matrix_size, no_gpu_reason, reference_config,
-                     report_progress, worker_env, write_spec)
+from .matrix import (ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress,
+                     worker_env, write_spec)
 from .options import Options
 from .protocol import read_events
 from .resultset import Cell, Configuration, ResultSet
@@ -126,7 +126,7 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
     workers: list[_Worker] = []
     interrupted = False
     startup_s = None
-    progress(f"devswitch compare: {options.target}, {options.mode}, {matrix_size(options)}, {options.rounds} "
+    progress(f"devswitch compare: {options.target}, {options.mode}, {options.size()}, {options.rounds} "
              "rounds taken in turn "
              "(--rounds 1: one configuration after another, one process at a time)")
     waiting: list[_Worker] = []
