@@ -16,8 +16,9 @@ DEFAULT_ROUNDS = 6  # the fewest rounds whose paired speed-up interval reaches 9
 def compare_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "compare", help="benchmark a model across devices and precisions, one process per configuration",
-        description="Run a device x precision matrix and print the classic comparison table "
-                    "(img/s, W, img/s per W, speed-up), writing results.json/.csv/.md/.png.")
+        description="Run a backend x device x precision matrix (x the values of each --vary setting) and print "
+                    "the classic comparison table (img/s, W, img/s per W, speed-up), writing "
+                    "results.json/.csv/.md/.html/.png.")
     parser.add_argument("target", nargs="?", default="alexnet", metavar="MODEL",
                         help="a bundled model (alexnet, small_cnn, mlp), path.py[:function] "
                              "(default function build_model) or module:function (default: alexnet)")

@@ -1,9 +1,9 @@
-"""``devswitch compare``: a matrix of backend x device x precision configurations, one worker process each.
+"""``devswitch compare``: a matrix of configurations (backend x device x precision x the --vary settings), one
+worker process each.
 
 Data flows one way: ``Options`` -> the output folder checked (``options``) -> one worker per
-configuration (``protocol``: the spec it gets, the events it appends; ``matrix`` runs them) -> a typed
-``ResultSet`` (``resultset``: the one schema of results.json) -> the recommendation (``recommend``) ->
-the files (``outputs``, drawn by ``devswitch.render``). ``report`` compares two result sets.
+configuration (``axes``: the columns, in order; ``protocol``: the spec it gets, the events it appends;
+``matrix`` runs them) -> a typed (``resultset``: the one schema of results.json) -> the recommendation (``recommend``) -> the files (``outputs``, drawn by ``devswitch.render``). ``report`` compares two result sets.
 """
 
 from .matrix import ConfigRun, cells_of, run_configuration, run_matrix
@@ -11,8 +11,8 @@ from .options import DEFAULT_ROOT, RESULT_FILES, WORK_PREFIX, Options, Output, p
 from .outputs import write_outputs
 from .recommend import Pick, recommend, recommendation_lines, switch_text
 from .resultfile import read
-from .resultset import Cell, Key, ResultFileError, ResultSet
+from .resultset import Cell, Configuration, Key, ResultFileError, ResultSet
 
-__all__ = ["Cell", "ConfigRun", "DEFAULT_ROOT", "Key", "Options", "Output", "Pick", "RESULT_FILES",
+__all__ = ["Cell", "ConfigRun", "Configuration", "DEFAULT_ROOT", "Key", "Options", "Output", "Pick", "RESULT_FILES",
            "ResultFileError", "ResultSet", "WORK_PREFIX", "cells_of", "prepare_output", "read",
            "recommend", "recommendation_lines", "run_configuration", "run_matrix", "switch_text", "write_outputs"]
