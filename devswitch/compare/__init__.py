@@ -3,7 +3,9 @@ worker process each.
 
 Data flows one way: ``Options`` -> the output folder checked (``options``) -> one worker per
 configuration (``axes``: the columns, in order; ``protocol``: the spec it gets, the events it appends;
-``matrix`` runs them) -> a typed (``resultset``: the one schema of results.json) -> the recommendation (``recommend``) -> the files (``outputs``, drawn by ``devswitch.render``). ``report`` compares two result sets.
+``matrix`` runs them) -> a typed ``ResultSet`` (``resultset``: the one schema of results.json) -> the
+recommendation (``recommend``) -> the files (``outputs``, drawn by ``devswitch.render``). ``report``
+compares two result sets.
 """
 
 from .matrix import ConfigRun, cells_of, run_configuration, run_matrix
