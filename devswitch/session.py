@@ -83,7 +83,7 @@ def context() -> dict:
             "config": cfg.to_dict()}
     if plan is not None:
         data["plan"] = {"backend": plan.backend, "device": plan.device, "precision": plan.precision,
-                        "policy": plan.policy,
+                        "policy": plan.policy, "math": plan.math,
                         "device_reason": plan.device_reason, "precision_reason": plan.precision_reason}
         if plan.strategy is not None:
             data["plan"].update(strategy=plan.strategy.name, replicas=plan.strategy.replicas,

@@ -211,7 +211,7 @@ def make_reference(spec, model, plan: dict, emit) -> int:
     from .errors import describe
 
     about = {"backend": spec.backend, "device": spec.device, "precision": spec.precision,
-             "math": plan.get("math") or "ieee", "policy": plan.get("policy")}
+             "math": plan.get("math"), "policy": plan.get("policy")}
     try:
         ref = accuracy.reference(model, spec.mode, spec.accuracy_samples, about)
         ref.save(spec.reference)
@@ -240,10 +240,14 @@ def main(spec_path: str) -> int:
         # the varied settings (--vary) first: the ones compare fixes for every worker always win
         explicit = {**spec.settings, "device": spec.device, "precision": spec.precision, "fallback": "error",
                     "report": "off", "backend": spec.backend}
+        if spec.role == "reference":  # the strict float32 reference: full float32 math, whatever the files say
+            explicit["math"] = "ieee"
         from .config import explicit_layer
 
         where = {key: f"devswitch compare ({'--vary ' + key if key in spec.settings else 'its column'})"
                  for key in explicit}
+        if spec.role == "reference":
+            where["math"] = "devswitch compare (the strict float32 reference)"
         try:
             plan = session.activate(explicit_layer(explicit, where))
         except DevswitchError as error:

@@ -99,3 +99,26 @@ def test_a_result_set_pairs_its_cells_by_round_and_the_recommendation_says_so():
     assert "paired by round over 6 rounds, its 95% interval" in line and "lies above 1" in line
     doc = results.to_json()
     assert doc["cells"][1]["speedup"]["ci"] == [ratio.low, ratio.high] and doc["cells"][0]["speedup"]["value"] == 1
+
+
+@pytest.mark.subprocess
+def test_a_real_compare_interleaves_its_configurations_round_by_round(shared_compare):
+    """The shared compare (3 iterations, so 3 rounds): the start times of its two CPU columns alternate."""
+    import json
+
+    doc = json.loads((shared_compare.out / "results.json").read_text())
+    assert doc["options"]["rounds"] == 3
+    spans = {}  # (precision, round) -> (first start, last start), over both batch sizes
+    for cell in doc["cells"]:
+        if cell["status"] != "ok":
+            continue
+        samples = cell["record"]["samples"]
+        for number, start in zip(samples["round"], samples["start_s"]):
+            low, high = spans.get((cell["precision"], number), (start, start))
+            spans[(cell["precision"], number)] = (min(low, start), max(high, start))
+    order = sorted(spans, key=lambda key: spans[key][0])
+    assert order == [("fp32", 0), ("fp16", 0), ("fp32", 1), ("fp16", 1), ("fp32", 2), ("fp16", 2)], order
+    for earlier, later in zip(order, order[1:]):  # a turn ends before the next one starts
+        assert spans[earlier][1] < spans[later][0]
+    speedup = next(c["speedup"] for c in doc["cells"] if c["precision"] == "fp16" and c["batch"] == 8)
+    assert speedup["rounds"] == 3 and speedup["ci"][0] <= speedup["value"] <= speedup["ci"][1]
