@@ -69,6 +69,8 @@ class CallRecord:
     applied_policy: str = ""       # the policy devswitch applied when the call ran ("" = none)
     backend: str = ""              # the Keras backend that ran the call
     math: str = ""                 # the float32 math mode in force (plan.math: "ieee", "auto (tf32)"; "" = none applied)
+    history: Mapping[str, float] | None = None  # fit: the last epoch's logs (loss, metrics, val_*), as History has them
+    cap: Mapping[str, Any] | None = None  # fit under --max-epochs/--max-steps: the caps, what was asked, what ran
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -98,6 +100,8 @@ class CallRecord:
             "epochs": [dataclasses.asdict(e) for e in self.epochs],
             "nonfinite_loss_epochs": list(self.nonfinite_loss_epochs),
             "batch_times_s": list(self.batch_times_s) if self.batch_times_s is not None else None,
+            **({"history": dict(self.history)} if self.history is not None else {}),
+            **({"cap": dict(self.cap)} if self.cap is not None else {}),
         }
 
 

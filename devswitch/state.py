@@ -45,6 +45,7 @@ class Session:
     policy_object: Any = None             # ... as the DTypePolicy object Keras is given
     compiled: "weakref.WeakSet" = dataclasses.field(default_factory=weakref.WeakSet)  # models compiled under it
     batch_timing: bool = False            # per-batch timing in the installed wrappers
+    caps: Any = None                      # timing.Caps on every fit (devswitch compare --script), or None
     runs: list = dataclasses.field(default_factory=list)  # results.CallRecord of every timed call
     notebook_seen: int = 0                # how many of ``runs`` the notebook has shown
     backend_state: dict = dataclasses.field(default_factory=dict)  # backend name -> that backend's dict

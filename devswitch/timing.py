@@ -31,6 +31,7 @@ import keras
 
 from . import state
 from .errors import clip, describe
+from .caps import batches_per_epoch
 from .results import CallRecord, EpochTime
 from .statistics import median
 
@@ -168,6 +169,7 @@ class TimingCallback(keras.callbacks.Callback):
         self._call: dict | None = None
         self._hint: tuple[str, int] | None = None
         self._traced: bool | None = None
+        self._cap: dict | None = None  # the label of a fit clipped by the session's caps
 
     # the wrapper tells us what the call cannot: sample counts and whether it traces
     def expect(self, hint: tuple[str, int] | None, traced: bool | None) -> None:
@@ -180,7 +182,7 @@ class TimingCallback(keras.callbacks.Callback):
             traced = getattr(model, _FUNCTION_ATTR[kind], None) is None
         self._call = {"kind": kind, "t0": self.clock(), "epochs": [], "batches": [] if self.per_batch else None,
                       "traced": bool(traced), "steps": self.params.get("steps") if self.params else None,
-                      "nonfinite": [], "validation": None}
+                      "nonfinite": [], "validation": None, "logs": None}
 
     def _samples_per_step_call(self, steps: int | None) -> int | None:
         if self._hint is None:
@@ -230,6 +232,7 @@ class TimingCallback(keras.callbacks.Callback):
             replicas=int(replicas), workers=_workers(model), applied_policy=session.policy or "",
             backend=keras.backend.backend(),
             math=getattr(session.plan, "math", ""),  # the float32 math mode in force
+            history=call["logs"], cap=self._cap if call["kind"] == "fit" else None,
         )
         self.records.append(record)
         if self.sink is SESSION:
@@ -239,7 +242,7 @@ class TimingCallback(keras.callbacks.Callback):
         if record.nonfinite_loss_epochs:
             log.warning(f"{record.kind} of model '{record.model}': loss became NaN/inf at epoch(s) "
                         + ", ".join(str(e + 1) for e in record.nonfinite_loss_epochs))
-        self._hint = self._traced = None
+        self._hint = self._traced = self._cap = None
         return record
 
     # fit
@@ -260,6 +263,7 @@ class TimingCallback(keras.callbacks.Callback):
         loss = float(loss) if loss is not None else None
         if loss is not None and not math.isfinite(loss):
             call["nonfinite"].append(epoch)
+        call["logs"] = _final_logs(logs)
         call["epochs"].append(EpochTime(epoch, now - call["e0"], train_end - call["e0"], call["v_s"], loss))
 
     def on_train_end(self, logs=None):
@@ -321,6 +325,17 @@ def _workers(model) -> int:
     return 1
 
 
+def _final_logs(logs) -> dict | None:
+    """An epoch's logs as plain numbers (loss, metrics, val_*): what the script's History ends with."""
+    out = {}
+    for key, value in (logs or {}).items():
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out or None
+
+
 # --- wrappers installed on keras.Model by apply.py ---------------------------------------
 
 @contextlib.contextmanager
@@ -353,6 +368,14 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
             timer = (BatchTimingCallback if session.batch_timing else TimingCallback)(sink=session.runs)
             callbacks.append(timer)
         arguments["callbacks"] = callbacks
+        if kind == "fit" and session.caps:  # devswitch compare --script --max-epochs/--max-steps
+            try:
+                batches = batches_per_epoch(arguments.get("x"), arguments.get("batch_size"),
+                                            arguments.get("validation_split", 0.0))
+            except Exception:  # noqa: BLE001 - an input we cannot size: the step cap is set as it is
+                batches = None
+            clipped, timer._cap = session.caps.clip(arguments, batches)
+            arguments.update(clipped)
         try:
             hint = samples_hint(arguments.get("x"), arguments.get("batch_size"),
                                 arguments.get("steps_per_epoch" if kind == "fit" else "steps"),

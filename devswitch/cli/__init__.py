@@ -68,6 +68,11 @@ def parse_args(argv: list[str], parser: argparse.ArgumentParser | None = None) -
     at = command_index(argv)
     if at is not None and argv[at] == "run":
         argv = _split_run(argv, at)
+    if at is not None and argv[at] == "compare" and "--" in argv[at + 1:]:  # compare --script S -- its arguments
+        cut = argv.index("--", at + 1)
+        args = parser.parse_args(argv[:cut])
+        args.script_args = tuple(argv[cut + 1:])
+        return args
     return parser.parse_args(argv)
 
 

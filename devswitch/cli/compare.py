@@ -19,7 +19,7 @@ def compare_parser(sub) -> argparse.ArgumentParser:
         description="Run a backend x device x precision matrix (x the values of each --vary setting) and print "
                     "the classic comparison table (img/s, W, img/s per W, speed-up), writing "
                     "results.json/.csv/.md/.html/.png.")
-    parser.add_argument("target", nargs="?", default="alexnet", metavar="MODEL",
+    parser.add_argument("target", nargs="?", default=None, metavar="MODEL",
                         help="a bundled model (alexnet, small_cnn, mlp), path.py[:function] "
                              "(default function build_model) or module:function (default: alexnet)")
     parser.add_argument("--backends", default="", help="comma-separated Keras backends: tensorflow, jax, torch "
@@ -74,6 +74,16 @@ def compare_parser(sub) -> argparse.ArgumentParser:
                         help="with --save-profile: save the fastest measured configuration even when the run was "
                              "interrupted or incomplete or its lead is not significant (the profile's comment "
                              "says so)")
+    parser.add_argument("--script", default=None, metavar="SCRIPT",
+                        help="compare the whole unmodified script (run as devswitch run runs it) instead of a MODEL; "
+                             "its own arguments after --: compare --script train.py [options] -- --epochs 3")
+    parser.add_argument("-m", dest="script_module", default=None, metavar="MODULE",
+                        help="like --script, for a module run as python -m MODULE")
+    parser.add_argument("--max-epochs", default="", metavar="N",
+                        help="with --script: every fit the script calls runs at most N epochs (labelled in its record)")
+    parser.add_argument("--max-steps", default="", metavar="N",
+                        help="with --script: every epoch of every fit runs at most N steps (labelled in its record)")
+    parser.set_defaults(script_args=())
     parser.add_argument("--no-predict-baseline", action="store_true", help="skip the plain model.predict figure")
     parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul probe for fraction of peak")
     return parser
@@ -114,7 +124,7 @@ def options_from_args(args: argparse.Namespace):
                              "rounds")
     else:
         rounds = min(DEFAULT_ROUNDS, iterations)
-    options = Options(args.target, chosen, devices, precisions, batches, args.mode,
+    options = Options(args.target or "alexnet", chosen, devices, precisions, batches, args.mode,
                    _number("--warmup", args.warmup, int, 0), iterations,
                    _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
                    not args.no_peak_probe, baseline, args.out, force=args.force, rounds=rounds,
@@ -132,6 +142,12 @@ def compare_command(args: argparse.Namespace) -> int:
     from ..errors import RunError
     from ..worker import parse_target
 
+    if args.script is not None or args.script_module is not None or args.script_args:
+        from .compare_script import script_compare_command
+
+        return script_compare_command(args)
+    if args.max_epochs or args.max_steps:
+        raise UsageError("--max-epochs and --max-steps cap the fits of a script", hint="add --script SCRIPT")
     options = options_from_args(args)
     parse_target(options.target)  # a bad MODEL is an error before any process starts
     profile_file = _profile_file(args)  # so is a profile that could not be saved
@@ -214,6 +230,11 @@ def _profile_file(args: argparse.Namespace) -> Path | None:
     return path
 
 
+def _at(results, largest: int) -> str:
+    """Where the winner is picked: "at batch 128" (a factory), "for the run as a whole" (a script)."""
+    return "for the run as a whole" if results.kind == "script" else f"at batch {largest}"
+
+
 def _not_saved_because(results, pick, largest: int) -> list[str]:
     """Why the pick at the largest batch size is not a result to save: an empty list when it is one."""
     reasons = []
@@ -222,11 +243,11 @@ def _not_saved_because(results, pick, largest: int) -> list[str]:
     missing = [c for c in results.cells if c.batch == largest and not c.ok and not c.status.startswith("unavailable")]
     if missing:
         shown = "; ".join(f"{results.column(c)}: {c.status}" for c in missing[:3])
-        reasons.append(f"the run is incomplete at batch {largest} ({shown}{'; ...' if len(missing) > 3 else ''})")
+        reasons.append(f"the run is incomplete {_at(results, largest)} ({shown}{'; ...' if len(missing) > 3 else ''})")
     elif not results.complete and not results.interrupted:
         reasons.append("the run is incomplete")
     if pick.runner_up is None:
-        reasons.append(f"{results.column(pick.best)} is the only configuration measured at batch {largest}: "
+        reasons.append(f"{results.column(pick.best)} is the only configuration measured {_at(results, largest)}: "
                        "nothing to compare it with")
     elif pick.significant is None:
         reasons.append(f"whether it beats {results.column(pick.runner_up)} is unknown (no intervals recorded)")
@@ -251,24 +272,25 @@ def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
     largest = max(results.batch_sizes)
     pick = next((p for p in recommend(results) if p.batch == largest), None)
     if pick is None:
-        print(f"devswitch: profile '{name}' not saved: no configuration was measured at batch {largest} "
+        print(f"devswitch: profile '{name}' not saved: no configuration was measured {_at(results, largest)} "
               "(the largest)", file=sys.stderr)
         return True
     if pick.best is None:
-        print(f"devswitch: profile '{name}' not saved: no configuration measured at batch {largest} (the largest) "
+        print(f"devswitch: profile '{name}' not saved: no configuration measured {_at(results, largest)} (the largest) "
               "is within --max-error", file=sys.stderr)
         return True
     column = results.column(pick.best)
     reasons = _not_saved_because(results, pick, largest)
     if reasons and not anyway:
-        print(f"devswitch: profile '{name}' not saved: {'; '.join(reasons)}. The fastest measured at batch "
-              f"{largest} was {column}; pass --save-profile-anyway to save it all the same", file=sys.stderr)
+        print(f"devswitch: profile '{name}' not saved: {'; '.join(reasons)}. The fastest measured "
+              f"{_at(results, largest)} was {column}; pass --save-profile-anyway to save it all the same", file=sys.stderr)
         return True
     settings = pick.switch(results.several_backends)
     rate = pick.best.metric("throughput")
     lead = ("" if pick.ratio is None else f", {pick.ratio:.2f}x the next, {results.column(pick.runner_up)}")
-    note = (f"devswitch compare {results.model.target}: {column}, the fastest at batch {largest} ({rate:,.1f} "
-            f"{results.model.unit}/s{lead})" + (f"; saved with --save-profile-anyway: {'; '.join(reasons)}"
+    shown_rate = (f"{1 / rate:,.2f} s wall" if results.kind == "script" else f"{rate:,.1f} {results.model.unit}/s")
+    note = (f"devswitch compare {results.model.target}: {column}, the fastest {_at(results, largest)} ({shown_rate}"
+            f"{lead})" + (f"; saved with --save-profile-anyway: {'; '.join(reasons)}"
                                                if reasons else ""))
     try:
         written = profiles.add(path, name, settings, note)
@@ -277,7 +299,8 @@ def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
         return False
     shown = str(path) if os.path.abspath(path) == str(written) else f"{path} (a link to {written})"
     why = (f"although {'; '.join(reasons)} (--save-profile-anyway)" if reasons else
-           f"the fastest at batch {largest}, the largest, and significantly so")
+           f"the fastest {_at(results, largest)}" + ("" if results.kind == "script" else ", the largest")
+           + ", and significantly so")
     print(f"devswitch: saved profile '{name}' ({', '.join(f'{k}={v}' for k, v in settings.items())}: {why}) to "
           f"{shown}; run it with DEVSWITCH_PROFILE={name} python train.py", file=sys.stderr)
     return True

@@ -62,6 +62,32 @@ class Spec:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class ScriptSpec:
+    """One run of the user's script (``compare --script``) in one configuration, for devswitch.scriptworker.
+
+    Its events: SPAWNED, then READY (devswitch applied) or UNAVAILABLE, then DONE with the script's
+    ``exit_code`` and ``wall_s`` (from just before the script starts to its end)."""
+
+    target: str                  # the script's path, or a module name with ``module``
+    args: tuple[str, ...]        # the script's own arguments
+    settings: dict               # the explicit settings: backend, device, precision, fallback, report, --vary
+    events: str
+    module: bool = False
+    caps: dict = field(default_factory=dict)  # {"max_epochs": N | None, "max_steps": N | None}
+    parent_pid: int | None = None
+    where: dict = field(default_factory=dict)  # setting -> where compare took it from (for messages)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def read(cls, path: str | Path) -> "ScriptSpec":
+        data = json.loads(Path(path).read_text())
+        data["args"] = tuple(data["args"])
+        return cls(**data)
+
+
 # Rounds > 1: the worker writes DONE_WORD on ``turn_fd`` when it is ready (model built) and at the end of
 # each phase, then waits for compare to write the next phase's name on its stdin; phases in order:
 def phases(rounds: int) -> list[str]:

@@ -101,6 +101,10 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
         r.get(record, key, where, kind, required=False)
     record["samples"] = _samples(r, record.get("samples"), f"{where}.samples")
     record["accuracy"] = _accuracy(r, record.get("accuracy"), f"{where}.accuracy")
+    if record.get("type") == "script":  # compare --script: its runs and their timed calls
+        from .scriptrecord import check
+
+        check(r, record, where)
     rate = checked["throughput"].get("value")
     why = "" if rate is not None and rate > 0 else "failed: no finite throughput in the record"
     return record, why
@@ -228,6 +232,10 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
     options["baseline"] = base.words()
     options["vary"] = _vary(r, options.get("vary"))
     r.get(options, "mode", "options", str, required=False)
+    if options.get("kind") is not None:  # compare --script
+        from .scriptrecord import check_options
+
+        check_options(r, options)
     rounds = r.get(options, "rounds", "options", int, required=False, default=1)
     if rounds < 1:
         raise r.fail("options.rounds", f"expected a whole number >= 1, found {rounds}")

@@ -237,6 +237,11 @@ class ResultSet:
         return len(self.backends) > 1
 
     @property
+    def kind(self) -> str:
+        """"script" for ``compare --script`` (a cell is the run as a whole), else "benchmark" (a factory)."""
+        return self.options.get("kind") or "benchmark"
+
+    @property
     def mode(self) -> str:
         return self.options.get("mode", "inference")
 

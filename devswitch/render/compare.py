@@ -205,15 +205,26 @@ def title(results: ResultSet) -> str:
     return f"devswitch compare: {results.model.title} ({results.mode})"
 
 
-def render_markdown(results: ResultSet) -> str:
+def _sections(results: ResultSet) -> tuple[list[str], list[Table], list[str]]:
+    """The lines above the tables, the tables, the lines under them: of a factory's or a script's compare."""
     notes, picks = Footnotes(), recommend(results)
+    if results.kind == "script":
+        from . import script
+
+        tables = [script.table(results, notes)]
+        return script.preamble(results), tables, script.epilogue(results, notes, picks)
     tables = [batch_table(results, b, notes) for b in results.batch_sizes]
+    return preamble(results), tables, epilogue(results, notes, picks)
+
+
+def render_markdown(results: ResultSet) -> str:
+    above, tables, below = _sections(results)
     parts = [f"# {markdown.escape(title(results))}", ""]
-    for line in preamble(results):
+    for line in above:
         parts += [line, ""]
     for table in tables:
         parts += [markdown.render(table)]
-    for line in epilogue(results, notes, picks):
+    for line in below:
         parts += [line, ""]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -249,6 +260,10 @@ def csv_fields(results: ResultSet) -> list[str]:
 
 
 def render_csv(results: ResultSet) -> str:
+    if results.kind == "script":
+        from .script import render_csv as script_csv
+
+        return script_csv(results)
     out = io.StringIO()
     writer = csv.DictWriter(out, csv_fields(results), lineterminator="\n")
     writer.writeheader()
@@ -290,14 +305,13 @@ def inline(text: str) -> str:
 def render_html(results: ResultSet, png: bytes | None) -> str:
     """One self-contained page: the tables, the plot (embedded), the recommendation, the environment and
     every configuration value with its source. It references nothing outside itself (no network)."""
-    notes, picks = Footnotes(), recommend(results)
-    tables = [batch_table(results, b, notes) for b in results.batch_sizes]
+    above, tables, below = _sections(results)
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
              f"<title>{html.escape(results.model.title)} - devswitch compare</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title(results))}</h1>"]
-    parts += [f"<p>{inline(line)}</p>" for line in preamble(results)]
+    parts += [f"<p>{inline(line)}</p>" for line in above]
     parts += [html_table.render(t) for t in tables]
-    for line in epilogue(results, notes, picks):
+    for line in below:
         css = " class='rec'" if line.startswith("Recommendation") else ""
         parts.append(f"<p{css}>{inline(line)}</p>")
     if png:

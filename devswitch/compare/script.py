@@ -1,0 +1,219 @@
+"""``compare --script``: the user's unmodified script as the workload, one process per run.
+
+Every configuration (the same matrix as for a factory: backends x devices x precisions x --vary) runs the
+whole script through devswitch.scriptworker, which applies it as ``devswitch run`` would, with
+``fallback: error``, a timing report in the work folder, and the caps on every ``fit``. With ``--rounds N``
+each configuration runs N times, the configurations taking turns (A B A B ...), one process at a time.
+The script's output goes to ``logs/<configuration>.log`` in the results folder. A run that fails makes its
+configuration "failed: <the last error line>" and the others go on. This process imports no framework.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import protocol as p
+from .matrix import file_stem, worker_env
+from .options import Options
+from .protocol import ScriptSpec, read_events
+from .resultset import Cell, Configuration, Model, ResultSet
+from .scriptrecord import KIND, build
+
+LOGS = "logs"  # in the results folder: one log per configuration, every round appended
+
+
+@dataclass(frozen=True)
+class ScriptJob:
+    """What a script compare runs: the matrix (``options``; its target is the script) and the script."""
+
+    options: Options
+    target: str
+    module: bool = False
+    args: tuple[str, ...] = ()
+    caps: dict | None = None      # {"max_epochs": N | None, "max_steps": N | None}
+
+
+def settings_of(config: Configuration, report: Path) -> tuple[dict, dict]:
+    """The explicit settings of one run, and where each came from (for messages)."""
+    varied = dict(config.settings)
+    settings = {**varied, "device": config.device, "precision": config.precision, "fallback": "error",
+                "report": str(report), "backend": config.backend}
+    where = {key: f"devswitch compare ({'--vary ' + key if key in varied else 'its column'})" for key in settings}
+    return settings, where
+
+
+def last_error_line(log: str) -> str:
+    lines = [line.strip() for line in log.splitlines()
+             if line.strip() and not re.match(r"[EIW]\d{4} ", line)]  # the frameworks' native log lines
+    return lines[-1][:200] if lines else "no output"
+
+
+def run_once(job: ScriptJob, config: Configuration, round_number: int, work: Path, log: Path,
+             origin: float) -> tuple[dict, bool]:
+    """One run of the script in ``config``: (what happened, interrupted)."""
+    stem = f"{file_stem(config)}-r{round_number}"
+    events, spec, report = (work / f"{stem}.{suffix}" for suffix in ("events.jsonl", "spec.json", "report.jsonl"))
+    settings, where = settings_of(config, report)
+    ScriptSpec(job.target, tuple(job.args), settings, str(events), module=job.module, caps=dict(job.caps or {}),
+               parent_pid=os.getpid(), where=where).write(spec)
+    with open(log, "a") as handle:
+        handle.write(f"===== devswitch compare --script: {config.words()}, round {round_number} =====\n")
+        handle.flush()
+        start = handle.tell()
+        started = time.time()
+        proc = subprocess.Popen([sys.executable, "-m", "devswitch.scriptworker", str(spec)], stdout=handle,
+                                stderr=subprocess.STDOUT, env=worker_env(), start_new_session=True)
+        interrupted = False
+        try:
+            proc.wait(timeout=job.options.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            try:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                proc.kill()
+                proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    ended = time.time()
+    found = read_events(events)[0]
+    ready = next((e for e in found if e["event"] == p.READY), None)
+    done = next((e for e in found if e["event"] == p.DONE), None)
+    unavailable = next((e for e in found if e["event"] == p.UNAVAILABLE), None)
+    data = log.read_bytes()
+    end = done.get("log_end") if done is not None else None  # the script's output ends there; the summary follows
+    text = data[start:end if isinstance(end, int) and end >= start else None].decode("utf-8", errors="replace")
+    run = {"round": round_number, "start_s": started - origin, "process_s": ended - started,
+           "startup_s": ready["t"] - started if ready else None, "ready": ready, "unavailable": unavailable,
+           "exit_code": done["exit_code"] if done else proc.returncode, "done": done is not None,
+           "wall_s": done["wall_s"] if done else None, "last_line": last_error_line(text), "calls": []}
+    if report.exists():
+        from ..results import ReportError, read_report
+
+        try:
+            reports = read_report(report)
+            run["calls"] = [r for r in reports[-1]["records"] if r.get("kind") in ("fit", "evaluate", "predict")]
+        except (OSError, ReportError, IndexError, KeyError):
+            pass
+    return run, interrupted
+
+
+def failure(run: dict) -> str:
+    """"failed: <the last error line>" of a run that did not end well."""
+    if not run["done"]:
+        return f"failed: the run ended with code {run['exit_code']} before the script finished: {run['last_line']}"
+    code = run["exit_code"]
+    return f"failed: {run['last_line']}" if code == 1 else f"failed: exit code {code}: {run['last_line']}"
+
+
+def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out: Path,
+                on_update: Callable[[ResultSet], None] | None = None) -> ResultSet:
+    """Every configuration, ``rounds`` times in turn; returns the result set (kind "script")."""
+    from .. import backends
+
+    options = job.options
+    configs = options.configurations
+    several = len(options.backends) > 1
+    (out / LOGS).mkdir(exist_ok=True)
+    runs: dict[Configuration, list[dict]] = {c: [] for c in configs}
+    status: dict[Configuration, str] = {}
+    no_gpu: dict[str, str] = {}
+    spent: list[dict] = []  # every run, failed ones too: where the wall time went
+    interrupted = False
+    origin = time.time()
+    caps = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in (job.caps or {}).items() if v is not None)
+    progress(f"devswitch compare --script {job.target}: {options.size().split(' x ')[0].split(' (')[0]}, "
+             f"{options.rounds} run{'s' if options.rounds > 1 else ''} each{', ' + caps if caps else ''}")
+    for number in range(1, options.rounds + 1):
+        for i, config in enumerate(configs):
+            if interrupted:
+                status.setdefault(config, "not run (interrupted)" if not runs[config] else "interrupted")
+                continue
+            if config in status:
+                continue
+            label = config.label(several)
+            missing = backends.missing_reason(config.backend) or (no_gpu.get(config.backend)
+                                                                 if config.device != "cpu" else None)
+            if missing:
+                progress(f"[{i + 1}/{len(configs)}] {label}: unavailable: {missing}")
+                status[config] = f"unavailable: {missing}"
+                continue
+            log = out / LOGS / f"{file_stem(config)}.log"
+            if number == 1:
+                log.write_text("")
+            progress(f"[{i + 1}/{len(configs)}] {label}" + (f", round {number}/{options.rounds}"
+                                                           if options.rounds > 1 else ""))
+            try:
+                run, interrupted = run_once(job, config, number, work, log, origin)
+            except KeyboardInterrupt:
+                interrupted = True
+                status[config] = "interrupted"
+                continue
+            spent.append(run)
+            gpus = next((e.get("gpus") for e in (run["ready"], run["unavailable"]) if e and e.get("gpus") is not None),
+                        None)
+            if gpus == 0:
+                from .matrix import no_gpu_reason
+
+                no_gpu[config.backend] = no_gpu_reason(config.backend, config.device, config.precision)
+            if interrupted:
+                status[config] = "interrupted"
+            elif run["unavailable"] is not None:
+                status[config] = f"unavailable: {run['unavailable'].get('reason')}"
+            elif run["exit_code"] != 0 or not run["done"]:
+                status[config] = failure(run)
+            else:
+                runs[config].append(run)
+            progress(f"    {status[config]}" if config in status else f"    {run['wall_s']:.1f} s")
+            if on_update is not None and not interrupted:
+                on_update(document(job, runs, status, time.time() - origin, False, complete=False, spent=spent))
+    return document(job, runs, status, time.time() - origin, interrupted, spent=spent)
+
+
+def document(job: ScriptJob, runs: dict, status: dict, total: float, interrupted: bool,
+             complete: bool = True, spent: list | None = None) -> ResultSet:
+    """The result set of a script compare: one cell per configuration (batch 1 = the run as a whole)."""
+    options = job.options
+    cells, done = [], []
+    for config, taken in runs.items():
+        why = status.get(config)
+        if why is None and not taken:
+            why = "not run (pending)" if not complete else "failed: no run finished"
+        ready = next((r["ready"] for r in taken if r["ready"]), None) or {}
+        kept = [{k: v for k, v in r.items() if k not in ("ready", "unavailable", "done", "last_line")}
+                for r in taken]
+        record = build(kept, ready.get("plan"), ready.get("environment"), ready.get("settings")) if taken else None
+        resolved = ((ready.get("plan") or {}).get("precision")) or ""
+        cells.append(Cell.of(config, 1, why or "ok", resolved, record if why is None else None))
+        done += taken
+    first = next((r["ready"] for r in done if r["ready"]), None) or {}
+    spent = done if spent is None else spent
+    walls = sum(r["wall_s"] or 0.0 for r in spent)
+    processes = sum(r["process_s"] for r in spent)
+    timing = {"total_s": total, "sum_measured_s": walls, "sum_startup_s": processes - walls,
+              "overhead_ratio": total / processes if processes else None,
+              "note": "measured = the script's own wall time in every run; startup = the rest of each run's "
+                      "process (Python, the framework imported, devswitch applied, the exit)"}
+    return ResultSet(
+        options={**{k: v for k, v in asdict(options).items() if k not in ("command", "vary")}, "kind": KIND,
+                 "mode": KIND, "batch_sizes": [1], "baseline": options.baseline.words(),
+                 "vary": {name: list(values) for name, values in options.vary}, "module": job.module,
+                 "args": list(job.args), "caps": dict(job.caps or {})},
+        model=Model(target=job.target, name=Path(job.target).name if not job.module else job.target, unit="runs"),
+        cells=tuple(cells), environment=first.get("environment"), config=first.get("config"), timing=timing,
+        command=tuple(options.command) or ("devswitch", "compare", "--script", job.target),
+        interrupted=interrupted, complete=complete)

@@ -1,0 +1,198 @@
+"""A script compare (``compare --script``) as one table, its lines, and CSV: the same table model as factories.
+
+One column per configuration; rows: the script's wall time (the recommendation ranks by it), the speed-up
+paired by round, the start-up, then per timed ``fit`` its steady samples/s, first epoch, epochs x steps
+(with the caps) and the final loss and metrics of its history, then each ``evaluate`` / ``predict`` rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from ..compare.recommend import Pick, coverage_words, recommend, switch_text
+from ..compare.resultset import Cell, ResultSet
+from ..compare.scriptrecord import calls, figure
+from ..statistics import median
+from .table import Column, Table
+
+NO_FIT = "the script called no fit"
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if isinstance(v, (int, float))]
+    return median(values) if values else None
+
+
+def _rate(call: dict) -> float | None:
+    """samples/s of a call: its steady rate, else samples over the whole call (tracing included)."""
+    steady = figure(call, "steady_throughput")
+    if steady is not None:
+        return steady
+    samples, wall = figure(call, "samples"), figure(call, "wall")
+    return samples / wall if samples and wall else None
+
+
+def figures(cell: Cell) -> dict[str, Any]:
+    """The figures of one measured configuration, by row name (numbers where they are numbers)."""
+    record = cell.record or {}
+    wall = (record.get("metrics") or {}).get("wall") or {}
+    out: dict[str, Any] = {"script wall (s)": wall.get("value"), "start-up (s)": cell.metric("startup")}
+    per_run = calls(record)
+    last = per_run[-1] if per_run else []
+    counts: dict[str, int] = {}
+    for index, call in enumerate(last):
+        kind = call.get("kind", "?")
+        counts[kind] = counts.get(kind, 0) + 1
+        name = f"{kind} {counts[kind]}"
+        same = [run[index] for run in per_run if len(run) > index and run[index].get("kind") == kind]
+        if call.get("status") != "ok":
+            out[f"{name}: status"] = call.get("status")
+            continue
+        if kind == "fit":
+            out[f"{name}: steady samples/s"] = _median([figure(c, "steady_throughput") for c in same])
+            out[f"{name}: first epoch (s)"] = _median([figure(c, "first") for c in same])
+            cap = call.get("cap") or {}
+            epochs, steps = len(call.get("epochs") or []), figure(call, "steps")
+            text = f"{epochs} x {steps if steps is not None else '?'}"
+            if cap:
+                asked = cap.get("steps_asked") or cap.get("batches_per_epoch")
+                text += (f" (capped; asked {cap.get('epochs_asked')} x {asked if asked is not None else '?'})"
+                         if cap.get("applied") else " (within the caps)")
+            out[f"{name}: epochs x steps"] = text
+            for key, value in (call.get("history") or {}).items():
+                out[f"{name}: final {key}"] = value
+        else:
+            out[f"{name}: samples/s"] = _median([_rate(c) for c in same])
+    if not counts.get("fit"):
+        out["fit"] = NO_FIT
+    return out
+
+
+def _text(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if name.endswith("(s)"):
+        return f"{value:,.2f} s"
+    if name.endswith("samples/s"):
+        return f"{value:,.1f}"
+    return f"{value:.4g}"
+
+
+def table(results: ResultSet, notes) -> Table:
+    from .compare import speedup_text
+
+    cells = [c for c in (results.cell(config, 1) for config in results.configs) if c is not None]
+    data = {id(c): figures(c) for c in cells if c.ok}
+    names = ["script wall (s)", f"speed-up vs {results.baseline.label(results.several_backends)}", "start-up (s)"]
+    for values in data.values():
+        names += [n for n in values if n not in names]
+    rows = []
+    for name in names:
+        row = [name]
+        for c in cells:
+            if not c.ok:
+                row.append(notes.mark(c.status) if name == names[0] else "-")
+            elif name.startswith("speed-up"):
+                row.append(speedup_text(results, c))
+            else:
+                value = data[id(c)].get(name)
+                text = _text(name, value)
+                ci = ((c.record.get("metrics") or {}).get("wall") or {}).get("ci")
+                if name == names[0] and ci:
+                    text += f" [{ci[0]:,.2f}, {ci[1]:,.2f}]"
+                row.append(text)
+        rows.append(row)
+    columns = [Column("the run as a whole")] + [Column(results.column(c), numeric=True) for c in cells]
+    return Table.of(columns, rows)
+
+
+def preamble(results: ResultSet) -> list[str]:
+    options = results.options
+    env = results.environment or {}
+    args = " ".join(options.get("args") or [])
+    caps = options.get("caps") or {}
+    capped = [f"at most {v} {'epochs' if k == 'max_epochs' else 'steps per epoch'}" for k, v in caps.items() if v]
+    lines = [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')}." if env else "",
+             f"Each column ran the whole script (`{results.model.target}{' ' + args if args else ''}`) as `devswitch "
+             "run` runs it, in its own process, with its settings explicit and `fallback: error`; its output is in "
+             "`logs/` beside results.json."
+             + (f" Every fit was capped by devswitch to {' and '.join(capped)} (--max-epochs / --max-steps); the "
+                "history the script saw, and its final loss and metrics here, are those of the capped fit."
+                if capped else "")]
+    rounds = options.get("rounds") or 1
+    if rounds > 1:
+        lines.append(f"Each configuration ran the script {rounds} times, the configurations taking turns (A B A B "
+                     "...): the wall time is the median of the runs with, in brackets, its interval; the speed-up is "
+                     "the median of the per-round ratios of wall times, with its interval.")
+    else:
+        lines.append("Each configuration ran the script once (--rounds 1, the default for scripts): the speed-up is "
+                     "a ratio of single wall times, without an interval; --rounds N runs each N times in turn.")
+    return [line for line in lines if line]
+
+
+def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) -> list[str]:
+    """The fastest configuration by the script's wall time (the run as a whole), and its switch."""
+    lines = []
+    for pick in recommend(results) if picks is None else picks:
+        if pick.best is None:
+            continue
+        best, wall = results.column(pick.best), 1.0 / pick.best.metric("throughput")
+        if pick.runner_up is None:
+            verdict = f"{best} ({wall:,.2f} s), the only configuration measured"
+        else:
+            nxt, other = results.column(pick.runner_up), 1.0 / pick.runner_up.metric("throughput")
+            if pick.paired is not None:
+                r = pick.paired
+                paired = (f"{r.value:.2f}x paired by round over {r.rounds} rounds, its {coverage_words(r.coverage)} "
+                          f"interval [{r.low:.2f}, {r.high:.2f}]")
+                verdict = (f"fastest: {best} ({wall:,.2f} s) against the next, {nxt} ({other:,.2f} s): {paired} "
+                           "lies above 1" if pick.significant else f"no significant difference between {best} "
+                           f"({wall:,.2f} s) and {nxt} ({other:,.2f} s): {paired} does not lie above 1")
+            else:
+                verdict = (f"fastest measured: {best} ({wall:,.2f} s, {pick.ratio:.2f}x the next, {nxt} "
+                           f"({other:,.2f} s); significance unknown: one run each, use --rounds 2 or more)")
+        lines.append(f"Recommendation, by the script's wall time: {verdict}; selected by "
+                     f"{switch_text(pick.switch(results.several_backends))}.")
+    return lines
+
+
+def epilogue(results: ResultSet, notes, picks) -> list[str]:
+    lines = list(notes.lines())
+    measured = [c for c in results.cells if c.ok]
+    if measured and all(figures(c).get("fit") == NO_FIT for c in measured):
+        lines.append("The script called no fit: the table has its wall time and its evaluate/predict calls.")
+    lines += recommendation_lines(results, picks)
+    t = results.timing
+    if t.get("overhead_ratio"):
+        lines.append(f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the runs' processes: the "
+                     f"scripts themselves ({t['sum_measured_s']:.1f} s) plus start-ups and exits "
+                     f"({t['sum_startup_s']:.1f} s).")
+    if results.interrupted:
+        lines.append("Interrupted: the columns marked 'interrupted' / 'not run' were not measured.")
+    if not results.complete:
+        lines.append("Incomplete: written while compare was running.")
+    return lines
+
+
+def render_csv(results: ResultSet) -> str:
+    """One row per configuration: its settings, status, and every figure of the table as a number."""
+    cells = list(results.cells)
+    data = [figures(c) if c.ok else {} for c in cells]
+    names = list(dict.fromkeys(n for d in data for n in d))
+    fields = ["backend", "device", "precision", *results.varied, "resolved_precision", "status", "policy",
+              "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "speedup_rounds", *names]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fields, lineterminator="\n")
+    writer.writeheader()
+    for c, d in zip(cells, data):
+        ratio = results.speedup_interval(c)
+        writer.writerow({"backend": c.backend, "device": c.device, "precision": c.precision, **dict(c.settings),
+                         "resolved_precision": c.resolved, "status": c.status,
+                         "policy": (c.record or {}).get("policy"), "speedup_vs_baseline": results.speedup(c),
+                         "speedup_ci_low": ratio.low if ratio else None, "speedup_ci_high": ratio.high if ratio else None,
+                         "speedup_rounds": ratio.rounds if ratio else None, **d})
+    return out.getvalue()

@@ -1,0 +1,76 @@
+"""One run of the user's unmodified script for ``devswitch compare --script``, as ``devswitch run`` runs it.
+
+``python -m devswitch.scriptworker SPEC.json``: devswitch is applied with the configuration's settings as
+explicit settings (``fallback: error``, ``report: PATH.jsonl`` in the work folder), the session's caps set
+(every ``fit`` clipped and labelled, see caps.py), then the script runs through ``launch.run_target`` with
+its own arguments. Events go to the spec's events file; the script's output goes where compare points
+this process's stdout and stderr (a log per configuration). The timing report is written at exit, as
+``devswitch run`` writes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+
+def main(spec_path: str) -> int:
+    from .worker import Events, die_with_parent, set_parent_death_signal
+
+    set_parent_death_signal()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from .compare import protocol as p
+
+    spec = p.ScriptSpec.read(spec_path)
+    die_with_parent(spec.parent_pid)
+    emit = Events(spec.events)
+    emit(p.SPAWNED)
+    from . import session, state
+    from .caps import Caps
+    from .config import explicit_layer
+    from .errors import DevswitchError
+
+    try:
+        plan = session.activate(explicit_layer(spec.settings, spec.where))
+    except DevswitchError as error:
+        from .devices import DeviceError
+
+        gpus = None
+        if isinstance(error, DeviceError):
+            from .devices import detect_gpus
+
+            gpus = len(detect_gpus(spec.settings["backend"]))
+        emit(p.UNAVAILABLE, reason=error.message, gpus=gpus)
+        return 0
+    from .apply import inventory
+    from .worker import applied_settings, gpus_seen, unsupported_reason
+
+    reason = unsupported_reason(plan, inventory())
+    context = session.context()
+    emit(p.READY, plan=context.get("plan"), environment=context["environment"], config=context["config"],
+         gpus=gpus_seen(plan, len(inventory().gpus)),
+         settings=applied_settings({k: v for k, v in spec.settings.items() if k in spec.where
+                                    and spec.where[k].startswith("devswitch compare (--vary")}, session.config()))
+    if reason:
+        emit(p.UNAVAILABLE, reason=reason)
+        return 0
+    state.current().caps = Caps.from_dict(spec.caps) or None
+    from .launch import run_target
+
+    started = time.perf_counter()
+    code = run_target(spec.target, list(spec.args), module=spec.module)
+    wall = time.perf_counter() - started
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:  # where the script's output ends in the log: the timing summary printed at exit comes after it
+        log_end = os.lseek(1, 0, os.SEEK_CUR)
+    except OSError:
+        log_end = None
+    emit(p.DONE, exit_code=code, wall_s=wall, calls=len(state.current().runs), log_end=log_end)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,137 @@
+"""compare --script: the user's unmodified script as the workload, its fits capped, one column per configuration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SCRIPTS, clean_environ, started_together
+from devswitch.caps import Caps, batches_per_epoch
+
+# --- the caps, pure ----------------------------------------------------------------------------------------
+
+
+def test_caps_clip_epochs_and_set_steps_for_arrays_and_say_what_was_asked():
+    """A fit of 3 epochs over 6 batches under --max-epochs 1 --max-steps 3 runs 1 x 3, and the label says so."""
+    out, label = Caps(1, 3).clip({"epochs": 3}, batches=6)
+    assert (out["epochs"], out["steps_per_epoch"]) == (1, 3)
+    assert label == {"max_epochs": 1, "max_steps": 3, "epochs_asked": 3, "steps_asked": None,
+                     "batches_per_epoch": 6, "epochs_run": 1, "steps_run": 3, "applied": True}
+
+
+def test_caps_leave_a_fit_within_them_alone_and_count_from_initial_epoch():
+    out, label = Caps(2, 10).clip({"epochs": 5, "initial_epoch": 4, "steps_per_epoch": 4}, batches=None)
+    assert out == {"epochs": 5, "initial_epoch": 4, "steps_per_epoch": 4} and label["applied"] is False
+    out, _ = Caps(2, None).clip({"epochs": 9, "initial_epoch": 4}, batches=None)
+    assert out["epochs"] == 6
+
+
+def test_an_input_of_unknown_length_gets_the_step_cap():
+    out, label = Caps(None, 5).clip({}, batches=None)
+    assert out["steps_per_epoch"] == 5 and label["epochs_run"] == 1
+
+
+def test_batches_per_epoch_of_arrays_with_a_validation_split():
+    import numpy as np
+
+    assert batches_per_epoch(np.zeros((64, 3)), 8, 0.25) == 6
+    assert batches_per_epoch([np.zeros((10, 1)), np.zeros((10, 1))], None) == 1
+    assert batches_per_epoch(iter(()), 8) is None
+
+
+# --- option errors: exit 2 before anything runs --------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    pytest.param(["--", "--epochs", "3"], "name the script", id="no script"),
+    pytest.param(["--script", "missing.py"], "no such script", id="script not found"),
+    pytest.param(["mlp", "--script", "train.py"], "is a MODEL", id="script and a MODEL"),
+    pytest.param(["--script", "train.py", "--max-steps", "0"], "--max-steps", id="max-steps 0"),
+    pytest.param(["--script", "train.py", "--batch-sizes", "8"], "a factory's benchmark option", id="factory option"),
+    pytest.param(["--script", "train.py", "-m", "pkg.train"], "both name", id="script and module"),
+    pytest.param(["mlp", "--max-epochs", "1"], "cap the fits of a script", id="caps without a script"),
+])
+def test_option_errors_exit_2_before_anything_runs(argv, message, tmp_path, monkeypatch, capsys):
+    from devswitch.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("print('ran')\n")
+    assert main(["compare", "--devices", "cpu", "--precisions", "fp32", "--out", "out", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+# --- end to end: real scripts ------------------------------------------------------------------------------
+
+CAPS = ["--devices", "cpu", "--max-epochs", "1", "--max-steps", "3", "--out", "out"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three script compares side by side: the example (profile saved), a script with its own arguments that
+    fails under bf16, and one that never calls fit."""
+    script = str(SCRIPTS / "script_compare.py")
+    jobs = {
+        "example": (["-m", "devswitch", "compare", "--script", str(ROOT / "examples" / "existing_script.py"), *CAPS,
+                     "--precisions", "fp32", "--save-profile", "mine", "--save-profile-anyway", "--", "--epochs",
+                     "3"], {}),
+        "args": (["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32,bf16", "--",
+                  "--epochs", "3", "--validation", "--fail-under", "bfloat16"], {}),
+        "nofit": (["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32", "--",
+                   "--no-fit"], {}),
+    }
+    with started_together(tmp_path_factory.mktemp("script"), jobs) as wait:
+        yield {name: wait(name) for name in jobs}
+
+
+def _cell(folder, index=0):
+    return json.loads((folder / "out" / "results.json").read_text())["cells"][index]
+
+
+@pytest.mark.subprocess
+def test_the_example_runs_capped_and_its_profile_reads_back_in_devswitch_info(runs):
+    proc, folder = runs["example"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fit = next(c for c in _cell(folder)["record"]["runs"][0]["calls"] if c["kind"] == "fit")
+    assert fit["cap"]["epochs_run"] == 1 and fit["cap"]["epochs_asked"] == 3 and fit["cap"]["applied"]
+    assert len(fit["epochs"]) == 1 and fit["metrics"]["steps"]["value"] == 3
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(fit["history"])
+    assert "| fit 1: epochs x steps | 1 x 3 (capped; asked 3 x 41) |" in proc.stdout
+    assert "test accuracy" in (folder / "out" / "logs" / "tensorflow-cpu-fp32.log").read_text()
+    assert "test accuracy" not in proc.stdout  # the script's output is in its log, not in the table
+    info = subprocess.run([sys.executable, "-m", "devswitch", "info", "--json"], cwd=folder, capture_output=True,
+                          text=True, timeout=120, env=clean_environ(HOME=str(folder / "home"),
+                                                                    DEVSWITCH_PROFILE="mine"))
+    assert info.returncode == 0, info.stderr[-2000:]
+    config = json.loads(info.stdout)["config"]
+    assert config["precision"]["source"] == "project file (profile mine)"
+    assert config["precision"]["value"] == "fp32" and config["device"]["value"] == "cpu"
+
+
+@pytest.mark.subprocess
+def test_a_script_with_its_own_arguments_is_capped_and_a_failing_column_says_why(runs):
+    proc, folder = runs["args"]
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    ok, failed = _cell(folder, 0), _cell(folder, 1)
+    assert failed["status"] == "failed: RuntimeError: this script does not run under mixed_bfloat16"
+    log = (folder / "out" / "logs" / "tensorflow-cpu-fp32.log").read_text()
+    assert 'HISTORY {"epochs": 1' in log  # what the unmodified script saw: the capped fit's history
+    fit = ok["record"]["runs"][0]["calls"][0]
+    assert fit["cap"] == {"max_epochs": 1, "max_steps": 3, "epochs_asked": 3, "steps_asked": None,
+                          "batches_per_epoch": 6, "epochs_run": 1, "steps_run": 3, "applied": True}
+    assert "val_loss" in fit["history"]
+    assert "| cpu fp32 | cpu bf16 |" in proc.stdout and "failed [1]" in proc.stdout
+    from devswitch.cli import main
+
+    assert main(["report", str(folder / "out")]) == 0  # devswitch report shows it again from results.json
+
+
+@pytest.mark.subprocess
+def test_a_script_that_calls_no_fit_gets_a_note_not_an_empty_table(runs):
+    proc, folder = runs["nofit"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| fit | the script called no fit |" in proc.stdout
+    assert "The script called no fit" in proc.stdout
+    assert "evaluate 1: samples/s" in proc.stdout and "script wall (s)" in proc.stdout
