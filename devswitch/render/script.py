@@ -51,7 +51,9 @@ def figures(cell: Cell) -> dict[str, Any]:
             out[f"{name}: status"] = call.get("status")
             continue
         if kind == "fit":
-            out[f"{name}: steady samples/s"] = _median([figure(c, "steady_throughput") for c in same])
+            steady = _median([figure(c, "steady_throughput") for c in same])
+            one = len(call.get("epochs") or []) == 1
+            out[f"{name}: steady samples/s"] = "- (one epoch: no steady state)" if steady is None and one else steady
             out[f"{name}: first epoch (s)"] = _median([figure(c, "first") for c in same])
             cap = call.get("cap") or {}
             epochs, steps = len(call.get("epochs") or []), figure(call, "steps")
@@ -115,7 +117,8 @@ def preamble(results: ResultSet) -> list[str]:
     env = results.environment or {}
     args = " ".join(options.get("args") or [])
     caps = options.get("caps") or {}
-    capped = [f"at most {v} {'epochs' if k == 'max_epochs' else 'steps per epoch'}" for k, v in caps.items() if v]
+    capped = [f"at most {v} {'epoch' if k == 'max_epochs' else 'step'}{'s' if v != 1 else ''}"
+              + ("" if k == "max_epochs" else " per epoch") for k, v in caps.items() if v]
     lines = [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')}." if env else "",
              f"Each column ran the whole script (`{results.model.target}{' ' + args if args else ''}`) as `devswitch "
              "run` runs it, in its own process, with its settings explicit and `fallback: error`; its output is in "
