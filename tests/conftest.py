@@ -7,7 +7,9 @@ import dataclasses
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -74,6 +76,213 @@ def result_line(stdout: str) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+# --- child processes: one queue for the whole session --------------------------------------------------------
+#
+# Most subprocess tests start a framework in a child (seconds of one busy core) and wait for it. So the children
+# are declared up front (``children(build)`` below makes a fixture of them), and as soon as the tests are
+# collected every child the selected tests will read is queued, in the order the tests will read them. The
+# queue runs one child beside this process while it runs tests of its own (this process then has the other
+# core), and two while it waits for a child's result. A test then only reads what its children did.
+
+
+@dataclasses.dataclass
+class Child:
+    """``python ARGS`` in its own folder (``cwd``, else ROOT/NAME, with HOME in it) with ``env`` added to a
+    clean environment; ``prepare(folder)`` runs first; ``after`` names a child of the same group that must
+    have ended before this one starts."""
+
+    args: list
+    env: dict = dataclasses.field(default_factory=dict)
+    umask: int | None = None
+    prepare: Callable[[Path], object] | None = None
+    after: str | None = None
+    cwd: Path | None = None
+    timeout: float = 300
+
+
+class _Job:
+    def __init__(self, name: str, child: Child, folder: Path):
+        self.name, self.child, self.folder = name, child, folder
+        self.after: _Job | None = None
+        self.done = threading.Event()
+        self.result: subprocess.CompletedProcess | None = None
+        self.error: BaseException | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def run(self) -> None:
+        child = self.child
+        try:
+            (self.folder / "home").mkdir(parents=True, exist_ok=True)
+            if child.prepare:
+                child.prepare(self.folder)
+            env = {**clean_environ(HOME=str(self.folder / "home"), PYTHONUNBUFFERED="1"), **child.env}
+            args = [sys.executable, *map(str, child.args)]
+            umask = child.umask
+            self.proc = subprocess.Popen(args, cwd=child.cwd or self.folder, env=env, text=True,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+            try:
+                out, err = self.proc.communicate(timeout=child.timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
+                raise
+            self.result = subprocess.CompletedProcess(args, self.proc.returncode, out, err)
+        except BaseException as exc:  # handed to whoever waits for it
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class _Queue:
+    """Children run in order, ``cores - 1`` at a time while the test process works, ``cores`` while it waits."""
+
+    def __init__(self, cores: int = 2):
+        self.cores = cores
+        self.lock = threading.Condition()
+        self.queue: list[_Job] = []
+        self.running: set[_Job] = set()
+        self.waiting = 0
+        self.closed = False
+        self.threads: list[threading.Thread] = []
+
+    def submit(self, jobs: list[_Job], first: bool = False) -> None:
+        with self.lock:
+            if first:
+                self.queue[0:0] = jobs
+            else:
+                self.queue.extend(jobs)
+            while len(self.threads) < self.cores:
+                self.threads.append(threading.Thread(target=self._work, daemon=True))
+                self.threads[-1].start()
+            self.lock.notify_all()
+
+    def _next(self) -> _Job | None:
+        if len(self.running) >= (self.cores if self.waiting else self.cores - 1):
+            return None
+        for job in self.queue:
+            if job.after is None or job.after.done.is_set():
+                self.queue.remove(job)
+                return job
+        return None
+
+    def _work(self) -> None:
+        while True:
+            with self.lock:
+                while not self.closed and (job := self._next()) is None:
+                    self.lock.wait()
+                if self.closed:
+                    return
+                self.running.add(job)
+            try:
+                job.run()
+            finally:
+                with self.lock:
+                    self.running.discard(job)
+                    self.lock.notify_all()
+
+    def wait(self, job: _Job) -> tuple[subprocess.CompletedProcess, Path]:
+        with self.lock:
+            needed, chain = [], job
+            while chain is not None and chain in self.queue:  # needed now: first in line, after what it waits for
+                needed.insert(0, chain)
+                chain = chain.after
+            for each in needed:
+                self.queue.remove(each)
+            self.queue[0:0] = needed
+            self.waiting += 1
+            self.lock.notify_all()
+        try:
+            job.done.wait()
+        finally:
+            with self.lock:
+                self.waiting -= 1
+        if job.error is not None:
+            raise job.error
+        return job.result, job.folder
+
+    def cancel(self, jobs) -> None:
+        with self.lock:
+            self.queue = [job for job in self.queue if job not in jobs]
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.queue.clear()
+            running = list(self.running)
+            self.lock.notify_all()
+        for job in running:  # a session that ends early does not wait for children nobody will read
+            if job.proc is not None and job.proc.poll() is None:
+                job.proc.kill()
+
+
+QUEUE = _Queue()
+
+
+class Children:
+    """A group of children started together: ``group(name) -> (CompletedProcess, folder)`` waits for one;
+    ``group.root`` is the folder they run under."""
+
+    def __init__(self, root: Path, children: dict[str, Child]):
+        self.root = root
+        self.jobs = {name: _Job(name, child, root / "".join(c if c.isalnum() else "-" for c in name))
+                     for name, child in children.items()}
+        for job in self.jobs.values():
+            job.after = self.jobs[job.child.after] if job.child.after else None
+        self.submitted = False
+
+    def submit(self, first: bool = False) -> "Children":
+        if not self.submitted:
+            self.submitted = True
+            QUEUE.submit(list(self.jobs.values()), first)
+        return self
+
+    def __call__(self, name: str) -> tuple[subprocess.CompletedProcess, Path]:
+        self.submit(first=True)
+        return QUEUE.wait(self.jobs[name])
+
+    def cancel(self) -> None:
+        QUEUE.cancel(set(self.jobs.values()))
+
+
+_BUILDS: dict[object, Callable[[Path], dict[str, Child]]] = {}  # fixture -> its build
+_GROUPS: dict[Callable, Children] = {}
+
+
+def _group(config, build: Callable[[Path], dict[str, Child]]) -> Children:
+    if build not in _GROUPS:
+        root = config._tmp_path_factory.mktemp(build.__name__.strip("_") or "children")
+        _GROUPS[build] = Children(root, build(root))
+    return _GROUPS[build]
+
+
+def children(build: Callable[[Path], dict[str, Child]], scope: str = "module", name: str | None = None):
+    """A fixture named ``name`` (else ``build``'s name without its underscores): the children ``build(root)``
+    names, as a ``Children`` group, one per session. They are queued as soon as the tests are collected when a
+    selected test uses the fixture (or a fixture that uses it)."""
+
+    def fixture(request):
+        return _group(request.config, build).submit(first=True)
+
+    fixture.__name__ = name or build.__name__.strip("_")
+    made = pytest.fixture(scope=scope)(fixture)
+    _BUILDS[made] = build
+    return made
+
+
+def pytest_collection_finish(session):
+    """Queue, in test order, the children of every fixture made by ``children`` that a selected test uses."""
+    for item in session.items:
+        for name in getattr(item, "fixturenames", ()):
+            made = getattr(getattr(item, "module", None), name, None) or globals().get(name)
+            if made in _BUILDS:
+                _group(session.config, _BUILDS[made]).submit()
+
+
+def pytest_sessionfinish(session):
+    QUEUE.close()
+
+
 # --- one real devswitch compare for the whole session -------------------------------------------------
 
 
@@ -89,48 +298,39 @@ SHARED_ARGS = ["mlp", "--devices", "cpu,gpu", "--precisions", "fp32,fp16", "--ba
                "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--save-profile", "fastest"]
 
 
+def _shared_compare_run(root: Path) -> dict[str, Child]:
+    def folders(_):
+        (root / "home").mkdir()
+        (root / "project").mkdir()
+
+    return {"compare": Child(["-m", "devswitch", "compare", *SHARED_ARGS, "--out", root / "out"],
+                             {"HOME": str(root / "home")}, prepare=folders, cwd=root / "project", timeout=600)}
+
+
+shared_compare_run = children(_shared_compare_run, scope="session")
+
+
 @pytest.fixture(scope="session")
-def shared_compare(tmp_path_factory) -> CompareRun:
+def shared_compare(shared_compare_run) -> CompareRun:
     """``compare mlp`` over cpu,gpu x fp32,fp16 x batch 1,8 with --save-profile, run once. Read it; never write
     into it (copy it to tmp_path first)."""
-    root = tmp_path_factory.mktemp("shared-compare")
-    home, project = root / "home", root / "project"
-    home.mkdir()
-    project.mkdir()
-    out = root / "out"
-    proc = subprocess.run([sys.executable, "-m", "devswitch", "compare", *SHARED_ARGS, "--out", str(out)],
-                          cwd=project, env=clean_environ(HOME=str(home), PYTHONUNBUFFERED="1"),
-                          capture_output=True, text=True, timeout=600)
+    proc, _ = shared_compare_run("compare")
     assert proc.returncode == 0, proc.stderr
-    return CompareRun(proc, out, project, home)
+    root = shared_compare_run.root
+    return CompareRun(proc, root / "out", root / "project", root / "home")
 
 
 # --- subprocesses started together ---------------------------------------------------------------------
 
 @contextlib.contextmanager
 def started_together(root: Path, jobs: dict, prepare: dict | None = None, workers: int = 2, timeout: float = 300):
-    """Start ``python ARGS`` for every job ``name: (args, env[, umask])``, ``workers`` at a time (each starting
-    a framework is mostly one busy core), each in its own folder under ``root`` (its cwd, with HOME in it);
-    ``prepare[name](folder)`` runs first. Yields ``wait(name) -> (CompletedProcess, folder)``."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    folders = {}
-    for name in jobs:
-        folders[name] = root / "".join(c if c.isalnum() else "-" for c in name)
-        (folders[name] / "home").mkdir(parents=True)
-        if prepare and name in prepare:
-            prepare[name](folders[name])
-
-    def run(name):
-        args, env, *umask = jobs[name]
-        return subprocess.run([sys.executable, *map(str, args)], cwd=folders[name], capture_output=True, text=True,
-                              env=clean_environ(HOME=str(folders[name] / "home"), PYTHONUNBUFFERED="1", **env),
-                              timeout=timeout, preexec_fn=(lambda: os.umask(umask[0])) if umask else None)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {name: pool.submit(run, name) for name in jobs}
-        try:
-            yield lambda name: (futures[name].result(), folders[name])
-        finally:
-            for future in futures.values():
-                future.cancel()  # a failing test does not wait for processes nobody will read
+    """Start ``python ARGS`` for every job ``name: (args, env[, umask])`` (on the session's queue, before what
+    it had queued: ``workers`` is its number of cores), each in its own folder under ``root`` (its cwd, with
+    HOME in it); ``prepare[name](folder)`` runs first. Yields ``wait(name) -> (CompletedProcess, folder)``."""
+    group = Children(root, {name: Child(args, env, umask[0] if umask else None, (prepare or {}).get(name),
+                                        timeout=timeout)
+                            for name, (args, env, *umask) in jobs.items()})
+    try:
+        yield group.submit(first=True)
+    finally:
+        group.cancel()  # a failing test does not wait for processes nobody will read

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -16,7 +14,7 @@ from devswitch.compare import Cell, ResultSet, recommend, recommendation_lines
 from devswitch.compare.resultset import Model
 from devswitch.models import mlp
 
-from conftest import clean_environ
+from conftest import Child, children
 
 FAST = dict(warmup=1, iterations=2, peak_probe=False, predict_baseline=False, min_sample_s=0)
 
@@ -107,17 +105,22 @@ def test_max_error_leaves_out_configurations_and_says_which_and_why():
     assert recommendation_lines(none)[0].startswith("Recommendation, batch 8: none: no measured configuration")
 
 
+def _jax_compare(root):
+    return {"compare": Child(["-m", "devswitch", "compare", "mlp", "--backends", "jax", "--devices", "cpu",
+                              "--precisions", "fp32,bf16", "--batch-sizes", "4", "--iterations", "2", "--warmup", "1",
+                              "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "8",
+                              "--max-error", "1e-3", "--out", "out"], timeout=300)}
+
+
+jax_compare = children(_jax_compare)
+
+
 @pytest.mark.subprocess
-def test_compare_reports_the_error_beside_the_speed_and_max_error_excludes_bf16(tmp_path):
+def test_compare_reports_the_error_beside_the_speed_and_max_error_excludes_bf16(jax_compare):
     """JAX (quick to start): a reference run, then fp32 and bf16 from its weights; across backends, see
     test_backends.test_compare_across_the_three_backends."""
-    out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "devswitch", "compare", "mlp", "--backends", "jax",
-                           "--devices", "cpu", "--precisions", "fp32,bf16", "--batch-sizes", "4", "--iterations", "2",
-                           "--warmup", "1", "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "8",
-                           "--max-error", "1e-3", "--out", str(out)],
-                          cwd=tmp_path, env=clean_environ(HOME=str(tmp_path)), capture_output=True, text=True,
-                          timeout=300)
+    proc, folder = jax_compare("compare")
+    out = folder / "out"
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((out / "results.json").read_text())
     assert doc["reference"]["status"] == "ok" and doc["reference"]["backend"] == "jax"

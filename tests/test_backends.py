@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, clean_environ, result_line
+from conftest import SCRIPTS, Child, children, clean_environ, result_line
 from devswitch import backends
 from devswitch.config import resolve
 from devswitch.devices import Cpu, Gpu, Inventory, choose
@@ -183,26 +183,55 @@ def run(args, env, cwd, timeout=300):
                           text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def started(tmp_path_factory):
-    """The per-backend processes of this module (each starts a framework: several seconds), started once and
-    two at a time; ``started(name)`` waits for one: (process, its folder)."""
-    from conftest import started_together
+JAX_FIT = (  # the same fit on one device, or mirrored over two host devices
+    "import devswitch, json, keras, numpy as np\n"
+    "keras.utils.set_random_seed(0)\n"
+    "model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation='relu'),"
+    " keras.layers.Dense(1)])\n"
+    "model.compile(optimizer=keras.optimizers.SGD(0.05), loss='mse')\n"
+    "x = np.random.default_rng(0).normal(size=(256, 8)).astype('float32'); y = x.sum(1, keepdims=True)\n"
+    "h = model.fit(x, y, epochs=3, batch_size=32, verbose=0, shuffle=False)\n"
+    "d = keras.distribution.distribution()\n"
+    "print('RESULT ' + json.dumps({'loss': h.history['loss'][-1], 'devices': len(d.device_mesh.devices.ravel())"
+    " if d else 1, 'replicas': devswitch.plan().strategy.replicas}))\n")
 
+
+def _script(name, text):
+    return lambda folder: (folder / name).write_text(text)
+
+
+def _backend_runs(root):
+    """The per-backend processes of this module (each starts a framework: several seconds)."""
     jobs = {}
     for backend in backends.NAMES:
         if not backends.installed(backend):
             continue
-        jobs[f"import {backend}"] = ([SCRIPTS / "any_backend.py"],
-                                     {"KERAS_BACKEND": backend, "DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DEVICE": "cpu"})
-        jobs[f"run {backend}"] = (["-m", "devswitch", "run", "--backend", backend, "--device", "cpu", "--report",
-                                   "r.jsonl", SCRIPTS / "any_backend.py"], {})
+        jobs[f"import {backend}"] = Child([SCRIPTS / "any_backend.py"], {"KERAS_BACKEND": backend,
+                                                                         "DEVSWITCH_PRECISION": "bf16",
+                                                                         "DEVSWITCH_DEVICE": "cpu"})
+        jobs[f"run {backend}"] = Child(["-m", "devswitch", "run", "--backend", backend, "--device", "cpu", "--report",
+                                        "r.jsonl", SCRIPTS / "any_backend.py"])
     if all(backends.installed(n) for n in backends.NAMES):
-        jobs["compare"] = (["-m", "devswitch", "compare", "mlp", "--backends", ",".join(backends.NAMES), "--devices",
-                            "cpu", "--precisions", "fp32", "--batch-sizes", "8", "--iterations", "3", "--warmup", "1",
-                            "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "8", "--out", "out"], {})
-    with started_together(tmp_path_factory.mktemp("backends"), jobs) as wait:
-        yield wait
+        jobs["compare"] = Child(["-m", "devswitch", "compare", "mlp", "--backends", ",".join(backends.NAMES),
+                                 "--devices", "cpu", "--precisions", "fp32", "--batch-sizes", "8", "--iterations", "3",
+                                 "--warmup", "1", "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "8",
+                                 "--out", "out"])
+    if backends.installed("jax"):
+        fit = _script("fit.py", JAX_FIT)
+        jobs["jax single"] = Child(["fit.py"], {"KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off"}, prepare=fit)
+        jobs["jax mirrored"] = Child(["fit.py"], {"KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off",
+                                                  "DEVSWITCH_STRATEGY": "mirrored", "DEVSWITCH_CPU_REPLICAS": "2"},
+                                     prepare=fit)
+        jobs["too late"] = Child(["late.py"], {"KERAS_BACKEND": "jax", "DEVSWITCH_BACKEND": "torch"},
+                                 prepare=_script("late.py", "import keras\nimport devswitch\nprint('ran')\n"))
+    if backends.installed("torch"):
+        jobs["torch threads"] = Child(["-c", "import devswitch, torch; print('RESULT', torch.get_num_threads(), "
+                                             "torch.get_num_interop_threads())"],
+                                      {"KERAS_BACKEND": "torch", "DEVSWITCH_THREADS": "1:3"})
+    return jobs
+
+
+started = children(_backend_runs, name="started")  # started(name) waits for one: (process, its folder)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -259,26 +288,8 @@ def test_compare_marks_a_backend_that_is_not_installed_unavailable(monkeypatch, 
 
 @pytest.mark.subprocess
 @pytest.mark.skipif(not backends.installed("jax"), reason="jax is not installed here")
-def test_jax_mirrored_over_two_host_devices_trains_like_one(tmp_path):
-    script = tmp_path / "fit.py"
-    script.write_text(
-        "import devswitch, json, keras, numpy as np\n"
-        "keras.utils.set_random_seed(0)\n"
-        "model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation='relu'),"
-        " keras.layers.Dense(1)])\n"
-        "model.compile(optimizer=keras.optimizers.SGD(0.05), loss='mse')\n"
-        "x = np.random.default_rng(0).normal(size=(256, 8)).astype('float32'); y = x.sum(1, keepdims=True)\n"
-        "h = model.fit(x, y, epochs=3, batch_size=32, verbose=0, shuffle=False)\n"
-        "d = keras.distribution.distribution()\n"
-        "print('RESULT ' + json.dumps({'loss': h.history['loss'][-1], 'devices': len(d.device_mesh.devices.ravel())"
-        " if d else 1, 'replicas': devswitch.plan().strategy.replicas}))\n")
-    from conftest import started_together
-
-    jobs = {"single": ([script], {"KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off"}),
-            "mirrored": ([script], {"KERAS_BACKEND": "jax", "DEVSWITCH_REPORT": "off", "DEVSWITCH_STRATEGY": "mirrored",
-                                    "DEVSWITCH_CPU_REPLICAS": "2"})}
-    with started_together(tmp_path / "runs", jobs) as wait:  # side by side: two processes, two cores
-        (single, _), (mirrored, _) = wait("single"), wait("mirrored")
+def test_jax_mirrored_over_two_host_devices_trains_like_one(started):
+    (single, _), (mirrored, _) = started("jax single"), started("jax mirrored")
     assert single.returncode == 0 and mirrored.returncode == 0, single.stderr + mirrored.stderr
     one, two = result_line(single.stdout), result_line(mirrored.stdout)
     assert (one["devices"], two["devices"], two["replicas"]) == (1, 2, 2)
@@ -287,11 +298,8 @@ def test_jax_mirrored_over_two_host_devices_trains_like_one(tmp_path):
 
 @pytest.mark.subprocess
 @pytest.mark.skipif(not backends.installed("jax"), reason="jax is not installed here")
-def test_too_late_for_another_backend_is_a_clear_error(tmp_path):
-    script = tmp_path / "late.py"
-    script.write_text("import keras\nimport devswitch\nprint('ran')\n")
-    done = run([str(script)], {"HOME": str(tmp_path), "KERAS_BACKEND": "jax", "DEVSWITCH_BACKEND": "torch"},
-               tmp_path)
+def test_too_late_for_another_backend_is_a_clear_error(started):
+    done, _ = started("too late")
     assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr
     assert "backend cannot be changed to torch: Keras is already imported with the jax backend" in done.stderr
 
@@ -423,10 +431,8 @@ def test_jax_keeps_a_preallocation_the_user_exported(home, project):
 
 @pytest.mark.subprocess
 @pytest.mark.skipif(not backends.installed("torch"), reason="torch is not installed here")
-def test_torch_thread_pools_from_the_switch(tmp_path):
-    done = run(["-c", "import devswitch, torch; print('RESULT', torch.get_num_threads(), "
-                      "torch.get_num_interop_threads())"],
-               {"HOME": str(tmp_path), "KERAS_BACKEND": "torch", "DEVSWITCH_THREADS": "1:3"}, tmp_path)
+def test_torch_thread_pools_from_the_switch(started):
+    done, _ = started("torch threads")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "RESULT 1 3"
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import clean_environ
+from conftest import Child, children, clean_environ
 from devswitch.cli import main
 from devswitch.docs import render_example
 
@@ -179,27 +179,36 @@ def test_compare_with_an_output_folder_named_run_reads_its_own_options(cli_env, 
     assert "--devices: 'tpu' is not valid" in err and "Traceback" not in err
 
 
+def _named_run(root):
+    """A command line where ``run`` is a value, not the command: compare --out run, and a script's argument."""
+    from conftest import SCRIPTS
+
+    return {
+        "compare": Child(["-m", "devswitch", "compare", "--out", "run", "mlp", "--devices", "cpu", "--precisions",
+                          "fp32", "--batch-sizes", "2", "--iterations", "2", "--warmup", "1", "--no-peak-probe",
+                          "--no-predict-baseline", "--accuracy-samples", "0"], timeout=300),
+        "run": Child(["-m", "devswitch", "run", "--report", "off", SCRIPTS / "argv_script.py", "run", "--exit", "3"],
+                     timeout=240),
+    }
+
+
+named_run = children(_named_run)
+
+
 @pytest.mark.subprocess
-def test_compare_writes_to_a_folder_named_run(tmp_path):
-    env = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-m", "devswitch", "compare", "--out", "run", "mlp", "--devices", "cpu",
-                           "--precisions", "fp32", "--batch-sizes", "2", "--iterations", "2", "--warmup", "1",
-                           "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "0"], env=env,
-                          cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+def test_compare_writes_to_a_folder_named_run(named_run):
+    proc, folder = named_run("compare")
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads((tmp_path / "run" / "results.json").read_text())
+    doc = json.loads((folder / "run" / "results.json").read_text())
     assert doc["options"]["out"] == "run" and doc["cells"][0]["status"] == "ok"
 
 
 @pytest.mark.subprocess
-def test_run_passes_an_argument_named_run_to_the_script(tmp_path):
+def test_run_passes_an_argument_named_run_to_the_script(named_run):
     from conftest import SCRIPTS, result_line
 
     script = SCRIPTS / "argv_script.py"
-    env = clean_environ(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-m", "devswitch", "run", "--report", "off", str(script), "run",
-                           "--exit", "3"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    proc, _ = named_run("run")
     assert proc.returncode == 3, proc.stderr
     assert result_line(proc.stdout)["argv"] == [str(script), "run", "--exit", "3"]
 

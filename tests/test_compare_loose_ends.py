@@ -4,12 +4,10 @@ factory's own name in the title, and what a training-mode table measured."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import SCRIPTS, clean_environ
+from conftest import SCRIPTS, Child, children
 from devswitch.cli import main
 
 
@@ -26,14 +24,19 @@ def test_a_misspelt_factory_is_an_error_before_anything_runs(tmp_path, capsys, t
     assert re.search(message, capsys.readouterr().err) and not out.exists()
 
 
+def _training_compare(root):
+    return {"compare": Child(["-m", "devswitch", "compare", f"{SCRIPTS / 'factories.py'}:unnamed", "--mode",
+                              "training", "--devices", "cpu,gpu,gpu:0", "--precisions", "fp32", "--batch-sizes", "8",
+                              "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--out", "out"], timeout=300)}
+
+
+training_compare = children(_training_compare)
+
+
 @pytest.mark.subprocess
-def test_training_table_names_the_factory_its_loss_and_skips_gpus_known_to_be_absent(tmp_path):
-    out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "devswitch", "compare", f"{SCRIPTS / 'factories.py'}:unnamed",
-                           "--mode", "training", "--devices", "cpu,gpu,gpu:0", "--precisions", "fp32",
-                           "--batch-sizes", "8", "--iterations", "3", "--warmup", "1", "--no-peak-probe",
-                           "--out", str(out)], env=clean_environ(HOME=str(tmp_path)), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+def test_training_table_names_the_factory_its_loss_and_skips_gpus_known_to_be_absent(training_compare):
+    done, folder = training_compare("compare")
+    out = folder / "out"
     assert done.returncode == 0, done.stderr
     table = (out / "results.md").read_text()
     assert table.startswith("# devswitch compare: unnamed (training)")

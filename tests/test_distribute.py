@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from conftest import SCRIPTS, result_line
+from conftest import SCRIPTS, Child, children, result_line
 from devswitch.config import resolve
 from devswitch.devices import Cpu, Gpu, Inventory, choose
 from devswitch.distribute import plan_strategy
@@ -105,15 +105,18 @@ def test_mirrored_on_one_device_warns(home, project):
 
 # --- real runs ------------------------------------------------------------------------------------
 
-@pytest.mark.subprocess
-def test_mirrored_over_two_logical_cpus_trains_like_one_device(tmp_path):
-    from conftest import started_together
+def _fits(root):
+    return {"single": Child([SCRIPTS / "distributed_fit.py"]),
+            "mirrored": Child([SCRIPTS / "distributed_fit.py"], {"DEVSWITCH_STRATEGY": "mirrored",
+                                                                 "DEVSWITCH_CPU_REPLICAS": "2"})}
 
-    jobs = {"single": ([SCRIPTS / "distributed_fit.py"], {}),
-            "mirrored": ([SCRIPTS / "distributed_fit.py"], {"DEVSWITCH_STRATEGY": "mirrored",
-                                                             "DEVSWITCH_CPU_REPLICAS": "2"})}
-    with started_together(tmp_path / "runs", jobs) as wait:  # side by side: two processes, two cores
-        (single, _), (mirrored, _) = wait("single"), wait("mirrored")
+
+fits = children(_fits)
+
+
+@pytest.mark.subprocess
+def test_mirrored_over_two_logical_cpus_trains_like_one_device(fits):
+    (single, _), (mirrored, _) = fits("single"), fits("mirrored")
     assert single.returncode == 0, single.stderr
     assert mirrored.returncode == 0, mirrored.stderr
     one, two = result_line(single.stdout), result_line(mirrored.stdout)

@@ -1,14 +1,14 @@
 """Every example runs on its own, with tiny settings, and prints what it promises.
 
-Each example is its own process that starts TensorFlow (several seconds); ``ran`` starts them all once for
-this module, two at a time, and each test waits for its own and checks what it promises.
+Each example is its own process that starts TensorFlow (several seconds); they are queued with the session's
+children (conftest.children), and each test waits for its own and checks what it promises.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, started_together
+from conftest import ROOT, Child, children
 
 pytestmark = pytest.mark.subprocess
 EXAMPLES = ROOT / "examples"
@@ -31,11 +31,12 @@ def _commands() -> dict[str, tuple[list[str], dict[str, str]]]:
     }
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory):
-    """``ran(name)``: that example's completed process and the folder it ran in (and wrote into)."""
-    with started_together(tmp_path_factory.mktemp("examples"), _commands(), timeout=240) as wait:
-        yield wait
+def _examples(root):
+    return {name: Child(args, env, timeout=240) for name, (args, env) in _commands().items()}
+
+
+# ``ran(name)``: that example's completed process and the folder it ran in (and wrote into)
+ran = children(_examples, name="ran")
 
 
 def test_existing_script_switched_by_a_variable(ran):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import devswitch
-from conftest import SCRIPTS, result_line
+from conftest import SCRIPTS, Child, children, result_line
 from devswitch import backends
 from devswitch.cli.info import collect_info, render_info
 from devswitch.config import resolve
@@ -188,15 +188,13 @@ def test_configure_applies_tf32_execution_and_reset_undoes_it(monkeypatch, tmp_p
 
 # --- for real, one process per backend ----------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def started(tmp_path_factory):
-    from conftest import started_together
-
-    jobs = {backend: ([SCRIPTS / "math_modes.py"], {"KERAS_BACKEND": backend, "DEVSWITCH_MATH": "ieee",
-                                                     "DEVSWITCH_DEVICE": "cpu"})
+def _math_runs(root):
+    return {backend: Child([SCRIPTS / "math_modes.py"], {"KERAS_BACKEND": backend, "DEVSWITCH_MATH": "ieee",
+                                                          "DEVSWITCH_DEVICE": "cpu"})
             for backend in backends.NAMES if backends.installed(backend)}
-    with started_together(tmp_path_factory.mktemp("math"), jobs) as wait:
-        yield wait
+
+
+started = children(_math_runs, name="started")
 
 
 READ_BACK = {"tensorflow": False, "jax": "highest", "torch": ["highest", "ieee"]}

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import devswitch
+from conftest import Child, children
 from devswitch.devices import Cpu, Inventory
 from devswitch.render.calls import Calls
 from devswitch.results import CallRecord
@@ -192,13 +194,9 @@ def test_a_failed_calls_row_carries_the_frameworks_message(message, expected):
     assert failure(InvalidArgumentError(message)) == f"failed: InvalidArgumentError: {expected}"
 
 
-@pytest.mark.subprocess
-def test_a_real_notebook(tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    cells = [
-        f"import os; os.environ.pop('DEVSWITCH_DISABLE', None); os.environ['HOME'] = {str(tmp_path)!r}",
+def _cells(home) -> list[str]:
+    return [
+        f"import os; os.environ.pop('DEVSWITCH_DISABLE', None); os.environ['HOME'] = {str(home)!r}",
         "%load_ext devswitch",
         "%devswitch precision=bf16 device=cpu report=summary",
         "import keras, numpy as np\n"
@@ -212,9 +210,42 @@ def test_a_real_notebook(tmp_path):
         "model.fit(np.zeros((8, 5)), np.zeros((8, 2)), verbose=0)",
         "%devswitch 'precision=bf16",
     ]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+
+# nbclient executes the notebook in a real Jupyter kernel (started, as from the test process, with
+# DEVSWITCH_DISABLE=1, which the first cell removes) and writes it back with its outputs
+EXECUTE = """import json, sys
+import nbclient, nbformat
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in json.load(open('cells.json'))])
+nbclient.NotebookClient(nb, timeout=300, kernel_name='python3', allow_errors=True,
+                        resources={'metadata': {'path': sys.argv[1]}}).execute()
+nbformat.write(nb, 'executed.ipynb')
+"""
+
+
+def _notebook(root):
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is None for name in ("nbformat", "nbclient", "ipykernel")):
+        return {}
+
+    def cells(folder):
+        (folder / "cells.json").write_text(json.dumps(_cells(folder)))
+
+    return {"notebook": Child(["-c", EXECUTE, root / "notebook"], {"DEVSWITCH_DISABLE": "1"}, prepare=cells)}
+
+
+notebook = children(_notebook)
+
+
+@pytest.mark.subprocess
+def test_a_real_notebook(notebook):
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    done, folder = notebook("notebook")
+    assert done.returncode == 0, done.stderr
+    nb = nbformat.read(folder / "executed.ipynb", as_version=4)
 
     def text(cell):
         return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")

@@ -1,7 +1,7 @@
 """devswitch run: an unmodified script under the switch, behaving as `python script.py` would.
 
-Each `devswitch run` starts TensorFlow (several seconds), so the runs are shared: ``switched_runs`` makes
-three runs once per session (an import-only script, a script under `devswitch run`, a module under
+Each `devswitch run` starts TensorFlow (several seconds), so the runs are shared: ``switched`` makes three
+runs once per session (an import-only script, a script under `devswitch run`, a module under
 `devswitch run -m`) and the tests here and in test_trust.py each check one behaviour of them.
 """
 
@@ -14,11 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import SCRIPTS, clean_environ, result_line
+from conftest import SCRIPTS, Child, children, clean_environ, result_line
 
 pytestmark = pytest.mark.subprocess
 TIMED = SCRIPTS / "timed_script.py"  # four timed Keras calls, then --raise / --exit N as asked
-_RUNS: dict[str, SimpleNamespace] = {}
 
 
 def devswitch(*args: str, cwd, env=None, timeout=240):
@@ -27,48 +26,42 @@ def devswitch(*args: str, cwd, env=None, timeout=240):
                           text=True, timeout=timeout)
 
 
-def switched_runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """Three runs of TIMED, made once per session (in test_run.py or test_trust.py, whichever asks first).
+def _switched(base):
+    """Three runs of TIMED in ``base`` (their cwd and HOME), made once per session (for test_run.py and
+    test_trust.py, whichever asks first).
 
     ``imported``: ``python timed_script.py`` with DEVSWITCH_PRECISION=fp32 and DEVSWITCH_REPORT=report;
     ``script``: ``devswitch run --device cpu --precision bf16 --report report timed_script.py --device x --raise``
     (after ``imported``: the second run in the same report; the script's own --device, and its own error);
-    ``module``: ``devswitch run --device cpu --report wrong.json -m mymod a --b --exit 7`` in a folder holding
-    mymod.py (a copy of TIMED) and a wrong.json that is not a report (``[]``).
+    ``module``: ``devswitch run --device cpu --report wrong.json -m mymod a --b --exit 7`` in the folder holding
+    mymod.py (a copy of TIMED) and a wrong.json that is not a report (``[]``): it shares no file with the others.
     """
-    if "runs" not in _RUNS:
-        base = tmp_path_factory.mktemp("switched")
-        report, wrong = base / "report.json", base / "wrong.json"
+    report, wrong = base / "report.json", base / "wrong.json"
+
+    def module_files(_):
         wrong.write_text("[]\n")
         shutil.copy(TIMED, base / "mymod.py")
-        environ = clean_environ(HOME=str(base), PYTHONUNBUFFERED="1")
 
-        def start(argv, **env):
-            return subprocess.Popen([sys.executable, *argv], cwd=base, env={**environ, **env}, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    home = {"HOME": str(base)}
+    return {
+        "imported": Child([TIMED], {**home, "DEVSWITCH_REPORT": str(report), "DEVSWITCH_PRECISION": "fp32",
+                                    "DEVSWITCH_DEVICE": "cpu"}, cwd=base, timeout=240),
+        "module": Child(["-m", "devswitch", "run", "--device", "cpu", "--report", wrong, "-m", "mymod", "a", "--b",
+                         "--exit", "7"], home, prepare=module_files, cwd=base, timeout=240),
+        "script": Child(["-m", "devswitch", "run", "--device", "cpu", "--precision", "bf16", "--report", report, TIMED,
+                         "--device", "x", "--raise"], home, after="imported", cwd=base, timeout=240),
+    }
 
-        def finish(proc):
-            try:
-                out, err = proc.communicate(timeout=240)
-            finally:
-                proc.kill()
-            return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
-        # the module run shares no file with the other two, so it runs beside them
-        module = start(["-m", "devswitch", "run", "--device", "cpu", "--report", str(wrong), "-m", "mymod", "a",
-                        "--b", "--exit", "7"])
-        imported = finish(start([str(TIMED)], DEVSWITCH_REPORT=str(report), DEVSWITCH_PRECISION="fp32",
-                                DEVSWITCH_DEVICE="cpu"))
-        script = finish(start(["-m", "devswitch", "run", "--device", "cpu", "--precision", "bf16", "--report",
-                               str(report), str(TIMED), "--device", "x", "--raise"]))
-        _RUNS["runs"] = SimpleNamespace(base=base, report=report, wrong=wrong, imported=imported, script=script,
-                                        module=finish(module))
-    return _RUNS["runs"]
+switched = children(_switched, scope="session")
 
 
 @pytest.fixture
-def runs(tmp_path_factory) -> SimpleNamespace:
-    return switched_runs(tmp_path_factory)
+def runs(switched) -> SimpleNamespace:
+    base = switched.root
+    return SimpleNamespace(base=base, report=base / "report.json", wrong=base / "wrong.json",
+                           imported=switched("imported")[0], script=switched("script")[0],
+                           module=switched("module")[0])
 
 
 def test_script_sees_its_own_argv_name_and_path(runs):

@@ -10,7 +10,7 @@ import functools
 
 import pytest
 
-from conftest import SCRIPTS, result_line, started_together
+from conftest import SCRIPTS, Child, children, result_line
 
 pytestmark = pytest.mark.subprocess
 SCRIPT = SCRIPTS / "ordinary_keras.py"
@@ -36,25 +36,29 @@ def expected_half() -> str:
     return "bf16" if cpu_bf16 else "fp32"
 
 
-JOBS = {
-    "bf16": ([SCRIPT], {"DEVSWITCH_PRECISION": "bf16"}),
-    "cpu": ([SCRIPT], {"DEVSWITCH_DEVICE": "cpu"}),
-    "gpu half": ([SCRIPT], {"DEVSWITCH_DEVICE": "gpu", "DEVSWITCH_PRECISION": "half"}),
-    "gpu or error": ([SCRIPT], {"DEVSWITCH_FLAGS": "device=gpu,fallback=error"}),
-    "fp8": ([SCRIPT], {"DEVSWITCH_PRECISION": "fp8"}),
-    "project file": ([SCRIPT], {"DEVSWITCH_FLAGS": "threads=2:1"}),
-    "disabled": ([SCRIPT], {"DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DISABLE": "1"}),
-    "too late": ([SCRIPTS / "too_late.py"], {"DEVSWITCH_THREADS": "1"}),
-    "late but same": ([SCRIPTS / "too_late.py"], {"DEVSWITCH_DEVICE": "cpu"}),
-}
+def _switched(root):
+    """Every switch of this module, each an ordinary Keras script in its own process."""
+    project_file = lambda folder: (folder / ".devswitchrc").write_text("xla: true\nprecision: half\n")  # noqa: E731
+    return {
+        "bf16": Child([SCRIPT], {"DEVSWITCH_PRECISION": "bf16"}),
+        "cpu": Child([SCRIPT], {"DEVSWITCH_DEVICE": "cpu"}),
+        "gpu half": Child([SCRIPT], {"DEVSWITCH_DEVICE": "gpu", "DEVSWITCH_PRECISION": "half"}),
+        "gpu or error": Child([SCRIPT], {"DEVSWITCH_FLAGS": "device=gpu,fallback=error"}),
+        "fp8": Child([SCRIPT], {"DEVSWITCH_PRECISION": "fp8"}),
+        "project file": Child([SCRIPT], {"DEVSWITCH_FLAGS": "threads=2:1"}, prepare=project_file),
+        "disabled": Child([SCRIPT], {"DEVSWITCH_PRECISION": "bf16", "DEVSWITCH_DISABLE": "1"}),
+        "too late": Child([SCRIPTS / "too_late.py"], {"DEVSWITCH_THREADS": "1"}),
+        "late but same": Child([SCRIPTS / "too_late.py"], {"DEVSWITCH_DEVICE": "cpu"}),
+    }
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory):
-    """Every switch of this module run once, two processes at a time; ``ran(name)`` waits for one."""
-    prepare = {"project file": lambda folder: (folder / ".devswitchrc").write_text("xla: true\nprecision: half\n")}
-    with started_together(tmp_path_factory.mktemp("switch"), JOBS, prepare) as wait:
-        yield lambda name: wait(name)[0]
+switched = children(_switched)
+
+
+@pytest.fixture
+def ran(switched):
+    """``ran(name)`` waits for that switch's process (all started with the session's children)."""
+    return lambda name: switched(name)[0]
 
 
 def test_bf16_makes_the_layers_compute_in_bfloat16(ran):

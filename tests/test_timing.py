@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import devswitch
-from conftest import SCRIPTS, result_line
+from conftest import SCRIPTS, Child, children, result_line
 from devswitch.results import read_report
 from devswitch.timing import BatchTimingCallback, TimingCallback
 
@@ -208,16 +208,15 @@ def test_a_crashing_call_keeps_what_was_measured(timed):
     assert len(record.epochs) >= 1 and record.wall_s > 0
 
 
-@pytest.fixture(scope="module")
-def timed_runs(tmp_path_factory):
-    """timed_script.py three ways (a report file, report off, a crash), started once, two at a time."""
-    from conftest import started_together
-
+def _timed_runs(root):
+    """timed_script.py three ways (a report file, report off, a crash)."""
     script = SCRIPTS / "timed_script.py"
-    jobs = {"report": ([script], {"DEVSWITCH_REPORT": "out/runs.json"}), "off": ([script], {"DEVSWITCH_REPORT": "off"}),
-            "crash": ([script, "--crash"], {"DEVSWITCH_REPORT": "crash.json"})}
-    with started_together(tmp_path_factory.mktemp("timed-runs"), jobs) as wait:
-        yield wait
+    return {"report": Child([script], {"DEVSWITCH_REPORT": "out/runs.json"}),
+            "off": Child([script], {"DEVSWITCH_REPORT": "off"}),
+            "crash": Child([script, "--crash"], {"DEVSWITCH_REPORT": "crash.json"})}
+
+
+timed_runs = children(_timed_runs)
 
 
 @pytest.mark.subprocess

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SCRIPTS, result_line, started_together
+from conftest import SCRIPTS, Child, children, result_line
 from devswitch.apply import chooses_policy
 from devswitch.config import Value
 from devswitch.devices import Plan
@@ -14,12 +14,18 @@ from devswitch.devices import Plan
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory):
-    """tests/scripts/keras_policy.py once per backend, two at a time; ``ran(backend)`` waits for one."""
-    jobs = {backend: ([SCRIPTS / "keras_policy.py"], {"KERAS_BACKEND": backend}) for backend in BACKENDS}
-    with started_together(tmp_path_factory.mktemp("policy"), jobs) as wait:
-        yield lambda backend: wait(backend)[0]
+def _policy_runs(root):
+    """tests/scripts/keras_policy.py once per backend."""
+    return {backend: Child([SCRIPTS / "keras_policy.py"], {"KERAS_BACKEND": backend}) for backend in BACKENDS}
+
+
+policy_runs = children(_policy_runs)
+
+
+@pytest.fixture
+def ran(policy_runs):
+    """``ran(backend)`` waits for that backend's process."""
+    return lambda backend: policy_runs(backend)[0]
 
 
 @pytest.mark.subprocess

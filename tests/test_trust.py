@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import devswitch
+from conftest import Child, children
 from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
+from test_run import runs, switched  # noqa: F401 -- the runs of test_run.py, shared: each starts TensorFlow
 from devswitch import session, state
 from devswitch.cli import build_parser
 from devswitch.cli.common import explicit_from_args
@@ -385,13 +387,24 @@ def test_disable_means_nothing_is_read_or_validated(run_python, tmp_path):
     assert done.returncode == 2 and "DEVSWITCH_DISABLE: invalid value 'maybe'" in done.stderr
 
 
+def _ipython_script(root):
+    """A script that imports IPython (when it is installed), then devswitch with a setting it refuses."""
+    import importlib.util
+
+    if importlib.util.find_spec("IPython") is None:
+        return {}
+    write = lambda folder: (folder / "s.py").write_text("import IPython\nimport devswitch\nprint('ran')\n")  # noqa
+    return {"s.py": Child(["s.py"], {"DEVSWITCH_STRATEGY": "multi_worker"}, prepare=write)}
+
+
+ipython_script = children(_ipython_script)
+
+
 @pytest.mark.subprocess
-def test_a_script_with_ipython_importable_gets_one_line_not_a_traceback(run_python, tmp_path):
+def test_a_script_with_ipython_importable_gets_one_line_not_a_traceback(ipython_script):
     """TensorFlow imports IPython where it is installed; a script is still a script."""
     pytest.importorskip("IPython")
-    script = tmp_path / "s.py"
-    script.write_text("import IPython\nimport devswitch\nprint('ran')\n")
-    done = run_python(script, env={"DEVSWITCH_STRATEGY": "multi_worker"})
+    done, _ = ipython_script("s.py")
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "devswitch: error:" in done.stderr and "ran" not in done.stdout
 
@@ -424,13 +437,11 @@ def test_each_documented_form_means_the_same_from_a_file_a_variable_and_an_optio
 # --- 4. nothing measured is lost: the report at exit ------------------------------------------------------
 
 @pytest.mark.subprocess
-def test_each_run_keeps_its_own_context_in_the_report_and_a_bad_report_loses_nothing(tmp_path_factory):
+def test_each_run_keeps_its_own_context_in_the_report_and_a_bad_report_loses_nothing(runs):
     """Two processes (fp32 by the one import, bf16 by `devswitch run`) append to one report, each with its
     own plan; a third, told to write to a file that is not a report, keeps its records beside it."""
     from devswitch.results import read_report
-    from test_run import switched_runs  # the runs are shared with test_run.py: each starts TensorFlow
 
-    runs = switched_runs(tmp_path_factory)
     assert runs.imported.returncode == 0, runs.imported.stderr
     assert runs.script.returncode == 1, runs.script.stderr  # the script raised its own error after its calls
     report = read_report(runs.report)
