@@ -87,15 +87,16 @@ def result_line(stdout: str) -> dict:
 
 @dataclasses.dataclass
 class Child:
-    """``python ARGS`` in its own folder (``cwd``, else ROOT/NAME, with HOME in it) with ``env`` added to a
-    clean environment; ``prepare(folder)`` runs first; ``after`` names a child of the same group that must
-    have ended before this one starts."""
+    """``python ARGS`` in its own folder (``cwd``, else ROOT/NAME) with ``env`` added to a clean environment
+    (HOME is FOLDER/home unless ``env`` sets it); ``prepare(folder)`` runs first; ``after`` names a child of
+    the same group that must have ended before this one starts; ``beside`` names one it starts with."""
 
     args: list
     env: dict = dataclasses.field(default_factory=dict)
     umask: int | None = None
     prepare: Callable[[Path], object] | None = None
     after: str | None = None
+    beside: str | None = None  # another child of the group: this one starts the moment that one starts
     cwd: Path | None = None
     timeout: float = 300
 
@@ -104,6 +105,7 @@ class _Job:
     def __init__(self, name: str, child: Child, folder: Path):
         self.name, self.child, self.folder = name, child, folder
         self.after: _Job | None = None
+        self.beside: _Job | None = None
         self.done = threading.Event()
         self.result: subprocess.CompletedProcess | None = None
         self.error: BaseException | None = None
@@ -112,13 +114,13 @@ class _Job:
     def run(self) -> None:
         child = self.child
         try:
-            (self.folder / "home").mkdir(parents=True, exist_ok=True)
+            (self.folder / ("." if "HOME" in child.env else "home")).mkdir(parents=True, exist_ok=True)
             if child.prepare:
                 child.prepare(self.folder)
             env = {**clean_environ(HOME=str(self.folder / "home"), PYTHONUNBUFFERED="1"), **child.env}
             args = [sys.executable, *map(str, child.args)]
             umask = child.umask
-            self.proc = subprocess.Popen(args, cwd=child.cwd or self.folder, env=env, text=True,
+            self.proc = subprocess.Popen(args, cwd=self.folder, env=env, text=True,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
             try:
@@ -161,7 +163,7 @@ class _Queue:
         if len(self.running) >= (self.cores if self.waiting else self.cores - 1):
             return None
         for job in self.queue:
-            if job.after is None or job.after.done.is_set():
+            if job.beside is None and (job.after is None or job.after.done.is_set()):
                 self.queue.remove(job)
                 return job
         return None
@@ -174,19 +176,28 @@ class _Queue:
                 if self.closed:
                     return
                 self.running.add(job)
-            try:
-                job.run()
-            finally:
-                with self.lock:
-                    self.running.discard(job)
-                    self.lock.notify_all()
+                companions = [other for other in self.queue if other.beside is job]
+                for other in companions:
+                    self.queue.remove(other)
+                    self.running.add(other)
+            for other in companions:
+                threading.Thread(target=self._run, args=(other,), daemon=True).start()
+            self._run(job)
+
+    def _run(self, job: _Job) -> None:
+        try:
+            job.run()
+        finally:
+            with self.lock:
+                self.running.discard(job)
+                self.lock.notify_all()
 
     def wait(self, job: _Job) -> tuple[subprocess.CompletedProcess, Path]:
         with self.lock:
             needed, chain = [], job
             while chain is not None and chain in self.queue:  # needed now: first in line, after what it waits for
                 needed.insert(0, chain)
-                chain = chain.after
+                chain = chain.after or chain.beside
             for each in needed:
                 self.queue.remove(each)
             self.queue[0:0] = needed
@@ -225,10 +236,11 @@ class Children:
 
     def __init__(self, root: Path, children: dict[str, Child]):
         self.root = root
-        self.jobs = {name: _Job(name, child, root / "".join(c if c.isalnum() else "-" for c in name))
+        self.jobs = {name: _Job(name, child, child.cwd or root / "".join(c if c.isalnum() else "-" for c in name))
                      for name, child in children.items()}
         for job in self.jobs.values():
             job.after = self.jobs[job.child.after] if job.child.after else None
+            job.beside = self.jobs[job.child.beside] if job.child.beside else None
         self.submitted = False
 
     def submit(self, first: bool = False) -> "Children":
@@ -270,13 +282,26 @@ def children(build: Callable[[Path], dict[str, Child]], scope: str = "module", n
     return made
 
 
+def _queue_children_of(item) -> None:
+    for name in getattr(item, "fixturenames", ()):
+        made = getattr(getattr(item, "module", None), name, None) or globals().get(name)
+        if made in _BUILDS:
+            _group(item.config, _BUILDS[made]).submit()
+
+
+def pytest_itemcollected(item):
+    """Where every collected test will run (no -m, -k, --deselect, --lf and the like), its children start while
+    the rest is still being collected."""
+    option = item.config.option
+    if not any(getattr(option, name, None) for name in ("markexpr", "keyword", "deselect", "lf", "failedfirst",
+                                                         "newfirst", "stepwise", "collectonly")):
+        _queue_children_of(item)
+
+
 def pytest_collection_finish(session):
     """Queue, in test order, the children of every fixture made by ``children`` that a selected test uses."""
     for item in session.items:
-        for name in getattr(item, "fixturenames", ()):
-            made = getattr(getattr(item, "module", None), name, None) or globals().get(name)
-            if made in _BUILDS:
-                _group(session.config, _BUILDS[made]).submit()
+        _queue_children_of(item)
 
 
 def pytest_sessionfinish(session):
@@ -300,8 +325,8 @@ SHARED_ARGS = ["mlp", "--devices", "cpu,gpu", "--precisions", "fp32,fp16", "--ba
 
 def _shared_compare_run(root: Path) -> dict[str, Child]:
     def folders(_):
-        (root / "home").mkdir()
-        (root / "project").mkdir()
+        (root / "home").mkdir(exist_ok=True)
+        (root / "project").mkdir(exist_ok=True)
 
     return {"compare": Child(["-m", "devswitch", "compare", *SHARED_ARGS, "--out", root / "out"],
                              {"HOME": str(root / "home")}, prepare=folders, cwd=root / "project", timeout=600)}
@@ -318,6 +343,79 @@ def shared_compare(shared_compare_run) -> CompareRun:
     assert proc.returncode == 0, proc.stderr
     root = shared_compare_run.root
     return CompareRun(proc, root / "out", root / "project", root / "home")
+
+
+# --- timed_script.py under the switch, for test_run.py, test_trust.py and test_timing.py ------------------
+
+TIMED = SCRIPTS / "timed_script.py"  # four timed Keras calls, then --raise / --exit N as asked
+
+
+def _timed_script_runs(base: Path) -> dict[str, Child]:
+    """Three runs of TIMED in ``base`` (their cwd and HOME), made once per session.
+
+    ``imported``: ``python timed_script.py`` with DEVSWITCH_PRECISION=fp32, DEVSWITCH_DEVICE=cpu and
+    DEVSWITCH_REPORT=out/runs.json (its report, as it wrote it);
+    ``script``: ``devswitch run --device cpu --precision bf16 --report report.json timed_script.py --device x
+    --raise``, after ``imported``, into report.json: a copy of out/runs.json (the second run in that report;
+    the script's own --device, and its own error);
+    ``module``: ``devswitch run --device cpu --report wrong.json -m mymod a --b --exit 7`` beside mymod.py (a copy
+    of TIMED) and a wrong.json that is not a report (``[]``): it shares no file with the others.
+    """
+    import shutil
+
+    report, wrong = base / "report.json", base / "wrong.json"
+
+    def module_files(_):
+        wrong.write_text("[]\n")
+        shutil.copy(TIMED, base / "mymod.py")
+
+    def the_first_run(_):
+        if (base / "out" / "runs.json").exists():
+            shutil.copy(base / "out" / "runs.json", report)
+
+    home = {"HOME": str(base)}
+    return {
+        "imported": Child([TIMED], {**home, "DEVSWITCH_REPORT": "out/runs.json", "DEVSWITCH_PRECISION": "fp32",
+                                    "DEVSWITCH_DEVICE": "cpu"}, cwd=base, timeout=240),
+        "module": Child(["-m", "devswitch", "run", "--device", "cpu", "--report", wrong, "-m", "mymod", "a", "--b",
+                         "--exit", "7"], home, prepare=module_files, cwd=base, timeout=240),
+        "script": Child(["-m", "devswitch", "run", "--device", "cpu", "--precision", "bf16", "--report", report, TIMED,
+                         "--device", "x", "--raise"], home, prepare=the_first_run, after="imported", cwd=base,
+                        timeout=240),
+    }
+
+
+timed_script_runs = children(_timed_script_runs, scope="session")
+
+
+@pytest.fixture
+def switched_runs(timed_script_runs):
+    """The three runs of ``_timed_script_runs``: ``imported``, ``script``, ``module`` (CompletedProcess each),
+    ``base`` (their folder), ``report`` (imported's and script's runs), ``wrong``."""
+    from types import SimpleNamespace
+
+    base = timed_script_runs.root
+    return SimpleNamespace(base=base, report=base / "report.json", wrong=base / "wrong.json",
+                           imported=timed_script_runs("imported")[0], script=timed_script_runs("script")[0],
+                           module=timed_script_runs("module")[0])
+
+
+# --- two compares side by side in one project, for test_profiles.py and test_cli.py ------------------------
+
+
+def _profile_compares(root: Path) -> dict[str, Child]:
+    """``compare mlp --save-profile first`` in ROOT/a (``--out run``: a folder named like a command) and
+    ``... second`` in ROOT/b (``--out out``), started at the same moment, in a project whose .devswitchrc (with a
+    comment, a setting and CRLF line ends) is in ROOT."""
+    (root / ".devswitchrc").write_text("# the project's settings\r\nthreads: 1\r\n")
+    options = ["mlp", "--devices", "cpu", "--precisions", "fp32", "--batch-sizes", "2,4", "--iterations", "2",
+               "--warmup", "0", "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "0",
+               "--save-profile-anyway", "--save-profile"]
+    return {"a": Child(["-m", "devswitch", "compare", "--out", "run", *options, "first"]),
+            "b": Child(["-m", "devswitch", "compare", *options, "second", "--out", "out"], beside="a")}
+
+
+profile_compares = children(_profile_compares, scope="session")
 
 
 # --- subprocesses started together ---------------------------------------------------------------------

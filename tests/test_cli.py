@@ -180,24 +180,19 @@ def test_compare_with_an_output_folder_named_run_reads_its_own_options(cli_env, 
 
 
 def _named_run(root):
-    """A command line where ``run`` is a value, not the command: compare --out run, and a script's argument."""
+    """A script's argument named ``run`` (not the command)."""
     from conftest import SCRIPTS
 
-    return {
-        "compare": Child(["-m", "devswitch", "compare", "--out", "run", "mlp", "--devices", "cpu", "--precisions",
-                          "fp32", "--batch-sizes", "2", "--iterations", "2", "--warmup", "1", "--no-peak-probe",
-                          "--no-predict-baseline", "--accuracy-samples", "0"], timeout=300),
-        "run": Child(["-m", "devswitch", "run", "--report", "off", SCRIPTS / "argv_script.py", "run", "--exit", "3"],
-                     timeout=240),
-    }
+    return {"run": Child(["-m", "devswitch", "run", "--report", "off", SCRIPTS / "argv_script.py", "run", "--exit",
+                          "3"], timeout=240)}
 
 
 named_run = children(_named_run)
 
 
 @pytest.mark.subprocess
-def test_compare_writes_to_a_folder_named_run(named_run):
-    proc, folder = named_run("compare")
+def test_compare_writes_to_a_folder_named_run(profile_compares):
+    proc, folder = profile_compares("a")  # conftest: `compare --out run mlp --devices cpu ...`, shared with test_profiles
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((folder / "run" / "results.json").read_text())
     assert doc["options"]["out"] == "run" and doc["cells"][0]["status"] == "ok"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, clean_environ, started_together
+from conftest import ROOT, clean_environ
 from devswitch import files, profiles
 from devswitch.cli import main
 from devswitch.errors import UsageError
@@ -505,25 +505,20 @@ def test_compare_saves_the_winner_as_a_profile_the_switch_then_runs(shared_compa
 
 
 @pytest.mark.subprocess
-def test_two_concurrent_compare_runs_save_both_profiles_into_the_parents_file(tmp_path):
+def test_two_concurrent_compare_runs_save_both_profiles_into_the_parents_file(profile_compares):
     """Two real `devswitch compare --save-profile` runs side by side, each in its own subfolder of one project:
     both profiles land in the project's file (next to its comment and settings), none in the subfolders."""
     from devswitch.config import resolve
     from devswitch.rcfile import read_file
 
+    tmp_path = profile_compares.root  # the project (conftest._profile_compares): a/ and b/ in it
     rc = tmp_path / ".devswitchrc"
-    rc.write_text("# the project's settings\r\nthreads: 1\r\n")
-    args = ["-m", "devswitch", "compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--batch-sizes", "2,4",
-            "--iterations", "2", "--warmup", "0", "--no-peak-probe", "--no-predict-baseline", "--out", "out",
-            "--accuracy-samples", "0", "--save-profile-anyway", "--save-profile"]
-    jobs = {"a": ([*args, "first"], {}), "b": ([*args, "second"], {})}
-    with started_together(tmp_path, jobs) as wait:
-        for name, profile in (("a", "first"), ("b", "second")):
-            proc, folder = wait(name)
-            assert proc.returncode == 0, proc.stderr
-            assert f"saved profile '{profile}' (device=cpu, precision=fp32: although cpu fp32 is the only " \
-                   f"configuration measured at batch 4: nothing to compare it with" in proc.stderr
-            assert not (folder / ".devswitchrc").exists()
+    for name, profile in (("a", "first"), ("b", "second")):
+        proc, folder = profile_compares(name)
+        assert proc.returncode == 0, proc.stderr
+        assert f"saved profile '{profile}' (device=cpu, precision=fp32: although cpu fp32 is the only " \
+               f"configuration measured at batch 4: nothing to compare it with" in proc.stderr
+        assert not (folder / ".devswitchrc").exists()
     assert set(read_file(rc, "project file").profiles) == {"first", "second"}
     assert rc.read_bytes().startswith(b"# the project's settings\r\nthreads: 1\r\n") and b"\n" not in \
         rc.read_bytes().replace(b"\r\n", b"")

@@ -1,23 +1,20 @@
 """devswitch run: an unmodified script under the switch, behaving as `python script.py` would.
 
-Each `devswitch run` starts TensorFlow (several seconds), so the runs are shared: ``switched`` makes three
-runs once per session (an import-only script, a script under `devswitch run`, a module under
-`devswitch run -m`) and the tests here and in test_trust.py each check one behaviour of them.
+Each `devswitch run` starts TensorFlow (several seconds), so the runs are shared: conftest's ``switched_runs``
+are three runs made once per session (an import-only script, a script under `devswitch run`, a module under
+`devswitch run -m`) and the tests here, in test_trust.py and test_timing.py each check one behaviour of them.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 
-from conftest import SCRIPTS, Child, children, clean_environ, result_line
+from conftest import SCRIPTS, TIMED, clean_environ, result_line
 
 pytestmark = pytest.mark.subprocess
-TIMED = SCRIPTS / "timed_script.py"  # four timed Keras calls, then --raise / --exit N as asked
 
 
 def devswitch(*args: str, cwd, env=None, timeout=240):
@@ -26,42 +23,9 @@ def devswitch(*args: str, cwd, env=None, timeout=240):
                           text=True, timeout=timeout)
 
 
-def _switched(base):
-    """Three runs of TIMED in ``base`` (their cwd and HOME), made once per session (for test_run.py and
-    test_trust.py, whichever asks first).
-
-    ``imported``: ``python timed_script.py`` with DEVSWITCH_PRECISION=fp32 and DEVSWITCH_REPORT=report;
-    ``script``: ``devswitch run --device cpu --precision bf16 --report report timed_script.py --device x --raise``
-    (after ``imported``: the second run in the same report; the script's own --device, and its own error);
-    ``module``: ``devswitch run --device cpu --report wrong.json -m mymod a --b --exit 7`` in the folder holding
-    mymod.py (a copy of TIMED) and a wrong.json that is not a report (``[]``): it shares no file with the others.
-    """
-    report, wrong = base / "report.json", base / "wrong.json"
-
-    def module_files(_):
-        wrong.write_text("[]\n")
-        shutil.copy(TIMED, base / "mymod.py")
-
-    home = {"HOME": str(base)}
-    return {
-        "imported": Child([TIMED], {**home, "DEVSWITCH_REPORT": str(report), "DEVSWITCH_PRECISION": "fp32",
-                                    "DEVSWITCH_DEVICE": "cpu"}, cwd=base, timeout=240),
-        "module": Child(["-m", "devswitch", "run", "--device", "cpu", "--report", wrong, "-m", "mymod", "a", "--b",
-                         "--exit", "7"], home, prepare=module_files, cwd=base, timeout=240),
-        "script": Child(["-m", "devswitch", "run", "--device", "cpu", "--precision", "bf16", "--report", report, TIMED,
-                         "--device", "x", "--raise"], home, after="imported", cwd=base, timeout=240),
-    }
-
-
-switched = children(_switched, scope="session")
-
-
 @pytest.fixture
-def runs(switched) -> SimpleNamespace:
-    base = switched.root
-    return SimpleNamespace(base=base, report=base / "report.json", wrong=base / "wrong.json",
-                           imported=switched("imported")[0], script=switched("script")[0],
-                           module=switched("module")[0])
+def runs(switched_runs):
+    return switched_runs
 
 
 def test_script_sees_its_own_argv_name_and_path(runs):

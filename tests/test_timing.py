@@ -209,10 +209,10 @@ def test_a_crashing_call_keeps_what_was_measured(timed):
 
 
 def _timed_runs(root):
-    """timed_script.py three ways (a report file, report off, a crash)."""
+    """timed_script.py two more ways (report off, a crash); with a report file it is conftest's
+    ``timed_script_runs("imported")``, shared with test_run.py."""
     script = SCRIPTS / "timed_script.py"
-    return {"report": Child([script], {"DEVSWITCH_REPORT": "out/runs.json"}),
-            "off": Child([script], {"DEVSWITCH_REPORT": "off"}),
+    return {"off": Child([script], {"DEVSWITCH_REPORT": "off"}),
             "crash": Child([script, "--crash"], {"DEVSWITCH_REPORT": "crash.json"})}
 
 
@@ -220,8 +220,8 @@ timed_runs = children(_timed_runs)
 
 
 @pytest.mark.subprocess
-def test_summary_at_exit_and_json_report(timed_runs):
-    proc, folder = timed_runs("report")
+def test_summary_at_exit_and_json_report(timed_script_runs):
+    proc, folder = timed_script_runs("imported")  # DEVSWITCH_REPORT=out/runs.json, in its folder
     report = "out/runs.json"
     assert proc.returncode == 0, proc.stderr
     assert result_line(proc.stdout)["runs"] == 4

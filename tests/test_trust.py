@@ -14,7 +14,6 @@ import pytest
 import devswitch
 from conftest import Child, children
 from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
-from test_run import runs, switched  # noqa: F401 -- the runs of test_run.py, shared: each starts TensorFlow
 from devswitch import session, state
 from devswitch.cli import build_parser
 from devswitch.cli.common import explicit_from_args
@@ -437,11 +436,12 @@ def test_each_documented_form_means_the_same_from_a_file_a_variable_and_an_optio
 # --- 4. nothing measured is lost: the report at exit ------------------------------------------------------
 
 @pytest.mark.subprocess
-def test_each_run_keeps_its_own_context_in_the_report_and_a_bad_report_loses_nothing(runs):
+def test_each_run_keeps_its_own_context_in_the_report_and_a_bad_report_loses_nothing(switched_runs):
     """Two processes (fp32 by the one import, bf16 by `devswitch run`) append to one report, each with its
     own plan; a third, told to write to a file that is not a report, keeps its records beside it."""
     from devswitch.results import read_report
 
+    runs = switched_runs  # shared with test_run.py: each starts TensorFlow
     assert runs.imported.returncode == 0, runs.imported.stderr
     assert runs.script.returncode == 1, runs.script.stderr  # the script raised its own error after its calls
     report = read_report(runs.report)
