@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import dataclasses
 import os
 import subprocess
@@ -320,7 +321,8 @@ class CompareRun:
 
 
 SHARED_ARGS = ["mlp", "--devices", "cpu,gpu", "--precisions", "fp32,fp16", "--batch-sizes", "1,8",
-               "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--save-profile", "fastest"]
+               "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--save-profile", "fastest",
+               "--accuracy-samples", "0"]  # accuracy end to end: test_accuracy, test_backends
 
 
 def _shared_compare_run(root: Path) -> dict[str, Child]:
@@ -432,3 +434,20 @@ def started_together(root: Path, jobs: dict, prepare: dict | None = None, worker
         yield group.submit(first=True)
     finally:
         group.cancel()  # a failing test does not wait for processes nobody will read
+
+
+def info_json(folder: Path, profile: str, monkeypatch, capsys) -> dict:
+    """``devswitch info --json`` run in this process (it has TensorFlow already: no new process to pay for),
+    in ``folder`` with HOME in it, DEVSWITCH_PROFILE=``profile`` and no other DEVSWITCH_* variable."""
+    from devswitch.cli import main
+
+    for name in [n for n in os.environ if n.startswith("DEVSWITCH") and n != "DEVSWITCH_DISABLE"]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("HOME", str(folder / "home"))
+    monkeypatch.setenv("DEVSWITCH_PROFILE", profile)
+    capsys.readouterr()
+    code = main(["info", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    return json.loads(out.out)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, SCRIPTS, clean_environ, started_together
+from conftest import ROOT, SCRIPTS, Child, children, info_json
 from devswitch.caps import Caps, batches_per_epoch
 
 # --- the caps, pure ----------------------------------------------------------------------------------------
@@ -68,22 +66,27 @@ def test_option_errors_exit_2_before_anything_runs(argv, message, tmp_path, monk
 CAPS = ["--devices", "cpu", "--max-epochs", "1", "--max-steps", "3", "--out", "out"]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Three script compares side by side: the example (profile saved), a script with its own arguments that
-    fails under bf16, and one that never calls fit."""
+def _script_compares(root) -> dict[str, Child]:
+    """Three script compares (queued with the session's children): the example (profile saved), a script with
+    its own arguments that fails under bf16, and one that never calls fit."""
     script = str(SCRIPTS / "script_compare.py")
-    jobs = {
-        "example": (["-m", "devswitch", "compare", "--script", str(ROOT / "examples" / "existing_script.py"), *CAPS,
-                     "--precisions", "fp32", "--save-profile", "mine", "--save-profile-anyway", "--", "--epochs",
-                     "3"], {}),
-        "args": (["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32,bf16", "--",
-                  "--epochs", "3", "--validation", "--fail-under", "bfloat16"], {}),
-        "nofit": (["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32", "--",
-                   "--no-fit"], {}),
+    return {
+        "example": Child(["-m", "devswitch", "compare", "--script", str(ROOT / "examples" / "existing_script.py"),
+                          *CAPS, "--precisions", "fp32", "--save-profile", "mine", "--save-profile-anyway", "--",
+                          "--epochs", "3"]),
+        "args": Child(["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32,bf16", "--",
+                       "--epochs", "3", "--validation", "--fail-under", "bfloat16"]),
+        "nofit": Child(["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32", "--",
+                        "--no-fit"]),
     }
-    with started_together(tmp_path_factory.mktemp("script"), jobs) as wait:
-        yield {name: wait(name) for name in jobs}
+
+
+script_compares = children(_script_compares)
+
+
+@pytest.fixture(scope="module")
+def runs(script_compares):
+    return {name: script_compares(name) for name in ("example", "args", "nofit")}
 
 
 def _cell(folder, index=0):
@@ -91,7 +94,7 @@ def _cell(folder, index=0):
 
 
 @pytest.mark.subprocess
-def test_the_example_runs_capped_and_its_profile_reads_back_in_devswitch_info(runs):
+def test_the_example_runs_capped_and_its_profile_reads_back_in_devswitch_info(runs, monkeypatch, capsys):
     proc, folder = runs["example"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     fit = next(c for c in _cell(folder)["record"]["runs"][0]["calls"] if c["kind"] == "fit")
@@ -101,11 +104,7 @@ def test_the_example_runs_capped_and_its_profile_reads_back_in_devswitch_info(ru
     assert "| fit 1: epochs x steps | 1 x 3 (capped; asked 3 x 41) |" in proc.stdout
     assert "test accuracy" in (folder / "out" / "logs" / "tensorflow-cpu-fp32.log").read_text()
     assert "test accuracy" not in proc.stdout  # the script's output is in its log, not in the table
-    info = subprocess.run([sys.executable, "-m", "devswitch", "info", "--json"], cwd=folder, capture_output=True,
-                          text=True, timeout=120, env=clean_environ(HOME=str(folder / "home"),
-                                                                    DEVSWITCH_PROFILE="mine"))
-    assert info.returncode == 0, info.stderr[-2000:]
-    config = json.loads(info.stdout)["config"]
+    config = info_json(folder, "mine", monkeypatch, capsys)["config"]
     assert config["precision"]["source"] == "project file (profile mine)"
     assert config["precision"]["value"] == "fp32" and config["device"]["value"] == "cpu"
 

@@ -11,7 +11,7 @@ import pytest
 from devswitch.cli import main, parse_args
 from devswitch.cli.compare import options_from_args
 
-from conftest import clean_environ, started_together
+from conftest import Child, children, info_json
 
 BASE = ["compare", "mlp", "--backends", "tensorflow", "--devices", "cpu", "--precisions", "fp32"]
 
@@ -213,16 +213,22 @@ TINY = ["--devices", "cpu", "--precisions", "fp32", "--batch-sizes", "4", "--ite
         "--no-peak-probe", "--no-predict-baseline", "--accuracy-samples", "0", "--out", "out"]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two compares side by side: TensorFlow with xla x threads (4 columns, profile saved), PyTorch with --maths."""
-    jobs = {
-        "tf": (["-m", "devswitch", "compare", "mlp", "--backends", "tensorflow", *TINY, "--vary", "xla=true,false",
-                "--vary", "threads=1,2", "--save-profile", "fast", "--save-profile-anyway"], {}),
-        "torch": (["-m", "devswitch", "compare", "mlp", "--backends", "torch", *TINY, "--maths", "ieee,bf16"], {}),
+def _vary_compares(root) -> dict[str, Child]:
+    """Two compares (queued with the session's children): TensorFlow with xla x threads (4 columns, profile
+    saved), PyTorch with --maths."""
+    return {
+        "tf": Child(["-m", "devswitch", "compare", "mlp", "--backends", "tensorflow", *TINY, "--vary",
+                     "xla=true,false", "--vary", "threads=1,2", "--save-profile", "fast", "--save-profile-anyway"]),
+        "torch": Child(["-m", "devswitch", "compare", "mlp", "--backends", "torch", *TINY, "--maths", "ieee,bf16"]),
     }
-    with started_together(tmp_path_factory.mktemp("vary"), jobs) as wait:
-        yield {name: wait(name) for name in jobs}
+
+
+vary_compares = children(_vary_compares)
+
+
+@pytest.fixture(scope="module")
+def runs(vary_compares):
+    return {name: vary_compares(name) for name in ("tf", "torch")}
 
 
 @pytest.mark.subprocess
@@ -246,20 +252,12 @@ def test_xla_and_threads_are_four_columns_each_applied_in_its_worker(runs):
 
 
 @pytest.mark.subprocess
-def test_the_saved_profile_carries_the_varied_values_and_devswitch_info_reads_them_back(runs):
-    import subprocess
-    import sys
-
-
+def test_the_saved_profile_carries_the_varied_values_and_devswitch_info_reads_them_back(runs, monkeypatch, capsys):
     proc, folder = runs["tf"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     winner = next(line for line in proc.stdout.splitlines() if line.startswith("Recommendation, batch 4"))
     assert ",xla=" in winner and ",threads=" in winner
-    info = subprocess.run([sys.executable, "-m", "devswitch", "info", "--json"], cwd=folder, capture_output=True,
-                          text=True, timeout=120, env=clean_environ(HOME=str(folder / "home"),
-                                                                    DEVSWITCH_PROFILE="fast"))
-    assert info.returncode == 0, info.stderr[-2000:]
-    config = json.loads(info.stdout)["config"]
+    config = info_json(folder, "fast", monkeypatch, capsys)["config"]
     saved = (folder / ".devswitchrc").read_text()
     for key in ("xla", "threads"):
         assert config[key]["source"] == "project file (profile fast)" and f"    {key}: " in saved
