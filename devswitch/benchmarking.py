@@ -62,6 +62,7 @@ class BenchmarkRecord:
     started_at: float = field(default_factory=time.time)
     rounds: int = 1                               # the timed samples were taken in this many rounds
     accuracy: dict | None = None                  # outputs against a strict float32 reference (accuracy.py)
+    more_phases_s: dict = field(default_factory=dict)  # predict_first_call, accuracy: work beside the timing
     samples: dict = field(default_factory=dict)   # round, start_s and seconds_per_step of every timed sample
     math: str = ""                                # float32 math in force (plan.math), e.g. "ieee"; "" = no plan
 
@@ -119,6 +120,7 @@ class BenchmarkRecord:
             },
             "phases_s": {"first_call": self.first_call_s, "warmup": self.warmup_s,
                          "timed": s.total_s if s else None, "predict_baseline": self.predict_s,
+                         **self.more_phases_s,
                          "peak_probe": self.probe_s},
             "energy": self.energy.to_dict() if self.energy else None,
             "rounds": self.rounds,
@@ -284,6 +286,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     records: list[BenchmarkRecord] = []
 
     deviations: dict[int | str, dict] = {}
+    phases: dict[int, dict[str, float]] = {}  # per batch size: the work done beside the timed phases
 
     def record(batch: int, predict: tuple[float | None, float | None] = (None, None)) -> BenchmarkRecord:
         if batch in failed:
@@ -297,7 +300,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                                peak, peak_source, probe_s, reading, _host_rss_peak(), gpu_peaks.get(batch),
                                env_versions, backend_name, training, rounds=len(set(m.rounds)),
                                samples=m.samples(), accuracy=deviations.get(batch),
-                               math=plan.math if plan and plan.backend == backend_name else "")
+                               more_phases_s={k: v for k, v in phases.get(batch, {}).items() if v}, math=plan.math if plan and plan.backend == backend_name else "")
 
     def guarded(batch: int, work: Callable[[], Any]) -> None:
         if batch in failed:
@@ -332,6 +335,13 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     def measure_accuracy(batch: int) -> None:
         if batch in failed or (reference is None and "weights" not in deviations):
             return
+        t0 = clock()
+        try:
+            _measure_accuracy(batch)
+        finally:
+            phases.setdefault(batch, {})["accuracy"] = clock() - t0
+
+    def _measure_accuracy(batch: int) -> None:
         if "weights" in deviations:  # the weights did not fit: nothing to compare
             deviations[batch] = deviations["weights"]
             return
@@ -373,7 +383,9 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
             def baseline() -> None:
                 nonlocal predict
                 x_host = runner.to_host(inputs[batch])
-                model.predict(x_host, batch_size=batch, verbose=0)  # its own tracing, untimed
+                t0 = clock()
+                model.predict(x_host, batch_size=batch, verbose=0)  # its own tracing, apart from its figure
+                phases.setdefault(batch, {})["predict_first_call"] = clock() - t0
                 calls = 3
                 t0 = clock()
                 for _ in range(calls):
@@ -412,7 +424,8 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
             for number, count in enumerate(counts):
                 turn(f"round {number + 1}")
                 for batch in batch_sizes:
-                    guarded(batch, lambda: take(batch, count, min_time / rounds, number, True))
+                    guarded(batch, lambda: take(batch, count, min_time / rounds, number,
+                                                measures[batch].rewarm_needed()))
             turn("finish")
             for batch in batch_sizes:  # before any predict baseline: Keras' JAX predict replaces the weights' buffers
                 measure_accuracy(batch)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 GROUP_BELOW_S = 0.01  # steps shorter than this are timed in groups (their own duration is mostly noise) ...
 MIN_SAMPLE_S = 0.05   # ... of k steps, so that each timed sample lasts at least this long
+REWARM_BELOW_S = 0.25  # rounds: a sample shorter than this gets one untimed step at the start of each round
 
 
 def shares(total: int, rounds: int) -> list[int]:
@@ -93,6 +94,13 @@ class Measure:
                 reading = meter.stop()  # also after a failure: the meter's thread stops; the reading is kept
                 if taken:
                     self.readings.append(reading)
+
+    def rewarm_needed(self) -> bool:
+        """Whether a round should start with one untimed step: for short samples, where caches and clocks
+        left cold by the other processes' turns would weigh on the first one; a sample of REWARM_BELOW_S or
+        longer outweighs them, and a step that long would cost more than it buys."""
+        per_step = self.warm_s / self.warmup if self.warmup and self.warm_s else (self.first_s or 0.0)
+        return per_step * self.k < REWARM_BELOW_S
 
     def samples(self) -> dict:
         """The raw samples, as a record carries them."""

@@ -212,13 +212,14 @@ def make_reference(spec, model, plan: dict, emit) -> int:
 
     about = {"backend": spec.backend, "device": spec.device, "precision": spec.precision,
              "math": plan.get("math"), "policy": plan.get("policy")}
+    started = time.perf_counter()
     try:
         ref = accuracy.reference(model, spec.mode, spec.accuracy_samples, about)
         ref.save(spec.reference)
     except Exception as error:
         emit(p.FAILED, error=describe(error))
         return 0
-    emit(p.REFERENCE, reference=ref.about, loss=ref.loss)
+    emit(p.REFERENCE, reference=ref.about, loss=ref.loss, seconds=time.perf_counter() - started)
     return 0
 
 

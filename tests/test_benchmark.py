@@ -63,7 +63,8 @@ def test_inference_benchmark_reports_everything_with_warmup_apart():
     assert data["metrics"]["throughput"]["unit"] == "samples/s"
     low, high = data["metrics"]["throughput"]["ci"]
     assert low <= data["metrics"]["throughput"]["value"] <= high and data["metrics"]["throughput"]["ci_coverage"] > 0
-    assert set(data["phases_s"]) == {"first_call", "warmup", "timed", "predict_baseline", "peak_probe"}
+    assert set(data["phases_s"]) == {"first_call", "warmup", "timed", "predict_baseline", "predict_first_call",
+                                     "peak_probe"}
     if not b8.energy.available:
         assert data["metrics"]["power"]["value"] is None and data["energy"]["reason"]
 

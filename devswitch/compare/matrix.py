@@ -279,7 +279,8 @@ def reference_summary(run: ConfigRun | None) -> dict | None:
         return None
     done = next((e for e in run.events if e["event"] == p.REFERENCE), None)
     if done is not None:
-        return {"status": "ok", **(done.get("reference") or {}), "loss": done.get("loss"), "wall_s": run.wall_s}
+        return {"status": "ok", **(done.get("reference") or {}), "loss": done.get("loss"),
+                "seconds": done.get("seconds"), "wall_s": run.wall_s}
     why = next((e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE)),
                None)
     return {"status": f"failed: {why or _last_error_line(run.log)}", "wall_s": run.wall_s}
@@ -294,9 +295,11 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
     ready = next((e for r in runs for e in r.events if e["event"] == p.READY), {})
     built = next((e for r in runs for e in r.events if e["event"] == p.BUILT), {})
     measured = sum(_measured(r) for r in runs)
+    done = next((e for e in reference.events if e["event"] == p.REFERENCE), {}) if reference is not None else {}
+    measured += done.get("seconds") or 0.0  # computing the reference is measuring too
     startup = sum(r.startup_s or 0.0 for r in runs) if startup_s is None else startup_s
     if reference is not None and startup_s is None:  # one after another: the reference run came first
-        startup += reference.wall_s
+        startup += reference.startup_s or 0.0
     breakdown = {
         "total_s": total,
         "configurations": [{"backend": r.backend, "device": r.device, "precision": r.precision,
@@ -305,9 +308,10 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
         "sum_measured_s": measured,
         "sum_startup_s": startup,
         "overhead_ratio": total / (measured + startup) if measured + startup else None,
-        "note": "measured = first call + warm-up + timed + predict baseline + peak probe of every record; "
-                + ("startup = spawn to the framework imported and devswitch applied, per configuration, plus "
-                   "the whole reference run" if startup_s is None else "startup = the workers (and the reference "
+        "note": "measured = first call + warm-up + timed + predict baseline (and its first call) + accuracy + "
+                "peak probe of every record, and computing the reference; "
+                + ("startup = spawn to the framework imported and devswitch applied, per configuration and for "
+                   "the reference run" if startup_s is None else "startup = the workers (and the reference "
                    "run) started side by side until the last was ready (the model built, the reference saved)"),
     }
     return ResultSet(

@@ -175,6 +175,7 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
             progress("waiting for the reference run (strict float32 outputs of the shared weights)")
             _wait_done(reference, deadline)
             reference.proc.wait()
+            reference.run.wall_s = time.time() - reference.started
         startup_s = time.time() - started
         progress(f"all started in {startup_s:.1f} s; " + ", ".join(
             f"{name(w.config)} {'ready' if w.alive else 'not running'}" for w in workers))
@@ -201,7 +202,7 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
 def _read(w: _Worker) -> ConfigRun:
     run = w.run
     run.events = read_events(w.events)[0]
-    run.wall_s = time.time() - w.started
+    run.wall_s = run.wall_s or time.time() - w.started  # the reference's was set when it ended
     ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
     run.startup_s = ready["t"] - w.started if ready else None
     run.log = w.log.read_text(errors="replace")
