@@ -139,7 +139,6 @@ def options_from_args(args: argparse.Namespace):
 def compare_command(args: argparse.Namespace) -> int:
     from ..compare import prepare_output, run_matrix, write_outputs
     from ..render.compare import render_markdown
-    from ..errors import RunError
     from ..worker import parse_target
 
     if args.script is not None or args.script_module is not None or args.script_args:
@@ -195,6 +194,13 @@ def compare_command(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"devswitch: wrote results.json, results.csv, results.md, results.html"
           f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
+    return finish(results, args, profile_file)
+
+
+def finish(results, args: argparse.Namespace, profile_file: Path | None) -> int:
+    """Save the profile if asked, then the exit code: 130 interrupted, 5 a column failed, 1 a due save failed."""
+    from ..errors import RunError
+
     saved = True
     if profile_file is not None:
         saved = save_winner(results, args.save_profile, profile_file, anyway=args.save_profile_anyway)

@@ -55,9 +55,8 @@ def script_job(args: argparse.Namespace):
 def script_compare_command(args: argparse.Namespace) -> int:
     from ..compare import prepare_output, write_outputs
     from ..compare.script import run_scripts
-    from ..errors import RunError
     from ..render.compare import render_markdown
-    from .compare import _profile_file, save_winner
+    from .compare import _profile_file, finish
 
     job = script_job(args)
     profile_file = _profile_file(args)
@@ -96,10 +95,4 @@ def script_compare_command(args: argparse.Namespace) -> int:
     print(table)
     print(f"devswitch: wrote results.json, results.csv, results.md, results.html and the scripts' logs (logs/) to "
           f"{output.path}", file=sys.stderr)
-    saved = True
-    if profile_file is not None:
-        saved = save_winner(results, args.save_profile, profile_file, anyway=args.save_profile_anyway)
-    if results.interrupted:
-        return 130
-    failed = [c for c in results.cells if c.status.startswith("failed")]
-    return RunError.exit_code if failed else 0 if saved else 1
+    return finish(results, args, profile_file)

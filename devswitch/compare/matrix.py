@@ -107,12 +107,7 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
         except KeyboardInterrupt:
             interrupted = True
             progress("interrupted: stopping the running configuration, keeping every finished row")
-            try:
-                proc.send_signal(signal.SIGINT)
-                proc.wait(timeout=15)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                proc.kill()
-                proc.wait()
+            stop(proc)
         finally:
             if proc.poll() is None:  # a second Ctrl-C while the first was being handled: no worker stays
                 proc.kill()
@@ -126,6 +121,16 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
     if proc.returncode not in (0, None) and not interrupted and not any(e["event"] == p.DONE for e in run.events):
         run.events.append({"event": p.CRASHED, "returncode": proc.returncode, "t": time.time()})
     return run, interrupted
+
+
+def stop(proc: subprocess.Popen, grace: float = 15) -> None:
+    """Ask a worker to stop as Ctrl-C does (it keeps what it measured), and kill it after ``grace`` seconds."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=grace)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        proc.kill()
+        proc.wait()
 
 
 def report_progress(events: Path, seen: int, progress: Callable[[str], None]) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import protocol as p
-from .matrix import file_stem, worker_env
+from .matrix import file_stem, stop, worker_env
 from .options import Options
 from .protocol import ScriptSpec, read_events
 from .resultset import Cell, Configuration, Model, ResultSet
@@ -79,12 +78,7 @@ def run_once(job: ScriptJob, config: Configuration, round_number: int, work: Pat
             proc.wait()
         except KeyboardInterrupt:
             interrupted = True
-            try:
-                proc.send_signal(signal.SIGINT)
-                proc.wait(timeout=15)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                proc.kill()
-                proc.wait()
+            stop(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
