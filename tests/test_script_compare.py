@@ -76,8 +76,9 @@ def _script_compares(root) -> dict[str, Child]:
                           "--epochs", "3"]),
         "args": Child(["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32,bf16", "--",
                        "--epochs", "3", "--validation", "--fail-under", "bfloat16"]),
-        "nofit": Child(["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32", "--",
-                        "--no-fit"]),
+        # as a module (-m), run twice in turn (--rounds 2)
+        "nofit": Child(["-m", "devswitch", "compare", "-m", "script_compare", *CAPS, "--precisions", "fp32",
+                        "--rounds", "2", "--", "--no-fit"], {"PYTHONPATH": str(SCRIPTS)}),
     }
 
 
@@ -128,9 +129,16 @@ def test_a_script_with_its_own_arguments_is_capped_and_a_failing_column_says_why
 
 
 @pytest.mark.subprocess
-def test_a_script_that_calls_no_fit_gets_a_note_not_an_empty_table(runs):
+def test_a_script_that_calls_no_fit_gets_a_note_not_an_empty_table(runs, capsys):
     proc, folder = runs["nofit"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| fit | the script called no fit |" in proc.stdout
     assert "The script called no fit" in proc.stdout
     assert "evaluate 1: samples/s" in proc.stdout and "script wall (s)" in proc.stdout
+    cell = _cell(folder)
+    assert cell["status"] == "ok" and len(cell["record"]["runs"]) == 2  # -m MODULE, --rounds 2: two runs
+    from devswitch.cli import main
+
+    capsys.readouterr()
+    assert main(["report", str(folder / "out"), str(folder / "out")]) == 0  # a script set against itself
+    assert "B / A" in capsys.readouterr().out
