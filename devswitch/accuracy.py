@@ -156,7 +156,7 @@ def deviation(ref: Reference, outputs) -> dict:
     errors = np.linalg.norm(y - r, axis=1) / np.where(norms > 0, norms, 1.0)
     result = {"status": "ok", "samples": int(len(y)), "nonfinite_samples": int((~finite).sum()),
               "max_rel_error": float(errors.max()) if finite.all() else math.inf,
-              "median_rel_error": float(np.median(errors)) if finite.any() else math.inf,
+              "median_rel_error": float(np.median(np.where(finite, errors, np.inf))),
               "top1_agreement": None, "reference": dict(ref.about or {}),
               "method": "per sample ||y - y_ref|| / ||y_ref|| over all outputs; max and median over the samples"}
     if (ref.about or {}).get("classifier") and y.shape == r.shape:

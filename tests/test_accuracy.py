@@ -132,3 +132,22 @@ def test_compare_reports_the_error_beside_the_speed_and_max_error_excludes_bf16(
     header = (out / "results.csv").read_text().splitlines()[0]
     assert "max_rel_error" in header and "speedup_ci_low" in header
     assert np.isfinite([errors[k] for k in errors]).all()
+
+
+def test_outputs_not_finite_for_some_samples_are_inf_not_nan(reference):
+    outputs = reference.outputs.copy()
+    outputs[3, 0] = np.nan
+    result = accuracy.deviation(reference, outputs)
+    assert result["nonfinite_samples"] == 1 and result["max_rel_error"] == float("inf")
+    assert np.isfinite(result["median_rel_error"])  # 15 of 16 samples are exact: the median is theirs
+    outputs[:] = np.inf
+    assert accuracy.deviation(reference, outputs)["median_rel_error"] == float("inf")
+
+
+@pytest.mark.parametrize("samples", ["0", "00", "+0"])
+def test_max_error_without_accuracy_rows_is_refused_before_anything_runs(tmp_path, capsys, samples):
+    from devswitch.cli import main
+
+    assert main(["compare", "mlp", "--devices", "cpu", "--max-error", "1e-2", "--accuracy-samples", samples,
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "--max-error needs the accuracy rows" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -122,3 +122,17 @@ def test_a_real_compare_interleaves_its_configurations_round_by_round(shared_com
         assert spans[earlier][1] < spans[later][0]
     speedup = next(c["speedup"] for c in doc["cells"] if c["precision"] == "fp16" and c["batch"] == 8)
     assert speedup["rounds"] == 3 and speedup["ci"][0] <= speedup["value"] <= speedup["ci"][1]
+
+
+def test_the_recommendation_follows_the_rounds_when_pooled_medians_disagree():
+    """Pooled, A's median is higher (it also ran three quick rounds that B, interrupted, did not); round by
+    round B is 1.1x faster: B leads, and significantly."""
+    a = {r: [100.0 if 2 <= r <= 5 else 300.0] * 3 for r in range(9)}
+    b = {r: [110.0 if 2 <= r <= 5 else 330.0] * 3 for r in range(6)}
+    from devswitch.compare import recommend
+
+    results = ResultSet(options={"batch_sizes": [10], "backends": ["tensorflow"], "baseline": "tensorflow cpu fp32",
+                                 "rounds": 6}, model=Model("m"), cells=(_cell("fp32", a), _cell("bf16", b)))
+    assert results.cells[0].metric("throughput") > results.cells[1].metric("throughput")  # pooled: A "wins"
+    (pick,) = recommend(results)
+    assert pick.best.precision == "bf16" and pick.paired.value == pytest.approx(1.1) and pick.significant

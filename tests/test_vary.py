@@ -278,3 +278,11 @@ def test_maths_puts_each_math_mode_on_the_table_with_the_mode_in_force(runs):
     table = (folder / "out" / "results.md").read_text()
     label = "cpu fp32 math=bf16" + (" (ieee in force)" if bf16["record"]["math"] == "ieee" else "")
     assert f"| batch 4 | cpu fp32 math=ieee | {label} |" in table
+
+
+def test_memory_growth_on_a_gpu_with_rounds_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "mlp", "--devices", "cpu,gpu", "--precisions", "fp32", "--vary",
+                 "memory_growth=true,false", "--out", "out"]) == 2
+    assert "--vary memory_growth on a GPU needs --rounds 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

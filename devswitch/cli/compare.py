@@ -113,7 +113,8 @@ def options_from_args(args: argparse.Namespace):
     baseline = parse_baseline(args.baseline, chosen, devices, precisions, vary)
     iterations = _number("--iterations", args.iterations, int, 1)
     max_error = _number("--max-error", args.max_error, float, 0) if args.max_error.strip() else None
-    if max_error is not None and args.accuracy_samples.strip() in ("0", "0.0"):
+    accuracy_samples = _number("--accuracy-samples", args.accuracy_samples, int, 0)
+    if max_error is not None and accuracy_samples == 0:
         raise UsageError("--max-error needs the accuracy rows, and --accuracy-samples 0 turns them off",
                          hint="drop --accuracy-samples 0")
     if args.rounds.strip():
@@ -124,12 +125,15 @@ def options_from_args(args: argparse.Namespace):
                              "rounds")
     else:
         rounds = min(DEFAULT_ROUNDS, iterations)
+    if rounds > 1 and "memory_growth" in dict(vary) and any(d != "cpu" for d in devices):
+        # side by side, a memory_growth=false worker takes most of a GPU from the others: its column would lie
+        raise UsageError("--vary memory_growth on a GPU needs --rounds 1: with rounds every worker is alive at "
+                         "once, and one that preallocates the GPU starves the others", hint="add --rounds 1")
     options = Options(args.target or "alexnet", chosen, devices, precisions, batches, args.mode,
                    _number("--warmup", args.warmup, int, 0), iterations,
                    _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
                    not args.no_peak_probe, baseline, args.out, force=args.force, rounds=rounds,
-                   accuracy_samples=_number("--accuracy-samples", args.accuracy_samples, int, 0),
-                   max_error=max_error, vary=vary)
+                   accuracy_samples=accuracy_samples, max_error=max_error, vary=vary)
     if len(options.configurations) > CONFIRM_ABOVE and not args.yes:
         raise UsageError(f"this compare is {options.size()}: more than {CONFIRM_ABOVE} configurations; nothing was "
                          "run", hint="pass --yes to run it all the same, or compare fewer values")

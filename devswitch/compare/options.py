@@ -33,7 +33,7 @@ class Options:
     peak_probe: bool = True
     baseline: Configuration = Configuration("tensorflow", "cpu", "fp32")  # a plain 3-tuple is taken too
     out: str = ""                     # "" = a new folder devswitch-results/<timestamp>
-    timeout: float = 3600.0
+    timeout: float = 3600.0           # seconds for one configuration (with rounds: for one turn)
     force: bool = False               # overwrite results already in --out
     command: tuple[str, ...] = ()     # the command line, recorded in results.json (plain data)
     rounds: int = 1                   # > 1: workers kept warm take turns, each round a share of the samples

@@ -65,6 +65,9 @@ def recommend(results: ResultSet) -> list[Pick]:
         significant, coverage, paired = None, None, None
         if runner_up is not None:
             paired = results.paired(best, runner_up)
+            if paired is not None and paired.value < 1:  # round by round the other is faster: it leads
+                best, runner_up = runner_up, best
+                paired = results.paired(best, runner_up)
         if paired is not None:  # timed in the same rounds: the interval of the paired ratio lies above 1
             significant, coverage = paired.low > 1, paired.coverage
         elif runner_up is not None and best.interval and runner_up.interval:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import protocol as p
-from .matrix import (ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress,
+from .matrix import (ConfigRun, stop, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress,
                      worker_env, write_spec)
 from .options import Options
 from .protocol import read_events
@@ -63,12 +63,14 @@ def _start(options: Options, config: Configuration, workdir: Path, origin: float
     return _Worker(ConfigRun(device, precision, backend, settings=settings), proc, read_end, events, log, started)
 
 
-def _wait_done(worker: _Worker, deadline: float) -> bool:
-    """Until the worker says "done" (True) or ends (False); a worker past the deadline is killed."""
+def _wait_done(worker: _Worker, limit: float) -> bool:
+    """Until the worker says "done" (True) or ends (False). A turn longer than ``limit`` seconds is stopped as
+    Ctrl-C stops it: the rounds it finished become its records."""
+    deadline = time.time() + limit
     while True:
         left = deadline - time.time()
         if left <= 0:
-            worker.proc.kill()
+            stop(worker.proc)
             return False
         ready, _, _ = select.select([worker.turns], [], [], min(left, 1.0))
         if ready:
@@ -121,7 +123,6 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
         return config.label(several)
 
     started = time.time()
-    deadline = started + options.timeout
     early: dict[Configuration, list[Cell]] = {}
     workers: list[_Worker] = []
     interrupted = False
@@ -157,7 +158,7 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
         while waiting:
             w = waiting.pop(0)
             workers.append(w)
-            w.alive = _wait_done(w, deadline)
+            w.alive = _wait_done(w, options.timeout)
             w.seen = report_progress(w.events, w.seen,
                                      lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
             if w.config.device != "cpu":
@@ -173,9 +174,10 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
         workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
         if reference is not None:  # every configuration loads the reference's weights when it warms up
             progress("waiting for the reference run (strict float32 outputs of the shared weights)")
-            _wait_done(reference, deadline)
+            _wait_done(reference, options.timeout)
             reference.proc.wait()
-            reference.run.wall_s = time.time() - reference.started
+            ended = read_events(reference.events)[0]
+            reference.run.wall_s = (ended[-1]["t"] if ended else time.time()) - reference.started
         startup_s = time.time() - started
         progress(f"all started in {startup_s:.1f} s; " + ", ".join(
             f"{name(w.config)} {'ready' if w.alive else 'not running'}" for w in workers))
@@ -185,7 +187,7 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
                 break
             progress(f"[{phase}] " + " -> ".join(name(w.config) for w in live))
             for w in live:
-                w.alive = _tell(w, phase) and _wait_done(w, deadline)
+                w.alive = _tell(w, phase) and _wait_done(w, options.timeout)
                 w.seen = report_progress(w.events, w.seen,
                                          lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
                 if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once

@@ -135,7 +135,8 @@ def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out
     for number in range(1, options.rounds + 1):
         for i, config in enumerate(configs):
             if interrupted:
-                status.setdefault(config, "not run (interrupted)" if not runs[config] else "interrupted")
+                if not runs[config]:  # a configuration with finished runs keeps them
+                    status.setdefault(config, "not run (interrupted)")
                 continue
             if config in status:
                 continue
@@ -155,7 +156,8 @@ def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out
                 run, interrupted = run_once(job, config, number, work, log, origin)
             except KeyboardInterrupt:
                 interrupted = True
-                status[config] = "interrupted"
+                if not runs[config]:
+                    status[config] = "interrupted"
                 continue
             spent.append(run)
             gpus = next((e.get("gpus") for e in (run["ready"], run["unavailable"]) if e and e.get("gpus") is not None),
@@ -165,7 +167,8 @@ def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out
 
                 no_gpu[config.backend] = no_gpu_reason(config.backend, config.device, config.precision)
             if interrupted:
-                status[config] = "interrupted"
+                if not runs[config]:
+                    status[config] = "interrupted"
             elif run["unavailable"] is not None:
                 status[config] = f"unavailable: {run['unavailable'].get('reason')}"
             elif run["exit_code"] != 0 or not run["done"]:

@@ -34,6 +34,8 @@ def build(runs: list[dict], plan: Mapping | None, environment: Mapping | None, a
         metrics["wall"].update(ci=[low, high], ci_coverage=coverage)
         metrics["throughput"].update(ci=[1.0 / high, 1.0 / low], ci_coverage=coverage)
     versions = {k: v for k, v in (environment or {}).items() if isinstance(v, str)}
+    runs = [{**r, "calls": r["calls"][:MAX_CALLS], "calls_dropped": len(r["calls"]) - MAX_CALLS}
+            if len(r.get("calls") or ()) > MAX_CALLS else r for r in runs]  # what a reader accepts, and how many not
     record = {"type": KIND, "status": "ok", "metrics": metrics, "policy": (plan or {}).get("policy") or "",
               "math": (plan or {}).get("math") or "", "versions": versions,
               "samples": {"round": [r["round"] for r in runs], "start_s": [r["start_s"] for r in runs],
