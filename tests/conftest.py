@@ -39,6 +39,20 @@ def reset_devswitch():
 
 
 @pytest.fixture
+def on_cpu(monkeypatch, tmp_path):
+    """devswitch applied in this process: the CPU, no timing report, HOME and the working folder in tmp_path;
+    reset after the test (the policy, the patches and the configuration, all through the public reset)."""
+    import devswitch
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    devswitch.reset()
+    devswitch.configure(device="cpu", report="off")
+    yield
+    devswitch.reset()
+
+
+@pytest.fixture
 def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"
     path.mkdir()

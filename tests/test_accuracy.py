@@ -20,14 +20,9 @@ FAST = dict(warmup=1, iterations=2, peak_probe=False, predict_baseline=False, mi
 
 
 @pytest.fixture(autouse=True)
-def applied(monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    devswitch.reset()
-    devswitch.configure(device="cpu", report="off")
+def applied(on_cpu):
     yield
-    devswitch.reset()
-    keras.config.set_dtype_policy("float32")
+    keras.config.set_dtype_policy("float32")  # the tests below set Keras' own policy, as a user would
 
 
 @pytest.fixture(scope="module")

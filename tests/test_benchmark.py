@@ -21,14 +21,7 @@ class Ticks:
         return self.now
 
 
-@pytest.fixture(autouse=True)
-def applied(monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    devswitch.reset()
-    devswitch.configure(device="cpu", report="off")
-    yield
-    devswitch.reset()  # the policy, the patches and the configuration, all through the public reset
+pytestmark = pytest.mark.usefixtures("on_cpu")
 
 
 def test_flops_are_counted_analytically():

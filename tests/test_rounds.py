@@ -11,14 +11,7 @@ from devswitch.measure import shares
 from devswitch.statistics import paired_ratio, round_medians
 
 
-@pytest.fixture(autouse=True)
-def applied(monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    devswitch.reset()
-    devswitch.configure(device="cpu", report="off")
-    yield
-    devswitch.reset()
+pytestmark = pytest.mark.usefixtures("on_cpu")
 
 
 def test_samples_are_split_over_rounds_as_evenly_as_can_be():
