@@ -210,6 +210,7 @@ def test_each_backend_applies_the_mode_reads_it_back_and_records_it(backend, sta
     ieee = result["ieee"]
     assert ieee["framework"] == READ_BACK[backend], ieee   # the framework's own API says full float32
     assert ieee["plan"] == ieee["record"] == ieee["call"] == "ieee"  # the plan, a benchmark and a fit record it
+    assert ieee["error_same_configuration"] <= 1e-6  # against a reference of the same configuration, this backend
     assert result["auto"] == {"framework": DEFAULT[backend], "plan": "auto (ieee)"}
     assert result["after_reset"] == DEFAULT[backend]
     bf16 = result["bf16"]

@@ -50,9 +50,15 @@ def rel(x: np.ndarray, y: np.ndarray) -> float:
 
 out = {"backend": BACKEND, "ieee": {"framework": framework(), "plan": devswitch.plan().math,
                                     "state": module.math_state()}}
-(record,) = devswitch.benchmark("mlp", batch_sizes=(2,), iterations=2, warmup=1, peak_probe=False,
-                                predict_baseline=False, energy=False)
+from devswitch import accuracy  # noqa: E402
+from devswitch.models import mlp  # noqa: E402
+
+keras.utils.set_random_seed(0)
+reference = accuracy.reference(mlp(), samples=8)  # this backend, full float32: the same configuration again
+(record,) = devswitch.benchmark(mlp(), batch_sizes=(2,), iterations=2, warmup=1, peak_probe=False,
+                                predict_baseline=False, energy=False, reference=reference)
 out["ieee"]["record"] = record.to_dict()["math"]
+out["ieee"]["error_same_configuration"] = record.to_dict()["accuracy"]["max_rel_error"]
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
 model.compile(optimizer="sgd", loss="mse")
 model.fit(np.ones((8, 4), "float32"), np.ones((8, 2), "float32"), epochs=1, verbose=0)
