@@ -11,22 +11,15 @@ this process's stdout and stderr (a log per configuration). The timing report is
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 
 
 def main(spec_path: str) -> int:
-    from .worker import Events, die_with_parent, set_parent_death_signal
-
-    set_parent_death_signal()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     from .compare import protocol as p
+    from .worker import start
 
-    spec = p.ScriptSpec.read(spec_path)
-    die_with_parent(spec.parent_pid)
-    emit = Events(spec.events)
-    emit(p.SPAWNED)
+    spec, emit = start(p.ScriptSpec.read, spec_path)
     from . import session, state
     from .caps import Caps
     from .config import explicit_layer

@@ -223,17 +223,26 @@ def make_reference(spec, model, plan: dict, emit) -> int:
     return 0
 
 
-def main(spec_path: str) -> int:
+def start(read_spec, spec_path: str):
+    """The first steps of every compare worker (a configuration's or a script's): end with the parent, take
+    Ctrl-C as "stop", read the spec, say it runs. Returns (spec, emit)."""
     set_parent_death_signal()  # first of all, so that the window without it is as short as can be
     # The parent forwards Ctrl-C as SIGINT: make it mean "stop" even if this process was started with
     # SIGINT ignored (as a shell does for background jobs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from .compare import protocol as p
 
-    spec = p.Spec.read(spec_path)
+    spec = read_spec(spec_path)
     die_with_parent(spec.parent_pid)
     emit = Events(spec.events)
     emit(p.SPAWNED)
+    return spec, emit
+
+
+def main(spec_path: str) -> int:
+    from .compare import protocol as p
+
+    spec, emit = start(p.Spec.read, spec_path)
     try:
         from . import session
         from .errors import DevswitchError, describe

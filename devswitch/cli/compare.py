@@ -185,20 +185,28 @@ def compare_command(args: argparse.Namespace) -> int:
             live.stop()
         signal.signal(signal.SIGTERM, previous)
         output.close()
-    table = render_markdown(results)
-    try:
-        notes = write_outputs(results, output.path)
-    except OSError as error:
-        print(table)
-        print(f"devswitch: error: could not write the results to {output.path}: {error}; the table above is "
-              "what was measured", file=sys.stderr)
+    notes = publish(results, output.path, render_markdown(results), write_outputs)
+    if notes is None:
         return 1
-    print(table)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"devswitch: wrote results.json, results.csv, results.md, results.html"
           f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
     return finish(results, args, profile_file)
+
+
+def publish(results, folder: Path, table: str, write) -> list[str] | None:
+    """Write the result files with ``write(results, folder)`` and print the table; None (after printing the
+    table and why) when they could not be written: what was measured is then on the terminal at least."""
+    try:
+        notes = write(results, folder)
+    except OSError as error:
+        print(table)
+        print(f"devswitch: error: could not write the results to {folder}: {error}; the table above is what was "
+              "measured", file=sys.stderr)
+        return None
+    print(table)
+    return notes or []
 
 
 def finish(results, args: argparse.Namespace, profile_file: Path | None) -> int:

@@ -56,7 +56,7 @@ def script_compare_command(args: argparse.Namespace) -> int:
     from ..compare import prepare_output, write_outputs
     from ..compare.script import run_scripts
     from ..render.compare import render_markdown
-    from .compare import _profile_file, finish
+    from .compare import _profile_file, finish, publish
 
     job = script_job(args)
     profile_file = _profile_file(args)
@@ -84,15 +84,8 @@ def script_compare_command(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         output.close()
-    table = render_markdown(results)
-    try:
-        write_outputs(results, output.path)
-    except OSError as error:
-        print(table)
-        print(f"devswitch: error: could not write the results to {output.path}: {error}; the table above is "
-              "what was measured", file=sys.stderr)
+    if publish(results, output.path, render_markdown(results), write_outputs) is None:
         return 1
-    print(table)
     print(f"devswitch: wrote results.json, results.csv, results.md, results.html and the scripts' logs (logs/) to "
           f"{output.path}", file=sys.stderr)
     return finish(results, args, profile_file)
