@@ -38,6 +38,21 @@ def reset_devswitch():
         sys.modules["devswitch"].reset()
 
 
+def _in_folder(monkeypatch, folder: Path, home: Path) -> None:
+    """This process in ``folder`` with HOME at ``home`` and no DEVSWITCH_* variable (DEVSWITCH_DISABLE kept)."""
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(folder)
+    for var in [v for v in os.environ if v.startswith("DEVSWITCH") and v != "DEVSWITCH_DISABLE"]:
+        monkeypatch.delenv(var)
+
+
+@pytest.fixture
+def here(monkeypatch, tmp_path):
+    """Run devswitch in this process against a fake home and an empty project, no DEVSWITCH_* variables."""
+    _in_folder(monkeypatch, tmp_path, tmp_path)
+    return tmp_path
+
+
 @pytest.fixture
 def on_cpu(monkeypatch, tmp_path):
     """devswitch applied in this process: the CPU, no timing report, HOME and the working folder in tmp_path;
@@ -455,10 +470,7 @@ def info_json(folder: Path, profile: str, monkeypatch, capsys) -> dict:
     in ``folder`` with HOME in it, DEVSWITCH_PROFILE=``profile`` and no other DEVSWITCH_* variable."""
     from devswitch.cli import main
 
-    for name in [n for n in os.environ if n.startswith("DEVSWITCH") and n != "DEVSWITCH_DISABLE"]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("HOME", str(folder / "home"))
+    _in_folder(monkeypatch, folder, folder / "home")
     monkeypatch.setenv("DEVSWITCH_PROFILE", profile)
     capsys.readouterr()
     code = main(["info", "--json"])

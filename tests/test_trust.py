@@ -22,14 +22,6 @@ from devswitch.errors import ConfigError
 from devswitch.settings import Threads
 
 
-@pytest.fixture
-def here(monkeypatch, tmp_path):
-    """Run devswitch in this process against a fake home and an empty project."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    for var in [v for v in os.environ if v.startswith("DEVSWITCH") and v != "DEVSWITCH_DISABLE"]:
-        monkeypatch.delenv(var)
-    return tmp_path
 
 
 # --- 1. a config file cannot hurt the machine ----------------------------------------------------------

@@ -16,14 +16,6 @@ from devswitch.sources import parse_flags
 from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
 
 
-@pytest.fixture
-def here(monkeypatch, tmp_path):
-    """configure() in this process against a fake home and an empty project, no DEVSWITCH_* variables."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    for var in [v for v in os.environ if v.startswith("DEVSWITCH") and v != "DEVSWITCH_DISABLE"]:
-        monkeypatch.delenv(var)
-    return tmp_path
 
 # --- 1. every value, from every source, is plain text after parsing ---------------------------------------
 
