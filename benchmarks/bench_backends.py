@@ -34,10 +34,12 @@ def child_env(backend: str, **extra: str) -> dict:
 
 # --- import ------------------------------------------------------------------------------------------------
 
+
 def import_seconds(backend: str, statement: str) -> float:
     code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
-    done = subprocess.run([sys.executable, "-c", code], env=child_env(backend), capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(backend), capture_output=True, text=True, timeout=300
+    )
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return float(done.stdout.strip().splitlines()[-1])
@@ -50,11 +52,16 @@ def bench_import(backend: str, rounds: int) -> dict:
         keras_s.append(import_seconds(backend, "import keras"))
         devswitch_s.append(import_seconds(backend, "import devswitch"))
     ratio = statistics.median(devswitch_s) / statistics.median(keras_s)
-    return {"keras_s": statistics.median(keras_s), "devswitch_s": statistics.median(devswitch_s),
-            "ratio": ratio, "ok": ratio <= 1.10}
+    return {
+        "keras_s": statistics.median(keras_s),
+        "devswitch_s": statistics.median(devswitch_s),
+        "ratio": ratio,
+        "ok": ratio <= 1.10,
+    }
 
 
 # --- fit and loops: run inside a child process of the backend ----------------------------------------------
+
 
 def child_fit(pairs: int) -> dict:
     import devswitch  # noqa: F401 - applied from the environment: the backend of this child
@@ -72,7 +79,7 @@ def child_fit(pairs: int) -> dict:
     plain = small_cnn()
     plain.set_weights(ours.get_weights())
     original = {name: state.original(keras.Model, name) for name in ("compile", "fit")}
-    ours.compile("adam", "sparse_categorical_crossentropy")              # through devswitch's patch
+    ours.compile("adam", "sparse_categorical_crossentropy")  # through devswitch's patch
     original["compile"](plain, "adam", "sparse_categorical_crossentropy")  # Keras' own compile
     devswitch.configure(report="summary")  # the timed wrappers on: what the one import gives a script
 
@@ -92,9 +99,14 @@ def child_fit(pairs: int) -> dict:
             fit()
             seconds[fit.__name__] = time.perf_counter() - t0
         ratios.append(seconds["fit_plain"] / seconds["fit_ours"])  # throughput ours / plain
-    return {"ratio": statistics.median(ratios), "q1": statistics.quantiles(ratios, n=4)[0],
-            "q3": statistics.quantiles(ratios, n=4)[2], "jit_ours": bool(ours.jit_compile),
-            "jit_plain": bool(plain.jit_compile), "ok": statistics.median(ratios) >= 0.98}
+    return {
+        "ratio": statistics.median(ratios),
+        "q1": statistics.quantiles(ratios, n=4)[0],
+        "q3": statistics.quantiles(ratios, n=4)[2],
+        "jit_ours": bool(ours.jit_compile),
+        "jit_plain": bool(plain.jit_compile),
+        "ok": statistics.median(ratios) >= 0.98,
+    }
 
 
 def hand_loop(model, batch: int, iterations: int, warmup: int = 3) -> float:
@@ -148,21 +160,51 @@ def child_loop(batch_sizes: list[int], precisions: list[str], rounds: int) -> li
             iterations = 20 if batch == 1 else 4
             ours, loop = [], []
             for _ in range(rounds):
-                (record,) = devswitch.benchmark(model, batch_sizes=(batch,), warmup=2, iterations=iterations,
-                                                peak_probe=False, energy=False, predict_baseline=False)
+                (record,) = devswitch.benchmark(
+                    model,
+                    batch_sizes=(batch,),
+                    warmup=2,
+                    iterations=iterations,
+                    peak_probe=False,
+                    energy=False,
+                    predict_baseline=False,
+                )
                 ours.append(record.samples_per_s)
                 loop.append(hand_loop(model, batch, iterations))
             ratio = statistics.median(ours) / statistics.median(loop)
-            rows.append({"precision": precision, "batch": batch, "devswitch": statistics.median(ours),
-                         "loop": statistics.median(loop), "ratio": ratio, "ok": ratio >= 0.95})
+            rows.append(
+                {
+                    "precision": precision,
+                    "batch": batch,
+                    "devswitch": statistics.median(ours),
+                    "loop": statistics.median(loop),
+                    "ratio": ratio,
+                    "ok": ratio >= 0.95,
+                }
+            )
     return rows
 
 
 def in_child(backend: str, what: str, args) -> object:
-    argv = [sys.executable, HERE, "--child", what, "--backends", backend, "--pairs", str(args.pairs),
-            "--rounds", str(args.rounds), "--batch-sizes", args.batch_sizes, "--precisions", args.precisions]
-    done = subprocess.run(argv, env=child_env(backend, DEVSWITCH_DEVICE="cpu"), capture_output=True, text=True,
-                          timeout=3600)
+    argv = [
+        sys.executable,
+        HERE,
+        "--child",
+        what,
+        "--backends",
+        backend,
+        "--pairs",
+        str(args.pairs),
+        "--rounds",
+        str(args.rounds),
+        "--batch-sizes",
+        args.batch_sizes,
+        "--precisions",
+        args.precisions,
+    ]
+    done = subprocess.run(
+        argv, env=child_env(backend, DEVSWITCH_DEVICE="cpu"), capture_output=True, text=True, timeout=3600
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         raise RuntimeError(f"{backend} {what} failed:\n{done.stderr[-3000:]}")
@@ -183,8 +225,12 @@ def main() -> int:
         print("RESULT " + json.dumps(child_fit(args.pairs)))
         return 0
     if args.child == "loop":
-        print("RESULT " + json.dumps(child_loop([int(b) for b in args.batch_sizes.split(",")],
-                                                args.precisions.split(","), args.rounds)))
+        print(
+            "RESULT "
+            + json.dumps(
+                child_loop([int(b) for b in args.batch_sizes.split(",")], args.precisions.split(","), args.rounds)
+            )
+        )
         return 0
     ok = True
     for backend in args.backends.split(","):
@@ -192,20 +238,26 @@ def main() -> int:
         if "import" in args.only:
             r = bench_import(backend, args.rounds + 2)
             ok &= r["ok"]
-            print(f"import   keras {r['keras_s']:.2f} s, devswitch {r['devswitch_s']:.2f} s: {r['ratio']:.2f}x "
-                  f"(target <= 1.10x) {'PASS' if r['ok'] else 'FAIL'}")
+            print(
+                f"import   keras {r['keras_s']:.2f} s, devswitch {r['devswitch_s']:.2f} s: {r['ratio']:.2f}x "
+                f"(target <= 1.10x) {'PASS' if r['ok'] else 'FAIL'}"
+            )
         if "fit" in args.only:
             r = in_child(backend, "fit", args)
             ok &= r["ok"]
-            print(f"fit      devswitch / plain samples/s: {r['ratio']:.3f}x (quartiles {r['q1']:.3f} .. "
-                  f"{r['q3']:.3f}; jit_compile ours {r['jit_ours']}, plain {r['jit_plain']}) (target >= 0.98x) "
-                  f"{'PASS' if r['ok'] else 'FAIL'}")
+            print(
+                f"fit      devswitch / plain samples/s: {r['ratio']:.3f}x (quartiles {r['q1']:.3f} .. "
+                f"{r['q3']:.3f}; jit_compile ours {r['jit_ours']}, plain {r['jit_plain']}) (target >= 0.98x) "
+                f"{'PASS' if r['ok'] else 'FAIL'}"
+            )
         if "loop" in args.only:
             for r in in_child(backend, "loop", args):
                 ok &= r["ok"]
-                print(f"loop     {r['precision']} batch {r['batch']:>3}: devswitch {r['devswitch']:8.1f} img/s, "
-                      f"hand loop {r['loop']:8.1f} img/s: {r['ratio']:.2f}x (target >= 0.95x) "
-                      f"{'PASS' if r['ok'] else 'FAIL'}")
+                print(
+                    f"loop     {r['precision']} batch {r['batch']:>3}: devswitch {r['devswitch']:8.1f} img/s, "
+                    f"hand loop {r['loop']:8.1f} img/s: {r['ratio']:.2f}x (target >= 0.95x) "
+                    f"{'PASS' if r['ok'] else 'FAIL'}"
+                )
     print("\n" + ("PASS" if ok else "FAIL") + ": every target met" if ok else "\nFAIL: see the rows above")
     return 0 if ok else 1
 

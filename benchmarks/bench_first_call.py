@@ -24,12 +24,18 @@ args = parser.parse_args()
 
 devswitch.configure(device="cpu", report="off")
 first_ok = groups_ok = True
-print(f"{'model':<10}{'batch':>6}{'first call':>12}{'median step':>13}{'ratio':>10}{'k':>5}{'group':>10}"
-      f"{'target':>9}")
+print(f"{'model':<10}{'batch':>6}{'first call':>12}{'median step':>13}{'ratio':>10}{'k':>5}{'group':>10}{'target':>9}")
 for model, batch in (("mlp", 1), ("mlp", 128), ("small_cnn", 1), ("small_cnn", 32)):
-    (r,) = devswitch.benchmark(model, batch_sizes=(batch,), warmup=args.warmup, iterations=args.iterations,
-                               predict_baseline=False, peak_probe=False, energy=False,
-                               min_sample_s=args.min_sample_s)
+    (r,) = devswitch.benchmark(
+        model,
+        batch_sizes=(batch,),
+        warmup=args.warmup,
+        iterations=args.iterations,
+        predict_baseline=False,
+        peak_probe=False,
+        energy=False,
+        min_sample_s=args.min_sample_s,
+    )
     s = r.summary
     step_s = s.latency_p50_ms / 1000
     ratio = r.first_call_s / step_s
@@ -39,8 +45,12 @@ for model, batch in (("mlp", 1), ("mlp", 128), ("small_cnn", 1), ("small_cnn", 3
     if grouped:
         groups_ok &= group_s >= 0.5 * args.min_sample_s
     target = f">={0.5 * args.min_sample_s * 1000:.0f}ms" if grouped else "alone"
-    print(f"{model:<10}{batch:>6}{r.first_call_s * 1000:>10.1f}ms{step_s * 1000:>11.3f}ms{ratio:>9.0f}x"
-          f"{s.steps_per_sample:>5}{group_s * 1000:>8.1f}ms{target:>9}")
+    print(
+        f"{model:<10}{batch:>6}{r.first_call_s * 1000:>10.1f}ms{step_s * 1000:>11.3f}ms{ratio:>9.0f}x"
+        f"{s.steps_per_sample:>5}{group_s * 1000:>8.1f}ms{target:>9}"
+    )
 print(("PASS" if first_ok else "FAIL") + ": the first call is slower than a steady step in every row")
-print(("PASS" if groups_ok else "FAIL") + f": steps under {GROUP_BELOW_S * 1000:.0f} ms are timed in groups "
-      f"lasting at least half of min_sample_s")
+print(
+    ("PASS" if groups_ok else "FAIL") + f": steps under {GROUP_BELOW_S * 1000:.0f} ms are timed in groups "
+    f"lasting at least half of min_sample_s"
+)

@@ -21,7 +21,7 @@ parser.add_argument("--pairs", type=int, default=20)
 parser.add_argument("--processes", type=int, default=0, help="also run N process-level pairs")
 args = parser.parse_args()
 
-SCRIPT = r'''
+SCRIPT = r"""
 import devswitch
 import time, keras, numpy as np
 rng = np.random.default_rng(0)
@@ -31,7 +31,7 @@ model = small_cnn(); model.compile("adam", "sparse_categorical_crossentropy")
 t0 = time.perf_counter()
 model.fit(x, y, epochs=3, batch_size=128, verbose=0)
 print("FIT", time.perf_counter() - t0)
-'''
+"""
 
 
 def in_process(pairs: int) -> list[float]:
@@ -78,8 +78,7 @@ def processes(pairs: int) -> list[float]:
         env["DEVSWITCH_REPORT"] = "summary"
         if disabled:
             env["DEVSWITCH_DISABLE"] = "1"
-        out = subprocess.run([sys.executable, handle.name], env=env, capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run([sys.executable, handle.name], env=env, capture_output=True, text=True, check=True).stdout
         return float(next(line for line in out.splitlines() if line.startswith("FIT")).split()[1])
 
     ratios = []
@@ -96,10 +95,14 @@ def processes(pairs: int) -> list[float]:
 
 ratios = in_process(args.pairs)
 median = statistics.median(ratios)
-print(f"in-process: median ratio devswitch/plain over {len(ratios)} pairs: {median:.3f}x "
-      f"(quartiles {statistics.quantiles(ratios, n=4)[0]:.3f} .. {statistics.quantiles(ratios, n=4)[2]:.3f})")
+print(
+    f"in-process: median ratio devswitch/plain over {len(ratios)} pairs: {median:.3f}x "
+    f"(quartiles {statistics.quantiles(ratios, n=4)[0]:.3f} .. {statistics.quantiles(ratios, n=4)[2]:.3f})"
+)
 print(("PASS" if median <= 1.02 else "FAIL") + ": fit with devswitch's timing <= 1.02x plain fit (in-process)")
 if args.processes:
     proc = processes(args.processes)
-    print(f"process pairs: median ratio {statistics.median(proc):.3f}x over {len(proc)} pairs "
-          f"(min {min(proc):.3f}, max {max(proc):.3f}) - whole-process noise dominates here")
+    print(
+        f"process pairs: median ratio {statistics.median(proc):.3f}x over {len(proc)} pairs "
+        f"(min {min(proc):.3f}, max {max(proc):.3f}) - whole-process noise dominates here"
+    )

@@ -67,6 +67,7 @@ FSIZE_LIMIT = 256 * MiB
 
 # --- building the cases ------------------------------------------------------------------------------
 
+
 def write_rc(proj: Path, text: str | bytes) -> None:
     data = text.encode() if isinstance(text, str) else text
     (proj / RC_NAME).write_bytes(data)
@@ -79,7 +80,7 @@ def write_big(path: Path, head: bytes, unit: bytes, size: int, tail: bytes) -> N
         f.write(head)
         left = size
         while left > 0:
-            piece = block[:left - left % len(unit)] if left < len(block) else block
+            piece = block[: left - left % len(unit)] if left < len(block) else block
             if not piece:
                 break
             f.write(piece)
@@ -111,6 +112,7 @@ def _file(text: str | bytes) -> Callable[[Path, Path], dict]:
     def build(proj: Path, home: Path) -> dict:
         write_rc(proj, text)
         return {}
+
     return build
 
 
@@ -118,6 +120,7 @@ def _symlink(target: str) -> Callable[[Path, Path], dict]:
     def build(proj: Path, home: Path) -> dict:
         os.symlink(target, proj / RC_NAME)
         return {}
+
     return build
 
 
@@ -154,6 +157,7 @@ def _no_such_user() -> str:
 def _env_only(value: Callable[[Path], str]) -> Callable[[Path, Path], dict]:
     def build(proj: Path, home: Path) -> dict:
         return {"DEVSWITCHRC": value(proj)}
+
     return build
 
 
@@ -161,15 +165,18 @@ def _env(**variables: str) -> Callable[[Path, Path], dict]:
     def build(proj: Path, home: Path) -> dict:
         write_rc(proj, "")
         return dict(variables)
+
     return build
 
 
 def _many_rc_paths(count: int) -> Callable[[Path, Path], dict]:
     """DEVSWITCHRC naming one ~1 MB file ``count`` times (short relative paths: one variable is at most
     128 KiB on Linux); unbounded, 5,000 of them took minutes."""
+
     def build(proj: Path, home: Path) -> dict:
         write_big(proj / "a", b"", b"# " + b"x" * 98 + b"\n", 1000 * 1000, b"device: cpu\n")
         return {"DEVSWITCHRC": os.pathsep.join(["a"] * count)}
+
     return build
 
 
@@ -180,11 +187,15 @@ def _home_000(proj: Path, home: Path) -> dict:
 
 
 CASES = [
-    Case("billion-laughs", "~400 bytes of nested YAML aliases under device: (10 levels x 10 wide)",
-         _file(billion_laughs())),
+    Case(
+        "billion-laughs",
+        "~400 bytes of nested YAML aliases under device: (10 levels x 10 wide)",
+        _file(billion_laughs()),
+    ),
     Case("deep-nesting-1k", "device: [[[... 1,000 levels", _file("device: " + "[" * 1000 + "]" * 1000 + "\n")),
-    Case("deep-nesting-100k", "device: [[[... 100,000 levels",
-         _file("device: " + "[" * 100_000 + "]" * 100_000 + "\n")),
+    Case(
+        "deep-nesting-100k", "device: [[[... 100,000 levels", _file("device: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    ),
     Case("fifo", ".devswitchrc is a FIFO nobody writes to", _fifo),
     Case("dev-zero", ".devswitchrc is a symlink to /dev/zero", _symlink("/dev/zero")),
     Case("dev-urandom", ".devswitchrc is a symlink to /dev/urandom", _symlink("/dev/urandom")),
@@ -194,39 +205,68 @@ CASES = [
     Case("big-file", "50 MB file: ~6.5 million list entries under device:", _big_list),
     Case("big-comment", "50 MB comment line, then device: cpu", _big_comment),
     Case("big-value", 'device: "<50 MB of x>"', _big_value),
-    Case("bad-path-nosuchuser", "DEVSWITCHRC=~nosuchuser/x (unknown user)",
-         _env_only(lambda proj: f"~{_no_such_user()}/x")),
+    Case(
+        "bad-path-nosuchuser",
+        "DEVSWITCHRC=~nosuchuser/x (unknown user)",
+        _env_only(lambda proj: f"~{_no_such_user()}/x"),
+    ),
     Case("bad-path-long-name", "DEVSWITCHRC=<a 300-character file name>", _env_only(lambda proj: "r" * 300)),
-    Case("bad-home-000", "HOME is a directory with mode 000 (empty project file)", _home_000,
-         skip=lambda: "running as root: permissions do not apply" if os.geteuid() == 0 else None,
-         cleanup=lambda proj, home: home.chmod(0o700) if home.exists() else None),
+    Case(
+        "bad-home-000",
+        "HOME is a directory with mode 000 (empty project file)",
+        _home_000,
+        skip=lambda: "running as root: permissions do not apply" if os.geteuid() == 0 else None,
+        cleanup=lambda proj, home: home.chmod(0o700) if home.exists() else None,
+    ),
     # issue 14: values after YAML unescaping, hidden line breaks, where a project file may write, list bounds
-    Case("value-esc-title", r'report: "\e]0;pwned\a\e[2J.json" (terminal title, then clear screen)',
-         _file('report: "\\e]0;pwned\\a\\e[2J.json"\n')),
+    Case(
+        "value-esc-title",
+        r'report: "\e]0;pwned\a\e[2J.json" (terminal title, then clear screen)',
+        _file('report: "\\e]0;pwned\\a\\e[2J.json"\n'),
+    ),
     Case("value-esc-nul", r'report: "out\0.json" (a NUL after unescaping)', _file('report: "out\\0.json"\n')),
     Case("value-esc-nel", r'report: "out\x85.json" (NEL after unescaping)', _file('report: "out\\x85.json"\n')),
-    Case("value-esc-u2028", r'device: "cpu\u2028" (a line separator after unescaping)',
-         _file('device: "cpu\\u2028"\n')),
-    Case("comment-u2028", "# a harmless comment<U+2028>precision: fp16 (a hidden line)",
-         _file("# a harmless comment\u2028precision: fp16\n")),
+    Case(
+        "value-esc-u2028", r'device: "cpu\u2028" (a line separator after unescaping)', _file('device: "cpu\\u2028"\n')
+    ),
+    Case(
+        "comment-u2028",
+        "# a harmless comment<U+2028>precision: fp16 (a hidden line)",
+        _file("# a harmless comment\u2028precision: fp16\n"),
+    ),
     Case("comment-bidi", "device: cpu # <U+202E RIGHT-TO-LEFT OVERRIDE>...", _file("device: cpu # \u202e61pf\n")),
     Case("env-value-esc", "DEVSWITCH_REPORT=x<ESC>[2J.json", _env(DEVSWITCH_REPORT="x\x1b[2J.json")),
-    Case("project-report-abs", "report: /tmp/devswitch-bench-outside/x.json in the project file",
-         _file("report: /tmp/devswitch-bench-outside/x.json\n")),
+    Case(
+        "project-report-abs",
+        "report: /tmp/devswitch-bench-outside/x.json in the project file",
+        _file("report: /tmp/devswitch-bench-outside/x.json\n"),
+    ),
     Case("project-report-up", "report: ../outside.json in the project file", _file("report: ../outside.json\n")),
     Case("env-rc-17", "DEVSWITCHRC naming a 1 MB file 17 times (one over the bound)", _many_rc_paths(17)),
     Case("env-rc-5000", "DEVSWITCHRC naming a 1 MB file 5,000 times", _many_rc_paths(5000)),
-    Case("flags-long-gpu-list", "DEVSWITCH_FLAGS=device=gpu:0,1,1,... (40,000 items)",
-         _env(DEVSWITCH_FLAGS="device=gpu:0" + ",1" * 40_000)),
-    Case("env-dev-null", "DEVSWITCHRC=/dev/null: no configuration file (accepted: exit 0 like the empty file)",
-         _env(DEVSWITCHRC=os.devnull), accepted=True),
-    Case("threads-4:2", "threads: 4:2 (plain YAML 1.1 reads 4:2 as base-60 242) - informational, no target",
-         _file("threads: 4:2\n"), target=False),
+    Case(
+        "flags-long-gpu-list",
+        "DEVSWITCH_FLAGS=device=gpu:0,1,1,... (40,000 items)",
+        _env(DEVSWITCH_FLAGS="device=gpu:0" + ",1" * 40_000),
+    ),
+    Case(
+        "env-dev-null",
+        "DEVSWITCHRC=/dev/null: no configuration file (accepted: exit 0 like the empty file)",
+        _env(DEVSWITCHRC=os.devnull),
+        accepted=True,
+    ),
+    Case(
+        "threads-4:2",
+        "threads: 4:2 (plain YAML 1.1 reads 4:2 as base-60 242) - informational, no target",
+        _file("threads: 4:2\n"),
+        target=False,
+    ),
 ]
 BY_NAME = {case.name: case for case in CASES}
 
 
 # --- running one child -----------------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -283,6 +323,7 @@ def _wait_exit(pid: int, deadline: float) -> bool:
 
 def run_child(cwd: Path, env: dict, timeout_s: float, mem_bytes: int, fsize_bytes: int) -> Run:
     """Run ``python -m devswitch info`` in ``cwd`` under the limits; its own wall time and rusage."""
+
     def limits():  # runs in the child between fork and exec
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
@@ -290,9 +331,16 @@ def run_child(cwd: Path, env: dict, timeout_s: float, mem_bytes: int, fsize_byte
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "devswitch", "info"], cwd=cwd, env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=limits,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devswitch", "info"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            preexec_fn=limits,
+            start_new_session=True,
+        )
         try:
             timed_out = not _wait_exit(proc.pid, start + timeout_s)
         except BaseException:  # e.g. Ctrl-C: never leave the child behind
@@ -311,12 +359,24 @@ def run_child(cwd: Path, env: dict, timeout_s: float, mem_bytes: int, fsize_byte
         head = err.read(STDERR_LIMIT)
         err.seek(max(0, size - STDERR_LIMIT))
         tail_lines = [ln for ln in err.read().split(b"\n") if ln.strip()]
-        found = _scan(err, (b"Traceback", b"MemoryError", b"bad_alloc", b"Cannot allocate memory",
-                            b"out of memory")) if size else set()
+        found = (
+            _scan(err, (b"Traceback", b"MemoryError", b"bad_alloc", b"Cannot allocate memory", b"out of memory"))
+            if size
+            else set()
+        )
         error_line = any(line.startswith(b"devswitch: error:") for line in head.split(b"\n"))
-        return Run(wall, usage.ru_maxrss, proc.returncode, timed_out, size, _first_line(head),
-                   _first_line(tail_lines[-1]) if tail_lines else "", b"Traceback" in found, error_line,
-                   bool(found - {b"Traceback"}))
+        return Run(
+            wall,
+            usage.ru_maxrss,
+            proc.returncode,
+            timed_out,
+            size,
+            _first_line(head),
+            _first_line(tail_lines[-1]) if tail_lines else "",
+            b"Traceback" in found,
+            error_line,
+            bool(found - {b"Traceback"}),
+        )
 
 
 def child_env(home: Path, extra: dict, source: Path) -> dict:
@@ -360,11 +420,13 @@ def run_case(case: Case | None, root: Path, runs: int, args) -> Result:
             except OSError as exc:
                 result.build_error = f"{type(exc).__name__}: {exc}"
                 return result
-            run = run_child(proj, child_env(home, extra, args.source), args.timeout,
-                            int(args.mem_limit_gib * 1024 ** 3), FSIZE_LIMIT)
+            run = run_child(
+                proj, child_env(home, extra, args.source), args.timeout, int(args.mem_limit_gib * 1024**3), FSIZE_LIMIT
+            )
             # show paths in the case's temporary directory as <tmp>/project/..., so messages fit
-            run.first_line, run.last_line = (line.replace(str(where), "<tmp>")
-                                             for line in (run.first_line, run.last_line))
+            run.first_line, run.last_line = (
+                line.replace(str(where), "<tmp>") for line in (run.first_line, run.last_line)
+            )
             result.runs.append(run)
         finally:
             result.case.cleanup(proj, home)
@@ -373,6 +435,7 @@ def run_case(case: Case | None, root: Path, runs: int, args) -> Result:
 
 
 # --- judging and printing ----------------------------------------------------------------------------
+
 
 def limit_note(run: Run, args) -> str | None:
     if run.timed_out:
@@ -421,21 +484,35 @@ def fmt_codes(result: Result) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", metavar="NAME", action="append", choices=list(BY_NAME),
-                        help="run only this case (repeatable); the baseline always runs")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        metavar="NAME",
+        action="append",
+        choices=list(BY_NAME),
+        help="run only this case (repeatable); the baseline always runs",
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
-    parser.add_argument("--source", type=Path, default=REPO, metavar="DIR",
-                        help="directory holding the devswitch package to measure, put first on the child's "
-                             "PYTHONPATH (default: this checkout, %(default)s); e.g. a 'git archive HEAD' copy")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=REPO,
+        metavar="DIR",
+        help="directory holding the devswitch package to measure, put first on the child's "
+        "PYTHONPATH (default: this checkout, %(default)s); e.g. a 'git archive HEAD' copy",
+    )
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per hostile case (default 1)")
-    parser.add_argument("--baseline-runs", type=int, default=3, metavar="N",
-                        help="runs of the empty file, median taken (default 3)")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                        help="wall-clock limit per child, seconds (default 60)")
-    parser.add_argument("--mem-limit-gib", type=float, default=4.0, metavar="G",
-                        help="RLIMIT_AS per child, GiB (default 4)")
+    parser.add_argument(
+        "--baseline-runs", type=int, default=3, metavar="N", help="runs of the empty file, median taken (default 3)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="wall-clock limit per child, seconds (default 60)"
+    )
+    parser.add_argument(
+        "--mem-limit-gib", type=float, default=4.0, metavar="G", help="RLIMIT_AS per child, GiB (default 4)"
+    )
     args = parser.parse_args()
 
     if args.list:
@@ -444,11 +521,12 @@ def main() -> int:
         return 0
     cases = [BY_NAME[name] for name in args.only] if args.only else CASES
 
-    print(f"python {platform.python_version()} | {os.cpu_count()} CPUs | load {os.getloadavg()[0]:.2f} | "
-          f"limits per child: {args.mem_limit_gib:g} GiB address space, {args.timeout:g} s wall, "
-          f"256 MiB per output file | harness RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    print(f"child: {sys.executable} -m devswitch info  (PYTHONPATH={args.source}, fake HOME, "
-          f"no DEVSWITCH* variables)")
+    print(
+        f"python {platform.python_version()} | {os.cpu_count()} CPUs | load {os.getloadavg()[0]:.2f} | "
+        f"limits per child: {args.mem_limit_gib:g} GiB address space, {args.timeout:g} s wall, "
+        f"256 MiB per output file | harness RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+    print(f"child: {sys.executable} -m devswitch info  (PYTHONPATH={args.source}, fake HOME, no DEVSWITCH* variables)")
 
     root = Path(tempfile.mkdtemp(prefix="bench-hostile-config-"))
     results: list[Result] = []
@@ -457,8 +535,10 @@ def main() -> int:
         print(f"empty .devswitchrc x{args.baseline_runs} ...", flush=True)
         base = run_case(None, root, args.baseline_runs, args)
         for run in base.runs:
-            print(f"  empty: {run.wall_s:.2f} s, {run.maxrss_kib / 1024:.1f} MiB, exit {run.returncode}, "
-                  f"stderr[0] {run.first_line!r}")
+            print(
+                f"  empty: {run.wall_s:.2f} s, {run.maxrss_kib / 1024:.1f} MiB, exit {run.returncode}, "
+                f"stderr[0] {run.first_line!r}"
+            )
         for case in cases:
             print(f"{case.name} ...", end=" ", flush=True)
             result = run_case(case, root, args.repeat, args)
@@ -473,30 +553,35 @@ def main() -> int:
 
     base_ok = bool(base.runs) and all(r.returncode == 0 for r in base.runs)
     print()
-    header = (f"{'case':<22}{'wall s':>8}{'Δwall s':>9}{'peak MiB':>10}{'x empty':>9}{'exit':>6}"
-              f"{'stderr B':>10}  result")
+    header = f"{'case':<22}{'wall s':>8}{'Δwall s':>9}{'peak MiB':>10}{'x empty':>9}{'exit':>6}{'stderr B':>10}  result"
     print(header)
     print("-" * len(header))
     if base.runs:
-        print(f"{f'empty (median of {len(base.runs)})':<22}{base.wall_s:>8.2f}{'-':>9}{base.maxrss_kib / 1024:>10.1f}"
-              f"{1:>9.2f}{fmt_codes(base):>6}{statistics.median(r.stderr_bytes for r in base.runs):>10.0f}  "
-              f"{'baseline' if base_ok else 'BASELINE FAILED'}")
+        print(
+            f"{f'empty (median of {len(base.runs)})':<22}{base.wall_s:>8.2f}{'-':>9}{base.maxrss_kib / 1024:>10.1f}"
+            f"{1:>9.2f}{fmt_codes(base):>6}{statistics.median(r.stderr_bytes for r in base.runs):>10.0f}  "
+            f"{'baseline' if base_ok else 'BASELINE FAILED'}"
+        )
     verdicts: list[tuple[str, str, str]] = []
     for result in results:
         name = result.case.name
         if result.skipped or result.build_error:
             status = "SKIP" if result.skipped else "NOT BUILT"
-            print(f"{name:<22}{'':>8}{'':>9}{'':>10}{'':>9}{'':>6}{'':>10}  {status}: "
-                  f"{result.skipped or result.build_error}")
+            print(
+                f"{name:<22}{'':>8}{'':>9}{'':>10}{'':>9}{'':>6}{'':>10}  {status}: "
+                f"{result.skipped or result.build_error}"
+            )
             verdicts.append((status, name, result.skipped or result.build_error))
             continue
         reasons = failures(result, base, args) if base_ok else ["no baseline"]
-        status = ("INFO" if not result.case.target else "PASS" if not reasons else "FAIL")
+        status = "INFO" if not result.case.target else "PASS" if not reasons else "FAIL"
         ratio = result.maxrss_kib / base.maxrss_kib if base.runs else float("nan")
         dwall = result.wall_s - base.wall_s if base.runs else float("nan")
         stderr_b = statistics.median(r.stderr_bytes for r in result.runs)
-        print(f"{name:<22}{result.wall_s:>8.2f}{dwall:>+9.2f}{result.maxrss_kib / 1024:>10.1f}{ratio:>9.2f}"
-              f"{fmt_codes(result):>6}{stderr_b:>10.0f}  {status}")
+        print(
+            f"{name:<22}{result.wall_s:>8.2f}{dwall:>+9.2f}{result.maxrss_kib / 1024:>10.1f}{ratio:>9.2f}"
+            f"{fmt_codes(result):>6}{stderr_b:>10.0f}  {status}"
+        )
         run = result.runs[0]
         print(f"{'':<4}stderr[0]: {run.first_line!r}")
         if run.last_line and run.last_line != run.first_line:
@@ -504,11 +589,14 @@ def main() -> int:
         verdicts.append((status, name, "; ".join(reasons) if reasons else "meets every target"))
 
     print()
-    print(f"targets: peak RSS <= {MEM_FACTOR}x empty ({MEM_FACTOR * base.maxrss_kib / 1024:.0f} MiB), "
-          f"wall <= {WALL_FACTOR}x empty and empty + {WALL_SLACK_S:g} s "
-          f"({min(WALL_FACTOR * base.wall_s, base.wall_s + WALL_SLACK_S):.1f} s), exit 2 with a 'devswitch: "
-          f"error:' line (accepted cases: exit 0, none), stderr < {STDERR_LIMIT} B, no Traceback"
-          if base.runs else "targets: no baseline")
+    print(
+        f"targets: peak RSS <= {MEM_FACTOR}x empty ({MEM_FACTOR * base.maxrss_kib / 1024:.0f} MiB), "
+        f"wall <= {WALL_FACTOR}x empty and empty + {WALL_SLACK_S:g} s "
+        f"({min(WALL_FACTOR * base.wall_s, base.wall_s + WALL_SLACK_S):.1f} s), exit 2 with a 'devswitch: "
+        f"error:' line (accepted cases: exit 0, none), stderr < {STDERR_LIMIT} B, no Traceback"
+        if base.runs
+        else "targets: no baseline"
+    )
     for status, name, why in verdicts:
         print(f"{status}: {name}: {why}")
     failed = [n for s, n, _ in verdicts if s == "FAIL"]

@@ -38,12 +38,19 @@ BACKENDS = ("torch", "tensorflow", "jax")
 
 def child_env(backend: str, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSWITCH")}
-    env.update(KERAS_BACKEND=backend, DEVSWITCH_REPORT="off", DEVSWITCH_DEVICE="cpu", DEVSWITCH_MATH="ieee",
-               TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    env.update(
+        KERAS_BACKEND=backend,
+        DEVSWITCH_REPORT="off",
+        DEVSWITCH_DEVICE="cpu",
+        DEVSWITCH_MATH="ieee",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        **extra,
+    )
     return env
 
 
 # --- in the child -------------------------------------------------------------------------------------------
+
 
 def child(args) -> dict:
     import devswitch
@@ -65,8 +72,10 @@ def child(args) -> dict:
         runner.sync(y)
         return y
 
-    variants = {"ieee": (lambda: devswitch.configure(math="ieee"), lambda: None),
-                "bf16": (lambda: devswitch.configure(math="bf16"), lambda: None)}
+    variants = {
+        "ieee": (lambda: devswitch.configure(math="ieee"), lambda: None),
+        "bf16": (lambda: devswitch.configure(math="bf16"), lambda: None),
+    }
     forced_note = None
     if backend == "torch":
         import torch
@@ -98,7 +107,7 @@ def child(args) -> dict:
         leave()
     names = list(variants)
     for round_ in range(args.rounds):
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             enter, leave = variants[name]
             enter()
             call()  # after a switch: JAX retraces, oneDNN picks its kernel
@@ -108,9 +117,14 @@ def child(args) -> dict:
             times[name].append((time.perf_counter() - t) / args.calls)
             leave()
     ref = outputs["ieee"]
-    return {"backend": backend, "labels": labels, "times": times, "forced_note": forced_note,
-            "errors": {n: float(np.linalg.norm(o - ref) / np.linalg.norm(ref)) for n, o in outputs.items()},
-            "outputs_file": _save(ref, args)}
+    return {
+        "backend": backend,
+        "labels": labels,
+        "times": times,
+        "forced_note": forced_note,
+        "errors": {n: float(np.linalg.norm(o - ref) / np.linalg.norm(ref)) for n, o in outputs.items()},
+        "outputs_file": _save(ref, args),
+    }
 
 
 def _save(ref, args) -> str | None:
@@ -135,15 +149,30 @@ def tf_forced(args) -> dict:
 
 # --- in the parent ------------------------------------------------------------------------------------------
 
+
 def run_child(backend: str, args, *extra: str, **env: str) -> dict:
-    command = [sys.executable, HERE, "--child", "--batch", str(args.batch), "--width", str(args.width),
-               "--depth", str(args.depth), "--rounds", str(args.rounds), "--calls", str(args.calls), *extra]
+    command = [
+        sys.executable,
+        HERE,
+        "--child",
+        "--batch",
+        str(args.batch),
+        "--width",
+        str(args.width),
+        "--depth",
+        str(args.depth),
+        "--rounds",
+        str(args.rounds),
+        "--calls",
+        str(args.calls),
+        *extra,
+    ]
     done = subprocess.run(command, env=child_env(backend, **env), capture_output=True, text=True, timeout=3600)
     if done.returncode:
         raise RuntimeError(f"{backend}: {done.stderr[-3000:]}")
     warnings = [line for line in done.stderr.splitlines() if "math=bf16" in line and "no effect" in line]
     line = next(line for line in reversed(done.stdout.splitlines()) if line.startswith("RESULT "))
-    return dict(json.loads(line[len("RESULT "):]), warnings=warnings)
+    return dict(json.loads(line[len("RESULT ") :]), warnings=warnings)
 
 
 def speed(times: dict, name: str) -> tuple[float, float, float]:
@@ -173,8 +202,10 @@ def main() -> int:
 
     cpu = detect_cpu()
     print(f"CPU: {cpu.model} ({cpu.cores} cores; {' '.join(sorted(cpu.features))})")
-    print(f"model: {args.depth} x Dense {args.width} (relu), float32 policy, batch {args.batch}; {args.rounds} "
-          f"interleaved rounds of {args.calls} calls per variant\n")
+    print(
+        f"model: {args.depth} x Dense {args.width} (relu), float32 policy, batch {args.batch}; {args.rounds} "
+        f"interleaved rounds of {args.calls} calls per variant\n"
+    )
     rows, verdicts = [], []
     with tempfile.TemporaryDirectory() as folder:
         for backend in args.backends.split(","):
@@ -183,35 +214,78 @@ def main() -> int:
             t = result["times"]
             for name in [n for n in ("bf16", "forced") if n in t]:
                 median, low, high = speed(t, name)
-                rows.append((backend, name if name == "bf16" else f"forced: {result['forced_note']}",
-                             result["labels"][name], 1e3 * statistics.median(t["ieee"]),
-                             1e3 * statistics.median(t[name]), f"{median:.2f}x [{low:.2f}, {high:.2f}]",
-                             result["errors"][name]))
+                rows.append(
+                    (
+                        backend,
+                        name if name == "bf16" else f"forced: {result['forced_note']}",
+                        result["labels"][name],
+                        1e3 * statistics.median(t["ieee"]),
+                        1e3 * statistics.median(t[name]),
+                        f"{median:.2f}x [{low:.2f}, {high:.2f}]",
+                        result["errors"][name],
+                    )
+                )
             if result["warnings"]:
-                rows.append((backend, "  devswitch said", result["warnings"][0].split(": ", 1)[-1][:150],
-                             None, None, "", None))
+                rows.append(
+                    (backend, "  devswitch said", result["warnings"][0].split(": ", 1)[-1][:150], None, None, "", None)
+                )
             if backend == "tensorflow":
-                forced = run_child(backend, args, "--save", os.path.join(folder, "tf-forced.npy"),
-                                   "--compare-to", save, ONEDNN_DEFAULT_FPMATH_MODE="BF16")
+                forced = run_child(
+                    backend,
+                    args,
+                    "--save",
+                    os.path.join(folder, "tf-forced.npy"),
+                    "--compare-to",
+                    save,
+                    ONEDNN_DEFAULT_FPMATH_MODE="BF16",
+                )
                 ieee, other = statistics.median(t["ieee"]), statistics.median(forced["times"]["ieee"])
-                rows.append((backend, "forced: ONEDNN_DEFAULT_FPMATH_MODE=BF16 (another process)", "-",
-                             1e3 * ieee, 1e3 * other, f"{ieee / other:.2f}x (not interleaved)",
-                             forced["errors"]["forced"]))
+                rows.append(
+                    (
+                        backend,
+                        "forced: ONEDNN_DEFAULT_FPMATH_MODE=BF16 (another process)",
+                        "-",
+                        1e3 * ieee,
+                        1e3 * other,
+                        f"{ieee / other:.2f}x (not interleaved)",
+                        forced["errors"]["forced"],
+                    )
+                )
             if backend == "torch":
                 # the target holds where bf16 math is in force; where devswitch measured it has no effect
                 # (oneDNN without AMX), the forced row shows why
                 bf16, in_force = speed(t, "bf16")[0], result["labels"]["bf16"]
                 verdict = "N/A " if in_force != "bf16" else "PASS" if bf16 >= 1.5 else "FAIL"
-                verdicts.append(f"{verdict} PyTorch bf16 math {bf16:.2f}x ieee (target >= 1.5x where bf16 math is "
-                                f"in force; here: {in_force}, forced by hand {speed(t, 'forced')[0]:.2f}x, "
-                                f"error {result['errors']['forced']:.1e})")
-    header = ("backend", "variant", "in force", "ieee ms", "variant ms", "speed vs ieee (median [range])",
-              "rel. error vs ieee")
+                verdicts.append(
+                    f"{verdict} PyTorch bf16 math {bf16:.2f}x ieee (target >= 1.5x where bf16 math is "
+                    f"in force; here: {in_force}, forced by hand {speed(t, 'forced')[0]:.2f}x, "
+                    f"error {result['errors']['forced']:.1e})"
+                )
+    header = (
+        "backend",
+        "variant",
+        "in force",
+        "ieee ms",
+        "variant ms",
+        "speed vs ieee (median [range])",
+        "rel. error vs ieee",
+    )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for backend, variant, label, ieee_ms, ms, ratio, error in rows:
-        print(" | ".join((backend, variant, label, "" if ieee_ms is None else f"{ieee_ms:.1f}",
-                          "" if ms is None else f"{ms:.1f}", ratio, "" if error is None else f"{error:.1e}")))
+        print(
+            " | ".join(
+                (
+                    backend,
+                    variant,
+                    label,
+                    "" if ieee_ms is None else f"{ieee_ms:.1f}",
+                    "" if ms is None else f"{ms:.1f}",
+                    ratio,
+                    "" if error is None else f"{error:.1e}",
+                )
+            )
+        )
     print()
     for line in verdicts:
         print(line)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 
-SCRIPT = r'''
+SCRIPT = r"""
 import devswitch
 import json, sys, keras, numpy as np
 from devswitch.models import mlp, small_cnn
@@ -25,7 +25,7 @@ model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
 model.fit(x, y, epochs=4, batch_size=256, verbose=0)
 r = devswitch.runs()[-1]
 print("RESULT", json.dumps({"rate": r.steady_samples_per_s, "replicas": r.replicas}))
-'''
+"""
 
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
@@ -37,8 +37,9 @@ def run(model: str, mirrored: bool) -> dict:
     env.update(DEVSWITCH_REPORT="summary", DEVSWITCH_LOG_LEVEL="error")
     if mirrored:
         env.update(DEVSWITCH_STRATEGY="mirrored", DEVSWITCH_CPU_REPLICAS="2")
-    out = subprocess.run([sys.executable, handle.name, model], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, handle.name, model], env=env, capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[7:])
 
 
@@ -47,7 +48,7 @@ for model in ("mlp", "small_cnn"):
     single, mirrored = [], []
     for i in range(rounds):
         pair = [(False, single), (True, mirrored)]
-        for is_mirrored, sink in (pair if i % 2 == 0 else pair[::-1]):
+        for is_mirrored, sink in pair if i % 2 == 0 else pair[::-1]:
             result = run(model, is_mirrored)
             assert result["replicas"] == (2 if is_mirrored else 1), result
             sink.append(result["rate"])

@@ -42,7 +42,7 @@ def run(model: str, batch: int, iterations: int, rounds: int, hog_cores: int) ->
     hog_at: list[float] = []
 
     def progress(line: str) -> None:
-        second_half = (line.startswith(f"[round {rounds // 2 + 1}]") if rounds > 1 else line.startswith("[2/2]"))
+        second_half = line.startswith(f"[round {rounds // 2 + 1}]") if rounds > 1 else line.startswith("[2/2]")
         if second_half and not hogs:
             hog_at.append(time.time())
             for _ in range(hog_cores):
@@ -50,9 +50,20 @@ def run(model: str, batch: int, iterations: int, rounds: int, hog_cores: int) ->
                 hog.start()
                 hogs.append(hog)
 
-    options = Options(target=model, backends=("tensorflow",), devices=("cpu",), precisions=("fp32", "float32"),
-                      batch_sizes=(batch,), warmup=3, iterations=iterations, peak_probe=False, predict_baseline=False,
-                      baseline=("tensorflow", "cpu", "fp32"), rounds=rounds, accuracy_samples=0)
+    options = Options(
+        target=model,
+        backends=("tensorflow",),
+        devices=("cpu",),
+        precisions=("fp32", "float32"),
+        batch_sizes=(batch,),
+        warmup=3,
+        iterations=iterations,
+        peak_probe=False,
+        predict_baseline=False,
+        baseline=("tensorflow", "cpu", "fp32"),
+        rounds=rounds,
+        accuracy_samples=0,
+    )
     with tempfile.TemporaryDirectory() as work:
         try:
             results = run_matrix(options, progress, Path(work))
@@ -62,9 +73,15 @@ def run(model: str, batch: int, iterations: int, rounds: int, hog_cores: int) ->
                 hog.join(timeout=5)
     a, b = results.cells
     ratio = results.speedup_interval(b)
-    return {"rounds": rounds, "a": a.metric("throughput"), "b": b.metric("throughput"),
-            "speedup": results.speedup(b), "interval": None if ratio is None else [ratio.low, ratio.high],
-            "coverage": None if ratio is None else ratio.coverage, "hog": bool(hog_at)}
+    return {
+        "rounds": rounds,
+        "a": a.metric("throughput"),
+        "b": b.metric("throughput"),
+        "speedup": results.speedup(b),
+        "interval": None if ratio is None else [ratio.low, ratio.high],
+        "coverage": None if ratio is None else ratio.coverage,
+        "hog": bool(hog_at),
+    }
 
 
 def main() -> int:
@@ -82,17 +99,25 @@ def main() -> int:
         for rounds in (args.rounds, 1):
             row = run(args.model, args.batch, args.iterations, rounds, args.hog_cores)
             rows.append(row)
-            shown = (f"[{row['interval'][0]:.3f}, {row['interval'][1]:.3f}] ({row['coverage']:.0%})"
-                     if row["interval"] else "no interval (one round)")
-            print(f"repeat {repeat + 1}, rounds {rounds}: A {row['a']:,.1f}/s, B {row['b']:,.1f}/s, "
-                  f"B/A {row['speedup']:.3f} {shown}{'' if row['hog'] else ' (the hog never started)'}", flush=True)
+            shown = (
+                f"[{row['interval'][0]:.3f}, {row['interval'][1]:.3f}] ({row['coverage']:.0%})"
+                if row["interval"]
+                else "no interval (one round)"
+            )
+            print(
+                f"repeat {repeat + 1}, rounds {rounds}: A {row['a']:,.1f}/s, B {row['b']:,.1f}/s, "
+                f"B/A {row['speedup']:.3f} {shown}{'' if row['hog'] else ' (the hog never started)'}",
+                flush=True,
+            )
     paired = [r["speedup"] for r in rows if r["rounds"] > 1]
     alone = [r["speedup"] for r in rows if r["rounds"] == 1]
     worst_paired = max(abs(s - 1) for s in paired)
     worst_alone = max(abs(s - 1) for s in alone)
     print(json.dumps({"paired_speedups": paired, "one_by_one_speedups": alone}))
-    print(f"with rounds: the speed-up of identical columns is off by at most {worst_paired:.3f} "
-          f"({'PASS' if worst_paired <= 0.10 else 'FAIL'}: within 1 +/- 0.10)")
+    print(
+        f"with rounds: the speed-up of identical columns is off by at most {worst_paired:.3f} "
+        f"({'PASS' if worst_paired <= 0.10 else 'FAIL'}: within 1 +/- 0.10)"
+    )
     print(f"with --rounds 1: off by up to {worst_alone:.3f} (how far the hog fakes a difference without rounds)")
     return 0 if worst_paired <= 0.10 else 1
 

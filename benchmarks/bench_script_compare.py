@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SCRIPT = '''
+SCRIPT = """
 import argparse
 import keras
 import numpy as np
@@ -40,7 +40,7 @@ model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=
 model.fit(x, y, epochs=args.epochs, batch_size=64, validation_split=0.1, verbose=0)
 model.evaluate(x, y, verbose=0)
 print("done")
-'''
+"""
 
 PRECISIONS = ("fp32", "bf16")
 TARGET_RATIO, FIXED_S = 1.1, 2.0
@@ -69,21 +69,58 @@ def main() -> None:
         script.write_text(SCRIPT)
         for pair in range(args.pairs):
             out = folder / f"compare-{pair}"
-            compares.append(timed(["compare", "--script", str(script), "--devices", "cpu", "--precisions",
-                                   ",".join(PRECISIONS), "--out", str(out), *own], folder))
-            runs = [timed(["run", "--device", "cpu", "--precision", p, "--fallback", "error", "--report",
-                           str(folder / f"run-{pair}-{p}.jsonl"), str(script), *own[1:]], folder)
-                    for p in PRECISIONS]
+            compares.append(
+                timed(
+                    [
+                        "compare",
+                        "--script",
+                        str(script),
+                        "--devices",
+                        "cpu",
+                        "--precisions",
+                        ",".join(PRECISIONS),
+                        "--out",
+                        str(out),
+                        *own,
+                    ],
+                    folder,
+                )
+            )
+            runs = [
+                timed(
+                    [
+                        "run",
+                        "--device",
+                        "cpu",
+                        "--precision",
+                        p,
+                        "--fallback",
+                        "error",
+                        "--report",
+                        str(folder / f"run-{pair}-{p}.jsonl"),
+                        str(script),
+                        *own[1:],
+                    ],
+                    folder,
+                )
+                for p in PRECISIONS
+            ]
             sums.append(sum(runs))
-            print(f"pair {pair + 1}: compare {compares[-1]:.2f} s; runs {' + '.join(f'{r:.2f}' for r in runs)} = "
-                  f"{sums[-1]:.2f} s; compare - runs = {compares[-1] - sums[-1]:+.2f} s")
+            print(
+                f"pair {pair + 1}: compare {compares[-1]:.2f} s; runs {' + '.join(f'{r:.2f}' for r in runs)} = "
+                f"{sums[-1]:.2f} s; compare - runs = {compares[-1] - sums[-1]:+.2f} s"
+            )
     compare, runs = statistics.median(compares), statistics.median(sums)
     fixed = compare - runs
-    print(f"median: compare {compare:.2f} s, sum of runs {runs:.2f} s: ratio {compare / runs:.3f}, fixed overhead "
-          f"{fixed:+.2f} s")
+    print(
+        f"median: compare {compare:.2f} s, sum of runs {runs:.2f} s: ratio {compare / runs:.3f}, fixed overhead "
+        f"{fixed:+.2f} s"
+    )
     limit = runs * TARGET_RATIO + FIXED_S
-    print(("PASS" if compare <= limit else "FAIL") + f": compare {compare:.2f} s <= sum of runs x {TARGET_RATIO} + "
-          f"{FIXED_S:.1f} s = {limit:.2f} s")
+    print(
+        ("PASS" if compare <= limit else "FAIL") + f": compare {compare:.2f} s <= sum of runs x {TARGET_RATIO} + "
+        f"{FIXED_S:.1f} s = {limit:.2f} s"
+    )
 
 
 if __name__ == "__main__":

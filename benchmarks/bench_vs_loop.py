@@ -45,21 +45,33 @@ for precision in args.precisions.split(","):
         iterations = args.iterations or (30 if batch == 1 else 6)
         ours, loop, predict = [], [], []
         for _ in range(args.rounds):
-            (record,) = devswitch.benchmark(model, batch_sizes=(batch,), warmup=3, iterations=iterations,
-                                            peak_probe=False, energy=False, predict_baseline=not predict)
+            (record,) = devswitch.benchmark(
+                model,
+                batch_sizes=(batch,),
+                warmup=3,
+                iterations=iterations,
+                peak_probe=False,
+                energy=False,
+                predict_baseline=not predict,
+            )
             ours.append(record.samples_per_s)
             if record.predict_samples_per_s:
                 predict.append(record.predict_samples_per_s)
             loop.append(hand_loop(model, batch, iterations))
-        rows.append((keras.config.dtype_policy().name, batch, statistics.median(ours), statistics.median(loop),
-                     predict[0]))
+        rows.append(
+            (keras.config.dtype_policy().name, batch, statistics.median(ours), statistics.median(loop), predict[0])
+        )
 
-print(f"\n{'policy':<16}{'batch':>6}{'devswitch':>12}{'hand loop':>12}{'predict':>10}{'ours/loop':>11}"
-      f"{'ours/predict':>14}")
+print(
+    f"\n{'policy':<16}{'batch':>6}{'devswitch':>12}{'hand loop':>12}{'predict':>10}{'ours/loop':>11}"
+    f"{'ours/predict':>14}"
+)
 ok = True
 for policy, batch, ours, loop, predict in rows:
     ratio = ours / loop
     ok &= ratio >= 0.95
     print(f"{policy:<16}{batch:>6}{ours:>12.1f}{loop:>12.1f}{predict:>10.1f}{ratio:>10.2f}x{ours / predict:>13.2f}x")
-print(("PASS" if ok else "FAIL") + ": devswitch.benchmark >= 0.95x the hand-written loop in every row (img/s, "
-      f"median of {args.rounds} alternating rounds)")
+print(
+    ("PASS" if ok else "FAIL") + ": devswitch.benchmark >= 0.95x the hand-written loop in every row (img/s, "
+    f"median of {args.rounds} alternating rounds)"
+)

@@ -6,18 +6,36 @@ files and ``DEVSWITCH_*`` variables and applies them to TensorFlow/Keras.
 
 from __future__ import annotations
 
+from ._version import __version__
 from .config import Config, Value
 from .devices import Inventory, Plan
 from .errors import ConfigError, DeviceError, DevswitchError, RunError, TooLateError, UsageError
 from .session import config, configure, plan, reset, runs, scope, summary
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "Config", "ConfigError", "DeviceError", "DevswitchError", "Inventory", "Plan", "RunError",
-    "TooLateError", "UsageError", "Value", "config", "configure", "plan", "reset", "runs", "scope", "summary",
-    "__version__", "load_ipython_extension", "unload_ipython_extension",
-    "TimingCallback", "BatchTimingCallback", "benchmark",
+    "Config",
+    "ConfigError",
+    "DeviceError",
+    "DevswitchError",
+    "Inventory",
+    "Plan",
+    "RunError",
+    "TooLateError",
+    "UsageError",
+    "Value",
+    "config",
+    "configure",
+    "plan",
+    "reset",
+    "runs",
+    "scope",
+    "summary",
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    "TimingCallback",
+    "BatchTimingCallback",
+    "benchmark",
 ]
 
 
@@ -47,6 +65,7 @@ def __getattr__(name: str):
 
         return benchmark
     raise AttributeError(f"module 'devswitch' has no attribute {name!r}")
+
 
 from . import session as _session
 

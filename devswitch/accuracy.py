@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-SAMPLES = 32        # the seeded input: enough for a median and a top-1 rate, small next to a timed run
-TRAIN_STEPS = 5     # training mode: SGD steps from the shared weights on the seeded batch
+SAMPLES = 32  # the seeded input: enough for a median and a top-1 rate, small next to a timed run
+TRAIN_STEPS = 5  # training mode: SGD steps from the shared weights on the seeded batch
 SEED = 0
 
 
@@ -26,12 +27,12 @@ SEED = 0
 class Reference:
     """The weights, the seeded input and the reference outputs (inference) or loss (training)."""
 
-    weights: tuple                  # numpy arrays, in model.get_weights() order
-    x: Any                          # (samples, ...) float32
-    outputs: Any = None             # (samples, n) float64: every output of a sample, flattened
-    loss: float | None = None       # training: after TRAIN_STEPS steps of SGD
-    labels: Any = None              # training: the seeded targets
-    about: dict | None = None       # how it was computed: backend, device, precision, math, mode
+    weights: tuple  # numpy arrays, in model.get_weights() order
+    x: Any  # (samples, ...) float32
+    outputs: Any = None  # (samples, n) float64: every output of a sample, flattened
+    loss: float | None = None  # training: after TRAIN_STEPS steps of SGD
+    labels: Any = None  # training: the seeded targets
+    about: dict | None = None  # how it was computed: backend, device, precision, math, mode
 
     def save(self, path: str | Path) -> None:
         import numpy as np
@@ -47,15 +48,21 @@ class Reference:
             np.savez(handle, about=np.array(json.dumps(about)), **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Reference":
+    def load(cls, path: str | Path) -> Reference:
         import numpy as np
 
         with np.load(path, allow_pickle=False) as data:
             about = json.loads(str(data["about"]))
             weights = tuple(data[f"w{i}"] for i in range(about.pop("weights")))
             loss = about.pop("loss")
-            return cls(weights, data["x"], data["outputs"] if "outputs" in data else None, loss,
-                       data["labels"] if "labels" in data else None, about)
+            return cls(
+                weights,
+                data["x"],
+                data["outputs"] if "outputs" in data else None,
+                loss,
+                data["labels"] if "labels" in data else None,
+                about,
+            )
 
 
 def seeded_input(model, samples: int = SAMPLES):
@@ -83,15 +90,16 @@ def outputs_at(forward: Callable[[Any], Any], x, batch: int) -> Any:
 
     samples, chunks = len(x), []
     for start in range(0, samples, batch):
-        part = x[start:start + batch]
+        part = x[start : start + batch]
         if len(part) < batch:
             part = np.resize(part, (batch, *x.shape[1:]))
-        chunks.append(flat_outputs(forward(keras.ops.convert_to_tensor(part)))[:min(batch, samples - start)])
+        chunks.append(flat_outputs(forward(keras.ops.convert_to_tensor(part)))[: min(batch, samples - start)])
     return np.concatenate(chunks, axis=0)
 
 
-def reference(model, mode: str = "inference", samples: int = SAMPLES, about: dict | None = None,
-              loss: Any = None) -> Reference:
+def reference(
+    model, mode: str = "inference", samples: int = SAMPLES, about: dict | None = None, loss: Any = None
+) -> Reference:
     """The reference of ``model`` under the settings in force (the caller makes them strict float32)."""
     x = seeded_input(model, samples)
     weights = tuple(model.get_weights())
@@ -121,8 +129,10 @@ def load_weights(model, ref: Reference) -> None:
     own = model.get_weights()
     if len(own) != len(ref.weights) or any(a.shape != b.shape for a, b in zip(own, ref.weights)):
         shapes = [tuple(w.shape) for w in own][:3]
-        raise ValueError(f"the model's weights ({len(own)} arrays, first {shapes}) do not match the reference's "
-                         f"({len(ref.weights)} arrays): does the factory build the same model every time?")
+        raise ValueError(
+            f"the model's weights ({len(own)} arrays, first {shapes}) do not match the reference's "
+            f"({len(ref.weights)} arrays): does the factory build the same model every time?"
+        )
     model.set_weights(list(ref.weights))
 
 
@@ -154,11 +164,16 @@ def deviation(ref: Reference, outputs) -> dict:
     finite = np.isfinite(y).all(axis=1)
     norms = np.linalg.norm(r, axis=1)
     errors = np.linalg.norm(y - r, axis=1) / np.where(norms > 0, norms, 1.0)
-    result = {"status": "ok", "samples": int(len(y)), "nonfinite_samples": int((~finite).sum()),
-              "max_rel_error": float(errors.max()) if finite.all() else math.inf,
-              "median_rel_error": float(np.median(np.where(finite, errors, np.inf))),
-              "top1_agreement": None, "reference": dict(ref.about or {}),
-              "method": "per sample ||y - y_ref|| / ||y_ref|| over all outputs; max and median over the samples"}
+    result = {
+        "status": "ok",
+        "samples": int(len(y)),
+        "nonfinite_samples": int((~finite).sum()),
+        "max_rel_error": float(errors.max()) if finite.all() else math.inf,
+        "median_rel_error": float(np.median(np.where(finite, errors, np.inf))),
+        "top1_agreement": None,
+        "reference": dict(ref.about or {}),
+        "method": "per sample ||y - y_ref|| / ||y_ref|| over all outputs; max and median over the samples",
+    }
     if (ref.about or {}).get("classifier") and y.shape == r.shape:
         result["top1_agreement"] = float((y.argmax(axis=1) == r.argmax(axis=1)).mean())
     return result
@@ -167,10 +182,17 @@ def deviation(ref: Reference, outputs) -> dict:
 def loss_deviation(ref: Reference, value: float) -> dict:
     """Training: the loss after the same SGD steps, against the reference's."""
     rel = abs(value - ref.loss) / abs(ref.loss) if ref.loss and math.isfinite(value) else math.inf
-    return {"status": "ok", "samples": int(len(ref.x)), "loss": value, "reference_loss": ref.loss,
-            "loss_rel_diff": rel, "max_rel_error": rel, "reference": dict(ref.about or {}),
-            "method": f"loss after {TRAIN_STEPS} SGD steps (lr 0.01) from the shared weights on the seeded batch, "
-                      "|loss - loss_ref| / |loss_ref|"}
+    return {
+        "status": "ok",
+        "samples": int(len(ref.x)),
+        "loss": value,
+        "reference_loss": ref.loss,
+        "loss_rel_diff": rel,
+        "max_rel_error": rel,
+        "reference": dict(ref.about or {}),
+        "method": f"loss after {TRAIN_STEPS} SGD steps (lr 0.01) from the shared weights on the seeded batch, "
+        "|loss - loss_ref| / |loss_ref|",
+    }
 
 
 def unavailable(reason: str) -> dict:

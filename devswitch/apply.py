@@ -19,11 +19,11 @@ import os
 import sys
 
 from . import backends, sources, state
+from .backends.common import TOO_LATE_HINT
 from .config import Config
 from .decide import decide
 from .devices import Inventory, Plan, detect
 from .errors import ConfigError, TooLateError
-from .backends.common import TOO_LATE_HINT
 from .nativelog import native_log_filter
 
 log = logging.getLogger("devswitch")
@@ -84,10 +84,12 @@ def _warn_stale_policy(models, doing: str) -> None:
     for model in models:
         policy = _model_policy(model)
         if policy is not None and policy != applied and _policy_is_ours():
-            log.warning(f"model '{getattr(model, 'name', '?')}' {doing} with dtype policy {policy}, but devswitch "
-                        f"now applies {applied}: Keras fixes a layer's policy when it is built. Build the model "
-                        f"after configure(precision=...) (or set the precision before the script starts) to use "
-                        f"{applied}")
+            log.warning(
+                f"model '{getattr(model, 'name', '?')}' {doing} with dtype policy {policy}, but devswitch "
+                f"now applies {applied}: Keras fixes a layer's policy when it is built. Build the model "
+                f"after configure(precision=...) (or set the precision before the script starts) to use "
+                f"{applied}"
+            )
 
 
 def applied_policy() -> str | None:
@@ -224,15 +226,22 @@ def _check_backend(config: Config) -> None:
     name = config.backend
     reason = backends.missing_reason(name)
     if reason:
-        raise ConfigError(f"backend={name} is asked for, but {reason}", where=config["backend"].location,
-                          hint="install it, or choose an installed backend (devswitch info lists them)")
+        raise ConfigError(
+            f"backend={name} is asked for, but {reason}",
+            where=config["backend"].location,
+            hint="install it, or choose an installed backend (devswitch info lists them)",
+        )
     running = backends.keras_running()
     if running is not None and running != name:
-        raise TooLateError(f"backend cannot be changed to {name}: Keras is already imported with the {running} "
-                           "backend", hint=TOO_LATE_HINT)
+        raise TooLateError(
+            f"backend cannot be changed to {name}: Keras is already imported with the {running} backend",
+            hint=TOO_LATE_HINT,
+        )
     if running is None and os.environ.get("KERAS_BACKEND", name) != name:
-        log.warning(f"KERAS_BACKEND={os.environ['KERAS_BACKEND']} is overridden by backend={name} "
-                    f"({config['backend'].location})")
+        log.warning(
+            f"KERAS_BACKEND={os.environ['KERAS_BACKEND']} is overridden by backend={name} "
+            f"({config['backend'].location})"
+        )
 
 
 def apply(config: Config, inventory: Inventory | None = None, announce: bool = True) -> Plan:
@@ -296,5 +305,6 @@ def apply(config: Config, inventory: Inventory | None = None, announce: bool = T
 def describe_plan(plan: Plan) -> str:
     """The one line that says what was applied: the plan's summary and its strategy's, if any."""
     strategy_plan = plan.strategy
-    return plan.summary() + ("" if strategy_plan is None or strategy_plan.name == "none"
-                             else " " + strategy_plan.summary())
+    return plan.summary() + (
+        "" if strategy_plan is None or strategy_plan.name == "none" else " " + strategy_plan.summary()
+    )

@@ -17,15 +17,16 @@ with is measured by a matmul probe in the same precision on the same device.
 from __future__ import annotations
 
 import resource
-from pathlib import Path
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from . import accuracy
-from .errors import describe
 from .energy import Energy, combined, meter_for, unavailable
+from .errors import describe
 from .measure import MIN_SAMPLE_S, Measure, shares
 from .results import metric
 from .statistics import Summary
@@ -36,7 +37,7 @@ PROBE_SIZE = 2048
 @dataclass(frozen=True)
 class BenchmarkRecord:
     model: str
-    mode: str                      # inference | training
+    mode: str  # inference | training
     batch: int
     device: str
     policy: str
@@ -46,7 +47,7 @@ class BenchmarkRecord:
     warmup_iterations: int = 0
     warmup_s: float | None = None
     summary: Summary | None = None
-    predict_samples_per_s: float | None = None   # plain model.predict, for comparison
+    predict_samples_per_s: float | None = None  # plain model.predict, for comparison
     predict_s: float | None = None
     flops_per_sample: float | None = None
     flops_note: str = ""
@@ -60,11 +61,11 @@ class BenchmarkRecord:
     backend: str = ""
     training: dict = field(default_factory=dict)  # training mode: the loss and optimizer that were timed
     started_at: float = field(default_factory=time.time)
-    rounds: int = 1                               # the timed samples were taken in this many rounds
-    accuracy: dict | None = None                  # outputs against a strict float32 reference (accuracy.py)
+    rounds: int = 1  # the timed samples were taken in this many rounds
+    accuracy: dict | None = None  # outputs against a strict float32 reference (accuracy.py)
     more_phases_s: dict = field(default_factory=dict)  # predict_first_call, accuracy: work beside the timing
-    samples: dict = field(default_factory=dict)   # round, start_s and seconds_per_step of every timed sample
-    math: str = ""                                # float32 math in force (plan.math), e.g. "ieee"; "" = no plan
+    samples: dict = field(default_factory=dict)  # round, start_s and seconds_per_step of every timed sample
+    math: str = ""  # float32 math in force (plan.math), e.g. "ieee"; "" = no plan
 
     @property
     def samples_per_s(self) -> float | None:
@@ -83,45 +84,68 @@ class BenchmarkRecord:
     def to_dict(self) -> dict:
         s = self.summary
         achieved = self.achieved_gflops
-        latency_note = "per batch" if not s or s.steps_per_sample == 1 else \
-            f"per batch, mean over groups of {s.steps_per_sample} steps"
+        latency_note = (
+            "per batch"
+            if not s or s.steps_per_sample == 1
+            else f"per batch, mean over groups of {s.steps_per_sample} steps"
+        )
         return {
-            "type": "benchmark", "backend": self.backend, "model": self.model, "mode": self.mode, "batch": self.batch,
-            "device": self.device, "policy": self.policy, "compute_dtype": self.compute_dtype,
+            "type": "benchmark",
+            "backend": self.backend,
+            "model": self.model,
+            "mode": self.mode,
+            "batch": self.batch,
+            "device": self.device,
+            "policy": self.policy,
+            "compute_dtype": self.compute_dtype,
             "math": self.math or None,
-            "status": self.status, "started_at": self.started_at, "versions": dict(self.versions),
+            "status": self.status,
+            "started_at": self.started_at,
+            "versions": dict(self.versions),
             "training": dict(self.training) or None,
             "metrics": {
-                "throughput": metric(s and s.samples_per_s, "samples/s", stat="median",
-                                     ci=list(s.samples_per_s_ci) if s else None, ci_coverage=s and s.ci_coverage,
-                                     ci_method="order statistics (distribution-free) of the per-sample throughputs",
-                                     sem_of_mean=s and s.samples_per_s_err, jitter=s and s.samples_per_s_jitter),
-                "throughput_overall": metric(s and s.samples_per_s_overall, "samples/s",
-                                             note="all timed samples / all timed seconds"),
+                "throughput": metric(
+                    s and s.samples_per_s,
+                    "samples/s",
+                    stat="median",
+                    ci=list(s.samples_per_s_ci) if s else None,
+                    ci_coverage=s and s.ci_coverage,
+                    ci_method="order statistics (distribution-free) of the per-sample throughputs",
+                    sem_of_mean=s and s.samples_per_s_err,
+                    jitter=s and s.samples_per_s_jitter,
+                ),
+                "throughput_overall": metric(
+                    s and s.samples_per_s_overall, "samples/s", note="all timed samples / all timed seconds"
+                ),
                 "latency_p50": metric(s and s.latency_p50_ms, "ms", note=latency_note),
                 "latency_p90": metric(s and s.latency_p90_ms, "ms", note=latency_note),
                 "latency_p99": metric(s and s.latency_p99_ms, "ms", note=latency_note),
-                "timed_samples": metric(s and s.n, "samples of timing",
-                                        note="each the mean of steps_per_sample back-to-back steps"),
+                "timed_samples": metric(
+                    s and s.n, "samples of timing", note="each the mean of steps_per_sample back-to-back steps"
+                ),
                 "steps_per_sample": metric(s and s.steps_per_sample, "steps"),
-                "predict_throughput": metric(self.predict_samples_per_s, "samples/s",
-                                             note="plain model.predict, for comparison"),
+                "predict_throughput": metric(
+                    self.predict_samples_per_s, "samples/s", note="plain model.predict, for comparison"
+                ),
                 "first_call": metric(self.first_call_s, "s", note="tracing and compilation"),
                 "flops_per_sample": metric(self.flops_per_sample, "FLOP", note=self.flops_note),
                 "achieved": metric(achieved, "GFLOP/s"),
                 "peak": metric(self.peak_gflops, "GFLOP/s", note=self.peak_source),
-                "fraction_of_peak": metric(achieved / self.peak_gflops if achieved and self.peak_gflops else None,
-                                           "1"),
+                "fraction_of_peak": metric(achieved / self.peak_gflops if achieved and self.peak_gflops else None, "1"),
                 "energy": metric(self.energy.joules if self.energy else None, "J"),
                 "power": metric(self.energy.mean_watts if self.energy else None, "W"),
                 "samples_per_watt": metric(self.samples_per_watt, "samples/s/W"),
                 "host_rss_peak": metric(self.host_rss_peak_bytes, "bytes", note="peak of the whole process"),
                 "gpu_memory_peak": metric(self.gpu_memory_peak_bytes, "bytes"),
             },
-            "phases_s": {"first_call": self.first_call_s, "warmup": self.warmup_s,
-                         "timed": s.total_s if s else None, "predict_baseline": self.predict_s,
-                         **self.more_phases_s,
-                         "peak_probe": self.probe_s},
+            "phases_s": {
+                "first_call": self.first_call_s,
+                "warmup": self.warmup_s,
+                "timed": s.total_s if s else None,
+                "predict_baseline": self.predict_s,
+                **self.more_phases_s,
+                "peak_probe": self.probe_s,
+            },
             "energy": self.energy.to_dict() if self.energy else None,
             "rounds": self.rounds,
             "accuracy": dict(self.accuracy) if self.accuracy else None,
@@ -130,6 +154,7 @@ class BenchmarkRecord:
 
 
 # --- FLOPs -------------------------------------------------------------------------------
+
 
 def _prod(values) -> int:
     out = 1
@@ -156,8 +181,9 @@ def count_flops(model) -> tuple[float | None, str]:
                 spatial = out_shape[1:3] if layer.data_format == "channels_last" else out_shape[2:4]
                 total += 2 * kh * kw * (cin // layer.groups) * layer.filters * _prod(spatial)
                 counted += 1
-            elif layer.weights and not isinstance(layer, (keras.layers.BatchNormalization,
-                                                          keras.layers.LayerNormalization)):
+            elif layer.weights and not isinstance(
+                layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
+            ):
                 skipped.append(layer.name)
         except (AttributeError, ValueError, TypeError):  # subclassed models have no symbolic shapes
             return None, "not counted: the model has no symbolic layer shapes (subclassed model)"
@@ -170,6 +196,7 @@ def count_flops(model) -> tuple[float | None, str]:
 
 
 # --- the measured loops -----------------------------------------------------------------
+
 
 def _host_rss_peak() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -206,15 +233,27 @@ def _resolve_model(model, name: str | None):
     return model, name or model.name
 
 
-def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inference", warmup: int = 5,
-              iterations: int = 20, min_time: float = 0.0, predict_baseline: bool = True,
-              peak_probe: bool = True, energy: bool = True, jit_compile: bool | None = None,
-              name: str | None = None, clock: Callable[[], float] = time.perf_counter,
-              on_record: Callable[[BenchmarkRecord], None] | None = None,
-              meter_factory: Callable[[Sequence[int]], Any] | None = None,
-              min_sample_s: float = MIN_SAMPLE_S, rounds: int = 1,
-              turn: Callable[[str], None] | None = None, origin: float | None = None,
-              reference: "accuracy.Reference | str | Path | None" = None) -> list[BenchmarkRecord]:
+def benchmark(
+    model,
+    batch_sizes: Sequence[int] = (1, 128),
+    mode: str = "inference",
+    warmup: int = 5,
+    iterations: int = 20,
+    min_time: float = 0.0,
+    predict_baseline: bool = True,
+    peak_probe: bool = True,
+    energy: bool = True,
+    jit_compile: bool | None = None,
+    name: str | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    on_record: Callable[[BenchmarkRecord], None] | None = None,
+    meter_factory: Callable[[Sequence[int]], Any] | None = None,
+    min_sample_s: float = MIN_SAMPLE_S,
+    rounds: int = 1,
+    turn: Callable[[str], None] | None = None,
+    origin: float | None = None,
+    reference: accuracy.Reference | str | Path | None = None,
+) -> list[BenchmarkRecord]:
     """Benchmark ``model`` (a Keras model, a factory, or a bundled name) at each batch size.
 
     Returns one immutable BenchmarkRecord per batch size. Build happens under the
@@ -244,33 +283,43 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     if not getattr(model, "inputs", None):
         from .errors import UsageError
 
-        raise UsageError(f"model '{label}' has no known input shape, so synthetic input cannot be made",
-                         hint="build it from keras.Input(...) (functional or Sequential), or wrap a subclassed "
-                              "model: keras.Sequential([keras.Input(shape), model])")
+        raise UsageError(
+            f"model '{label}' has no known input shape, so synthetic input cannot be made",
+            hint="build it from keras.Input(...) (functional or Sequential), or wrap a subclassed "
+            "model: keras.Sequential([keras.Input(shape), model])",
+        )
     policy = timing.policy_name(model)
-    compute = keras.config.dtype_policy().compute_dtype if policy == "unknown" else \
-        getattr(model.dtype_policy, "compute_dtype", "float32")
+    compute = (
+        keras.config.dtype_policy().compute_dtype
+        if policy == "unknown"
+        else getattr(model.dtype_policy, "compute_dtype", "float32")
+    )
     device = timing.model_device(model)
     backend_name = keras.backend.backend()
     plan = session.plan()
-    gpus = plan.gpus if plan and plan.backend == backend_name else tuple(
-        g.index for g in backends.get(backend_name).detect_gpus())
+    gpus = (
+        plan.gpus
+        if plan and plan.backend == backend_name
+        else tuple(g.index for g in backends.get(backend_name).detect_gpus())
+    )
     if jit_compile is None:
         from .apply import resolve_xla
 
         jit_compile = resolve_xla(model)
     flops, flops_note = count_flops(model)
     if mode == "training" and flops:
-        flops, flops_note = 3 * flops, "estimate: 3x the forward FLOPs (forward + two backward matmuls); " + \
-            flops_note
+        flops, flops_note = 3 * flops, "estimate: 3x the forward FLOPs (forward + two backward matmuls); " + flops_note
     training = {}
     if mode == "training":
         if not model.compiled:
             _, loss = _labels(model, 1)
             model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
         loss = getattr(model, "loss", None)
-        training = {"loss": getattr(loss, "name", None) or getattr(loss, "__name__", None) or str(loss),
-                    "optimizer": type(model.optimizer).__name__, "step": "model.train_on_batch"}
+        training = {
+            "loss": getattr(loss, "name", None) or getattr(loss, "__name__", None) or str(loss),
+            "optimizer": type(model.optimizer).__name__,
+            "step": "model.train_on_batch",
+        }
     # the backend's own compiled call path and synchronisation (backends/<name>.py Runner)
     runner = backends.get(backend_name).Runner(model, jit_compile, gpus)
 
@@ -290,17 +339,51 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
 
     def record(batch: int, predict: tuple[float | None, float | None] = (None, None)) -> BenchmarkRecord:
         if batch in failed:
-            return BenchmarkRecord(label, mode, batch, device, policy, compute, f"failed: {failed[batch]}",
-                                   versions=env_versions, backend=backend_name,
-                                   math=plan.math if plan and plan.backend == backend_name else "")
+            return BenchmarkRecord(
+                label,
+                mode,
+                batch,
+                device,
+                policy,
+                compute,
+                f"failed: {failed[batch]}",
+                versions=env_versions,
+                backend=backend_name,
+                math=plan.math if plan and plan.backend == backend_name else "",
+            )
         m = measures[batch]
         reading = combined(m.readings) if make_meter else unavailable("energy measurement turned off")
-        return BenchmarkRecord(label, mode, batch, device, policy, compute, "ok", m.first_s, m.warmup, m.warm_s,
-                               Summary.of(m.seconds, batch, m.k), predict[0], predict[1], flops, flops_note,
-                               peak, peak_source, probe_s, reading, _host_rss_peak(), gpu_peaks.get(batch),
-                               env_versions, backend_name, training, rounds=len(set(m.rounds)),
-                               samples=m.samples(), accuracy=deviations.get(batch),
-                               more_phases_s={k: v for k, v in phases.get(batch, {}).items() if v}, math=plan.math if plan and plan.backend == backend_name else "")
+        return BenchmarkRecord(
+            label,
+            mode,
+            batch,
+            device,
+            policy,
+            compute,
+            "ok",
+            m.first_s,
+            m.warmup,
+            m.warm_s,
+            Summary.of(m.seconds, batch, m.k),
+            predict[0],
+            predict[1],
+            flops,
+            flops_note,
+            peak,
+            peak_source,
+            probe_s,
+            reading,
+            _host_rss_peak(),
+            gpu_peaks.get(batch),
+            env_versions,
+            backend_name,
+            training,
+            rounds=len(set(m.rounds)),
+            samples=m.samples(),
+            accuracy=deviations.get(batch),
+            more_phases_s={k: v for k, v in phases.get(batch, {}).items() if v},
+            math=plan.math if plan and plan.backend == backend_name else "",
+        )
 
     def guarded(batch: int, work: Callable[[], Any]) -> None:
         if batch in failed:
@@ -315,6 +398,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
     def warm(batch: int) -> None:
         x = runner.input((batch, *_input_shape(model)))
         if mode == "inference":
+
             def step():
                 runner.sync(runner.forward(x))
         else:
@@ -322,6 +406,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
 
             def step():
                 return model.train_on_batch(x, y)  # returns host numbers: waits for the step
+
         measure = Measure(batch, step, clock, origin, min_sample_s)
         inputs[batch] = x
         runner.reset_peak_memory()
@@ -348,8 +433,14 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
         try:
             if mode == "training":  # once, on a clone: the same SGD steps as the reference's
                 if "training" not in deviations:
-                    value = accuracy.train_loss(model, reference.weights, reference.x, reference.labels,
-                                                getattr(model, "loss", None), clone=True)
+                    value = accuracy.train_loss(
+                        model,
+                        reference.weights,
+                        reference.x,
+                        reference.labels,
+                        getattr(model, "loss", None),
+                        clone=True,
+                    )
                     deviations["training"] = accuracy.loss_deviation(reference, value)
                 deviations[batch] = deviations["training"]
             else:  # the timed call path, at this batch size
@@ -380,6 +471,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
             measure_accuracy(batch)
         predict: tuple[float | None, float | None] = (None, None)
         if batch not in failed and predict_baseline and mode == "inference":
+
             def baseline() -> None:
                 nonlocal predict
                 x_host = runner.to_host(inputs[batch])
@@ -391,6 +483,7 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
                 for _ in range(calls):
                     model.predict(x_host, batch_size=batch, verbose=0)
                 predict = (calls * batch / (clock() - t0), clock() - t0)
+
             guarded(batch, baseline)
         records.append(record(batch, predict))
         if on_record:
@@ -424,8 +517,9 @@ def benchmark(model, batch_sizes: Sequence[int] = (1, 128), mode: str = "inferen
             for number, count in enumerate(counts):
                 turn(f"round {number + 1}")
                 for batch in batch_sizes:
-                    guarded(batch, lambda: take(batch, count, min_time / rounds, number,
-                                                measures[batch].rewarm_needed()))
+                    guarded(
+                        batch, lambda: take(batch, count, min_time / rounds, number, measures[batch].rewarm_needed())
+                    )
             turn("finish")
             for batch in batch_sizes:  # before any predict baseline: Keras' JAX predict replaces the weights' buffers
                 measure_accuracy(batch)

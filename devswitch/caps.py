@@ -8,16 +8,17 @@ back is that of the capped fit. Pure: no framework is imported here.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 FIT_DEFAULT_EPOCHS = 1  # Keras' Model.fit(epochs=1)
 
 
 @dataclass(frozen=True)
 class Caps:
-    max_epochs: int | None = None   # epochs per fit (counted from initial_epoch)
-    max_steps: int | None = None    # steps (batches) per epoch
+    max_epochs: int | None = None  # epochs per fit (counted from initial_epoch)
+    max_steps: int | None = None  # steps (batches) per epoch
 
     def __bool__(self) -> bool:
         return self.max_epochs is not None or self.max_steps is not None
@@ -26,7 +27,7 @@ class Caps:
         return {"max_epochs": self.max_epochs, "max_steps": self.max_steps}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Caps":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Caps:
         data = data or {}
         return cls(data.get("max_epochs"), data.get("max_steps"))
 
@@ -40,8 +41,7 @@ class Caps:
         initial = int(out.get("initial_epoch") or 0)
         epochs = int(out.get("epochs", FIT_DEFAULT_EPOCHS))
         steps = out.get("steps_per_epoch")
-        label = {**self.to_dict(), "epochs_asked": epochs - initial, "steps_asked": steps,
-                 "batches_per_epoch": batches}
+        label = {**self.to_dict(), "epochs_asked": epochs - initial, "steps_asked": steps, "batches_per_epoch": batches}
         if self.max_epochs is not None and epochs - initial > self.max_epochs:
             out["epochs"] = initial + self.max_epochs
         if self.max_steps is not None:
@@ -51,7 +51,8 @@ class Caps:
         label["epochs_run"] = int(out.get("epochs", FIT_DEFAULT_EPOCHS)) - initial
         label["steps_run"] = out.get("steps_per_epoch", steps if steps is not None else batches)
         label["applied"] = label["epochs_run"] != label["epochs_asked"] or label["steps_run"] != (
-            steps if steps is not None else batches)
+            steps if steps is not None else batches
+        )
         return out, label
 
 

@@ -15,10 +15,11 @@ that file's own top-level values.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from . import rcfile, sources
 from .errors import ConfigError, quote
@@ -66,19 +67,24 @@ def _parse(entry: Entry) -> Any:
     try:
         return setting.parse(entry.raw)
     except Unclean as exc:
-        raise ConfigError(f"invalid value {quote(entry.raw)} for '{entry.key}': it {exc.problem}",
-                          where=entry.where, hint="remove it: values are plain text (in YAML, an escape in "
-                          "quotes such as \\e, \\0, \\x85 or \\u2028 is that same character)") from None
+        raise ConfigError(
+            f"invalid value {quote(entry.raw)} for '{entry.key}': it {exc.problem}",
+            where=entry.where,
+            hint="remove it: values are plain text (in YAML, an escape in "
+            "quotes such as \\e, \\0, \\x85 or \\u2028 is that same character)",
+        ) from None
     except Invalid as exc:
         default = str(setting.default).lower() if isinstance(setting.default, bool) else str(setting.default)
         lookalike = lookalike_note(entry.raw)
         if lookalike:
             hint = lookalike
         else:
-            hint = (f"did you mean {exc.suggestion!r}? " if exc.suggestion else "") + \
-                f"fix it there, or remove it to use the default ({default or 'none'})"
-        raise ConfigError(f"invalid value {quote(entry.raw)} for '{entry.key}': expected {exc.expected}",
-                          where=entry.where, hint=hint) from None
+            hint = (
+                f"did you mean {exc.suggestion!r}? " if exc.suggestion else ""
+            ) + f"fix it there, or remove it to use the default ({default or 'none'})"
+        raise ConfigError(
+            f"invalid value {quote(entry.raw)} for '{entry.key}': expected {exc.expected}", where=entry.where, hint=hint
+        ) from None
 
 
 def explicit_layer(explicit: Mapping[str, Any], where: str | Mapping[str, str] = "devswitch.configure") -> Layer:
@@ -88,8 +94,11 @@ def explicit_layer(explicit: Mapping[str, Any], where: str | Mapping[str, str] =
         place = where.get(key, key) if isinstance(where, Mapping) else f"{where}({key}=...)"
         if key not in BY_NAME:
             guess = closest(key, list(BY_NAME))
-            raise ConfigError(f"unknown setting {quote(key)}", where=place,
-                              hint=(f"did you mean '{guess}'? " if guess else "") + "valid: " + ", ".join(BY_NAME))
+            raise ConfigError(
+                f"unknown setting {quote(key)}",
+                where=place,
+                hint=(f"did you mean '{guess}'? " if guess else "") + "valid: " + ", ".join(BY_NAME),
+            )
         entries.append(Entry(key, raw, place))
     return Layer(sources.EXPLICIT, tuple(entries))
 
@@ -112,10 +121,13 @@ def _check_project_report(report: Value, file_layers: list[Layer], cwd: Path) ->
         if os.path.commonpath([real, inside]) == inside:
             return
         why = f"leads outside the project's folder through a symbolic link (to {real})"
-    raise ConfigError(f"'report' {quote(path)} {why}; a project .devswitchrc comes with whatever repository was "
-                      f"cloned and may name a report only inside its own folder ({folder})", where=report.location,
-                      hint="name a file inside the project (report: results.jsonl), or set the path in "
-                           "~/.devswitchrc, DEVSWITCH_REPORT or the --report option")
+    raise ConfigError(
+        f"'report' {quote(path)} {why}; a project .devswitchrc comes with whatever repository was "
+        f"cloned and may name a report only inside its own folder ({folder})",
+        where=report.location,
+        hint="name a file inside the project (report: results.jsonl), or set the path in "
+        "~/.devswitchrc, DEVSWITCH_REPORT or the --report option",
+    )
 
 
 _ON = ("1", "true", "yes", "on")
@@ -129,12 +141,16 @@ def is_disabled(environ: Mapping[str, str]) -> bool:
         return True
     if value in _OFF:
         return False
-    raise ConfigError(f"invalid value {quote(environ[ENV_DISABLE])}: expected 1/0 (true/false, yes/no, on/off)",
-                      where=ENV_DISABLE, hint=f"export {ENV_DISABLE}=1 to turn devswitch off, or unset it")
+    raise ConfigError(
+        f"invalid value {quote(environ[ENV_DISABLE])}: expected 1/0 (true/false, yes/no, on/off)",
+        where=ENV_DISABLE,
+        hint=f"export {ENV_DISABLE}=1 to turn devswitch off, or unset it",
+    )
 
 
-def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
-            explicit: Mapping[str, Any] | Layer | None = None) -> Config:
+def resolve(
+    environ: Mapping[str, str], home: Path, cwd: Path, explicit: Mapping[str, Any] | Layer | None = None
+) -> Config:
     """Resolve every source into a Config; raises ConfigError naming the source of any bad input."""
     file_layers = [rcfile.read_file(path, source) for source, path in sources.find_files(environ, home, cwd)]
     layers: list[Layer] = [*file_layers, *sources.read_env(environ)]
@@ -152,8 +168,11 @@ def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
     if profile and profile not in defined:
         guess = closest(profile, list(defined))
         known = ", ".join(f"{n} ({w})" for n, w in defined.items()) or "none (no file defines 'profiles:')"
-        raise ConfigError(f"unknown profile {quote(profile)}", where=profile_entry.where,
-                          hint=(f"did you mean '{guess}'? " if guess else "") + f"profiles defined: {known}")
+        raise ConfigError(
+            f"unknown profile {quote(profile)}",
+            where=profile_entry.where,
+            hint=(f"did you mean '{guess}'? " if guess else "") + f"profiles defined: {known}",
+        )
 
     resolved = {s.name: Value(s.default, sources.DEFAULT, "built-in default") for s in SETTINGS}
     for layer in layers:
@@ -171,9 +190,12 @@ def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
     if workers.value and workers.source.startswith(sources.PROJECT_FILE):
         # a project file comes with whatever repository was cloned: it must not point this machine at
         # someone else's cluster (multi_worker connects to these addresses)
-        raise ConfigError("'workers' is not taken from a project .devswitchrc: a cloned repository could make "
-                          "this script connect to any host", where=workers.location,
-                          hint="set the cluster in ~/.devswitchrc, DEVSWITCH_WORKERS, --workers or TF_CONFIG")
+        raise ConfigError(
+            "'workers' is not taken from a project .devswitchrc: a cloned repository could make "
+            "this script connect to any host",
+            where=workers.location,
+            hint="set the cluster in ~/.devswitchrc, DEVSWITCH_WORKERS, --workers or TF_CONFIG",
+        )
     _check_project_report(resolved["report"], file_layers, cwd)
     if resolved["backend"].value == "auto":  # what Keras itself would pick, and from where
         chosen = sources.keras_backend(environ, home)
@@ -182,12 +204,17 @@ def resolve(environ: Mapping[str, str], home: Path, cwd: Path,
         except Invalid:
             name = None
         if name in (None, "auto"):
-            raise ConfigError(f"Keras backend {quote(chosen.raw)} is not one devswitch drives",
-                              where=chosen.where, hint="use tensorflow, jax or torch (KERAS_BACKEND=jax, or "
-                                                       "backend: jax in .devswitchrc)")
+            raise ConfigError(
+                f"Keras backend {quote(chosen.raw)} is not one devswitch drives",
+                where=chosen.where,
+                hint="use tensorflow, jax or torch (KERAS_BACKEND=jax, or backend: jax in .devswitchrc)",
+            )
         via = resolved["backend"]
         source = "Keras" if via.source == sources.DEFAULT else f"{via.source}: auto -> Keras"
         resolved["backend"] = Value(name, source, chosen.where)
-    return Config(MappingProxyType(resolved), files=tuple(layer.path for layer in file_layers),
-                  disabled=is_disabled(environ),
-                  profiles=tuple(defined))
+    return Config(
+        MappingProxyType(resolved),
+        files=tuple(layer.path for layer in file_layers),
+        disabled=is_disabled(environ),
+        profiles=tuple(defined),
+    )

@@ -8,7 +8,7 @@ backend's ``refuse`` and ``plan_distribution`` are pure, and the environment is 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 from . import backends
 from .config import Config
@@ -20,9 +20,9 @@ from .maths import decide_math
 class Decision:
     """What applying ``config`` on ``inventory`` would do, and why."""
 
-    plan: Plan                  # device and precision, with ``plan.strategy`` filled in
-    warnings: tuple[str, ...]   # the plan's, the strategy's, the backend's notices and the math mode's, in that order
-    half: tuple[str, str]       # what ``precision: half`` means here: (precision, reason)
+    plan: Plan  # device and precision, with ``plan.strategy`` filled in
+    warnings: tuple[str, ...]  # the plan's, the strategy's, the backend's notices and the math mode's, in that order
+    half: tuple[str, str]  # what ``precision: half`` means here: (precision, reason)
 
     @property
     def strategy(self):
@@ -40,5 +40,6 @@ def decide(config: Config, inventory: Inventory, environ: Mapping[str, str]) -> 
     halved, reason, _ = half(inventory, plan.gpus, backend.CPU_HALF)
     math = decide_math(config.math, backend, inventory, plan.gpus, environ, where_from(config, "math"))
     warnings = plan.warnings + strategy.warnings + tuple(backend.notices(config, plan)) + math.warnings
-    return Decision(dataclasses.replace(plan, strategy=strategy, maths=math), warnings,
-                    (halved, f"{reason} [{config.backend}]"))
+    return Decision(
+        dataclasses.replace(plan, strategy=strategy, maths=math), warnings, (halved, f"{reason} [{config.backend}]")
+    )

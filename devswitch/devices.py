@@ -21,13 +21,19 @@ POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"
 
 # CPU instruction sets that matter for deep-learning kernels, by /proc/cpuinfo flag.
 CPU_FEATURES = {
-    "avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI",
-    "avx512_bf16": "AVX512-BF16", "avx512_fp16": "AVX512-FP16", "amx_bf16": "AMX-BF16",
-    "amx_tile": "AMX", "amx_fp16": "AMX-FP16",
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512",
+    "avx512_vnni": "AVX512-VNNI",
+    "avx512_bf16": "AVX512-BF16",
+    "avx512_fp16": "AVX512-FP16",
+    "amx_bf16": "AMX-BF16",
+    "amx_tile": "AMX",
+    "amx_fp16": "AMX-FP16",
 }
 BF16_FEATURES = ("AMX-BF16", "AVX512-BF16")  # a CPU with either runs bf16 natively
-BF16_CC = (8, 0)   # GPUs from this compute capability have bf16 tensor cores
-FP16_CC = (7, 0)   # ... and from this one fp16 tensor cores
+BF16_CC = (8, 0)  # GPUs from this compute capability have bf16 tensor cores
+FP16_CC = (7, 0)  # ... and from this one fp16 tensor cores
 
 
 @dataclass(frozen=True)
@@ -67,15 +73,15 @@ class Inventory:
 class Plan:
     """What will be used, and why, in words a user can check."""
 
-    device: str                 # "cpu" or "gpu:0,1" — the effective device
-    gpus: tuple[int, ...]       # indices of the GPUs made visible; () = CPU only
-    precision: str              # fp32 / fp16 / bf16 — the effective precision
+    device: str  # "cpu" or "gpu:0,1" — the effective device
+    gpus: tuple[int, ...]  # indices of the GPUs made visible; () = CPU only
+    precision: str  # fp32 / fp16 / bf16 — the effective precision
     device_reason: str
     precision_reason: str
     warnings: tuple[str, ...] = field(default=())
-    strategy: Any = None         # distribute.StrategyPlan, filled in when applied
+    strategy: Any = None  # distribute.StrategyPlan, filled in when applied
     backend: str = "tensorflow"
-    maths: Any = None            # maths.MathPlan: the float32 math mode in force, filled in by decide()
+    maths: Any = None  # maths.MathPlan: the float32 math mode in force, filled in by decide()
 
     @property
     def policy(self) -> str:
@@ -87,13 +93,16 @@ class Plan:
         return self.maths.label if self.maths is not None else ""
 
     def summary(self) -> str:
-        math = (f" math={self.math} ({self.maths.reason})"
-                if self.maths is not None and self.maths.in_force != "ieee" else "")
-        return (f"device={self.device} ({self.device_reason}) "
-                f"precision={self.precision} ({self.precision_reason}){math}")
+        math = (
+            f" math={self.math} ({self.maths.reason})"
+            if self.maths is not None and self.maths.in_force != "ieee"
+            else ""
+        )
+        return f"device={self.device} ({self.device_reason}) precision={self.precision} ({self.precision_reason}){math}"
 
 
 # --- detection (reads the machine) ------------------------------------------------
+
 
 def detect_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> Cpu:
     model, flags = platform.processor() or platform.machine(), set()
@@ -129,6 +138,7 @@ def detect(backend: str = "tensorflow") -> Inventory:
 
 # --- the choice (pure) ----------------------------------------------------------------
 
+
 def where_from(config: Config, key: str) -> str:
     value = config[key]
     return "default" if value.source == "default" else value.location
@@ -149,11 +159,15 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
         from . import backends
 
         name = backends.get(config.backend).DISPLAY
-        reason = (f"{name} sees no GPU on this machine (no CUDA device, or a CPU-only {name} build; "
-                  "see 'devswitch info')")
+        reason = (
+            f"{name} sees no GPU on this machine (no CUDA device, or a CPU-only {name} build; see 'devswitch info')"
+        )
         if config.fallback == "error":
-            raise DeviceError(f"device={asked} was asked for, but {reason}", where=config["device"].location,
-                              hint="set device: cpu, or fallback: cpu to run on the CPU with a warning")
+            raise DeviceError(
+                f"device={asked} was asked for, but {reason}",
+                where=config["device"].location,
+                hint="set device: cpu, or fallback: cpu to run on the CPU with a warning",
+            )
         warnings.append(f"device={asked} ({why}) but {reason}; falling back to the CPU (fallback=cpu)")
         return "cpu", (), f"fallback from {asked}: no GPU", warnings
     if asked == "gpu":
@@ -163,9 +177,11 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
         missing = [i for i in indices if i >= len(inventory.gpus)]
         if missing:
             have = "; ".join(g.describe() for g in inventory.gpus)
-            raise DeviceError(f"device={asked} asks for gpu:{missing[0]}, but this machine has "
-                              f"{len(inventory.gpus)} GPU(s): {have}", where=config["device"].location,
-                              hint=f"use an index from 0 to {len(inventory.gpus) - 1}, or device: gpu for all")
+            raise DeviceError(
+                f"device={asked} asks for gpu:{missing[0]}, but this machine has {len(inventory.gpus)} GPU(s): {have}",
+                where=config["device"].location,
+                hint=f"use an index from 0 to {len(inventory.gpus) - 1}, or device: gpu for all",
+            )
     return "gpu:" + ",".join(map(str, indices)), indices, why, warnings
 
 
@@ -185,10 +201,16 @@ def bf16_missing(inventory: Inventory, gpus: tuple[int, ...]) -> str | None:
     The one bf16 rule: a CPU needs AVX512-BF16 or AMX; a GPU needs compute capability 8.0+.
     """
     if not gpus:
-        return None if inventory.cpu.native_bf16 else ("this CPU has no native bf16 (AVX512-BF16 or AMX); it "
-                                                       "would be emulated")
-    old = [inventory.gpus[i] for i in gpus
-           if inventory.gpus[i].compute_capability and inventory.gpus[i].compute_capability < BF16_CC]
+        return (
+            None
+            if inventory.cpu.native_bf16
+            else ("this CPU has no native bf16 (AVX512-BF16 or AMX); it would be emulated")
+        )
+    old = [
+        inventory.gpus[i]
+        for i in gpus
+        if inventory.gpus[i].compute_capability and inventory.gpus[i].compute_capability < BF16_CC
+    ]
     if old:
         return f"gpu:{old[0].index} (compute capability {old[0].cc}) has no bf16 tensor cores (needs 8.0+)"
     return None
@@ -205,16 +227,24 @@ def half(inventory: Inventory, gpus: tuple[int, ...], cpu_half: tuple[str, str])
     if gpus:
         cc = slowest_cc(inventory, gpus)
         if cc is None:
-            return "fp32", "half: GPU compute capability unknown", [
-                "half: the GPU's compute capability is unknown; staying at fp32"]
+            return (
+                "fp32",
+                "half: GPU compute capability unknown",
+                ["half: the GPU's compute capability is unknown; staying at fp32"],
+            )
         label = _cc_label(cc)
         if cc >= BF16_CC:
             return "bf16", f"half: GPU compute capability {label} >= 8.0 has bf16 tensor cores", []
         if cc >= FP16_CC:
             return "fp16", f"half: GPU compute capability {label} has fp16 tensor cores, no bf16", []
-        return "fp32", f"half: compute capability {label} has no fast half precision", [
-            f"half: GPU compute capability {label} < 7.0 has no tensor cores; no speed-up from half precision "
-            "is available, staying at fp32"]
+        return (
+            "fp32",
+            f"half: compute capability {label} has no fast half precision",
+            [
+                f"half: GPU compute capability {label} < 7.0 has no tensor cores; no speed-up from half precision "
+                "is available, staying at fp32"
+            ],
+        )
     if bf16_missing(inventory, gpus):
         return "fp32", "half: CPU has no native bf16 (AVX512-BF16/AMX), fp32 is fastest", []
     precision, reason = cpu_half
@@ -233,19 +263,25 @@ def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]
         return precision, f"{reason} [{config.backend}]", notes
     if asked == "fp16":
         if not gpus:
-            warnings.append(f"precision=fp16 ({why}) on a CPU: float16 kernels fall back to slow paths "
-                            "(measured 0.82x of fp32 on an AVX-512 CPU); use precision: half or bf16 for a "
-                            "CPU speed-up")
+            warnings.append(
+                f"precision=fp16 ({why}) on a CPU: float16 kernels fall back to slow paths "
+                "(measured 0.82x of fp32 on an AVX-512 CPU); use precision: half or bf16 for a "
+                "CPU speed-up"
+            )
         elif cc and cc < FP16_CC:
-            warnings.append(f"precision=fp16 on compute capability {_cc_label(cc)}: no tensor cores, expect "
-                            "little or no speed-up")
+            warnings.append(
+                f"precision=fp16 on compute capability {_cc_label(cc)}: no tensor cores, expect little or no speed-up"
+            )
     if asked == "bf16" and bf16_missing(inventory, gpus):
         if not gpus:
-            warnings.append(f"precision=bf16 ({why}) on a CPU without AVX512-BF16/AMX: bf16 is emulated and "
-                            "likely slower than fp32")
+            warnings.append(
+                f"precision=bf16 ({why}) on a CPU without AVX512-BF16/AMX: bf16 is emulated and likely slower than fp32"
+            )
         else:
-            warnings.append(f"precision=bf16 on compute capability {_cc_label(cc)}: no bf16 tensor cores "
-                            "(needs 8.0+), expect it to be slower than fp16")
+            warnings.append(
+                f"precision=bf16 on compute capability {_cc_label(cc)}: no bf16 tensor cores "
+                "(needs 8.0+), expect it to be slower than fp16"
+            )
     return asked, why, warnings
 
 

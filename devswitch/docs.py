@@ -28,7 +28,7 @@ def render_example() -> str:
     lines = [
         "# .devswitchrc — devswitch settings (YAML). Every key is optional; shown at its default.",
         "# Precedence, lowest first: built-in default < ~/.devswitchrc < project .devswitchrc",
-        f"#   < {ENV_FLAGS}=\"key=value,...\" < DEVSWITCH_<KEY> < explicit arguments (CLI, configure()).",
+        f'#   < {ENV_FLAGS}="key=value,..." < DEVSWITCH_<KEY> < explicit arguments (CLI, configure()).',
         f"# {ENV_RC}=path[:path] replaces the file search; {ENV_DISABLE}=1 turns 'import devswitch' off.",
         "# 'devswitch info' shows each value in effect and where it came from.",
         "# Read with a safe YAML loader, YAML 1.2 numbers (threads: 4:2 is INTRA:INTER, not 242), within bounds:",

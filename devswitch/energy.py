@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 POWERCAP = "/sys/class/powercap"
 
@@ -31,13 +32,13 @@ POWERCAP = "/sys/class/powercap"
 @dataclass(frozen=True)
 class Energy:
     available: bool
-    source: str                 # how it was measured
-    scope: str                  # what it covers
+    source: str  # how it was measured
+    scope: str  # what it covers
     joules: float | None = None
     seconds: float | None = None
     mean_watts: float | None = None
     samples: int | None = None  # power samples taken (sampling mode)
-    reason: str | None = None   # why it is unavailable
+    reason: str | None = None  # why it is unavailable
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,8 +66,15 @@ def combined(readings: Sequence[Energy]) -> Energy:
         return missing if not missing.available else unavailable("a round was not measured", missing.scope)
     joules, seconds = sum(r.joules for r in readings), sum(r.seconds for r in readings)
     counts = [r.samples for r in readings]
-    return Energy(True, f"{readings[0].source}, {len(readings)} rounds added", readings[0].scope, joules, seconds,
-                  joules / seconds, sum(counts) if None not in counts else None)
+    return Energy(
+        True,
+        f"{readings[0].source}, {len(readings)} rounds added",
+        readings[0].scope,
+        joules,
+        seconds,
+        joules / seconds,
+        sum(counts) if None not in counts else None,
+    )
 
 
 class Unavailable:
@@ -104,13 +112,18 @@ class _Poller:
 
 # --- RAPL ------------------------------------------------------------------------------
 
+
 class RaplMeter:
     """CPU package energy from the powercap tree (all packages summed)."""
 
     scope = "CPU package(s): whole sockets, including other processes and idle cores"
 
-    def __init__(self, domains: Sequence[tuple[str, Path, int]], clock: Callable[[], float] = time.monotonic,
-                 interval: float = 1.0):
+    def __init__(
+        self,
+        domains: Sequence[tuple[str, Path, int]],
+        clock: Callable[[], float] = time.monotonic,
+        interval: float = 1.0,
+    ):
         self.domains = list(domains)  # (name, energy_uj path, max_energy_range_uj)
         self.clock, self.interval = clock, interval
         self._last: list[int] = []
@@ -119,11 +132,13 @@ class RaplMeter:
         self._poller: _Poller | None = None
 
     @classmethod
-    def probe(cls, root: str | Path = POWERCAP, **kwargs: Any) -> "RaplMeter | Unavailable":
+    def probe(cls, root: str | Path = POWERCAP, **kwargs: Any) -> RaplMeter | Unavailable:
         root = Path(root)
         if not root.is_dir():
-            return Unavailable(f"RAPL not exposed: {root} does not exist (no powercap driver, or a VM/container "
-                               "that hides it)", cls.scope)
+            return Unavailable(
+                f"RAPL not exposed: {root} does not exist (no powercap driver, or a VM/container that hides it)",
+                cls.scope,
+            )
         domains = []
         for zone in sorted(root.glob("*-rapl:*")):
             if zone.name.count(":") != 1:  # sub-zones (core, uncore, dram) are inside the package
@@ -139,8 +154,11 @@ class RaplMeter:
                 energy.read_text()
                 max_range = int((zone / "max_energy_range_uj").read_text())
             except PermissionError:
-                return Unavailable(f"RAPL not readable: {energy} is readable by root only (Linux >= 5.10); run as "
-                                   "root or grant read access to measure CPU energy", cls.scope)
+                return Unavailable(
+                    f"RAPL not readable: {energy} is readable by root only (Linux >= 5.10); run as "
+                    "root or grant read access to measure CPU energy",
+                    cls.scope,
+                )
             except (OSError, ValueError) as error:
                 return Unavailable(f"RAPL not readable: {error}", cls.scope)
             domains.append((name, energy, max_range))
@@ -175,11 +193,18 @@ class RaplMeter:
         self._poll()
         seconds = self.clock() - self._t0
         joules = self._total_uj / 1e6
-        return Energy(True, "RAPL energy counter (" + ", ".join(d[0] for d in self.domains) + ")", self.scope,
-                      joules, seconds, joules / seconds if seconds > 0 else None)
+        return Energy(
+            True,
+            "RAPL energy counter (" + ", ".join(d[0] for d in self.domains) + ")",
+            self.scope,
+            joules,
+            seconds,
+            joules / seconds if seconds > 0 else None,
+        )
 
 
 # --- NVML ------------------------------------------------------------------------------
+
 
 def _import_nvml():
     import pynvml  # provided by nvidia-ml-py
@@ -229,8 +254,10 @@ def nvml_indices(indices: Sequence[int], nvml: Any, environ: Mapping[str, str]) 
             return None, f"cannot tell which GPU gpu:{index} is: {shown} lists {len(entries)} GPU(s){why}"
         entry = entries[index]
         if entry.startswith("MIG-"):
-            return None, (f"gpu:{index} is a MIG instance ({entry}): NVML measures power per physical GPU, "
-                          "shared with the other instances on it")
+            return None, (
+                f"gpu:{index} is a MIG instance ({entry}): NVML measures power per physical GPU, "
+                "shared with the other instances on it"
+            )
         if entry.isdigit():
             number = int(entry)
             if number >= count:
@@ -260,9 +287,11 @@ def _order_differs(nvml: Any, count: int, environ: Mapping[str, str]) -> str | N
     names = {_text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)}
     if len(names) == 1:
         return None
-    return ("CUDA numbers GPUs fastest first and NVML by PCI bus, and this machine mixes "
-            f"{', '.join(sorted(names))}; set CUDA_DEVICE_ORDER=PCI_BUS_ID (or name GPUs by GPU-<uuid> in "
-            "CUDA_VISIBLE_DEVICES) to measure power")
+    return (
+        "CUDA numbers GPUs fastest first and NVML by PCI bus, and this machine mixes "
+        f"{', '.join(sorted(names))}; set CUDA_DEVICE_ORDER=PCI_BUS_ID (or name GPUs by GPU-<uuid> in "
+        "CUDA_VISIBLE_DEVICES) to measure power"
+    )
 
 
 class NvmlMeter:
@@ -271,8 +300,14 @@ class NvmlMeter:
     ``indices`` are NVML's device numbers (see ``nvml_indices``); ``probe`` takes the framework's.
     """
 
-    def __init__(self, indices: Sequence[int], nvml: Any, clock: Callable[[], float] = time.monotonic,
-                 interval: float = 0.05, labels: Sequence[str] | None = None):
+    def __init__(
+        self,
+        indices: Sequence[int],
+        nvml: Any,
+        clock: Callable[[], float] = time.monotonic,
+        interval: float = 0.05,
+        labels: Sequence[str] | None = None,
+    ):
         self.indices, self.nvml, self.clock, self.interval = list(indices), nvml, clock, interval
         labels = list(labels) if labels is not None else [f"gpu:{i}" for i in self.indices]
         self.scope = "GPU board power of " + ", ".join(labels) + " (not the host CPU)"
@@ -280,8 +315,9 @@ class NvmlMeter:
         self._poller: _Poller | None = None
 
     @classmethod
-    def probe(cls, indices: Sequence[int], nvml: Any = None, environ: Mapping[str, str] | None = None,
-              **kwargs: Any) -> "NvmlMeter | Unavailable":
+    def probe(
+        cls, indices: Sequence[int], nvml: Any = None, environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> NvmlMeter | Unavailable:
         """A meter for the framework's GPUs ``indices`` (as numbered under ``environ``'s CUDA_VISIBLE_DEVICES)."""
         scope = "GPU board power"
         environ = os.environ if environ is None else environ
@@ -289,8 +325,9 @@ class NvmlMeter:
             try:
                 nvml = _import_nvml()
             except ImportError:
-                return Unavailable("NVML not available: nvidia-ml-py is not installed "
-                                   "(pip install 'devswitch[gpu]')", scope)
+                return Unavailable(
+                    "NVML not available: nvidia-ml-py is not installed (pip install 'devswitch[gpu]')", scope
+                )
         try:
             nvml.nvmlInit()
         except Exception as error:  # NVMLError_LibraryNotFound, driver not loaded, ...
@@ -336,16 +373,29 @@ class NvmlMeter:
                 seconds = self.clock() - self._t0
                 if end is not None:
                     joules = (end - self._start_mj) / 1000.0
-                    return Energy(True, "NVML total energy counter", self.scope, joules, seconds,
-                                  joules / seconds if seconds > 0 else None)
+                    return Energy(
+                        True,
+                        "NVML total energy counter",
+                        self.scope,
+                        joules,
+                        seconds,
+                        joules / seconds if seconds > 0 else None,
+                    )
                 return unavailable("NVML energy counter stopped answering", self.scope)
             self._poller.stop()
             self._sample()
             points = self._samples
             joules = sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(points, points[1:]))
             seconds = points[-1][0] - points[0][0]
-            return Energy(True, f"NVML power sampling every {self.interval * 1000:.0f} ms", self.scope, joules,
-                          seconds, joules / seconds if seconds > 0 else None, samples=len(points))
+            return Energy(
+                True,
+                f"NVML power sampling every {self.interval * 1000:.0f} ms",
+                self.scope,
+                joules,
+                seconds,
+                joules / seconds if seconds > 0 else None,
+                samples=len(points),
+            )
         finally:
             try:
                 self.nvml.nvmlShutdown()
@@ -353,8 +403,9 @@ class NvmlMeter:
                 pass
 
 
-def meter_for(gpus: Sequence[int], powercap: str | Path = POWERCAP, nvml: Any = None,
-              environ: Mapping[str, str] | None = None):
+def meter_for(
+    gpus: Sequence[int], powercap: str | Path = POWERCAP, nvml: Any = None, environ: Mapping[str, str] | None = None
+):
     """The meter for a run on these framework-visible GPUs (NVML), or on the CPU when ``gpus`` is empty (RAPL)."""
     if gpus:
         return NvmlMeter.probe(gpus, nvml, environ)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import platform
-import sys
+
+from ._version import __version__
 
 
 def versions(backend: str | None = None) -> dict:
@@ -15,7 +16,7 @@ def versions(backend: str | None = None) -> dict:
 
     name = backend or keras.backend.backend()
     return {
-        "devswitch": sys.modules["devswitch"].__version__,
+        "devswitch": __version__,
         "python": platform.python_version(),
         "keras": keras.__version__,
         "backend": name,

@@ -68,26 +68,39 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text) if _CONTROL.search(text) else text
 
 
-_C0 = ("NULL|START OF HEADING|START OF TEXT|END OF TEXT|END OF TRANSMISSION|ENQUIRY|ACKNOWLEDGE|BELL|BACKSPACE|"
-       "CHARACTER TABULATION|LINE FEED|LINE TABULATION|FORM FEED|CARRIAGE RETURN|SHIFT OUT|SHIFT IN|"
-       "DATA LINK ESCAPE|DEVICE CONTROL ONE|DEVICE CONTROL TWO|DEVICE CONTROL THREE|DEVICE CONTROL FOUR|"
-       "NEGATIVE ACKNOWLEDGE|SYNCHRONOUS IDLE|END OF TRANSMISSION BLOCK|CANCEL|END OF MEDIUM|SUBSTITUTE|ESCAPE|"
-       "FILE SEPARATOR|GROUP SEPARATOR|RECORD SEPARATOR|UNIT SEPARATOR").split("|")
-_C1 = {0x7F: "DELETE", 0x85: "NEXT LINE (NEL)", 0x90: "DEVICE CONTROL STRING", 0x9B: "CONTROL SEQUENCE INTRODUCER",
-       0x9C: "STRING TERMINATOR", 0x9D: "OPERATING SYSTEM COMMAND"}
+_C0 = (
+    "NULL|START OF HEADING|START OF TEXT|END OF TEXT|END OF TRANSMISSION|ENQUIRY|ACKNOWLEDGE|BELL|BACKSPACE|"
+    "CHARACTER TABULATION|LINE FEED|LINE TABULATION|FORM FEED|CARRIAGE RETURN|SHIFT OUT|SHIFT IN|"
+    "DATA LINK ESCAPE|DEVICE CONTROL ONE|DEVICE CONTROL TWO|DEVICE CONTROL THREE|DEVICE CONTROL FOUR|"
+    "NEGATIVE ACKNOWLEDGE|SYNCHRONOUS IDLE|END OF TRANSMISSION BLOCK|CANCEL|END OF MEDIUM|SUBSTITUTE|ESCAPE|"
+    "FILE SEPARATOR|GROUP SEPARATOR|RECORD SEPARATOR|UNIT SEPARATOR"
+).split("|")
+_C1 = {
+    0x7F: "DELETE",
+    0x85: "NEXT LINE (NEL)",
+    0x90: "DEVICE CONTROL STRING",
+    0x9B: "CONTROL SEQUENCE INTRODUCER",
+    0x9C: "STRING TERMINATOR",
+    0x9D: "OPERATING SYSTEM COMMAND",
+}
 
 
 def char_name(char: str) -> str:
     """``U+2028 LINE SEPARATOR``: the code point and its Unicode name (control characters by their alias)."""
     code = ord(char)
-    name = (_C0[code] if code < 0x20 else _C1.get(code) or unicodedata.name(char, "") or
-            ("a C1 control character" if code <= 0x9F else "unnamed character"))
+    name = (
+        _C0[code]
+        if code < 0x20
+        else _C1.get(code)
+        or unicodedata.name(char, "")
+        or ("a C1 control character" if code <= 0x9F else "unnamed character")
+    )
     return f"U+{code:04X} {name}"
 
 
 def clip(text: str, limit: int = 200) -> str:
     """At most ``limit`` characters of a message taken from elsewhere (a library's error, a value)."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ConfigError(DevswitchError):
@@ -132,11 +145,16 @@ def describe(error: BaseException, limit: int = 200) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
     text = text.split("Arguments received by", 1)[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    lines = [line for line in lines if line != "in user code:" and not line.startswith("File ")
-             and not line.startswith("Exception encountered when calling")]
+    lines = [
+        line
+        for line in lines
+        if line != "in user code:"
+        and not line.startswith("File ")
+        and not line.startswith("Exception encountered when calling")
+    ]
     if not lines:
         return type(error).__name__
     line = lines[-1] if str(error).lstrip().startswith("in user code:") else lines[0]
     if line.startswith(type(error).__name__ + ":"):
-        line = line[len(type(error).__name__) + 1:].strip()
+        line = line[len(type(error).__name__) + 1 :].strip()
     return f"{type(error).__name__}: {line}"[:limit]

@@ -15,17 +15,21 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .errors import ConfigError, UsageError, clip
 
-MAX_FILE_BYTES = 1 << 20      # 1 MiB: a real .devswitchrc is well under 10 KiB
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: a real .devswitchrc is well under 10 KiB
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISSOCK, "a socket"))
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -41,14 +45,20 @@ def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
         fd = os.open(path, flags)
     except (OSError, ValueError) as exc:
         broken = isinstance(exc, FileNotFoundError) and os.path.islink(path)
-        raise ConfigError(f"cannot open the file: {'a broken symbolic link' if broken else why(exc)}", where=name,
-                          hint="make it a readable file, or remove it") from None
+        raise ConfigError(
+            f"cannot open the file: {'a broken symbolic link' if broken else why(exc)}",
+            where=name,
+            hint="make it a readable file, or remove it",
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = next((label for test, label in _FILE_KINDS if test(info.st_mode)), "not a regular file")
-            raise ConfigError(f"is {kind}, not a regular file: devswitch reads only regular files", where=name,
-                              hint="replace it with a YAML file, or remove it")
+            raise ConfigError(
+                f"is {kind}, not a regular file: devswitch reads only regular files",
+                where=name,
+                hint="replace it with a YAML file, or remove it",
+            )
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(1 << 16, limit + 1 - size))
@@ -57,13 +67,17 @@ def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
     except OSError as exc:
-        raise ConfigError(f"cannot read the file: {why(exc)}", where=name,
-                          hint="make it a readable file, or remove it") from None
+        raise ConfigError(
+            f"cannot read the file: {why(exc)}", where=name, hint="make it a readable file, or remove it"
+        ) from None
     finally:
         os.close(fd)
     if size > limit:
-        raise ConfigError(f"the file is larger than {limit // 1024} KiB (a .devswitchrc holds a few settings)",
-                          where=name, hint="is this the right file? keep only devswitch's settings in it")
+        raise ConfigError(
+            f"the file is larger than {limit // 1024} KiB (a .devswitchrc holds a few settings)",
+            where=name,
+            hint="is this the right file? keep only devswitch's settings in it",
+        )
     return b"".join(chunks)
 
 
@@ -98,16 +112,22 @@ def _check_folder(folder: Path, shown: Path) -> None:
     try:
         info = os.stat(folder)
     except FileNotFoundError:
-        raise _refuse(f"cannot create the file: its folder {folder} does not exist", shown,
-                      "create the folder, or point the link at an existing one") from None
+        raise _refuse(
+            f"cannot create the file: its folder {folder} does not exist",
+            shown,
+            "create the folder, or point the link at an existing one",
+        ) from None
     except OSError as exc:
         raise _refuse(f"cannot check its folder {folder}: {why(exc)}", shown, "fix the folder's permissions") from None
     if not stat.S_ISDIR(info.st_mode):
         raise _refuse(f"cannot create the file: {folder} is not a folder", shown, "fix the path")
     # mode 0555 is the user saying "hands off", and devswitch honours it even when running as root
     if not info.st_mode & 0o222 or not _access(folder, os.W_OK | os.X_OK):
-        raise _refuse(f"cannot write in its folder {folder} (read-only, mode {stat.S_IMODE(info.st_mode):04o})",
-                      shown, "make the folder writable (chmod u+w), or run in a folder you can write")
+        raise _refuse(
+            f"cannot write in its folder {folder} (read-only, mode {stat.S_IMODE(info.st_mode):04o})",
+            shown,
+            "make the folder writable (chmod u+w), or run in a folder you can write",
+        )
 
 
 def writable_target(path: Path) -> Path:
@@ -121,8 +141,7 @@ def writable_target(path: Path) -> Path:
     path = Path(os.path.abspath(path))
     real = Path(os.path.realpath(path))
     if os.path.islink(real):
-        raise _refuse("cannot follow the symbolic link: it points to itself (a loop)", path,
-                      "fix or remove the link")
+        raise _refuse("cannot follow the symbolic link: it points to itself (a loop)", path, "fix or remove the link")
     try:
         info = os.stat(real)
     except FileNotFoundError:
@@ -135,18 +154,30 @@ def writable_target(path: Path) -> Path:
     mode = stat.S_IMODE(info.st_mode)
     if not mode & 0o222 or not _access(real, os.W_OK):
         target = "" if real == path else f" (the link's target, {real})"
-        state = (f"is read-only (mode {mode:04o})" if not mode & 0o222 else
-                 f"is not writable by you (mode {mode:04o}, owner id {info.st_uid})")
-        raise _refuse(f"the file{target} {state}: devswitch leaves it untouched", path,
-                      "make it writable (chmod u+w) if devswitch may change it, or add the lines by hand")
+        state = (
+            f"is read-only (mode {mode:04o})"
+            if not mode & 0o222
+            else f"is not writable by you (mode {mode:04o}, owner id {info.st_uid})"
+        )
+        raise _refuse(
+            f"the file{target} {state}: devswitch leaves it untouched",
+            path,
+            "make it writable (chmod u+w) if devswitch may change it, or add the lines by hand",
+        )
     _check_folder(real.parent, path)
     euid = os.geteuid()
     if euid != 0 and info.st_uid != euid:  # a rewritten file would be ours: refuse to change who owns it
-        raise _refuse(f"the file belongs to user id {info.st_uid}: a rewrite would make it yours", path,
-                      "ask its owner, or add the lines by hand")
+        raise _refuse(
+            f"the file belongs to user id {info.st_uid}: a rewrite would make it yours",
+            path,
+            "ask its owner, or add the lines by hand",
+        )
     if euid != 0 and info.st_gid not in (os.getegid(), *os.getgroups()):
-        raise _refuse(f"the file belongs to group id {info.st_gid}, which you are not in: a rewrite could not keep "
-                      "its group", path, "ask its owner, or add the lines by hand")
+        raise _refuse(
+            f"the file belongs to group id {info.st_gid}, which you are not in: a rewrite could not keep its group",
+            path,
+            "ask its owner, or add the lines by hand",
+        )
     return real
 
 
@@ -160,8 +191,11 @@ def _locked(real: Path, shown: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterato
         try:  # O_NOFOLLOW: a link planted at the lock's name is not followed
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
-            raise _refuse(f"cannot create the lock file {lock.name} beside it: {why(exc)}", shown,
-                          "make the folder writable, or remove what is in the lock file's place") from None
+            raise _refuse(
+                f"cannot create the lock file {lock.name} beside it: {why(exc)}",
+                shown,
+                "make the folder writable, or remove what is in the lock file's place",
+            ) from None
         try:
             while True:
                 try:
@@ -169,8 +203,11 @@ def _locked(real: Path, shown: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterato
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise _refuse(f"another process has held the lock {lock} for {timeout:.0f} s", shown,
-                                      "wait for the other devswitch to finish, and try again") from None
+                        raise _refuse(
+                            f"another process has held the lock {lock} for {timeout:.0f} s",
+                            shown,
+                            "wait for the other devswitch to finish, and try again",
+                        ) from None
                     time.sleep(0.005)
             try:
                 mine = os.stat(lock, follow_symlinks=False)
@@ -196,10 +233,11 @@ def _decode(data: bytes, shown: Path) -> tuple[str, bool, str]:
     """(text with LF line ends, whether it began with a UTF-8 BOM, the line end to write back)."""
     bom = data.startswith(b"\xef\xbb\xbf")
     try:
-        text = data[3 if bom else 0:].decode("utf-8")
+        text = data[3 if bom else 0 :].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _refuse(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})", shown,
-                      "save the file as UTF-8") from None
+        raise _refuse(
+            f"not a UTF-8 text file ({exc.reason} at byte {exc.start})", shown, "save the file as UTF-8"
+        ) from None
     newline = "\r\n" if "\r\n" in text else "\n"
     return text.replace("\r\n", "\n"), bom, newline
 
@@ -217,13 +255,16 @@ def _write_beside(real: Path, payload: bytes, before: os.stat_result | None, ver
                     try:  # before fchmod: chown clears the set-id bits
                         os.fchown(fd, before.st_uid, before.st_gid)
                     except OSError as exc:
-                        raise UsageError(f"cannot keep the file's owner and group ({before.st_uid}:{before.st_gid}): "
-                                         f"{why(exc)}; it is unchanged", where=str(real),
-                                         hint="ask its owner, or add the lines by hand") from None
+                        raise UsageError(
+                            f"cannot keep the file's owner and group ({before.st_uid}:{before.st_gid}): "
+                            f"{why(exc)}; it is unchanged",
+                            where=str(real),
+                            hint="ask its owner, or add the lines by hand",
+                        ) from None
                 os.fchmod(fd, stat.S_IMODE(before.st_mode))
             view = memoryview(payload)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -242,8 +283,13 @@ def _write_beside(real: Path, payload: bytes, before: os.stat_result | None, ver
             os.close(folder)
 
 
-def edit(path: Path, change: Callable[[str | None], str], *, verify: Callable[[Path], None] | None = None,
-         limit: int = MAX_FILE_BYTES) -> Path:
+def edit(
+    path: Path,
+    change: Callable[[str | None], str],
+    *,
+    verify: Callable[[Path], None] | None = None,
+    limit: int = MAX_FILE_BYTES,
+) -> Path:
     """Rewrite the user's text file at ``path`` as one transaction; returns the file actually written.
 
     ``change`` gets the file's text as read under the lock (``None`` when there is no file yet), with LF
@@ -270,8 +316,11 @@ def edit(path: Path, change: Callable[[str | None], str], *, verify: Callable[[P
             try:
                 _write_beside(real, payload, before, verify)
             except OSError as exc:
-                raise _refuse(f"cannot write the file: {_write_why(exc)}; it is unchanged", shown,
-                              "make the file and its folder writable, or add the lines by hand") from None
+                raise _refuse(
+                    f"cannot write the file: {_write_why(exc)}; it is unchanged",
+                    shown,
+                    "make the file and its folder writable, or add the lines by hand",
+                ) from None
             return real
     raise _refuse("the symbolic link keeps changing its target", shown, "try again")
 

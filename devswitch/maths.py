@@ -16,8 +16,8 @@ the warning says what is in force instead, and every record carries that, never 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .devices import Inventory, slowest_cc
 
@@ -48,16 +48,19 @@ def describe_kind(inventory: Inventory, gpus: tuple[int, ...]) -> str:
     if where.startswith("gpu"):
         cc = slowest_cc(inventory, gpus)
         return f"a GPU of compute capability {'%d.%d' % cc if cc else 'unknown'}"
-    return {"cpu": "a CPU without native bf16", "cpu-bf16": "a CPU with AVX512-BF16 but no AMX",
-            "cpu-amx": "a CPU with AMX"}[where]
+    return {
+        "cpu": "a CPU without native bf16",
+        "cpu-bf16": "a CPU with AVX512-BF16 but no AMX",
+        "cpu-amx": "a CPU with AMX",
+    }[where]
 
 
 @dataclass(frozen=True)
 class MathPlan:
     """The float32 math mode in force, and why."""
 
-    mode: str                 # what was asked: auto, ieee, tf32, bf16
-    in_force: str             # what float32 ops compute with: ieee, tf32, bf16 (or a mix, e.g. "ieee matmul, tf32 conv")
+    mode: str  # what was asked: auto, ieee, tf32, bf16
+    in_force: str  # what float32 ops compute with: ieee, tf32, bf16 (or a mix, e.g. "ieee matmul, tf32 conv")
     reason: str
     apply: str | None = None  # the mode the backend sets; None = the framework's default is left alone
     warnings: tuple[str, ...] = ()
@@ -68,8 +71,9 @@ class MathPlan:
         return f"auto ({self.in_force})" if self.mode == "auto" else self.in_force
 
 
-def decide_math(mode: str, backend, inventory: Inventory, gpus: tuple[int, ...], environ: Mapping[str, str],
-                where: str = "default") -> MathPlan:
+def decide_math(
+    mode: str, backend, inventory: Inventory, gpus: tuple[int, ...], environ: Mapping[str, str], where: str = "default"
+) -> MathPlan:
     """What ``math: mode`` puts in force with ``backend`` (a backends/ module) on the selected device.
 
     ``backend.math_effect(mode, kind, environ)`` answers ``(in_force, why)``, ``in_force`` None when the
@@ -83,10 +87,17 @@ def decide_math(mode: str, backend, inventory: Inventory, gpus: tuple[int, ...],
     effect, why = _effect(backend, mode, device, environ)
     if effect is None:
         here = describe_kind(inventory, gpus)
-        return MathPlan(mode, default, f"{mode} has no effect on {backend.DISPLAY} on {here}: {why}; "
-                                       f"float32 math stays {default} ({backend.DISPLAY}'s default)", None,
-                        (f"math={mode} ({where}) has no effect on {backend.DISPLAY} on {here}: {why}. Float32 math "
-                         f"stays {default}, and records say so",))
+        return MathPlan(
+            mode,
+            default,
+            f"{mode} has no effect on {backend.DISPLAY} on {here}: {why}; "
+            f"float32 math stays {default} ({backend.DISPLAY}'s default)",
+            None,
+            (
+                f"math={mode} ({where}) has no effect on {backend.DISPLAY} on {here}: {why}. Float32 math "
+                f"stays {default}, and records say so",
+            ),
+        )
     warnings = () if effect == mode else (f"math={mode} ({where}) on {backend.DISPLAY}: {why}",)
     return MathPlan(mode, effect, why, mode, warnings)
 

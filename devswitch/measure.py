@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 GROUP_BELOW_S = 0.01  # steps shorter than this are timed in groups (their own duration is mostly noise) ...
-MIN_SAMPLE_S = 0.05   # ... of k steps, so that each timed sample lasts at least this long
+MIN_SAMPLE_S = 0.05  # ... of k steps, so that each timed sample lasts at least this long
 REWARM_BELOW_S = 0.25  # rounds: a sample shorter than this gets one untimed step at the start of each round
 
 
@@ -65,8 +66,9 @@ class Measure:
         small = 0 < per_step < GROUP_BELOW_S
         self.k = max(1, math.ceil(self.min_sample_s / per_step)) if small else 1
 
-    def take(self, samples: int, min_time: float = 0.0, round_number: int = 0, meter=None,
-             rewarm: bool = False) -> None:
+    def take(
+        self, samples: int, min_time: float = 0.0, round_number: int = 0, meter=None, rewarm: bool = False
+    ) -> None:
         """Time ``samples`` samples (and keep going until ``min_time`` seconds have passed).
 
         ``rewarm``: one untimed step first, for a round that follows other processes' work (caches and

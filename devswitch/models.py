@@ -7,7 +7,7 @@ last activation is float32 in every model, as mixed precision requires.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 def alexnet(classes: int = 1000):
@@ -18,24 +18,27 @@ def alexnet(classes: int = 1000):
     import keras
     from keras import layers
 
-    return keras.Sequential([
-        keras.Input((224, 224, 3)),
-        layers.Conv2D(96, 11, strides=4, activation="relu"),
-        layers.MaxPooling2D(3, strides=2),
-        layers.Conv2D(256, 5, padding="same", activation="relu"),
-        layers.MaxPooling2D(3, strides=2),
-        layers.Conv2D(384, 3, padding="same", activation="relu"),
-        layers.Conv2D(384, 3, padding="same", activation="relu"),
-        layers.Conv2D(256, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(3, strides=2),
-        layers.Flatten(),
-        layers.Dense(4096, activation="relu"),
-        layers.Dropout(0.5),
-        layers.Dense(4096, activation="relu"),
-        layers.Dropout(0.5),
-        layers.Dense(classes),
-        layers.Activation("softmax", dtype="float32"),
-    ], name="alexnet")
+    return keras.Sequential(
+        [
+            keras.Input((224, 224, 3)),
+            layers.Conv2D(96, 11, strides=4, activation="relu"),
+            layers.MaxPooling2D(3, strides=2),
+            layers.Conv2D(256, 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(3, strides=2),
+            layers.Conv2D(384, 3, padding="same", activation="relu"),
+            layers.Conv2D(384, 3, padding="same", activation="relu"),
+            layers.Conv2D(256, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(3, strides=2),
+            layers.Flatten(),
+            layers.Dense(4096, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(4096, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(classes),
+            layers.Activation("softmax", dtype="float32"),
+        ],
+        name="alexnet",
+    )
 
 
 def small_cnn(classes: int = 10):
@@ -43,18 +46,21 @@ def small_cnn(classes: int = 10):
     import keras
     from keras import layers
 
-    return keras.Sequential([
-        keras.Input((32, 32, 3)),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dense(classes),
-        layers.Activation("softmax", dtype="float32"),
-    ], name="small_cnn")
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(classes),
+            layers.Activation("softmax", dtype="float32"),
+        ],
+        name="small_cnn",
+    )
 
 
 def mlp(classes: int = 10):
@@ -62,13 +68,16 @@ def mlp(classes: int = 10):
     import keras
     from keras import layers
 
-    return keras.Sequential([
-        keras.Input((784,)),
-        layers.Dense(512, activation="relu"),
-        layers.Dense(512, activation="relu"),
-        layers.Dense(classes),
-        layers.Activation("softmax", dtype="float32"),
-    ], name="mlp")
+    return keras.Sequential(
+        [
+            keras.Input((784,)),
+            layers.Dense(512, activation="relu"),
+            layers.Dense(512, activation="relu"),
+            layers.Dense(classes),
+            layers.Activation("softmax", dtype="float32"),
+        ],
+        name="mlp",
+    )
 
 
 BUNDLED: dict[str, Callable] = {"alexnet": alexnet, "small_cnn": small_cnn, "mlp": mlp}

@@ -26,8 +26,10 @@ def parse(line: str) -> dict[str, str]:
     try:
         tokens = shlex.split(line)
     except ValueError as error:  # an unbalanced quote
-        raise UsageError(f"{WHERE}: cannot read {line.strip()!r}: {error}",
-                         hint=f"close the quote, e.g. {WHERE} report=\"my runs.json\"") from None
+        raise UsageError(
+            f"{WHERE}: cannot read {line.strip()!r}: {error}",
+            hint=f'close the quote, e.g. {WHERE} report="my runs.json"',
+        ) from None
     return {entry.key: entry.raw for entry in parse_flags(",".join(tokens), where=WHERE)}
 
 
@@ -40,14 +42,16 @@ def devswitch_magic(line: str) -> None:
     except DevswitchError as error:
         print(f"devswitch: error: {error}")
     except Exception as error:  # noqa: BLE001 - a notebook line gets a message, not a traceback
-        print(f"devswitch: error: {WHERE} {clip(line.strip(), 60)!r} failed: {describe(error)} "
-              "(a devswitch bug: please report it)")
+        print(
+            f"devswitch: error: {WHERE} {clip(line.strip(), 60)!r} failed: {describe(error)} "
+            "(a devswitch bug: please report it)"
+        )
 
 
 def new_calls() -> list:
     """The timed calls the notebook has not shown yet; from now on they count as shown."""
     current = state.current()
-    new = current.runs[current.notebook_seen:]
+    new = current.runs[current.notebook_seen :]
     current.notebook_seen = len(current.runs)
     return new
 

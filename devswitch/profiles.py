@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 
@@ -24,8 +24,10 @@ from .rcfile import Loader, read_file
 from .settings import ENV_RC, PROFILE_NAME, PROFILES_KEY
 from .sources import PROJECT_FILE, RC_NAME, find_files
 
-_NAME_HINT = ("a profile name is letters, digits, '_', '-' or '.', begins with a letter, digit or '_', and YAML "
-              "reads it as text: e.g. --save-profile fastest")
+_NAME_HINT = (
+    "a profile name is letters, digits, '_', '-' or '.', begins with a letter, digit or '_', and YAML "
+    "reads it as text: e.g. --save-profile fastest"
+)
 _ODD_BREAKS = re.compile("[\r\x85\u2028\u2029]")
 _DOCUMENT_END = re.compile(r"^\.\.\.(?:[ \t]|$)")
 
@@ -36,8 +38,11 @@ def target(environ: Mapping[str, str], home: Path, cwd: Path) -> Path:
     if environ.get(ENV_RC):
         named = [path for _, path in files if os.path.abspath(path) != os.devnull]
         if not named:
-            raise UsageError(f"{ENV_RC} names no file to save the profile in", where=ENV_RC,
-                             hint=f"name a file in {ENV_RC}, or unset it to save into the project's {RC_NAME}")
+            raise UsageError(
+                f"{ENV_RC} names no file to save the profile in",
+                where=ENV_RC,
+                hint=f"name a file in {ENV_RC}, or unset it to save into the project's {RC_NAME}",
+            )
         return named[-1]
     project = [path for source, path in files if source == PROJECT_FILE]
     return project[-1] if project else cwd / RC_NAME
@@ -55,8 +60,9 @@ def check_name(name: str) -> None:
             keys = []
         if keys != [name]:
             read = repr(keys[0]) if keys else "no name at all"
-            raise UsageError(f"--save-profile {quote(name)}: YAML reads this name as {read}, not as text",
-                             hint=_NAME_HINT)
+            raise UsageError(
+                f"--save-profile {quote(name)}: YAML reads this name as {read}, not as text", hint=_NAME_HINT
+            )
 
 
 def check(path: Path, name: str, others: tuple[Path, ...] = ()) -> None:
@@ -69,14 +75,18 @@ def check(path: Path, name: str, others: tuple[Path, ...] = ()) -> None:
         if os.path.abspath(other) != os.path.abspath(path) and os.path.abspath(other) != os.devnull:
             layer = _read(other)
             if name in layer.profiles:
-                raise UsageError(f"profile '{name}' is already defined in {other} ({layer.profile_where[name]})",
-                                 hint="choose another name with --save-profile")
+                raise UsageError(
+                    f"profile '{name}' is already defined in {other} ({layer.profile_where[name]})",
+                    hint="choose another name with --save-profile",
+                )
     if not os.path.exists(path):  # a new file (or a dangling link's new target): nothing to read
         return
     layer = _read(path)
     if name in layer.profiles:
-        raise UsageError(f"profile '{name}' is already defined in {path} ({layer.profile_where[name]})",
-                         hint="choose another name with --save-profile, or remove the old profile first")
+        raise UsageError(
+            f"profile '{name}' is already defined in {path} ({layer.profile_where[name]})",
+            hint="choose another name with --save-profile, or remove the old profile first",
+        )
     text = read_bounded(path).decode("utf-8-sig").replace("\r\n", "\n")  # read_file took it: UTF-8
     _insert(text, name, {"device": "cpu"}, "", path)  # the layout is one devswitch can add to
 
@@ -93,8 +103,10 @@ def add(path: Path, name: str, settings: Mapping[str, str], comment: str) -> Pat
             return "\n".join(["profiles:", *_entry(name, settings, comment, "  ")]) + "\n"
         layer = _read(shown)  # under the lock: what is there now, not what was there when the run began
         if name in layer.profiles:
-            raise UsageError(f"profile '{name}' is already defined in {shown} ({layer.profile_where[name]})",
-                             hint="choose another name with --save-profile, or remove the old profile first")
+            raise UsageError(
+                f"profile '{name}' is already defined in {shown} ({layer.profile_where[name]})",
+                hint="choose another name with --save-profile, or remove the old profile first",
+            )
         old["layer"] = layer
         return _insert(text, name, settings, comment, shown)
 
@@ -103,14 +115,22 @@ def add(path: Path, name: str, settings: Mapping[str, str], comment: str) -> Pat
             new = read_file(temporary, PROJECT_FILE)
         except ConfigError as error:  # named after the user's file: the temporary one is gone by now
             where = (error.where or "").replace(str(temporary), str(shown))
-            raise UsageError(f"adding the profile would make the file unreadable ({where}: {error.message}); "
-                             "it is unchanged", where=str(shown), hint="add the profile by hand") from None
+            raise UsageError(
+                f"adding the profile would make the file unreadable ({where}: {error.message}); it is unchanged",
+                where=str(shown),
+                hint="add the profile by hand",
+            ) from None
         before = old.get("layer")
-        kept = before is None or (_values(new.entries) == _values(before.entries) and all(
-            _values(new.profiles.get(p, ())) == _values(body) for p, body in before.profiles.items()))
+        kept = before is None or (
+            _values(new.entries) == _values(before.entries)
+            and all(_values(new.profiles.get(p, ())) == _values(body) for p, body in before.profiles.items())
+        )
         if name not in new.profiles or not kept:
-            raise UsageError("adding the profile would change how devswitch reads the rest of the file; it is "
-                             "unchanged", where=str(shown), hint="add the profile by hand")
+            raise UsageError(
+                "adding the profile would change how devswitch reads the rest of the file; it is unchanged",
+                where=str(shown),
+                hint="add the profile by hand",
+            )
 
     return edit(shown, change, verify=verify)
 
@@ -119,8 +139,11 @@ def _read(path: Path):
     try:
         return read_file(path, PROJECT_FILE)
     except ConfigError as error:
-        raise UsageError(f"cannot add a profile to it: {error.message}", where=error.where or str(path),
-                         hint=error.hint or "fix the file first, or save the profile elsewhere") from None
+        raise UsageError(
+            f"cannot add a profile to it: {error.message}",
+            where=error.where or str(path),
+            hint=error.hint or "fix the file first, or save the profile elsewhere",
+        ) from None
 
 
 def _values(entries) -> list:
@@ -134,9 +157,12 @@ def _entry(name: str, settings: Mapping[str, str], comment: str, indent: str) ->
 
 def _insert(text: str, name: str, settings: Mapping[str, str], comment: str, path: Path) -> str:
     """``text`` with the profile added (see the module docstring), or a UsageError saying why it cannot be."""
+
     def refuse(why: str) -> UsageError:
-        return UsageError(f"cannot add a profile to {path}: {why}",
-                          hint="add the profile by hand, or write 'profiles:' as a block (one profile per line)")
+        return UsageError(
+            f"cannot add a profile to {path}: {why}",
+            hint="add the profile by hand, or write 'profiles:' as a block (one profile per line)",
+        )
 
     if _ODD_BREAKS.search(text):
         raise refuse("it has line breaks other than LF and CRLF")
@@ -172,7 +198,7 @@ def _insert(text: str, name: str, settings: Mapping[str, str], comment: str, pat
         if body.value or body.start_mark.line != body.end_mark.line:
             raise refuse("'profiles:' is written in flow style ({...})")
         row = lines[body.start_mark.line]  # profiles: {}  ->  profiles:  (then a block under it)
-        lines[body.start_mark.line] = row[:body.start_mark.column].rstrip() + row[body.end_mark.column:]
+        lines[body.start_mark.line] = row[: body.start_mark.column].rstrip() + row[body.end_mark.column :]
         indent = " " * (key.start_mark.column + 2)
         at = body.start_mark.line + 1
     else:

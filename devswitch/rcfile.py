@@ -20,8 +20,8 @@ from .files import MAX_FILE_BYTES, read_bounded
 from .settings import BY_NAME, PROFILE_NAME, PROFILES_KEY
 from .sources import Entry, Layer, _valid_keys_hint
 
-MAX_DEPTH = 32                # nesting of lists/mappings; devswitch's own schema needs 4
-MAX_VALUES = 10_000           # values after alias expansion (anchors to share settings stay cheap)
+MAX_DEPTH = 32  # nesting of lists/mappings; devswitch's own schema needs 4
+MAX_VALUES = 10_000  # values after alias expansion (anchors to share settings stay cheap)
 MAX_EXPANDED_CHARS = 4 * MAX_FILE_BYTES  # characters of all scalars after alias expansion
 MAX_NUMBER_DIGITS = 30
 
@@ -80,11 +80,17 @@ class Loader(yaml.SafeLoader):
         return sign * int(digits, 10)
 
 
-Loader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", re.ASCII),
-                             list("-+0123456789"))
-Loader.add_implicit_resolver(_FLOAT, re.compile(
-    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-    re.ASCII), list("-+0123456789."))
+Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", re.ASCII), list("-+0123456789")
+)
+Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        re.ASCII,
+    ),
+    list("-+0123456789."),
+)
 Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 Loader.add_constructor(_INT, Loader.construct_yaml_int)
 
@@ -101,14 +107,19 @@ def _check_expansion(root: yaml.Node) -> None:
         node, depth = stack.pop()
         values += 1
         if values > MAX_VALUES or depth > MAX_DEPTH:
-            what = (f"more than {MAX_VALUES} values" if values > MAX_VALUES else
-                    f"nesting deeper than {MAX_DEPTH} levels")
+            what = (
+                f"more than {MAX_VALUES} values" if values > MAX_VALUES else f"nesting deeper than {MAX_DEPTH} levels"
+            )
             raise _Limit(None, None, f"YAML aliases expand this file to {what}", node.start_mark)
         if isinstance(node, yaml.ScalarNode):
             chars += len(node.value)
             if chars > MAX_EXPANDED_CHARS:
-                raise _Limit(None, None, f"YAML aliases expand this file to more than {MAX_EXPANDED_CHARS} "
-                             "characters", node.start_mark)
+                raise _Limit(
+                    None,
+                    None,
+                    f"YAML aliases expand this file to more than {MAX_EXPANDED_CHARS} characters",
+                    node.start_mark,
+                )
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((child, depth + 1) for child in node.value)
         elif isinstance(node, yaml.MappingNode):
@@ -138,10 +149,13 @@ def _merged(path: str, mapping: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.
     merges = [v for k, v in mapping.value if isinstance(k, yaml.ScalarNode) and k.tag.endswith(":merge")]
     sources = []
     for value in merges:
-        for source in (value.value if isinstance(value, yaml.SequenceNode) else [value]):
+        for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
             if not isinstance(source, yaml.MappingNode):
-                raise ConfigError("'<<' must name a mapping (<<: *anchor)", where=_at(path, source),
-                                  hint="anchor a mapping of settings: base: &base {device: gpu}")
+                raise ConfigError(
+                    "'<<' must name a mapping (<<: *anchor)",
+                    where=_at(path, source),
+                    hint="anchor a mapping of settings: base: &base {device: gpu}",
+                )
             sources.append(source)
     names = {_plain_key(k) for k, _ in own}
     inherited: list[tuple[yaml.Node, yaml.Node]] = []
@@ -159,18 +173,28 @@ def _construct(loader: Loader, path: str, key: str, value_node: yaml.Node) -> An
         return loader.construct_object(value_node, deep=True)
     except yaml.constructor.ConstructorError as exc:
         if value_node.tag.startswith("tag:yaml.org,2002:python/") or not value_node.tag.startswith("tag:yaml.org"):
-            raise ConfigError(f"refused YAML tag {quote(value_node.tag)} for '{key}': devswitch loads YAML "
-                              "with a safe loader and never constructs Python objects",
-                              where=_at(path, value_node), hint="write a plain value") from None
-        raise ConfigError(f"cannot read the value of '{key}': {exc.problem}", where=_at(path, value_node),
-                          hint="write a plain value") from None
+            raise ConfigError(
+                f"refused YAML tag {quote(value_node.tag)} for '{key}': devswitch loads YAML "
+                "with a safe loader and never constructs Python objects",
+                where=_at(path, value_node),
+                hint="write a plain value",
+            ) from None
+        raise ConfigError(
+            f"cannot read the value of '{key}': {exc.problem}", where=_at(path, value_node), hint="write a plain value"
+        ) from None
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp with month 13
-        raise ConfigError(f"cannot read the value of '{key}': {clip(str(exc))}", where=_at(path, value_node),
-                          hint="write a plain value, quoted if need be") from None
+        raise ConfigError(
+            f"cannot read the value of '{key}': {clip(str(exc))}",
+            where=_at(path, value_node),
+            hint="write a plain value, quoted if need be",
+        ) from None
     except (AttributeError, KeyError, IndexError):  # PyYAML's own constructors on e.g. '!!bool x', '!!float _'
         tag = value_node.tag.replace("tag:yaml.org,2002:", "!!")
-        raise ConfigError(f"cannot read the value of '{key}' as {quote(tag)}", where=_at(path, value_node),
-                          hint="write a plain value, or one the tag accepts (!!bool true, !!float 1.5)") from None
+        raise ConfigError(
+            f"cannot read the value of '{key}' as {quote(tag)}",
+            where=_at(path, value_node),
+            hint="write a plain value, or one the tag accepts (!!bool true, !!float 1.5)",
+        ) from None
 
 
 def _entries(loader: Loader, path: str, mapping: yaml.MappingNode, *, in_profile: str | None):
@@ -182,39 +206,56 @@ def _entries(loader: Loader, path: str, mapping: yaml.MappingNode, *, in_profile
         where = _at(path, key_node)
         key = _plain_key(key_node)
         if key is None:
-            raise ConfigError("a key must be a plain name such as 'device'", where=where,
-                              hint=_valid_keys_hint(""))
+            raise ConfigError("a key must be a plain name such as 'device'", where=where, hint=_valid_keys_hint(""))
         if key in seen:
-            raise ConfigError(f"key '{quote(key)[1:-1]}' is given twice (first at {seen[key]})", where=where,
-                              hint="keep one of them")
+            raise ConfigError(
+                f"key '{quote(key)[1:-1]}' is given twice (first at {seen[key]})", where=where, hint="keep one of them"
+            )
         seen[key] = where
         if key == PROFILES_KEY:
             if in_profile is not None:
-                raise ConfigError(f"profile '{in_profile}' cannot define profiles", where=where,
-                                  hint="profiles can only be defined at the top level of a file")
+                raise ConfigError(
+                    f"profile '{in_profile}' cannot define profiles",
+                    where=where,
+                    hint="profiles can only be defined at the top level of a file",
+                )
             if not isinstance(value_node, yaml.MappingNode):
-                raise ConfigError("'profiles' must be a mapping of name -> settings", where=where,
-                                  hint="profiles:\n    gpu:\n      device: gpu")
+                raise ConfigError(
+                    "'profiles' must be a mapping of name -> settings",
+                    where=where,
+                    hint="profiles:\n    gpu:\n      device: gpu",
+                )
             for name_node, body in _merged(path, value_node):
                 name = _plain_key(name_node)
                 if name is None or not PROFILE_NAME.fullmatch(name):
-                    raise ConfigError(f"profile name {quote(name if name else name_node.value)} is not a plain "
-                                      "name", where=_at(path, name_node),
-                                      hint="name profiles with letters, digits, '_', '-' or '.', e.g. gpu_fast")
+                    raise ConfigError(
+                        f"profile name {quote(name if name else name_node.value)} is not a plain name",
+                        where=_at(path, name_node),
+                        hint="name profiles with letters, digits, '_', '-' or '.', e.g. gpu_fast",
+                    )
                 if name in profiles:
-                    raise ConfigError(f"profile '{name}' is defined twice (first at {profile_where[name]})",
-                                      where=_at(path, name_node), hint="keep one of them, or rename one")
+                    raise ConfigError(
+                        f"profile '{name}' is defined twice (first at {profile_where[name]})",
+                        where=_at(path, name_node),
+                        hint="keep one of them, or rename one",
+                    )
                 if not isinstance(body, yaml.MappingNode):
-                    raise ConfigError(f"profile '{name}' must be a mapping of settings, it is {_kind(body)}",
-                                      where=_at(path, name_node), hint=f"{name}:\n      device: gpu")
+                    raise ConfigError(
+                        f"profile '{name}' must be a mapping of settings, it is {_kind(body)}",
+                        where=_at(path, name_node),
+                        hint=f"{name}:\n      device: gpu",
+                    )
                 profiles[name] = _entries(loader, path, body, in_profile=name)[0]
                 profile_where[name] = _at(path, name_node)
             continue
         if key not in BY_NAME:
             raise ConfigError(f"unknown key {quote(key)}", where=where, hint=_valid_keys_hint(key))
         if key == "profile" and in_profile is not None:
-            raise ConfigError(f"profile '{in_profile}' cannot select another profile", where=where,
-                              hint="remove 'profile:' from inside the profile")
+            raise ConfigError(
+                f"profile '{in_profile}' cannot select another profile",
+                where=where,
+                hint="remove 'profile:' from inside the profile",
+            )
         entries.append(Entry(key, _construct(loader, path, key, value_node), _at(path, value_node)))
     return tuple(entries), profiles, profile_where
 
@@ -240,24 +281,33 @@ def read_file(path: Path, source: str) -> Layer:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})", where=name,
-                          hint="save the file as UTF-8 YAML") from None
+        raise ConfigError(
+            f"not a UTF-8 text file ({exc.reason} at byte {exc.start})", where=name, hint="save the file as UTF-8 YAML"
+        ) from None
     bad = _NON_PRINTABLE.search(text)
     if bad:
         char = bad.group()
         label = unicodedata.name(char, "") or {0: "NUL", 7: "BEL", 8: "BACKSPACE", 0x1B: "ESCAPE"}.get(
-            ord(char), "a control character")
-        raise ConfigError(f"control character U+{ord(char):04X} ({label}) is not allowed in YAML",
-                          where=f"{name}:{_position(text, bad.start())}",
-                          hint="remove it; a .devswitchrc is plain text")
+            ord(char), "a control character"
+        )
+        raise ConfigError(
+            f"control character U+{ord(char):04X} ({label}) is not allowed in YAML",
+            where=f"{name}:{_position(text, bad.start())}",
+            hint="remove it; a .devswitchrc is plain text",
+        )
     hidden = _HIDDEN.search(text)
     if hidden:
         char = hidden.group()
-        why = ("reorders how the text is shown" if char not in "\x85\u2028\u2029\r" else
-               "is a line break to YAML that cat and most editors do not show")
-        raise ConfigError(f"{char_name(char)} is not allowed in a .devswitchrc, comments included: it {why}",
-                          where=f"{name}:{_position(text, hidden.start())}",
-                          hint="remove it (a line ends with a plain newline); a .devswitchrc is plain text")
+        why = (
+            "reorders how the text is shown"
+            if char not in "\x85\u2028\u2029\r"
+            else "is a line break to YAML that cat and most editors do not show"
+        )
+        raise ConfigError(
+            f"{char_name(char)} is not allowed in a .devswitchrc, comments included: it {why}",
+            where=f"{name}:{_position(text, hidden.start())}",
+            hint="remove it (a line ends with a plain newline); a .devswitchrc is plain text",
+        )
     loader = Loader(text)
     try:
         node = loader.get_single_node()
@@ -265,15 +315,21 @@ def read_file(path: Path, source: str) -> Layer:
             return Layer(source, path=name)
         _check_expansion(node)
         if not isinstance(node, yaml.MappingNode):
-            raise ConfigError(f"the top level must be a mapping of settings (key: value), found {_kind(node)}",
-                              where=_at(name, node), hint="write e.g.\n    device: gpu\n    precision: half")
+            raise ConfigError(
+                f"the top level must be a mapping of settings (key: value), found {_kind(node)}",
+                where=_at(name, node),
+                hint="write e.g.\n    device: gpu\n    precision: half",
+            )
         entries, profiles, profile_where = _entries(loader, name, node, in_profile=None)
     except _Limit as exc:
         mark = exc.problem_mark
-        raise ConfigError(f"refused: {exc.problem}", where=f"{name}:{mark.line + 1}:{mark.column + 1}",
-                          hint=f"devswitch bounds what a file may ask of it (at most {MAX_FILE_BYTES // 1024} "
-                               f"KiB, {MAX_DEPTH} levels of nesting, {MAX_VALUES} values after aliases); "
-                               "is this file really a .devswitchrc?") from None
+        raise ConfigError(
+            f"refused: {exc.problem}",
+            where=f"{name}:{mark.line + 1}:{mark.column + 1}",
+            hint=f"devswitch bounds what a file may ask of it (at most {MAX_FILE_BYTES // 1024} "
+            f"KiB, {MAX_DEPTH} levels of nesting, {MAX_VALUES} values after aliases); "
+            "is this file really a .devswitchrc?",
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
@@ -285,8 +341,9 @@ def read_file(path: Path, source: str) -> Layer:
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {clip(str(exc))}", where=name, hint="fix the YAML syntax") from None
     except RecursionError:  # a belt to the depth limit's braces
-        raise ConfigError(f"refused: nesting deeper than {MAX_DEPTH} levels", where=name,
-                          hint="is this file really a .devswitchrc?") from None
+        raise ConfigError(
+            f"refused: nesting deeper than {MAX_DEPTH} levels", where=name, hint="is this file really a .devswitchrc?"
+        ) from None
     finally:
         loader.dispose()
     return Layer(source, entries, profiles, profile_where, path=name)

@@ -20,15 +20,16 @@ import re
 import secrets
 import tempfile
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
-
+from typing import Any
 
 SCHEMA_VERSION = 1
 
 
 # --- records -------------------------------------------------------------------------
+
 
 def metric(value: float | int | None, unit: str, **extra: Any) -> dict:
     return {"value": value, "unit": unit, **extra}
@@ -49,13 +50,13 @@ class CallRecord:
 
     kind: str
     model: str
-    status: str                    # "ok", "failed: <error>", "interrupted"
+    status: str  # "ok", "failed: <error>", "interrupted"
     wall_s: float
-    traced: bool                   # this call built (traced/compiled) its Keras function
-    first_s: float | None          # fit: the first epoch; predict/evaluate: the whole call when traced
-    steady_s: float | None         # fit: epochs after the first; predict/evaluate: the call when not traced
-    steps: int | None              # batches per epoch (fit) or per call
-    samples: int | None            # samples per epoch (fit) or per call; None when the input hides it
+    traced: bool  # this call built (traced/compiled) its Keras function
+    first_s: float | None  # fit: the first epoch; predict/evaluate: the whole call when traced
+    steady_s: float | None  # fit: epochs after the first; predict/evaluate: the call when not traced
+    steps: int | None  # batches per epoch (fit) or per call
+    samples: int | None  # samples per epoch (fit) or per call; None when the input hides it
     steady_samples_per_s: float | None
     steady_steps_per_s: float | None
     epochs: tuple[EpochTime, ...] = ()
@@ -66,9 +67,9 @@ class CallRecord:
     batch_times_s: tuple[float, ...] | None = None  # only with per-batch timing (changes dispatch)
     replicas: int = 1
     workers: int = 1
-    applied_policy: str = ""       # the policy devswitch applied when the call ran ("" = none)
-    backend: str = ""              # the Keras backend that ran the call
-    math: str = ""                 # the float32 math mode in force (plan.math: "ieee", "auto (tf32)"; "" = none applied)
+    applied_policy: str = ""  # the policy devswitch applied when the call ran ("" = none)
+    backend: str = ""  # the Keras backend that ran the call
+    math: str = ""  # the float32 math mode in force (plan.math: "ieee", "auto (tf32)"; "" = none applied)
     history: Mapping[str, float] | None = None  # fit: the last epoch's logs (loss, metrics, val_*), as History has them
     cap: Mapping[str, Any] | None = None  # fit under --max-epochs/--max-steps: the caps, what was asked, what ran
     started_at: float = field(default_factory=time.time)
@@ -80,11 +81,20 @@ class CallRecord:
 
     def to_dict(self) -> dict:
         return {
-            "type": "call", "kind": self.kind, "model": self.model, "status": self.status, "backend": self.backend,
-            "started_at": self.started_at, "traced": self.traced,
-            "device": self.device, "policy": self.policy, "compute_dtypes": list(self.compute_dtypes),
-            "applied_policy": self.applied_policy or None, "math": self.math or None,
-            "replicas": self.replicas, "workers": self.workers,
+            "type": "call",
+            "kind": self.kind,
+            "model": self.model,
+            "status": self.status,
+            "backend": self.backend,
+            "started_at": self.started_at,
+            "traced": self.traced,
+            "device": self.device,
+            "policy": self.policy,
+            "compute_dtypes": list(self.compute_dtypes),
+            "applied_policy": self.applied_policy or None,
+            "math": self.math or None,
+            "replicas": self.replicas,
+            "workers": self.workers,
             "metrics": {
                 "wall": metric(self.wall_s, "s"),
                 "first": metric(self.first_s, "s", note="first epoch / traced call: tracing and compilation"),
@@ -93,8 +103,8 @@ class CallRecord:
                 "samples": metric(self.samples, "samples"),
                 "steady_throughput": metric(self.steady_samples_per_s, "samples/s"),
                 "steady_throughput_per_replica": metric(
-                    self.steady_samples_per_s / self.replicas if self.steady_samples_per_s else None,
-                    "samples/s"),
+                    self.steady_samples_per_s / self.replicas if self.steady_samples_per_s else None, "samples/s"
+                ),
                 "steady_step_rate": metric(self.steady_steps_per_s, "steps/s"),
             },
             "epochs": [dataclasses.asdict(e) for e in self.epochs],
@@ -106,6 +116,7 @@ class CallRecord:
 
 
 # --- files ---------------------------------------------------------------------------
+
 
 def _json_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
@@ -177,8 +188,11 @@ def _locked(path: Path):
 
 
 def document(records: Iterable[Any], **context: Any) -> dict:
-    data = {"schema_version": SCHEMA_VERSION, **context,
-            "records": [r.to_dict() if hasattr(r, "to_dict") else r for r in records]}
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        **context,
+        "records": [r.to_dict() if hasattr(r, "to_dict") else r for r in records],
+    }
     # round-trip through JSON so dataclasses and tuples become plain data; NaN/inf become strings
     return _sanitise(json.loads(json.dumps(data, default=_json_default)))
 
@@ -204,13 +218,23 @@ def report_line(records: Iterable[Any], context: Mapping[str, Any]) -> bytes:
     """One run as one JSON line (newline included): schema 2, its own context, its records."""
     context = {k: v for k, v in context.items() if k not in ("schema_version", "type", "records")}
     run = document(records, **context)
-    run = {"schema_version": REPORT_SCHEMA_VERSION, "type": "run",
-           **{k: v for k, v in run.items() if k != "schema_version"}}
+    run = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "type": "run",
+        **{k: v for k, v in run.items() if k != "schema_version"},
+    }
     return (json.dumps(run, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
-               type(None): "null"}
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def _describe_shape(value: Any) -> str:
@@ -227,10 +251,15 @@ def _run_of(value: Any, where: str) -> dict:
         if version == REPORT_SCHEMA_VERSION and value.get("type") == "run":
             return value
         if version == SCHEMA_VERSION:  # before reports were JSON Lines: one document, records of all runs
-            return {"schema_version": SCHEMA_VERSION, "type": "run",
-                    **{k: v for k, v in value.items() if k not in ("schema_version", "type")}}
-        raise ReportError(f"{where}: schema_version {version!r} is not one this devswitch reads "
-                          f"({SCHEMA_VERSION} or {REPORT_SCHEMA_VERSION})")
+            return {
+                "schema_version": SCHEMA_VERSION,
+                "type": "run",
+                **{k: v for k, v in value.items() if k not in ("schema_version", "type")},
+            }
+        raise ReportError(
+            f"{where}: schema_version {version!r} is not one this devswitch reads "
+            f"({SCHEMA_VERSION} or {REPORT_SCHEMA_VERSION})"
+        )
     raise ReportError(f"{where}: {_describe_shape(value)}; a devswitch report holds runs with records")
 
 
@@ -251,8 +280,9 @@ def parse_report(text: str, name: str = "report") -> list[dict]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ReportError(f"{name}:{number}: not JSON ({error.msg}): not a devswitch report, or a line "
-                              "cut short") from None
+            raise ReportError(
+                f"{name}:{number}: not JSON ({error.msg}): not a devswitch report, or a line cut short"
+            ) from None
         runs.append(_run_of(value, f"{name}:{number}"))
     return runs
 
@@ -294,7 +324,7 @@ def _append_line(path: Path, line: bytes) -> None:
             line = b"\n" + line  # the last line was cut short: do not glue this run to it
         view = memoryview(line)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -366,13 +396,17 @@ def save_report(path: str | Path, records: Sequence[Any], context: Mapping[str, 
     for folder in _unique([path.parent, Path.cwd(), Path(tempfile.gettempdir())]):
         try:
             target = _write_new(folder, stem, ".jsonl", line)
-            return target, (f"could not write the report to {path}: {reason}; kept the {count} record(s) "
-                            f"of this run in {target}")
+            return target, (
+                f"could not write the report to {path}: {reason}; kept the {count} record(s) of this run in {target}"
+            )
         except OSError as error:
             failures.append(f"{folder}: {error.strerror or error}")
-    return None, (f"could not write the report to {path}: {reason}; nor a file beside it ("
-                  + "; ".join(failures) + f"). The {count} record(s) of this run, as one JSON line:\n"
-                  + line.decode("utf-8").rstrip("\n"))
+    return None, (
+        f"could not write the report to {path}: {reason}; nor a file beside it ("
+        + "; ".join(failures)
+        + f"). The {count} record(s) of this run, as one JSON line:\n"
+        + line.decode("utf-8").rstrip("\n")
+    )
 
 
 def _reason(error: Exception, path: Path) -> str:
@@ -380,7 +414,7 @@ def _reason(error: Exception, path: Path) -> str:
         return f"{type(error).__name__}: {error}"
     text = str(error)
     if text.startswith(str(path) + ":"):  # the note names the file already
-        text = re.sub(r"\A(\d+):", r"line \1:", text[len(str(path)) + 1:].lstrip())
+        text = re.sub(r"\A(\d+):", r"line \1:", text[len(str(path)) + 1 :].lstrip())
     return text
 
 

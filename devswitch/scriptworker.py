@@ -42,10 +42,21 @@ def main(spec_path: str) -> int:
 
     reason = unsupported_reason(plan, inventory())
     context = session.context()
-    emit(p.READY, plan=context.get("plan"), environment=context["environment"], config=context["config"],
-         gpus=gpus_seen(plan, len(inventory().gpus)),
-         settings=applied_settings({k: v for k, v in spec.settings.items() if k in spec.where
-                                    and spec.where[k].startswith("devswitch compare (--vary")}, session.config()))
+    emit(
+        p.READY,
+        plan=context.get("plan"),
+        environment=context["environment"],
+        config=context["config"],
+        gpus=gpus_seen(plan, len(inventory().gpus)),
+        settings=applied_settings(
+            {
+                k: v
+                for k, v in spec.settings.items()
+                if k in spec.where and spec.where[k].startswith("devswitch compare (--vary")
+            },
+            session.config(),
+        ),
+    )
     if reason:
         emit(p.UNAVAILABLE, reason=reason)
         return 0

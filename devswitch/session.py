@@ -13,8 +13,9 @@ import atexit
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import state
 from .apply import apply
@@ -32,8 +33,9 @@ def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
     return resolve(os.environ, Path.home(), Path.cwd(), explicit)
 
 
-def activate(explicit: Mapping[str, Any] | Layer | None = None, inventory: Inventory | None = None,
-             announce: bool = True) -> Plan:
+def activate(
+    explicit: Mapping[str, Any] | Layer | None = None, inventory: Inventory | None = None, announce: bool = True
+) -> Plan:
     """Resolve (with ``explicit`` values on top) and apply; remembers the result for config()/plan().
     ``announce``: log the applied plan's summary (the notebook's magic prints it itself)."""
     with _lock:
@@ -78,16 +80,32 @@ def context() -> dict:
 
     cfg, plan = config(), state.current().plan
     cpu = detect_cpu()
-    data = {"environment": {**versions(plan.backend if plan else None), "cpu": cpu.model, "cpu_cores": cpu.cores,
-                            "cpu_features": sorted(cpu.features)},
-            "config": cfg.to_dict()}
+    data = {
+        "environment": {
+            **versions(plan.backend if plan else None),
+            "cpu": cpu.model,
+            "cpu_cores": cpu.cores,
+            "cpu_features": sorted(cpu.features),
+        },
+        "config": cfg.to_dict(),
+    }
     if plan is not None:
-        data["plan"] = {"backend": plan.backend, "device": plan.device, "precision": plan.precision,
-                        "policy": plan.policy, "math": plan.math,
-                        "device_reason": plan.device_reason, "precision_reason": plan.precision_reason}
+        data["plan"] = {
+            "backend": plan.backend,
+            "device": plan.device,
+            "precision": plan.precision,
+            "policy": plan.policy,
+            "math": plan.math,
+            "device_reason": plan.device_reason,
+            "precision_reason": plan.precision_reason,
+        }
         if plan.strategy is not None:
-            data["plan"].update(strategy=plan.strategy.name, replicas=plan.strategy.replicas,
-                                workers=plan.strategy.workers, role=plan.strategy.role)
+            data["plan"].update(
+                strategy=plan.strategy.name,
+                replicas=plan.strategy.replicas,
+                workers=plan.strategy.workers,
+                role=plan.strategy.role,
+            )
     return data
 
 

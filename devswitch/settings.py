@@ -16,8 +16,9 @@ import functools
 import operator
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import char_name
 
@@ -58,6 +59,7 @@ class Setting:
         def parse(raw: Any) -> Any:
             check_clean(raw)
             return parser(raw)
+
         object.__setattr__(self, "parse", parse)
 
     @property
@@ -80,8 +82,10 @@ def lookalike_note(text: Any) -> str | None:
     for position, char in enumerate(text[:200]):
         if not char.isascii():
             name = unicodedata.name(char, "unnamed character")
-            return (f"it contains the non-ASCII character {char!r} (U+{ord(char):04X} {name}) at position "
-                    f"{position + 1}; settings are plain ASCII: retype it")
+            return (
+                f"it contains the non-ASCII character {char!r} (U+{ord(char):04X} {name}) at position "
+                f"{position + 1}; settings are plain ASCII: retype it"
+            )
     return "it contains non-ASCII characters; settings are plain ASCII: retype it"
 
 
@@ -95,7 +99,7 @@ def lookalike_note(text: Any) -> str | None:
 
 UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 MAX_CHECKED = 10_000  # strings, lists and mappings walked in one value (a file's own bound is the same)
-_ENDS = " \t\r\n"    # stripped by every parser: a block scalar's final newline is harmless
+_ENDS = " \t\r\n"  # stripped by every parser: a block scalar's final newline is harmless
 
 
 class Unclean(Invalid):
@@ -122,7 +126,7 @@ def check_clean(raw: Any) -> None:
                 position = len(value) - len(value.lstrip(_ENDS)) + bad.start() + 1
                 raise Unclean(f"holds {char_name(bad.group())} at position {position}{of}")
         elif isinstance(value, (list, tuple)):
-            stack.extend((item, f" of item {i + 1}{of}") for i, item in enumerate(value[:MAX_CHECKED + 1]))
+            stack.extend((item, f" of item {i + 1}{of}") for i, item in enumerate(value[: MAX_CHECKED + 1]))
         elif isinstance(value, dict):
             for i, (key, item) in enumerate(value.items()):
                 if i > MAX_CHECKED:
@@ -171,8 +175,10 @@ def parse_device(raw: Any) -> str:
     if not match or (match.group(2) and match.group(1) not in ("gpu", "cuda")):
         head = text.split(":")[0]
         guess = closest(head, ["auto", "cpu", "gpu"])
-        raise Invalid("auto, cpu, gpu, gpu:N or gpu:N,M,... (N a GPU index 0, 1, ...; cuda is taken as gpu)",
-                      guess if guess and guess != head else None)
+        raise Invalid(
+            "auto, cpu, gpu, gpu:N or gpu:N,M,... (N a GPU index 0, 1, ...; cuda is taken as gpu)",
+            guess if guess and guess != head else None,
+        )
     kind = "gpu" if match.group(1) == "cuda" else match.group(1)
     if match.group(2):
         if any(len(i) > 4 for i in match.group(2).split(",")):
@@ -187,9 +193,14 @@ def parse_device(raw: Any) -> str:
 
 
 PRECISION_ALIASES = {
-    "fp32": "fp32", "float32": "fp32",
-    "fp16": "fp16", "mixed_float16": "fp16", "float16": "fp16",
-    "bf16": "bf16", "mixed_bfloat16": "bf16", "bfloat16": "bf16",
+    "fp32": "fp32",
+    "float32": "fp32",
+    "fp16": "fp16",
+    "mixed_float16": "fp16",
+    "float16": "fp16",
+    "bf16": "bf16",
+    "mixed_bfloat16": "bf16",
+    "bfloat16": "bf16",
     "half": "half",
 }
 
@@ -200,8 +211,10 @@ def parse_precision(raw: Any) -> str:
         raise Invalid("one of fp32, fp16, bf16, half (or float32, mixed_float16, mixed_bfloat16)")
     text = raw.strip().lower()
     if text not in PRECISION_ALIASES:
-        raise Invalid("one of fp32, fp16, bf16, half (or float32, mixed_float16, mixed_bfloat16)",
-                      closest(text, list(PRECISION_ALIASES)))
+        raise Invalid(
+            "one of fp32, fp16, bf16, half (or float32, mixed_float16, mixed_bfloat16)",
+            closest(text, list(PRECISION_ALIASES)),
+        )
     return PRECISION_ALIASES[text]
 
 
@@ -211,6 +224,7 @@ def choice(*options: str) -> Callable[[Any], str]:
         if text not in options:
             raise Invalid("one of " + ", ".join(options), closest(raw, list(options)))
         return text
+
     return parse
 
 
@@ -262,15 +276,17 @@ def count(maximum: int) -> Callable[[Any], int]:
     return parse
 
 
-MAX_THREADS = 1024        # per pool; far above any real machine, far below what makes TensorFlow hang
+MAX_THREADS = 1024  # per pool; far above any real machine, far below what makes TensorFlow hang
 MAX_CPU_REPLICAS = 256
 MAX_WORKER_INDEX = 65535
 _threads_count = count(MAX_THREADS)
 
 
 def parse_threads(raw: Any) -> Threads:
-    expected = (f"N (intra-op threads), 'INTRA:INTER', or a mapping {{intra: N, inter: M}}; each from 0 to "
-                f"{MAX_THREADS}, 0 = the framework's choice")
+    expected = (
+        f"N (intra-op threads), 'INTRA:INTER', or a mapping {{intra: N, inter: M}}; each from 0 to "
+        f"{MAX_THREADS}, 0 = the framework's choice"
+    )
     try:
         if isinstance(raw, dict):
             unknown = set(raw) - {"intra", "inter"}
@@ -295,8 +311,10 @@ def parse_report(raw: Any) -> str:
             return text.lower()
         if text.lower().endswith((".json", ".jsonl")) and len(text) <= 4096:
             return text
-    raise Invalid("off, summary, or a path ending in .json or .jsonl (the summary, and one line per run "
-                  "appended there)", closest(raw, ["off", "summary"]))
+    raise Invalid(
+        "off, summary, or a path ending in .json or .jsonl (the summary, and one line per run appended there)",
+        closest(raw, ["off", "summary"]),
+    )
 
 
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9_.\-\[\]:]{1,253}:[0-9]{1,5}", re.ASCII)
@@ -337,101 +355,167 @@ def parse_profile(raw: Any) -> str:
 from .backends import NAMES as BACKENDS  # noqa: E402 - every module of backends/ (it imports no framework)
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("backend", "auto", choice("auto", *BACKENDS),
-            ", ".join(("auto", *BACKENDS)),
-            "The Keras backend. auto = what Keras itself would pick: KERAS_BACKEND, else the backend in "
-            "keras.json ($KERAS_HOME or ~/.keras), else tensorflow. devswitch sets KERAS_BACKEND before Keras "
-            "is imported; jax and torch are extras (pip install \"devswitch[jax]\").",
-            "auto"),
-    Setting("device", "auto", parse_device,
-            "auto, cpu, gpu, gpu:N, gpu:N,M,... (cuda = gpu)",
-            "Which device(s) Keras may use, on every backend. auto = all GPUs if there are any, else the CPU. "
-            "Theano's spelling cuda, cuda:N is accepted as gpu, gpu:N.",
-            "auto"),
-    Setting("precision", "fp32", parse_precision,
-            "fp32, fp16, bf16, half (aliases: float32, mixed_float16, mixed_bfloat16)",
-            "The global Keras dtype policy. half = the fastest half precision this device really "
-            "supports: bf16 on GPUs with compute capability >= 8.0 and on CPUs with AVX512-BF16/AMX, "
-            "fp16 on compute capability 7.x, otherwise fp32.",
-            "fp32"),
-    Setting("math", "auto", choice(*MATH_MODES),
-            ", ".join(MATH_MODES),
-            "How float32 matmuls and convolutions compute inside (the Keras policy is unchanged). auto = the "
-            "framework's own default, recorded (TensorFlow and JAX use TF32 on GPUs with compute capability "
-            ">= 8.0; PyTorch full float32 matmuls, TF32 cuDNN convolutions); ieee = full float32 everywhere; "
-            "tf32 = TF32 on GPUs with compute capability >= 8.0; bf16 = bf16 internal math where the kernels "
-            "honour it (PyTorch oneDNN on AMX CPUs, JAX on GPUs >= 8.0). Where a mode has no effect, a warning "
-            "says so and devswitch info shows what is in force.",
-            "auto"),
-    Setting("fallback", "cpu", choice("cpu", "error"),
-            "cpu, error",
-            "What happens when a GPU is asked for and none is usable: run on the CPU with a warning, "
-            "or stop with an error.",
-            "cpu"),
-    Setting("memory_growth", True, parse_bool,
-            "true, false",
-            "Allocate GPU memory as needed instead of grabbing all of it at start-up.",
-            "true"),
-    Setting("xla", "auto", parse_xla,
-            "auto, true, false",
-            "XLA compilation of Keras models: auto = Keras' own jit_compile=\"auto\" (devswitch passes "
-            "nothing); true/false = jit_compile=True/False for every compile() that does not pass it itself.",
-            "auto"),
-    Setting("threads", Threads(0, 0), parse_threads,
-            f"N, INTRA:INTER, {{intra: N, inter: M}} (0 to {MAX_THREADS} each)",
-            "Thread pools: intra-op (inside one op) and inter-op (between ops), on TensorFlow and PyTorch; "
-            "not applicable on JAX (flagged if set). 0 = the framework's choice.",
-            "0"),
-    Setting("log_level", "warning", choice(*LOG_LEVELS),
-            ", ".join(LOG_LEVELS),
-            "How much of the framework's own C++ start-up noise reaches the terminal "
-            "(TF_CPP_MIN_LOG_LEVEL, read by TensorFlow and XLA); quiet also hides devswitch's one-line summary.",
-            "warning"),
-    Setting("report", "summary", parse_report,
-            "off, summary, PATH.json, PATH.jsonl",
-            "Timing report of fit/predict/evaluate: off, a summary table at exit, or the summary and "
-            "this run appended to PATH as one JSON line (JSON Lines: each run with its own configuration "
-            "and plan; files of devswitch 0.1 are still read).",
-            "summary"),
-    Setting("batch_timing", False, parse_bool,
-            "true, false",
-            "Also time every batch of fit/predict. Opt-in and labelled in the records: overriding Keras' "
-            "batch hooks turns off its asynchronous dispatch, so it can slow down what it measures.",
-            "false"),
-    Setting("strategy", "none", choice("none", "mirrored", "multi_worker"),
-            "none, mirrored, multi_worker",
-            "Data parallelism for the whole script, from the backend's own engine: mirrored = all selected "
-            "devices of this machine (TensorFlow: MirroredStrategy; JAX: keras.distribution.DataParallel); "
-            "multi_worker = several machines (TensorFlow: MultiWorkerMirroredStrategy over TF_CONFIG or "
-            "workers; JAX: keras.distribution.initialize). Refused on PyTorch, which Keras cannot distribute.",
-            "none"),
-    Setting("cpu_replicas", 0, count(MAX_CPU_REPLICAS),
-            f"N from 0 to {MAX_CPU_REPLICAS}",
-            "Split the CPU into N devices (TensorFlow: logical CPUs; JAX: host devices through XLA_FLAGS), "
-            "so mirrored runs N replicas on a CPU-only machine (0 = do not split).",
-            "0"),
-    Setting("workers", (), parse_workers,
-            "host:port,host:port,...",
-            "The cluster for multi_worker: every worker's address, the same list on every machine (TensorFlow: "
-            "turned into TF_CONFIG unless that is set; JAX: the first address is the coordinator).",
-            '""'),
-    Setting("worker_index", 0, count(MAX_WORKER_INDEX),
-            f"N from 0 to {MAX_WORKER_INDEX}",
-            "This machine's position in workers (0 is the chief).",
-            "0"),
-    Setting("profile", "", parse_profile,
-            "a name defined under profiles:",
-            "The named set of settings to apply (see profiles). Usually chosen with DEVSWITCH_PROFILE.",
-            '""'),
+    Setting(
+        "backend",
+        "auto",
+        choice("auto", *BACKENDS),
+        ", ".join(("auto", *BACKENDS)),
+        "The Keras backend. auto = what Keras itself would pick: KERAS_BACKEND, else the backend in "
+        "keras.json ($KERAS_HOME or ~/.keras), else tensorflow. devswitch sets KERAS_BACKEND before Keras "
+        'is imported; jax and torch are extras (pip install "devswitch[jax]").',
+        "auto",
+    ),
+    Setting(
+        "device",
+        "auto",
+        parse_device,
+        "auto, cpu, gpu, gpu:N, gpu:N,M,... (cuda = gpu)",
+        "Which device(s) Keras may use, on every backend. auto = all GPUs if there are any, else the CPU. "
+        "Theano's spelling cuda, cuda:N is accepted as gpu, gpu:N.",
+        "auto",
+    ),
+    Setting(
+        "precision",
+        "fp32",
+        parse_precision,
+        "fp32, fp16, bf16, half (aliases: float32, mixed_float16, mixed_bfloat16)",
+        "The global Keras dtype policy. half = the fastest half precision this device really "
+        "supports: bf16 on GPUs with compute capability >= 8.0 and on CPUs with AVX512-BF16/AMX, "
+        "fp16 on compute capability 7.x, otherwise fp32.",
+        "fp32",
+    ),
+    Setting(
+        "math",
+        "auto",
+        choice(*MATH_MODES),
+        ", ".join(MATH_MODES),
+        "How float32 matmuls and convolutions compute inside (the Keras policy is unchanged). auto = the "
+        "framework's own default, recorded (TensorFlow and JAX use TF32 on GPUs with compute capability "
+        ">= 8.0; PyTorch full float32 matmuls, TF32 cuDNN convolutions); ieee = full float32 everywhere; "
+        "tf32 = TF32 on GPUs with compute capability >= 8.0; bf16 = bf16 internal math where the kernels "
+        "honour it (PyTorch oneDNN on AMX CPUs, JAX on GPUs >= 8.0). Where a mode has no effect, a warning "
+        "says so and devswitch info shows what is in force.",
+        "auto",
+    ),
+    Setting(
+        "fallback",
+        "cpu",
+        choice("cpu", "error"),
+        "cpu, error",
+        "What happens when a GPU is asked for and none is usable: run on the CPU with a warning, "
+        "or stop with an error.",
+        "cpu",
+    ),
+    Setting(
+        "memory_growth",
+        True,
+        parse_bool,
+        "true, false",
+        "Allocate GPU memory as needed instead of grabbing all of it at start-up.",
+        "true",
+    ),
+    Setting(
+        "xla",
+        "auto",
+        parse_xla,
+        "auto, true, false",
+        'XLA compilation of Keras models: auto = Keras\' own jit_compile="auto" (devswitch passes '
+        "nothing); true/false = jit_compile=True/False for every compile() that does not pass it itself.",
+        "auto",
+    ),
+    Setting(
+        "threads",
+        Threads(0, 0),
+        parse_threads,
+        f"N, INTRA:INTER, {{intra: N, inter: M}} (0 to {MAX_THREADS} each)",
+        "Thread pools: intra-op (inside one op) and inter-op (between ops), on TensorFlow and PyTorch; "
+        "not applicable on JAX (flagged if set). 0 = the framework's choice.",
+        "0",
+    ),
+    Setting(
+        "log_level",
+        "warning",
+        choice(*LOG_LEVELS),
+        ", ".join(LOG_LEVELS),
+        "How much of the framework's own C++ start-up noise reaches the terminal "
+        "(TF_CPP_MIN_LOG_LEVEL, read by TensorFlow and XLA); quiet also hides devswitch's one-line summary.",
+        "warning",
+    ),
+    Setting(
+        "report",
+        "summary",
+        parse_report,
+        "off, summary, PATH.json, PATH.jsonl",
+        "Timing report of fit/predict/evaluate: off, a summary table at exit, or the summary and "
+        "this run appended to PATH as one JSON line (JSON Lines: each run with its own configuration "
+        "and plan; files of devswitch 0.1 are still read).",
+        "summary",
+    ),
+    Setting(
+        "batch_timing",
+        False,
+        parse_bool,
+        "true, false",
+        "Also time every batch of fit/predict. Opt-in and labelled in the records: overriding Keras' "
+        "batch hooks turns off its asynchronous dispatch, so it can slow down what it measures.",
+        "false",
+    ),
+    Setting(
+        "strategy",
+        "none",
+        choice("none", "mirrored", "multi_worker"),
+        "none, mirrored, multi_worker",
+        "Data parallelism for the whole script, from the backend's own engine: mirrored = all selected "
+        "devices of this machine (TensorFlow: MirroredStrategy; JAX: keras.distribution.DataParallel); "
+        "multi_worker = several machines (TensorFlow: MultiWorkerMirroredStrategy over TF_CONFIG or "
+        "workers; JAX: keras.distribution.initialize). Refused on PyTorch, which Keras cannot distribute.",
+        "none",
+    ),
+    Setting(
+        "cpu_replicas",
+        0,
+        count(MAX_CPU_REPLICAS),
+        f"N from 0 to {MAX_CPU_REPLICAS}",
+        "Split the CPU into N devices (TensorFlow: logical CPUs; JAX: host devices through XLA_FLAGS), "
+        "so mirrored runs N replicas on a CPU-only machine (0 = do not split).",
+        "0",
+    ),
+    Setting(
+        "workers",
+        (),
+        parse_workers,
+        "host:port,host:port,...",
+        "The cluster for multi_worker: every worker's address, the same list on every machine (TensorFlow: "
+        "turned into TF_CONFIG unless that is set; JAX: the first address is the coordinator).",
+        '""',
+    ),
+    Setting(
+        "worker_index",
+        0,
+        count(MAX_WORKER_INDEX),
+        f"N from 0 to {MAX_WORKER_INDEX}",
+        "This machine's position in workers (0 is the chief).",
+        "0",
+    ),
+    Setting(
+        "profile",
+        "",
+        parse_profile,
+        "a name defined under profiles:",
+        "The named set of settings to apply (see profiles). Usually chosen with DEVSWITCH_PROFILE.",
+        '""',
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 PROFILES_KEY = "profiles"
-PROFILES_DOC = ("Named sets of settings, e.g. profiles: {gpu: {device: gpu, precision: half}}; "
-                "select one with DEVSWITCH_PROFILE=gpu (or profile: gpu). A profile's values apply "
-                "at the level of the file that defines it.")
+PROFILES_DOC = (
+    "Named sets of settings, e.g. profiles: {gpu: {device: gpu, precision: half}}; "
+    "select one with DEVSWITCH_PROFILE=gpu (or profile: gpu). A profile's values apply "
+    "at the level of the file that defines it."
+)
 
 # Environment variables that are not one-per-setting.
 ENV_FLAGS = "DEVSWITCH_FLAGS"

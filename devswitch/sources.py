@@ -8,18 +8,32 @@ One file is read by ``rcfile.read_file`` (bounded, PyYAML's safe loader only).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError, char_name, clip, quote
-from .files import read_bounded, why as _why
-from .settings import (BY_NAME, ENV_FLAGS, ENV_PREFIX, ENV_RC, MAX_DEVICES, MAX_WORKERS, NAMES, PROFILES_KEY,
-                       SPECIAL_ENV, UNSAFE, closest, lookalike_note)
+from .files import read_bounded
+from .files import why as _why
+from .settings import (
+    BY_NAME,
+    ENV_FLAGS,
+    ENV_PREFIX,
+    ENV_RC,
+    MAX_DEVICES,
+    MAX_WORKERS,
+    NAMES,
+    PROFILES_KEY,
+    SPECIAL_ENV,
+    UNSAFE,
+    closest,
+    lookalike_note,
+)
 
 RC_NAME = ".devswitchrc"
-MAX_RC_FILES = 16       # files in DEVSWITCHRC
-MAX_FLAGS = 64          # KEY=VALUE entries in DEVSWITCH_FLAGS (or one %devswitch line)
+MAX_RC_FILES = 16  # files in DEVSWITCHRC
+MAX_FLAGS = 64  # KEY=VALUE entries in DEVSWITCH_FLAGS (or one %devswitch line)
 
 # Source names, lowest precedence first (the order of the README's table).
 DEFAULT = "default"
@@ -64,6 +78,7 @@ def _valid_keys_hint(key: str) -> str:
 # expand to billions of values ("billion laughs"). Every one of those limits is enforced here, before
 # any value reaches a parser or an error message.
 
+
 def _expand_user(part: str, home: Path) -> Path:
     """``~`` and ``~/x`` against the resolver's ``home``; ``~user/x`` through the password database."""
     if part == "~" or part.startswith("~/"):
@@ -75,8 +90,11 @@ def _expand_user(part: str, home: Path) -> Path:
 
             return Path(pwd.getpwnam(user).pw_dir) / rest
         except (KeyError, ImportError, ValueError):
-            raise ConfigError(f"{quote(part)}: there is no user {quote(user)} to expand '~{user}' for",
-                              where=ENV_RC, hint="write the full path, or ~/ for your own home") from None
+            raise ConfigError(
+                f"{quote(part)}: there is no user {quote(user)} to expand '~{user}' for",
+                where=ENV_RC,
+                hint="write the full path, or ~/ for your own home",
+            ) from None
     return Path(part)
 
 
@@ -88,8 +106,11 @@ def _exists(path: Path, where: str) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot check {clip(str(path))}: {_why(exc)}", where=where,
-                          hint=f"fix the path or its permissions, or set {ENV_RC} to the file to read") from None
+        raise ConfigError(
+            f"cannot check {clip(str(path))}: {_why(exc)}",
+            where=where,
+            hint=f"fix the path or its permissions, or set {ENV_RC} to the file to read",
+        ) from None
 
 
 def find_files(environ: Mapping[str, str], home: Path, cwd: Path) -> list[tuple[str, Path]]:
@@ -98,20 +119,29 @@ def find_files(environ: Mapping[str, str], home: Path, cwd: Path) -> list[tuple[
         found = []
         parts = [part for part in environ[ENV_RC].split(os.pathsep) if part]
         if len(parts) > MAX_RC_FILES:
-            raise ConfigError(f"names {len(parts)} files; at most {MAX_RC_FILES} are read", where=ENV_RC,
-                              hint=f"list at most {MAX_RC_FILES} files, separated by '{os.pathsep}' (later "
-                                   "files win); merge the rest into one")
+            raise ConfigError(
+                f"names {len(parts)} files; at most {MAX_RC_FILES} are read",
+                where=ENV_RC,
+                hint=f"list at most {MAX_RC_FILES} files, separated by '{os.pathsep}' (later "
+                "files win); merge the rest into one",
+            )
         for part in parts:
             bad = UNSAFE.search(part)
             if bad:
-                raise ConfigError(f"the path {quote(part)} holds {char_name(bad.group())} at position "
-                                  f"{bad.start() + 1}", where=ENV_RC, hint="rename the file, or fix the variable")
+                raise ConfigError(
+                    f"the path {quote(part)} holds {char_name(bad.group())} at position {bad.start() + 1}",
+                    where=ENV_RC,
+                    hint="rename the file, or fix the variable",
+                )
             path = _expand_user(part, home)
             if not path.is_absolute():
                 path = cwd / path
             if not _exists(path, ENV_RC):
-                raise ConfigError(f"file not found: {clip(str(path))}", where=ENV_RC,
-                                  hint=f"create it with 'devswitch init', fix the path, or unset {ENV_RC}")
+                raise ConfigError(
+                    f"file not found: {clip(str(path))}",
+                    where=ENV_RC,
+                    hint=f"create it with 'devswitch init', fix the path, or unset {ENV_RC}",
+                )
             found.append((RC_FILE, path))
         return found
     files = []
@@ -163,11 +193,13 @@ def keras_backend(environ: Mapping[str, str], home: Path) -> Entry:
 
 # --- environment -----------------------------------------------------------------
 
+
 def parse_flags(text: str, where: str = ENV_FLAGS) -> tuple[Entry, ...]:
     """``DEVSWITCH_FLAGS="device=gpu:0,1,precision=fp16"`` -> entries (a bare index continues a GPU list).
 
     ``where`` names the flags' origin in messages and locations (``%devswitch`` parses its line here too).
     """
+
     def example(flags: str) -> str:
         return f'{where}="{flags}"' if where == ENV_FLAGS else f"{where} {flags.replace(',', ' ')}"
 
@@ -177,30 +209,45 @@ def parse_flags(text: str, where: str = ENV_FLAGS) -> tuple[Entry, ...]:
         if not token:
             continue
         if "=" not in token:
-            if entries and ((token.isascii() and token.isdigit() and entries[-1].key == "device") or
-                            (":" in token and entries[-1].key == "workers")):
+            if entries and (
+                (token.isascii() and token.isdigit() and entries[-1].key == "device")
+                or (":" in token and entries[-1].key == "workers")
+            ):
                 bound = MAX_DEVICES if entries[-1].key == "device" else MAX_WORKERS
                 if len(items[-1]) >= bound:
-                    raise ConfigError(f"'{entries[-1].key}' lists more than {bound} items", where=where,
-                                      hint=f"allowed for {entries[-1].key}: {BY_NAME[entries[-1].key].allowed}")
+                    raise ConfigError(
+                        f"'{entries[-1].key}' lists more than {bound} items",
+                        where=where,
+                        hint=f"allowed for {entries[-1].key}: {BY_NAME[entries[-1].key].allowed}",
+                    )
                 items[-1].append(token)  # lists keep their commas: device=gpu:0,1 / workers=a:1,b:2
                 continue
             guess = next((n for n in NAMES if token.lower().startswith(n)), None)
-            hint = (f"did you mean '{guess}={quote(token[len(guess):])[1:-1]}'?" if guess else
-                    "write " + example("device=gpu,precision=fp16"))
+            hint = (
+                f"did you mean '{guess}={quote(token[len(guess) :])[1:-1]}'?"
+                if guess
+                else "write " + example("device=gpu,precision=fp16")
+            )
             raise ConfigError(f"{quote(token)} is not KEY=VALUE", where=where, hint=hint)
         key, _, value = (part.strip() for part in token.partition("="))
         if not key:
-            raise ConfigError(f"{quote(token)} has no key before '='", where=where,
-                              hint="write " + example(f"device={quote(value)[1:-1]}") if value else None)
+            raise ConfigError(
+                f"{quote(token)} has no key before '='",
+                where=where,
+                hint="write " + example(f"device={quote(value)[1:-1]}") if value else None,
+            )
         if key not in BY_NAME:
             raise ConfigError(f"unknown key {quote(key)}", where=where, hint=_valid_keys_hint(key))
         if not value:
-            raise ConfigError(f"{quote(token)} has no value after '='", where=where,
-                              hint=f"allowed for {key}: {BY_NAME[key].allowed}")
+            raise ConfigError(
+                f"{quote(token)} has no value after '='", where=where, hint=f"allowed for {key}: {BY_NAME[key].allowed}"
+            )
         if len(entries) >= MAX_FLAGS:
-            raise ConfigError(f"more than {MAX_FLAGS} KEY=VALUE entries", where=where,
-                              hint=f"give each setting once; there are {len(NAMES)} settings")
+            raise ConfigError(
+                f"more than {MAX_FLAGS} KEY=VALUE entries",
+                where=where,
+                hint=f"give each setting once; there are {len(NAMES)} settings",
+            )
         entries.append(Entry(key, value, f"{where} ({key})"))
         items.append([value])
     return tuple(Entry(e.key, ",".join(parts), e.where) for e, parts in zip(entries, items))
@@ -215,12 +262,15 @@ def read_env(environ: Mapping[str, str]) -> list[Layer]:
     for var in sorted(environ):
         if not var.startswith(ENV_PREFIX) or var in SPECIAL_ENV:
             continue
-        key = var[len(ENV_PREFIX):].lower()
+        key = var[len(ENV_PREFIX) :].lower()
         if key not in BY_NAME:
             known = [s.env for s in BY_NAME.values()] + list(SPECIAL_ENV)
             guess = closest(var, known)
-            raise ConfigError(f"unknown variable {quote(var)[1:-1]}", where=quote(var)[1:-1],
-                              hint=(f"did you mean {guess}? " if guess else "") + "known: " + ", ".join(known))
+            raise ConfigError(
+                f"unknown variable {quote(var)[1:-1]}",
+                where=quote(var)[1:-1],
+                hint=(f"did you mean {guess}? " if guess else "") + "known: " + ", ".join(known),
+            )
         if environ[var] == "":
             continue  # an empty variable counts as unset, as in most tools
         entries.append(Entry(key, environ[var], var))

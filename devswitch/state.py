@@ -18,7 +18,8 @@ import dataclasses
 import os
 import threading
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _MISSING = object()
 _lock = threading.RLock()
@@ -34,20 +35,20 @@ class Session:
     framework's own error.
     """
 
-    config: Any = None                    # config.Config in effect, or None
-    plan: Any = None                      # devices.Plan applied (with its StrategyPlan), or None
+    config: Any = None  # config.Config in effect, or None
+    plan: Any = None  # devices.Plan applied (with its StrategyPlan), or None
     explicit: dict = dataclasses.field(default_factory=dict)  # configure()'s accumulated values
-    inventory: Any = None                 # devices.Inventory the plan was chosen for
-    warnings: tuple = ()                  # the warnings of the decision in effect (each logged once)
-    backend: str | None = None            # the backend devswitch applied
-    xla: Any = "auto"                     # the xla setting Model.compile applies
-    policy: str | None = None             # the Keras dtype policy devswitch applied
-    policy_object: Any = None             # ... as the DTypePolicy object Keras is given
-    compiled: "weakref.WeakSet" = dataclasses.field(default_factory=weakref.WeakSet)  # models compiled under it
-    batch_timing: bool = False            # per-batch timing in the installed wrappers
-    caps: Any = None                      # timing.Caps on every fit (devswitch compare --script), or None
+    inventory: Any = None  # devices.Inventory the plan was chosen for
+    warnings: tuple = ()  # the warnings of the decision in effect (each logged once)
+    backend: str | None = None  # the backend devswitch applied
+    xla: Any = "auto"  # the xla setting Model.compile applies
+    policy: str | None = None  # the Keras dtype policy devswitch applied
+    policy_object: Any = None  # ... as the DTypePolicy object Keras is given
+    compiled: weakref.WeakSet = dataclasses.field(default_factory=weakref.WeakSet)  # models compiled under it
+    batch_timing: bool = False  # per-batch timing in the installed wrappers
+    caps: Any = None  # timing.Caps on every fit (devswitch compare --script), or None
     runs: list = dataclasses.field(default_factory=list)  # results.CallRecord of every timed call
-    notebook_seen: int = 0                # how many of ``runs`` the notebook has shown
+    notebook_seen: int = 0  # how many of ``runs`` the notebook has shown
     backend_state: dict = dataclasses.field(default_factory=dict)  # backend name -> that backend's dict
     process: dict = dataclasses.field(default_factory=dict, metadata={"process": True})
 
@@ -76,8 +77,9 @@ def setenv(name: str, value: str) -> None:
     with _lock:
         if ("env", name) not in _undo:
             before = os.environ.get(name, _MISSING)
-            _undo[("env", name)] = lambda: (os.environ.pop(name, None) if before is _MISSING
-                                            else os.environ.__setitem__(name, before))
+            _undo[("env", name)] = lambda: (
+                os.environ.pop(name, None) if before is _MISSING else os.environ.__setitem__(name, before)
+            )
         os.environ[name] = value
 
 

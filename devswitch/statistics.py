@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 MAD_TO_SIGMA = 1.4826  # scales the median absolute deviation to a standard deviation for normal data
 
@@ -52,7 +52,7 @@ def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, floa
     if n == 0:
         raise ValueError("median_ci of no values")
     tail = (1.0 - level) / 2
-    j, cumulative, term = 0, 0.0, 0.5 ** n if n <= 1000 else None
+    j, cumulative, term = 0, 0.0, 0.5**n if n <= 1000 else None
     if term is None:  # large n: the normal approximation of the binomial is exact enough
         j = max(1, int(math.floor(n / 2 - 1.959964 * math.sqrt(n) / 2)))
         return ordered[j - 1], ordered[n - j], level
@@ -64,8 +64,8 @@ def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, floa
         else:
             break
     if j == 0:
-        return ordered[0], ordered[-1], 1.0 - 2 * 0.5 ** n
-    below = sum(math.comb(n, k) for k in range(j)) / 2 ** n
+        return ordered[0], ordered[-1], 1.0 - 2 * 0.5**n
+    below = sum(math.comb(n, k) for k in range(j)) / 2**n
     return ordered[j - 1], ordered[n - j], 1.0 - 2 * below
 
 
@@ -84,19 +84,19 @@ class Summary:
     n: int
     batch: int
     total_s: float
-    samples_per_s: float          # median of per-iteration throughput
-    samples_per_s_err: float      # std / sqrt(n) of per-iteration throughput
-    samples_per_s_jitter: float   # 1.4826 x MAD of per-iteration throughput
+    samples_per_s: float  # median of per-iteration throughput
+    samples_per_s_err: float  # std / sqrt(n) of per-iteration throughput
+    samples_per_s_jitter: float  # 1.4826 x MAD of per-iteration throughput
     samples_per_s_overall: float  # all samples / all timed seconds (what a stopwatch sees)
     latency_p50_ms: float
     latency_p90_ms: float
     latency_p99_ms: float
-    steps_per_sample: int = 1     # each timed sample is the mean of this many back-to-back steps
+    steps_per_sample: int = 1  # each timed sample is the mean of this many back-to-back steps
     samples_per_s_ci: tuple[float, float] = (0.0, 0.0)  # confidence interval of the median throughput
-    ci_coverage: float = 0.0      # the interval's coverage (0.95, or less with fewer than 6 samples)
+    ci_coverage: float = 0.0  # the interval's coverage (0.95, or less with fewer than 6 samples)
 
     @classmethod
-    def of(cls, durations: Sequence[float], batch: int, steps_per_sample: int = 1) -> "Summary":
+    def of(cls, durations: Sequence[float], batch: int, steps_per_sample: int = 1) -> Summary:
         """``durations``: seconds per step, one per timed sample (a sample may average several steps)."""
         if not durations:
             raise ValueError("no timed iterations")
@@ -104,9 +104,21 @@ class Summary:
         total = sum(durations) * steps_per_sample
         ms = [d * 1000 for d in durations]
         low, high, coverage = median_ci(rates)
-        return cls(len(durations), batch, total, median(rates), std_error(rates), jitter(rates),
-                   batch * len(durations) / sum(durations), percentile(ms, 50), percentile(ms, 90),
-                   percentile(ms, 99), steps_per_sample, (low, high), coverage)
+        return cls(
+            len(durations),
+            batch,
+            total,
+            median(rates),
+            std_error(rates),
+            jitter(rates),
+            batch * len(durations) / sum(durations),
+            percentile(ms, 50),
+            percentile(ms, 90),
+            percentile(ms, 99),
+            steps_per_sample,
+            (low, high),
+            coverage,
+        )
 
 
 @dataclass(frozen=True)

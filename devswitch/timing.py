@@ -25,13 +25,14 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
 from . import state
-from .errors import clip, describe
 from .caps import batches_per_epoch
+from .errors import clip, describe
 from .results import CallRecord, EpochTime
 from .statistics import median
 
@@ -39,7 +40,7 @@ log = logging.getLogger("devswitch")
 
 SESSION = object()  # TimingCallback's default sink: the runs of the process's session (devswitch.runs())
 _local = threading.local()
-_warned_fp16: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_warned_fp16: weakref.WeakSet[Any] = weakref.WeakSet()
 
 _FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
 
@@ -53,14 +54,24 @@ def model_device(model) -> str:
 
 def compute_dtypes(model) -> tuple[str, ...]:
     layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
-    return tuple(sorted({l.compute_dtype for l in layers if getattr(l, "weights", None)} or
-                        {getattr(model, "compute_dtype", "unknown")}))
+    return tuple(
+        sorted(
+            {l.compute_dtype for l in layers if getattr(l, "weights", None)}
+            or {getattr(model, "compute_dtype", "unknown")}
+        )
+    )
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _OP = re.compile(r"\s*\[Op:[^\]]*\]$")
-_NOT_THE_MESSAGE = ("Detected at node", "<stack traces unavailable>", "[[{{node", "[[node", "0 successful operations",
-                    "0 derived errors ignored")
+_NOT_THE_MESSAGE = (
+    "Detected at node",
+    "<stack traces unavailable>",
+    "[[{{node",
+    "[[node",
+    "0 successful operations",
+    "0 derived errors ignored",
+)
 
 
 def framework_message(text: str) -> str | None:
@@ -116,12 +127,15 @@ def warn_float16_output(model) -> None:
     names = float16_outputs(model)
     if names:
         _warned_fp16.add(model)
-        log.warning(f"model '{model.name}' outputs float16 from layer '{names[0]}' under mixed_float16: a float16 "
-                    "softmax or loss can overflow to NaN. Fix: give that last layer dtype=\"float32\" "
-                    "(e.g. keras.layers.Activation('softmax', dtype='float32')).")
+        log.warning(
+            f"model '{model.name}' outputs float16 from layer '{names[0]}' under mixed_float16: a float16 "
+            'softmax or loss can overflow to NaN. Fix: give that last layer dtype="float32" '
+            "(e.g. keras.layers.Activation('softmax', dtype='float32'))."
+        )
 
 
 # --- counting samples without touching the batches --------------------------------------
+
 
 def _first_leaf(x):
     if isinstance(x, dict):
@@ -180,9 +194,17 @@ class TimingCallback(keras.callbacks.Callback):
         traced = self._traced
         if traced is None and model is not None:
             traced = getattr(model, _FUNCTION_ATTR[kind], None) is None
-        self._call = {"kind": kind, "t0": self.clock(), "epochs": [], "batches": [] if self.per_batch else None,
-                      "traced": bool(traced), "steps": self.params.get("steps") if self.params else None,
-                      "nonfinite": [], "validation": None, "logs": None}
+        self._call = {
+            "kind": kind,
+            "t0": self.clock(),
+            "epochs": [],
+            "batches": [] if self.per_batch else None,
+            "traced": bool(traced),
+            "steps": self.params.get("steps") if self.params else None,
+            "nonfinite": [],
+            "validation": None,
+            "logs": None,
+        }
 
     def _samples_per_step_call(self, steps: int | None) -> int | None:
         if self._hint is None:
@@ -221,18 +243,30 @@ class TimingCallback(keras.callbacks.Callback):
         replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1) or 1
         session = state.current()
         record = CallRecord(
-            kind=call["kind"], model=getattr(model, "name", "?"), status=status, wall_s=wall,
-            traced=call["traced"], first_s=first, steady_s=steady, steps=steps, samples=samples,
-            steady_samples_per_s=rate, steady_steps_per_s=step_rate, epochs=epochs,
+            kind=call["kind"],
+            model=getattr(model, "name", "?"),
+            status=status,
+            wall_s=wall,
+            traced=call["traced"],
+            first_s=first,
+            steady_s=steady,
+            steps=steps,
+            samples=samples,
+            steady_samples_per_s=rate,
+            steady_steps_per_s=step_rate,
+            epochs=epochs,
             device=model_device(model) if model is not None else "unknown",
             policy=policy_name(model) if model is not None else "unknown",
             compute_dtypes=compute_dtypes(model) if model is not None else (),
             nonfinite_loss_epochs=tuple(call["nonfinite"]),
             batch_times_s=tuple(call["batches"]) if call["batches"] is not None else None,
-            replicas=int(replicas), workers=_workers(model), applied_policy=session.policy or "",
+            replicas=int(replicas),
+            workers=_workers(model),
+            applied_policy=session.policy or "",
             backend=keras.backend.backend(),
             math=getattr(session.plan, "math", ""),  # the float32 math mode in force
-            history=call["logs"], cap=self._cap if call["kind"] == "fit" else None,
+            history=call["logs"],
+            cap=self._cap if call["kind"] == "fit" else None,
         )
         self.records.append(record)
         if self.sink is SESSION:
@@ -240,8 +274,10 @@ class TimingCallback(keras.callbacks.Callback):
         elif self.sink is not None:
             self.sink.append(record)
         if record.nonfinite_loss_epochs:
-            log.warning(f"{record.kind} of model '{record.model}': loss became NaN/inf at epoch(s) "
-                        + ", ".join(str(e + 1) for e in record.nonfinite_loss_epochs))
+            log.warning(
+                f"{record.kind} of model '{record.model}': loss became NaN/inf at epoch(s) "
+                + ", ".join(str(e + 1) for e in record.nonfinite_loss_epochs)
+            )
         self._hint = self._traced = self._cap = None
         return record
 
@@ -338,6 +374,7 @@ def _final_logs(logs) -> dict | None:
 
 # --- wrappers installed on keras.Model by apply.py ---------------------------------------
 
+
 @contextlib.contextmanager
 def suppressed():
     """Keras calls inside this block are not recorded (a benchmark's own predict baseline)."""
@@ -370,16 +407,20 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
         arguments["callbacks"] = callbacks
         if kind == "fit" and session.caps:  # devswitch compare --script --max-epochs/--max-steps
             try:
-                batches = batches_per_epoch(arguments.get("x"), arguments.get("batch_size"),
-                                            arguments.get("validation_split", 0.0))
+                batches = batches_per_epoch(
+                    arguments.get("x"), arguments.get("batch_size"), arguments.get("validation_split", 0.0)
+                )
             except Exception:  # noqa: BLE001 - an input we cannot size: the step cap is set as it is
                 batches = None
             clipped, timer._cap = session.caps.clip(arguments, batches)
             arguments.update(clipped)
         try:
-            hint = samples_hint(arguments.get("x"), arguments.get("batch_size"),
-                                arguments.get("steps_per_epoch" if kind == "fit" else "steps"),
-                                arguments.get("validation_split", 0.0) if kind == "fit" else 0.0)
+            hint = samples_hint(
+                arguments.get("x"),
+                arguments.get("batch_size"),
+                arguments.get("steps_per_epoch" if kind == "fit" else "steps"),
+                arguments.get("validation_split", 0.0) if kind == "fit" else 0.0,
+            )
         except Exception:  # an input we cannot size: steps/s only
             hint = None
         timer.expect(hint, getattr(self, _FUNCTION_ATTR[kind], None) is None)

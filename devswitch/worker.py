@@ -11,8 +11,8 @@ that no worker goes on computing for nobody.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import sys
 import threading
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-PARENT_GONE = 137     # the status of a process ended by SIGKILL, as the kernel's own route gives
+PARENT_GONE = 137  # the status of a process ended by SIGKILL, as the kernel's own route gives
 
 
 class Events:
@@ -51,8 +51,10 @@ def parse_target(target: str) -> tuple[str, str, bool]:
         _check_defined(Path(location), function or "build_model", target)
         return location, function or "build_model", True
     if not location or not function:
-        raise UsageError(f"unknown model '{target}'", hint="give a bundled model (" + ", ".join(BUNDLED) +
-                         "), path.py[:function] or module:function")
+        raise UsageError(
+            f"unknown model '{target}'",
+            hint="give a bundled model (" + ", ".join(BUNDLED) + "), path.py[:function] or module:function",
+        )
     import importlib.util
 
     try:
@@ -78,15 +80,20 @@ def _check_defined(path: Path, function: str, target: str) -> None:
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as error:
         raise UsageError(f"{target}: cannot read {path}: {error}", hint="fix the model file") from None
     names = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    names += [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-              if isinstance(t, ast.Name)]
-    names += [a.asname or a.name.split(".")[-1] for node in tree.body if isinstance(node, ast.ImportFrom)
-              for a in node.names]
+    names += [
+        t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)
+    ]
+    names += [
+        a.asname or a.name.split(".")[-1] for node in tree.body if isinstance(node, ast.ImportFrom) for a in node.names
+    ]
     if function not in names:
         guess = closest(function, names)
-        raise UsageError(f"{path} defines no function '{function}'",
-                         hint=(f"did you mean '{guess}'? " if guess else "") +
-                         "defined: " + (", ".join(n for n in names if not n.startswith("_")) or "nothing"))
+        raise UsageError(
+            f"{path} defines no function '{function}'",
+            hint=(f"did you mean '{guess}'? " if guess else "")
+            + "defined: "
+            + (", ".join(n for n in names if not n.startswith("_")) or "nothing"),
+        )
 
 
 def load_factory(target: str):
@@ -110,8 +117,10 @@ def load_factory(target: str):
         module = importlib.import_module(location)
     factory = getattr(module, function, None)
     if not callable(factory):
-        raise UsageError(f"{location} has no function '{function}'",
-                         hint="define it to return a Keras model, or name another with path.py:function")
+        raise UsageError(
+            f"{location} has no function '{function}'",
+            hint="define it to return a Keras model, or name another with path.py:function",
+        )
     return factory
 
 
@@ -152,6 +161,7 @@ def watch_parent(parent_pid: int, interval: float = 0.5) -> threading.Thread:
 
     An orphan is re-parented (to init or a sub-reaper), so a changed ``getppid()`` means the parent is gone.
     """
+
     def watch() -> None:
         while True:
             if os.getppid() != parent_pid:
@@ -199,8 +209,7 @@ def applied_settings(asked: dict, config) -> dict:
     for its records: what was applied, not only what compare asked for."""
     from .compare.axes import value_text
 
-    return {name: {"value": value_text(name, config[name].value), "source": config[name].source}
-            for name in asked}
+    return {name: {"value": value_text(name, config[name].value), "source": config[name].source} for name in asked}
 
 
 def make_reference(spec, model, plan: dict, emit) -> int:
@@ -210,8 +219,13 @@ def make_reference(spec, model, plan: dict, emit) -> int:
     from .compare import protocol as p
     from .errors import describe
 
-    about = {"backend": spec.backend, "device": spec.device, "precision": spec.precision,
-             "math": plan.get("math"), "policy": plan.get("policy")}
+    about = {
+        "backend": spec.backend,
+        "device": spec.device,
+        "precision": spec.precision,
+        "math": plan.get("math"),
+        "policy": plan.get("policy"),
+    }
     started = time.perf_counter()
     try:
         ref = accuracy.reference(model, spec.mode, spec.accuracy_samples, about)
@@ -248,14 +262,21 @@ def main(spec_path: str) -> int:
         from .errors import DevswitchError, describe
 
         # the varied settings (--vary) first: the ones compare fixes for every worker always win
-        explicit = {**spec.settings, "device": spec.device, "precision": spec.precision, "fallback": "error",
-                    "report": "off", "backend": spec.backend}
+        explicit = {
+            **spec.settings,
+            "device": spec.device,
+            "precision": spec.precision,
+            "fallback": "error",
+            "report": "off",
+            "backend": spec.backend,
+        }
         if spec.role == "reference":  # the strict float32 reference: full float32 math, whatever the files say
             explicit["math"] = "ieee"
         from .config import explicit_layer
 
-        where = {key: f"devswitch compare ({'--vary ' + key if key in spec.settings else 'its column'})"
-                 for key in explicit}
+        where = {
+            key: f"devswitch compare ({'--vary ' + key if key in spec.settings else 'its column'})" for key in explicit
+        }
         if spec.role == "reference":
             where["math"] = "devswitch compare (the strict float32 reference)"
         try:
@@ -274,8 +295,13 @@ def main(spec_path: str) -> int:
 
         reason = unsupported_reason(plan, inventory())
         context = session.context()
-        emit(p.READY, plan=context.get("plan"), environment=context["environment"], config=context["config"],
-             gpus=gpus_seen(plan, len(inventory().gpus)))
+        emit(
+            p.READY,
+            plan=context.get("plan"),
+            environment=context["environment"],
+            config=context["config"],
+            gpus=gpus_seen(plan, len(inventory().gpus)),
+        )
         if reason:
             emit(p.UNAVAILABLE, reason=reason)
             return 0
@@ -291,8 +317,7 @@ def main(spec_path: str) -> int:
         name = model.name
         if re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):  # Keras' automatic name says nothing
             name = parse_target(spec.target)[1] or spec.target
-        emit(p.BUILT, model=name, unit="img" if len(shape) == 3 else "samples",
-             parameters=int(model.count_params()))
+        emit(p.BUILT, model=name, unit="img" if len(shape) == 3 else "samples", parameters=int(model.count_params()))
 
         if spec.role == "reference":
             return make_reference(spec, model, context.get("plan") or {}, emit)
@@ -300,11 +325,23 @@ def main(spec_path: str) -> int:
 
         applied = applied_settings(spec.settings, session.config())
         turn = taking_turns(spec.turn_fd) if spec.rounds > 1 and spec.turn_fd is not None else None
-        benchmark(model, batch_sizes=spec.batch_sizes, mode=spec.mode, warmup=spec.warmup,
-                  iterations=spec.iterations, min_time=spec.min_time, predict_baseline=spec.predict_baseline,
-                  peak_probe=spec.peak_probe, on_record=lambda record: emit(p.RECORD, record={
-                      **record.to_dict(), **({"settings": applied} if applied else {})}),
-                  rounds=spec.rounds, turn=turn, origin=spec.origin, reference=spec.reference)
+        benchmark(
+            model,
+            batch_sizes=spec.batch_sizes,
+            mode=spec.mode,
+            warmup=spec.warmup,
+            iterations=spec.iterations,
+            min_time=spec.min_time,
+            predict_baseline=spec.predict_baseline,
+            peak_probe=spec.peak_probe,
+            on_record=lambda record: emit(
+                p.RECORD, record={**record.to_dict(), **({"settings": applied} if applied else {})}
+            ),
+            rounds=spec.rounds,
+            turn=turn,
+            origin=spec.origin,
+            reference=spec.reference,
+        )
         emit(p.DONE)
         if turn is not None:
             turn(None)

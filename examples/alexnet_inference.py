@@ -21,6 +21,16 @@ def build_model():
 if __name__ == "__main__":
     from devswitch.cli import main
 
-    defaults = ["--devices", "cpu,gpu", "--precisions", "fp32,half", "--batch-sizes", "1,128",
-                "--iterations", "10", "--warmup", "3"]
+    defaults = [
+        "--devices",
+        "cpu,gpu",
+        "--precisions",
+        "fp32,half",
+        "--batch-sizes",
+        "1,128",
+        "--iterations",
+        "10",
+        "--warmup",
+        "3",
+    ]
     raise SystemExit(main(["compare", f"{__file__}:build_model", *defaults, *sys.argv[1:]]))

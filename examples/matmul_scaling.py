@@ -19,7 +19,7 @@ def gflops(n: int, dtype: str, device: str, repeats: int) -> float:
         a = tf.cast(tf.random.uniform((n, n)), dtype)
         matmul = tf.function(lambda m: tf.matmul(m, m))
         matmul(a).numpy()  # trace and warm up
-        inner = max(1, int(2e8 // (2 * n ** 3)))  # ~0.2 GFLOP per timed sample, so small sizes are timeable
+        inner = max(1, int(2e8 // (2 * n**3)))  # ~0.2 GFLOP per timed sample, so small sizes are timeable
         best = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -27,7 +27,7 @@ def gflops(n: int, dtype: str, device: str, repeats: int) -> float:
                 out = matmul(a)
             out.numpy()
             best = min(best, (time.perf_counter() - t0) / inner)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def main():
@@ -59,8 +59,10 @@ def main():
         start = next((i for i in range(len(sizes)) if all(ahead[i:])), None)
         where = f"from n = {sizes[start]} on" if start is not None else "not consistently at the sizes tried"
         ratio = results[column][-1] / results[base][-1]
-        print(f"{column[0].strip('/').lower()} {column[1]} vs {base[0].strip('/').lower()} {base[1]}: more than 5% "
-              f"faster {where}; {ratio:.2f}x at n = {sizes[-1]}")
+        print(
+            f"{column[0].strip('/').lower()} {column[1]} vs {base[0].strip('/').lower()} {base[1]}: more than 5% "
+            f"faster {where}; {ratio:.2f}x at n = {sizes[-1]}"
+        )
     try:
         import matplotlib
 

@@ -46,9 +46,12 @@ from types import ModuleType
 
 DEFAULT = "tensorflow"  # Keras' own default backend, listed first
 _NOT_BACKENDS = {"common"}
-NAMES: tuple[str, ...] = tuple(sorted((m.name for m in pkgutil.iter_modules(__path__)
-                                       if m.name not in _NOT_BACKENDS and not m.name.startswith("_")),
-                                      key=lambda name: (name != DEFAULT, name)))
+NAMES: tuple[str, ...] = tuple(
+    sorted(
+        (m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_BACKENDS and not m.name.startswith("_")),
+        key=lambda name: (name != DEFAULT, name),
+    )
+)
 _FROM_MODULES = {"LIBRARIES": "LIBRARY", "EXTRAS": "EXTRA", "DISPLAY": "DISPLAY"}
 
 
@@ -87,7 +90,7 @@ def missing_reason(name: str) -> str | None:
     """Why ``name`` cannot run here (its framework is not installed), or None."""
     if installed(name):
         return None
-    return f"{_table('LIBRARIES')[name]} is not installed: pip install \"{_table('EXTRAS')[name]}\""
+    return f'{_table("LIBRARIES")[name]} is not installed: pip install "{_table("EXTRAS")[name]}"'
 
 
 def keras_running() -> str | None:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-TOO_LATE_HINT = ("make 'import devswitch' the first import of the script, run it unmodified with "
-                 "'devswitch run script.py', or set DEVSWITCH_* variables before Python starts")
+TOO_LATE_HINT = (
+    "make 'import devswitch' the first import of the script, run it unmodified with "
+    "'devswitch run script.py', or set DEVSWITCH_* variables before Python starts"
+)
 
 
 def nvml_memory() -> dict[int, int]:
     """GPU memory per NVML index when nvidia-ml-py is installed; {} otherwise."""
     try:
         import pynvml
+
         pynvml.nvmlInit()
     except Exception:  # no package, no driver: memory is simply not shown
         return {}
     try:
-        return {i: int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total)
-                for i in range(pynvml.nvmlDeviceGetCount())}
+        return {
+            i: int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total)
+            for i in range(pynvml.nvmlDeviceGetCount())
+        }
     except Exception:
         return {}
     finally:

@@ -11,7 +11,7 @@ import logging
 import math
 import re
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from .. import state
 from ..config import Config
@@ -37,10 +37,14 @@ def _state() -> dict:
     """What this backend keeps (the distribution it set), on the process's session: reset() clears it."""
     return state.current().backend_of(LIBRARY)
 
+
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 # Keras' own variables for jax.distributed (keras.distribution.initialize reads them).
-CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
-                     "KERAS_DISTRIBUTION_PROCESS_ID")
+CLUSTER_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
 
 
 def _host_flags(existing: str, count: int) -> str:
@@ -65,9 +69,12 @@ def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
 def refuse(config: Config) -> None:
     """What the JAX path cannot do: multi_worker builds one mesh of every process's GPUs, not a subset."""
     if config.strategy == "multi_worker" and config.device.startswith("gpu:"):
-        raise ConfigError(f"device={config.device} with strategy=multi_worker on jax: the cluster's mesh takes "
-                          "every GPU of every process", where=config["device"].location,
-                          hint="use device: gpu (all), or set CUDA_VISIBLE_DEVICES for each process")
+        raise ConfigError(
+            f"device={config.device} with strategy=multi_worker on jax: the cluster's mesh takes "
+            "every GPU of every process",
+            where=config["device"].location,
+            hint="use device: gpu (all), or set CUDA_VISIBLE_DEVICES for each process",
+        )
 
 
 def started() -> bool:
@@ -105,8 +112,10 @@ def detect_gpus() -> tuple[Gpu, ...]:
 # Measured as in tensorflow.py (README "Three Keras backends"): JAX 0.10 / XLA:CPU, bf16 / fp32 = 0.92x at
 # batch 128 and 0.22x at batch 1 (fp16 0.95x, 0.24x): XLA:CPU does not turn the CPU's bf16 instructions
 # into a speed-up for these convolutions, so half stays fp32 on a CPU with JAX.
-CPU_NO_BF16 = ("JAX (XLA:CPU) measured bf16 slower than fp32 on this kind of CPU (0.9x on AlexNet at batch 128, "
-               "0.2x at batch 1), so fp32 is fastest")
+CPU_NO_BF16 = (
+    "JAX (XLA:CPU) measured bf16 slower than fp32 on this kind of CPU (0.9x on AlexNet at batch 128, "
+    "0.2x at batch 1), so fp32 is fastest"
+)
 CPU_HALF = ("fp32", CPU_NO_BF16)
 
 
@@ -115,8 +124,16 @@ CPU_HALF = ("fp32", CPU_NO_BF16)
 # "highest", "tensorfloat32" and "bfloat16" (measured, AVX512-BF16 CPU; issue 15 on an AMX CPU too).
 PRECISION = "jax_default_matmul_precision"
 PRECISIONS = {"ieee": "highest", "tf32": "tensorfloat32", "bf16": "bfloat16"}
-_ON_GPU = {"highest": "ieee", "float32": "ieee", "high": "tf32", "tensorfloat32": "tf32", "bfloat16_3x": "tf32",
-           "default": "tf32", "bfloat16": "bf16", "fastest": "bf16"}  # on TF32/bf16 tensor cores
+_ON_GPU = {
+    "highest": "ieee",
+    "float32": "ieee",
+    "high": "tf32",
+    "tensorfloat32": "tf32",
+    "bfloat16_3x": "tf32",
+    "default": "tf32",
+    "bfloat16": "bf16",
+    "fastest": "bf16",
+}  # on TF32/bf16 tensor cores
 XLA_CPU = "XLA:CPU ignores jax_default_matmul_precision (measured: the same float32 result under every value)"
 
 
@@ -128,13 +145,15 @@ def math_effect(mode: str, kind: str, environ: Mapping[str, str]) -> tuple[str |
         asked = environ.get("JAX_DEFAULT_MATMUL_PRECISION", "").strip().lower()
         if not kind.startswith("gpu"):
             return "ieee", "XLA:CPU computes float32 matmuls in full precision" + (
-                f" ({XLA_CPU}: JAX_DEFAULT_MATMUL_PRECISION={asked} changes nothing)" if asked else "")
+                f" ({XLA_CPU}: JAX_DEFAULT_MATMUL_PRECISION={asked} changes nothing)" if asked else ""
+            )
         if kind == "gpu":
             return "ieee", "JAX's default precision, and " + NO_TF32_GPU
         if asked:
             return _ON_GPU.get(asked, f"jax {asked}"), f"JAX_DEFAULT_MATMUL_PRECISION={asked}"
-        return "tf32", ("XLA:GPU runs float32 dots at JAX's DEFAULT precision on TF32 tensor cores "
-                        f"({PRECISION} is None)")
+        return "tf32", (
+            f"XLA:GPU runs float32 dots at JAX's DEFAULT precision on TF32 tensor cores ({PRECISION} is None)"
+        )
     if mode == "ieee":
         return "ieee", f'jax.config.update("{PRECISION}", "highest")'
     if not kind.startswith("gpu"):
@@ -165,22 +184,33 @@ def math_state() -> dict:
 
 
 def meanings(config: Config, plan: Plan) -> dict[str, str]:
-    threads = ("not applicable on jax: XLA:CPU has no public thread-pool setting (it uses every core "
-               "the process may run on; limit it with taskset or cgroups)")
+    threads = (
+        "not applicable on jax: XLA:CPU has no public thread-pool setting (it uses every core "
+        "the process may run on; limit it with taskset or cgroups)"
+    )
     return {
-        "device": ("JAX_PLATFORMS=cpu before JAX starts (its GPU backend never starts)" if config.device == "cpu"
-                   else "JAX's default device (jax_default_device) = the first selected GPU" if plan.gpus
-                   else "JAX's own choice: no GPU found, so the CPU"),
-        "memory_growth": ("XLA_PYTHON_CLIENT_PREALLOCATE=" + ("false: allocate as needed" if config.memory_growth
-                                                               else "true: JAX takes 75% of GPU memory at start")),
+        "device": (
+            "JAX_PLATFORMS=cpu before JAX starts (its GPU backend never starts)"
+            if config.device == "cpu"
+            else "JAX's default device (jax_default_device) = the first selected GPU"
+            if plan.gpus
+            else "JAX's own choice: no GPU found, so the CPU"
+        ),
+        "memory_growth": (
+            "XLA_PYTHON_CLIENT_PREALLOCATE="
+            + ("false: allocate as needed" if config.memory_growth else "true: JAX takes 75% of GPU memory at start")
+        ),
         "threads": threads,
-        "xla": ("Keras' jit_compile='auto': on (JAX compiles every model whose layers support XLA)"
-                if config.xla == "auto" else f"jit_compile={config.xla} for every compile() that does not pass it"),
+        "xla": (
+            "Keras' jit_compile='auto': on (JAX compiles every model whose layers support XLA)"
+            if config.xla == "auto"
+            else f"jit_compile={config.xla} for every compile() that does not pass it"
+        ),
         "strategy": "keras.distribution: mirrored = DataParallel over the selected devices; multi_worker = "
-                    "keras.distribution.initialize (jax.distributed) then DataParallel",
+        "keras.distribution.initialize (jax.distributed) then DataParallel",
         "cpu_replicas": f"{HOST_DEVICES_FLAG}=N in XLA_FLAGS: N host devices",
         "math": f"{PRECISION}: ieee = highest, tf32 = tensorfloat32, bf16 = bfloat16 (XLA:GPU >= 8.0; XLA:CPU "
-                "ignores it)",
+        "ignores it)",
     }
 
 
@@ -188,31 +218,47 @@ def notices(config: Config, plan: Plan) -> list[str]:
     """Settings the user set that JAX has no (full) mechanism for: flagged, never silently dropped."""
     out = []
     if config["threads"].source != "default" and config.threads != (0, 0):
-        out.append(f"threads={config.threads} ({config['threads'].location}) is not applicable on jax: XLA:CPU "
-                   "has no public thread-pool setting; limit the cores with taskset or cgroups")
+        out.append(
+            f"threads={config.threads} ({config['threads'].location}) is not applicable on jax: XLA:CPU "
+            "has no public thread-pool setting; limit the cores with taskset or cgroups"
+        )
     if plan.gpus and config.device.startswith("gpu:") and not config.memory_growth:
-        out.append(f"device={config.device} with memory_growth=false on jax: JAX preallocates 75% of every GPU "
-                   "it can see, not only the selected one; set CUDA_VISIBLE_DEVICES before starting Python to "
-                   "hide the others")
+        out.append(
+            f"device={config.device} with memory_growth=false on jax: JAX preallocates 75% of every GPU "
+            "it can see, not only the selected one; set CUDA_VISIBLE_DEVICES before starting Python to "
+            "hide the others"
+        )
     return out
 
 
 def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]) -> StrategyPlan:
     """Keras' distribution API over the selected devices; multi_worker from workers/worker_index or Keras'
     own KERAS_DISTRIBUTION_* variables."""
-    local = (tuple(f"gpu:{i}" for i in plan.gpus) if plan.gpus else
-             tuple(f"cpu:{i}" for i in range(max(1, config.cpu_replicas))))
+    local = (
+        tuple(f"gpu:{i}" for i in plan.gpus)
+        if plan.gpus
+        else tuple(f"cpu:{i}" for i in range(max(1, config.cpu_replicas)))
+    )
     warnings = []
     if config.strategy == "none":
         if config.cpu_replicas > 1 and not plan.gpus:
-            warnings.append(f"cpu_replicas={config.cpu_replicas} makes that many host devices, but strategy=none "
-                            "uses one; set strategy: mirrored to run that many replicas")
+            warnings.append(
+                f"cpu_replicas={config.cpu_replicas} makes that many host devices, but strategy=none "
+                "uses one; set strategy: mirrored to run that many replicas"
+            )
         return StrategyPlan("none", local[:1], warnings=tuple(warnings))
     if config.strategy == "mirrored":
         return StrategyPlan("mirrored", local, reason=config["strategy"].location, warnings=tuple(warnings))
     count, index, source = cluster(config, environ)
-    return StrategyPlan("multi_worker", local, count, "worker", index,
-                        reason=f"{config['strategy'].location}, cluster from {source}", warnings=tuple(warnings))
+    return StrategyPlan(
+        "multi_worker",
+        local,
+        count,
+        "worker",
+        index,
+        reason=f"{config['strategy'].location}, cluster from {source}",
+        warnings=tuple(warnings),
+    )
 
 
 def cluster(config: Config, environ: Mapping[str, str]) -> tuple[int, int, str]:
@@ -220,9 +266,11 @@ def cluster(config: Config, environ: Mapping[str, str]) -> tuple[int, int, str]:
     where = config["strategy"].location
     if config.workers:
         if config.worker_index >= len(config.workers):
-            raise ConfigError(f"worker_index={config.worker_index} is out of range: workers lists "
-                              f"{len(config.workers)} address(es)", where=config["worker_index"].location,
-                              hint=f"use an index from 0 to {len(config.workers) - 1}")
+            raise ConfigError(
+                f"worker_index={config.worker_index} is out of range: workers lists {len(config.workers)} address(es)",
+                where=config["worker_index"].location,
+                hint=f"use an index from 0 to {len(config.workers) - 1}",
+            )
         return len(config.workers), config.worker_index, config["workers"].location
     if all(environ.get(v) for v in CLUSTER_VARIABLES):
         numbers = []
@@ -230,17 +278,26 @@ def cluster(config: Config, environ: Mapping[str, str]) -> tuple[int, int, str]:
             try:
                 numbers.append(parse(environ[variable]))
             except Invalid as error:
-                raise ConfigError(f"invalid value {quote(environ[variable])}: expected {error.expected}",
-                                  where=variable, hint="Keras reads it for keras.distribution.initialize") from None
+                raise ConfigError(
+                    f"invalid value {quote(environ[variable])}: expected {error.expected}",
+                    where=variable,
+                    hint="Keras reads it for keras.distribution.initialize",
+                ) from None
         count, index = numbers
         if count < 1 or index >= count:
-            raise ConfigError(f"KERAS_DISTRIBUTION_PROCESS_ID={index} is out of range for {count} processes",
-                              where=CLUSTER_VARIABLES[2], hint=f"use 0 to {max(count, 1) - 1}")
+            raise ConfigError(
+                f"KERAS_DISTRIBUTION_PROCESS_ID={index} is out of range for {count} processes",
+                where=CLUSTER_VARIABLES[2],
+                hint=f"use 0 to {max(count, 1) - 1}",
+            )
         return count, index, "KERAS_DISTRIBUTION_*"
-    raise ConfigError("strategy=multi_worker needs a cluster, and none is set", where=where,
-                      hint="set workers: [host1:port, host2:port] and worker_index: N (the same list on every "
-                           "machine; the first is the coordinator), or Keras' KERAS_DISTRIBUTION_JOB_ADDRESSES, "
-                           "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID")
+    raise ConfigError(
+        "strategy=multi_worker needs a cluster, and none is set",
+        where=where,
+        hint="set workers: [host1:port, host2:port] and worker_index: N (the same list on every "
+        "machine; the first is the coordinator), or Keras' KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+        "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID",
+    )
 
 
 def start(config: Config, environ: Mapping[str, str]) -> None:
@@ -251,8 +308,10 @@ def start(config: Config, environ: Mapping[str, str]) -> None:
         return
     count, index, _ = cluster(config, environ)  # validated before anything is started
     if started():
-        raise TooLateError("strategy=multi_worker must join its cluster before JAX's backends start, and they "
-                           "already have", hint=common.TOO_LATE_HINT)
+        raise TooLateError(
+            "strategy=multi_worker must join its cluster before JAX's backends start, and they already have",
+            hint=common.TOO_LATE_HINT,
+        )
     import keras
 
     if config.workers:
@@ -272,15 +331,22 @@ def preflight(config: Config, plan: Plan) -> None:
 
     wanted = environment(config, os.environ)
     if config.device == "cpu" and any(d.platform != "cpu" for d in jax.devices()):
-        raise TooLateError("device=cpu cannot be applied: JAX has already started with "
-                           f"{jax.devices()[0].platform} devices", hint=common.TOO_LATE_HINT)
+        raise TooLateError(
+            f"device=cpu cannot be applied: JAX has already started with {jax.devices()[0].platform} devices",
+            hint=common.TOO_LATE_HINT,
+        )
     if config.cpu_replicas > 1 and not plan.gpus and jax.local_device_count("cpu") != config.cpu_replicas:
-        raise TooLateError(f"cpu_replicas={config.cpu_replicas} cannot be applied: JAX has already started with "
-                           f"{jax.local_device_count('cpu')} host device(s)", hint=common.TOO_LATE_HINT)
+        raise TooLateError(
+            f"cpu_replicas={config.cpu_replicas} cannot be applied: JAX has already started with "
+            f"{jax.local_device_count('cpu')} host device(s)",
+            hint=common.TOO_LATE_HINT,
+        )
     preallocate = wanted.get("XLA_PYTHON_CLIENT_PREALLOCATE")
     if preallocate is not None and os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") != preallocate and plan.gpus:
-        raise TooLateError(f"memory_growth={config.memory_growth} cannot be applied: JAX has already started",
-                           hint=common.TOO_LATE_HINT)
+        raise TooLateError(
+            f"memory_growth={config.memory_growth} cannot be applied: JAX has already started",
+            hint=common.TOO_LATE_HINT,
+        )
 
 
 def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
@@ -302,8 +368,11 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         _state().update(strategy=None, strategy_plan=strategy_plan)
         return
     if strategy_plan.name == "mirrored":
-        devices = ([jax.devices("gpu")[i] for i in plan.gpus] if plan.gpus else
-                   jax.local_devices(backend="cpu")[:len(strategy_plan.devices)])
+        devices = (
+            [jax.devices("gpu")[i] for i in plan.gpus]
+            if plan.gpus
+            else jax.local_devices(backend="cpu")[: len(strategy_plan.devices)]
+        )
     else:
         devices = jax.devices()  # every process's devices, in one global mesh (each process: all its GPUs)
     distribution = keras.distribution.DataParallel(devices=devices)
@@ -320,8 +389,11 @@ def versions() -> dict:
     import jax
     import jaxlib
 
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
-            "jax_platforms": sorted({d.platform for d in jax.devices()})}
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "jax_platforms": sorted({d.platform for d in jax.devices()}),
+    }
 
 
 def model_device(model) -> str:
@@ -388,8 +460,9 @@ class Runner:
         peak = self._peak()
         return peak if peak is not None and (self._base is None or peak > self._base) else None
 
-    def matmul_peak(self, dtype: str, size: int, iterations: int = 5,
-                    clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    def matmul_peak(
+        self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter
+    ) -> tuple[float, float]:
         jax = self.jax
         t0 = clock()
         a = jax.random.uniform(self._key, (size, size), dtype="float32").astype(dtype)
@@ -400,4 +473,4 @@ class Runner:
             t = clock()
             matmul(a).block_until_ready()
             best = min(best, clock() - t)
-        return 2 * size ** 3 / best / 1e9, clock() - t0
+        return 2 * size**3 / best / 1e9, clock() - t0

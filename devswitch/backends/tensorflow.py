@@ -10,7 +10,7 @@ import functools
 import logging
 import math
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from .. import state
 from ..config import Config
@@ -52,23 +52,26 @@ def detect_gpus() -> tuple[Gpu, ...]:
     for index, device in enumerate(physical):
         details = tf.config.experimental.get_device_details(device)
         cc = details.get("compute_capability")
-        gpus.append(Gpu(index, details.get("device_name", device.name), tuple(cc) if cc else None,
-                        memory.get(index)))
+        gpus.append(Gpu(index, details.get("device_name", device.name), tuple(cc) if cc else None, memory.get(index)))
     return tuple(gpus)
 
 
 # Measured with `devswitch compare alexnet --backends tensorflow,jax,torch --devices cpu --precisions
 # fp32,bf16,fp16` on a 2-core AVX512-BF16 CPU (README "Three Keras backends"): TensorFlow 2.21 + oneDNN,
 # bf16 / fp32 = 1.93x at batch 128 and 0.93x at batch 1; fp16 0.83x and 0.44x.
-CPU_BF16 = ("CPU has {feature}: TensorFlow (oneDNN) runs bf16 natively, measured 1.9x fp32 on AlexNet at batch "
-            "128 (0.9x at batch 1)")
+CPU_BF16 = (
+    "CPU has {feature}: TensorFlow (oneDNN) runs bf16 natively, measured 1.9x fp32 on AlexNet at batch "
+    "128 (0.9x at batch 1)"
+)
 CPU_HALF = ("bf16", CPU_BF16)
 
 
 # float32 math (maths.py): TF32 is TensorFlow's one switch. Measured on an AMX CPU (issue 15):
 # ONEDNN_DEFAULT_FPMATH_MODE=BF16 left TensorFlow's float32 matmul unchanged, so bf16 math is not offered.
-NO_BF16_MATH = ("TensorFlow has no switch for bf16 math inside float32 ops (ONEDNN_DEFAULT_FPMATH_MODE=BF16 left "
-                "its CPU matmul unchanged, measured); precision: bf16 (the Keras policy) is TensorFlow's bf16")
+NO_BF16_MATH = (
+    "TensorFlow has no switch for bf16 math inside float32 ops (ONEDNN_DEFAULT_FPMATH_MODE=BF16 left "
+    "its CPU matmul unchanged, measured); precision: bf16 (the Keras policy) is TensorFlow's bf16"
+)
 TF32_CALL = "tf.config.experimental.enable_tensor_float_32_execution"
 
 
@@ -78,14 +81,19 @@ def math_effect(mode: str, kind: str, environ: Mapping[str, str]) -> tuple[str |
 
     if mode == "auto":
         if kind == "gpu-tf32":
-            return "tf32", ("TensorFlow runs float32 matmuls and convolutions in TF32 by default "
-                            "(tensor_float_32_execution_enabled() is True) on TF32 tensor cores")
+            return "tf32", (
+                "TensorFlow runs float32 matmuls and convolutions in TF32 by default "
+                "(tensor_float_32_execution_enabled() is True) on TF32 tensor cores"
+            )
         return "ieee", "TensorFlow enables TF32 by default, but " + (NO_TF32_GPU if kind == "gpu" else NO_TF32_CPU)
     if mode == "ieee":
         return "ieee", f"{TF32_CALL}(False)"
     if mode == "tf32":
-        return ("tf32", f"{TF32_CALL}(True)") if kind == "gpu-tf32" else (
-            None, NO_TF32_GPU if kind == "gpu" else NO_TF32_CPU)
+        return (
+            ("tf32", f"{TF32_CALL}(True)")
+            if kind == "gpu-tf32"
+            else (None, NO_TF32_GPU if kind == "gpu" else NO_TF32_CPU)
+        )
     return None, NO_BF16_MATH
 
 
@@ -127,8 +135,10 @@ def describe_xla(xla, gpus: int) -> str:
         return f"jit_compile={xla} for every compile() that does not pass jit_compile itself"
     if not gpus:
         return "Keras' jit_compile='auto': off (TensorFlow on a CPU-only machine)"
-    return ("Keras' jit_compile='auto': on for a model whose layers all support XLA (GPU present), "
-            "off under a tf.distribute strategy")
+    return (
+        "Keras' jit_compile='auto': on for a model whose layers all support XLA (GPU present), "
+        "off under a tf.distribute strategy"
+    )
 
 
 def notices(config: Config, plan: Plan) -> list[str]:
@@ -143,8 +153,10 @@ def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]):
 
 
 def _too_late(what: str, asked, current) -> TooLateError:
-    return TooLateError(f"{what} cannot be changed to {asked}: TensorFlow's runtime is already initialised "
-                        f"with {current}", hint=common.TOO_LATE_HINT)
+    return TooLateError(
+        f"{what} cannot be changed to {asked}: TensorFlow's runtime is already initialised with {current}",
+        hint=common.TOO_LATE_HINT,
+    )
 
 
 def start(config: Config, environ: Mapping[str, str]) -> None:
@@ -169,8 +181,10 @@ def preflight(config: Config, plan: Plan) -> None:
     if current != wanted:
         raise _too_late("the visible GPUs", wanted or "none (CPU)", current or "none")
     threading = tf.config.threading
-    for label, value, now in (("intra-op threads", config.threads.intra, threading.get_intra_op_parallelism_threads()),
-                              ("inter-op threads", config.threads.inter, threading.get_inter_op_parallelism_threads())):
+    for label, value, now in (
+        ("intra-op threads", config.threads.intra, threading.get_intra_op_parallelism_threads()),
+        ("inter-op threads", config.threads.inter, threading.get_inter_op_parallelism_threads()),
+    ):
         if value != now:
             raise _too_late(label, value, now)
     if config.cpu_replicas > 1:
@@ -179,8 +193,9 @@ def preflight(config: Config, plan: Plan) -> None:
             raise _too_late("cpu_replicas", config.cpu_replicas, f"{have} logical CPU device(s)")
     applied = _state().get("strategy_plan")
     if config.strategy == "multi_worker" and applied is not None and applied.name != "multi_worker":
-        raise _too_late("the strategy", "multi_worker (which TensorFlow creates only before its runtime starts)",
-                        applied.name)
+        raise _too_late(
+            "the strategy", "multi_worker (which TensorFlow creates only before its runtime starts)", applied.name
+        )
 
 
 def _apply_devices(tf, plan: Plan, config: Config) -> None:
@@ -191,8 +206,9 @@ def _apply_devices(tf, plan: Plan, config: Config) -> None:
     except RuntimeError:
         current = tf.config.get_visible_devices("GPU")
         if [d.name for d in current] != [d.name for d in wanted]:
-            raise _too_late("the visible GPUs", [d.name for d in wanted] or "none (CPU)",
-                            [d.name for d in current] or "none") from None
+            raise _too_late(
+                "the visible GPUs", [d.name for d in wanted] or "none (CPU)", [d.name for d in current] or "none"
+            ) from None
     for device in wanted:
         try:
             tf.config.experimental.set_memory_growth(device, config.memory_growth)
@@ -208,8 +224,7 @@ def _apply_cpu_replicas(tf, config: Config) -> None:
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] *
-                                                   config.cpu_replicas)
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * config.cpu_replicas)
     except RuntimeError:
         have = len(tf.config.list_logical_devices("CPU"))
         if have != config.cpu_replicas:
@@ -236,8 +251,10 @@ def _apply_strategy(tf, strategy_plan) -> None:
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except RuntimeError as error:
-            raise TooLateError(f"strategy=multi_worker must be created before TensorFlow's runtime starts: "
-                               f"{error}", hint=common.TOO_LATE_HINT) from None
+            raise TooLateError(
+                f"strategy=multi_worker must be created before TensorFlow's runtime starts: {error}",
+                hint=common.TOO_LATE_HINT,
+            ) from None
         _install_multi_worker_shims(tf)
     tf.distribute.experimental_set_strategy(strategy)
     _state().update(strategy=strategy, strategy_plan=strategy_plan)  # remembered only once it exists
@@ -257,11 +274,14 @@ def _install_multi_worker_shims(tf) -> None:
     """
     try:
         from keras.src.backend.tensorflow import trainer as tf_trainer
+
         symbolic_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
         reduce_per_replica = tf_trainer.reduce_per_replica
     except (ImportError, AttributeError):
-        log.warning("multi_worker: this Keras version's trainer is not the one devswitch knows; fit() may hit "
-                    "keras-team/keras#20585")
+        log.warning(
+            "multi_worker: this Keras version's trainer is not the one devswitch knows; fit() may hit "
+            "keras-team/keras#20585"
+        )
         return
     if state.patched(tf_trainer, "reduce_per_replica"):
         return
@@ -275,7 +295,8 @@ def _install_multi_worker_shims(tf) -> None:
             for _, _, batches in iterator:
                 first = next(batches)
                 data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, distributed) else v, first)
+                    lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, distributed) else v, first
+                )
                 break
             return symbolic_build(self, None, data_batch)
         return symbolic_build(self, iterator, data_batch)
@@ -305,10 +326,18 @@ def strategy():
 def _apply_threads(tf, config: Config) -> None:
     threading = tf.config.threading
     for label, value, setter, getter in (
-        ("intra-op threads", config.threads.intra, threading.set_intra_op_parallelism_threads,
-         threading.get_intra_op_parallelism_threads),
-        ("inter-op threads", config.threads.inter, threading.set_inter_op_parallelism_threads,
-         threading.get_inter_op_parallelism_threads),
+        (
+            "intra-op threads",
+            config.threads.intra,
+            threading.set_intra_op_parallelism_threads,
+            threading.get_intra_op_parallelism_threads,
+        ),
+        (
+            "inter-op threads",
+            config.threads.inter,
+            threading.set_inter_op_parallelism_threads,
+            threading.get_inter_op_parallelism_threads,
+        ),
     ):
         if value == getter():
             continue
@@ -338,8 +367,12 @@ def versions() -> dict:
     import tensorflow as tf
 
     build = tf.sysconfig.get_build_info()
-    return {"tensorflow": tf.__version__, "cuda_build": bool(build.get("is_cuda_build", False)),
-            "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
+    return {
+        "tensorflow": tf.__version__,
+        "cuda_build": bool(build.get("is_cuda_build", False)),
+        "cuda": build.get("cuda_version"),
+        "cudnn": build.get("cudnn_version"),
+    }
 
 
 def model_device(model) -> str:
@@ -384,8 +417,9 @@ class Runner:
     def peak_memory(self) -> int | None:
         return self.tf.config.experimental.get_memory_info(self.gpu_device)["peak"] if self.gpu_device else None
 
-    def matmul_peak(self, dtype: str, size: int, iterations: int = 5,
-                    clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    def matmul_peak(
+        self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter
+    ) -> tuple[float, float]:
         """Measured GFLOP/s of a size x size matmul in ``dtype`` on the default device; (GFLOP/s, seconds)."""
         tf = self.tf
         t0 = clock()
@@ -397,4 +431,4 @@ class Runner:
             t = clock()
             self.sync(matmul(a))
             best = min(best, clock() - t)
-        return 2 * size ** 3 / best / 1e9, clock() - t0
+        return 2 * size**3 / best / 1e9, clock() - t0

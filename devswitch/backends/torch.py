@@ -11,7 +11,7 @@ import logging
 import math
 import sys
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from .. import state
 from ..config import Config
@@ -36,15 +36,19 @@ def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
 def refuse(config: Config) -> None:
     """What Keras on PyTorch cannot do at all, refused before anything changes."""
     if config.strategy != "none":
-        raise ConfigError(f"strategy={config.strategy} is not available on the torch backend: Keras "
-                          f"{_keras_version()} has no data-parallel distribution for PyTorch",
-                          where=config["strategy"].location,
-                          hint="use backend: jax (keras.distribution.DataParallel) or backend: tensorflow "
-                               "(tf.distribute) for several devices, or strategy: none on torch")
+        raise ConfigError(
+            f"strategy={config.strategy} is not available on the torch backend: Keras "
+            f"{_keras_version()} has no data-parallel distribution for PyTorch",
+            where=config["strategy"].location,
+            hint="use backend: jax (keras.distribution.DataParallel) or backend: tensorflow "
+            "(tf.distribute) for several devices, or strategy: none on torch",
+        )
     if config.device.startswith("gpu:") and "," in config.device:
-        raise ConfigError(f"device={config.device}: Keras on PyTorch runs a model on one device",
-                          where=config["device"].location,
-                          hint="choose one GPU (gpu:N), or use backend: jax / tensorflow with strategy: mirrored")
+        raise ConfigError(
+            f"device={config.device}: Keras on PyTorch runs a model on one device",
+            where=config["device"].location,
+            hint="choose one GPU (gpu:N), or use backend: jax / tensorflow with strategy: mirrored",
+        )
 
 
 def _keras_version() -> str:
@@ -71,8 +75,10 @@ def detect_gpus() -> tuple[Gpu, ...]:
 
 # Measured as in tensorflow.py (README "Three Keras backends"): PyTorch 2.14 eager + oneDNN, bf16 / fp32 =
 # 1.47x at batch 128 and 0.59x at batch 1; fp16 0.24x and 0.17x (no fast fp16 CPU kernels).
-CPU_BF16 = ("CPU has {feature}: PyTorch (oneDNN) runs bf16 natively, measured 1.5x fp32 on AlexNet at batch 128 "
-            "(0.6x at batch 1)")
+CPU_BF16 = (
+    "CPU has {feature}: PyTorch (oneDNN) runs bf16 natively, measured 1.5x fp32 on AlexNet at batch 128 "
+    "(0.6x at batch 1)"
+)
 CPU_HALF = ("bf16", CPU_BF16)
 
 
@@ -83,8 +89,10 @@ CPU_HALF = ("bf16", CPU_BF16)
 # (brg_matmul:avx512_core, attr-fpmath:bf16; relative error to ieee 4e-7), and convolutions likewise; on an
 # AMX CPU the issue measured 1.9-2.3x on a 2048x2048 matmul, relative error 2.5e-3. On CUDA, "medium"
 # precision maps to TF32 (torch.backends.cuda.matmul.fp32_precision reads "tf32"): there is no bf16 mode.
-ONEDNN_NO_AMX = ("oneDNN applies bf16 math to float32 matmuls and convolutions only with AMX; on AVX512-BF16 "
-                 "alone it keeps its float32 kernels (measured: the same result as ieee)")
+ONEDNN_NO_AMX = (
+    "oneDNN applies bf16 math to float32 matmuls and convolutions only with AMX; on AVX512-BF16 "
+    "alone it keeps its float32 kernels (measured: the same result as ieee)"
+)
 
 
 def math_effect(mode: str, kind: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
@@ -96,24 +104,33 @@ def math_effect(mode: str, kind: str, environ: Mapping[str, str]) -> tuple[str |
         if kind == "gpu-tf32":
             cublas = environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") == "1"
             return ("tf32" if cublas else "ieee matmul, tf32 conv"), (
-                "PyTorch's defaults: float32 matmul precision 'highest'" + (
-                    ", but TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 allows TF32" if cublas else "") +
-                "; cuDNN convolutions allow TF32 (torch.backends.cudnn.allow_tf32 is True)")
+                "PyTorch's defaults: float32 matmul precision 'highest'"
+                + (", but TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 allows TF32" if cublas else "")
+                + "; cuDNN convolutions allow TF32 (torch.backends.cudnn.allow_tf32 is True)"
+            )
         return "ieee", "PyTorch's default float32 matmul precision 'highest'" + (
-            f"; {NO_TF32_GPU}" if gpu else "; oneDNN's fp32_precision 'none'")
+            f"; {NO_TF32_GPU}" if gpu else "; oneDNN's fp32_precision 'none'"
+        )
     if mode == "ieee":
-        return "ieee", ("torch.set_float32_matmul_precision('highest'), torch.backends.cudnn.allow_tf32 = False, "
-                        "oneDNN convolutions fp32_precision 'ieee'")
+        return "ieee", (
+            "torch.set_float32_matmul_precision('highest'), torch.backends.cudnn.allow_tf32 = False, "
+            "oneDNN convolutions fp32_precision 'ieee'"
+        )
     if mode == "tf32":
-        return ("tf32", "torch.set_float32_matmul_precision('high'), torch.backends.cudnn.allow_tf32 = True") \
-            if kind == "gpu-tf32" else (None, NO_TF32_GPU if gpu else NO_TF32_CPU)
+        return (
+            ("tf32", "torch.set_float32_matmul_precision('high'), torch.backends.cudnn.allow_tf32 = True")
+            if kind == "gpu-tf32"
+            else (None, NO_TF32_GPU if gpu else NO_TF32_CPU)
+        )
     if kind == "cpu-amx":
         return "bf16", "torch.backends.mkldnn.matmul / .conv fp32_precision = 'bf16' (oneDNN on AMX)"
     if kind == "gpu-tf32":
-        return "tf32", ("PyTorch's CUDA float32 matmul has no bf16 mode: torch.set_float32_matmul_precision('medium') "
-                        "runs TF32")
+        return "tf32", (
+            "PyTorch's CUDA float32 matmul has no bf16 mode: torch.set_float32_matmul_precision('medium') runs TF32"
+        )
     return None, NO_BF16_GPU if gpu else ONEDNN_NO_AMX if kind == "cpu-bf16" else (
-        "this CPU has no native bf16 (AVX512-BF16 or AMX)")
+        "this CPU has no native bf16 (AVX512-BF16 or AMX)"
+    )
 
 
 _NEW = ("mkldnn.matmul", "mkldnn.conv", "cuda.matmul", "cudnn.conv")  # PyTorch 2.9+: .fp32_precision
@@ -136,9 +153,11 @@ def math_state() -> dict:
         except (RuntimeError, AttributeError):  # the old API refuses to answer once the new one was used
             return None
 
-    out = {"float32_matmul_precision": read(torch.get_float32_matmul_precision),
-           "cuda.matmul.allow_tf32": read(lambda: torch.backends.cuda.matmul.allow_tf32),
-           "cudnn.allow_tf32": read(lambda: torch.backends.cudnn.allow_tf32)}
+    out = {
+        "float32_matmul_precision": read(torch.get_float32_matmul_precision),
+        "cuda.matmul.allow_tf32": read(lambda: torch.backends.cuda.matmul.allow_tf32),
+        "cudnn.allow_tf32": read(lambda: torch.backends.cudnn.allow_tf32),
+    }
     for path in _NEW:
         out[f"{path}.fp32_precision"] = getattr(_attr(torch, path), "fp32_precision", None)
     return out
@@ -154,8 +173,10 @@ def apply_math(plan: Plan) -> None:
         return
     new = {path: _attr(torch, path) for path in _NEW[:3] if hasattr(_attr(torch, path), "fp32_precision")}
     if not plan.gpus and mode == "bf16" and "mkldnn.matmul" not in new:
-        log.warning(f"math=bf16: PyTorch {torch.__version__} has no torch.backends.mkldnn.matmul.fp32_precision "
-                    "(PyTorch 2.9+); float32 math stays as it was")
+        log.warning(
+            f"math=bf16: PyTorch {torch.__version__} has no torch.backends.mkldnn.matmul.fp32_precision "
+            "(PyTorch 2.9+); float32 math stays as it was"
+        )
         return
     try:
         old = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
@@ -187,12 +208,15 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
         "device": f"{DEVICE_VARIABLE}={keras_device(plan)} (read by Keras when it is imported)",
         "memory_growth": "not applicable on torch: PyTorch's caching allocator always allocates on demand",
         "threads": "torch.set_num_threads (intra-op) / torch.set_num_interop_threads (inter-op)",
-        "xla": ("Keras' jit_compile='auto': off (PyTorch runs eagerly)" if config.xla == "auto" else
-                f"jit_compile={config.xla}" + (": torch.compile" if config.xla is True else "")),
+        "xla": (
+            "Keras' jit_compile='auto': off (PyTorch runs eagerly)"
+            if config.xla == "auto"
+            else f"jit_compile={config.xla}" + (": torch.compile" if config.xla is True else "")
+        ),
         "strategy": "not available on torch (Keras has no PyTorch data-parallel distribution)",
         "cpu_replicas": "not applicable on torch (no distribution)",
         "math": "ieee = set_float32_matmul_precision('highest') + cudnn.allow_tf32 False; tf32 = 'high' + True "
-                "(GPUs >= 8.0); bf16 = oneDNN fp32_precision 'bf16' (AMX CPUs), 'medium' = TF32 on CUDA",
+        "(GPUs >= 8.0); bf16 = oneDNN fp32_precision 'bf16' (AMX CPUs), 'medium' = TF32 on CUDA",
     }
 
 
@@ -200,11 +224,15 @@ def notices(config: Config, plan: Plan) -> list[str]:
     """Settings the user set that PyTorch has no mechanism for: flagged, never silently dropped."""
     out = []
     if config["memory_growth"].source != "default" and not config.memory_growth:
-        out.append(f"memory_growth=false ({config['memory_growth'].location}) is not applicable on torch: "
-                   "PyTorch's caching allocator always allocates on demand")
+        out.append(
+            f"memory_growth=false ({config['memory_growth'].location}) is not applicable on torch: "
+            "PyTorch's caching allocator always allocates on demand"
+        )
     if config["cpu_replicas"].source != "default" and config.cpu_replicas:
-        out.append(f"cpu_replicas={config.cpu_replicas} ({config['cpu_replicas'].location}) is not applicable on "
-                   "torch: Keras has no PyTorch distribution")
+        out.append(
+            f"cpu_replicas={config.cpu_replicas} ({config['cpu_replicas'].location}) is not applicable on "
+            "torch: Keras has no PyTorch distribution"
+        )
     return out
 
 
@@ -223,17 +251,27 @@ def start(config: Config, environ: Mapping[str, str]) -> None:
 
 def preflight(config: Config, plan: Plan) -> None:
     core = sys.modules.get("keras.src.backend.torch.core")
-    if core is not None and core.DEFAULT_DEVICE != keras_device(plan) and not (
-            core.DEFAULT_DEVICE == "cuda" and keras_device(plan) == "cuda:0"):
-        raise TooLateError(f"device cannot be changed to {keras_device(plan)}: Keras was imported with "
-                           f"{core.DEFAULT_DEVICE}", hint=common.TOO_LATE_HINT)
+    if (
+        core is not None
+        and core.DEFAULT_DEVICE != keras_device(plan)
+        and not (core.DEFAULT_DEVICE == "cuda" and keras_device(plan) == "cuda:0")
+    ):
+        raise TooLateError(
+            f"device cannot be changed to {keras_device(plan)}: Keras was imported with {core.DEFAULT_DEVICE}",
+            hint=common.TOO_LATE_HINT,
+        )
     import torch
 
-    if config.threads.inter and config.threads.inter != torch.get_num_interop_threads() and \
-            state.current().process.get("torch-interop"):
-        raise TooLateError(f"inter-op threads cannot be changed to {config.threads.inter}: PyTorch takes its "
-                           f"inter-op pool size once per process, and it is {torch.get_num_interop_threads()}",
-                           hint=common.TOO_LATE_HINT)
+    if (
+        config.threads.inter
+        and config.threads.inter != torch.get_num_interop_threads()
+        and state.current().process.get("torch-interop")
+    ):
+        raise TooLateError(
+            f"inter-op threads cannot be changed to {config.threads.inter}: PyTorch takes its "
+            f"inter-op pool size once per process, and it is {torch.get_num_interop_threads()}",
+            hint=common.TOO_LATE_HINT,
+        )
 
 
 def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
@@ -244,8 +282,9 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         try:
             torch.set_num_interop_threads(config.threads.inter)  # once per process: reset cannot undo it
         except RuntimeError as error:
-            raise TooLateError(f"inter-op threads cannot be changed to {config.threads.inter}: {error}",
-                               hint=common.TOO_LATE_HINT) from None
+            raise TooLateError(
+                f"inter-op threads cannot be changed to {config.threads.inter}: {error}", hint=common.TOO_LATE_HINT
+            ) from None
         # sized once per process: reset() cannot undo it, so the session keeps the fact through one
         state.current().process["torch-interop"] = True
     if "keras.src.backend.torch.core" not in sys.modules:
@@ -264,8 +303,11 @@ def strategy():
 def versions() -> dict:
     import torch
 
-    return {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()
-            if torch.backends.cudnn.is_available() else None}
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+    }
 
 
 def model_device(model) -> str:
@@ -307,8 +349,9 @@ class Runner:
     def peak_memory(self) -> int | None:
         return int(self.torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
 
-    def matmul_peak(self, dtype: str, size: int, iterations: int = 5,
-                    clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    def matmul_peak(
+        self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter
+    ) -> tuple[float, float]:
         torch = self.torch
         t0 = clock()
         a = torch.rand((size, size), device=self.device).to(getattr(torch, dtype))
@@ -321,4 +364,4 @@ class Runner:
                 torch.matmul(a, a)
                 self.sync(None)
                 best = min(best, clock() - t)
-        return 2 * size ** 3 / best / 1e9, clock() - t0
+        return 2 * size**3 / best / 1e9, clock() - t0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
+from .._version import __version__
 from ..errors import DevswitchError
 from .compare import compare_command, compare_parser
 from .info import info_command, info_parser
@@ -18,10 +18,13 @@ from .init import init_command, init_parser
 from .report import report_command, report_parser
 from .run import run_command, run_parser
 
-
-COMMANDS = {"info": (info_parser, info_command), "init": (init_parser, init_command),
-            "run": (run_parser, run_command), "compare": (compare_parser, compare_command),
-            "report": (report_parser, report_command)}
+COMMANDS = {
+    "info": (info_parser, info_command),
+    "init": (init_parser, init_command),
+    "run": (run_parser, run_command),
+    "compare": (compare_parser, compare_command),
+    "report": (report_parser, report_command),
+}
 
 
 def command_index(argv: list[str]) -> int | None:
@@ -45,16 +48,18 @@ def _split_run(argv: list[str], start: int) -> list[str]:
         if token == "--":
             return argv
         if token == "-m":
-            return argv[:i + 2] + ["--"] + argv[i + 2:] if i + 2 <= len(argv) else argv
+            return argv[: i + 2] + ["--"] + argv[i + 2 :] if i + 2 <= len(argv) else argv
         if token.startswith("-"):
             i += 1 if "=" in token or token in ("-h", "--help") else 2
             continue
-        return argv[:i + 1] + ["--"] + argv[i + 1:]
+        return argv[: i + 1] + ["--"] + argv[i + 1 :]
     return argv
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="devswitch", description="One switch for device, precision and backend in Keras 3.")
+    parser = argparse.ArgumentParser(
+        prog="devswitch", description="One switch for device, precision and backend in Keras 3."
+    )
     parser.add_argument("--version", action="version", version=f"devswitch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for make_parser, _ in COMMANDS.values():
@@ -68,10 +73,10 @@ def parse_args(argv: list[str], parser: argparse.ArgumentParser | None = None) -
     at = command_index(argv)
     if at is not None and argv[at] == "run":
         argv = _split_run(argv, at)
-    if at is not None and argv[at] == "compare" and "--" in argv[at + 1:]:  # compare --script S -- its arguments
+    if at is not None and argv[at] == "compare" and "--" in argv[at + 1 :]:  # compare --script S -- its arguments
         cut = argv.index("--", at + 1)
         args = parser.parse_args(argv[:cut])
-        args.script_args = tuple(argv[cut + 1:])
+        args.script_args = tuple(argv[cut + 1 :])
         return args
     return parser.parse_args(argv)
 

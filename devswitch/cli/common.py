@@ -8,14 +8,19 @@ from ..config import explicit_layer
 from ..errors import UsageError
 from ..settings import SETTINGS
 
-
 # --- switch options shared by commands: one flag per setting, from the declaration -------
+
 
 def add_switch_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("switch options (highest precedence; same values as .devswitchrc)")
     for setting in SETTINGS:
-        group.add_argument("--" + setting.name.replace("_", "-"), dest=setting.name, metavar="VALUE",
-                           default=argparse.SUPPRESS, help=f"{setting.allowed} (default {setting.default!s})")
+        group.add_argument(
+            "--" + setting.name.replace("_", "-"),
+            dest=setting.name,
+            metavar="VALUE",
+            default=argparse.SUPPRESS,
+            help=f"{setting.allowed} (default {setting.default!s})",
+        )
 
 
 def explicit_from_args(args: argparse.Namespace):
@@ -31,8 +36,10 @@ def _number(option: str, text: str, kind=int, minimum=0):
     except ValueError:
         value = None
     if value is None or not math.isfinite(value) or value < minimum:  # nan and inf are not durations
-        raise UsageError(f"{option}: '{text}' is not a {'whole ' if kind is int else ''}number >= {minimum}",
-                         hint=f"e.g. {option} {max(minimum, 1)}")
+        raise UsageError(
+            f"{option}: '{text}' is not a {'whole ' if kind is int else ''}number >= {minimum}",
+            hint=f"e.g. {option} {max(minimum, 1)}",
+        )
     return value
 
 

@@ -15,74 +15,143 @@ DEFAULT_ROUNDS = 6  # the fewest rounds whose paired speed-up interval reaches 9
 
 def compare_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser(
-        "compare", help="benchmark a model across devices and precisions, one process per configuration",
+        "compare",
+        help="benchmark a model across devices and precisions, one process per configuration",
         description="Run a backend x device x precision matrix (x the values of each --vary setting) and print "
-                    "the classic comparison table (img/s, W, img/s per W, speed-up), writing "
-                    "results.json/.csv/.md/.html/.png.")
-    parser.add_argument("target", nargs="?", default=None, metavar="MODEL",
-                        help="a bundled model (alexnet, small_cnn, mlp), path.py[:function] "
-                             "(default function build_model) or module:function (default: alexnet)")
-    parser.add_argument("--backends", default="", help="comma-separated Keras backends: tensorflow, jax, torch "
-                                                        "(default: the resolved backend, see devswitch info)")
+        "the classic comparison table (img/s, W, img/s per W, speed-up), writing "
+        "results.json/.csv/.md/.html/.png.",
+    )
+    parser.add_argument(
+        "target",
+        nargs="?",
+        default=None,
+        metavar="MODEL",
+        help="a bundled model (alexnet, small_cnn, mlp), path.py[:function] "
+        "(default function build_model) or module:function (default: alexnet)",
+    )
+    parser.add_argument(
+        "--backends",
+        default="",
+        help="comma-separated Keras backends: tensorflow, jax, torch "
+        "(default: the resolved backend, see devswitch info)",
+    )
     parser.add_argument("--devices", default="cpu,gpu", help="comma-separated: cpu, gpu, gpu:N (default cpu,gpu)")
-    parser.add_argument("--precisions", default="fp32,half",
-                        help="comma-separated: fp32, fp16, bf16, half (default fp32,half)")
+    parser.add_argument(
+        "--precisions", default="fp32,half", help="comma-separated: fp32, fp16, bf16, half (default fp32,half)"
+    )
     parser.add_argument("--batch-sizes", default="1,128", help="comma-separated (default 1,128)")
     parser.add_argument("--mode", default="inference", choices=["inference", "training"])
     parser.add_argument("--warmup", default="5", help="untimed iterations after the first call (default 5)")
     parser.add_argument("--iterations", default="20", help="timed iterations per batch size (default 20)")
     parser.add_argument("--min-time", default="0", help="keep timing for at least this many seconds (default 0)")
-    parser.add_argument("--rounds", default="", metavar="N",
-                        help="take the timed iterations in N rounds, the configurations taking turns (A B C A B "
-                             "C ...), so that a noisy neighbour slows every column alike and the speed-up gets an "
-                             "interval paired by round; all workers stay alive side by side (default: 6, or "
-                             "--iterations if fewer; 1: one configuration after another, one process at a time, "
-                             "for when memory is tight)")
-    parser.add_argument("--accuracy-samples", default="32", metavar="N",
-                        help="compare every column's outputs with a strict float32 reference (the same weights, "
-                             "N seeded inputs; training: the loss after a few SGD steps); 0 skips it (default 32)")
-    parser.add_argument("--max-error", default="", metavar="X",
-                        help="recommend only configurations whose maximum relative error against the reference "
-                             "(training: of the loss) is at most X, e.g. 1e-2; the others are named with the reason")
-    parser.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
-                        help="one more axis: a setting and its values, each value a column beside every backend, "
-                             "device and precision, e.g. --vary xla=true,false --vary threads=1,2 (repeatable; "
-                             "settings that can vary: math, xla, threads, memory_growth, strategy, cpu_replicas)")
-    parser.add_argument("--maths", default="", metavar="M1,M2",
-                        help="float32 math modes as columns: short for --vary math=M1,M2 (auto, ieee, tf32, bf16)")
-    parser.add_argument("--yes", action="store_true",
-                        help="run a matrix of more than 32 configurations (refused without it, before anything runs)")
-    parser.add_argument("--baseline", default="cpu/fp32",
-                        help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
-                             "BACKEND/DEVICE/PRECISION, then /KEY=VALUE for a varied setting (default cpu/fp32 and "
-                             "each varied setting's first value), e.g. cpu/fp32/xla=false")
-    parser.add_argument("--out", default="", metavar="DIR",
-                        help="output folder, checked before anything runs (default: a new folder "
-                             "devswitch-results/<timestamp>, never overwritten); a DIR that already holds "
-                             "results is refused (rather than written to a new folder beside it) unless --force "
-                             "is given")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite the results already in --out (they are replaced after the first "
-                             "configuration finishes)")
-    parser.add_argument("--save-profile", default=None, metavar="NAME",
-                        help="write the significantly fastest configuration at the largest batch size as profile "
-                             "NAME into the .devswitchrc the configuration comes from (the last file in "
-                             "DEVSWITCHRC, else the nearest project file, else a new ./.devswitchrc), adding to it "
-                             "without touching the rest; nothing is saved after an interrupted or incomplete run "
-                             "or without a significant winner; then run it with DEVSWITCH_PROFILE=NAME")
-    parser.add_argument("--save-profile-anyway", action="store_true",
-                        help="with --save-profile: save the fastest measured configuration even when the run was "
-                             "interrupted or incomplete or its lead is not significant (the profile's comment "
-                             "says so)")
-    parser.add_argument("--script", default=None, metavar="SCRIPT",
-                        help="compare the whole unmodified script (run as devswitch run runs it) instead of a MODEL; "
-                             "its own arguments after --: compare --script train.py [options] -- --epochs 3")
-    parser.add_argument("-m", dest="script_module", default=None, metavar="MODULE",
-                        help="like --script, for a module run as python -m MODULE")
-    parser.add_argument("--max-epochs", default="", metavar="N",
-                        help="with --script: every fit the script calls runs at most N epochs (labelled in its record)")
-    parser.add_argument("--max-steps", default="", metavar="N",
-                        help="with --script: every epoch of every fit runs at most N steps (labelled in its record)")
+    parser.add_argument(
+        "--rounds",
+        default="",
+        metavar="N",
+        help="take the timed iterations in N rounds, the configurations taking turns (A B C A B "
+        "C ...), so that a noisy neighbour slows every column alike and the speed-up gets an "
+        "interval paired by round; all workers stay alive side by side (default: 6, or "
+        "--iterations if fewer; 1: one configuration after another, one process at a time, "
+        "for when memory is tight)",
+    )
+    parser.add_argument(
+        "--accuracy-samples",
+        default="32",
+        metavar="N",
+        help="compare every column's outputs with a strict float32 reference (the same weights, "
+        "N seeded inputs; training: the loss after a few SGD steps); 0 skips it (default 32)",
+    )
+    parser.add_argument(
+        "--max-error",
+        default="",
+        metavar="X",
+        help="recommend only configurations whose maximum relative error against the reference "
+        "(training: of the loss) is at most X, e.g. 1e-2; the others are named with the reason",
+    )
+    parser.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="one more axis: a setting and its values, each value a column beside every backend, "
+        "device and precision, e.g. --vary xla=true,false --vary threads=1,2 (repeatable; "
+        "settings that can vary: math, xla, threads, memory_growth, strategy, cpu_replicas)",
+    )
+    parser.add_argument(
+        "--maths",
+        default="",
+        metavar="M1,M2",
+        help="float32 math modes as columns: short for --vary math=M1,M2 (auto, ieee, tf32, bf16)",
+    )
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="run a matrix of more than 32 configurations (refused without it, before anything runs)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default="cpu/fp32",
+        help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
+        "BACKEND/DEVICE/PRECISION, then /KEY=VALUE for a varied setting (default cpu/fp32 and "
+        "each varied setting's first value), e.g. cpu/fp32/xla=false",
+    )
+    parser.add_argument(
+        "--out",
+        default="",
+        metavar="DIR",
+        help="output folder, checked before anything runs (default: a new folder "
+        "devswitch-results/<timestamp>, never overwritten); a DIR that already holds "
+        "results is refused (rather than written to a new folder beside it) unless --force "
+        "is given",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite the results already in --out (they are replaced after the first configuration finishes)",
+    )
+    parser.add_argument(
+        "--save-profile",
+        default=None,
+        metavar="NAME",
+        help="write the significantly fastest configuration at the largest batch size as profile "
+        "NAME into the .devswitchrc the configuration comes from (the last file in "
+        "DEVSWITCHRC, else the nearest project file, else a new ./.devswitchrc), adding to it "
+        "without touching the rest; nothing is saved after an interrupted or incomplete run "
+        "or without a significant winner; then run it with DEVSWITCH_PROFILE=NAME",
+    )
+    parser.add_argument(
+        "--save-profile-anyway",
+        action="store_true",
+        help="with --save-profile: save the fastest measured configuration even when the run was "
+        "interrupted or incomplete or its lead is not significant (the profile's comment "
+        "says so)",
+    )
+    parser.add_argument(
+        "--script",
+        default=None,
+        metavar="SCRIPT",
+        help="compare the whole unmodified script (run as devswitch run runs it) instead of a MODEL; "
+        "its own arguments after --: compare --script train.py [options] -- --epochs 3",
+    )
+    parser.add_argument(
+        "-m",
+        dest="script_module",
+        default=None,
+        metavar="MODULE",
+        help="like --script, for a module run as python -m MODULE",
+    )
+    parser.add_argument(
+        "--max-epochs",
+        default="",
+        metavar="N",
+        help="with --script: every fit the script calls runs at most N epochs (labelled in its record)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        default="",
+        metavar="N",
+        help="with --script: every epoch of every fit runs at most N steps (labelled in its record)",
+    )
     parser.set_defaults(script_args=())
     parser.add_argument("--no-predict-baseline", action="store_true", help="skip the plain model.predict figure")
     parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul probe for fraction of peak")
@@ -115,28 +184,52 @@ def options_from_args(args: argparse.Namespace):
     max_error = _number("--max-error", args.max_error, float, 0) if args.max_error.strip() else None
     accuracy_samples = _number("--accuracy-samples", args.accuracy_samples, int, 0)
     if max_error is not None and accuracy_samples == 0:
-        raise UsageError("--max-error needs the accuracy rows, and --accuracy-samples 0 turns them off",
-                         hint="drop --accuracy-samples 0")
+        raise UsageError(
+            "--max-error needs the accuracy rows, and --accuracy-samples 0 turns them off",
+            hint="drop --accuracy-samples 0",
+        )
     if args.rounds.strip():
         rounds = _number("--rounds", args.rounds, int, 1)
         if rounds > iterations:
-            raise UsageError(f"--rounds {rounds}: more rounds than --iterations ({iterations}); each round takes "
-                             "at least one timed iteration", hint=f"use --iterations {rounds} or more, or fewer "
-                             "rounds")
+            raise UsageError(
+                f"--rounds {rounds}: more rounds than --iterations ({iterations}); each round takes "
+                "at least one timed iteration",
+                hint=f"use --iterations {rounds} or more, or fewer rounds",
+            )
     else:
         rounds = min(DEFAULT_ROUNDS, iterations)
     if rounds > 1 and "memory_growth" in dict(vary) and any(d != "cpu" for d in devices):
         # side by side, a memory_growth=false worker takes most of a GPU from the others: its column would lie
-        raise UsageError("--vary memory_growth on a GPU needs --rounds 1: with rounds every worker is alive at "
-                         "once, and one that preallocates the GPU starves the others", hint="add --rounds 1")
-    options = Options(args.target or "alexnet", chosen, devices, precisions, batches, args.mode,
-                   _number("--warmup", args.warmup, int, 0), iterations,
-                   _number("--min-time", args.min_time, float, 0), not args.no_predict_baseline,
-                   not args.no_peak_probe, baseline, args.out, force=args.force, rounds=rounds,
-                   accuracy_samples=accuracy_samples, max_error=max_error, vary=vary)
+        raise UsageError(
+            "--vary memory_growth on a GPU needs --rounds 1: with rounds every worker is alive at "
+            "once, and one that preallocates the GPU starves the others",
+            hint="add --rounds 1",
+        )
+    options = Options(
+        args.target or "alexnet",
+        chosen,
+        devices,
+        precisions,
+        batches,
+        args.mode,
+        _number("--warmup", args.warmup, int, 0),
+        iterations,
+        _number("--min-time", args.min_time, float, 0),
+        not args.no_predict_baseline,
+        not args.no_peak_probe,
+        baseline,
+        args.out,
+        force=args.force,
+        rounds=rounds,
+        accuracy_samples=accuracy_samples,
+        max_error=max_error,
+        vary=vary,
+    )
     if len(options.configurations) > CONFIRM_ABOVE and not args.yes:
-        raise UsageError(f"this compare is {options.size()}: more than {CONFIRM_ABOVE} configurations; nothing was "
-                         "run", hint="pass --yes to run it all the same, or compare fewer values")
+        raise UsageError(
+            f"this compare is {options.size()}: more than {CONFIRM_ABOVE} configurations; nothing was run",
+            hint="pass --yes to run it all the same, or compare fewer values",
+        )
     return options
 
 
@@ -190,8 +283,11 @@ def compare_command(args: argparse.Namespace) -> int:
         return 1
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"devswitch: wrote results.json, results.csv, results.md, results.html"
-          f"{'' if notes else ', results.png'} to {output.path}", file=sys.stderr)
+    print(
+        f"devswitch: wrote results.json, results.csv, results.md, results.html"
+        f"{'' if notes else ', results.png'} to {output.path}",
+        file=sys.stderr,
+    )
     return finish(results, args, profile_file)
 
 
@@ -202,8 +298,10 @@ def publish(results, folder: Path, table: str, write) -> list[str] | None:
         notes = write(results, folder)
     except OSError as error:
         print(table)
-        print(f"devswitch: error: could not write the results to {folder}: {error}; the table above is what was "
-              "measured", file=sys.stderr)
+        print(
+            f"devswitch: error: could not write the results to {folder}: {error}; the table above is what was measured",
+            file=sys.stderr,
+        )
         return None
     print(table)
     return notes or []
@@ -238,8 +336,9 @@ def _profile_file(args: argparse.Namespace) -> Path | None:
 
     if args.save_profile is None:
         if args.save_profile_anyway:
-            raise UsageError("--save-profile-anyway saves nothing without --save-profile NAME",
-                             hint="add --save-profile NAME")
+            raise UsageError(
+                "--save-profile-anyway saves nothing without --save-profile NAME", hint="add --save-profile NAME"
+            )
         return None
     profiles.check_name(args.save_profile)
     home, cwd = Path.home(), Path.cwd()
@@ -265,16 +364,21 @@ def _not_saved_because(results, pick, largest: int) -> list[str]:
     elif not results.complete and not results.interrupted:
         reasons.append("the run is incomplete")
     if pick.runner_up is None:
-        reasons.append(f"{results.column(pick.best)} is the only configuration measured {_at(results, largest)}: "
-                       "nothing to compare it with")
+        reasons.append(
+            f"{results.column(pick.best)} is the only configuration measured {_at(results, largest)}: "
+            "nothing to compare it with"
+        )
     elif pick.significant is None:
         reasons.append(f"whether it beats {results.column(pick.runner_up)} is unknown (no intervals recorded)")
     elif not pick.significant:
         from ..compare.recommend import coverage_words
 
         paired = getattr(pick, "paired", None)  # a ratio paired by round, where the run had shared rounds
-        why = (f"the {coverage_words(paired.coverage)} interval of its speed-up paired by round does not lie "
-               "above 1" if paired is not None else f"their {coverage_words(pick.coverage)} intervals overlap")
+        why = (
+            f"the {coverage_words(paired.coverage)} interval of its speed-up paired by round does not lie above 1"
+            if paired is not None
+            else f"their {coverage_words(pick.coverage)} intervals overlap"
+        )
         reasons.append(f"it is not significantly faster than {results.column(pick.runner_up)} ({why})")
     return reasons
 
@@ -290,35 +394,52 @@ def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
     largest = max(results.batch_sizes)
     pick = next((p for p in recommend(results) if p.batch == largest), None)
     if pick is None:
-        print(f"devswitch: profile '{name}' not saved: no configuration was measured {_at(results, largest)} "
-              "(the largest)", file=sys.stderr)
+        print(
+            f"devswitch: profile '{name}' not saved: no configuration was measured {_at(results, largest)} "
+            "(the largest)",
+            file=sys.stderr,
+        )
         return True
     if pick.best is None:
-        print(f"devswitch: profile '{name}' not saved: no configuration measured {_at(results, largest)} (the largest) "
-              "is within --max-error", file=sys.stderr)
+        print(
+            f"devswitch: profile '{name}' not saved: no configuration measured {_at(results, largest)} (the largest) "
+            "is within --max-error",
+            file=sys.stderr,
+        )
         return True
     column = results.column(pick.best)
     reasons = _not_saved_because(results, pick, largest)
     if reasons and not anyway:
-        print(f"devswitch: profile '{name}' not saved: {'; '.join(reasons)}. The fastest measured "
-              f"{_at(results, largest)} was {column}; pass --save-profile-anyway to save it all the same", file=sys.stderr)
+        print(
+            f"devswitch: profile '{name}' not saved: {'; '.join(reasons)}. The fastest measured "
+            f"{_at(results, largest)} was {column}; pass --save-profile-anyway to save it all the same",
+            file=sys.stderr,
+        )
         return True
     settings = pick.switch(results.several_backends)
     rate = pick.best.metric("throughput")
-    lead = ("" if pick.ratio is None else f", {pick.ratio:.2f}x the next, {results.column(pick.runner_up)}")
-    shown_rate = (f"{1 / rate:,.2f} s wall" if results.kind == "script" else f"{rate:,.1f} {results.model.unit}/s")
-    note = (f"devswitch compare {results.model.target}: {column}, the fastest {_at(results, largest)} ({shown_rate}"
-            f"{lead})" + (f"; saved with --save-profile-anyway: {'; '.join(reasons)}"
-                                               if reasons else ""))
+    lead = "" if pick.ratio is None else f", {pick.ratio:.2f}x the next, {results.column(pick.runner_up)}"
+    shown_rate = f"{1 / rate:,.2f} s wall" if results.kind == "script" else f"{rate:,.1f} {results.model.unit}/s"
+    note = (
+        f"devswitch compare {results.model.target}: {column}, the fastest {_at(results, largest)} ({shown_rate}"
+        f"{lead})" + (f"; saved with --save-profile-anyway: {'; '.join(reasons)}" if reasons else "")
+    )
     try:
         written = profiles.add(path, name, settings, note)
     except (OSError, DevswitchError) as error:
         print(f"devswitch: error: profile '{name}' not saved: {error}", file=sys.stderr)
         return False
     shown = str(path) if os.path.abspath(path) == str(written) else f"{path} (a link to {written})"
-    why = (f"although {'; '.join(reasons)} (--save-profile-anyway)" if reasons else
-           f"the fastest {_at(results, largest)}" + ("" if results.kind == "script" else ", the largest")
-           + ", and significantly so")
-    print(f"devswitch: saved profile '{name}' ({', '.join(f'{k}={v}' for k, v in settings.items())}: {why}) to "
-          f"{shown}; run it with DEVSWITCH_PROFILE={name} python train.py", file=sys.stderr)
+    why = (
+        f"although {'; '.join(reasons)} (--save-profile-anyway)"
+        if reasons
+        else f"the fastest {_at(results, largest)}"
+        + ("" if results.kind == "script" else ", the largest")
+        + ", and significantly so"
+    )
+    print(
+        f"devswitch: saved profile '{name}' ({', '.join(f'{k}={v}' for k, v in settings.items())}: {why}) to "
+        f"{shown}; run it with DEVSWITCH_PROFILE={name} python train.py",
+        file=sys.stderr,
+    )
     return True

@@ -6,9 +6,10 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
+from .._version import __version__
 from ..config import Config
 from ..errors import DevswitchError
 from ..render import terminal, text
@@ -38,13 +39,21 @@ def last_compare(folder: Path) -> dict | None:
     except DevswitchError as error:
         return {"path": str(found[0]), "error": error.message}
     batch = max(results.batch_sizes)
-    columns = [{"column": results.column(c), "speedup": results.speedup(c), "max_rel_error": c.error()}
-               for c in results.cells if c.batch == batch and c.ok]
+    columns = [
+        {"column": results.column(c), "speedup": results.speedup(c), "max_rel_error": c.error()}
+        for c in results.cells
+        if c.batch == batch and c.ok
+    ]
     return {"path": str(found[0]), "model": results.model.title, "batch": batch, "columns": columns}
 
 
-def collect_info(config: Config, inventory, versions: dict | None = None,
-                 environ: Mapping[str, str] | None = None, measured: dict | None = None) -> tuple[dict, int]:
+def collect_info(
+    config: Config,
+    inventory,
+    versions: dict | None = None,
+    environ: Mapping[str, str] | None = None,
+    measured: dict | None = None,
+) -> tuple[dict, int]:
     """Everything ``info`` shows, as data. Returns (data, exit code). Pure given its arguments: the decision
     is ``decide()``'s, the same that ``import devswitch``, the compare worker and ``%devswitch`` apply."""
     import os
@@ -57,12 +66,19 @@ def collect_info(config: Config, inventory, versions: dict | None = None,
     data = {
         "schema_version": 2,
         "versions": versions or {},
-        "backend": {"name": config.backend, "source": config["backend"].source,
-                    "location": config["backend"].location,
-                    "installed": {name: backends.missing_reason(name) or "installed" for name in backends.NAMES}},
+        "backend": {
+            "name": config.backend,
+            "source": config["backend"].source,
+            "location": config["backend"].location,
+            "installed": {name: backends.missing_reason(name) or "installed" for name in backends.NAMES},
+        },
         "devices": {
-            "cpu": {"model": inventory.cpu.model, "cores": inventory.cpu.cores,
-                    "features": sorted(inventory.cpu.features), "native_bf16": inventory.cpu.native_bf16},
+            "cpu": {
+                "model": inventory.cpu.model,
+                "cores": inventory.cpu.cores,
+                "features": sorted(inventory.cpu.features),
+                "native_bf16": inventory.cpu.native_bf16,
+            },
             "gpus": [dict(dataclasses.asdict(g), compute_capability=g.cc) for g in inventory.gpus],
         },
         "files": [f for f in config.files],
@@ -76,14 +92,25 @@ def collect_info(config: Config, inventory, versions: dict | None = None,
         plan, strategy = decision.plan, decision.strategy
         data["resolved"] = {
             "backend": config.backend,
-            "device": plan.device, "gpus": list(plan.gpus), "device_reason": plan.device_reason,
-            "precision": plan.precision, "policy": plan.policy, "precision_reason": plan.precision_reason,
-            "half": decision.half[0], "half_reason": decision.half[1],
-            "math": plan.math, "math_in_force": plan.maths.in_force, "math_reason": plan.maths.reason,
+            "device": plan.device,
+            "gpus": list(plan.gpus),
+            "device_reason": plan.device_reason,
+            "precision": plan.precision,
+            "policy": plan.policy,
+            "precision_reason": plan.precision_reason,
+            "half": decision.half[0],
+            "half_reason": decision.half[1],
+            "math": plan.math,
+            "math_in_force": plan.maths.in_force,
+            "math_reason": plan.maths.reason,
             "math_modes": modes_here(backend, inventory, plan.gpus, os.environ if environ is None else environ),
-            "strategy": strategy.name, "replicas": strategy.replicas, "replica_devices": list(strategy.devices),
-            "workers": strategy.workers, "role": strategy.role,
-            "xla": config.xla, "meanings": backend.meanings(config, plan),
+            "strategy": strategy.name,
+            "replicas": strategy.replicas,
+            "replica_devices": list(strategy.devices),
+            "workers": strategy.workers,
+            "role": strategy.role,
+            "xla": config.xla,
+            "meanings": backend.meanings(config, plan),
         }
         data["warnings"] = list(decision.warnings)
     except DevswitchError as error:
@@ -97,7 +124,9 @@ def _head_lines(data: dict) -> list[str]:
     v, cpu, b = data["versions"], data["devices"]["cpu"], data["backend"]
     framework = " | ".join(f"{k} {v[k]}" for k in ("tensorflow", "jax", "jaxlib", "torch") if v.get(k))
     if v.get("cuda_build") is not None:
-        framework += f" ({'CUDA ' + str(v['cuda']) + ', cuDNN ' + str(v['cudnn']) if v['cuda_build'] else 'CPU-only build'})"
+        framework += (
+            f" ({'CUDA ' + str(v['cuda']) + ', cuDNN ' + str(v['cudnn']) if v['cuda_build'] else 'CPU-only build'})"
+        )
     lines = [
         f"devswitch {v.get('devswitch', '?')}",
         f"backend    {b['name']}  ({b['source']}: {b['location']})",
@@ -125,8 +154,11 @@ def config_table(data: dict) -> Table:
         if isinstance(value, dict):
             value = ":".join(str(x) for x in value.values())
         rows.append((key, str(value) if value != "" else "-", entry["source"], entry["location"]))
-    return Table.of((Column("key"), Column("value"), Column("source"), Column("location", optional=True)), rows,
-                    title="configuration (files read: " + (", ".join(data["files"]) or "none") + ")")
+    return Table.of(
+        (Column("key"), Column("value"), Column("source"), Column("location", optional=True)),
+        rows,
+        title="configuration (files read: " + (", ".join(data["files"]) or "none") + ")",
+    )
 
 
 def _tail_lines(data: dict) -> list[str]:
@@ -141,8 +173,10 @@ def _tail_lines(data: dict) -> list[str]:
         lines.append(f"  math       {r['math']}  ({r['math_reason']})")
         for mode, effect in r["math_modes"].items():
             lines.append(f"    math={mode:<5} {effect}")
-        lines.append(f"  strategy   {r['strategy']}: {r['replicas']} replica(s) on {', '.join(r['replica_devices'])}"
-                     f" | {r['role']}")
+        lines.append(
+            f"  strategy   {r['strategy']}: {r['replicas']} replica(s) on {', '.join(r['replica_devices'])}"
+            f" | {r['role']}"
+        )
         lines.append(f"  xla        {str(r['xla']).lower()}: {r['meanings']['xla']}")
         lines += ["", f"what each setting does on {b['name']}"]
         for key, meaning in r["meanings"].items():
@@ -156,12 +190,18 @@ def _tail_lines(data: dict) -> list[str]:
 def _measured_lines(measured: dict | None) -> list[str]:
     """What each choice cost and bought here, from the last compare (never a figure it did not measure)."""
     if not measured:
-        return ["", "measured   nothing here yet: `devswitch compare` measures each choice's speed and its error "
-                    "against a strict float32 reference"]
+        return [
+            "",
+            "measured   nothing here yet: `devswitch compare` measures each choice's speed and its error "
+            "against a strict float32 reference",
+        ]
     if "error" in measured:
         return ["", f"measured   cannot read {measured['path']}: {measured['error']}"]
-    lines = ["", f"measured   by the last compare here ({measured['path']}: {measured['model']}, batch "
-                 f"{measured['batch']}), against its baseline and a strict float32 reference"]
+    lines = [
+        "",
+        f"measured   by the last compare here ({measured['path']}: {measured['model']}, batch "
+        f"{measured['batch']}), against its baseline and a strict float32 reference",
+    ]
     for col in measured["columns"]:
         error = col["max_rel_error"]
         shown = "not measured" if error is None else "not finite" if error == float("inf") else f"{error:.1e}"
@@ -215,7 +255,7 @@ def info_command(args: argparse.Namespace) -> int:
             inventory = detect(config.backend)
             versions = library_versions(config.backend)
     else:
-        versions = {"devswitch": sys.modules["devswitch"].__version__}
+        versions = {"devswitch": __version__}
     data, code = collect_info(config, inventory, versions, measured=last_compare(Path.cwd()))
     reason = backends.missing_reason(config.backend)
     if reason and "error" not in data["resolved"]:

@@ -20,8 +20,9 @@ def init_command(args: argparse.Namespace) -> int:
 
     target = (Path.home() if args.user else Path.cwd()) / ".devswitchrc"
     if target.exists() and not args.force:
-        raise UsageError(f"{target} already exists; nothing was written",
-                         hint="pass --force to overwrite it, or edit it by hand")
+        raise UsageError(
+            f"{target} already exists; nothing was written", hint="pass --force to overwrite it, or edit it by hand"
+        )
     target.write_text(render_example(), encoding="utf-8")
     print(f"wrote {target}")
     return 0

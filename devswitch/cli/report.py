@@ -11,16 +11,22 @@ from ..errors import UsageError
 
 def report_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser(
-        "report", help="show a compare result again, or compare two (A B) cell by cell",
+        "report",
+        help="show a compare result again, or compare two (A B) cell by cell",
         description="One PATH (a results folder or results.json of compare, or a timing report file of report: "
-                    "PATH.jsonl): print it again, from the JSON alone. Two: B against A, paired cell by cell "
-                    "(backend, device, precision, batch): the ratio of the median throughputs, the change in time "
-                    "per sample, and whether it is outside the noise (the confidence intervals of the medians do "
-                    "not overlap; their coverage is stated).")
+        "PATH.jsonl): print it again, from the JSON alone. Two: B against A, paired cell by cell "
+        "(backend, device, precision, batch): the ratio of the median throughputs, the change in time "
+        "per sample, and whether it is outside the noise (the confidence intervals of the medians do "
+        "not overlap; their coverage is stated).",
+    )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="results folder or results.json (one or two)")
-    parser.add_argument("--fail-above", default=None, metavar="PCT",
-                        help="with A B: exit 1 when a cell of B takes more than PCT%% longer per sample than A, "
-                             "or when A measured a cell that B did not (a CI gate); PCT from 0 to 1000")
+    parser.add_argument(
+        "--fail-above",
+        default=None,
+        metavar="PCT",
+        help="with A B: exit 1 when a cell of B takes more than PCT%% longer per sample than A, "
+        "or when A measured a cell that B did not (a CI gate); PCT from 0 to 1000",
+    )
     return parser
 
 
@@ -37,9 +43,9 @@ def _is_result_set(data: bytes) -> bool:
 
 def report_command(args: argparse.Namespace) -> int:
     from ..compare import read
+    from ..compare.report import compare, parse_fail_above
     from ..compare.resultfile import parse, read_bytes
     from ..compare.resultset import ResultFileError
-    from ..compare.report import compare, parse_fail_above
     from ..render.compare import render_comparison, render_markdown
 
     if len(args.paths) > 2:
@@ -58,9 +64,11 @@ def report_command(args: argparse.Namespace) -> int:
             try:  # a timing report of scripts (report: PATH.jsonl), in either format devswitch wrote
                 runs = parse_report(data.decode("utf-8", errors="replace"), str(file))
             except (ReportError, RecursionError) as error:
-                raise ResultFileError(f"{file}: neither a compare result nor a timing report: {error}",
-                                      hint="give a results folder or results.json of devswitch compare, or a "
-                                           "report file written by report: PATH.jsonl") from None
+                raise ResultFileError(
+                    f"{file}: neither a compare result nor a timing report: {error}",
+                    hint="give a results folder or results.json of devswitch compare, or a "
+                    "report file written by report: PATH.jsonl",
+                ) from None
             if runs:  # an empty file is neither a report nor a result set: the error below says so
                 print(render_report_runs(runs), end="")
                 return 0

@@ -15,6 +15,26 @@ from .recommend import Pick, recommend, recommendation_lines, switch_text
 from .resultfile import read
 from .resultset import Cell, Configuration, Key, ResultFileError, ResultSet
 
-__all__ = ["Cell", "ConfigRun", "Configuration", "DEFAULT_ROOT", "Key", "Options", "Output", "Pick", "RESULT_FILES",
-           "ResultFileError", "ResultSet", "WORK_PREFIX", "cells_of", "prepare_output", "read",
-           "recommend", "recommendation_lines", "run_configuration", "run_matrix", "switch_text", "write_outputs"]
+__all__ = [
+    "Cell",
+    "ConfigRun",
+    "Configuration",
+    "DEFAULT_ROOT",
+    "Key",
+    "Options",
+    "Output",
+    "Pick",
+    "RESULT_FILES",
+    "ResultFileError",
+    "ResultSet",
+    "WORK_PREFIX",
+    "cells_of",
+    "prepare_output",
+    "read",
+    "recommend",
+    "recommendation_lines",
+    "run_configuration",
+    "run_matrix",
+    "switch_text",
+    "write_outputs",
+]

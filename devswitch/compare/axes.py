@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import UsageError, quote
 from ..settings import BY_NAME, NAMES, Invalid, Threads, closest
@@ -20,20 +21,20 @@ REFUSED = {
     "device": "use --devices (e.g. --devices cpu,gpu)",
     "precision": "use --precisions (e.g. --precisions fp32,half)",
     "fallback": "compare always runs with fallback: error, so that a GPU column never measures the CPU; a "
-                "configuration that cannot run here is shown as unavailable",
+    "configuration that cannot run here is shown as unavailable",
     "report": "compare's workers write no timing report: their figures go to results.json",
     "batch_timing": "compare times its own call path, not Keras' fit/predict batches; measure what per-batch "
-                    "timing costs with devswitch run",
+    "timing costs with devswitch run",
     "log_level": "it changes what the frameworks print, no figure",
     "workers": "a cluster is not a column: compare runs every configuration on this machine",
     "worker_index": "a cluster is not a column: compare runs every configuration on this machine",
     "profile": "name the settings themselves, e.g. --vary xla=true,false (devswitch info shows a profile's values)",
 }
 
-MAX_VARIED = 16          # settings varied in one compare
-MAX_VALUES = 64          # values of one setting
-MAX_VALUE_CHARS = 64     # a value as text (the longest real one, threads "1024:1024", has 9)
-CONFIRM_ABOVE = 32       # configurations a compare runs without --yes
+MAX_VARIED = 16  # settings varied in one compare
+MAX_VALUES = 64  # values of one setting
+MAX_VALUE_CHARS = 64  # a value as text (the longest real one, threads "1024:1024", has 9)
+CONFIRM_ABOVE = 32  # configurations a compare runs without --yes
 _VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,%d}" % MAX_VALUE_CHARS, re.ASCII)
 
 
@@ -62,8 +63,12 @@ def refusal(name: str) -> str | None:
     if name in REFUSED:
         return f"--vary {name}: {name} cannot be a column: {REFUSED[name]}"
     guess = closest(name, list(NAMES))
-    return (f"--vary {quote(name)}: not a setting" + (f" (did you mean '{guess}'?)" if guess else "")
-            + "; settings that can vary: " + ", ".join(VARIABLE))
+    return (
+        f"--vary {quote(name)}: not a setting"
+        + (f" (did you mean '{guess}'?)" if guess else "")
+        + "; settings that can vary: "
+        + ", ".join(VARIABLE)
+    )
 
 
 def parse_vary(items: Iterable[str], maths: str = "") -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -90,8 +95,9 @@ def parse_vary(items: Iterable[str], maths: str = "") -> tuple[tuple[str, tuple[
             raise UsageError(f"{option}: given twice", hint=f"list every value once: --vary {key}=A,B,C")
         parts = [v.strip() for v in values.split(",")]
         if len(parts) > MAX_VALUES:
-            raise UsageError(f"{option}: {len(parts)} values, more than {MAX_VALUES}",
-                             hint="compare fewer values at once")
+            raise UsageError(
+                f"{option}: {len(parts)} values, more than {MAX_VALUES}", hint="compare fewer values at once"
+            )
         texts = []
         for value in parts:
             if not value:
@@ -100,16 +106,21 @@ def parse_vary(items: Iterable[str], maths: str = "") -> tuple[tuple[str, tuple[
                 texts.append(canonical(key, value))
             except Invalid as error:
                 hint = f"did you mean '{error.suggestion}'? " if error.suggestion else ""
-                raise UsageError(f"{option}: {quote(value)} is not valid: expected {error.expected}",
-                                 hint=hint + f"{key} takes {BY_NAME[key].allowed}") from None
+                raise UsageError(
+                    f"{option}: {quote(value)} is not valid: expected {error.expected}",
+                    hint=hint + f"{key} takes {BY_NAME[key].allowed}",
+                ) from None
         twice = sorted({t for t in texts if texts.count(t) > 1})
         if twice:
-            raise UsageError(f"{option}: {quote(item)}: the value {twice[0]} is given twice (as written, or as "
-                             "two spellings of it)", hint="list each value once")
+            raise UsageError(
+                f"{option}: {quote(item)}: the value {twice[0]} is given twice (as written, or as two spellings of it)",
+                hint="list each value once",
+            )
         out[key] = tuple(texts)
     if len(out) > MAX_VARIED:
-        raise UsageError(f"--vary: {len(out)} settings varied, more than {MAX_VARIED}",
-                         hint="vary fewer settings at once")
+        raise UsageError(
+            f"--vary: {len(out)} settings varied, more than {MAX_VARIED}", hint="vary fewer settings at once"
+        )
     return tuple(out.items())
 
 
@@ -118,8 +129,13 @@ def configurations(backends, devices, precisions, vary=()) -> list[Configuration
     --vary outermost)."""
     names = [name for name, _ in vary]
     combos = list(itertools.product(*(values for _, values in vary)))
-    return [Configuration(b, d, p, tuple(zip(names, combo))) for b in backends for d in devices
-            for p in precisions for combo in combos]
+    return [
+        Configuration(b, d, p, tuple(zip(names, combo)))
+        for b in backends
+        for d in devices
+        for p in precisions
+        for combo in combos
+    ]
 
 
 def parse_baseline(text: str, backends, devices, precisions, vary) -> Configuration:
@@ -154,8 +170,10 @@ def parse_baseline(text: str, backends, devices, precisions, vary) -> Configurat
             break
     if bad or backend not in backends or device not in devices or precision not in precisions:
         example = "/".join([devices[0], precisions[0], *(f"{k}={v[0]}" for k, v in vary)])
-        raise UsageError(f"--baseline {text}: not one of the columns" + (f": {bad}" if bad else ""),
-                         hint="use DEVICE/PRECISION from --devices and --precisions (BACKEND/DEVICE/PRECISION with "
-                              "several --backends), then KEY=VALUE for a varied setting (default: its first value), "
-                              f"e.g. --baseline {example}")
+        raise UsageError(
+            f"--baseline {text}: not one of the columns" + (f": {bad}" if bad else ""),
+            hint="use DEVICE/PRECISION from --devices and --precisions (BACKEND/DEVICE/PRECISION with "
+            "several --backends), then KEY=VALUE for a varied setting (default: its first value), "
+            f"e.g. --baseline {example}",
+        )
     return Configuration(backend, device, precision, tuple(chosen.items()))

@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from .options import Options
 from . import protocol as p
+from .options import Options
 from .protocol import Spec, read_events
 from .resultset import Cell, Configuration, Model, ResultSet
 
@@ -32,7 +32,7 @@ class ConfigRun:
     startup_s: float | None = None
     events: list = field(default_factory=list)
     log: str = ""
-    settings: tuple = ()          # the varied settings: ((name, value text), ...)
+    settings: tuple = ()  # the varied settings: ((name, value text), ...)
 
     @property
     def config(self) -> Configuration:
@@ -61,25 +61,47 @@ def file_stem(config: Configuration, role: str = "measure") -> str:
     return re.sub(r"[^A-Za-z0-9=._-]", "_", name)
 
 
-def write_spec(options: Options, config, workdir: Path, role: str = "measure",
-               **more) -> tuple[Path, Path, Path]:
+def write_spec(options: Options, config, workdir: Path, role: str = "measure", **more) -> tuple[Path, Path, Path]:
     """The spec of one worker (``role`` "reference": the reference run), and its events and log files."""
     config = Configuration.of(config)
     backend, device, precision, settings = config
-    events, spec, log = (workdir / f"{file_stem(config, role)}.{suffix}"
-                         for suffix in ("events.jsonl", "spec.json", "log"))
+    events, spec, log = (
+        workdir / f"{file_stem(config, role)}.{suffix}" for suffix in ("events.jsonl", "spec.json", "log")
+    )
     reference = str(workdir / REFERENCE_FILE) if options.accuracy_samples else None
-    Spec(backend=backend, device=device, precision=precision, settings=dict(settings), target=options.target,
-         batch_sizes=tuple(options.batch_sizes), mode=options.mode, warmup=options.warmup,
-         iterations=options.iterations, min_time=options.min_time, predict_baseline=options.predict_baseline,
-         peak_probe=options.peak_probe, events=str(events), parent_pid=os.getpid(), role=role,
-         reference=reference, accuracy_samples=options.accuracy_samples, **more).write(spec)
+    Spec(
+        backend=backend,
+        device=device,
+        precision=precision,
+        settings=dict(settings),
+        target=options.target,
+        batch_sizes=tuple(options.batch_sizes),
+        mode=options.mode,
+        warmup=options.warmup,
+        iterations=options.iterations,
+        min_time=options.min_time,
+        predict_baseline=options.predict_baseline,
+        peak_probe=options.peak_probe,
+        events=str(events),
+        parent_pid=os.getpid(),
+        role=role,
+        reference=reference,
+        accuracy_samples=options.accuracy_samples,
+        **more,
+    ).write(spec)
     return spec, events, log
 
 
-def run_configuration(options: Options, device: str, precision: str, workdir: Path,
-                      progress: Callable[[str], None], backend: str = "tensorflow",
-                      role: str = "measure", settings: tuple = ()) -> tuple[ConfigRun, bool]:
+def run_configuration(
+    options: Options,
+    device: str,
+    precision: str,
+    workdir: Path,
+    progress: Callable[[str], None],
+    backend: str = "tensorflow",
+    role: str = "measure",
+    settings: tuple = (),
+) -> tuple[ConfigRun, bool]:
     """Run one worker (``settings``: the varied settings it applies); returns its run and whether the user
     interrupted."""
     spec, events, log = write_spec(options, (backend, device, precision, settings), workdir, role)
@@ -90,8 +112,13 @@ def run_configuration(options: Options, device: str, precision: str, workdir: Pa
     with open(log, "w") as log_handle:
         # Its own session: a Ctrl-C at the terminal reaches this process only, which forwards it (below).
         # The worker ends itself when this process ends, however it ends (see worker.die_with_parent).
-        proc = subprocess.Popen([sys.executable, "-m", "devswitch.worker", str(spec)], stdout=log_handle,
-                                stderr=subprocess.STDOUT, env=worker_env(), start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devswitch.worker", str(spec)],
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            env=worker_env(),
+            start_new_session=True,
+        )
         try:
             while True:
                 try:
@@ -149,8 +176,9 @@ def report_progress(events: Path, seen: int, progress: Callable[[str], None]) ->
 
 
 def _last_error_line(log: str) -> str:
-    lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith(("E0000", "I0000",
-                                                                                               "W0000"))]
+    lines = [
+        line.strip() for line in log.splitlines() if line.strip() and not line.startswith(("E0000", "I0000", "W0000"))
+    ]
     return lines[-1][:200] if lines else "no output"
 
 
@@ -180,8 +208,12 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
     return cells
 
 
-def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
-               on_update: Callable[[ResultSet], None] | None = None) -> ResultSet:
+def run_matrix(
+    options: Options,
+    progress: Callable[[str], None],
+    workdir: Path,
+    on_update: Callable[[ResultSet], None] | None = None,
+) -> ResultSet:
     """Run every configuration and return the result set (written by ``outputs.write_outputs``).
 
     The workers' files go to ``workdir``. After each configuration but the last, ``on_update`` gets the
@@ -208,11 +240,14 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     progress(f"devswitch compare: {options.target}, {options.mode}, {options.size()}")
     if options.accuracy_samples and not backends.missing_reason(reference_config(options).backend):
         config = reference_config(options)
-        progress(f"[reference] {config.words()}: strict float32 outputs of the shared weights on "
-                 f"{options.accuracy_samples} seeded samples")
+        progress(
+            f"[reference] {config.words()}: strict float32 outputs of the shared weights on "
+            f"{options.accuracy_samples} seeded samples"
+        )
         try:
-            reference, interrupted = run_configuration(options, config.device, config.precision, workdir, progress,
-                                                       config.backend, role="reference")
+            reference, interrupted = run_configuration(
+                options, config.device, config.precision, workdir, progress, config.backend, role="reference"
+            )
         except KeyboardInterrupt:
             interrupted = True
     for i, config in enumerate(configs):
@@ -222,7 +257,7 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
         before = len(done)
         backend, device, precision, settings = config
         try:
-            left = ", ".join(c.label(several) for c in configs[i + 1:]) or "none"
+            left = ", ".join(c.label(several) for c in configs[i + 1 :]) or "none"
             progress(f"[{i + 1}/{len(configs)}] {config.label(several)} (then: {left})")
             missing = backends.missing_reason(backend)
             if not missing and device != "cpu" and no_gpu.get(backend):
@@ -231,8 +266,9 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
                 progress(f"    unavailable: {missing}")
                 done += cells(config, f"unavailable: {missing}")
                 continue
-            run, interrupted = run_configuration(options, device, precision, workdir, progress, backend,
-                                                 settings=settings)
+            run, interrupted = run_configuration(
+                options, device, precision, workdir, progress, backend, settings=settings
+            )
             runs.append(run)
             seen = gpus_seen(run)
             if seen == 0:
@@ -240,9 +276,12 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
             done += cells_of(run, options.batch_sizes, interrupted)
             progress(f"[{i + 1}/{len(configs)}] {config.label(several)}: {run.wall_s:.1f} s")
             if on_update and not interrupted and i + 1 < len(configs):
-                pending = [cell for c in configs[i + 1:] for cell in cells(c, "not run (pending)")]
-                on_update(document(options, runs, done + pending, time.time() - started, False, complete=False,
-                                   reference=reference))
+                pending = [cell for c in configs[i + 1 :] for cell in cells(c, "not run (pending)")]
+                on_update(
+                    document(
+                        options, runs, done + pending, time.time() - started, False, complete=False, reference=reference
+                    )
+                )
         except KeyboardInterrupt:  # between workers, or while the rows so far were being written
             interrupted = True
             progress("interrupted: keeping every finished row")
@@ -252,18 +291,21 @@ def run_matrix(options: Options, progress: Callable[[str], None], workdir: Path,
     return document(options, runs, done, total, interrupted, reference=reference)
 
 
-
 def gpus_seen(run: ConfigRun) -> int | None:
     """How many GPUs the worker found, where its backend can tell (None: it could not, or did not say)."""
-    return next((e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)
-                 and e.get("gpus") is not None), None)
+    return next(
+        (e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE) and e.get("gpus") is not None),
+        None,
+    )
 
 
 def no_gpu_reason(backend: str, device: str, precision: str) -> str:
     from ..backends import DISPLAY
 
-    return (f"{DISPLAY[backend]} sees no GPU on this machine (found by the {device} {precision} configuration; "
-            "see 'devswitch info')")
+    return (
+        f"{DISPLAY[backend]} sees no GPU on this machine (found by the {device} {precision} configuration; "
+        "see 'devswitch info')"
+    )
 
 
 def _measured(run: ConfigRun) -> float:
@@ -284,16 +326,27 @@ def reference_summary(run: ConfigRun | None) -> dict | None:
         return None
     done = next((e for e in run.events if e["event"] == p.REFERENCE), None)
     if done is not None:
-        return {"status": "ok", **(done.get("reference") or {}), "loss": done.get("loss"),
-                "seconds": done.get("seconds"), "wall_s": run.wall_s}
-    why = next((e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE)),
-               None)
+        return {
+            "status": "ok",
+            **(done.get("reference") or {}),
+            "loss": done.get("loss"),
+            "seconds": done.get("seconds"),
+            "wall_s": run.wall_s,
+        }
+    why = next((e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE)), None)
     return {"status": f"failed: {why or _last_error_line(run.log)}", "wall_s": run.wall_s}
 
 
-def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: float, interrupted: bool,
-             complete: bool = True, startup_s: float | None = None,
-             reference: ConfigRun | None = None) -> ResultSet:
+def document(
+    options: Options,
+    runs: list[ConfigRun],
+    cells: list[Cell],
+    total: float,
+    interrupted: bool,
+    complete: bool = True,
+    startup_s: float | None = None,
+    reference: ConfigRun | None = None,
+) -> ResultSet:
     """The result set of the runs so far: cells, the environment and configuration the first worker saw,
     and where the wall time went. ``startup_s``: the wall time of start-ups that ran side by side (rounds),
     which replaces the sum of the configurations' own start-ups."""
@@ -307,23 +360,49 @@ def document(options: Options, runs: list[ConfigRun], cells: list[Cell], total: 
         startup += reference.startup_s or 0.0
     breakdown = {
         "total_s": total,
-        "configurations": [{"backend": r.backend, "device": r.device, "precision": r.precision,
-                            "settings": dict(r.settings), "wall_s": r.wall_s, "startup_s": r.startup_s,
-                            "measured_s": _measured(r)} for r in runs],
+        "configurations": [
+            {
+                "backend": r.backend,
+                "device": r.device,
+                "precision": r.precision,
+                "settings": dict(r.settings),
+                "wall_s": r.wall_s,
+                "startup_s": r.startup_s,
+                "measured_s": _measured(r),
+            }
+            for r in runs
+        ],
         "sum_measured_s": measured,
         "sum_startup_s": startup,
         "overhead_ratio": total / (measured + startup) if measured + startup else None,
         "note": "measured = first call + warm-up + timed + predict baseline (and its first call) + accuracy + "
-                "peak probe of every record, and computing the reference; "
-                + ("startup = spawn to the framework imported and devswitch applied, per configuration and for "
-                   "the reference run" if startup_s is None else "startup = the workers (and the reference "
-                   "run) started side by side until the last was ready (the model built, the reference saved)"),
+        "peak probe of every record, and computing the reference; "
+        + (
+            "startup = spawn to the framework imported and devswitch applied, per configuration and for "
+            "the reference run"
+            if startup_s is None
+            else "startup = the workers (and the reference "
+            "run) started side by side until the last was ready (the model built, the reference saved)"
+        ),
     }
     return ResultSet(
-        options={**{k: v for k, v in asdict(options).items() if k not in ("command", "vary")},
-                 "baseline": options.baseline.words(), "vary": {name: list(values) for name, values in options.vary}},
-        model=Model(target=options.target, name=built.get("model"), parameters=built.get("parameters"),
-                    unit=built.get("unit", "samples")),
-        cells=tuple(cells), environment=ready.get("environment"), config=ready.get("config"), timing=breakdown,
+        options={
+            **{k: v for k, v in asdict(options).items() if k not in ("command", "vary")},
+            "baseline": options.baseline.words(),
+            "vary": {name: list(values) for name, values in options.vary},
+        },
+        model=Model(
+            target=options.target,
+            name=built.get("model"),
+            parameters=built.get("parameters"),
+            unit=built.get("unit", "samples"),
+        ),
+        cells=tuple(cells),
+        environment=ready.get("environment"),
+        config=ready.get("config"),
+        timing=breakdown,
         command=tuple(options.command) or ("devswitch", "compare", options.target),
-        interrupted=interrupted, complete=complete, reference=reference_summary(reference))
+        interrupted=interrupted,
+        complete=complete,
+        reference=reference_summary(reference),
+    )

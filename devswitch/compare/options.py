@@ -32,14 +32,14 @@ class Options:
     predict_baseline: bool = True
     peak_probe: bool = True
     baseline: Configuration = Configuration("tensorflow", "cpu", "fp32")  # a plain 3-tuple is taken too
-    out: str = ""                     # "" = a new folder devswitch-results/<timestamp>
-    timeout: float = 3600.0           # seconds for one configuration (with rounds: for one turn)
-    force: bool = False               # overwrite results already in --out
-    command: tuple[str, ...] = ()     # the command line, recorded in results.json (plain data)
-    rounds: int = 1                   # > 1: workers kept warm take turns, each round a share of the samples
-    accuracy_samples: int = 32        # the strict float32 reference's seeded input (0: no accuracy rows)
-    max_error: float | None = None    # the recommendation considers only cells within this error
-    vary: tuple = ()                  # ((setting, (value text, ...)), ...): more axes, after the precisions
+    out: str = ""  # "" = a new folder devswitch-results/<timestamp>
+    timeout: float = 3600.0  # seconds for one configuration (with rounds: for one turn)
+    force: bool = False  # overwrite results already in --out
+    command: tuple[str, ...] = ()  # the command line, recorded in results.json (plain data)
+    rounds: int = 1  # > 1: workers kept warm take turns, each round a share of the samples
+    accuracy_samples: int = 32  # the strict float32 reference's seeded input (0: no accuracy rows)
+    max_error: float | None = None  # the recommendation considers only cells within this error
+    vary: tuple = ()  # ((setting, (value text, ...)), ...): more axes, after the precisions
 
     def __post_init__(self):
         base = Configuration.of(self.baseline)  # a varied setting it does not name: its first value
@@ -52,14 +52,16 @@ class Options:
         return configurations(self.backends, self.devices, self.precisions, self.vary)
 
     def size(self) -> str:
-        """"4 configurations (1 device x 1 precision x xla 2 x threads 2) x 1 batch size (4) = 4 cells"."""
+        """ "4 configurations (1 device x 1 precision x xla 2 x threads 2) x 1 batch size (4) = 4 cells"."""
         axes = [(len(self.backends), "backend"), (len(self.devices), "device"), (len(self.precisions), "precision")]
         parts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in axes if n > 1 or word != "backend"]
         parts += [f"{name} {len(values)}" for name, values in self.vary]
         configs, batches = len(self.configurations), len(self.batch_sizes)
-        return (f"{configs} configuration{'s' if configs != 1 else ''} ({' x '.join(parts)}) x {batches} batch "
-                f"size{'s' if batches != 1 else ''} ({','.join(map(str, self.batch_sizes))}) = "
-                f"{configs * batches} cells")
+        return (
+            f"{configs} configuration{'s' if configs != 1 else ''} ({' x '.join(parts)}) x {batches} batch "
+            f"size{'s' if batches != 1 else ''} ({','.join(map(str, self.batch_sizes))}) = "
+            f"{configs * batches} cells"
+        )
 
 
 @dataclass(frozen=True)
@@ -86,21 +88,29 @@ def prepare_output(out: str, force: bool = False, now: float | None = None) -> O
     else:
         path = Path(out)
         if (path.exists() or path.is_symlink()) and not path.is_dir():
-            raise UsageError(f"--out {out}: exists and is not a folder; nothing was run",
-                             hint="give a folder (new or existing) to hold results.json/.csv/.md/.png")
+            raise UsageError(
+                f"--out {out}: exists and is not a folder; nothing was run",
+                hint="give a folder (new or existing) to hold results.json/.csv/.md/.png",
+            )
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise UsageError(f"--out {out}: cannot create this folder: {error.strerror or error}; nothing was run",
-                             hint="choose another --out") from None
+            raise UsageError(
+                f"--out {out}: cannot create this folder: {error.strerror or error}; nothing was run",
+                hint="choose another --out",
+            ) from None
         present = [name for name in RESULT_FILES if (path / name).exists() or (path / name).is_symlink()]
         odd = [name for name in present if not (path / name).is_file() or (path / name).is_symlink()]
         if odd:
-            raise UsageError(f"--out {out}: {path / odd[0]} is not a regular file; nothing was run",
-                             hint="move it away, or choose another --out")
+            raise UsageError(
+                f"--out {out}: {path / odd[0]} is not a regular file; nothing was run",
+                hint="move it away, or choose another --out",
+            )
         if present and not force:
-            raise UsageError(f"--out {out}: the folder {path} already holds results ({', '.join(present)}); "
-                             "nothing was run", hint="pass --force to overwrite them, or choose another --out")
+            raise UsageError(
+                f"--out {out}: the folder {path} already holds results ({', '.join(present)}); nothing was run",
+                hint="pass --force to overwrite them, or choose another --out",
+            )
     _remove_stale_work(path)
     work = path / f"{WORK_PREFIX}{os.getpid()}"
     try:
@@ -111,8 +121,10 @@ def prepare_output(out: str, force: bool = False, now: float | None = None) -> O
     except OSError as error:
         with contextlib.suppress(OSError):
             work.rmdir()
-        raise UsageError(f"--out {out or path}: cannot write in {path}: {error.strerror or error}; nothing was run",
-                         hint="choose another --out") from None
+        raise UsageError(
+            f"--out {out or path}: cannot write in {path}: {error.strerror or error}; nothing was run",
+            hint="choose another --out",
+        ) from None
     return Output(path, work)
 
 
@@ -128,15 +140,17 @@ def _new_default_folder(root: Path, stamp: time.struct_time) -> Path:
             except FileExistsError:
                 continue
     except OSError as error:
-        raise UsageError(f"cannot create the output folder under {root}: {error.strerror or error}; nothing was run",
-                         hint="choose a folder with --out") from None
+        raise UsageError(
+            f"cannot create the output folder under {root}: {error.strerror or error}; nothing was run",
+            hint="choose a folder with --out",
+        ) from None
     raise UsageError(f"{root}: too many result folders named {name}-N", hint="choose a folder with --out")
 
 
 def _remove_stale_work(folder: Path) -> None:
     """Remove scratch folders left by a compare that was killed (its process no longer exists)."""
     for leftover in folder.glob(WORK_PREFIX + "*"):
-        pid = leftover.name[len(WORK_PREFIX):]
+        pid = leftover.name[len(WORK_PREFIX) :]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

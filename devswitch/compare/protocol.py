@@ -10,16 +10,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 # What a worker appends to its events file, one JSON object per line, each with "event" and "t":
-SPAWNED = "spawned"          # the process runs
-READY = "ready"              # devswitch applied: plan, environment, config, gpus
+SPAWNED = "spawned"  # the process runs
+READY = "ready"  # devswitch applied: plan, environment, config, gpus
 UNAVAILABLE = "unavailable"  # this configuration cannot run here: reason (and gpus when they were looked for)
-BUILT = "built"              # the model exists: model, unit, parameters
-RECORD = "record"            # one batch size measured: record
-FAILED = "failed"            # the user's factory or a measurement raised: error
+BUILT = "built"  # the model exists: model, unit, parameters
+RECORD = "record"  # one batch size measured: record
+FAILED = "failed"  # the user's factory or a measurement raised: error
 DONE = "done"
 INTERRUPTED = "interrupted"
-CRASHED = "crashed"          # added by compare when the worker died without a word: returncode
-REFERENCE = "reference"      # the reference run saved its file: reference (how it was computed), loss
+CRASHED = "crashed"  # added by compare when the worker died without a word: returncode
+REFERENCE = "reference"  # the reference run saved its file: reference (how it was computed), loss
 EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED, REFERENCE)
 
 
@@ -38,21 +38,21 @@ class Spec:
     min_time: float
     predict_baseline: bool
     peak_probe: bool
-    events: str                  # the events file to append to
+    events: str  # the events file to append to
     parent_pid: int | None = None
-    rounds: int = 1              # > 1: take turns with the other workers (see phases below)
+    rounds: int = 1  # > 1: take turns with the other workers (see phases below)
     origin: float | None = None  # time.time() at the start of the run: samples' start times count from it
-    turn_fd: int | None = None   # rounds > 1: the pipe on which the worker says "done" at the end of each turn
-    role: str = "measure"        # or "reference": compute the strict float32 reference, save it, end
+    turn_fd: int | None = None  # rounds > 1: the pipe on which the worker says "done" at the end of each turn
+    role: str = "measure"  # or "reference": compute the strict float32 reference, save it, end
     reference: str | None = None  # the reference's .npz: written by the reference run, read by the others
-    accuracy_samples: int = 32   # the reference's seeded input
+    accuracy_samples: int = 32  # the reference's seeded input
     settings: dict = field(default_factory=dict)  # the varied settings to apply: {name: value text} (--vary)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
 
     @classmethod
-    def read(cls, path: str | Path) -> "Spec":
+    def read(cls, path: str | Path) -> Spec:
         data = json.loads(Path(path).read_text())
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -69,9 +69,9 @@ class ScriptSpec:
     Its events: SPAWNED, then READY (devswitch applied) or UNAVAILABLE, then DONE with the script's
     ``exit_code`` and ``wall_s`` (from just before the script starts to its end)."""
 
-    target: str                  # the script's path, or a module name with ``module``
-    args: tuple[str, ...]        # the script's own arguments
-    settings: dict               # the explicit settings: backend, device, precision, fallback, report, --vary
+    target: str  # the script's path, or a module name with ``module``
+    args: tuple[str, ...]  # the script's own arguments
+    settings: dict  # the explicit settings: backend, device, precision, fallback, report, --vary
     events: str
     module: bool = False
     caps: dict = field(default_factory=dict)  # {"max_epochs": N | None, "max_steps": N | None}
@@ -82,7 +82,7 @@ class ScriptSpec:
         path.write_text(json.dumps(asdict(self)))
 
     @classmethod
-    def read(cls, path: str | Path) -> "ScriptSpec":
+    def read(cls, path: str | Path) -> ScriptSpec:
         data = json.loads(Path(path).read_text())
         data["args"] = tuple(data["args"])
         return cls(**data)

@@ -28,12 +28,12 @@ class Pick:
     """The fastest configuration at one batch size, and whether it is distinguishable from the next."""
 
     batch: int
-    best: Cell | None            # None: every measured configuration was left out by --max-error
+    best: Cell | None  # None: every measured configuration was left out by --max-error
     runner_up: Cell | None
     significant: bool | None  # None: no runner-up, or no intervals to tell
     coverage: float | None = None  # the lowest coverage of the two intervals compared
     paired: Ratio | None = None  # best / runner-up paired by round, when both were timed in shared rounds
-    excluded: tuple = ()         # (cell, why) left out by --max-error
+    excluded: tuple = ()  # (cell, why) left out by --max-error
 
     def switch(self, several_backends: bool) -> dict[str, str]:
         """The settings that select this configuration (half is kept as half: it means the same there), with
@@ -54,8 +54,9 @@ def recommend(results: ResultSet) -> list[Pick]:
     """Per batch size: the measured configuration with the highest median throughput."""
     picks = []
     for batch in results.batch_sizes:
-        ranked = sorted((c for c in results.cells if c.batch == batch and c.ok),
-                        key=lambda c: c.metric("throughput"), reverse=True)
+        ranked = sorted(
+            (c for c in results.cells if c.batch == batch and c.ok), key=lambda c: c.metric("throughput"), reverse=True
+        )
         ranked, excluded = within_error(ranked, results.options.get("max_error"))
         if not ranked:
             if excluded:
@@ -87,11 +88,13 @@ def within_error(cells: list[Cell], limit: float | None) -> tuple[list[Cell], li
         error = cell.error()
         if error is None:
             acc = cell.accuracy
-            excluded.append((cell, "error not measured" + (f" ({acc['status']})" if acc and acc.get("status") != "ok"
-                                                            else "")))
+            excluded.append(
+                (cell, "error not measured" + (f" ({acc['status']})" if acc and acc.get("status") != "ok" else ""))
+            )
         elif not error <= limit:
-            excluded.append((cell, "outputs not finite" if error == float("inf") else
-                             f"max relative error {error:.1e} > {limit:g}"))
+            excluded.append(
+                (cell, "outputs not finite" if error == float("inf") else f"max relative error {error:.1e} > {limit:g}")
+            )
         else:
             kept.append(cell)
     return kept, excluded
@@ -100,7 +103,7 @@ def within_error(cells: list[Cell], limit: float | None) -> tuple[list[Cell], li
 def switch_text(settings: dict[str, str]) -> str:
     flags = ",".join(f"{k}={v}" for k, v in settings.items())
     options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
-    return f"`DEVSWITCH_FLAGS=\"{flags}\" python train.py` or `devswitch run {options} train.py`"
+    return f'`DEVSWITCH_FLAGS="{flags}" python train.py` or `devswitch run {options} train.py`'
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -116,11 +119,15 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
     for pick in recommend(results) if picks is None else picks:
         left_out = ""
         if pick.excluded:
-            left_out = (f" Left out by --max-error {results.options.get('max_error'):g}: "
-                        + "; ".join(f"{results.column(c)} ({why})" for c, why in pick.excluded) + ".")
+            left_out = (
+                f" Left out by --max-error {results.options.get('max_error'):g}: "
+                + "; ".join(f"{results.column(c)} ({why})" for c, why in pick.excluded)
+                + "."
+            )
         if pick.best is None:
-            lines.append(f"Recommendation, batch {pick.batch}: none: no measured configuration is within "
-                         f"--max-error.{left_out}")
+            lines.append(
+                f"Recommendation, batch {pick.batch}: none: no measured configuration is within --max-error.{left_out}"
+            )
             continue
         best = results.column(pick.best)
         rate = f"{fmt(pick.best.metric('throughput'))} {unit}/s"
@@ -129,25 +136,36 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
         else:
             nxt = results.column(pick.runner_up)
             if pick.significant is None:
-                verdict = (f"fastest measured: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; "
-                           "significance unknown: no intervals recorded)")
+                verdict = (
+                    f"fastest measured: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; "
+                    "significance unknown: no intervals recorded)"
+                )
             elif pick.paired is not None:
                 r = pick.paired
-                paired = (f"{r.value:.2f}x paired by round over {r.rounds} rounds, its {coverage_words(r.coverage)} "
-                          f"interval [{r.low:.2f}, {r.high:.2f}]")
+                paired = (
+                    f"{r.value:.2f}x paired by round over {r.rounds} rounds, its {coverage_words(r.coverage)} "
+                    f"interval [{r.low:.2f}, {r.high:.2f}]"
+                )
                 if pick.significant:
                     verdict = f"fastest: {best} ({rate}) against the next, {nxt}: {paired} lies above 1"
                 else:
-                    verdict = (f"no significant difference between {best} ({rate}) and {nxt} "
-                               f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): {paired} does not lie "
-                               "above 1")
+                    verdict = (
+                        f"no significant difference between {best} ({rate}) and {nxt} "
+                        f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): {paired} does not lie "
+                        "above 1"
+                    )
             elif pick.significant:
-                verdict = (f"fastest: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; their "
-                           f"{coverage_words(pick.coverage)} intervals do not overlap)")
+                verdict = (
+                    f"fastest: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; their "
+                    f"{coverage_words(pick.coverage)} intervals do not overlap)"
+                )
             else:
-                verdict = (f"no significant difference between {best} ({rate}) and {nxt} "
-                           f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): their "
-                           f"{coverage_words(pick.coverage)} intervals overlap")
-        lines.append(f"Recommendation, batch {pick.batch}: {verdict}; selected by "
-                     f"{switch_text(pick.switch(several))}.{left_out}")
+                verdict = (
+                    f"no significant difference between {best} ({rate}) and {nxt} "
+                    f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): their "
+                    f"{coverage_words(pick.coverage)} intervals overlap"
+                )
+        lines.append(
+            f"Recommendation, batch {pick.batch}: {verdict}; selected by {switch_text(pick.switch(several))}.{left_out}"
+        )
     return lines

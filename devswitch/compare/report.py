@@ -27,8 +27,10 @@ def parse_fail_above(text: str) -> float:
     if not math.isfinite(value) or not 0 <= value <= MAX_FAIL_ABOVE:
         from ..errors import quote
 
-        raise UsageError(f"--fail-above {quote(text)}: expected a percentage from 0 to {MAX_FAIL_ABOVE:g}",
-                         hint="e.g. --fail-above 10: fail when a cell of B takes more than 10% longer per sample")
+        raise UsageError(
+            f"--fail-above {quote(text)}: expected a percentage from 0 to {MAX_FAIL_ABOVE:g}",
+            hint="e.g. --fail-above 10: fail when a cell of B takes more than 10% longer per sample",
+        )
     return value
 
 
@@ -39,7 +41,7 @@ class Change:
     key: Key
     before: float
     after: float
-    significant: bool | None   # the two intervals of the median do not overlap (None: no interval recorded)
+    significant: bool | None  # the two intervals of the median do not overlap (None: no interval recorded)
     coverage: float | None = None
 
     @property
@@ -86,18 +88,24 @@ class Comparison:
         """Why the gate fails (empty when it passes, or with no gate)."""
         if self.fail_above is None:
             return []
-        out = [f"{c.key.label()}: {c.slower_pct:.1f}% more time per sample" for c in self.changes
-               if c.fails(self.fail_above)]
+        out = [
+            f"{c.key.label()}: {c.slower_pct:.1f}% more time per sample"
+            for c in self.changes
+            if c.fails(self.fail_above)
+        ]
         out += [f"{x.key.label()}: {x.why()}" for x in self.lost if x.measured_by_a]
         if not self.b.complete or self.b.interrupted:
-            out.append("B is incomplete (" + ("interrupted" if self.b.interrupted else "written while running")
-                       + ")")
+            out.append("B is incomplete (" + ("interrupted" if self.b.interrupted else "written while running") + ")")
         return out
 
 
 def _identity(results: ResultSet) -> dict[str, str]:
-    return {"model": results.model.title, "factory": results.model.target, "mode": results.mode,
-            "unit": results.model.unit}
+    return {
+        "model": results.model.title,
+        "factory": results.model.target,
+        "mode": results.mode,
+        "unit": results.model.unit,
+    }
 
 
 def compare(a: ResultSet, b: ResultSet, fail_above: float | None = None) -> Comparison:
@@ -106,8 +114,10 @@ def compare(a: ResultSet, b: ResultSet, fail_above: float | None = None) -> Comp
     ida, idb = _identity(a), _identity(b)
     differ = [f"{k} {ida[k]!r} in A, {idb[k]!r} in B" for k in ida if ida[k] != idb[k]]
     if differ:
-        raise UsageError(f"A ({a.path}) and B ({b.path}) measure different things: " + "; ".join(differ),
-                         hint="compare result sets of the same model, mode and unit")
+        raise UsageError(
+            f"A ({a.path}) and B ({b.path}) measure different things: " + "; ".join(differ),
+            hint="compare result sets of the same model, mode and unit",
+        )
     left, right = a.by_key(), b.by_key()
     changes, lost = [], []
     for key in dict.fromkeys([*left, *right]):
@@ -121,8 +131,10 @@ def compare(a: ResultSet, b: ResultSet, fail_above: float | None = None) -> Comp
         elif (x is not None and x.ok) or (y is not None and y.ok):
             lost.append(Lost(key, x, y))
     if not changes and not any(x.measured_by_a for x in lost):
-        raise UsageError("A and B have no measured cell in common",
-                         hint="compare results of the same model, devices, precisions and batch sizes")
+        raise UsageError(
+            "A and B have no measured cell in common",
+            hint="compare results of the same model, devices, precisions and batch sizes",
+        )
     return Comparison(a, b, tuple(changes), tuple(lost), fail_above)
 
 
@@ -130,8 +142,9 @@ def verdict(change: Change, fail_above: float | None) -> str:
     if change.significant is None:
         text = "noise unknown (no confidence intervals recorded)"
     elif change.significant:
-        text = ("faster" if change.ratio > 1 else "slower") + \
-            f" (the {coverage_words(change.coverage)} intervals do not overlap)"
+        text = (
+            "faster" if change.ratio > 1 else "slower"
+        ) + f" (the {coverage_words(change.coverage)} intervals do not overlap)"
     else:
         text = f"within the noise (the {coverage_words(change.coverage)} intervals overlap)"
     if change.fails(fail_above):

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..settings import Invalid
 from .axes import MAX_VALUES, MAX_VARIED, VARIABLE, canonical
-from .resultset import (MAX_BYTES, MAX_CELLS, MAX_DEPTH, SCHEMA_VERSION, Cell, Configuration, Model, ResultFileError,
-                        ResultSet)
+from .resultset import (
+    MAX_BYTES,
+    MAX_CELLS,
+    MAX_DEPTH,
+    SCHEMA_VERSION,
+    Cell,
+    Configuration,
+    Model,
+    ResultFileError,
+    ResultSet,
+)
 
 
 class _Reader:
@@ -28,9 +38,11 @@ class _Reader:
     def fail(self, where: str, what: str) -> ResultFileError:
         from ..errors import clip
 
-        return ResultFileError(f"{self.file}: {where}: {clip(what, 200)}",
-                               hint="give a results folder or results.json written by devswitch compare "
-                                    "(or rerun the compare to write it again)")
+        return ResultFileError(
+            f"{self.file}: {where}: {clip(what, 200)}",
+            hint="give a results folder or results.json written by devswitch compare "
+            "(or rerun the compare to write it again)",
+        )
 
     def get(self, obj: Mapping, key: str, where: str, kind, required: bool = True, default=None):
         if key not in obj or obj[key] is None:
@@ -40,8 +52,13 @@ class _Reader:
         value = obj[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            names = " or ".join(k.__name__.replace("str", "string").replace("dict", "object")
-                                .replace("list", "array").replace("int", "integer") for k in kinds)
+            names = " or ".join(
+                k.__name__.replace("str", "string")
+                .replace("dict", "object")
+                .replace("list", "array")
+                .replace("int", "integer")
+                for k in kinds
+            )
             raise self.fail(f"{where}.{key}" if where else key, f"expected {names}, found {type(value).__name__}")
         return value
 
@@ -51,8 +68,7 @@ class _Reader:
             return None if value is None else self._bad(where, value)
         if isinstance(value, (int, float)):
             return float(value) if math.isfinite(value) else None
-        if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity",
-                                                                 "-infinity"):
+        if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
             return None
         return self._bad(where, value)
 
@@ -62,8 +78,20 @@ class _Reader:
         raise self.fail(where, f"expected a number or null, found {quote(value)}")
 
 
-_FIGURES = ("throughput", "throughput_overall", "predict_throughput", "latency_p50", "latency_p90", "latency_p99",
-            "first_call", "achieved", "fraction_of_peak", "energy", "power", "samples_per_watt")
+_FIGURES = (
+    "throughput",
+    "throughput_overall",
+    "predict_throughput",
+    "latency_p50",
+    "latency_p90",
+    "latency_p99",
+    "first_call",
+    "achieved",
+    "fraction_of_peak",
+    "energy",
+    "power",
+    "samples_per_watt",
+)
 
 
 def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
@@ -96,8 +124,14 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
         if name not in checked:
             checked[name] = {"value": None}
     record["metrics"] = checked
-    for key, kind in (("policy", str), ("energy", dict), ("training", dict), ("versions", dict), ("phases_s", dict),
-                      ("math", str)):
+    for key, kind in (
+        ("policy", str),
+        ("energy", dict),
+        ("training", dict),
+        ("versions", dict),
+        ("phases_s", dict),
+        ("math", str),
+    ):
         r.get(record, key, where, kind, required=False)
     record["samples"] = _samples(r, record.get("samples"), f"{where}.samples")
     record["accuracy"] = _accuracy(r, record.get("accuracy"), f"{where}.accuracy")
@@ -140,8 +174,7 @@ def _samples(r: _Reader, raw: Any, where: str) -> dict | None:
         values = r.get(raw, key, where, list)
         if key == "round" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
             raise r.fail(f"{where}.round", "expected whole numbers >= 0")
-        columns[key] = [r.number(v, f"{where}.{key}[{i}]") for i, v in enumerate(values)] if key != "round" \
-            else values
+        columns[key] = [r.number(v, f"{where}.{key}[{i}]") for i, v in enumerate(values)] if key != "round" else values
     if len({len(v) for v in columns.values()}) != 1:
         raise r.fail(where, "round, start_s and seconds_per_step differ in length")
     if any(v is None or v <= 0 for v in columns["seconds_per_step"]):
@@ -207,14 +240,21 @@ def _vary(r: _Reader, raw: Any) -> dict:
 def from_json(doc: Any, file: str = "results.json") -> ResultSet:
     """Validate a parsed results.json and build the result set (ResultFileError naming the field if not)."""
     r = _Reader(file)
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("cells"), list) or not isinstance(
-            doc.get("options"), Mapping):
-        raise ResultFileError(f"{file} is not a devswitch compare result (no 'cells' and 'options')",
-                              hint="for a timing report of a script (report: PATH.jsonl), see README 'Records'")
+    if (
+        not isinstance(doc, Mapping)
+        or not isinstance(doc.get("cells"), list)
+        or not isinstance(doc.get("options"), Mapping)
+    ):
+        raise ResultFileError(
+            f"{file} is not a devswitch compare result (no 'cells' and 'options')",
+            hint="for a timing report of a script (report: PATH.jsonl), see README 'Records'",
+        )
     version = doc.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
-        raise r.fail("schema_version", f"{version!r} is not one this devswitch reads (1 to {SCHEMA_VERSION}); "
-                                       "a newer devswitch wrote it?")
+        raise r.fail(
+            "schema_version",
+            f"{version!r} is not one this devswitch reads (1 to {SCHEMA_VERSION}); a newer devswitch wrote it?",
+        )
     options = dict(doc["options"])
     batch_sizes = r.get(options, "batch_sizes", "options", list)
     if not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in batch_sizes):
@@ -243,10 +283,12 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
         options["max_error"] = r.number(options["max_error"], "options.max_error")
     r.get(options, "target", "options", str, required=False)
     m = r.get(doc, "model", "", dict, required=False, default={})
-    model = Model(target=r.get(m, "target", "model", str, required=False, default=options.get("target", "?")),
-                  name=r.get(m, "name", "model", str, required=False),
-                  parameters=r.get(m, "parameters", "model", int, required=False),
-                  unit=r.get(m, "unit", "model", str, required=False, default="samples"))
+    model = Model(
+        target=r.get(m, "target", "model", str, required=False, default=options.get("target", "?")),
+        name=r.get(m, "name", "model", str, required=False),
+        parameters=r.get(m, "parameters", "model", int, required=False),
+        unit=r.get(m, "unit", "model", str, required=False, default="samples"),
+    )
     if len(doc["cells"]) > MAX_CELLS:
         raise r.fail("cells", f"{len(doc['cells'])} cells: more than {MAX_CELLS:,}")
     old_records = iter(r.get(doc, "records", "", list, required=False, default=[])) if version == 1 else iter(())
@@ -258,31 +300,51 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
         status = r.get(c, "status", where, str)
         batch = r.get(c, "batch", where, int)
         raw = c.get("record") if version >= 2 else (next(old_records, None) if status == "ok" else None)
-        record, why = _record(r, raw, f"{where}.record" if version >= 2 else f"records[{i}]") \
-            if raw is not None else (None, "failed: no record" if status == "ok" else "")
+        record, why = (
+            _record(r, raw, f"{where}.record" if version >= 2 else f"records[{i}]")
+            if raw is not None
+            else (None, "failed: no record" if status == "ok" else "")
+        )
         settings = _settings(r, r.get(c, "settings", where, dict, required=False, default={}), f"{where}.settings")
-        cells.append(Cell(backend=r.get(c, "backend", where, str, required=False, default="tensorflow"),
-                          device=r.get(c, "device", where, str), precision=r.get(c, "precision", where, str),
-                          batch=batch, status=why if why and status == "ok" else status,
-                          resolved=r.get(c, "resolved_precision", where, str, required=False, default=""),
-                          record=record, settings=settings))
+        cells.append(
+            Cell(
+                backend=r.get(c, "backend", where, str, required=False, default="tensorflow"),
+                device=r.get(c, "device", where, str),
+                precision=r.get(c, "precision", where, str),
+                batch=batch,
+                status=why if why and status == "ok" else status,
+                resolved=r.get(c, "resolved_precision", where, str, required=False, default=""),
+                record=record,
+                settings=settings,
+            )
+        )
         if [k for k, _ in settings] != [k for k, _ in cells[0].settings]:
-            raise r.fail(f"{where}.settings", "varies " + (", ".join(k for k, _ in settings) or "nothing")
-                         + " where cells[0] varies " + (", ".join(k for k, _ in cells[0].settings) or "nothing"))
+            raise r.fail(
+                f"{where}.settings",
+                "varies "
+                + (", ".join(k for k, _ in settings) or "nothing")
+                + " where cells[0] varies "
+                + (", ".join(k for k, _ in cells[0].settings) or "nothing"),
+            )
     seen: set = set()
     for i, c in enumerate(cells):
         if c.key in seen:
             raise r.fail(f"cells[{i}]", f"a second cell for {c.key.label()}")
         seen.add(c.key)
     command = r.get(doc, "command", "", list, required=False, default=[])
-    return ResultSet(options=options, model=model, cells=tuple(cells),
-                     environment=r.get(doc, "environment", "", dict, required=False),
-                     config=r.get(doc, "config", "", dict, required=False),
-                     timing=_timing(r, r.get(doc, "timing", "", dict, required=False, default={})),
-                     command=tuple(str(a) for a in command),
-                     interrupted=r.get(doc, "interrupted", "", bool, required=False, default=False),
-                     complete=r.get(doc, "complete", "", bool, required=False, default=True), path=file,
-                     reference=r.get(doc, "reference", "", dict, required=False))
+    return ResultSet(
+        options=options,
+        model=model,
+        cells=tuple(cells),
+        environment=r.get(doc, "environment", "", dict, required=False),
+        config=r.get(doc, "config", "", dict, required=False),
+        timing=_timing(r, r.get(doc, "timing", "", dict, required=False, default={})),
+        command=tuple(str(a) for a in command),
+        interrupted=r.get(doc, "interrupted", "", bool, required=False, default=False),
+        complete=r.get(doc, "complete", "", bool, required=False, default=True),
+        path=file,
+        reference=r.get(doc, "reference", "", dict, required=False),
+    )
 
 
 def _depth_ok(data: bytes, limit: int) -> bool:
@@ -319,8 +381,9 @@ def read_bytes(file: Path) -> bytes:
     try:
         info = os.stat(file)  # never blocks, even on a FIFO
         if stat.S_ISREG(info.st_mode) and info.st_size > MAX_BYTES:
-            raise ResultFileError(f"{file}: {info.st_size:,} bytes, more than the {MAX_BYTES >> 20} MiB a result "
-                                  "file can take", hint=hint)
+            raise ResultFileError(
+                f"{file}: {info.st_size:,} bytes, more than the {MAX_BYTES >> 20} MiB a result file can take", hint=hint
+            )
         data = read_bounded(file, MAX_BYTES)
     except OSError as error:
         raise ResultFileError(f"cannot read {file}: {error.strerror or error}", hint=hint) from None
@@ -329,8 +392,10 @@ def read_bytes(file: Path) -> bytes:
     except DevswitchError as error:
         raise ResultFileError(f"{file}: {error.message}", hint=hint) from None
     if not _depth_ok(data, MAX_DEPTH):
-        raise ResultFileError(f"{file}: JSON nested deeper than {MAX_DEPTH} levels",
-                              hint="a results.json written by devswitch compare nests 6 levels")
+        raise ResultFileError(
+            f"{file}: JSON nested deeper than {MAX_DEPTH} levels",
+            hint="a results.json written by devswitch compare nests 6 levels",
+        )
     return data
 
 
@@ -340,8 +405,9 @@ def parse(data: bytes, file: str) -> ResultSet:
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         from ..errors import clip
 
-        raise ResultFileError(f"{file} is not JSON: {clip(str(error), 200)}",
-                              hint="give a results.json written by devswitch compare") from None
+        raise ResultFileError(
+            f"{file} is not JSON: {clip(str(error), 200)}", hint="give a results.json written by devswitch compare"
+        ) from None
     return from_json(_visible(doc), file)
 
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import functools
 import json
 import math
-
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import UsageError
 from ..statistics import Ratio, paired_ratio, round_medians
 
-SCHEMA_VERSION = 2          # results.json of devswitch compare; 1 (and 0.1 without backends) still read
-MAX_BYTES = 32 << 20        # a 1,000-cell matrix writes about 3 MB
-MAX_DEPTH = 32              # the schema itself needs 6
+SCHEMA_VERSION = 2  # results.json of devswitch compare; 1 (and 0.1 without backends) still read
+MAX_BYTES = 32 << 20  # a 1,000-cell matrix writes about 3 MB
+MAX_DEPTH = 32  # the schema itself needs 6
 MAX_CELLS = 100_000
 
 
@@ -37,7 +37,7 @@ class Configuration(NamedTuple):
     settings: Settings = ()
 
     @classmethod
-    def of(cls, config) -> "Configuration":
+    def of(cls, config) -> Configuration:
         """A Configuration from one, or from a plain (backend, device, precision[, settings]) tuple."""
         if isinstance(config, cls):
             return config
@@ -45,7 +45,7 @@ class Configuration(NamedTuple):
         return cls(backend, device, precision, tuple(tuple(pair) for pair in (rest[0] if rest else ())))
 
     def label(self, several_backends: bool = False) -> str:
-        """"cpu fp32 xla=true" (the backend first when several are compared)."""
+        """ "cpu fp32 xla=true" (the backend first when several are compared)."""
         text = f"{self.backend} " if several_backends else ""
         return text + " ".join([self.device, self.precision, *(f"{k}={v}" for k, v in self.settings)])
 
@@ -54,7 +54,7 @@ class Configuration(NamedTuple):
         return " ".join([self.backend, self.device, self.precision, *(f"{k}={v}" for k, v in self.settings)])
 
     @classmethod
-    def from_words(cls, text: str) -> "Configuration":
+    def from_words(cls, text: str) -> Configuration:
         """The inverse of ``words`` (devswitch 0.1 wrote "DEVICE PRECISION": tensorflow is its backend);
         ValueError when it is not one."""
         parts = text.split(" ")
@@ -77,7 +77,7 @@ class Key(NamedTuple):
     settings: Settings = ()
 
     @classmethod
-    def of(cls, config, batch: int) -> "Key":
+    def of(cls, config, batch: int) -> Key:
         config = Configuration.of(config)
         return cls(config.backend, config.device, config.precision, batch, config.settings)
 
@@ -96,7 +96,7 @@ class Interval(NamedTuple):
     high: float
     coverage: float
 
-    def overlaps(self, other: "Interval") -> bool:
+    def overlaps(self, other: Interval) -> bool:
         return not (self.low > other.high or other.low > self.high)
 
 
@@ -108,16 +108,15 @@ class Cell:
     device: str
     precision: str
     batch: int
-    status: str                       # ok | unavailable: ... | failed: ... | interrupted | not run (...)
-    resolved: str = ""                # the precision actually run (half -> bf16 ...)
-    record: Mapping | None = None     # the worker's benchmark record, as written
-    settings: Settings = ()           # the varied settings of its configuration: ((name, value), ...)
+    status: str  # ok | unavailable: ... | failed: ... | interrupted | not run (...)
+    resolved: str = ""  # the precision actually run (half -> bf16 ...)
+    record: Mapping | None = None  # the worker's benchmark record, as written
+    settings: Settings = ()  # the varied settings of its configuration: ((name, value), ...)
 
     @classmethod
-    def of(cls, config, batch: int, status: str, resolved: str = "", record: Mapping | None = None) -> "Cell":
+    def of(cls, config, batch: int, status: str, resolved: str = "", record: Mapping | None = None) -> Cell:
         config = Configuration.of(config)
-        return cls(config.backend, config.device, config.precision, batch, status, resolved, record,
-                   config.settings)
+        return cls(config.backend, config.device, config.precision, batch, status, resolved, record, config.settings)
 
     @property
     def key(self) -> Key:
@@ -149,7 +148,7 @@ class Cell:
         label = (self.record or {}).get("math")
         if not isinstance(label, str):
             return ""
-        return label[len("auto ("):-1] if label.startswith("auto (") and label.endswith(")") else label
+        return label[len("auto (") : -1] if label.startswith("auto (") and label.endswith(")") else label
 
     @property
     def math(self) -> str:
@@ -221,7 +220,7 @@ class ResultSet:
     command: tuple[str, ...] = ()
     interrupted: bool = False
     complete: bool = True
-    path: str = ""                    # where it was read from ("" when made in this process)
+    path: str = ""  # where it was read from ("" when made in this process)
     reference: Mapping | None = None  # the strict float32 reference run: how it was computed, or why none
 
     @property
@@ -238,7 +237,7 @@ class ResultSet:
 
     @property
     def kind(self) -> str:
-        """"script" for ``compare --script`` (a cell is the run as a whole), else "benchmark" (a factory)."""
+        """ "script" for ``compare --script`` (a cell is the run as a whole), else "benchmark" (a factory)."""
         return self.options.get("kind") or "benchmark"
 
     @property
@@ -302,15 +301,30 @@ class ResultSet:
             "schema_version": SCHEMA_VERSION,
             "command": list(self.command),
             "options": dict(self.options),
-            "model": {"target": self.model.target, "name": self.model.name, "parameters": self.model.parameters,
-                      "unit": self.model.unit},
+            "model": {
+                "target": self.model.target,
+                "name": self.model.name,
+                "parameters": self.model.parameters,
+                "unit": self.model.unit,
+            },
             "environment": self.environment,
             "config": self.config,
             "interrupted": self.interrupted,
             "complete": self.complete,
-            "cells": [{"backend": c.backend, "device": c.device, "precision": c.precision,
-                       "settings": dict(c.settings), "resolved_precision": c.resolved, "batch": c.batch, "status": c.status,
-                       "speedup": self._speedup_json(c), "record": c.record} for c in self.cells],
+            "cells": [
+                {
+                    "backend": c.backend,
+                    "device": c.device,
+                    "precision": c.precision,
+                    "settings": dict(c.settings),
+                    "resolved_precision": c.resolved,
+                    "batch": c.batch,
+                    "status": c.status,
+                    "speedup": self._speedup_json(c),
+                    "record": c.record,
+                }
+                for c in self.cells
+            ],
             "timing": dict(self.timing),
             "reference": dict(self.reference) if self.reference else None,
         }
@@ -321,10 +335,16 @@ class ResultSet:
         if value is None:
             return None
         ratio = self.speedup_interval(cell)
-        return {"vs": self.baseline.words(), "value": value, "ci": [ratio.low, ratio.high] if ratio else None,
-                "ci_coverage": ratio.coverage if ratio else None, "rounds": ratio.rounds if ratio else None,
-                "method": "median of per-round ratios of median throughput, order-statistics interval" if ratio
-                else "ratio of median throughputs (no shared rounds: no interval)"}
+        return {
+            "vs": self.baseline.words(),
+            "value": value,
+            "ci": [ratio.low, ratio.high] if ratio else None,
+            "ci_coverage": ratio.coverage if ratio else None,
+            "rounds": ratio.rounds if ratio else None,
+            "method": "median of per-round ratios of median throughput, order-statistics interval"
+            if ratio
+            else "ratio of median throughputs (no shared rounds: no interval)",
+        }
 
     def dumps(self) -> str:
         return json.dumps(_finite(self.to_json()), indent=2, default=str, allow_nan=False) + "\n"

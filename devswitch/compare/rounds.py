@@ -17,13 +17,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import protocol as p
-from .matrix import (ConfigRun, stop, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress,
-                     worker_env, write_spec)
+from .matrix import (
+    ConfigRun,
+    cells_of,
+    document,
+    gpus_seen,
+    no_gpu_reason,
+    reference_config,
+    report_progress,
+    stop,
+    worker_env,
+    write_spec,
+)
 from .options import Options
 from .protocol import read_events
 from .resultset import Cell, Configuration, ResultSet
@@ -33,31 +43,37 @@ from .resultset import Cell, Configuration, ResultSet
 class _Worker:
     run: ConfigRun
     proc: subprocess.Popen
-    turns: int                  # the read end of its "done" pipe
+    turns: int  # the read end of its "done" pipe
     events: Path
     log: Path
     started: float
     seen: int = 0
-    alive: bool = True          # still taking turns
+    alive: bool = True  # still taking turns
 
     @property
     def config(self) -> Configuration:
         return self.run.config
 
 
-def _start(options: Options, config: Configuration, workdir: Path, origin: float,
-           role: str = "measure") -> _Worker:
+def _start(options: Options, config: Configuration, workdir: Path, origin: float, role: str = "measure") -> _Worker:
     backend, device, precision, settings = config
     read_end, write_end = os.pipe()
-    spec, events, log = write_spec(options, config, workdir, role, rounds=options.rounds, origin=origin,
-                                   turn_fd=write_end)
+    spec, events, log = write_spec(
+        options, config, workdir, role, rounds=options.rounds, origin=origin, turn_fd=write_end
+    )
     started = time.time()
     try:
         with open(log, "w") as log_handle:
             # its own session: a Ctrl-C at the terminal reaches compare only, which forwards it
-            proc = subprocess.Popen([sys.executable, "-m", "devswitch.worker", str(spec)], stdin=subprocess.PIPE,
-                                    stdout=log_handle, stderr=subprocess.STDOUT, env=worker_env(),
-                                    start_new_session=True, pass_fds=(write_end,))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "devswitch.worker", str(spec)],
+                stdin=subprocess.PIPE,
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                env=worker_env(),
+                start_new_session=True,
+                pass_fds=(write_end,),
+            )
     finally:
         os.close(write_end)  # the worker holds it now: its end (even by a crash) is our end of file
     return _Worker(ConfigRun(device, precision, backend, settings=settings), proc, read_end, events, log, started)
@@ -111,8 +127,12 @@ def _stop(workers: list[_Worker], progress: Callable[[str], None], interrupted: 
         os.close(w.turns)
 
 
-def run_interleaved(options: Options, progress: Callable[[str], None], workdir: Path,
-                    on_update: Callable[[ResultSet], None] | None = None) -> ResultSet:
+def run_interleaved(
+    options: Options,
+    progress: Callable[[str], None],
+    workdir: Path,
+    on_update: Callable[[ResultSet], None] | None = None,
+) -> ResultSet:
     """Run every configuration in ``options.rounds`` interleaved rounds; the result set, as run_matrix's."""
     from .. import backends
 
@@ -127,9 +147,11 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
     workers: list[_Worker] = []
     interrupted = False
     startup_s = None
-    progress(f"devswitch compare: {options.target}, {options.mode}, {options.size()}, {options.rounds} "
-             "rounds taken in turn "
-             "(--rounds 1: one configuration after another, one process at a time)")
+    progress(
+        f"devswitch compare: {options.target}, {options.mode}, {options.size()}, {options.rounds} "
+        "rounds taken in turn "
+        "(--rounds 1: one configuration after another, one process at a time)"
+    )
     waiting: list[_Worker] = []
     reference: _Worker | None = None
 
@@ -153,14 +175,15 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
             elif config not in deferred:
                 waiting.append(_start(options, config, workdir, started))
         deferred = [c for c in deferred if c not in early]
-        progress(f"starting {len(waiting)} worker(s) side by side"
-                 + (f" ({len(deferred)} GPU configuration(s) wait to hear whether there is a GPU)" if deferred else ""))
+        progress(
+            f"starting {len(waiting)} worker(s) side by side"
+            + (f" ({len(deferred)} GPU configuration(s) wait to hear whether there is a GPU)" if deferred else "")
+        )
         while waiting:
             w = waiting.pop(0)
             workers.append(w)
             w.alive = _wait_done(w, options.timeout)
-            w.seen = report_progress(w.events, w.seen,
-                                     lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
+            w.seen = report_progress(w.events, w.seen, lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
             if w.config.device != "cpu":
                 continue
             w.run.events = read_events(w.events)[0]
@@ -179,8 +202,10 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
             ended = read_events(reference.events)[0]
             reference.run.wall_s = (ended[-1]["t"] if ended else time.time()) - reference.started
         startup_s = time.time() - started
-        progress(f"all started in {startup_s:.1f} s; " + ", ".join(
-            f"{name(w.config)} {'ready' if w.alive else 'not running'}" for w in workers))
+        progress(
+            f"all started in {startup_s:.1f} s; "
+            + ", ".join(f"{name(w.config)} {'ready' if w.alive else 'not running'}" for w in workers)
+        )
         for phase in p.phases(options.rounds):
             live = [w for w in workers if w.alive]
             if not live:
@@ -188,8 +213,9 @@ def run_interleaved(options: Options, progress: Callable[[str], None], workdir: 
             progress(f"[{phase}] " + " -> ".join(name(w.config) for w in live))
             for w in live:
                 w.alive = _tell(w, phase) and _wait_done(w, options.timeout)
-                w.seen = report_progress(w.events, w.seen,
-                                         lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
+                w.seen = report_progress(
+                    w.events, w.seen, lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}")
+                )
                 if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once
                     on_update(_collect(options, configs, early, workers, started, False, startup_s, w, reference))
     except KeyboardInterrupt:
@@ -211,9 +237,17 @@ def _read(w: _Worker) -> ConfigRun:
     return run
 
 
-def _collect(options: Options, configs: list, early: dict, workers: list[_Worker], started: float,
-             interrupted: bool, startup_s: float | None, last: _Worker | None = None,
-             reference: _Worker | None = None) -> ResultSet:
+def _collect(
+    options: Options,
+    configs: list,
+    early: dict,
+    workers: list[_Worker],
+    started: float,
+    interrupted: bool,
+    startup_s: float | None,
+    last: _Worker | None = None,
+    reference: _Worker | None = None,
+) -> ResultSet:
     """The result set: every worker's events read back into cells. ``last``: the run is still going, and
     the workers after this one have not finished (their cells are "not run (pending)")."""
     runs, cells = [], []
@@ -237,5 +271,13 @@ def _collect(options: Options, configs: list, early: dict, workers: list[_Worker
             run.events.append({"event": p.CRASHED, "returncode": w.proc.returncode, "t": time.time()})
         runs.append(run)
         cells += cells_of(run, options.batch_sizes, interrupted)
-    return document(options, runs, cells, time.time() - started, interrupted, complete=last is None,
-                    startup_s=startup_s, reference=_read(reference) if reference else None)
+    return document(
+        options,
+        runs,
+        cells,
+        time.time() - started,
+        interrupted,
+        complete=last is None,
+        startup_s=startup_s,
+        reference=_read(reference) if reference else None,
+    )

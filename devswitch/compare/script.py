@@ -15,9 +15,9 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import protocol as p
 from .matrix import file_stem, stop, worker_env
@@ -37,39 +37,60 @@ class ScriptJob:
     target: str
     module: bool = False
     args: tuple[str, ...] = ()
-    caps: dict | None = None      # {"max_epochs": N | None, "max_steps": N | None}
+    caps: dict | None = None  # {"max_epochs": N | None, "max_steps": N | None}
 
 
 def settings_of(config: Configuration, report: Path) -> tuple[dict, dict]:
     """The explicit settings of one run, and where each came from (for messages)."""
     varied = dict(config.settings)
-    settings = {**varied, "device": config.device, "precision": config.precision, "fallback": "error",
-                "report": str(report), "backend": config.backend}
+    settings = {
+        **varied,
+        "device": config.device,
+        "precision": config.precision,
+        "fallback": "error",
+        "report": str(report),
+        "backend": config.backend,
+    }
     where = {key: f"devswitch compare ({'--vary ' + key if key in varied else 'its column'})" for key in settings}
     return settings, where
 
 
 def last_error_line(log: str) -> str:
-    lines = [line.strip() for line in log.splitlines()
-             if line.strip() and not re.match(r"[EIW]\d{4} ", line)]  # the frameworks' native log lines
+    lines = [
+        line.strip() for line in log.splitlines() if line.strip() and not re.match(r"[EIW]\d{4} ", line)
+    ]  # the frameworks' native log lines
     return lines[-1][:200] if lines else "no output"
 
 
-def run_once(job: ScriptJob, config: Configuration, round_number: int, work: Path, log: Path,
-             origin: float) -> tuple[dict, bool]:
+def run_once(
+    job: ScriptJob, config: Configuration, round_number: int, work: Path, log: Path, origin: float
+) -> tuple[dict, bool]:
     """One run of the script in ``config``: (what happened, interrupted)."""
     stem = f"{file_stem(config)}-r{round_number}"
     events, spec, report = (work / f"{stem}.{suffix}" for suffix in ("events.jsonl", "spec.json", "report.jsonl"))
     settings, where = settings_of(config, report)
-    ScriptSpec(job.target, tuple(job.args), settings, str(events), module=job.module, caps=dict(job.caps or {}),
-               parent_pid=os.getpid(), where=where).write(spec)
+    ScriptSpec(
+        job.target,
+        tuple(job.args),
+        settings,
+        str(events),
+        module=job.module,
+        caps=dict(job.caps or {}),
+        parent_pid=os.getpid(),
+        where=where,
+    ).write(spec)
     with open(log, "a") as handle:
         handle.write(f"===== devswitch compare --script: {config.words()}, round {round_number} =====\n")
         handle.flush()
         start = handle.tell()
         started = time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "devswitch.scriptworker", str(spec)], stdout=handle,
-                                stderr=subprocess.STDOUT, env=worker_env(), start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devswitch.scriptworker", str(spec)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=worker_env(),
+            start_new_session=True,
+        )
         interrupted = False
         try:
             proc.wait(timeout=job.options.timeout)
@@ -90,11 +111,20 @@ def run_once(job: ScriptJob, config: Configuration, round_number: int, work: Pat
     unavailable = next((e for e in found if e["event"] == p.UNAVAILABLE), None)
     data = log.read_bytes()
     end = done.get("log_end") if done is not None else None  # the script's output ends there; the summary follows
-    text = data[start:end if isinstance(end, int) and end >= start else None].decode("utf-8", errors="replace")
-    run = {"round": round_number, "start_s": started - origin, "process_s": ended - started,
-           "startup_s": ready["t"] - started if ready else None, "ready": ready, "unavailable": unavailable,
-           "exit_code": done["exit_code"] if done else proc.returncode, "done": done is not None,
-           "wall_s": done["wall_s"] if done else None, "last_line": last_error_line(text), "calls": []}
+    text = data[start : end if isinstance(end, int) and end >= start else None].decode("utf-8", errors="replace")
+    run = {
+        "round": round_number,
+        "start_s": started - origin,
+        "process_s": ended - started,
+        "startup_s": ready["t"] - started if ready else None,
+        "ready": ready,
+        "unavailable": unavailable,
+        "exit_code": done["exit_code"] if done else proc.returncode,
+        "done": done is not None,
+        "wall_s": done["wall_s"] if done else None,
+        "last_line": last_error_line(text),
+        "calls": [],
+    }
     if report.exists():
         from ..results import ReportError, read_report
 
@@ -107,15 +137,20 @@ def run_once(job: ScriptJob, config: Configuration, round_number: int, work: Pat
 
 
 def failure(run: dict) -> str:
-    """"failed: <the last error line>" of a run that did not end well."""
+    """ "failed: <the last error line>" of a run that did not end well."""
     if not run["done"]:
         return f"failed: the run ended with code {run['exit_code']} before the script finished: {run['last_line']}"
     code = run["exit_code"]
     return f"failed: {run['last_line']}" if code == 1 else f"failed: exit code {code}: {run['last_line']}"
 
 
-def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out: Path,
-                on_update: Callable[[ResultSet], None] | None = None) -> ResultSet:
+def run_scripts(
+    job: ScriptJob,
+    progress: Callable[[str], None],
+    work: Path,
+    out: Path,
+    on_update: Callable[[ResultSet], None] | None = None,
+) -> ResultSet:
     """Every configuration, ``rounds`` times in turn; returns the result set (kind "script")."""
     from .. import backends
 
@@ -130,8 +165,10 @@ def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out
     interrupted = False
     origin = time.time()
     caps = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in (job.caps or {}).items() if v is not None)
-    progress(f"devswitch compare --script {job.target}: {options.size().split(' x ')[0].split(' (')[0]}, "
-             f"{options.rounds} run{'s' if options.rounds > 1 else ''} each{', ' + caps if caps else ''}")
+    progress(
+        f"devswitch compare --script {job.target}: {options.size().split(' x ')[0].split(' (')[0]}, "
+        f"{options.rounds} run{'s' if options.rounds > 1 else ''} each{', ' + caps if caps else ''}"
+    )
     for number in range(1, options.rounds + 1):
         for i, config in enumerate(configs):
             if interrupted:
@@ -141,8 +178,9 @@ def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out
             if config in status:
                 continue
             label = config.label(several)
-            missing = backends.missing_reason(config.backend) or (no_gpu.get(config.backend)
-                                                                 if config.device != "cpu" else None)
+            missing = backends.missing_reason(config.backend) or (
+                no_gpu.get(config.backend) if config.device != "cpu" else None
+            )
             if missing:
                 progress(f"[{i + 1}/{len(configs)}] {label}: unavailable: {missing}")
                 status[config] = f"unavailable: {missing}"
@@ -150,8 +188,10 @@ def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out
             log = out / LOGS / f"{file_stem(config)}.log"
             if number == 1:
                 log.write_text("")
-            progress(f"[{i + 1}/{len(configs)}] {label}" + (f", round {number}/{options.rounds}"
-                                                           if options.rounds > 1 else ""))
+            progress(
+                f"[{i + 1}/{len(configs)}] {label}"
+                + (f", round {number}/{options.rounds}" if options.rounds > 1 else "")
+            )
             try:
                 run, interrupted = run_once(job, config, number, work, log, origin)
             except KeyboardInterrupt:
@@ -160,8 +200,9 @@ def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out
                     status[config] = "interrupted"
                 continue
             spent.append(run)
-            gpus = next((e.get("gpus") for e in (run["ready"], run["unavailable"]) if e and e.get("gpus") is not None),
-                        None)
+            gpus = next(
+                (e.get("gpus") for e in (run["ready"], run["unavailable"]) if e and e.get("gpus") is not None), None
+            )
             if gpus == 0:
                 from .matrix import no_gpu_reason
 
@@ -181,8 +222,15 @@ def run_scripts(job: ScriptJob, progress: Callable[[str], None], work: Path, out
     return document(job, runs, status, time.time() - origin, interrupted, spent=spent)
 
 
-def document(job: ScriptJob, runs: dict, status: dict, total: float, interrupted: bool,
-             complete: bool = True, spent: list | None = None) -> ResultSet:
+def document(
+    job: ScriptJob,
+    runs: dict,
+    status: dict,
+    total: float,
+    interrupted: bool,
+    complete: bool = True,
+    spent: list | None = None,
+) -> ResultSet:
     """The result set of a script compare: one cell per configuration (batch 1 = the run as a whole)."""
     options = job.options
     cells, done = [], []
@@ -191,8 +239,7 @@ def document(job: ScriptJob, runs: dict, status: dict, total: float, interrupted
         if why is None and not taken:
             why = "not run (pending)" if not complete else "failed: no run finished"
         ready = next((r["ready"] for r in taken if r["ready"]), None) or {}
-        kept = [{k: v for k, v in r.items() if k not in ("ready", "unavailable", "done", "last_line")}
-                for r in taken]
+        kept = [{k: v for k, v in r.items() if k not in ("ready", "unavailable", "done", "last_line")} for r in taken]
         record = build(kept, ready.get("plan"), ready.get("environment"), ready.get("settings")) if taken else None
         resolved = ((ready.get("plan") or {}).get("precision")) or ""
         cells.append(Cell.of(config, 1, why or "ok", resolved, record if why is None else None))
@@ -201,16 +248,32 @@ def document(job: ScriptJob, runs: dict, status: dict, total: float, interrupted
     spent = done if spent is None else spent
     walls = sum(r["wall_s"] or 0.0 for r in spent)
     processes = sum(r["process_s"] for r in spent)
-    timing = {"total_s": total, "sum_measured_s": walls, "sum_startup_s": processes - walls,
-              "overhead_ratio": total / processes if processes else None,
-              "note": "measured = the script's own wall time in every run; startup = the rest of each run's "
-                      "process (Python, the framework imported, devswitch applied, the exit)"}
+    timing = {
+        "total_s": total,
+        "sum_measured_s": walls,
+        "sum_startup_s": processes - walls,
+        "overhead_ratio": total / processes if processes else None,
+        "note": "measured = the script's own wall time in every run; startup = the rest of each run's "
+        "process (Python, the framework imported, devswitch applied, the exit)",
+    }
     return ResultSet(
-        options={**{k: v for k, v in asdict(options).items() if k not in ("command", "vary")}, "kind": KIND,
-                 "mode": KIND, "batch_sizes": [1], "baseline": options.baseline.words(),
-                 "vary": {name: list(values) for name, values in options.vary}, "module": job.module,
-                 "args": list(job.args), "caps": dict(job.caps or {})},
+        options={
+            **{k: v for k, v in asdict(options).items() if k not in ("command", "vary")},
+            "kind": KIND,
+            "mode": KIND,
+            "batch_sizes": [1],
+            "baseline": options.baseline.words(),
+            "vary": {name: list(values) for name, values in options.vary},
+            "module": job.module,
+            "args": list(job.args),
+            "caps": dict(job.caps or {}),
+        },
         model=Model(target=job.target, name=Path(job.target).name if not job.module else job.target, unit="runs"),
-        cells=tuple(cells), environment=first.get("environment"), config=first.get("config"), timing=timing,
+        cells=tuple(cells),
+        environment=first.get("environment"),
+        config=first.get("config"),
+        timing=timing,
         command=tuple(options.command) or ("devswitch", "compare", "--script", job.target),
-        interrupted=interrupted, complete=complete)
+        interrupted=interrupted,
+        complete=complete,
+    )

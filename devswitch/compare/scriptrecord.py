@@ -10,13 +10,14 @@ report (each fit with its history and its caps).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..statistics import median, median_ci
 
-KIND = "script"           # results.json options.kind of a script compare (factories: absent)
+KIND = "script"  # results.json options.kind of a script compare (factories: absent)
 CALL_KINDS = ("fit", "evaluate", "predict")
-MAX_CALLS = 1000          # timed calls kept per run
+MAX_CALLS = 1000  # timed calls kept per run
 
 
 def build(runs: list[dict], plan: Mapping | None, environment: Mapping | None, applied: Mapping | None) -> dict:
@@ -24,23 +25,43 @@ def build(runs: list[dict], plan: Mapping | None, environment: Mapping | None, a
     process_s, exit_code, calls)."""
     walls = [r["wall_s"] for r in runs]
     wall = median(walls)
-    metrics: dict[str, Any] = {"throughput": {"value": 1.0 / wall if wall > 0 else None, "unit": "runs/s",
-                                              "note": "1 / the median wall time of the script"},
-                               "wall": {"value": wall, "unit": "s"},
-                               "startup": {"value": median([r["startup_s"] for r in runs if r["startup_s"] is not None]
-                                                           or [0.0]), "unit": "s"}}
+    metrics: dict[str, Any] = {
+        "throughput": {
+            "value": 1.0 / wall if wall > 0 else None,
+            "unit": "runs/s",
+            "note": "1 / the median wall time of the script",
+        },
+        "wall": {"value": wall, "unit": "s"},
+        "startup": {
+            "value": median([r["startup_s"] for r in runs if r["startup_s"] is not None] or [0.0]),
+            "unit": "s",
+        },
+    }
     if len(walls) >= 2:
         low, high, coverage = median_ci(walls)
         metrics["wall"].update(ci=[low, high], ci_coverage=coverage)
         metrics["throughput"].update(ci=[1.0 / high, 1.0 / low], ci_coverage=coverage)
     versions = {k: v for k, v in (environment or {}).items() if isinstance(v, str)}
-    runs = [{**r, "calls": r["calls"][:MAX_CALLS], "calls_dropped": len(r["calls"]) - MAX_CALLS}
-            if len(r.get("calls") or ()) > MAX_CALLS else r for r in runs]  # what a reader accepts, and how many not
-    record = {"type": KIND, "status": "ok", "metrics": metrics, "policy": (plan or {}).get("policy") or "",
-              "math": (plan or {}).get("math") or "", "versions": versions,
-              "samples": {"round": [r["round"] for r in runs], "start_s": [r["start_s"] for r in runs],
-                          "seconds_per_step": walls},
-              "runs": runs}
+    runs = [
+        {**r, "calls": r["calls"][:MAX_CALLS], "calls_dropped": len(r["calls"]) - MAX_CALLS}
+        if len(r.get("calls") or ()) > MAX_CALLS
+        else r
+        for r in runs
+    ]  # what a reader accepts, and how many not
+    record = {
+        "type": KIND,
+        "status": "ok",
+        "metrics": metrics,
+        "policy": (plan or {}).get("policy") or "",
+        "math": (plan or {}).get("math") or "",
+        "versions": versions,
+        "samples": {
+            "round": [r["round"] for r in runs],
+            "start_s": [r["start_s"] for r in runs],
+            "seconds_per_step": walls,
+        },
+        "runs": runs,
+    }
     if applied:
         record["settings"] = dict(applied)
     return record
@@ -57,6 +78,7 @@ def figure(call: Mapping, name: str) -> float | None:
 
 
 # --- reading it back: input handling ---------------------------------------------------------------
+
 
 def check_options(r, options: dict) -> None:
     """options.kind, and what a script compare adds to the options: the script's arguments and the caps."""
@@ -106,8 +128,15 @@ def _check_call(r, call: Any, where: str) -> None:
     for name, value in (history or {}).items():
         history[name] = r.number(value, f"{where}.history.{name}")
     cap = r.get(call, "cap", where, dict, required=False)
-    for name in ("max_epochs", "max_steps", "epochs_asked", "steps_asked", "epochs_run", "steps_run",
-                 "batches_per_epoch"):
+    for name in (
+        "max_epochs",
+        "max_steps",
+        "epochs_asked",
+        "steps_asked",
+        "epochs_run",
+        "steps_run",
+        "batches_per_epoch",
+    ):
         if cap is not None:
             r.get(cap, name, f"{where}.cap", int, required=False)
     r.get(call, "epochs", where, list, required=False)

@@ -8,7 +8,8 @@ the renderers' business. The columns that matter least are optional, so a narrow
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import html, terminal, text
 from .table import Column, Table, clip
@@ -18,16 +19,33 @@ if TYPE_CHECKING:  # records are read by attribute; results.py imports this modu
 
 TITLE = "devswitch: timed Keras calls"
 NONE_YET = "devswitch: no timed Keras calls yet"
-CALL_COLUMNS = (Column("#", numeric=True), Column("call"), Column("model"), Column("wall", numeric=True),
-                Column("first (tracing)", optional=True), Column("steady"), Column("steady rate", numeric=True),
-                Column("device", optional=True), Column("policy", optional=True), Column("notes", optional=True))
-RUN_COLUMNS = (Column("#", numeric=True), Column("call"), Column("model"), Column("wall", numeric=True),
-               Column("first (tracing)", optional=True), Column("steady rate", numeric=True),
-               Column("device", optional=True), Column("policy", optional=True), Column("status"))
-SUMMARY_ROWS = 20      # the summary at exit: the first and last 10 calls, the rest counted
-SUMMARY_CELL = 60      # ... and no cell longer than this (clipped with an ellipsis)
+CALL_COLUMNS = (
+    Column("#", numeric=True),
+    Column("call"),
+    Column("model"),
+    Column("wall", numeric=True),
+    Column("first (tracing)", optional=True),
+    Column("steady"),
+    Column("steady rate", numeric=True),
+    Column("device", optional=True),
+    Column("policy", optional=True),
+    Column("notes", optional=True),
+)
+RUN_COLUMNS = (
+    Column("#", numeric=True),
+    Column("call"),
+    Column("model"),
+    Column("wall", numeric=True),
+    Column("first (tracing)", optional=True),
+    Column("steady rate", numeric=True),
+    Column("device", optional=True),
+    Column("policy", optional=True),
+    Column("status"),
+)
+SUMMARY_ROWS = 20  # the summary at exit: the first and last 10 calls, the rest counted
+SUMMARY_CELL = 60  # ... and no cell longer than this (clipped with an ellipsis)
 SUMMARY_HINT = "devswitch.summary()"
-LOG_WIDTH = 120        # plain text for a log or a pipe (no terminal to fit)
+LOG_WIDTH = 120  # plain text for a log or a pipe (no terminal to fit)
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -71,8 +89,18 @@ def call_row(number: int, r: CallRecord) -> tuple[str, ...]:
         rate = fmt_rate(r.steady_steps_per_s, "steps/s")
     else:
         rate = "-"
-    return (str(number), r.kind, r.model, fmt_s(r.wall_s), fmt_s(r.first_s), steady, rate, r.device, r.policy,
-            _notes(r))
+    return (
+        str(number),
+        r.kind,
+        r.model,
+        fmt_s(r.wall_s),
+        fmt_s(r.first_s),
+        steady,
+        rate,
+        r.device,
+        r.policy,
+        _notes(r),
+    )
 
 
 def calls_table(records: Sequence[CallRecord], cell_limit: int | None = None) -> Table:
@@ -120,8 +148,10 @@ def _run_title(number: int, run: dict) -> str:
     plan, env = _mapping(run.get("plan")), _mapping(run.get("environment"))
     applied = ", ".join(f"{k}={plan[k]}" for k in ("backend", "device", "precision", "policy") if plan.get(k))
     backend = str(env.get("backend") or "tensorflow")
-    return (f"run {number}: {applied or 'no plan recorded'}; keras {env.get('keras', '?')}, "
-            f"{backend} {env.get(backend, '')}").rstrip()
+    return (
+        f"run {number}: {applied or 'no plan recorded'}; keras {env.get('keras', '?')}, "
+        f"{backend} {env.get(backend, '')}"
+    ).rstrip()
 
 
 def _run_row(number: int, record) -> tuple[str, ...]:
@@ -133,9 +163,17 @@ def _run_row(number: int, record) -> tuple[str, ...]:
         return v if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
 
     rate = value("steady_throughput")
-    return (str(number), str(record.get("kind", "?")), str(record.get("model", "?")), fmt_s(value("wall")),
-            fmt_s(value("first")), fmt_rate(rate, "samples/s") if rate else "-", str(record.get("device", "?")),
-            str(record.get("policy", "?")), str(record.get("status", "?")))
+    return (
+        str(number),
+        str(record.get("kind", "?")),
+        str(record.get("model", "?")),
+        fmt_s(value("wall")),
+        fmt_s(value("first")),
+        fmt_rate(rate, "samples/s") if rate else "-",
+        str(record.get("device", "?")),
+        str(record.get("policy", "?")),
+        str(record.get("status", "?")),
+    )
 
 
 def runs_tables(runs: Sequence[dict]) -> list[Table]:
@@ -145,8 +183,9 @@ def runs_tables(runs: Sequence[dict]) -> list[Table]:
     for i, run in enumerate(runs, 1):
         records = run.get("records") or []
         if records:
-            tables.append(Table.of(RUN_COLUMNS, (_run_row(n, r) for n, r in enumerate(records, 1)),
-                                   title=_run_title(i, run)))
+            tables.append(
+                Table.of(RUN_COLUMNS, (_run_row(n, r) for n, r in enumerate(records, 1)), title=_run_title(i, run))
+            )
         else:  # no columns: the title and the note alone
             tables.append(Table.of((), (), title=_run_title(i, run), notes=("(no timed calls)",)))
     return tables

@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ..compare.resultset import ResultSet
 from ..compare.recommend import coverage_words
+from ..compare.resultset import ResultSet
 from .compare import baseline_label
 
 MAX_WIDTH_IN = 14.0
@@ -32,8 +32,9 @@ def build_figure(results: ResultSet):
     unit = results.model.unit
     batches = results.batch_sizes
     configs = results.configs
-    columns = [results.column(results.cell(c, batches[0]) or next(x for x in results.cells if x.config == c))
-               for c in configs]
+    columns = [
+        results.column(results.cell(c, batches[0]) or next(x for x in results.cells if x.config == c)) for c in configs
+    ]
     any_watts = any(c.metric("power") for c in results.cells if c.ok)
     panels = 2 if any_watts else 1
     width = min(MAX_WIDTH_IN, 4 + panels * (1.2 + 0.35 * len(columns) * len(batches)))
@@ -41,8 +42,9 @@ def build_figure(results: ResultSet):
     height = 4.6 + 0.2 * legend_rows
     fig, axes = plt.subplots(1, panels, figsize=(width, height), squeeze=False)
     bar = 0.8 / max(1, len(columns))
-    for panel, (metric_name, label) in enumerate([("throughput", f"{unit}/s"),
-                                                  ("samples_per_watt", f"{unit}/s per W")][:panels]):
+    for panel, (metric_name, label) in enumerate(
+        [("throughput", f"{unit}/s"), ("samples_per_watt", f"{unit}/s per W")][:panels]
+    ):
         ax = axes[0][panel]
         for j, config in enumerate(configs):
             xs, ys, errs, labels = [], [], [[], []], []
@@ -51,8 +53,17 @@ def build_figure(results: ResultSet):
                 value = cell.metric(metric_name) if cell is not None and cell.ok else None
                 if not value:  # say why there is no bar, at the foot of the axis
                     why = cell.status.split(":")[0] if cell is not None and cell.status != "ok" else "not measured"
-                    ax.text(i + j * bar, 0.02, why, transform=ax.get_xaxis_transform(), ha="center",
-                            va="bottom", fontsize=7, rotation=90, color="0.4")
+                    ax.text(
+                        i + j * bar,
+                        0.02,
+                        why,
+                        transform=ax.get_xaxis_transform(),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                        rotation=90,
+                        color="0.4",
+                    )
                     continue
                 xs.append(i + j * bar)
                 ys.append(value)
@@ -61,11 +72,13 @@ def build_figure(results: ResultSet):
                 errs[1].append(max(0.0, ci.high - value) if ci else 0.0)
                 speedup = results.speedup(cell) if metric_name == "throughput" else None
                 paired = results.speedup_interval(cell) if speedup else None
-                labels.append((f"{speedup:.2f}x" + (f"\n[{paired.low:.2f}, {paired.high:.2f}]" if paired else ""))
-                              if speedup else "")
+                labels.append(
+                    (f"{speedup:.2f}x" + (f"\n[{paired.low:.2f}, {paired.high:.2f}]" if paired else ""))
+                    if speedup
+                    else ""
+                )
             if xs:
-                bars = ax.bar(xs, ys, bar, yerr=errs if metric_name == "throughput" else None, capsize=2,
-                              **style(j))
+                bars = ax.bar(xs, ys, bar, yerr=errs if metric_name == "throughput" else None, capsize=2, **style(j))
                 if len(columns) <= 12:  # beyond, the labels would overlap: the tables carry them
                     ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
         ax.set_xlim(-bar, len(batches) - 1 + bar * len(columns))
@@ -83,20 +96,28 @@ def build_figure(results: ResultSet):
     # under 6 samples an interval covers less: never claim more than it has, nor an interval never recorded
     whiskers = f"whiskers: {coverage_words(*coverages)} CI of the median" if coverages else "no intervals recorded"
     paired = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
-    labelled = "labels: speed-up vs " + baseline_label(results) + (
-        f" [its {coverage_words(*(r.coverage for r in paired))} interval, paired by round]" if paired else "") \
-        if len(columns) <= 12 else "speed-ups in the tables"
-    heading = (f"{results.model.title}, {results.mode}\n"
-               f"bars: median {unit}/s; {whiskers}; {labelled}")
+    labelled = (
+        "labels: speed-up vs "
+        + baseline_label(results)
+        + (f" [its {coverage_words(*(r.coverage for r in paired))} interval, paired by round]" if paired else "")
+        if len(columns) <= 12
+        else "speed-ups in the tables"
+    )
+    heading = f"{results.model.title}, {results.mode}\nbars: median {unit}/s; {whiskers}; {labelled}"
     if not any_watts:
         heading += f"; {unit}/s per W: power not measurable here"
     import textwrap
 
-    fig.suptitle("\n".join(textwrap.fill(line, int(width * 13)) for line in heading.split("\n")), fontsize=10,
-                 parse_math=False)  # a model's name is text: "$...$" in it is not mathematics
-    fig.legend(handles=[Patch(label=column.replace("$", r"\$"), **style(j)) for j, column in enumerate(columns)],
-               fontsize=8,
-               loc="lower center", ncol=min(4, len(columns)), frameon=False)
+    fig.suptitle(
+        "\n".join(textwrap.fill(line, int(width * 13)) for line in heading.split("\n")), fontsize=10, parse_math=False
+    )  # a model's name is text: "$...$" in it is not mathematics
+    fig.legend(
+        handles=[Patch(label=column.replace("$", r"\$"), **style(j)) for j, column in enumerate(columns)],
+        fontsize=8,
+        loc="lower center",
+        ncol=min(4, len(columns)),
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, (0.2 * legend_rows + 0.15) / height, 1, 1))
     return fig
 

@@ -27,7 +27,7 @@ def interval_text(cell: Cell) -> str:
 
 
 def speedup_text(results: ResultSet, cell: Cell) -> str:
-    """"1.79x [1.70, 1.85]": the speed-up paired by round with its interval (its coverage when under 95%);
+    """ "1.79x [1.70, 1.85]": the speed-up paired by round with its interval (its coverage when under 95%);
     the plain ratio of medians when the cells were not timed in shared rounds."""
     if cell.config == results.baseline:
         return "1.00x (baseline)"
@@ -66,9 +66,15 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
     unit = results.model.unit
     cells = [results.cell(config, batch) for config in results.configs]
     cells = [c for c in cells if c is not None]
-    rows: dict[str, list[str]] = {f"{unit}/s": [], f"model.predict {unit}/s": [], "W": [], f"{unit}/s per W": [],
-                                  f"speed-up vs {baseline_label(results)}": [], "latency p50 / p99 (ms)": [],
-                                  "GFLOP/s (of measured matmul peak)": []}
+    rows: dict[str, list[str]] = {
+        f"{unit}/s": [],
+        f"model.predict {unit}/s": [],
+        "W": [],
+        f"{unit}/s per W": [],
+        f"speed-up vs {baseline_label(results)}": [],
+        "latency p50 / p99 (ms)": [],
+        "GFLOP/s (of measured matmul peak)": [],
+    }
     names = list(rows)
     for c in cells:
         if not c.ok:
@@ -77,11 +83,15 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
             continue
         watts = c.metric("power")
         fraction = c.metric("fraction_of_peak")
-        values = [f"{fmt(c.metric('throughput'))} {interval_text(c)}".strip(), fmt(c.metric("predict_throughput")),
-                  fmt(watts) if watts else "unavailable", fmt(c.metric("samples_per_watt"), 2) if watts else "-",
-                  speedup_text(results, c),
-                  f"{fmt(c.metric('latency_p50'), 2)} / {fmt(c.metric('latency_p99'), 2)}",
-                  fmt(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else "")]
+        values = [
+            f"{fmt(c.metric('throughput'))} {interval_text(c)}".strip(),
+            fmt(c.metric("predict_throughput")),
+            fmt(watts) if watts else "unavailable",
+            fmt(c.metric("samples_per_watt"), 2) if watts else "-",
+            speedup_text(results, c),
+            f"{fmt(c.metric('latency_p50'), 2)} / {fmt(c.metric('latency_p99'), 2)}",
+            fmt(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else ""),
+        ]
         for name, value in zip(names, values):
             rows[name].append(value)
     if results.mode == "training":
@@ -118,12 +128,14 @@ def accuracy_rows(results: ResultSet, cells: list[Cell], notes: Footnotes) -> di
                 rows[name].append(notes.mark(str(acc.get("status"))))
             elif name.startswith("loss"):
                 loss, diff = acc.get("loss"), acc.get("loss_rel_diff")
-                rows[name].append("not finite" if loss is None else
-                                  f"{loss:.4g} ({error_text(diff)})")
+                rows[name].append("not finite" if loss is None else f"{loss:.4g} ({error_text(diff)})")
             elif name.startswith("rel."):
                 nonfinite = acc.get("nonfinite_samples") or 0
-                rows[name].append(f"not finite in {nonfinite}/{acc.get('samples')}" if nonfinite else
-                                  f"{error_text(acc.get('max_rel_error'))} / {error_text(acc.get('median_rel_error'))}")
+                rows[name].append(
+                    f"not finite in {nonfinite}/{acc.get('samples')}"
+                    if nonfinite
+                    else f"{error_text(acc.get('max_rel_error'))} / {error_text(acc.get('median_rel_error'))}"
+                )
             else:
                 top1 = acc.get("top1_agreement")
                 rows[name].append("-" if top1 is None else f"{top1:.0%}")
@@ -134,42 +146,65 @@ def preamble(results: ResultSet) -> list[str]:
     env = results.environment or {}
     if not env:
         return []
-    frameworks = sorted({f"{c.backend} {((c.record or {}).get('versions') or {}).get(c.backend, '')}".strip()
-                         for c in results.cells if c.ok})
+    frameworks = sorted(
+        {
+            f"{c.backend} {((c.record or {}).get('versions') or {}).get(c.backend, '')}".strip()
+            for c in results.cells
+            if c.ok
+        }
+    )
     coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
     level = min([0.95, *coverages])
-    what = "its 95% confidence interval" if not below_95(level) else (
-        "its 95% confidence interval or, with fewer than 6 samples, the whole range of the samples followed by "
-        f"the probability that it covers the median ({level:.0%} here at the lowest)")
-    lines = [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
-             f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed samples, and "
-             f"in brackets {what}; order statistics: distribution-free, assuming independent samples."]
+    what = (
+        "its 95% confidence interval"
+        if not below_95(level)
+        else (
+            "its 95% confidence interval or, with fewer than 6 samples, the whole range of the samples followed by "
+            f"the probability that it covers the median ({level:.0%} here at the lowest)"
+        )
+    )
+    lines = [
+        f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
+        f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed samples, and "
+        f"in brackets {what}; order statistics: distribution-free, assuming independent samples."
+    ]
     ref = results.reference or {}
     if ref.get("status") == "ok":
         if results.mode == "training":
-            lines.append(f"Accuracy: every column starts from the same weights; the loss after a few SGD steps on "
-                         f"{ref.get('samples')} seeded samples, and in brackets its relative difference from the "
-                         f"reference's ({ref.get('backend')} cpu float32, {ref.get('math')} math).")
+            lines.append(
+                f"Accuracy: every column starts from the same weights; the loss after a few SGD steps on "
+                f"{ref.get('samples')} seeded samples, and in brackets its relative difference from the "
+                f"reference's ({ref.get('backend')} cpu float32, {ref.get('math')} math)."
+            )
         else:
-            lines.append(f"Accuracy: every column runs the same weights on the same {ref.get('samples')} seeded "
-                         f"inputs through its timed call path; its outputs against a strict float32 reference "
-                         f"({ref.get('backend')} cpu, {ref.get('math')} math): per sample ||y - y_ref|| / ||y_ref||, "
-                         "the largest and the median" + (", and how often the top-1 class agrees."
-                                                         if ref.get("classifier") else "."))
+            lines.append(
+                f"Accuracy: every column runs the same weights on the same {ref.get('samples')} seeded "
+                f"inputs through its timed call path; its outputs against a strict float32 reference "
+                f"({ref.get('backend')} cpu, {ref.get('math')} math): per sample ||y - y_ref|| / ||y_ref||, "
+                "the largest and the median"
+                + (", and how often the top-1 class agrees." if ref.get("classifier") else ".")
+            )
     elif ref:
         lines.append(f"Accuracy not measured: the reference run {ref.get('status')}.")
     rounds = results.options.get("rounds") or 1
     paired = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
     if paired:
         level = min(r.coverage for r in paired)
-        lines.append(f"The configurations took turns in {rounds} rounds (A B C A B C ...), so a burst or drift of the "
-                     "machine slows every column alike. The speed-up is the median of the per-round ratios of "
-                     "median throughputs, and in brackets the interval of that median "
-                     + (f"({level:.0%} coverage: the whole range of {min(r.rounds for r in paired)} ratios)."
-                        if below_95(level) else "(95%)."))
+        lines.append(
+            f"The configurations took turns in {rounds} rounds (A B C A B C ...), so a burst or drift of the "
+            "machine slows every column alike. The speed-up is the median of the per-round ratios of "
+            "median throughputs, and in brackets the interval of that median "
+            + (
+                f"({level:.0%} coverage: the whole range of {min(r.rounds for r in paired)} ratios)."
+                if below_95(level)
+                else "(95%)."
+            )
+        )
     elif rounds == 1 and results.cells:
-        lines.append("The configurations ran one after another (--rounds 1): the speed-up is the ratio of medians "
-                     "and has no interval; a burst or drift between columns moves it unseen.")
+        lines.append(
+            "The configurations ran one after another (--rounds 1): the speed-up is the ratio of medians "
+            "and has no interval; a burst or drift between columns moves it unseen."
+        )
     return lines
 
 
@@ -179,25 +214,39 @@ def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[st
     unit = results.model.unit
     if results.mode == "training":
         trained = next((c.record.get("training") for c in results.cells if c.ok and c.record.get("training")), None)
-        what = (f"loss {trained.get('loss')}, optimizer {trained.get('optimizer')}" if trained else
-                "the model's loss and optimizer")
-        lines.append(f"Training: timed `model.train_on_batch` steps ({what}); {unit}/s counts training samples. "
-                     "GFLOP/s is an estimate: 3x the forward FLOPs (forward + two backward matmuls).")
+        what = (
+            f"loss {trained.get('loss')}, optimizer {trained.get('optimizer')}"
+            if trained
+            else "the model's loss and optimizer"
+        )
+        lines.append(
+            f"Training: timed `model.train_on_batch` steps ({what}); {unit}/s counts training samples. "
+            "GFLOP/s is an estimate: 3x the forward FLOPs (forward + two backward matmuls)."
+        )
     lines += notes.lines()
-    reasons = sorted({str((c.record.get("energy") or {}).get("reason")) for c in results.cells if c.ok
-                      and (c.record.get("energy") or {}).get("reason")})
+    reasons = sorted(
+        {
+            str((c.record.get("energy") or {}).get("reason"))
+            for c in results.cells
+            if c.ok and (c.record.get("energy") or {}).get("reason")
+        }
+    )
     if reasons:
         lines.append("Power not measured: " + "; ".join(reasons) + ". No figure is estimated.")
     lines += recommendation_lines(results, picks)
     t = results.timing
     if t.get("overhead_ratio"):
-        lines.append(f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the measured phases "
-                     f"({t['sum_measured_s']:.1f} s) plus framework start-ups ({t['sum_startup_s']:.1f} s).")
+        lines.append(
+            f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the measured phases "
+            f"({t['sum_measured_s']:.1f} s) plus framework start-ups ({t['sum_startup_s']:.1f} s)."
+        )
     if results.interrupted:
         lines.append("Interrupted: the rows marked 'interrupted' / 'not run' were not measured.")
     if not results.complete:
-        lines.append("Incomplete: written while compare was running; the rows marked 'not run (pending)' were "
-                     "not measured yet (if compare is no longer running, it was stopped before them).")
+        lines.append(
+            "Incomplete: written while compare was running; the rows marked 'not run (pending)' were "
+            "not measured yet (if compare is no longer running, it was stopped before them)."
+        )
     return lines
 
 
@@ -229,20 +278,54 @@ def render_markdown(results: ResultSet) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-CSV_FIELDS = ["backend", "device", "precision", "resolved_precision", "batch", "status", "policy", "throughput",
-              "throughput_ci_low", "throughput_ci_high", "throughput_ci_coverage", "throughput_jitter",
-              "throughput_overall", "predict_throughput", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
-              "first_call_s", "achieved_gflops", "fraction_of_peak", "power_w", "energy_j", "per_watt",
-              "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "speedup_ci_coverage", "speedup_rounds",
-              "max_rel_error", "median_rel_error", "top1_agreement", "loss", "loss_rel_diff", "accuracy_note",
-              "power_note"]
+CSV_FIELDS = [
+    "backend",
+    "device",
+    "precision",
+    "resolved_precision",
+    "batch",
+    "status",
+    "policy",
+    "throughput",
+    "throughput_ci_low",
+    "throughput_ci_high",
+    "throughput_ci_coverage",
+    "throughput_jitter",
+    "throughput_overall",
+    "predict_throughput",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "first_call_s",
+    "achieved_gflops",
+    "fraction_of_peak",
+    "power_w",
+    "energy_j",
+    "per_watt",
+    "speedup_vs_baseline",
+    "speedup_ci_low",
+    "speedup_ci_high",
+    "speedup_ci_coverage",
+    "speedup_rounds",
+    "max_rel_error",
+    "median_rel_error",
+    "top1_agreement",
+    "loss",
+    "loss_rel_diff",
+    "accuracy_note",
+    "power_note",
+]
 
 
 def _speedup_columns(ratio) -> dict:
     if ratio is None:
         return {}
-    return {"speedup_ci_low": ratio.low, "speedup_ci_high": ratio.high, "speedup_ci_coverage": ratio.coverage,
-            "speedup_rounds": ratio.rounds}
+    return {
+        "speedup_ci_low": ratio.low,
+        "speedup_ci_high": ratio.high,
+        "speedup_ci_coverage": ratio.coverage,
+        "speedup_rounds": ratio.rounds,
+    }
 
 
 def _accuracy_columns(acc) -> dict:
@@ -268,22 +351,40 @@ def render_csv(results: ResultSet) -> str:
     writer = csv.DictWriter(out, csv_fields(results), lineterminator="\n")
     writer.writeheader()
     for c in results.cells:
-        row = {"backend": c.backend, "device": c.device, "precision": c.precision, **dict(c.settings),
-               "resolved_precision": c.resolved, "batch": c.batch, "status": c.status}
+        row = {
+            "backend": c.backend,
+            "device": c.device,
+            "precision": c.precision,
+            **dict(c.settings),
+            "resolved_precision": c.resolved,
+            "batch": c.batch,
+            "status": c.status,
+        }
         if c.ok:
             ci = c.interval or (None, None, None)
-            row.update(policy=c.record.get("policy"), throughput=c.metric("throughput"), throughput_ci_low=ci[0],
-                       throughput_ci_high=ci[1], throughput_ci_coverage=ci[2],
-                       throughput_jitter=c.record["metrics"]["throughput"].get("jitter"),
-                       throughput_overall=c.metric("throughput_overall"),
-                       predict_throughput=c.metric("predict_throughput"), latency_p50_ms=c.metric("latency_p50"),
-                       latency_p90_ms=c.metric("latency_p90"), latency_p99_ms=c.metric("latency_p99"),
-                       first_call_s=c.metric("first_call"), achieved_gflops=c.metric("achieved"),
-                       fraction_of_peak=c.metric("fraction_of_peak"), power_w=c.metric("power"),
-                       energy_j=c.metric("energy"), per_watt=c.metric("samples_per_watt"),
-                       speedup_vs_baseline=results.speedup(c),
-                       **_speedup_columns(results.speedup_interval(c)), **_accuracy_columns(c.accuracy),
-                       power_note=(c.record.get("energy") or {}).get("reason") or "")
+            row.update(
+                policy=c.record.get("policy"),
+                throughput=c.metric("throughput"),
+                throughput_ci_low=ci[0],
+                throughput_ci_high=ci[1],
+                throughput_ci_coverage=ci[2],
+                throughput_jitter=c.record["metrics"]["throughput"].get("jitter"),
+                throughput_overall=c.metric("throughput_overall"),
+                predict_throughput=c.metric("predict_throughput"),
+                latency_p50_ms=c.metric("latency_p50"),
+                latency_p90_ms=c.metric("latency_p90"),
+                latency_p99_ms=c.metric("latency_p99"),
+                first_call_s=c.metric("first_call"),
+                achieved_gflops=c.metric("achieved"),
+                fraction_of_peak=c.metric("fraction_of_peak"),
+                power_w=c.metric("power"),
+                energy_j=c.metric("energy"),
+                per_watt=c.metric("samples_per_watt"),
+                speedup_vs_baseline=results.speedup(c),
+                **_speedup_columns(results.speedup_interval(c)),
+                **_accuracy_columns(c.accuracy),
+                power_note=(c.record.get("energy") or {}).get("reason") or "",
+            )
         writer.writerow(row)
     return out.getvalue()
 
@@ -306,45 +407,81 @@ def render_html(results: ResultSet, png: bytes | None) -> str:
     """One self-contained page: the tables, the plot (embedded), the recommendation, the environment and
     every configuration value with its source. It references nothing outside itself (no network)."""
     above, tables, below = _sections(results)
-    parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
-             f"<title>{html.escape(results.model.title)} - devswitch compare</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title(results))}</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(results.model.title)} - devswitch compare</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title(results))}</h1>",
+    ]
     parts += [f"<p>{inline(line)}</p>" for line in above]
     parts += [html_table.render(t) for t in tables]
     for line in below:
         css = " class='rec'" if line.startswith("Recommendation") else ""
         parts.append(f"<p{css}>{inline(line)}</p>")
     if png:
-        parts.append("<h2>Plot</h2><img alt='throughput per configuration and batch size' "
-                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+        parts.append(
+            "<h2>Plot</h2><img alt='throughput per configuration and batch size' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        )
     env = results.environment or {}
     if env:
         parts.append("<h2>Environment</h2>" + html_table.render(Table.of(["", "value"], env.items())))
     config = results.config or {}
     if config:
-        rows = [(k, *((v.get(f) for f in ("value", "source", "location")) if isinstance(v, dict) else (v, "", "")))
-                for k, v in config.items()]
+        rows = [
+            (k, *((v.get(f) for f in ("value", "source", "location")) if isinstance(v, dict) else (v, "", "")))
+            for k, v in config.items()
+        ]
         varied = "".join(f", {name}" for name in results.varied)
-        parts.append("<h2>Configuration (of the first configuration run; compare sets backend, device, precision"
-                     f"{html.escape(varied)} per column)</h2>" + html_table.render(Table.of(["key", "value", "source", "location"], rows)))
+        parts.append(
+            "<h2>Configuration (of the first configuration run; compare sets backend, device, precision"
+            f"{html.escape(varied)} per column)</h2>"
+            + html_table.render(Table.of(["key", "value", "source", "location"], rows))
+        )
     parts.append("<p><small>command: " + html.escape(" ".join(results.command)) + "</small></p></body></html>")
     return "\n".join(parts) + "\n"
 
 
 # --- report A B --------------------------------------------------------------------------------------------
 
+
 def comparison_table(comparison: Comparison) -> Table:
     unit = comparison.b.model.unit
-    rows = [[c.key.label(), fmt(c.before), fmt(c.after), f"{c.ratio:.2f}x", f"{c.slower_pct:+.1f}%",
-             verdict(c, comparison.fail_above)] for c in comparison.changes]
+    rows = [
+        [
+            c.key.label(),
+            fmt(c.before),
+            fmt(c.after),
+            f"{c.ratio:.2f}x",
+            f"{c.slower_pct:+.1f}%",
+            verdict(c, comparison.fail_above),
+        ]
+        for c in comparison.changes
+    ]
     for x in comparison.lost:
         fails = comparison.fail_above is not None and x.measured_by_a
-        rows.append([x.key.label(), fmt(x.a.metric("throughput")) if x.a is not None and x.a.ok else "-",
-                     fmt(x.b.metric("throughput")) if x.b is not None and x.b.ok else "-", "-", "-",
-                     x.why() + ("; FAIL: measured in A, not in B" if fails else "")])
-    return Table.of([Column("cell"), Column(f"A {unit}/s", numeric=True), Column(f"B {unit}/s", numeric=True),
-                     Column("B / A throughput", numeric=True), Column("time per sample", numeric=True),
-                     Column("change")], rows)
+        rows.append(
+            [
+                x.key.label(),
+                fmt(x.a.metric("throughput")) if x.a is not None and x.a.ok else "-",
+                fmt(x.b.metric("throughput")) if x.b is not None and x.b.ok else "-",
+                "-",
+                "-",
+                x.why() + ("; FAIL: measured in A, not in B" if fails else ""),
+            ]
+        )
+    return Table.of(
+        [
+            Column("cell"),
+            Column(f"A {unit}/s", numeric=True),
+            Column(f"B {unit}/s", numeric=True),
+            Column("B / A throughput", numeric=True),
+            Column("time per sample", numeric=True),
+            Column("change"),
+        ],
+        rows,
+    )
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -352,10 +489,16 @@ def render_comparison(comparison: Comparison) -> str:
     lines = [f"# devswitch report: B = {markdown.escape(b.path)} against A = {markdown.escape(a.path)}", ""]
     for side, results in (("A", a), ("B", b)):
         if results.interrupted or not results.complete:
-            lines += [f"{side} is incomplete ({'interrupted' if results.interrupted else 'written while running'}):"
-                      " its missing cells are listed, not compared.", ""]
+            lines += [
+                f"{side} is incomplete ({'interrupted' if results.interrupted else 'written while running'}):"
+                " its missing cells are listed, not compared.",
+                "",
+            ]
     lines.append(markdown.render(comparison_table(comparison)))
     if comparison.fail_above is not None:
-        lines += [f"Gate: a cell fails when B takes more than {comparison.fail_above:g}% longer per sample than A "
-                  "(A's median throughput / B's > 1 + PCT/100), or when A measured it and B did not.", ""]
+        lines += [
+            f"Gate: a cell fails when B takes more than {comparison.fail_above:g}% longer per sample than A "
+            "(A's median throughput / B's > 1 + PCT/100), or when A measured it and B did not.",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"

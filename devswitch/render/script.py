@@ -60,8 +60,11 @@ def figures(cell: Cell) -> dict[str, Any]:
             text = f"{epochs} x {steps if steps is not None else '?'}"
             if cap:
                 asked = cap.get("steps_asked") or cap.get("batches_per_epoch")
-                text += (f" (capped; asked {cap.get('epochs_asked')} x {asked if asked is not None else '?'})"
-                         if cap.get("applied") else " (within the caps)")
+                text += (
+                    f" (capped; asked {cap.get('epochs_asked')} x {asked if asked is not None else '?'})"
+                    if cap.get("applied")
+                    else " (within the caps)"
+                )
             out[f"{name}: epochs x steps"] = text
             for key, value in (call.get("history") or {}).items():
                 out[f"{name}: final {key}"] = value
@@ -117,23 +120,36 @@ def preamble(results: ResultSet) -> list[str]:
     env = results.environment or {}
     args = " ".join(options.get("args") or [])
     caps = options.get("caps") or {}
-    capped = [f"at most {v} {'epoch' if k == 'max_epochs' else 'step'}{'s' if v != 1 else ''}"
-              + ("" if k == "max_epochs" else " per epoch") for k, v in caps.items() if v]
-    lines = [f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')}." if env else "",
-             f"Each column ran the whole script (`{results.model.target}{' ' + args if args else ''}`) as `devswitch "
-             "run` runs it, in its own process, with its settings explicit and `fallback: error`; its output is in "
-             "`logs/` beside results.json."
-             + (f" Every fit was capped by devswitch to {' and '.join(capped)} (--max-epochs / --max-steps); the "
-                "history the script saw, and its final loss and metrics here, are those of the capped fit."
-                if capped else "")]
+    capped = [
+        f"at most {v} {'epoch' if k == 'max_epochs' else 'step'}{'s' if v != 1 else ''}"
+        + ("" if k == "max_epochs" else " per epoch")
+        for k, v in caps.items()
+        if v
+    ]
+    lines = [
+        f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')}." if env else "",
+        f"Each column ran the whole script (`{results.model.target}{' ' + args if args else ''}`) as `devswitch "
+        "run` runs it, in its own process, with its settings explicit and `fallback: error`; its output is in "
+        "`logs/` beside results.json."
+        + (
+            f" Every fit was capped by devswitch to {' and '.join(capped)} (--max-epochs / --max-steps); the "
+            "history the script saw, and its final loss and metrics here, are those of the capped fit."
+            if capped
+            else ""
+        ),
+    ]
     rounds = options.get("rounds") or 1
     if rounds > 1:
-        lines.append(f"Each configuration ran the script {rounds} times, the configurations taking turns (A B A B "
-                     "...): the wall time is the median of the runs with, in brackets, its interval; the speed-up is "
-                     "the median of the per-round ratios of wall times, with its interval.")
+        lines.append(
+            f"Each configuration ran the script {rounds} times, the configurations taking turns (A B A B "
+            "...): the wall time is the median of the runs with, in brackets, its interval; the speed-up is "
+            "the median of the per-round ratios of wall times, with its interval."
+        )
     else:
-        lines.append("Each configuration ran the script once (--rounds 1, the default for scripts): the speed-up is "
-                     "a ratio of single wall times, without an interval; --rounds N runs each N times in turn.")
+        lines.append(
+            "Each configuration ran the script once (--rounds 1, the default for scripts): the speed-up is "
+            "a ratio of single wall times, without an interval; --rounds N runs each N times in turn."
+        )
     return [line for line in lines if line]
 
 
@@ -150,16 +166,25 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
             nxt, other = results.column(pick.runner_up), 1.0 / pick.runner_up.metric("throughput")
             if pick.paired is not None:
                 r = pick.paired
-                paired = (f"{r.value:.2f}x paired by round over {r.rounds} rounds, its {coverage_words(r.coverage)} "
-                          f"interval [{r.low:.2f}, {r.high:.2f}]")
-                verdict = (f"fastest: {best} ({wall:,.2f} s) against the next, {nxt} ({other:,.2f} s): {paired} "
-                           "lies above 1" if pick.significant else f"no significant difference between {best} "
-                           f"({wall:,.2f} s) and {nxt} ({other:,.2f} s): {paired} does not lie above 1")
+                paired = (
+                    f"{r.value:.2f}x paired by round over {r.rounds} rounds, its {coverage_words(r.coverage)} "
+                    f"interval [{r.low:.2f}, {r.high:.2f}]"
+                )
+                verdict = (
+                    f"fastest: {best} ({wall:,.2f} s) against the next, {nxt} ({other:,.2f} s): {paired} lies above 1"
+                    if pick.significant
+                    else f"no significant difference between {best} "
+                    f"({wall:,.2f} s) and {nxt} ({other:,.2f} s): {paired} does not lie above 1"
+                )
             else:
-                verdict = (f"fastest measured: {best} ({wall:,.2f} s, {pick.ratio:.2f}x the next, {nxt} "
-                           f"({other:,.2f} s); significance unknown: one run each, use --rounds 2 or more)")
-        lines.append(f"Recommendation, by the script's wall time: {verdict}; selected by "
-                     f"{switch_text(pick.switch(results.several_backends))}.")
+                verdict = (
+                    f"fastest measured: {best} ({wall:,.2f} s, {pick.ratio:.2f}x the next, {nxt} "
+                    f"({other:,.2f} s); significance unknown: one run each, use --rounds 2 or more)"
+                )
+        lines.append(
+            f"Recommendation, by the script's wall time: {verdict}; selected by "
+            f"{switch_text(pick.switch(results.several_backends))}."
+        )
     return lines
 
 
@@ -171,9 +196,11 @@ def epilogue(results: ResultSet, notes, picks) -> list[str]:
     lines += recommendation_lines(results, picks)
     t = results.timing
     if t.get("overhead_ratio"):
-        lines.append(f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the runs' processes: the "
-                     f"scripts themselves ({t['sum_measured_s']:.1f} s) plus start-ups and exits "
-                     f"({t['sum_startup_s']:.1f} s).")
+        lines.append(
+            f"Wall time {t['total_s']:.1f} s = {t['overhead_ratio']:.2f}x the runs' processes: the "
+            f"scripts themselves ({t['sum_measured_s']:.1f} s) plus start-ups and exits "
+            f"({t['sum_startup_s']:.1f} s)."
+        )
     if results.interrupted:
         lines.append("Interrupted: the columns marked 'interrupted' / 'not run' were not measured.")
     if not results.complete:
@@ -186,16 +213,39 @@ def render_csv(results: ResultSet) -> str:
     cells = list(results.cells)
     data = [figures(c) if c.ok else {} for c in cells]
     names = list(dict.fromkeys(n for d in data for n in d))
-    fields = ["backend", "device", "precision", *results.varied, "resolved_precision", "status", "policy",
-              "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "speedup_rounds", *names]
+    fields = [
+        "backend",
+        "device",
+        "precision",
+        *results.varied,
+        "resolved_precision",
+        "status",
+        "policy",
+        "speedup_vs_baseline",
+        "speedup_ci_low",
+        "speedup_ci_high",
+        "speedup_rounds",
+        *names,
+    ]
     out = io.StringIO()
     writer = csv.DictWriter(out, fields, lineterminator="\n")
     writer.writeheader()
     for c, d in zip(cells, data):
         ratio = results.speedup_interval(c)
-        writer.writerow({"backend": c.backend, "device": c.device, "precision": c.precision, **dict(c.settings),
-                         "resolved_precision": c.resolved, "status": c.status,
-                         "policy": (c.record or {}).get("policy"), "speedup_vs_baseline": results.speedup(c),
-                         "speedup_ci_low": ratio.low if ratio else None, "speedup_ci_high": ratio.high if ratio else None,
-                         "speedup_rounds": ratio.rounds if ratio else None, **d})
+        writer.writerow(
+            {
+                "backend": c.backend,
+                "device": c.device,
+                "precision": c.precision,
+                **dict(c.settings),
+                "resolved_precision": c.resolved,
+                "status": c.status,
+                "policy": (c.record or {}).get("policy"),
+                "speedup_vs_baseline": results.speedup(c),
+                "speedup_ci_low": ratio.low if ratio else None,
+                "speedup_ci_high": ratio.high if ratio else None,
+                "speedup_rounds": ratio.rounds if ratio else None,
+                **d,
+            }
+        )
     return out.getvalue()

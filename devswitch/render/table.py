@@ -24,7 +24,7 @@ def clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     room = max(limit - len(ELLIPSIS), 1)
-    cut = text[:room + 1].rsplit(" ", 1)[0] if " " in text[:room + 1] else text[:room]
+    cut = text[: room + 1].rsplit(" ", 1)[0] if " " in text[: room + 1] else text[:room]
     return cut[:room].rstrip(" ,;:") + ELLIPSIS
 
 
@@ -59,7 +59,7 @@ class Table:
                 raise ValueError(f"a row of {len(row)} cells under {len(self.columns)} columns: {row!r}")
 
     @classmethod
-    def of(cls, columns, rows, **extra) -> "Table":
+    def of(cls, columns, rows, **extra) -> Table:
         """Build from headers (str or Column) and any iterables of cells (converted with str, control
         characters written out: a value read from a file never sends an escape sequence to a terminal)."""
         cols = tuple(c if isinstance(c, Column) else Column(visible(str(c))) for c in columns)
@@ -79,7 +79,7 @@ class Table:
             return ""
         return f"... and {self.omitted} more" + (f": {self.omitted_hint}" if self.omitted_hint else "")
 
-    def limited(self, max_rows: int | None, head: int | None = None, hint: str = "") -> "Table":
+    def limited(self, max_rows: int | None, head: int | None = None, hint: str = "") -> Table:
         """At most ``max_rows`` rows: the first ``head`` and the last ones, the rest counted in ``omitted``;
         ``hint`` says where to see them all."""
         if max_rows is None or len(self.rows) <= max_rows:
@@ -87,8 +87,9 @@ class Table:
         head = max_rows // 2 if head is None else head
         tail = max_rows - head
         kept = self.rows[:head] + (self.rows[-tail:] if tail else ())
-        return replace(self, rows=kept, omitted=self.omitted + len(self.rows) - len(kept),
-                       omitted_hint=hint or self.omitted_hint)
+        return replace(
+            self, rows=kept, omitted=self.omitted + len(self.rows) - len(kept), omitted_hint=hint or self.omitted_hint
+        )
 
     def dropped_line(self) -> str:
         """The line under a fitted table naming the columns left out for the width ("" when none were)."""
@@ -98,31 +99,37 @@ class Table:
         """What every renderer prints after the rows: the omitted rows, the dropped columns, the notes."""
         return [line for line in (self.omitted_line(), self.dropped_line()) if line] + list(self.notes)
 
-    def without_columns(self, keep, record: bool = True) -> "Table":
+    def without_columns(self, keep, record: bool = True) -> Table:
         """Only the columns for which ``keep(index, column)`` is true; with ``record`` the others are named
         in ``dropped``."""
         indices = [i for i, c in enumerate(self.columns) if keep(i, c)]
         gone = tuple(c.header for i, c in enumerate(self.columns) if i not in indices)
-        return replace(self, columns=tuple(self.columns[i] for i in indices),
-                       rows=tuple(tuple(row[i] for i in indices) for row in self.rows),
-                       dropped=self.dropped + (gone if record else ()))
+        return replace(
+            self,
+            columns=tuple(self.columns[i] for i in indices),
+            rows=tuple(tuple(row[i] for i in indices) for row in self.rows),
+            dropped=self.dropped + (gone if record else ()),
+        )
 
-    def without_empty_columns(self) -> "Table":
+    def without_empty_columns(self) -> Table:
         """Drop columns that say nothing: every cell empty or "-" (the first column always stays). They are
         not named in ``dropped``: nothing was lost."""
         if not self.rows:
             return self
-        return self.without_columns(lambda i, c: i == 0 or any(row[i] not in EMPTY for row in self.rows),
-                                    record=False)
+        return self.without_columns(lambda i, c: i == 0 or any(row[i] not in EMPTY for row in self.rows), record=False)
 
     def min_widths(self) -> list[int]:
         """Per column, the widest word in it (header included): narrower would break a word."""
-        return [max((len(word) for text in (c.header, *(row[i] for row in self.rows)) for word in text.split()),
-                    default=1) for i, c in enumerate(self.columns)]
+        return [
+            max((len(word) for text in (c.header, *(row[i] for row in self.rows)) for word in text.split()), default=1)
+            for i, c in enumerate(self.columns)
+        ]
 
     def natural_widths(self) -> list[int]:
-        return [max((len(text) for text in (c.header, *(row[i] for row in self.rows))), default=1)
-                for i, c in enumerate(self.columns)]
+        return [
+            max((len(text) for text in (c.header, *(row[i] for row in self.rows))), default=1)
+            for i, c in enumerate(self.columns)
+        ]
 
     def widths(self, width: int | None, gap: int = GAP) -> list[int]:
         """Each column's width for a line of ``width`` characters (``gap`` between columns): its natural
@@ -149,7 +156,7 @@ class Table:
                 waiting.remove(i)
         return widths
 
-    def fit(self, width: int | None, gap: int = GAP) -> "Table":
+    def fit(self, width: int | None, gap: int = GAP) -> Table:
         """The table as it can be shown in ``width`` characters without breaking a word: empty columns
         dropped, then optional ones from the last, while the narrowest layout is still too wide."""
         table = self.without_empty_columns()

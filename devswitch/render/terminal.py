@@ -21,8 +21,7 @@ def to_rich(table: Table, width: int):
     out = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption=None)
     # Widths fixed here, as the text renderer lays them out: rich's own shrinking ignores where words end.
     for column, fixed in zip(table.columns, table.widths(width, gap=GAP)):
-        out.add_column(Text(column.header), justify="right" if column.numeric else "left", width=fixed,
-                       overflow="fold")
+        out.add_column(Text(column.header), justify="right" if column.numeric else "left", width=fixed, overflow="fold")
     for row in table.rows:
         out.add_row(*(Text(v) for v in row))  # Text, not markup: a value is never interpreted
     return out, table
