@@ -127,7 +127,7 @@ def _labels(model, samples: int):
 def load_weights(model, ref: Reference) -> None:
     """Give ``model`` the reference's weights; a ValueError naming the difference when they do not fit."""
     own = model.get_weights()
-    if len(own) != len(ref.weights) or any(a.shape != b.shape for a, b in zip(own, ref.weights)):
+    if len(own) != len(ref.weights) or any(a.shape != b.shape for a, b in zip(own, ref.weights, strict=True)):
         shapes = [tuple(w.shape) for w in own][:3]
         raise ValueError(
             f"the model's weights ({len(own)} arrays, first {shapes}) do not match the reference's "

@@ -3,7 +3,8 @@
 Per batch size: synthetic input made once on the device, the first (tracing and
 compiling) call timed apart, untimed warm-up iterations, then timed iterations
 (a count, and optionally a minimum duration) through the backend's compiled
-call path (``tf.function``; a jitted stateless call on JAX; eager or ``torch.compile`` on PyTorch) — so batch-1 numbers measure the model, not Keras' per-call overhead.
+call path (``tf.function``; a jitted stateless call on JAX; eager or ``torch.compile`` on
+PyTorch) — so batch-1 numbers measure the model, not Keras' per-call overhead.
 The plain ``model.predict`` figure is measured beside it, for honesty.
 
 Each step is timed on its own (latency percentiles) — or, for steps shorter
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,25 +107,25 @@ class BenchmarkRecord:
             "training": dict(self.training) or None,
             "metrics": {
                 "throughput": metric(
-                    s and s.samples_per_s,
+                    s.samples_per_s if s else None,
                     "samples/s",
                     stat="median",
                     ci=list(s.samples_per_s_ci) if s else None,
-                    ci_coverage=s and s.ci_coverage,
+                    ci_coverage=s.ci_coverage if s else None,
                     ci_method="order statistics (distribution-free) of the per-sample throughputs",
-                    sem_of_mean=s and s.samples_per_s_err,
-                    jitter=s and s.samples_per_s_jitter,
+                    sem_of_mean=s.samples_per_s_err if s else None,
+                    jitter=s.samples_per_s_jitter if s else None,
                 ),
                 "throughput_overall": metric(
-                    s and s.samples_per_s_overall, "samples/s", note="all timed samples / all timed seconds"
+                    s.samples_per_s_overall if s else None, "samples/s", note="all timed samples / all timed seconds"
                 ),
-                "latency_p50": metric(s and s.latency_p50_ms, "ms", note=latency_note),
-                "latency_p90": metric(s and s.latency_p90_ms, "ms", note=latency_note),
-                "latency_p99": metric(s and s.latency_p99_ms, "ms", note=latency_note),
+                "latency_p50": metric(s.latency_p50_ms if s else None, "ms", note=latency_note),
+                "latency_p90": metric(s.latency_p90_ms if s else None, "ms", note=latency_note),
+                "latency_p99": metric(s.latency_p99_ms if s else None, "ms", note=latency_note),
                 "timed_samples": metric(
-                    s and s.n, "samples of timing", note="each the mean of steps_per_sample back-to-back steps"
+                    s.n if s else None, "samples of timing", note="each the mean of steps_per_sample back-to-back steps"
                 ),
-                "steps_per_sample": metric(s and s.steps_per_sample, "steps"),
+                "steps_per_sample": metric(s.steps_per_sample if s else None, "steps"),
                 "predict_throughput": metric(
                     self.predict_samples_per_s, "samples/s", note="plain model.predict, for comparison"
                 ),
@@ -430,22 +432,20 @@ def benchmark(
         if "weights" in deviations:  # the weights did not fit: nothing to compare
             deviations[batch] = deviations["weights"]
             return
+        ref = reference
+        if not isinstance(ref, accuracy.Reference):  # use_reference_weights() has loaded it, or said why not
+            return
         try:
             if mode == "training":  # once, on a clone: the same SGD steps as the reference's
                 if "training" not in deviations:
                     value = accuracy.train_loss(
-                        model,
-                        reference.weights,
-                        reference.x,
-                        reference.labels,
-                        getattr(model, "loss", None),
-                        clone=True,
+                        model, ref.weights, ref.x, ref.labels, getattr(model, "loss", None), clone=True
                     )
-                    deviations["training"] = accuracy.loss_deviation(reference, value)
+                    deviations["training"] = accuracy.loss_deviation(ref, value)
                 deviations[batch] = deviations["training"]
             else:  # the timed call path, at this batch size
-                outputs = accuracy.outputs_at(runner.forward, reference.x, batch)
-                deviations[batch] = accuracy.deviation(reference, outputs)
+                outputs = accuracy.outputs_at(runner.forward, ref.x, batch)
+                deviations[batch] = accuracy.deviation(ref, outputs)
         except KeyboardInterrupt:
             raise
         except Exception as error:
@@ -489,21 +489,26 @@ def benchmark(
         if on_record:
             on_record(records[-1])
 
+    peak: float | None = None
+    probe_s: float | None = None
+    peak_source = "not measured"
+
     def probe() -> None:
         nonlocal peak, probe_s, peak_source
         if peak_probe and flops:
             peak, probe_s = runner.matmul_peak(compute, PROBE_SIZE, clock=clock)
             peak_source = f"measured: {PROBE_SIZE}x{PROBE_SIZE} {compute} matmul on {device}, best of 5"
 
-    peak = probe_s = None
-    peak_source = "not measured"
+    def take_round(batch: int, count: int, number: int) -> None:
+        take(batch, count, min_time / rounds, number, measures[batch].rewarm_needed())
+
     with timing.suppressed():
         if rounds == 1 and turn is None:  # one go per batch size: each record exists as soon as it is measured
             use_reference_weights()
             probe()
             for batch in batch_sizes:
-                guarded(batch, lambda: warm(batch))
-                guarded(batch, lambda: take(batch, max(1, iterations), min_time, 0, False))
+                guarded(batch, partial(warm, batch))
+                guarded(batch, partial(take, batch, max(1, iterations), min_time, 0, False))
                 finish(batch)
             return records
         turn = turn or (lambda phase: None)
@@ -513,13 +518,11 @@ def benchmark(
             use_reference_weights()
             probe()
             for batch in batch_sizes:
-                guarded(batch, lambda: warm(batch))
+                guarded(batch, partial(warm, batch))
             for number, count in enumerate(counts):
                 turn(f"round {number + 1}")
                 for batch in batch_sizes:
-                    guarded(
-                        batch, lambda: take(batch, count, min_time / rounds, number, measures[batch].rewarm_needed())
-                    )
+                    guarded(batch, partial(take_round, batch, count, number))
             turn("finish")
             for batch in batch_sizes:  # before any predict baseline: Keras' JAX predict replaces the weights' buffers
                 measure_accuracy(batch)

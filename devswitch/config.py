@@ -110,7 +110,11 @@ def _check_project_report(report: Value, file_layers: list[Layer], cwd: Path) ->
     report would really be written: from the working directory, links resolved)."""
     if report.value in ("off", "summary") or not report.source.startswith(sources.PROJECT_FILE):
         return
-    folder = next(Path(layer.path).parent for layer in file_layers if layer.source == sources.PROJECT_FILE)
+    folder = next(
+        Path(layer.path).parent
+        for layer in file_layers
+        if layer.source == sources.PROJECT_FILE and layer.path is not None
+    )
     path = report.value
     if os.path.isabs(path):
         why = "is an absolute path"
@@ -165,7 +169,7 @@ def resolve(
                 profile_entry = entry
     profile = _parse(profile_entry) if profile_entry else ""
     defined = {name: layer.profile_where[name] for layer in file_layers for name in layer.profiles}
-    if profile and profile not in defined:
+    if profile_entry is not None and profile and profile not in defined:
         guess = closest(profile, list(defined))
         known = ", ".join(f"{n} ({w})" for n, w in defined.items()) or "none (no file defines 'profiles:')"
         raise ConfigError(
@@ -180,7 +184,7 @@ def resolve(
         if profile in layer.profiles:
             ordered += [(f"{layer.source} (profile {profile})", e) for e in layer.profiles[profile]]
         # validate every profile, selected or not, so a typo never waits for the day it is selected
-        for name, body in layer.profiles.items():
+        for body in layer.profiles.values():
             for entry in body:
                 _parse(entry)
         for source, entry in ordered:
@@ -199,6 +203,7 @@ def resolve(
     _check_project_report(resolved["report"], file_layers, cwd)
     if resolved["backend"].value == "auto":  # what Keras itself would pick, and from where
         chosen = sources.keras_backend(environ, home)
+        name: str | None
         try:
             name = BY_NAME["backend"].parse(chosen.raw)
         except Invalid:
@@ -214,7 +219,7 @@ def resolve(
         resolved["backend"] = Value(name, source, chosen.where)
     return Config(
         MappingProxyType(resolved),
-        files=tuple(layer.path for layer in file_layers),
+        files=tuple(layer.path for layer in file_layers if layer.path is not None),  # a file's layer has its path
         disabled=is_disabled(environ),
         profiles=tuple(defined),
     )

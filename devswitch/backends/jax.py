@@ -19,10 +19,10 @@ from ..devices import Gpu, Plan
 from ..distribute import StrategyPlan
 from ..errors import ConfigError, TooLateError, quote
 from ..settings import LOG_LEVELS, MAX_WORKER_INDEX, MAX_WORKERS, Invalid, count
+from . import common
 
 _processes = count(MAX_WORKERS)
 _process_id = count(MAX_WORKER_INDEX)
-from . import common
 
 LIBRARY = "jax"
 EXTRA = "devswitch[jax]"
@@ -423,7 +423,7 @@ class Runner:
 
         self._forward = jax.jit(forward) if jit_compile else forward
         self.device = jax.devices("gpu")[gpus[0]] if gpus else None
-        self._base = None
+        self._base: int | None = None
         self._key = jax.random.PRNGKey(0)
 
     def _read_variables(self) -> None:
