@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import DeviceError
+from .errors import ConfigError, DeviceError
+from .settings import ENV_CPU_FEATURES
+
+if TYPE_CHECKING:  # for the annotations only: distribute and maths import this module
+    from .distribute import StrategyPlan
+    from .maths import MathPlan
 
 POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
 
@@ -41,10 +47,16 @@ class Cpu:
     model: str
     cores: int
     features: frozenset[str] = frozenset()  # names from CPU_FEATURES' values
+    edits: tuple[str, ...] = ()  # DEVSWITCH_CPU_FEATURES applied to what the machine reported ("-AMX-BF16", ...)
 
     @property
     def native_bf16(self) -> bool:
         return bool(set(BF16_FEATURES) & self.features)
+
+    @property
+    def edited_note(self) -> str:
+        """The note that says features were edited, e.g. `` (DEVSWITCH_CPU_FEATURES=-AMX-BF16 applied)``; "" if not."""
+        return f" ({ENV_CPU_FEATURES}={','.join(self.edits)} applied)" if self.edits else ""
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,7 @@ class Gpu:
 
     @property
     def cc(self) -> str:
-        return "%d.%d" % self.compute_capability if self.compute_capability else "unknown"
+        return _cc_label(self.compute_capability)
 
     def describe(self) -> str:
         mem = f", {self.memory_bytes / 2**30:.0f} GiB" if self.memory_bytes else ""
@@ -79,9 +91,9 @@ class Plan:
     device_reason: str
     precision_reason: str
     warnings: tuple[str, ...] = field(default=())
-    strategy: Any = None  # distribute.StrategyPlan, filled in when applied
+    strategy: StrategyPlan | None = None  # filled in when applied
     backend: str = "tensorflow"
-    maths: Any = None  # maths.MathPlan: the float32 math mode in force, filled in by decide()
+    maths: MathPlan | None = None  # the float32 math mode in force, filled in by decide()
 
     @property
     def policy(self) -> str:
@@ -104,7 +116,41 @@ class Plan:
 # --- detection (reads the machine) ------------------------------------------------
 
 
-def detect_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> Cpu:
+def feature_edits(text: str) -> tuple[tuple[str, bool], ...]:
+    """``"-AVX512-BF16,+AMX-BF16"`` -> ``(("AVX512-BF16", False), ("AMX-BF16", True))``: names as devswitch shows
+    them or as /proc/cpuinfo spells them (``avx512_bf16``), each with a sign; anything else is a ConfigError."""
+    by_name = {name.lower(): name for name in CPU_FEATURES.values()} | dict(CPU_FEATURES)
+    edits = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        sign, name = item[:1], by_name.get(item[1:].strip().lower())
+        if sign not in "+-" or not sign or name is None:
+            raise ConfigError(
+                f"invalid entry {item[:40]!r}: expected +NAME or -NAME, NAME one of {', '.join(CPU_FEATURES.values())}",
+                where=ENV_CPU_FEATURES,
+                hint=f"e.g. {ENV_CPU_FEATURES}=-AVX512-BF16,-AMX-BF16 hides native bf16; unset it to use what "
+                "the CPU reports",
+            )
+        edits.append((name, sign == "+"))
+    return tuple(edits)
+
+
+def detect_cpu(cpuinfo_path: str = "/proc/cpuinfo", environ: Mapping[str, str] | None = None) -> Cpu:
+    """The CPU as /proc/cpuinfo describes it, with DEVSWITCH_CPU_FEATURES' edits applied (``environ``, default
+    ``os.environ``): the edits are how a test lane runs the other branch of every bf16 decision on any machine."""
+    cpu = _read_cpu(cpuinfo_path)
+    edits = feature_edits((os.environ if environ is None else environ).get(ENV_CPU_FEATURES, ""))
+    if not edits:
+        return cpu
+    features = set(cpu.features)
+    for name, present in edits:
+        (features.add if present else features.discard)(name)
+    applied = tuple(("+" if present else "-") + name for name, present in edits)
+    return Cpu(cpu.model, cpu.cores, frozenset(features), applied)
+
+
+def _read_cpu(cpuinfo_path: str) -> Cpu:
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open(cpuinfo_path, encoding="utf-8", errors="replace") as handle:
@@ -185,13 +231,13 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
     return "gpu:" + ",".join(map(str, indices)), indices, why, warnings
 
 
-def _cc_label(cc: tuple[int, int]) -> str:
-    return "%d.%d" % cc
+def _cc_label(cc: tuple[int, int] | None) -> str:
+    return f"{cc[0]}.{cc[1]}" if cc else "unknown"
 
 
 def slowest_cc(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[int, int] | None:
     """The lowest known compute capability among the selected GPUs (the slowest one decides)."""
-    known = [inventory.gpus[i].compute_capability for i in gpus if inventory.gpus[i].compute_capability]
+    known = [cc for i in gpus if (cc := inventory.gpus[i].compute_capability)]
     return min(known) if known else None
 
 
@@ -204,13 +250,9 @@ def bf16_missing(inventory: Inventory, gpus: tuple[int, ...]) -> str | None:
         return (
             None
             if inventory.cpu.native_bf16
-            else ("this CPU has no native bf16 (AVX512-BF16 or AMX); it would be emulated")
+            else f"this CPU has no native bf16 (AVX512-BF16 or AMX){inventory.cpu.edited_note}; it would be emulated"
         )
-    old = [
-        inventory.gpus[i]
-        for i in gpus
-        if inventory.gpus[i].compute_capability and inventory.gpus[i].compute_capability < BF16_CC
-    ]
+    old = [inventory.gpus[i] for i in gpus if (cc := inventory.gpus[i].compute_capability) and cc < BF16_CC]
     if old:
         return f"gpu:{old[0].index} (compute capability {old[0].cc}) has no bf16 tensor cores (needs 8.0+)"
     return None
@@ -246,7 +288,7 @@ def half(inventory: Inventory, gpus: tuple[int, ...], cpu_half: tuple[str, str])
             ],
         )
     if bf16_missing(inventory, gpus):
-        return "fp32", "half: CPU has no native bf16 (AVX512-BF16/AMX), fp32 is fastest", []
+        return "fp32", f"half: CPU has no native bf16 (AVX512-BF16/AMX){inventory.cpu.edited_note}, fp32 is fastest", []
     precision, reason = cpu_half
     feature = next(f for f in BF16_FEATURES if f in inventory.cpu.features)
     return precision, "half: " + reason.format(feature=feature), []

@@ -86,6 +86,7 @@ def context() -> dict:
             "cpu": cpu.model,
             "cpu_cores": cpu.cores,
             "cpu_features": sorted(cpu.features),
+            "cpu_feature_edits": list(cpu.edits),  # DEVSWITCH_CPU_FEATURES: features hidden or claimed
         },
         "config": cfg.to_dict(),
     }

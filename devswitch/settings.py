@@ -522,4 +522,8 @@ ENV_FLAGS = "DEVSWITCH_FLAGS"
 ENV_RC = "DEVSWITCHRC"
 ENV_DISABLE = "DEVSWITCH_DISABLE"
 ENV_PREFIX = "DEVSWITCH_"
-SPECIAL_ENV = (ENV_FLAGS, ENV_DISABLE)
+# Edits to the CPU features devswitch detects ("-AVX512-BF16,-AMX-BF16" hides native bf16, "+AVX512-BF16" claims
+# it): a machine fact injected for testing the other branch of devswitch's own decisions, shown wherever the
+# features are (devswitch info, results' environment, the reason of every bf16 decision). Read by devices.py.
+ENV_CPU_FEATURES = "DEVSWITCH_CPU_FEATURES"
+SPECIAL_ENV = (ENV_FLAGS, ENV_DISABLE, ENV_CPU_FEATURES)

@@ -21,11 +21,56 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
+# The hidden-feature lane (pytest --cpu-features=...) edits what devswitch sees of the CPU through this variable,
+# a machine fact rather than a setting: the helpers below that clear DEVSWITCH_* variables keep it.
+CPU_FEATURES = "DEVSWITCH_CPU_FEATURES"
+HIDE_BF16 = "-AVX512-BF16,-AMX-BF16"
+
+
+def _cleared(var: str) -> bool:
+    return var.startswith("DEVSWITCH") and var != CPU_FEATURES
+
+
 def clean_environ(**extra: str) -> dict[str, str]:
-    """This process's environment minus every DEVSWITCH* variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSWITCH")}
+    """This process's environment minus every DEVSWITCH* variable (the lane's CPU features kept), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not _cleared(k)}
     env.update(extra)
     return env
+
+
+def native_bf16() -> bool:
+    """Whether devswitch sees native bf16 on this CPU (after the lane's edits): the branch a bf16 test takes."""
+    from devswitch.devices import detect_cpu
+
+    return detect_cpu().native_bf16
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--cpu-features",
+        default=None,
+        metavar="EDITS|other",
+        help="edit the CPU features devswitch detects, for this run and every child process "
+        f"({CPU_FEATURES}): e.g. {HIDE_BF16} hides native bf16; 'other' runs the other bf16 branch of this "
+        "machine (hides bf16 where the CPU has it, claims AVX512-BF16 where it does not)",
+    )
+
+
+def pytest_configure(config):
+    edits = config.getoption("--cpu-features")
+    if edits == "other":
+        os.environ.pop(CPU_FEATURES, None)
+        edits = HIDE_BF16 if native_bf16() else "+AVX512-BF16"
+    if edits:
+        os.environ[CPU_FEATURES] = edits
+
+
+def pytest_report_header(config):
+    from devswitch.devices import detect_cpu
+
+    cpu = detect_cpu()
+    bf16 = "native bf16" if cpu.native_bf16 else "no native bf16"
+    return f"devswitch sees: {cpu.model}, {' '.join(sorted(cpu.features)) or 'no features read'} ({bf16}){cpu.edited_note}"
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +87,7 @@ def _in_folder(monkeypatch, folder: Path, home: Path) -> None:
     """This process in ``folder`` with HOME at ``home`` and no DEVSWITCH_* variable (DEVSWITCH_DISABLE kept)."""
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(folder)
-    for var in [v for v in os.environ if v.startswith("DEVSWITCH") and v != "DEVSWITCH_DISABLE"]:
+    for var in [v for v in os.environ if _cleared(v) and v != "DEVSWITCH_DISABLE"]:
         monkeypatch.delenv(var)
 
 

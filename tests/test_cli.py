@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from conftest import Child, children, clean_environ
+from conftest import CPU_FEATURES, Child, _cleared, children, clean_environ
 from devswitch.cli import main
 from devswitch.docs import render_example
 
 
 @pytest.fixture
 def cli_env(monkeypatch, tmp_path):
-    for var in [v for v in __import__("os").environ if v.startswith("DEVSWITCH")]:
+    for var in [v for v in __import__("os").environ if _cleared(v)]:
         monkeypatch.delenv(var)
     home = tmp_path / "home"
     home.mkdir()
@@ -26,12 +26,17 @@ def cli_env(monkeypatch, tmp_path):
 
 
 def _cpu_flags() -> set[str]:
-    """This machine's CPU flags, read here from /proc/cpuinfo rather than through devswitch (under test)."""
+    """This machine's CPU flags, read here from /proc/cpuinfo rather than through devswitch (under test), with
+    the hidden-feature lane's bf16 edits applied the simple way (``-AVX512-BF16`` drops ``avx512_bf16``)."""
     try:
         text = open("/proc/cpuinfo", encoding="utf-8").read()
     except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+        text = ""
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    for edit in filter(None, __import__("os").environ.get(CPU_FEATURES, "").split(",")):
+        flag = edit[1:].lower().replace("-", "_")
+        flags = flags | {flag} if edit[0] == "+" else flags - {flag}
+    return flags
 
 
 def _tensorflow_sees_a_gpu() -> bool:
@@ -41,6 +46,7 @@ def _tensorflow_sees_a_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+@pytest.mark.cpu_features
 def test_info_json_has_the_documented_schema(cli_env, monkeypatch, capsys):
     (cli_env / ".devswitchrc").write_text("precision: half\n")
     monkeypatch.setenv("DEVSWITCH_DEVICE", "cpu")
@@ -63,8 +69,10 @@ def test_info_json_has_the_documented_schema(cli_env, monkeypatch, capsys):
         assert data["resolved"]["precision_reason"].startswith("half: CPU has AVX512-BF16: ")
     else:
         assert data["resolved"]["precision"] == "fp32"
-        assert data["resolved"]["precision_reason"] == ("half: CPU has no native bf16 (AVX512-BF16/AMX), fp32 is "
-                                                        "fastest [tensorflow]")
+        edited = __import__("os").environ.get(CPU_FEATURES)
+        note = f" ({CPU_FEATURES}={edited} applied)" if edited else ""
+        assert data["resolved"]["precision_reason"] == (f"half: CPU has no native bf16 (AVX512-BF16/AMX){note}, fp32 "
+                                                        "is fastest [tensorflow]")
     assert data["resolved"]["xla"] is True and data["resolved"]["meanings"]["xla"].startswith("jit_compile=True")
 
 

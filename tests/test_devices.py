@@ -104,3 +104,43 @@ def test_detect_cpu_reads_model_and_features(tmp_path):
 def test_detect_cpu_without_cpuinfo_still_answers(tmp_path):
     cpu = detect_cpu(str(tmp_path / "missing"))
     assert cpu.features == frozenset() and not cpu.native_bf16 and cpu.cores >= 1
+
+
+@pytest.mark.parametrize("edits, native", [
+    pytest.param("-AVX512-BF16,-AMX-BF16", False, id="bf16 hidden on a bf16 CPU"),
+    pytest.param("-avx512_bf16", True, id="one of two hidden, /proc spelling: AMX still native"),
+    pytest.param("+AVX512-BF16", True, id="claimed on a CPU without it"),
+    pytest.param("", True, id="no edits: as reported"),
+])
+def test_cpu_feature_edits_change_what_devswitch_decides_and_say_so(tmp_path, edits, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Test CPU\nflags\t\t: avx2 fma avx512f avx512_bf16 amx_bf16\n\n")
+    cpu = detect_cpu(str(cpuinfo), {"DEVSWITCH_CPU_FEATURES": edits})
+    assert cpu.native_bf16 == native
+    if edits:
+        assert cpu.edits and cpu.edited_note == f" (DEVSWITCH_CPU_FEATURES={','.join(cpu.edits)} applied)"
+    else:
+        assert cpu.edits == () and cpu.edited_note == ""
+    if edits.startswith("+"):  # the reverse lane: on a CPU without bf16, claiming it turns bf16 on
+        plain = tmp_path / "plain"
+        plain.write_text("flags\t\t: avx2 fma\n")
+        assert not detect_cpu(str(plain), {}).native_bf16 and detect_cpu(str(plain), {"DEVSWITCH_CPU_FEATURES": edits}).native_bf16
+
+
+def test_hidden_bf16_reaches_the_decision_and_its_reason():
+    from devswitch.devices import bf16_missing, half
+
+    cpu = Cpu("Test CPU", 2, frozenset({"AVX2"}), ("-AVX512-BF16", "-AMX-BF16"))
+    why = bf16_missing(Inventory(cpu), ())
+    assert why == ("this CPU has no native bf16 (AVX512-BF16 or AMX) (DEVSWITCH_CPU_FEATURES=-AVX512-BF16,-AMX-BF16 "
+                   "applied); it would be emulated")
+    precision, reason, _ = half(Inventory(cpu), (), ("bf16", "measured faster"))
+    assert precision == "fp32" and "DEVSWITCH_CPU_FEATURES=-AVX512-BF16,-AMX-BF16 applied" in reason
+
+
+@pytest.mark.parametrize("edits", ["AVX512-BF16", "-NOPE", "+", "-avx512 bf16", "~AMX"])
+def test_a_bad_cpu_feature_edit_is_a_config_error_naming_the_variable(tmp_path, edits):
+    from devswitch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"DEVSWITCH_CPU_FEATURES: invalid entry .*expected \+NAME or -NAME"):
+        detect_cpu(str(tmp_path / "missing"), {"DEVSWITCH_CPU_FEATURES": edits})

@@ -68,14 +68,15 @@ CAPS = ["--devices", "cpu", "--max-epochs", "1", "--max-steps", "3", "--out", "o
 
 def _script_compares(root) -> dict[str, Child]:
     """Three script compares (queued with the session's children): the example (profile saved), a script with
-    its own arguments that fails under bf16, and one that never calls fit."""
+    its own arguments that fails under fp16, and one that never calls fit."""
     script = str(SCRIPTS / "script_compare.py")
     return {
         "example": Child(["-m", "devswitch", "compare", "--script", str(ROOT / "examples" / "existing_script.py"),
                           *CAPS, "--precisions", "fp32", "--save-profile", "mine", "--save-profile-anyway", "--",
                           "--epochs", "3"]),
-        "args": Child(["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32,bf16", "--",
-                       "--epochs", "3", "--validation", "--fail-under", "bfloat16"]),
+        # fp16 runs on every CPU (emulated), where bf16 is unavailable on a CPU without native bf16
+        "args": Child(["-m", "devswitch", "compare", "--script", script, *CAPS, "--precisions", "fp32,fp16", "--",
+                       "--epochs", "3", "--validation", "--fail-under", "float16"]),
         # as a module (-m), run twice in turn (--rounds 2)
         "nofit": Child(["-m", "devswitch", "compare", "-m", "script_compare", *CAPS, "--precisions", "fp32",
                         "--rounds", "2", "--", "--no-fit"], {"PYTHONPATH": str(SCRIPTS)}),
@@ -115,14 +116,14 @@ def test_a_script_with_its_own_arguments_is_capped_and_a_failing_column_says_why
     proc, folder = runs["args"]
     assert proc.returncode == 5, proc.stderr[-3000:]
     ok, failed = _cell(folder, 0), _cell(folder, 1)
-    assert failed["status"] == "failed: RuntimeError: this script does not run under mixed_bfloat16"
+    assert failed["status"] == "failed: RuntimeError: this script does not run under mixed_float16"
     log = (folder / "out" / "logs" / "tensorflow-cpu-fp32.log").read_text()
     assert 'HISTORY {"epochs": 1' in log  # what the unmodified script saw: the capped fit's history
     fit = ok["record"]["runs"][0]["calls"][0]
     assert fit["cap"] == {"max_epochs": 1, "max_steps": 3, "epochs_asked": 3, "steps_asked": None,
                           "batches_per_epoch": 6, "epochs_run": 1, "steps_run": 3, "applied": True}
     assert "val_loss" in fit["history"]
-    assert "| cpu fp32 | cpu bf16 |" in proc.stdout and "failed [1]" in proc.stdout
+    assert "| cpu fp32 | cpu fp16 |" in proc.stdout and "failed [1]" in proc.stdout
     from devswitch.cli import main
 
     assert main(["report", str(folder / "out")]) == 0  # devswitch report shows it again from results.json

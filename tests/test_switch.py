@@ -61,6 +61,7 @@ def ran(switched):
     return lambda name: switched(name)[0]
 
 
+@pytest.mark.cpu_features
 def test_bf16_makes_the_layers_compute_in_bfloat16(ran):
     proc = ran("bf16")
     assert proc.returncode == 0, proc.stderr
@@ -89,6 +90,7 @@ def test_device_cpu_leaves_no_visible_gpu_and_fp32_by_default(ran):
     assert "device=cpu (DEVSWITCH_DEVICE)" in proc.stderr
 
 
+@pytest.mark.cpu_features
 def test_gpu_runs_on_the_gpus_or_falls_back_with_a_warning(ran):
     proc = ran("gpu half")
     assert proc.returncode == 0, proc.stderr

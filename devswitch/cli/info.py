@@ -78,6 +78,7 @@ def collect_info(
                 "cores": inventory.cpu.cores,
                 "features": sorted(inventory.cpu.features),
                 "native_bf16": inventory.cpu.native_bf16,
+                "feature_edits": list(inventory.cpu.edits),
             },
             "gpus": [dict(dataclasses.asdict(g), compute_capability=g.cc) for g in inventory.gpus],
         },
@@ -101,8 +102,8 @@ def collect_info(
             "half": decision.half[0],
             "half_reason": decision.half[1],
             "math": plan.math,
-            "math_in_force": plan.maths.in_force,
-            "math_reason": plan.maths.reason,
+            "math_in_force": decision.maths.in_force,
+            "math_reason": decision.maths.reason,
             "math_modes": modes_here(backend, inventory, plan.gpus, os.environ if environ is None else environ),
             "strategy": strategy.name,
             "replicas": strategy.replicas,
@@ -133,7 +134,10 @@ def _head_lines(data: dict) -> list[str]:
         f"versions   python {v.get('python')} | keras {v.get('keras')} | {framework or 'framework not loaded'} "
         f"| numpy {v.get('numpy')}",
         "backends   " + " | ".join(f"{name}: {state}" for name, state in b["installed"].items()),
-        f"cpu        {cpu['model']} | {cpu['cores']} cores | {' '.join(cpu['features']) or 'no SIMD features read'}",
+        f"cpu        {cpu['model']} | {cpu['cores']} cores | {' '.join(cpu['features']) or 'no SIMD features read'}"
+        + (
+            f" (edited by DEVSWITCH_CPU_FEATURES: {','.join(cpu['feature_edits'])})" if cpu.get("feature_edits") else ""
+        ),
     ]
     gpus = data["devices"]["gpus"]
     if gpus:

@@ -1,5 +1,5 @@
 """A small training script with its own arguments, for compare --script: --epochs N, --no-fit,
---fail-under bf16 (raises when Keras runs that precision), --validation."""
+--fail-under NAME (raises when the Keras policy's name holds NAME, e.g. float16), --validation."""
 
 import argparse
 import json
