@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from . import backends
 from .config import Config
 from .devices import Inventory, Plan, choose, half, where_from
-from .maths import decide_math
+from .maths import MathPlan, decide_math
+
+if TYPE_CHECKING:
+    from .distribute import StrategyPlan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,9 +29,16 @@ class Decision:
     half: tuple[str, str]  # what ``precision: half`` means here: (precision, reason)
 
     @property
-    def strategy(self):
+    def strategy(self) -> StrategyPlan:
         """The distribute.StrategyPlan (also ``plan.strategy``)."""
+        assert self.plan.strategy is not None  # decide() fills it in
         return self.plan.strategy
+
+    @property
+    def maths(self) -> MathPlan:
+        """The float32 math mode in force (also ``plan.maths``)."""
+        assert self.plan.maths is not None  # decide() fills it in
+        return self.plan.maths
 
 
 def decide(config: Config, inventory: Inventory, environ: Mapping[str, str]) -> Decision:

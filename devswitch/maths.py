@@ -47,7 +47,7 @@ def describe_kind(inventory: Inventory, gpus: tuple[int, ...]) -> str:
     where = kind(inventory, gpus)
     if where.startswith("gpu"):
         cc = slowest_cc(inventory, gpus)
-        return f"a GPU of compute capability {'%d.%d' % cc if cc else 'unknown'}"
+        return f"a GPU of compute capability {f'{cc[0]}.{cc[1]}' if cc else 'unknown'}"
     return {
         "cpu": "a CPU without native bf16",
         "cpu-bf16": "a CPU with AVX512-BF16 but no AMX",
@@ -82,6 +82,7 @@ def decide_math(
     """
     device = kind(inventory, gpus)
     default, default_why = _effect(backend, "auto", device, environ)
+    assert default is not None, f"{backend.DISPLAY}'s math_effect('auto') names no mode"  # auto is always some mode
     if mode == "auto":
         return MathPlan("auto", default, default_why)
     effect, why = _effect(backend, mode, device, environ)

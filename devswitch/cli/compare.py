@@ -417,7 +417,7 @@ def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
         )
         return True
     settings = pick.switch(results.several_backends)
-    rate = pick.best.metric("throughput")
+    rate = pick.best.throughput
     lead = "" if pick.ratio is None else f", {pick.ratio:.2f}x the next, {results.column(pick.runner_up)}"
     shown_rate = f"{1 / rate:,.2f} s wall" if results.kind == "script" else f"{rate:,.1f} {results.model.unit}/s"
     note = (

@@ -74,7 +74,8 @@ def report_command(args: argparse.Namespace) -> int:
                 return 0
         print(render_markdown(parse(data, str(file))), end="")
         return 0
-    comparison = compare(*(read(p) for p in args.paths), fail_above=fail_above)
+    a, b = args.paths  # two, after the checks above
+    comparison = compare(read(a), read(b), fail_above=fail_above)
     print(render_comparison(comparison), end="")
     failures = comparison.failures
     if failures:

@@ -35,7 +35,7 @@ MAX_VARIED = 16  # settings varied in one compare
 MAX_VALUES = 64  # values of one setting
 MAX_VALUE_CHARS = 64  # a value as text (the longest real one, threads "1024:1024", has 9)
 CONFIRM_ABOVE = 32  # configurations a compare runs without --yes
-_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,%d}" % MAX_VALUE_CHARS, re.ASCII)
+_VALUE = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_VALUE_CHARS}}}", re.ASCII)
 
 
 def value_text(name: str, value: Any) -> str:
@@ -76,8 +76,8 @@ def parse_vary(items: Iterable[str], maths: str = "") -> tuple[tuple[str, tuple[
     text, ...)), ...) in the order given; UsageError (exit 2) naming the option, the key, the bad value and the
     allowed values for anything it cannot take."""
     out: dict[str, tuple[str, ...]] = {}
-    items = [(item, "--vary") for item in items] + ([(f"math={maths}", "--maths")] if maths.strip() else [])
-    for item, option in items:
+    given = [(item, "--vary") for item in items] + ([(f"math={maths}", "--maths")] if maths.strip() else [])
+    for item, option in given:
         key, sep, values = item.partition("=")
         key = key.strip().lower().replace("-", "_")
         if not sep or not key:
@@ -130,7 +130,7 @@ def configurations(backends, devices, precisions, vary=()) -> list[Configuration
     names = [name for name, _ in vary]
     combos = list(itertools.product(*(values for _, values in vary)))
     return [
-        Configuration(b, d, p, tuple(zip(names, combo)))
+        Configuration(b, d, p, tuple(zip(names, combo, strict=True)))
         for b in backends
         for d in devices
         for p in precisions

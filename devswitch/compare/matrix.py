@@ -30,9 +30,9 @@ class ConfigRun:
     backend: str = "tensorflow"
     wall_s: float = 0.0
     startup_s: float | None = None
-    events: list = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)  # the worker's events, as read back from JSON
     log: str = ""
-    settings: tuple = ()  # the varied settings: ((name, value text), ...)
+    settings: tuple[tuple[str, str], ...] = ()  # the varied settings: ((name, value text), ...)
 
     @property
     def config(self) -> Configuration:
@@ -350,10 +350,10 @@ def document(
     """The result set of the runs so far: cells, the environment and configuration the first worker saw,
     and where the wall time went. ``startup_s``: the wall time of start-ups that ran side by side (rounds),
     which replaces the sum of the configurations' own start-ups."""
-    ready = next((e for r in runs for e in r.events if e["event"] == p.READY), {})
-    built = next((e for r in runs for e in r.events if e["event"] == p.BUILT), {})
+    ready: dict = next((e for r in runs for e in r.events if e["event"] == p.READY), {})
+    built: dict = next((e for r in runs for e in r.events if e["event"] == p.BUILT), {})
     measured = sum(_measured(r) for r in runs)
-    done = next((e for e in reference.events if e["event"] == p.REFERENCE), {}) if reference is not None else {}
+    done: dict = next((e for e in reference.events if e["event"] == p.REFERENCE), {}) if reference is not None else {}
     measured += done.get("seconds") or 0.0  # computing the reference is measuring too
     startup = sum(r.startup_s or 0.0 for r in runs) if startup_s is None else startup_s
     if reference is not None and startup_s is None:  # one after another: the reference run came first

@@ -21,7 +21,8 @@ def write_outputs(results: ResultSet, out: Path, plot: bool = True) -> list[str]
     write_atomic(out / "results.json", results.dumps())
     write_atomic(out / "results.csv", render_csv(results))
     write_atomic(out / "results.md", render_markdown(results))
-    png, note = None, "not plotted"
+    png: bytes | None = None
+    note: str | None = "not plotted"
     if plot and results.kind == "script":  # one bar per configuration would only redraw the wall-time row
         plot, note = False, None
     if plot:

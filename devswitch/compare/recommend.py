@@ -38,16 +38,18 @@ class Pick:
     def switch(self, several_backends: bool) -> dict[str, str]:
         """The settings that select this configuration (half is kept as half: it means the same there), with
         every setting the compare varied, at the winner's value."""
+        if self.best is None:
+            raise ValueError(f"batch {self.batch}: no configuration was picked, so there is none to select")
         chosen = {"device": self.best.device, "precision": self.best.precision, **dict(self.best.settings)}
         return {"backend": self.best.backend, **chosen} if several_backends else chosen
 
     @property
     def ratio(self) -> float | None:
-        if self.runner_up is None:
+        if self.best is None or self.runner_up is None:  # there is a runner-up only beside a best
             return None
         if self.paired is not None:
             return self.paired.value
-        return self.best.metric("throughput") / self.runner_up.metric("throughput")
+        return self.best.throughput / self.runner_up.throughput
 
 
 def recommend(results: ResultSet) -> list[Pick]:
@@ -55,7 +57,7 @@ def recommend(results: ResultSet) -> list[Pick]:
     picks = []
     for batch in results.batch_sizes:
         ranked = sorted(
-            (c for c in results.cells if c.batch == batch and c.ok), key=lambda c: c.metric("throughput"), reverse=True
+            (c for c in results.cells if c.batch == batch and c.ok), key=lambda c: c.throughput, reverse=True
         )
         ranked, excluded = within_error(ranked, results.options.get("max_error"))
         if not ranked:
@@ -135,7 +137,7 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
             verdict = f"{best} ({rate}), the only configuration measured"
         else:
             nxt = results.column(pick.runner_up)
-            if pick.significant is None:
+            if pick.significant is None or pick.coverage is None:  # set together, from the intervals
                 verdict = (
                     f"fastest measured: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; "
                     "significance unknown: no intervals recorded)"

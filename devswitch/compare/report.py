@@ -127,7 +127,7 @@ def compare(a: ResultSet, b: ResultSet, fail_above: float | None = None) -> Comp
             if x.interval and y.interval:
                 significant = not x.interval.overlaps(y.interval)
                 coverage = min(x.interval.coverage, y.interval.coverage)
-            changes.append(Change(key, x.metric("throughput"), y.metric("throughput"), significant, coverage))
+            changes.append(Change(key, x.throughput, y.throughput, significant, coverage))
         elif (x is not None and x.ok) or (y is not None and y.ok):
             lost.append(Lost(key, x, y))
     if not changes and not any(x.measured_by_a for x in lost):
@@ -139,7 +139,7 @@ def compare(a: ResultSet, b: ResultSet, fail_above: float | None = None) -> Comp
 
 
 def verdict(change: Change, fail_above: float | None) -> str:
-    if change.significant is None:
+    if change.significant is None or change.coverage is None:  # set together, from the intervals
         text = "noise unknown (no confidence intervals recorded)"
     elif change.significant:
         text = (

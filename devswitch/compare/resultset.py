@@ -64,7 +64,7 @@ class Configuration(NamedTuple):
             head = ["tensorflow", *head]
         if len(head) != 3 or not all(head) or any(not k or not sep or not v for k, sep, v in pairs):
             raise ValueError(f"expected 'BACKEND DEVICE PRECISION [KEY=VALUE ...]', found {text!r}")
-        return cls(*head, tuple((k, v) for k, _, v in pairs))
+        return cls(head[0], head[1], head[2], tuple((k, v) for k, _, v in pairs))
 
 
 class Key(NamedTuple):
@@ -154,6 +154,14 @@ class Cell:
     def math(self) -> str:
         """The float32 math in force when it is not full float32 ("tf32", "ieee matmul, tf32 conv"); else ""."""
         return "" if self.in_force == "ieee" else self.in_force
+
+    @property
+    def throughput(self) -> float:
+        """The median throughput of a measured (``ok``) cell; ValueError for a cell that has none."""
+        value = self.metric("throughput")
+        if value is None:
+            raise ValueError(f"{self.key.label()} has no throughput ({self.status})")
+        return value
 
     def metric(self, name: str) -> float | None:
         value = (((self.record or {}).get("metrics") or {}).get(name) or {}).get("value")

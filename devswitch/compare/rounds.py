@@ -94,7 +94,13 @@ def _wait_done(worker: _Worker, limit: float) -> bool:
             return bool(word) and word.decode(errors="replace").strip() == p.DONE_WORD
 
 
+def _labelled(progress: Callable[[str], None], label: str) -> Callable[[str], None]:
+    """``progress`` with each line stripped and prefixed by ``label`` (a worker's configuration)."""
+    return lambda line: progress(f"{label}: {line.strip()}")
+
+
 def _tell(worker: _Worker, phase: str) -> bool:
+    assert worker.proc.stdin is not None  # _start opens it as a pipe
     try:
         worker.proc.stdin.write((phase + "\n").encode())
         worker.proc.stdin.flush()
@@ -183,7 +189,7 @@ def run_interleaved(
             w = waiting.pop(0)
             workers.append(w)
             w.alive = _wait_done(w, options.timeout)
-            w.seen = report_progress(w.events, w.seen, lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}"))
+            w.seen = report_progress(w.events, w.seen, _labelled(progress, name(w.config)))
             if w.config.device != "cpu":
                 continue
             w.run.events = read_events(w.events)[0]
@@ -213,9 +219,7 @@ def run_interleaved(
             progress(f"[{phase}] " + " -> ".join(name(w.config) for w in live))
             for w in live:
                 w.alive = _tell(w, phase) and _wait_done(w, options.timeout)
-                w.seen = report_progress(
-                    w.events, w.seen, lambda line, w=w: progress(f"{name(w.config)}: {line.strip()}")
-                )
+                w.seen = report_progress(w.events, w.seen, _labelled(progress, name(w.config)))
                 if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once
                     on_update(_collect(options, configs, early, workers, started, False, startup_s, w, reference))
     except KeyboardInterrupt:

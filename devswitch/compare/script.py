@@ -112,7 +112,7 @@ def run_once(
     data = log.read_bytes()
     end = done.get("log_end") if done is not None else None  # the script's output ends there; the summary follows
     text = data[start : end if isinstance(end, int) and end >= start else None].decode("utf-8", errors="replace")
-    run = {
+    run: dict = {
         "round": round_number,
         "start_s": started - origin,
         "process_s": ended - started,

@@ -64,8 +64,7 @@ def baseline_label(results: ResultSet) -> str:
 def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
     """One batch size: a column per configuration, a row per figure."""
     unit = results.model.unit
-    cells = [results.cell(config, batch) for config in results.configs]
-    cells = [c for c in cells if c is not None]
+    cells = [c for c in (results.cell(config, batch) for config in results.configs) if c is not None]
     rows: dict[str, list[str]] = {
         f"{unit}/s": [],
         f"model.predict {unit}/s": [],
@@ -92,7 +91,7 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
             f"{fmt(c.metric('latency_p50'), 2)} / {fmt(c.metric('latency_p99'), 2)}",
             fmt(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else ""),
         ]
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=True):
             rows[name].append(value)
     if results.mode == "training":
         del rows[f"model.predict {unit}/s"]  # a predict figure says nothing about training steps
@@ -213,7 +212,9 @@ def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[st
     lines: list[str] = []
     unit = results.model.unit
     if results.mode == "training":
-        trained = next((c.record.get("training") for c in results.cells if c.ok and c.record.get("training")), None)
+        trained = next(
+            (c.record.get("training") for c in results.cells if c.ok and c.record and c.record.get("training")), None
+        )
         what = (
             f"loss {trained.get('loss')}, optimizer {trained.get('optimizer')}"
             if trained
@@ -228,7 +229,7 @@ def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[st
         {
             str((c.record.get("energy") or {}).get("reason"))
             for c in results.cells
-            if c.ok and (c.record.get("energy") or {}).get("reason")
+            if c.ok and c.record and (c.record.get("energy") or {}).get("reason")
         }
     )
     if reasons:
@@ -360,7 +361,7 @@ def render_csv(results: ResultSet) -> str:
             "batch": c.batch,
             "status": c.status,
         }
-        if c.ok:
+        if c.ok and c.record is not None:  # ok: it has a record
             ci = c.interval or (None, None, None)
             row.update(
                 policy=c.record.get("policy"),

@@ -106,7 +106,7 @@ def table(results: ResultSet, notes) -> Table:
             else:
                 value = data[id(c)].get(name)
                 text = _text(name, value)
-                ci = ((c.record.get("metrics") or {}).get("wall") or {}).get("ci")
+                ci = (((c.record or {}).get("metrics") or {}).get("wall") or {}).get("ci")
                 if name == names[0] and ci:
                     text += f" [{ci[0]:,.2f}, {ci[1]:,.2f}]"
                 row.append(text)
@@ -159,11 +159,11 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
     for pick in recommend(results) if picks is None else picks:
         if pick.best is None:
             continue
-        best, wall = results.column(pick.best), 1.0 / pick.best.metric("throughput")
+        best, wall = results.column(pick.best), 1.0 / pick.best.throughput
         if pick.runner_up is None:
             verdict = f"{best} ({wall:,.2f} s), the only configuration measured"
         else:
-            nxt, other = results.column(pick.runner_up), 1.0 / pick.runner_up.metric("throughput")
+            nxt, other = results.column(pick.runner_up), 1.0 / pick.runner_up.throughput
             if pick.paired is not None:
                 r = pick.paired
                 paired = (
@@ -230,7 +230,7 @@ def render_csv(results: ResultSet) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fields, lineterminator="\n")
     writer.writeheader()
-    for c, d in zip(cells, data):
+    for c, d in zip(cells, data, strict=True):
         ratio = results.speedup_interval(c)
         writer.writerow(
             {
