@@ -236,6 +236,7 @@ def options_from_args(args: argparse.Namespace):
 def compare_command(args: argparse.Namespace) -> int:
     from ..compare import prepare_output, run_matrix, write_outputs
     from ..render.compare import render_markdown
+    from ..render.escape import safe
     from ..worker import parse_target
 
     if args.script is not None or args.script_module is not None or args.script_args:
@@ -253,6 +254,7 @@ def compare_command(args: argparse.Namespace) -> int:
     live = _live_status() if sys.stderr.isatty() else None
 
     def progress(line: str) -> None:
+        line = safe(line)  # a failed column's line is the script's or the factory's, escapes and all
         if live is not None and line.startswith("["):
             live.update(f"devswitch compare {line}")  # a live status line on a terminal
         print(line, file=sys.stderr, flush=True)
@@ -282,7 +284,7 @@ def compare_command(args: argparse.Namespace) -> int:
     if notes is None:
         return 1
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {safe(note)}", file=sys.stderr)
     print(
         f"devswitch: wrote results.json, results.csv, results.md, results.html"
         f"{'' if notes else ', results.png'} to {output.path}",

@@ -83,7 +83,9 @@ def script_compare_command(args: argparse.Namespace) -> int:
     )
 
     def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        from ..render.escape import safe
+
+        print(safe(line), file=sys.stderr, flush=True)  # the script's name and its last line, escapes and all
 
     def save_finished_rows(partial) -> None:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import re
 
@@ -13,6 +12,7 @@ from ..compare.report import Comparison, verdict
 from ..compare.resultset import Cell, ResultSet
 from . import html as html_table
 from . import markdown
+from .escape import csv_row, safe
 from .table import Column, Table
 
 
@@ -271,11 +271,11 @@ def render_markdown(results: ResultSet) -> str:
     above, tables, below = _sections(results)
     parts = [f"# {markdown.escape(title(results))}", ""]
     for line in above:
-        parts += [line, ""]
+        parts += [markdown.escape(line), ""]
     for table in tables:
         parts += [markdown.render(table)]
     for line in below:
-        parts += [line, ""]
+        parts += [markdown.escape(line), ""]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -386,7 +386,7 @@ def render_csv(results: ResultSet) -> str:
                 **_accuracy_columns(c.accuracy),
                 power_note=(c.record.get("energy") or {}).get("reason") or "",
             )
-        writer.writerow(row)
+        writer.writerow(csv_row(row))
     return out.getvalue()
 
 
@@ -401,7 +401,7 @@ th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}img{max-width:100%}
 
 def inline(text: str) -> str:
     """Escape, then `code` spans: the only markup devswitch's own lines use."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", safe(text, "html"))
 
 
 def render_html(results: ResultSet, png: bytes | None) -> str:
@@ -411,9 +411,9 @@ def render_html(results: ResultSet, png: bytes | None) -> str:
     parts = [
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(results.model.title)} - devswitch compare</title>",
+        f"<title>{safe(results.model.title, 'html')} - devswitch compare</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title(results))}</h1>",
+        f"<h1>{safe(title(results), 'html')}</h1>",
     ]
     parts += [f"<p>{inline(line)}</p>" for line in above]
     parts += [html_table.render(t) for t in tables]
@@ -437,10 +437,10 @@ def render_html(results: ResultSet, png: bytes | None) -> str:
         varied = "".join(f", {name}" for name in results.varied)
         parts.append(
             "<h2>Configuration (of the first configuration run; compare sets backend, device, precision"
-            f"{html.escape(varied)} per column)</h2>"
+            f"{safe(varied, 'html')} per column)</h2>"
             + html_table.render(Table.of(["key", "value", "source", "location"], rows))
         )
-    parts.append("<p><small>command: " + html.escape(" ".join(results.command)) + "</small></p></body></html>")
+    parts.append("<p><small>command: " + safe(" ".join(results.command), "html") + "</small></p></body></html>")
     return "\n".join(parts) + "\n"
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import html
-
+from .escape import safe
 from .table import Table
 
 
+def esc(text: object) -> str:
+    return safe(text, "html")
+
+
 def render(table: Table, css_class: str = "devswitch") -> str:
-    esc = html.escape
     head = "".join(f"<th{' class=num' if c.numeric else ''}>{esc(c.header)}</th>" for c in table.columns)
     body = "".join(
         "<tr>"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from .escape import safe
 from .table import Table
 
 
 def escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """One line of markdown that shows ``text`` as it is (``escape.safe`` for markdown)."""
+    return safe(text, "markdown")
 
 
 def render(table: Table, heading: str = "") -> str:
@@ -22,5 +24,5 @@ def render(table: Table, heading: str = "") -> str:
     if said:
         lines += ["", *(escape(line) for line in said)]
     if table.notes:
-        lines += ["", *table.notes]
+        lines += ["", *(escape(note) for note in table.notes)]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from ..compare.recommend import Pick, coverage_words, recommend, switch_text
 from ..compare.resultset import Cell, ResultSet
 from ..compare.scriptrecord import calls, figure
 from ..statistics import median
+from .escape import csv_row, safe
 from .table import Column, Table
 
 NO_FIT = "the script called no fit"
@@ -228,24 +229,26 @@ def render_csv(results: ResultSet) -> str:
         *names,
     ]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fields, lineterminator="\n")
+    writer = csv.DictWriter(out, [safe(f, "csv") for f in fields], lineterminator="\n")
     writer.writeheader()
     for c, d in zip(cells, data, strict=True):
         ratio = results.speedup_interval(c)
         writer.writerow(
-            {
-                "backend": c.backend,
-                "device": c.device,
-                "precision": c.precision,
-                **dict(c.settings),
-                "resolved_precision": c.resolved,
-                "status": c.status,
-                "policy": (c.record or {}).get("policy"),
-                "speedup_vs_baseline": results.speedup(c),
-                "speedup_ci_low": ratio.low if ratio else None,
-                "speedup_ci_high": ratio.high if ratio else None,
-                "speedup_rounds": ratio.rounds if ratio else None,
-                **d,
-            }
+            csv_row(
+                {
+                    "backend": c.backend,
+                    "device": c.device,
+                    "precision": c.precision,
+                    **dict(c.settings),
+                    "resolved_precision": c.resolved,
+                    "status": c.status,
+                    "policy": (c.record or {}).get("policy"),
+                    "speedup_vs_baseline": results.speedup(c),
+                    "speedup_ci_low": ratio.low if ratio else None,
+                    "speedup_ci_high": ratio.high if ratio else None,
+                    "speedup_rounds": ratio.rounds if ratio else None,
+                    **d,
+                }
+            )
         )
     return out.getvalue()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..errors import visible
+from .escape import safe
 
 EMPTY = ("", "-")
 GAP = 2  # characters between two columns in text
@@ -61,14 +61,15 @@ class Table:
     @classmethod
     def of(cls, columns, rows, **extra) -> Table:
         """Build from headers (str or Column) and any iterables of cells (converted with str, control
-        characters written out: a value read from a file never sends an escape sequence to a terminal)."""
-        cols = tuple(c if isinstance(c, Column) else Column(visible(str(c))) for c in columns)
+        characters and newlines written out by ``escape.safe``: a value read from a file, a script's error
+        line or a file name never sends an escape sequence to a terminal, nor breaks its row)."""
+        cols = tuple(c if isinstance(c, Column) else Column(safe(c)) for c in columns)
         for key in ("title", "omitted_hint"):
             if key in extra:
-                extra[key] = visible(extra[key])
+                extra[key] = safe(extra[key])
         if "notes" in extra:
-            extra["notes"] = tuple(visible(n) for n in extra["notes"])
-        return cls(cols, tuple(tuple("" if v is None else visible(str(v)) for v in row) for row in rows), **extra)
+            extra["notes"] = tuple(safe(n) for n in extra["notes"])
+        return cls(cols, tuple(tuple("" if v is None else safe(v) for v in row) for row in rows), **extra)
 
     @property
     def headers(self) -> tuple[str, ...]:
