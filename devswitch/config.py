@@ -107,7 +107,9 @@ def _check_project_report(report: Value, file_layers: list[Layer], cwd: Path) ->
     """A project file comes with whatever repository was cloned: it may name a report inside its own folder
     only. Refused: an absolute path, a path whose '..' leaves the folder (read from the project file's
     folder, so wherever the script starts), and one that a symbolic link takes outside it (where the
-    report would really be written: from the working directory, links resolved)."""
+    report would really be written: from the working directory, links resolved). Its lock file beside it
+    (``<report>.lock``) is checked as well: a symbolic link there, shipped with the repository, is refused
+    rather than left for the writer to trip on."""
     if report.value in ("off", "summary") or not report.source.startswith(sources.PROJECT_FILE):
         return
     folder = next(
@@ -122,9 +124,16 @@ def _check_project_report(report: Value, file_layers: list[Layer], cwd: Path) ->
         why = "leaves the project's folder through '..'"
     else:
         real, inside = os.path.realpath(cwd / path), os.path.realpath(folder)
-        if os.path.commonpath([real, inside]) == inside:
+        lock = Path(real + ".lock")
+        if os.path.commonpath([real, inside]) != inside:
+            why = f"leads outside the project's folder through a symbolic link (to {real})"
+        elif os.path.islink(lock):
+            why = (
+                f"has a symbolic link for its lock file ({lock} -> {os.readlink(lock)}), which devswitch "
+                f"never follows; remove the link"
+            )
+        else:
             return
-        why = f"leads outside the project's folder through a symbolic link (to {real})"
     raise ConfigError(
         f"'report' {quote(path)} {why}; a project .devswitchrc comes with whatever repository was "
         f"cloned and may name a report only inside its own folder ({folder})",

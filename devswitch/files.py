@@ -133,8 +133,12 @@ def _check_folder(folder: Path, shown: Path) -> None:
 def writable_target(path: Path) -> Path:
     """The file a write to ``path`` would change (a symbolic link followed to its final target), checked.
 
-    Refused with a UsageError naming ``path``: a link loop, a dangling link whose folder does not exist,
-    something that is not a regular file, a file or folder the user cannot write or has marked read-only
+    Refused with a UsageError naming ``path``: a link loop, a dangling link (a link whose target does not
+    exist: writing would create a file wherever the link points, such as a shell's start-up file, so
+    devswitch creates files only under their own name), something that is not a regular file, a file with
+    more than one name (hard links: the atomic rename that ends a rewrite would give this name the new text
+    and leave the other names with the old, so devswitch refuses rather than split them; edit the file by
+    hand, or replace the link by a copy), a file or folder the user cannot write or has marked read-only
     (mode without any write bit, honoured even as root), and a file whose owner or group a rewrite could
     not keep. A missing file is fine when its folder can take it.
     """
@@ -145,12 +149,26 @@ def writable_target(path: Path) -> Path:
     try:
         info = os.stat(real)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise _refuse(
+                f"is a symbolic link to {real}, which does not exist: devswitch does not create a file "
+                "through a link (it could be any file, a shell's start-up file included)",
+                path,
+                f"create {real} first if the link is yours, or remove the link",
+            ) from None
         _check_folder(real.parent, path)
         return real
     except OSError as exc:
         raise _refuse(f"cannot check the file: {why(exc)}", path, "fix the path or its permissions") from None
     if not stat.S_ISREG(info.st_mode):
         raise _refuse(f"{real} is not a regular file", path, "replace it with a YAML file, or remove it")
+    if info.st_nlink > 1:
+        raise _refuse(
+            f"the file{'' if real == path else f' ({real})'} has {info.st_nlink} names (hard links): a rewrite "
+            "replaces this name only and would leave the others with the old text; devswitch leaves it untouched",
+            path,
+            "add the lines by hand, or make this name a copy of its own (cp --remove-destination) first",
+        )
     mode = stat.S_IMODE(info.st_mode)
     if not mode & 0o222 or not _access(real, os.W_OK):
         target = "" if real == path else f" (the link's target, {real})"
@@ -181,6 +199,46 @@ def writable_target(path: Path) -> Path:
     return real
 
 
+def open_lock(lock: Path, shown: Path | None = None) -> int:
+    """A descriptor on the lock file ``lock``, created if missing, for flock(2); a UsageError naming it when it
+    cannot be one. Never truncated (a lock file holds nothing) and never through a symbolic link
+    (O_NOFOLLOW): a link planted at a lock's name (``runs.jsonl.lock -> ~/.bashrc`` in a cloned repository)
+    must not let devswitch create, open or empty the file it points to. Only a regular file is a lock:
+    a FIFO, a device or a folder in its place is refused (non-blocking, so a FIFO cannot hang us)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+    where = str(shown if shown is not None else lock)
+    hint = f"remove {lock}: devswitch makes its lock file itself"
+    try:
+        fd = os.open(lock, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(lock):
+            raise UsageError(
+                f"the lock file {lock} is a symbolic link (to {os.readlink(lock) if os.path.islink(lock) else '?'}): "
+                "devswitch never opens a lock through a link",
+                where=where,
+                hint=hint,
+            ) from None
+        raise UsageError(
+            f"cannot create the lock file {lock}: {why(exc)}",
+            where=where,
+            hint="make the folder writable, or remove what is in the lock file's place",
+        ) from None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        kind = (
+            next((label for test, label in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+            if not stat.S_ISREG(info.st_mode)
+            else f"a file with {info.st_nlink} names (hard links)"
+        )
+        raise UsageError(f"the lock file {lock} is {kind}, not a lock devswitch made", where=where, hint=hint)
+    return fd
+
+
 @contextlib.contextmanager
 def _locked(real: Path, shown: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     import fcntl
@@ -188,14 +246,7 @@ def _locked(real: Path, shown: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterato
     lock = real.with_name(real.name + ".lock")
     deadline = time.monotonic() + timeout
     while True:
-        try:  # O_NOFOLLOW: a link planted at the lock's name is not followed
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            raise _refuse(
-                f"cannot create the lock file {lock.name} beside it: {why(exc)}",
-                shown,
-                "make the folder writable, or remove what is in the lock file's place",
-            ) from None
+        fd = open_lock(lock, shown)
         try:
             while True:
                 try:

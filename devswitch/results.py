@@ -178,13 +178,15 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
 def _locked(path: Path):
     import fcntl
 
+    from .files import open_lock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = open_lock(path.with_name(path.name + ".lock"))  # never through a link, never truncated
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def document(records: Iterable[Any], **context: Any) -> dict:

@@ -72,19 +72,21 @@ def test_a_symbolic_link_stays_a_link_and_its_target_gets_the_profile(tmp_path):
     assert sorted(p.name for p in dotfiles.iterdir()) == ["devswitchrc"]  # lock and temporary gone
 
 
-def test_a_dangling_link_creates_its_target_when_its_folder_exists_else_a_clear_error(tmp_path):
+def test_a_dangling_link_is_refused_and_its_target_never_created(tmp_path):
+    """A link whose target does not exist could point at any file (a shell's start-up file): refused, before
+    anything runs and again when saving, whether or not the target's folder exists."""
     (tmp_path / "dotfiles").mkdir()
     link = tmp_path / ".devswitchrc"
     link.symlink_to(tmp_path / "dotfiles" / "rc")
-    profiles.check(link, "fast")
-    profiles.add(link, "fast", PROFILE, "x")
-    assert link.is_symlink() and "fast:" in (tmp_path / "dotfiles" / "rc").read_text()
+    with pytest.raises(UsageError, match=r"is a symbolic link to .*dotfiles/rc, which does not exist"):
+        profiles.check(link, "fast")
+    with pytest.raises(UsageError, match=r"is a symbolic link to .*dotfiles/rc, which does not exist"):
+        profiles.add(link, "fast", PROFILE, "x")
+    assert link.is_symlink() and not (tmp_path / "dotfiles" / "rc").exists()
     broken = tmp_path / "b" / ".devswitchrc"
     broken.parent.mkdir()
     broken.symlink_to(tmp_path / "nowhere" / "rc")
-    with pytest.raises(UsageError, match=r"its folder .*nowhere does not exist"):
-        profiles.check(broken, "fast")
-    with pytest.raises(UsageError, match=r"its folder .*nowhere does not exist"):
+    with pytest.raises(UsageError, match=r"nowhere/rc, which does not exist"):
         profiles.add(broken, "fast", PROFILE, "x")
     assert broken.is_symlink() and not (tmp_path / "nowhere").exists()
     loop = tmp_path / "loop" / ".devswitchrc"

@@ -1,0 +1,200 @@
+"""The user's files are never emptied, replaced or created through a link: locks, devswitch init, hard links, and
+writes on a full disk (a clean error, nothing half-written)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import clean_environ
+
+from devswitch import profiles
+from devswitch.cli import main
+from devswitch.errors import ConfigError, UsageError
+
+VICTIM = "export PATH=$HOME/bin:$PATH  # the user's own file\n"
+PROFILE = {"device": "cpu", "precision": "fp32"}
+
+
+def _victim(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim" / ".bashrc"
+    victim.parent.mkdir()
+    victim.write_text(VICTIM)
+    return victim
+
+
+# --- locks -------------------------------------------------------------------------------------------------
+
+
+def test_a_report_whose_lock_is_a_link_never_empties_the_links_target(tmp_path):
+    """save_report with ``runs.jsonl.lock -> victim``: the victim keeps its bytes, the records go beside the
+    report, and the note names the lock."""
+    from devswitch.results import save_report
+
+    victim = _victim(tmp_path)
+    (tmp_path / "runs.jsonl.lock").symlink_to(victim)
+    written, note = save_report(tmp_path / "runs.jsonl", [{"kind": "fit"}], {"plan": {}})
+    assert victim.read_text() == VICTIM
+    assert written is not None and written != tmp_path / "runs.jsonl" and '"kind":"fit"' in written.read_text()
+    assert note is not None and "runs.jsonl.lock is a symbolic link" in note
+    assert (tmp_path / "runs.jsonl.lock").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["symbolic link", "dangling link", "FIFO", "folder", "hard link"])
+def test_a_lock_that_is_not_a_regular_file_of_its_own_is_refused_by_every_writer(tmp_path, kind):
+    """Both writers (the report's append and files.edit behind --save-profile and init) open a lock only as a
+    regular file of one name, never through a link, never truncated, never blocking on a FIFO."""
+    from devswitch.results import append_records
+
+    victim = _victim(tmp_path)
+    rc = tmp_path / ".devswitchrc"
+    rc.write_text("device: cpu\n")
+    for target in (tmp_path / "runs.jsonl", rc):
+        lock = target.with_name(target.name + ".lock")
+        if kind == "symbolic link":
+            lock.symlink_to(victim)
+        elif kind == "dangling link":
+            lock.symlink_to(tmp_path / "victim" / "new-file")
+        elif kind == "FIFO":
+            os.mkfifo(lock)
+        elif kind == "folder":
+            lock.mkdir()
+        else:
+            os.link(victim, lock)
+    with pytest.raises(UsageError, match=r"runs\.jsonl\.lock.*(symbolic link|FIFO|directory|names)") as info:
+        append_records(tmp_path / "runs.jsonl", [{"kind": "fit"}])
+    assert "hint: remove" in str(info.value) or kind == "folder"
+    with pytest.raises(UsageError, match=r"\.devswitchrc\.lock"):
+        profiles.add(rc, "fast", PROFILE, "x")
+    assert victim.read_text() == VICTIM and not (tmp_path / "victim" / "new-file").exists()
+    assert rc.read_text() == "device: cpu\n" and not (tmp_path / "runs.jsonl").exists()
+
+
+def test_a_lock_of_our_own_is_taken_and_left_a_regular_file(tmp_path):
+    from devswitch.results import append_records
+
+    append_records(tmp_path / "runs.jsonl", [{"kind": "fit"}])
+    append_records(tmp_path / "runs.jsonl", [{"kind": "fit"}])
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 2
+    assert (tmp_path / "runs.jsonl.lock").is_file() and not (tmp_path / "runs.jsonl.lock").is_symlink()
+
+
+def test_a_project_file_whose_reports_lock_is_a_link_is_refused_when_read(tmp_path):
+    """The project check resolves the report and checks its lock: a shipped ``runs.jsonl.lock`` link is a
+    ConfigError naming the file, the line and the link."""
+    from devswitch.config import resolve
+
+    victim = _victim(tmp_path)
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    home.mkdir()
+    (project / ".devswitchrc").write_text("report: runs.jsonl\n")
+    (project / "runs.jsonl.lock").symlink_to(victim)
+    with pytest.raises(ConfigError, match=r"\.devswitchrc:1:9: 'report' 'runs.jsonl' has a symbolic link for its lock"):
+        resolve({}, home, project)
+    (project / "runs.jsonl.lock").unlink()
+    assert resolve({}, home, project).report == "runs.jsonl"
+
+
+@pytest.mark.subprocess
+def test_a_cloned_project_with_a_linked_lock_cannot_empty_a_file_through_a_fit(tmp_path):
+    """The issue's case, for real: a project .devswitchrc naming runs.jsonl, a shipped runs.jsonl.lock ->
+    victim, and ``python train.py`` that imports devswitch and fits: the victim keeps every byte."""
+    victim = _victim(tmp_path)
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    home.mkdir()
+    (project / ".devswitchrc").write_text("report: runs.jsonl\n")
+    (project / "runs.jsonl.lock").symlink_to(victim)
+    (project / "train.py").write_text(
+        "import devswitch\nimport numpy as np\nimport keras\n"
+        "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])\n"
+        "model.compile('sgd', 'mse')\n"
+        "model.fit(np.zeros((8, 4)), np.zeros((8, 1)), epochs=1, verbose=0)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=project,
+        env=clean_environ(HOME=str(home), KERAS_BACKEND="tensorflow"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert victim.read_text() == VICTIM, proc.stderr[-2000:]
+    assert "has a symbolic link for its lock file" in proc.stderr, proc.stderr[-2000:]
+    assert (project / "runs.jsonl.lock").is_symlink()
+
+
+# --- devswitch init: the same writer as --save-profile --------------------------------------------------------
+
+
+@pytest.fixture
+def cwd(monkeypatch, tmp_path) -> Path:
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(project)
+    return project
+
+
+def test_init_refuses_a_dangling_link_and_creates_nothing_where_it_points(cwd, tmp_path, capsys):
+    (cwd / ".devswitchrc").symlink_to(tmp_path / "home" / ".bash_profile")
+    for argv in (["init"], ["init", "--force"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is a symbolic link to" in err and "which does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "home" / ".bash_profile").exists() and (cwd / ".devswitchrc").is_symlink()
+
+
+def test_init_force_leaves_a_read_only_link_target_untouched(cwd, tmp_path, capsys):
+    target = tmp_path / "home" / "dotfile"
+    target.write_text("device: cpu\n")
+    target.chmod(0o444)
+    (cwd / ".devswitchrc").symlink_to(target)
+    assert main(["init", "--force"]) == 2
+    assert "is read-only (mode 0444)" in capsys.readouterr().err
+    assert target.read_text() == "device: cpu\n"
+
+
+def test_init_refuses_a_folder_in_the_files_place(cwd, capsys):
+    (cwd / ".devswitchrc").mkdir()
+    assert main(["init", "--force"]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+
+
+def test_init_writes_atomically_through_a_link_to_an_existing_file_and_keeps_its_mode(cwd, tmp_path, capsys):
+    from devswitch.docs import render_example
+
+    target = tmp_path / "home" / "dotfile"
+    target.write_text("device: cpu\n")
+    target.chmod(0o640)
+    (cwd / ".devswitchrc").symlink_to(target)
+    assert main(["init", "--force"]) == 0
+    assert f"wrote {target} (through {cwd / '.devswitchrc'})" in capsys.readouterr().out
+    assert target.read_text() == render_example() and (cwd / ".devswitchrc").is_symlink()
+    assert oct(target.stat().st_mode & 0o777) == oct(0o640)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["dotfile"]  # no lock, no temporary left
+
+
+# --- hard links: refused, both names keep the same text ----------------------------------------------------
+
+
+def test_a_hard_linked_devswitchrc_is_refused_by_save_profile_and_init(cwd, tmp_path, capsys):
+    """A rewrite renames a new file over one name: the other names would keep the old text. devswitch refuses
+    (files.writable_target) before anything runs, and the file keeps one content under both names."""
+    rc = cwd / ".devswitchrc"
+    rc.write_text("device: cpu\n")
+    other = tmp_path / "home" / "shared-rc"
+    os.link(rc, other)
+    with pytest.raises(UsageError, match=r"has 2 names \(hard links\)"):
+        profiles.check(rc, "fast")
+    with pytest.raises(UsageError, match=r"has 2 names \(hard links\)"):
+        profiles.add(rc, "fast", PROFILE, "x")
+    assert main(["init", "--force"]) == 2
+    assert "has 2 names (hard links)" in capsys.readouterr().err
+    assert rc.read_text() == other.read_text() == "device: cpu\n" and os.path.samefile(rc, other)
