@@ -68,7 +68,7 @@ def _install_compile_default(keras) -> None:
         session.compiled.add(self)
         return original(self, *args, **kwargs)
 
-    compile.__devswitch_original__ = original
+    state.remember_original(compile, original)
     state.patch(keras.Model, "compile", compile)
 
 
@@ -151,8 +151,8 @@ def _apply_policy(keras, name: str) -> None:
                     pass
             return put(attribute, value)
 
-        get_global_attribute.__devswitch_original__ = get
-        set_global_attribute.__devswitch_original__ = put
+        state.remember_original(get_global_attribute, get)
+        state.remember_original(set_global_attribute, put)
         state.patch(global_state, "get_global_attribute", get_global_attribute)
         state.patch(global_state, "set_global_attribute", set_global_attribute)
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,10 @@ def combined(readings: Sequence[Energy]) -> Energy:
     missing = next((r for r in readings if not r.available or r.joules is None or not r.seconds), None)
     if missing is not None:
         return missing if not missing.available else unavailable("a round was not measured", missing.scope)
-    joules, seconds = sum(r.joules for r in readings), sum(r.seconds for r in readings)
-    counts = [r.samples for r in readings]
+    # every reading has joules and seconds after the check above; the filters say so to the type checker
+    joules = sum(r.joules for r in readings if r.joules is not None)
+    seconds = sum(r.seconds for r in readings if r.seconds is not None)
+    counts = [r.samples for r in readings if r.samples is not None]
     return Energy(
         True,
         f"{readings[0].source}, {len(readings)} rounds added",
@@ -73,7 +76,7 @@ def combined(readings: Sequence[Energy]) -> Energy:
         joules,
         seconds,
         joules / seconds,
-        sum(counts) if None not in counts else None,
+        sum(counts) if len(counts) == len(readings) else None,
     )
 
 
@@ -172,7 +175,7 @@ class RaplMeter:
     def _poll(self) -> None:
         with self._lock:
             now = self._read()
-            for i, (value, last) in enumerate(zip(now, self._last)):
+            for i, (value, last) in enumerate(zip(now, self._last, strict=True)):  # both read from self.domains
                 delta = value - last
                 if delta < 0:  # the counter wrapped around
                     delta += self.domains[i][2]
@@ -212,7 +215,7 @@ def _import_nvml():
     return pynvml
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -340,7 +343,7 @@ class NvmlMeter:
             nvml.nvmlShutdown()
         if mapped is None:
             return Unavailable(f"power not attributable: {reason}", scope)
-        labels = [f"gpu:{i}" if i == n else f"gpu:{i} (NVML device {n})" for i, n in zip(indices, mapped)]
+        labels = [f"gpu:{i}" if i == n else f"gpu:{i} (NVML device {n})" for i, n in zip(indices, mapped, strict=True)]
         return cls(mapped, nvml, labels=labels, **kwargs)
 
     def _handles(self):
@@ -382,10 +385,11 @@ class NvmlMeter:
                         joules / seconds if seconds > 0 else None,
                     )
                 return unavailable("NVML energy counter stopped answering", self.scope)
+            assert self._poller is not None  # start() started one: there is no energy counter
             self._poller.stop()
             self._sample()
             points = self._samples
-            joules = sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(points, points[1:]))
+            joules = sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in pairwise(points))
             seconds = points[-1][0] - points[0][0]
             return Energy(
                 True,

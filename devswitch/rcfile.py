@@ -322,10 +322,10 @@ def read_file(path: Path, source: str) -> Layer:
             )
         entries, profiles, profile_where = _entries(loader, name, node, in_profile=None)
     except _Limit as exc:
-        mark = exc.problem_mark
+        mark = exc.problem_mark  # every _Limit has one
         raise ConfigError(
             f"refused: {exc.problem}",
-            where=f"{name}:{mark.line + 1}:{mark.column + 1}",
+            where=f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name,
             hint=f"devswitch bounds what a file may ask of it (at most {MAX_FILE_BYTES // 1024} "
             f"KiB, {MAX_DEPTH} levels of nesting, {MAX_VALUES} values after aliases); "
             "is this file really a .devswitchrc?",

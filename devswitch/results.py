@@ -119,7 +119,7 @@ class CallRecord:
 
 
 def _json_default(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # an instance, not the class
         return value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
     if hasattr(value, "_asdict"):
         return value._asdict()

@@ -40,22 +40,19 @@ def main(spec_path: str) -> int:
     from .apply import inventory
     from .worker import applied_settings, gpus_seen, unsupported_reason
 
-    reason = unsupported_reason(plan, inventory())
+    varied = {k: v for k, v in spec.settings.items() if spec.where.get(k, "").startswith("devswitch compare (--vary")}
+
+    machine = inventory()
+    assert machine is not None  # activate() recorded it
+    reason = unsupported_reason(plan, machine)
     context = session.context()
     emit(
         p.READY,
         plan=context.get("plan"),
         environment=context["environment"],
         config=context["config"],
-        gpus=gpus_seen(plan, len(inventory().gpus)),
-        settings=applied_settings(
-            {
-                k: v
-                for k, v in spec.settings.items()
-                if k in spec.where and spec.where[k].startswith("devswitch compare (--vary")
-            },
-            session.config(),
-        ),
+        gpus=gpus_seen(plan, len(machine.gpus)),
+        settings=applied_settings(varied, session.config()),
     )
     if reason:
         emit(p.UNAVAILABLE, reason=reason)
@@ -63,17 +60,43 @@ def main(spec_path: str) -> int:
     state.current().caps = Caps.from_dict(spec.caps) or None
     from .launch import run_target
 
+    me = os.getpid()
     started = time.perf_counter()
     code = run_target(spec.target, list(spec.args), module=spec.module)
     wall = time.perf_counter() - started
+    if os.getpid() != me:  # a child the script forked came back here (sys.exit): the run is not its to end
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.stdout.flush()
     sys.stderr.flush()
     try:  # where the script's output ends in the log: the timing summary printed at exit comes after it
         log_end = os.lseek(1, 0, os.SEEK_CUR)
     except OSError:
         log_end = None
-    emit(p.DONE, exit_code=code, wall_s=wall, calls=len(state.current().runs), log_end=log_end)
+    emit(
+        p.DONE,
+        exit_code=code,
+        wall_s=wall,
+        calls=len(state.current().runs),
+        log_end=log_end,
+        read_back=read_back(varied),
+    )
     return code
+
+
+def read_back(varied: dict) -> dict:
+    """The settings in force when the script ended, as compare checks them against its column: the plan,
+    the varied settings, and where a ``devswitch.configure`` of the script set each (file:line)."""
+    from . import session, state
+    from .worker import applied_settings
+
+    try:
+        plan = session.context().get("plan")
+        settings = applied_settings(varied, session.config())
+    except Exception as error:  # noqa: BLE001 - the script may have left devswitch in any state
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {"plan": plan, "settings": settings, "where": dict(state.current().configured_at)}
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,20 @@ def configure(**settings: Any) -> Plan:
     Keras and the variables devswitch sets as they were (a framework imported to look at the devices stays
     imported).
     """
-    return reconfigure(settings)
+    plan = reconfigure(settings)
+    called = caller()
+    if called is not None:  # where each value came from, for compare --script's check of its columns
+        state.current().configured_at.update(dict.fromkeys(settings, f"devswitch.configure at {called}"))
+    return plan
+
+
+def caller() -> str | None:
+    """ "train.py:2": the first frame outside devswitch that led here (None if there is none)."""
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame = frame.f_back
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}" if frame is not None else None
 
 
 def reconfigure(settings: Mapping[str, Any], announce: bool = True) -> Plan:
@@ -184,7 +198,7 @@ def invoked_as_cli() -> bool:
     if os.path.basename(sys.argv[0] if sys.argv else "") in ("devswitch", "devswitch.exe"):
         return True
     argv = getattr(sys, "orig_argv", [])
-    return any(a == "-m" and (b == "devswitch" or b.startswith("devswitch.")) for a, b in zip(argv, argv[1:]))
+    return any(a == "-m" and (b == "devswitch" or b.startswith("devswitch.")) for a, b in pairwise(argv))
 
 
 def _interactive() -> bool:

@@ -236,8 +236,9 @@ _FALSE = {"false", "no", "off", "0"}
 
 
 def parse_bool(raw: Any) -> bool:
-    if _truth(raw) is not None:
-        return _truth(raw)
+    truth = _truth(raw)
+    if truth is not None:
+        return truth
     if _whole(raw) in (0, 1):  # YAML reads 1 and 0 as numbers; the message offers them
         return bool(_whole(raw))
     if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
@@ -272,7 +273,6 @@ def count(maximum: int) -> Callable[[Any], int]:
             raise Invalid(expected)
         return number
 
-    parse.maximum = maximum
     return parse
 
 

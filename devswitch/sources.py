@@ -250,7 +250,7 @@ def parse_flags(text: str, where: str = ENV_FLAGS) -> tuple[Entry, ...]:
             )
         entries.append(Entry(key, value, f"{where} ({key})"))
         items.append([value])
-    return tuple(Entry(e.key, ",".join(parts), e.where) for e, parts in zip(entries, items))
+    return tuple(Entry(e.key, ",".join(parts), e.where) for e, parts in zip(entries, items, strict=True))
 
 
 def read_env(environ: Mapping[str, str]) -> list[Layer]:

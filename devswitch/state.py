@@ -19,11 +19,18 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for the annotations only: these modules import this one
+    from .caps import Caps
+    from .config import Config
+    from .devices import Inventory, Plan
+    from .results import CallRecord
 
 _MISSING = object()
+_ORIGINAL = "__devswitch_original__"  # the attribute a devswitch wrapper keeps the wrapped function in
 _lock = threading.RLock()
-_undo: dict[tuple, Callable[[], None]] = {}  # insertion-ordered: undone last-in, first-out
+_undo: dict[tuple, Callable[[], object]] = {}  # insertion-ordered: undone last-in, first-out
 
 
 @dataclasses.dataclass(eq=False)
@@ -35,24 +42,25 @@ class Session:
     framework's own error.
     """
 
-    config: Any = None  # config.Config in effect, or None
-    plan: Any = None  # devices.Plan applied (with its StrategyPlan), or None
-    explicit: dict = dataclasses.field(default_factory=dict)  # configure()'s accumulated values
-    inventory: Any = None  # devices.Inventory the plan was chosen for
-    warnings: tuple = ()  # the warnings of the decision in effect (each logged once)
+    config: Config | None = None  # in effect
+    plan: Plan | None = None  # applied (with its StrategyPlan)
+    explicit: dict[str, Any] = dataclasses.field(default_factory=dict)  # configure()'s accumulated values
+    configured_at: dict[str, str] = dataclasses.field(default_factory=dict)  # setting -> "file:line" of configure()
+    inventory: Inventory | None = None  # the inventory the plan was chosen for
+    warnings: tuple[str, ...] = ()  # the warnings of the decision in effect (each logged once)
     backend: str | None = None  # the backend devswitch applied
-    xla: Any = "auto"  # the xla setting Model.compile applies
+    xla: str | bool = "auto"  # the xla setting Model.compile applies
     policy: str | None = None  # the Keras dtype policy devswitch applied
-    policy_object: Any = None  # ... as the DTypePolicy object Keras is given
+    policy_object: Any = None  # ... as the DTypePolicy object Keras is given (a framework object)
     compiled: weakref.WeakSet = dataclasses.field(default_factory=weakref.WeakSet)  # models compiled under it
     batch_timing: bool = False  # per-batch timing in the installed wrappers
-    caps: Any = None  # timing.Caps on every fit (devswitch compare --script), or None
-    runs: list = dataclasses.field(default_factory=list)  # results.CallRecord of every timed call
+    caps: Caps | None = None  # on every fit (devswitch compare --script)
+    runs: list[CallRecord] = dataclasses.field(default_factory=list)  # every timed call
     notebook_seen: int = 0  # how many of ``runs`` the notebook has shown
-    backend_state: dict = dataclasses.field(default_factory=dict)  # backend name -> that backend's dict
-    process: dict = dataclasses.field(default_factory=dict, metadata={"process": True})
+    backend_state: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # backend -> its dict
+    process: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"process": True})
 
-    def backend_of(self, name: str) -> dict:
+    def backend_of(self, name: str) -> dict[str, Any]:
         """The state dict backend ``name`` keeps on this session."""
         return self.backend_state.setdefault(name, {})
 
@@ -76,9 +84,9 @@ def setenv(name: str, value: str) -> None:
     """Set an environment variable, remembering its value before devswitch first touched it."""
     with _lock:
         if ("env", name) not in _undo:
-            before = os.environ.get(name, _MISSING)
+            before = os.environ.get(name)  # None: not set
             _undo[("env", name)] = lambda: (
-                os.environ.pop(name, None) if before is _MISSING else os.environ.__setitem__(name, before)
+                os.environ.pop(name, None) if before is None else os.environ.__setitem__(name, before)
             )
         os.environ[name] = value
 
@@ -106,7 +114,12 @@ def patched(owner: Any, name: str) -> bool:
 
 def original(owner: Any, name: str) -> Any:
     """What ``owner.name`` was before devswitch patched it (the current value if it did not)."""
-    return getattr(getattr(owner, name), "__devswitch_original__", getattr(owner, name))
+    return getattr(getattr(owner, name), _ORIGINAL, getattr(owner, name))
+
+
+def remember_original(wrapper: Callable[..., Any], original: object) -> None:
+    """Keep on ``wrapper`` what it wraps, for ``original()`` to find."""
+    setattr(wrapper, _ORIGINAL, original)
 
 
 def unpatch(owner: Any, name: str) -> None:

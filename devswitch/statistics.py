@@ -136,7 +136,7 @@ class Ratio:
 def round_medians(rounds: Sequence[int], rates: Sequence[float]) -> dict[int, float]:
     """Round number -> the median of the rates timed in that round."""
     by_round: dict[int, list[float]] = {}
-    for number, rate in zip(rounds, rates):
+    for number, rate in zip(rounds, rates, strict=False):  # from a result file: may not match, as before
         by_round.setdefault(number, []).append(rate)
     return {number: median(values) for number, values in by_round.items()}
 

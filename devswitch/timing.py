@@ -56,7 +56,7 @@ def compute_dtypes(model) -> tuple[str, ...]:
     layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
     return tuple(
         sorted(
-            {l.compute_dtype for l in layers if getattr(l, "weights", None)}
+            {layer.compute_dtype for layer in layers if getattr(layer, "weights", None)}
             or {getattr(model, "compute_dtype", "unknown")}
         )
     )
@@ -189,12 +189,13 @@ class TimingCallback(keras.callbacks.Callback):
     def expect(self, hint: tuple[str, int] | None, traced: bool | None) -> None:
         self._hint, self._traced = hint, traced
 
-    def _start(self, kind: str) -> None:
+    def _start(self, kind: str) -> dict:
+        """Open the record of a call of ``kind``; returns it (also ``self._call``)."""
         model = self.model
         traced = self._traced
         if traced is None and model is not None:
             traced = getattr(model, _FUNCTION_ATTR[kind], None) is None
-        self._call = {
+        call: dict = {
             "kind": kind,
             "t0": self.clock(),
             "epochs": [],
@@ -205,6 +206,8 @@ class TimingCallback(keras.callbacks.Callback):
             "validation": None,
             "logs": None,
         }
+        self._call = call
+        return call
 
     def _samples_per_step_call(self, steps: int | None) -> int | None:
         if self._hint is None:
@@ -432,8 +435,7 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
         except BaseException as error:
             if timer._call is None:  # Keras failed before its callbacks began: still record the call
                 timer.set_model(self)
-                timer._start(kind)
-                timer._call["t0"] = t0
+                timer._start(kind)["t0"] = t0
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else failure(error)
             timer.finish(status)
             raise
@@ -443,5 +445,5 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
             timer.finish()
         return result
 
-    timed.__devswitch_original__ = original
+    state.remember_original(timed, original)
     return timed

@@ -28,7 +28,9 @@ class Events:
         self.handle = open(path, "a", encoding="utf-8")
 
     def __call__(self, event: str, **data) -> None:
-        self.handle.write(json.dumps({"event": event, "t": time.time(), **data}, default=str) + "\n")
+        # the pid: compare takes only this process's events, not those of a child the user's script forked
+        line = {"event": event, "t": time.time(), "pid": os.getpid(), **data}
+        self.handle.write(json.dumps(line, default=str) + "\n")
         self.handle.flush()
 
 
@@ -110,6 +112,8 @@ def load_factory(target: str):
     if is_file:
         file = Path(location)
         spec = importlib.util.spec_from_file_location(f"devswitch_user_{file.stem}", file)
+        if spec is None or spec.loader is None:  # not for a .py file, which parse_target requires
+            raise UsageError(f"cannot load {location} as a Python module", hint="give a .py file")
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(file.parent.resolve()))
         spec.loader.exec_module(module)
@@ -183,19 +187,20 @@ def die_with_parent(parent_pid: int | None, interval: float = 0.5) -> None:
     watch_parent(expected, interval)
 
 
-def taking_turns(fd: int):
-    """``turn(phase)`` for benchmark(): say the last phase is done on ``fd``, then wait on stdin until
+def taking_turns(fd: int, phase_fd: int):
+    """``turn(phase)`` for benchmark(): say the last phase is done on ``fd``, then wait on ``phase_fd`` until
     compare names ``phase`` (None: the last word, nothing more to wait for). Compare gone: end at once."""
     from .compare.protocol import DONE_WORD
 
     out = os.fdopen(fd, "w", buffering=1)
+    phases = os.fdopen(phase_fd, "r")
 
     def turn(phase: str | None) -> None:
         out.write(DONE_WORD + "\n")
         out.flush()
         if phase is None:
             return
-        line = sys.stdin.readline()
+        line = phases.readline()
         if not line:
             os._exit(PARENT_GONE)
         if line.strip() != phase:
@@ -293,14 +298,16 @@ def main(spec_path: str) -> int:
             return 0
         from .apply import inventory
 
-        reason = unsupported_reason(plan, inventory())
+        machine = inventory()
+        assert machine is not None  # activate() recorded it
+        reason = unsupported_reason(plan, machine)
         context = session.context()
         emit(
             p.READY,
             plan=context.get("plan"),
             environment=context["environment"],
             config=context["config"],
-            gpus=gpus_seen(plan, len(inventory().gpus)),
+            gpus=gpus_seen(plan, len(machine.gpus)),
         )
         if reason:
             emit(p.UNAVAILABLE, reason=reason)
@@ -324,7 +331,11 @@ def main(spec_path: str) -> int:
         from .benchmarking import benchmark
 
         applied = applied_settings(spec.settings, session.config())
-        turn = taking_turns(spec.turn_fd) if spec.rounds > 1 and spec.turn_fd is not None else None
+        turn = (
+            taking_turns(spec.turn_fd, spec.phase_fd)
+            if spec.rounds > 1 and spec.turn_fd is not None and spec.phase_fd is not None
+            else None
+        )
         benchmark(
             model,
             batch_sizes=spec.batch_sizes,

@@ -343,10 +343,10 @@ class NoWorker:
 ])
 def test_an_output_place_that_cannot_take_the_results_is_refused_before_anything_runs(
         tmp_path, monkeypatch, capsys, make_out, args, message):
-    from devswitch.compare import matrix
+    from devswitch.compare import process
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(matrix.subprocess, "Popen", NoWorker)
+    monkeypatch.setattr(process.subprocess, "Popen", NoWorker)
     out = make_out(tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     code = main(["compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--out", str(out), *args])
@@ -358,9 +358,9 @@ def test_an_output_place_that_cannot_take_the_results_is_refused_before_anything
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
-    from devswitch.compare import matrix
+    from devswitch.compare import process
 
-    monkeypatch.setattr(matrix.subprocess, "Popen", NoWorker)
+    monkeypatch.setattr(process.subprocess, "Popen", NoWorker)
     out = tmp_path / "ro"
     out.mkdir(mode=0o555)
     assert main(["compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--out", str(out)]) == 2

@@ -89,6 +89,14 @@ def compare_parser(sub) -> argparse.ArgumentParser:
         help="run a matrix of more than 32 configurations (refused without it, before anything runs)",
     )
     parser.add_argument(
+        "--timeout",
+        default="",
+        metavar="SECONDS",
+        help="the time limit of one configuration's worker (with rounds: of one turn; with --script: of one run "
+        "of the script); a worker past it, or stopped by a signal, is ended with every process it started and "
+        "its column fails with the reason (default 3600)",
+    )
+    parser.add_argument(
         "--baseline",
         default="cpu/fp32",
         help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
@@ -224,6 +232,7 @@ def options_from_args(args: argparse.Namespace):
         accuracy_samples=accuracy_samples,
         max_error=max_error,
         vary=vary,
+        **({"timeout": _number("--timeout", args.timeout, float, 1)} if args.timeout.strip() else {}),
     )
     if len(options.configurations) > CONFIRM_ABOVE and not args.yes:
         raise UsageError(
@@ -247,6 +256,10 @@ def compare_command(args: argparse.Namespace) -> int:
         raise UsageError("--max-epochs and --max-steps cap the fits of a script", hint="add --script SCRIPT")
     options = options_from_args(args)
     parse_target(options.target)  # a bad MODEL is an error before any process starts
+    if options.rounds > 1:  # every worker alive at once: refused before anything runs when they will not fit
+        from ..compare.process import check_memory
+
+        check_memory(len(options.configurations) + bool(options.accuracy_samples), options.target, options.rounds)
     profile_file = _profile_file(args)  # so is a profile that could not be saved
     output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
     options = dataclasses.replace(options, out=str(output.path), command=("devswitch", *args.argv))

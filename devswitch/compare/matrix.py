@@ -2,16 +2,14 @@
 
 This process never imports a framework; a configuration that cannot run here becomes "unavailable:
 <reason>", one that crashes "failed: <error>", and Ctrl-C stops the running worker and keeps every
-finished row. Workers die with this process, however it ends (see worker.die_with_parent).
+finished row. Every worker is started, watched, timed out and ended by ``process``; workers die with
+this process, however it ends (see worker.die_with_parent).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,7 +17,8 @@ from pathlib import Path
 
 from . import protocol as p
 from .options import Options
-from .protocol import Spec, read_events
+from .process import ENDED, Worker, absolute, last_error_line, timeout_words
+from .protocol import Spec
 from .resultset import Cell, Configuration, Model, ResultSet
 
 
@@ -37,13 +36,6 @@ class ConfigRun:
     @property
     def config(self) -> Configuration:
         return Configuration(self.backend, self.device, self.precision, self.settings)
-
-
-def worker_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("DEVSWITCH_DISABLE", None)
-    return env
 
 
 REFERENCE_FILE = "reference.npz"  # in the work folder: the shared weights, seeded input and reference outputs
@@ -65,6 +57,7 @@ def write_spec(options: Options, config, workdir: Path, role: str = "measure", *
     """The spec of one worker (``role`` "reference": the reference run), and its events and log files."""
     config = Configuration.of(config)
     backend, device, precision, settings = config
+    workdir = absolute(workdir)  # the worker reads and writes these wherever its working directory is
     events, spec, log = (
         workdir / f"{file_stem(config, role)}.{suffix}" for suffix in ("events.jsonl", "spec.json", "log")
     )
@@ -106,62 +99,36 @@ def run_configuration(
     interrupted."""
     spec, events, log = write_spec(options, (backend, device, precision, settings), workdir, role)
     run = ConfigRun(device, precision, backend, settings=tuple(settings))
-    started = time.time()
     interrupted = False
-    seen = 0
-    with open(log, "w") as log_handle:
-        # Its own session: a Ctrl-C at the terminal reaches this process only, which forwards it (below).
-        # The worker ends itself when this process ends, however it ends (see worker.die_with_parent).
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devswitch.worker", str(spec)],
-            stdout=log_handle,
-            stderr=subprocess.STDOUT,
-            env=worker_env(),
-            start_new_session=True,
-        )
+    worker = Worker("devswitch.worker", spec, events, log, options.timeout)
+    try:
         try:
-            while True:
-                try:
-                    proc.wait(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                seen = report_progress(events, seen, progress)
-                if time.time() - started > options.timeout:
-                    proc.kill()
-                    proc.wait()
-                    break
+            if worker.wait(lambda: report_progress(worker.poll_events(), progress)) != ENDED:
+                progress(f"    failed: {worker.failure}")
         except KeyboardInterrupt:
             interrupted = True
             progress("interrupted: stopping the running configuration, keeping every finished row")
-            stop(proc)
-        finally:
-            if proc.poll() is None:  # a second Ctrl-C while the first was being handled: no worker stays
-                proc.kill()
-                proc.wait()
-    report_progress(events, seen, progress)
-    run.wall_s = time.time() - started
-    run.events = read_events(events)[0]
+            worker.stop()
+        finally:  # a second Ctrl-C while the first was being handled: no process of the worker stays
+            worker.end()
+        report_progress(worker.poll_events(), progress)
+        run.wall_s = time.time() - worker.started
+        run.events = list(worker.events)
+        run.log = worker.log_text()
+    finally:
+        worker.close()
     ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
-    run.startup_s = ready["t"] - started if ready else None
-    run.log = log.read_text(errors="replace")
-    if proc.returncode not in (0, None) and not interrupted and not any(e["event"] == p.DONE for e in run.events):
-        run.events.append({"event": p.CRASHED, "returncode": proc.returncode, "t": time.time()})
+    run.startup_s = ready["t"] - worker.started if ready else None
+    returncode = worker.proc.returncode
+    if worker.failure is not None:
+        run.events.append({"event": p.GIVEN_UP, "reason": worker.failure, "t": time.time()})
+    elif returncode not in (0, None) and not interrupted and not any(e["event"] == p.DONE for e in run.events):
+        run.events.append({"event": p.CRASHED, "returncode": returncode, "t": time.time()})
     return run, interrupted
 
 
-def stop(proc: subprocess.Popen, grace: float = 15) -> None:
-    """Ask a worker to stop as Ctrl-C does (it keeps what it measured), and kill it after ``grace`` seconds."""
-    try:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=grace)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        proc.kill()
-        proc.wait()
-
-
-def report_progress(events: Path, seen: int, progress: Callable[[str], None]) -> int:
-    new, seen = read_events(events, seen)
+def report_progress(new: list[dict], progress: Callable[[str], None]) -> None:
+    """A progress line for each new event that says something: a record's rate, why a configuration does not run."""
     for event in new:
         if event["event"] == p.RECORD:
             r = event["record"]
@@ -172,14 +139,6 @@ def report_progress(events: Path, seen: int, progress: Callable[[str], None]) ->
             progress(f"    unavailable: {event['reason']}")
         elif event["event"] == p.FAILED:
             progress(f"    failed: {event['error']}")
-    return seen
-
-
-def _last_error_line(log: str) -> str:
-    lines = [
-        line.strip() for line in log.splitlines() if line.strip() and not line.startswith(("E0000", "I0000", "W0000"))
-    ]
-    return lines[-1][:200] if lines else "no output"
 
 
 def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
@@ -189,6 +148,7 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
     unavailable = next((e["reason"] for e in run.events if e["event"] == p.UNAVAILABLE), None)
     failed = next((e["error"] for e in run.events if e["event"] == p.FAILED), None)
     crashed = next((e for e in run.events if e["event"] == p.CRASHED), None)
+    given_up = next((e["reason"] for e in run.events if e["event"] == p.GIVEN_UP), None)
     cells = []
     for batch in batch_sizes:
         record = records.get(batch)
@@ -198,10 +158,12 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
             status = f"unavailable: {unavailable}"
         elif failed:
             status = f"failed: {failed}"
+        elif given_up:
+            status = f"failed: {given_up}"
         elif interrupted:
             status = "interrupted"
         elif crashed:
-            status = f"failed: worker exited with code {crashed['returncode']}: {_last_error_line(run.log)}"
+            status = f"failed: worker exited with code {crashed['returncode']}: {last_error_line(run.log)}"
         else:
             status = "failed: no result (see the log)"
         cells.append(Cell.of(run.config, batch, status, resolved, record))
@@ -237,7 +199,10 @@ def run_matrix(
     no_gpu: dict[str, str] = {}
     interrupted = False
     reference = None
-    progress(f"devswitch compare: {options.target}, {options.mode}, {options.size()}")
+    progress(
+        f"devswitch compare: {options.target}, {options.mode}, {options.size()}; time limit "
+        f"{timeout_words(options.timeout)} per configuration"
+    )
     if options.accuracy_samples and not backends.missing_reason(reference_config(options).backend):
         config = reference_config(options)
         progress(
@@ -334,7 +299,7 @@ def reference_summary(run: ConfigRun | None) -> dict | None:
             "wall_s": run.wall_s,
         }
     why = next((e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE)), None)
-    return {"status": f"failed: {why or _last_error_line(run.log)}", "wall_s": run.wall_s}
+    return {"status": f"failed: {why or last_error_line(run.log)}", "wall_s": run.wall_s}
 
 
 def document(

@@ -20,7 +20,9 @@ DONE = "done"
 INTERRUPTED = "interrupted"
 CRASHED = "crashed"  # added by compare when the worker died without a word: returncode
 REFERENCE = "reference"  # the reference run saved its file: reference (how it was computed), loss
-EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED, REFERENCE)
+GIVEN_UP = "given_up"  # added by compare when it gave the worker up (its time limit, stopped): reason
+EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED, REFERENCE, GIVEN_UP)
+# Every event a worker writes carries its "pid": compare takes only the worker's own (not a forked child's).
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Spec:
     rounds: int = 1  # > 1: take turns with the other workers (see phases below)
     origin: float | None = None  # time.time() at the start of the run: samples' start times count from it
     turn_fd: int | None = None  # rounds > 1: the pipe on which the worker says "done" at the end of each turn
+    phase_fd: int | None = None  # rounds > 1: the pipe on which compare names the next phase (stdin is /dev/null)
     role: str = "measure"  # or "reference": compute the strict float32 reference, save it, end
     reference: str | None = None  # the reference's .npz: written by the reference run, read by the others
     accuracy_samples: int = 32  # the reference's seeded input
@@ -89,7 +92,7 @@ class ScriptSpec:
 
 
 # Rounds > 1: the worker writes DONE_WORD on ``turn_fd`` when it is ready (model built) and at the end of
-# each phase, then waits for compare to write the next phase's name on its stdin; phases in order:
+# each phase, then waits for compare to write the next phase's name on ``phase_fd``; phases in order:
 def phases(rounds: int) -> list[str]:
     return ["warm", *(f"round {r + 1}" for r in range(rounds)), "finish"]
 

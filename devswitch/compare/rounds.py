@@ -5,17 +5,15 @@ wait. Then each in turn warms up (first call, warm-up, matmul probe), each in tu
 the timed samples of round 1, then of round 2, ..., and each in turn finishes (the predict baseline,
 its records). Only one worker computes at any moment, so the figures are as clean as one after
 another, while a burst or a drift of the machine lands on every configuration alike and the speed-up
-can be paired by round. A turn is handed over through pipes (the next phase's name on the worker's
-stdin, "done" back on a pipe of its own): no polling while a worker is timed.
+can be paired by round. A turn is handed over through pipes (the next phase's name on one, "done" back
+on the other; the worker's stdin is /dev/null): no polling while a worker is timed. The workers are
+started, watched, timed out and ended by ``process``.
 """
 
 from __future__ import annotations
 
 import os
-import select
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,68 +28,58 @@ from .matrix import (
     no_gpu_reason,
     reference_config,
     report_progress,
-    stop,
-    worker_env,
     write_spec,
 )
 from .options import Options
-from .protocol import read_events
+from .process import TURN, Worker, timeout_words
 from .resultset import Cell, Configuration, ResultSet
 
 
 @dataclass
 class _Worker:
     run: ConfigRun
-    proc: subprocess.Popen
+    process: Worker
     turns: int  # the read end of its "done" pipe
-    events: Path
-    log: Path
-    started: float
-    seen: int = 0
+    phases: int  # the write end of the pipe that names its next phase
     alive: bool = True  # still taking turns
 
     @property
     def config(self) -> Configuration:
         return self.run.config
 
+    @property
+    def started(self) -> float:
+        return self.process.started
+
 
 def _start(options: Options, config: Configuration, workdir: Path, origin: float, role: str = "measure") -> _Worker:
     backend, device, precision, settings = config
-    read_end, write_end = os.pipe()
+    turns, turn_end = os.pipe()
+    phase_end, phases = os.pipe()
     spec, events, log = write_spec(
-        options, config, workdir, role, rounds=options.rounds, origin=origin, turn_fd=write_end
+        options, config, workdir, role, rounds=options.rounds, origin=origin, turn_fd=turn_end, phase_fd=phase_end
     )
-    started = time.time()
     try:
-        with open(log, "w") as log_handle:
-            # its own session: a Ctrl-C at the terminal reaches compare only, which forwards it
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "devswitch.worker", str(spec)],
-                stdin=subprocess.PIPE,
-                stdout=log_handle,
-                stderr=subprocess.STDOUT,
-                env=worker_env(),
-                start_new_session=True,
-                pass_fds=(write_end,),
-            )
+        worker = Worker("devswitch.worker", spec, events, log, options.timeout, pass_fds=(turn_end, phase_end))
+    except BaseException:
+        for fd in (turns, phases):
+            os.close(fd)
+        raise
     finally:
-        os.close(write_end)  # the worker holds it now: its end (even by a crash) is our end of file
-    return _Worker(ConfigRun(device, precision, backend, settings=settings), proc, read_end, events, log, started)
+        for fd in (turn_end, phase_end):
+            os.close(fd)  # the worker holds them now: its end (even by a crash) is our end of file
+    return _Worker(ConfigRun(device, precision, backend, settings=settings), worker, turns, phases)
 
 
-def _wait_done(worker: _Worker, limit: float) -> bool:
-    """Until the worker says "done" (True) or ends (False). A turn longer than ``limit`` seconds is stopped as
-    Ctrl-C stops it: the rounds it finished become its records."""
-    deadline = time.time() + limit
-    while True:
-        left = deadline - time.time()
-        if left <= 0:
-            stop(worker.proc)
-            return False
-        ready, _, _ = select.select([worker.turns], [], [], min(left, 1.0))
-        if ready:
-            word = os.read(worker.turns, 64)
-            return bool(word) and word.decode(errors="replace").strip() == p.DONE_WORD
+def _wait_done(worker: _Worker, progress: Callable[[str], None]) -> bool:
+    """Until the worker says "done" (True) or ends (False). A turn longer than its time limit, or a worker
+    stopped by a signal, is stopped as Ctrl-C stops it: the rounds it finished become its records."""
+    if worker.process.wait(turns=worker.turns) == TURN:
+        return True
+    if worker.process.failure is not None:
+        progress(f"failed: {worker.process.failure}")
+        worker.process.stop()
+    return False
 
 
 def _labelled(progress: Callable[[str], None], label: str) -> Callable[[str], None]:
@@ -100,36 +88,30 @@ def _labelled(progress: Callable[[str], None], label: str) -> Callable[[str], No
 
 
 def _tell(worker: _Worker, phase: str) -> bool:
-    assert worker.proc.stdin is not None  # _start opens it as a pipe
     try:
-        worker.proc.stdin.write((phase + "\n").encode())
-        worker.proc.stdin.flush()
+        os.write(worker.phases, (phase + "\n").encode())
         return True
-    except (BrokenPipeError, OSError):
+    except OSError:  # the worker is gone (BrokenPipeError)
         return False
 
 
 def _stop(workers: list[_Worker], progress: Callable[[str], None], interrupted: bool) -> None:
-    """Every worker ends: interrupted ones are asked to stop (keeping their finished rounds), then killed."""
+    """Every worker ends, with every process it started: interrupted ones are asked to stop (keeping their
+    finished rounds), the others hear that there is no next phase; then their groups are ended."""
     if interrupted:
         for w in workers:
-            if w.proc.poll() is None:
-                try:
-                    w.proc.send_signal(signal.SIGINT)
-                except ProcessLookupError:
-                    pass
+            w.process.interrupt()
     deadline = time.time() + (15 if interrupted else 30)
     for w in workers:
         try:
-            if w.proc.stdin and not w.proc.stdin.closed:
-                w.proc.stdin.close()
+            os.close(w.phases)  # end of file where it waits for a phase: it ends
         except OSError:
             pass
         try:
-            w.proc.wait(timeout=max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
-            w.proc.wait()
+            w.process.proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:  # ended below
+            pass
+        w.process.end()
         os.close(w.turns)
 
 
@@ -156,7 +138,8 @@ def run_interleaved(
     progress(
         f"devswitch compare: {options.target}, {options.mode}, {options.size()}, {options.rounds} "
         "rounds taken in turn "
-        "(--rounds 1: one configuration after another, one process at a time)"
+        "(--rounds 1: one configuration after another, one process at a time); time limit "
+        f"{timeout_words(options.timeout)} per turn"
     )
     waiting: list[_Worker] = []
     reference: _Worker | None = None
@@ -188,11 +171,11 @@ def run_interleaved(
         while waiting:
             w = waiting.pop(0)
             workers.append(w)
-            w.alive = _wait_done(w, options.timeout)
-            w.seen = report_progress(w.events, w.seen, _labelled(progress, name(w.config)))
+            w.alive = _wait_done(w, _labelled(progress, name(w.config)))
+            report_progress(w.process.poll_events(), _labelled(progress, name(w.config)))
             if w.config.device != "cpu":
                 continue
-            w.run.events = read_events(w.events)[0]
+            w.run.events = list(w.process.events)
             gpus = gpus_seen(w.run)
             for config in [c for c in deferred if c.backend == w.config.backend]:
                 deferred.remove(config)
@@ -203,9 +186,10 @@ def run_interleaved(
         workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
         if reference is not None:  # every configuration loads the reference's weights when it warms up
             progress("waiting for the reference run (strict float32 outputs of the shared weights)")
-            _wait_done(reference, options.timeout)
-            reference.proc.wait()
-            ended = read_events(reference.events)[0]
+            _wait_done(reference, _labelled(progress, "reference"))
+            reference.process.wait()
+            reference.process.poll_events()
+            ended = reference.process.events
             reference.run.wall_s = (ended[-1]["t"] if ended else time.time()) - reference.started
         startup_s = time.time() - started
         progress(
@@ -218,8 +202,8 @@ def run_interleaved(
                 break
             progress(f"[{phase}] " + " -> ".join(name(w.config) for w in live))
             for w in live:
-                w.alive = _tell(w, phase) and _wait_done(w, options.timeout)
-                w.seen = report_progress(w.events, w.seen, _labelled(progress, name(w.config)))
+                w.alive = _tell(w, phase) and _wait_done(w, _labelled(progress, name(w.config)))
+                report_progress(w.process.poll_events(), _labelled(progress, name(w.config)))
                 if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once
                     on_update(_collect(options, configs, early, workers, started, False, startup_s, w, reference))
     except KeyboardInterrupt:
@@ -227,17 +211,26 @@ def run_interleaved(
         progress("interrupted: stopping every worker, keeping every round already measured")
     finally:
         workers += waiting  # interrupted while starting: those too are stopped and read back
-        _stop(workers + ([reference] if reference else []), progress, interrupted)
-    return _collect(options, configs, early, workers, started, interrupted, startup_s, reference=reference)
+        everyone = workers + ([reference] if reference else [])
+        try:
+            _stop(everyone, progress, interrupted)
+            results = _collect(options, configs, early, workers, started, interrupted, startup_s, reference=reference)
+        finally:
+            for w in everyone:
+                w.process.close()
+    return results
 
 
 def _read(w: _Worker) -> ConfigRun:
     run = w.run
-    run.events = read_events(w.events)[0]
+    w.process.poll_events()
+    run.events = list(w.process.events)
+    if w.process.failure is not None:
+        run.events.append({"event": p.GIVEN_UP, "reason": w.process.failure, "t": time.time()})
     run.wall_s = run.wall_s or time.time() - w.started  # the reference's was set when it ended
     ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
     run.startup_s = ready["t"] - w.started if ready else None
-    run.log = w.log.read_text(errors="replace")
+    run.log = w.process.log_text()
     return run
 
 
@@ -271,8 +264,9 @@ def _collect(
         pending = w is last
         run = _read(w)
         ended = any(e["event"] in (p.DONE, p.INTERRUPTED) for e in run.events)
-        if last is None and w.proc.returncode not in (0, None) and not interrupted and not ended:
-            run.events.append({"event": p.CRASHED, "returncode": w.proc.returncode, "t": time.time()})
+        returncode = w.process.proc.returncode
+        if last is None and returncode not in (0, None) and not interrupted and not ended:
+            run.events.append({"event": p.CRASHED, "returncode": returncode, "t": time.time()})
         runs.append(run)
         cells += cells_of(run, options.batch_sizes, interrupted)
     return document(

@@ -11,22 +11,21 @@ configuration "failed: <the last error line>" and the others go on. This process
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import protocol as p
-from .matrix import file_stem, stop, worker_env
+from .matrix import file_stem
 from .options import Options
-from .protocol import ScriptSpec, read_events
+from .process import Worker, absolute, last_error_line, timeout_words
+from .protocol import ScriptSpec
 from .resultset import Cell, Configuration, Model, ResultSet
 from .scriptrecord import KIND, build
 
 LOGS = "logs"  # in the results folder: one log per configuration, every round appended
+OVERRIDDEN = "overridden by the script"  # the status of a column whose script changed its settings
 
 
 @dataclass(frozen=True)
@@ -55,17 +54,12 @@ def settings_of(config: Configuration, report: Path) -> tuple[dict, dict]:
     return settings, where
 
 
-def last_error_line(log: str) -> str:
-    lines = [
-        line.strip() for line in log.splitlines() if line.strip() and not re.match(r"[EIW]\d{4} ", line)
-    ]  # the frameworks' native log lines
-    return lines[-1][:200] if lines else "no output"
-
-
 def run_once(
     job: ScriptJob, config: Configuration, round_number: int, work: Path, log: Path, origin: float
 ) -> tuple[dict, bool]:
     """One run of the script in ``config``: (what happened, interrupted)."""
+    work = absolute(work)  # the script may change its working directory: every path from the root
+    work.mkdir(parents=True, exist_ok=True)  # a script of an earlier run may have removed it
     stem = f"{file_stem(config)}-r{round_number}"
     events, spec, report = (work / f"{stem}.{suffix}" for suffix in ("events.jsonl", "spec.json", "report.jsonl"))
     settings, where = settings_of(config, report)
@@ -79,39 +73,28 @@ def run_once(
         parent_pid=os.getpid(),
         where=where,
     ).write(spec)
-    with open(log, "a") as handle:
-        handle.write(f"===== devswitch compare --script: {config.words()}, round {round_number} =====\n")
-        handle.flush()
-        start = handle.tell()
-        started = time.time()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devswitch.scriptworker", str(spec)],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=worker_env(),
-            start_new_session=True,
-        )
-        interrupted = False
+    header = f"===== devswitch compare --script: {config.words()}, round {round_number} =====\n"
+    worker = Worker("devswitch.scriptworker", spec, events, log, job.options.timeout, round_number > 1, header)
+    interrupted = False
+    try:
         try:
-            proc.wait(timeout=job.options.timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            worker.wait()
         except KeyboardInterrupt:
             interrupted = True
-            stop(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    ended = time.time()
-    found = read_events(events)[0]
+            worker.stop()
+        finally:  # every process the script started ends with its run
+            worker.end()
+        ended = time.time()
+        worker.poll_events()
+        found = list(worker.events)
+        done = next((e for e in found if e["event"] == p.DONE), None)
+        end = done.get("log_end") if done is not None else None  # the script's output ends there; a summary follows
+        text = worker.log_text(end if isinstance(end, int) else None)
+    finally:
+        worker.close()
+    started = worker.started
     ready = next((e for e in found if e["event"] == p.READY), None)
-    done = next((e for e in found if e["event"] == p.DONE), None)
     unavailable = next((e for e in found if e["event"] == p.UNAVAILABLE), None)
-    data = log.read_bytes()
-    end = done.get("log_end") if done is not None else None  # the script's output ends there; the summary follows
-    text = data[start : end if isinstance(end, int) and end >= start else None].decode("utf-8", errors="replace")
     run: dict = {
         "round": round_number,
         "start_s": started - origin,
@@ -119,12 +102,20 @@ def run_once(
         "startup_s": ready["t"] - started if ready else None,
         "ready": ready,
         "unavailable": unavailable,
-        "exit_code": done["exit_code"] if done else proc.returncode,
+        "exit_code": done["exit_code"] if done else worker.proc.returncode,
         "done": done is not None,
         "wall_s": done["wall_s"] if done else None,
         "last_line": last_error_line(text),
+        "given_up": worker.failure,
+        "removed": None,
+        "overridden": overridden(ready, done),
         "calls": [],
     }
+    if done is not None and done.get("calls") and not report.exists():
+        run["removed"] = (
+            f"its timing report {report} is missing: the script removed the work folder (or the file) while it "
+            f"ran, and its {done['calls']} timed call(s) are lost"
+        )
     if report.exists():
         from ..results import ReportError, read_report
 
@@ -136,8 +127,39 @@ def run_once(
     return run, interrupted
 
 
+def overridden(ready: dict | None, done: dict | None) -> str | None:
+    """What the script changed of its column's settings (the plan devswitch applied when it became READY
+    against what was in force when it ended), with where it changed it: "precision fp16 (devswitch.configure
+    at train.py:2)"; None when nothing."""
+    before, after = (ready or {}), ((done or {}).get("read_back") or {})
+    if not before or not after:
+        return None
+    if "error" in after:
+        return f"the settings could not be read back ({after['error']})"
+    was, now = before.get("plan") or {}, after.get("plan") or {}
+    where = after.get("where") or {}
+    changed = [
+        key
+        for key in ("precision", "device", "backend", "math", "policy")
+        if key in now and now.get(key) != was.get(key) and not (key == "policy" and "precision" in where)
+    ]
+    varied_was, varied_now = before.get("settings") or {}, after.get("settings") or {}
+    changed += [name for name, value in varied_now.items() if value != varied_was.get(name)]
+    if "policy" in changed and "precision" in changed:
+        changed.remove("policy")  # the precision's policy: said once
+    words = []
+    for key in changed:
+        value = now.get(key) if key in now else (varied_now.get(key) or {}).get("value")
+        words.append(f"{key} {value}" + (f" ({where[key]})" if key in where else ""))
+    return ", ".join(words) or None
+
+
 def failure(run: dict) -> str:
     """ "failed: <the last error line>" of a run that did not end well."""
+    if run.get("given_up"):
+        return f"failed: {run['given_up']}: {run['last_line']}"
+    if run.get("removed"):
+        return f"failed: {run['removed']}"
     if not run["done"]:
         return f"failed: the run ended with code {run['exit_code']} before the script finished: {run['last_line']}"
     code = run["exit_code"]
@@ -158,6 +180,7 @@ def run_scripts(
     configs = options.configurations
     several = len(options.backends) > 1
     (out / LOGS).mkdir(exist_ok=True)
+    work = absolute(work)
     runs: dict[Configuration, list[dict]] = {c: [] for c in configs}
     status: dict[Configuration, str] = {}
     no_gpu: dict[str, str] = {}
@@ -167,7 +190,8 @@ def run_scripts(
     caps = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in (job.caps or {}).items() if v is not None)
     progress(
         f"devswitch compare --script {job.target}: {options.size().split(' x ')[0].split(' (')[0]}, "
-        f"{options.rounds} run{'s' if options.rounds > 1 else ''} each{', ' + caps if caps else ''}"
+        f"{options.rounds} run{'s' if options.rounds > 1 else ''} each{', ' + caps if caps else ''}; time limit "
+        f"{timeout_words(options.timeout)} per run"
     )
     for number in range(1, options.rounds + 1):
         for i, config in enumerate(configs):
@@ -185,9 +209,7 @@ def run_scripts(
                 progress(f"[{i + 1}/{len(configs)}] {label}: unavailable: {missing}")
                 status[config] = f"unavailable: {missing}"
                 continue
-            log = out / LOGS / f"{file_stem(config)}.log"
-            if number == 1:
-                log.write_text("")
+            log = out / LOGS / f"{file_stem(config)}.log"  # round 1 empties it; a removed folder is made again
             progress(
                 f"[{i + 1}/{len(configs)}] {label}"
                 + (f", round {number}/{options.rounds}" if options.rounds > 1 else "")
@@ -212,10 +234,12 @@ def run_scripts(
                     status[config] = "interrupted"
             elif run["unavailable"] is not None:
                 status[config] = f"unavailable: {run['unavailable'].get('reason')}"
-            elif run["exit_code"] != 0 or not run["done"]:
+            elif run["exit_code"] != 0 or not run["done"] or run["given_up"] or run["removed"]:
                 status[config] = failure(run)
             else:
                 runs[config].append(run)
+                if run["overridden"]:  # measured, but not what the column says: kept, not recommended
+                    status[config] = f"{OVERRIDDEN}: {run['overridden']}"
             progress(f"    {status[config]}" if config in status else f"    {run['wall_s']:.1f} s")
             if on_update is not None and not interrupted:
                 on_update(document(job, runs, status, time.time() - origin, False, complete=False, spent=spent))
@@ -242,7 +266,8 @@ def document(
         kept = [{k: v for k, v in r.items() if k not in ("ready", "unavailable", "done", "last_line")} for r in taken]
         record = build(kept, ready.get("plan"), ready.get("environment"), ready.get("settings")) if taken else None
         resolved = ((ready.get("plan") or {}).get("precision")) or ""
-        cells.append(Cell.of(config, 1, why or "ok", resolved, record if why is None else None))
+        kept = why is None or why.startswith(OVERRIDDEN)  # an overridden column keeps what it measured
+        cells.append(Cell.of(config, 1, why or "ok", resolved, record if kept else None))
         done += taken
     first = next((r["ready"] for r in done if r["ready"]), None) or {}
     spent = done if spent is None else spent

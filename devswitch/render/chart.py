@@ -47,11 +47,12 @@ def build_figure(results: ResultSet):
     ):
         ax = axes[0][panel]
         for j, config in enumerate(configs):
-            xs, ys, errs, labels = [], [], [[], []], []
+            xs, ys, labels = [], [], []
+            errs: list[list[float]] = [[], []]  # below and above each bar
             for i, batch in enumerate(batches):
                 cell = results.cell(config, batch)
                 value = cell.metric(metric_name) if cell is not None and cell.ok else None
-                if not value:  # say why there is no bar, at the foot of the axis
+                if cell is None or not value:  # say why there is no bar, at the foot of the axis
                     why = cell.status.split(":")[0] if cell is not None and cell.status != "ok" else "not measured"
                     ax.text(
                         i + j * bar,
@@ -84,7 +85,7 @@ def build_figure(results: ResultSet):
         ax.set_xlim(-bar, len(batches) - 1 + bar * len(columns))
         ax.set_xticks([i + bar * (len(columns) - 1) / 2 for i in range(len(batches))])
         ax.set_xticklabels([f"batch {b}" for b in batches])
-        values = [c.metric(metric_name) for c in results.cells if c.ok and c.metric(metric_name)]
+        values = [v for v in (c.metric(metric_name) for c in results.cells if c.ok) if v]
         if values and max(values) / min(values) > 100:  # only then would a linear axis hide the small bars
             ax.set_yscale("log")
             label += " (log scale)"
@@ -95,11 +96,11 @@ def build_figure(results: ResultSet):
     coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
     # under 6 samples an interval covers less: never claim more than it has, nor an interval never recorded
     whiskers = f"whiskers: {coverage_words(*coverages)} CI of the median" if coverages else "no intervals recorded"
-    paired = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
+    pairs = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
     labelled = (
         "labels: speed-up vs "
         + baseline_label(results)
-        + (f" [its {coverage_words(*(r.coverage for r in paired))} interval, paired by round]" if paired else "")
+        + (f" [its {coverage_words(*(r.coverage for r in pairs))} interval, paired by round]" if pairs else "")
         if len(columns) <= 12
         else "speed-ups in the tables"
     )

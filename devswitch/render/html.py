@@ -14,7 +14,9 @@ def render(table: Table, css_class: str = "devswitch") -> str:
     head = "".join(f"<th{' class=num' if c.numeric else ''}>{esc(c.header)}</th>" for c in table.columns)
     body = "".join(
         "<tr>"
-        + "".join(f"<td{' class=num' if c.numeric else ''}>{esc(v)}</td>" for c, v in zip(table.columns, row))
+        + "".join(
+            f"<td{' class=num' if c.numeric else ''}>{esc(v)}</td>" for c, v in zip(table.columns, row, strict=True)
+        )
         + "</tr>"
         for row in table.rows
     )

@@ -142,7 +142,7 @@ class Table:
             return natural
         widths = list(minimum)
         spare = width - sum(widths) - gap * (len(widths) - 1)
-        wants = [n - m for n, m in zip(natural, minimum)]
+        wants = [n - m for n, m in zip(natural, minimum, strict=True)]
         waiting = [i for i, want in enumerate(wants) if want > 0]
         while waiting and spare > 0:
             small = [i for i in waiting if wants[i] <= spare // len(waiting)]

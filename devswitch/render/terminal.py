@@ -20,7 +20,7 @@ def to_rich(table: Table, width: int):
     table = table.fit(width, gap=GAP)
     out = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption=None)
     # Widths fixed here, as the text renderer lays them out: rich's own shrinking ignores where words end.
-    for column, fixed in zip(table.columns, table.widths(width, gap=GAP)):
+    for column, fixed in zip(table.columns, table.widths(width, gap=GAP), strict=True):
         out.add_column(Text(column.header), justify="right" if column.numeric else "left", width=fixed, overflow="fold")
     for row in table.rows:
         out.add_row(*(Text(v) for v in row))  # Text, not markup: a value is never interpreted

@@ -18,10 +18,10 @@ def render(table: Table, width: int | None = None) -> str:
     lines = [table.title] if table.title else []
 
     def emit(cells, numeric) -> None:
-        wrapped = [_wrap(text, w) for text, w in zip(cells, widths)]
+        wrapped = [_wrap(text, w) for text, w in zip(cells, widths, strict=True)]  # a Table's rows fit its columns
         for n in range(max(len(w) for w in wrapped)):
             parts = []
-            for lines_of, w, right in zip(wrapped, widths, numeric):
+            for lines_of, w, right in zip(wrapped, widths, numeric, strict=True):
                 part = lines_of[n] if n < len(lines_of) else ""
                 parts.append(part.rjust(w) if right else part.ljust(w))
             lines.append((" " * GAP).join(parts).rstrip())
