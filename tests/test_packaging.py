@@ -107,3 +107,12 @@ def test_the_version_is_written_once_and_the_changelog_and_the_cli_agree(capsys)
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"devswitch {_version()}"
     if _editable() is False:  # an installed wheel: its metadata carries the same version
         assert importlib.metadata.version("devswitch") == _version()
+
+
+def test_the_gpu_check_script_parses_and_runs_the_gpu_lane_against_local_wheels():
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    text = script.read_text()
+    assert "--no-index --no-deps" in text and "-m gpu" in text and "--backends jax,torch" in text
+    assert "--devices cpu,gpu" in text and "tensorflow" not in text.lower().replace("tensorflow stays", "")
