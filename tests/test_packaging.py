@@ -115,4 +115,4 @@ def test_the_gpu_check_script_parses_and_runs_the_gpu_lane_against_local_wheels(
     assert proc.returncode == 0, proc.stderr
     text = script.read_text()
     assert "--no-index --no-deps" in text and "-m gpu" in text and "--backends jax,torch" in text
-    assert "--devices cpu,gpu" in text and "tensorflow" not in text.lower().replace("tensorflow stays", "")
+    assert "--devices cpu,gpu" in text and "import tensorflow" not in text  # that machine has no TensorFlow
