@@ -174,7 +174,9 @@ def deviation(ref: Reference, outputs) -> dict:
         "reference": dict(ref.about or {}),
         "method": "per sample ||y - y_ref|| / ||y_ref|| over all outputs; max and median over the samples",
     }
-    if (ref.about or {}).get("classifier") and y.shape == r.shape:
+    # argmax of a row holding NaN is index 0, which agrees with a reference whose class 0 wins: a column of
+    # NaN read "100%". With any output not finite, agreement is not a figure at all (shown as n/a).
+    if (ref.about or {}).get("classifier") and y.shape == r.shape and finite.all():
         result["top1_agreement"] = float((y.argmax(axis=1) == r.argmax(axis=1)).mean())
     return result
 

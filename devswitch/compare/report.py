@@ -60,17 +60,20 @@ class Change:
 
 @dataclass(frozen=True)
 class Lost:
-    """A cell that only one side measured."""
+    """A cell that only one side measured, or that both measured in different units (``unlike``: which)."""
 
     key: Key
     a: Cell | None
     b: Cell | None
+    unlike: str = ""  # "throughput samples/s in A, ms in B": measured on both sides, not comparable
 
     @property
     def measured_by_a(self) -> bool:
         return self.a is not None and self.a.ok
 
     def why(self) -> str:
+        if self.unlike:
+            return f"not paired: the units differ ({self.unlike})"
         side, cell = ("B", self.b) if self.measured_by_a else ("A", self.a)
         return f"not measured in {side}: {cell.status if cell is not None else 'no such cell'}"
 
@@ -108,6 +111,19 @@ def _identity(results: ResultSet) -> dict[str, str]:
     }
 
 
+def unlike_units(x: Cell, y: Cell) -> str:
+    """The metrics that two cells record in different units ("" when none): a ratio of a figure in samples/s
+    and one in ms would read as a speed-up. The unit of every metric is part of a cell's identity."""
+    mx, my = (x.record or {}).get("metrics") or {}, (y.record or {}).get("metrics") or {}
+    out = []
+    for name in mx:
+        ux = (mx[name] or {}).get("unit") if isinstance(mx[name], dict) else None
+        uy = (my.get(name) or {}).get("unit") if isinstance(my.get(name), dict) else None
+        if ux is not None and uy is not None and ux != uy:
+            out.append(f"{name} {ux} in A, {uy} in B")
+    return "; ".join(out)
+
+
 def compare(a: ResultSet, b: ResultSet, fail_above: float | None = None) -> Comparison:
     """Pair the cells of A and B by their full key (backend, device, precision, the varied settings, batch);
     refuse sets of different things."""
@@ -122,7 +138,10 @@ def compare(a: ResultSet, b: ResultSet, fail_above: float | None = None) -> Comp
     changes, lost = [], []
     for key in dict.fromkeys([*left, *right]):
         x, y = left.get(key), right.get(key)
-        if x is not None and y is not None and x.ok and y.ok:
+        unlike = unlike_units(x, y) if x is not None and y is not None and x.ok and y.ok else ""
+        if unlike:
+            lost.append(Lost(key, x, y, unlike))
+        elif x is not None and y is not None and x.ok and y.ok:
             significant = coverage = None
             if x.interval and y.interval:
                 significant = not x.interval.overlaps(y.interval)

@@ -28,6 +28,15 @@ from .resultset import (
     ResultSet,
 )
 
+MAX_WHOLE = 2**53  # a whole number beyond this is no count, size or index devswitch writes
+
+
+def _digits(value: int) -> str:
+    """A huge integer named by its size, never printed (repr refuses past 4,300 digits)."""
+    from ..errors import quote
+
+    return quote(value) if abs(value) < 10**40 else f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+
 
 class _Reader:
     """Checks one document field by field; every complaint names the file and the field path."""
@@ -51,6 +60,8 @@ class _Reader:
             return default
         value = obj[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, int) and not isinstance(value, bool) and int in kinds and abs(value) > MAX_WHOLE:
+            raise self.fail(f"{where}.{key}" if where else key, f"{_digits(value)}: beyond what devswitch writes")
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
             names = " or ".join(
                 k.__name__.replace("str", "string")
@@ -63,11 +74,17 @@ class _Reader:
         return value
 
     def number(self, value: Any, where: str) -> float | None:
-        """A metric value: a finite number, or None (null, NaN, inf or the strings devswitch once wrote)."""
+        """A metric value: a finite number, or None (null, NaN, inf or the strings devswitch once wrote). A
+        boolean, and an integer beyond float's range (JSON has no limit: a 401-digit throughput), are errors."""
         if value is None or isinstance(value, bool):
             return None if value is None else self._bad(where, value)
-        if isinstance(value, (int, float)):
-            return float(value) if math.isfinite(value) else None
+        if isinstance(value, int):
+            try:
+                return float(value)
+            except OverflowError:
+                raise self.fail(where, f"{_digits(value)}: beyond the range of a number (float)") from None
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
         if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
             return None
         return self._bad(where, value)
@@ -172,7 +189,9 @@ def _samples(r: _Reader, raw: Any, where: str) -> dict | None:
     columns = {}
     for key in ("round", "start_s", "seconds_per_step"):
         values = r.get(raw, key, where, list)
-        if key == "round" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        if key == "round" and not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_WHOLE for v in values
+        ):
             raise r.fail(f"{where}.round", "expected whole numbers >= 0")
         columns[key] = [r.number(v, f"{where}.{key}[{i}]") for i, v in enumerate(values)] if key != "round" else values
     if len({len(v) for v in columns.values()}) != 1:

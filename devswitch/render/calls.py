@@ -7,6 +7,7 @@ the renderers' business. The columns that matter least are optional, so a narrow
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -158,9 +159,15 @@ def _run_row(number: int, record) -> tuple[str, ...]:
     record = _mapping(record)
     m = _mapping(record.get("metrics"))
 
-    def value(name):
+    def value(name):  # a finite float, else None (a bool, a string, NaN, an integer beyond float's range)
         v = _mapping(m.get(name)).get("value")
-        return v if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return None
+        try:
+            v = float(v)
+        except OverflowError:
+            return None
+        return v if math.isfinite(v) else None
 
     rate = value("steady_throughput")
     return (

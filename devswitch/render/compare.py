@@ -116,7 +116,7 @@ def accuracy_rows(results: ResultSet, cells: list[Cell], notes: Footnotes) -> di
         rows: dict[str, list[str]] = {"loss vs fp32 reference": []}
     else:
         rows = {"rel. error vs fp32 (max / median)": []}
-        if any(a.get("top1_agreement") is not None for a in measured):
+        if (results.reference or {}).get("classifier") or any(a.get("top1_agreement") is not None for a in measured):
             rows["top-1 agreement vs fp32"] = []
     for c in cells:
         acc = c.accuracy if c.ok else None
@@ -137,7 +137,8 @@ def accuracy_rows(results: ResultSet, cells: list[Cell], notes: Footnotes) -> di
                 )
             else:
                 top1 = acc.get("top1_agreement")
-                rows[name].append("-" if top1 is None else f"{top1:.0%}")
+                shown = "-" if top1 is None else f"{top1:.0%}"
+                rows[name].append("n/a (outputs not finite)" if acc.get("nonfinite_samples") else shown)
     return rows
 
 
@@ -334,7 +335,13 @@ def _accuracy_columns(acc) -> dict:
         return {}
     if acc.get("status") != "ok":
         return {"accuracy_note": acc.get("status")}
-    return {k: acc.get(k) for k in ("max_rel_error", "median_rel_error", "top1_agreement", "loss", "loss_rel_diff")}
+    columns = {k: acc.get(k) for k in ("max_rel_error", "median_rel_error", "top1_agreement", "loss", "loss_rel_diff")}
+    if acc.get("nonfinite_samples"):  # an older file may hold the 100% that argmax of NaN gave
+        columns.update(
+            top1_agreement=None,
+            accuracy_note=f"top-1 agreement n/a: outputs not finite in {acc['nonfinite_samples']}/{acc.get('samples')}",
+        )
+    return columns
 
 
 def csv_fields(results: ResultSet) -> list[str]:
@@ -469,7 +476,7 @@ def comparison_table(comparison: Comparison) -> Table:
                 fmt(x.b.metric("throughput")) if x.b is not None and x.b.ok else "-",
                 "-",
                 "-",
-                x.why() + ("; FAIL: measured in A, not in B" if fails else ""),
+                x.why() + (f"; FAIL: {'not comparable' if x.unlike else 'measured in A, not in B'}" if fails else ""),
             ]
         )
     return Table.of(
