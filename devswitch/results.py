@@ -325,8 +325,13 @@ def _append_line(path: Path, line: bytes) -> None:
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line  # the last line was cut short: do not glue this run to it
         view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view) :]
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:  # a full disk or a quota part-way: take back the part written (we hold the lock)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)
 
@@ -428,8 +433,13 @@ def _write_new(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
             fd = _create_new(target)
         except FileExistsError:
             continue
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError:  # a full disk or a quota: no half-written file left behind
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise
         return target
     raise FileExistsError(f"too many files named {stem}-N{suffix} in {folder}")
 

@@ -198,3 +198,75 @@ def test_a_hard_linked_devswitchrc_is_refused_by_save_profile_and_init(cwd, tmp_
     assert main(["init", "--force"]) == 2
     assert "has 2 names (hard links)" in capsys.readouterr().err
     assert rc.read_text() == other.read_text() == "device: cpu\n" and os.path.samefile(rc, other)
+
+
+# --- a full disk: RLIMIT_FSIZE in a child (SIGXFSZ ignored, so a write past the limit gets EFBIG) --------------
+
+
+def _limited(limit: int, argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    import resource
+    import signal
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # ignored stays ignored across exec
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, *argv],
+        cwd=cwd,
+        env=clean_environ(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=limit_files,
+    )
+
+
+@pytest.mark.subprocess
+def test_compare_on_a_full_disk_is_exit_2_before_anything_runs(tmp_path):
+    """The up-front check writes 64 KiB (a 0-byte probe passed on a full disk, and the first spec then ended
+    in a traceback): exit 2, nothing run, no scratch folder left."""
+    proc = _limited(
+        16 << 10,
+        ["-m", "devswitch", "compare", "mlp", "--devices", "cpu", "--precisions", "fp32", "--out", "out"],
+        tmp_path,
+        HOME=str(tmp_path),
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "--out out: cannot write in out: File too large (a 64 KiB test file did not fit); nothing was run" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr and list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.subprocess
+def test_a_profile_init_and_a_report_on_a_full_disk_are_clean_errors_and_leave_the_files_as_they_were(tmp_path):
+    """--save-profile's writer and init: a UsageError (exit 2) and the file unchanged, no temporary left; the
+    timing report: the run's records in the note, no half-written file anywhere."""
+    home = tmp_path / "home"
+    home.mkdir()
+    rc = tmp_path / ".devswitchrc"
+    original = "# team settings\n" + "# padding line for a file of some size\n" * 100 + "device: cpu\n"
+    rc.write_text(original)
+    code = (
+        "from pathlib import Path\nfrom devswitch import profiles\nfrom devswitch.errors import UsageError\n"
+        "from devswitch.results import save_report\n"
+        "try:\n    profiles.add(Path('.devswitchrc'), 'fast', {'device': 'cpu'}, 'x')\n"
+        "except UsageError as error:\n    print('PROFILE', error.exit_code, error)\n"
+        "written, note = save_report(Path('runs.jsonl'), [{'kind': 'fit', 'pad': 'x' * 8192}], {})\n"
+        "print('REPORT', written, note)\n"
+    )
+    proc = _limited(len(original), ["-c", code], tmp_path, HOME=str(home), DEVSWITCH_DISABLE="1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "PROFILE 2 " in proc.stdout and "cannot write the file: File too large; it is unchanged" in proc.stdout
+    assert "REPORT None could not write the report to runs.jsonl" in proc.stdout and '"pad":"xxxx' in proc.stdout
+    assert rc.read_text() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".devswitchrc", "home", "runs.jsonl", "runs.jsonl.lock"]
+    assert (tmp_path / "runs.jsonl").stat().st_size == 0
+    (tmp_path / "runs.jsonl").unlink()
+    (tmp_path / "runs.jsonl.lock").unlink()
+    rc.unlink()
+    proc = _limited(512, ["-m", "devswitch", "init"], tmp_path, HOME=str(home))
+    assert proc.returncode == 2 and "cannot write the file: File too large" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["home"]

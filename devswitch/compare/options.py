@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import os
 import shutil
 import time
@@ -16,6 +16,7 @@ from .resultset import Configuration
 RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png", "results.html")
 WORK_PREFIX = ".devswitch-work-"  # + this process's pid: the workers' spec, events and log files
 DEFAULT_ROOT = "devswitch-results"
+PROBE_BYTES = 64 << 10  # written and removed before anything runs: the folder takes files of some size
 
 
 @dataclass(frozen=True)
@@ -116,14 +117,21 @@ def prepare_output(out: str, force: bool = False, now: float | None = None) -> O
     try:
         work.mkdir()
         probe = work / "probe"
-        probe.write_bytes(b"")  # a folder we can create in, on a file system that takes writes
+        # a folder we can create in, on a file system that takes writes: 64 KiB of them (a 0-byte file passes
+        # on a full disk or past a quota, and the first spec written would then fail with a traceback)
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * PROBE_BYTES)
+            handle.flush()
+            os.fsync(handle.fileno())
         probe.unlink()
     except OSError as error:
-        with contextlib.suppress(OSError):
-            work.rmdir()
+        shutil.rmtree(work, ignore_errors=True)
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         raise UsageError(
-            f"--out {out or path}: cannot write in {path}: {error.strerror or error}; nothing was run",
-            hint="choose another --out",
+            f"--out {out or path}: cannot write in {path}: {error.strerror or error}"
+            + (f" (a {PROBE_BYTES >> 10} KiB test file did not fit)" if full else "")
+            + "; nothing was run",
+            hint="free some space, or choose another --out" if full else "choose another --out",
         ) from None
     return Output(path, work)
 
