@@ -187,6 +187,15 @@ def options_from_args(args: argparse.Namespace):
     precisions = _items("--precisions", args.precisions, parse_precision)
     batches = _items("--batch-sizes", args.batch_sizes, lambda t: _number("--batch-sizes", t, int, 1))
     vary = parse_vary(args.vary, args.maths)
+    if "multi_worker" in dict(vary).get("strategy", ()) and not (
+        os.environ.get("TF_CONFIG") or resolve(os.environ, Path.home(), Path.cwd()).workers
+    ):
+        raise UsageError(
+            "--vary strategy=multi_worker: a multi_worker column needs its cluster, and no 'workers' is set "
+            "(nor TF_CONFIG); nothing was run",
+            hint="set workers in ~/.devswitchrc or DEVSWITCH_WORKERS=host1:port,host2:port (or TF_CONFIG), "
+            "or drop multi_worker from --vary strategy",
+        )
     baseline = parse_baseline(args.baseline, chosen, devices, precisions, vary)
     iterations = _number("--iterations", args.iterations, int, 1)
     max_error = _number("--max-error", args.max_error, float, 0) if args.max_error.strip() else None

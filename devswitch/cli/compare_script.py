@@ -56,6 +56,8 @@ def script_job(args: argparse.Namespace):
         raise UsageError(
             f"--script {args.script}: no such script", hint="give the path of a Python file, or -m MODULE for a module"
         )
+    if args.script_module is not None:
+        check_module(args.script_module)
     caps = {
         "max_epochs": _number("--max-epochs", args.max_epochs, int, 1) if args.max_epochs.strip() else None,
         "max_steps": _number("--max-steps", args.max_steps, int, 1) if args.max_steps.strip() else None,
@@ -67,6 +69,53 @@ def script_job(args: argparse.Namespace):
     )
     options = dataclasses.replace(options_from_args(checked), rounds=rounds, accuracy_samples=0)
     return ScriptJob(options, target, module=args.script_module is not None, args=tuple(args.script_args), caps=caps)
+
+
+_FIND_SPEC = """
+import importlib.util, sys
+try:
+    found = importlib.util.find_spec(sys.argv[1])
+except ModuleNotFoundError as error:
+    print(f"{error}", file=sys.stderr); sys.exit(3)
+except Exception as error:
+    print(f"{type(error).__name__}: {error}", file=sys.stderr); sys.exit(4)
+sys.exit(0 if found is not None else 3)
+"""
+
+
+def check_module(module: str, timeout: float = 60.0) -> None:
+    """``-m MODULE`` is found where the workers will look for it (this interpreter, this folder, this
+    environment; importlib.util.find_spec in a child, which imports a dotted name's parent packages but not
+    the module itself) before any framework starts; a UsageError (exit 2) otherwise."""
+    import os
+    import subprocess
+
+    from ..errors import clip
+    from ..render.escape import safe
+
+    env = {**os.environ, "DEVSWITCH_DISABLE": "1"}  # a package that imports devswitch must not switch here
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _FIND_SPEC, module],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise UsageError(
+            f"-m {safe(module)}: looking the module up took more than {timeout:.0f} s (its packages' imports hang?)",
+            hint="check that python -m " + safe(module) + " starts here",
+        ) from None
+    if proc.returncode == 0:
+        return
+    why = safe(clip(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "not found", 200))
+    raise UsageError(
+        f"-m {safe(module)}: no such module here ({why}); nothing was run",
+        hint=f"run compare where python -m {safe(module)} works (its folder, its virtual environment), or give "
+        "--script PATH",
+    )
 
 
 def script_compare_command(args: argparse.Namespace) -> int:

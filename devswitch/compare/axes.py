@@ -153,6 +153,14 @@ def parse_baseline(text: str, backends, devices, precisions, vary) -> Configurat
     except Invalid:
         pass
     chosen = dict((name, values[0]) for name, values in vary)
+    keys = [pair.partition("=")[0].strip().lower().replace("-", "_") for pair in named]
+    twice = next((key for key in keys if keys.count(key) > 1), None)
+    if twice is not None:  # the last would silently win
+        given = ", ".join(pair.strip() for pair, key in zip(named, keys, strict=True) if key == twice)
+        raise UsageError(
+            f"--baseline {text}: {twice} is given twice ({given}); a baseline is one column",
+            hint=f"name {twice} once, e.g. --baseline " + "/".join([*head, f"{twice}={chosen.get(twice, 'VALUE')}"]),
+        )
     bad = None
     for pair in named:
         key, _, value = pair.partition("=")

@@ -103,6 +103,7 @@ def check(r, record: dict, where: str) -> None:
         for key in ("wall_s", "startup_s", "process_s"):
             run[key] = r.number(run.get(key), f"{at}.{key}")
         r.get(run, "exit_code", at, int, required=False)
+        r.get(run, "calls_dropped", at, int, required=False)
         r.get(run, "round", at, int, required=False)
         items = r.get(run, "calls", at, list, required=False, default=[])
         if len(items) > MAX_CALLS:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..compare.recommend import Pick, coverage_words, recommend, switch_text
 from ..compare.resultset import Cell, ResultSet
-from ..compare.scriptrecord import calls, figure
+from ..compare.scriptrecord import MAX_CALLS, calls, figure
 from ..statistics import median
 from .escape import csv_row, safe
 from .table import Column, Table
@@ -189,8 +189,25 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
     return lines
 
 
+def dropped_lines(results: ResultSet) -> list[str]:
+    """Per column, the timed calls not kept beyond the first MAX_CALLS of a run (the table shows only those
+    kept; results.json counts the rest as calls_dropped)."""
+    lines = []
+    for cell in results.cells:
+        runs = (cell.record or {}).get("runs") or []
+        counts = [r.get("calls_dropped") for r in runs if isinstance(r, dict)]
+        dropped = sum(n for n in counts if isinstance(n, int) and not isinstance(n, bool) and n > 0)
+        if dropped:
+            lines.append(
+                f"{results.column(cell)}: {dropped:,} timed call{'s' if dropped != 1 else ''} not kept (a run keeps "
+                f"its first {MAX_CALLS:,}); the figures above are of the calls kept."
+            )
+    return lines
+
+
 def epilogue(results: ResultSet, notes, picks) -> list[str]:
     lines = list(notes.lines())
+    lines += dropped_lines(results)
     measured = [c for c in results.cells if c.ok]
     if measured and all(figures(c).get("fit") == NO_FIT for c in measured):
         lines.append("The script called no fit: the table has its wall time and its evaluate/predict calls.")
