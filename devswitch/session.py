@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from . import state
@@ -167,7 +168,7 @@ def configure(**settings: Any) -> Plan:
 def caller() -> str | None:
     """ "train.py:2": the first frame outside devswitch that led here (None if there is none)."""
     here = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
         frame = frame.f_back
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}" if frame is not None else None

@@ -266,8 +266,8 @@ def document(
         kept = [{k: v for k, v in r.items() if k not in ("ready", "unavailable", "done", "last_line")} for r in taken]
         record = build(kept, ready.get("plan"), ready.get("environment"), ready.get("settings")) if taken else None
         resolved = ((ready.get("plan") or {}).get("precision")) or ""
-        kept = why is None or why.startswith(OVERRIDDEN)  # an overridden column keeps what it measured
-        cells.append(Cell.of(config, 1, why or "ok", resolved, record if kept else None))
+        keep = why is None or why.startswith(OVERRIDDEN)  # an overridden column keeps what it measured
+        cells.append(Cell.of(config, 1, why or "ok", resolved, record if keep else None))
         done += taken
     first = next((r["ready"] for r in done if r["ready"]), None) or {}
     spent = done if spent is None else spent
