@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import accuracy
-from .energy import Energy, combined, meter_for, unavailable
+from .energy import Energy, Meter, combined, meter_for, unavailable
 from .errors import describe
 from .measure import MIN_SAMPLE_S, Measure, shares
 from .results import metric
@@ -249,7 +249,7 @@ def benchmark(
     name: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
     on_record: Callable[[BenchmarkRecord], None] | None = None,
-    meter_factory: Callable[[Sequence[int]], Any] | None = None,
+    meter_factory: Callable[[Sequence[int]], Meter] | None = None,
     min_sample_s: float = MIN_SAMPLE_S,
     rounds: int = 1,
     turn: Callable[[str], None] | None = None,
@@ -387,7 +387,7 @@ def benchmark(
             math=plan.math if plan and plan.backend == backend_name else "",
         )
 
-    def guarded(batch: int, work: Callable[[], Any]) -> None:
+    def guarded(batch: int, work: Callable[[], object]) -> None:
         if batch in failed:
             return
         try:

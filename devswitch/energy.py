@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 POWERCAP = "/sys/class/powercap"
 
@@ -78,6 +78,14 @@ def combined(readings: Sequence[Energy]) -> Energy:
         joules / seconds,
         sum(counts) if len(counts) == len(readings) else None,
     )
+
+
+class Meter(Protocol):
+    """What brackets a run's timed samples: ``start()``, then ``stop()`` gives the reading."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> Energy: ...
 
 
 class Unavailable:
@@ -409,7 +417,7 @@ class NvmlMeter:
 
 def meter_for(
     gpus: Sequence[int], powercap: str | Path = POWERCAP, nvml: Any = None, environ: Mapping[str, str] | None = None
-):
+) -> Meter:
     """The meter for a run on these framework-visible GPUs (NVML), or on the CPU when ``gpus`` is empty (RAPL)."""
     if gpus:
         return NvmlMeter.probe(gpus, nvml, environ)

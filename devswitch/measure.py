@@ -12,7 +12,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .energy import Meter
 
 GROUP_BELOW_S = 0.01  # steps shorter than this are timed in groups (their own duration is mostly noise) ...
 MIN_SAMPLE_S = 0.05  # ... of k steps, so that each timed sample lasts at least this long
@@ -37,7 +40,7 @@ class Measure:
     """
 
     batch: int
-    step: Callable[[], Any]
+    step: Callable[[], object]
     clock: Callable[[], float] = time.perf_counter
     origin: float = field(default_factory=time.time)
     min_sample_s: float = MIN_SAMPLE_S
@@ -67,7 +70,12 @@ class Measure:
         self.k = max(1, math.ceil(self.min_sample_s / per_step)) if small else 1
 
     def take(
-        self, samples: int, min_time: float = 0.0, round_number: int = 0, meter=None, rewarm: bool = False
+        self,
+        samples: int,
+        min_time: float = 0.0,
+        round_number: int = 0,
+        meter: Meter | None = None,
+        rewarm: bool = False,
     ) -> None:
         """Time ``samples`` samples (and keep going until ``min_time`` seconds have passed).
 

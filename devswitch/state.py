@@ -91,7 +91,7 @@ def setenv(name: str, value: str) -> None:
         os.environ[name] = value
 
 
-def patch(owner: Any, name: str, new: Any) -> None:
+def patch(owner: object, name: str, new: object) -> None:
     """Replace ``owner.name`` with ``new``; the original is restored by reset() (or ``unpatch``)."""
     with _lock:
         key = ("attr", id(owner), name)
@@ -108,7 +108,7 @@ def patch(owner: Any, name: str, new: Any) -> None:
         setattr(owner, name, new)
 
 
-def patched(owner: Any, name: str) -> bool:
+def patched(owner: object, name: str) -> bool:
     return ("attr", id(owner), name) in _undo
 
 
@@ -122,7 +122,7 @@ def remember_original(wrapper: Callable[..., Any], original: object) -> None:
     setattr(wrapper, _ORIGINAL, original)
 
 
-def unpatch(owner: Any, name: str) -> None:
+def unpatch(owner: object, name: str) -> None:
     with _lock:
         undo = _undo.pop(("attr", id(owner), name), None)
         if undo is not None:
