@@ -59,22 +59,29 @@ def run_once(
 ) -> tuple[dict, bool]:
     """One run of the script in ``config``: (what happened, interrupted)."""
     work = absolute(work)  # the script may change its working directory: every path from the root
-    work.mkdir(parents=True, exist_ok=True)  # a script of an earlier run may have removed it
     stem = f"{file_stem(config)}-r{round_number}"
     events, spec, report = (work / f"{stem}.{suffix}" for suffix in ("events.jsonl", "spec.json", "report.jsonl"))
     settings, where = settings_of(config, report)
-    ScriptSpec(
-        job.target,
-        tuple(job.args),
-        settings,
-        str(events),
-        module=job.module,
-        caps=dict(job.caps or {}),
-        parent_pid=os.getpid(),
-        where=where,
-    ).write(spec)
     header = f"===== devswitch compare --script: {config.words()}, round {round_number} =====\n"
-    worker = Worker("devswitch.scriptworker", spec, events, log, job.options.timeout, round_number > 1, header)
+    try:
+        work.mkdir(parents=True, exist_ok=True)  # a script of an earlier run may have removed it
+        ScriptSpec(
+            job.target,
+            tuple(job.args),
+            settings,
+            str(events),
+            module=job.module,
+            caps=dict(job.caps or {}),
+            parent_pid=os.getpid(),
+            where=where,
+        ).write(spec)
+        worker = Worker("devswitch.scriptworker", spec, events, log, job.options.timeout, round_number > 1, header)
+    except OSError as error:  # a script of an earlier run replaced the work folder or the logs by a file
+        why = f"its work files could not be written ({error.strerror or error}: {error.filename or work})"
+        return {
+            **_not_run(round_number, time.time() - origin),
+            "removed": f"{why}; a script removed or replaced them",
+        }, False
     interrupted = False
     try:
         try:
@@ -125,6 +132,26 @@ def run_once(
         except (OSError, ReportError, IndexError, KeyError):
             pass
     return run, interrupted
+
+
+def _not_run(round_number: int, start_s: float) -> dict:
+    """The run of a script that could not be started."""
+    return {
+        "round": round_number,
+        "start_s": start_s,
+        "process_s": 0.0,
+        "startup_s": None,
+        "ready": None,
+        "unavailable": None,
+        "exit_code": None,
+        "done": False,
+        "wall_s": None,
+        "last_line": "no output",
+        "given_up": None,
+        "removed": None,
+        "overridden": None,
+        "calls": [],
+    }
 
 
 def overridden(ready: dict | None, done: dict | None) -> str | None:

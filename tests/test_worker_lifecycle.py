@@ -1,0 +1,272 @@
+"""One worker lifecycle for every compare: the user's script run as a hostile or careless one would be (a fork
+that exits, a chdir, a grandchild, input(), an endless loop, a SIGSTOP, 400 MiB of output, the work folder
+removed, its own devswitch.configure), each on real processes, each bounded in time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import Child, children
+
+from devswitch.errors import UsageError
+
+# --- memory up front: pure ---------------------------------------------------------------------------------
+
+
+def test_rounds_that_would_not_fit_in_memory_are_refused_with_the_figures_and_the_way_out():
+    """64 AlexNet workers side by side on 23 GiB: refused, naming the figures, --rounds 1 and how many fit."""
+    from devswitch.compare.process import check_memory
+
+    with pytest.raises(UsageError, match=r"64 workers alive side by side \(--rounds 6\), about 1,000 MiB each") as e:
+        check_memory(64, "alexnet", 6, available=23 * 1024)
+    assert "23.0 GiB is available; nothing was run" in e.value.message
+    assert "--rounds 1" in e.value.hint and "at most 22 configurations" in e.value.hint
+    check_memory(4, "alexnet", 6, available=23 * 1024)  # fits: nothing said
+    check_memory(1, "alexnet", 6, available=10)  # one worker: nothing to refuse
+
+
+def test_compare_refuses_rounds_that_will_not_fit_before_any_worker_starts(tmp_path, monkeypatch, capsys):
+    from devswitch.cli import main
+    from devswitch.compare import process
+
+    def no_worker(*args, **kwargs):
+        pytest.fail("a worker was started")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(process.subprocess, "Popen", no_worker)
+    monkeypatch.setattr(process, "available_mib", lambda: 2048.0)
+    argv = ["compare", "alexnet", "--devices", "cpu", "--precisions", "fp32", "--vary", "threads=1,2,3,4"]
+    assert main([*argv, "--out", "out"]) == 2
+    err = capsys.readouterr().err
+    assert "5 workers alive side by side" in err and "2.0 GiB is available" in err and "--rounds 1" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_timeout_below_one_second_is_refused(tmp_path, monkeypatch, capsys):
+    from devswitch.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "mlp", "--timeout", "0", "--out", "out"]) == 2
+    assert "--timeout: '0' is not a number >= 1" in capsys.readouterr().err
+
+
+# --- the user's script, hostile or careless: real compares ---------------------------------------------------
+
+SCRIPTS = {
+    # a forked child that calls sys.exit() at once; the parent goes on for 2 s
+    "fork.py": "import os, sys, time\nif os.fork() == 0:\n    sys.exit(0)\ntime.sleep(2)\nos.wait()\n",
+    # a grandchild that would run for 1000 s
+    "grandchild.py": "import subprocess\np = subprocess.Popen(['sleep', '1000'])\n"
+    "open('grandchild.pid', 'w').write(str(p.pid))\n",
+    "ask.py": "name = input('your name? ')\nprint('hello', name)\n",
+    "endless.py": "print('working', flush=True)\nwhile True:\n    pass\n",
+    "stop.py": "import os, signal\nprint('stopping myself', flush=True)\nos.kill(os.getpid(), signal.SIGSTOP)\n",
+    "loud.py": "import sys\nline = b'x' * ((1 << 20) - 1) + b'\\n'\nfor _ in range(400):\n"
+    "    sys.stdout.buffer.write(line)\nsys.stdout.flush()\nprint('done')\n",
+    "configure.py": "import devswitch\ndevswitch.configure(precision='fp16')\n",
+}
+
+FIT = (
+    "import numpy as np, keras\n"
+    "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])\n"
+    "model.compile('sgd', 'mse')\n"
+    "model.fit(np.zeros((8, 4)), np.zeros((8, 1)), epochs=1, batch_size=8, verbose=0)\n"
+)
+# a script that chdirs, then fits: its fit must be found, and nothing of compare's left where it went
+CHDIR = "import os\nos.makedirs('elsewhere', exist_ok=True)\nos.chdir('elsewhere')\n" + FIT
+# --out . and a script that clears ./logs (a TensorBoard habit) and, under fp16, puts a file where compare's
+# work folder was, then fits
+CLEAR = (
+    "import glob, shutil, keras\n"
+    "shutil.rmtree('logs')\n"
+    "if keras.config.dtype_policy().name == 'mixed_float16':\n"
+    "    for folder in glob.glob('.devswitch-work-*'):\n"
+    "        shutil.rmtree(folder)\n"
+    "        open(folder, 'w').close()\n" + FIT
+)
+
+# compare in a process of its own that says its own peak memory: VmHWM of this image (ru_maxrss would carry the
+# peak of the process that forked it, across the exec: the test process, with TensorFlow in it)
+MEASURED = (
+    "import re, sys\nfrom devswitch.cli import main\ncode = main(sys.argv[1:])\n"
+    "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+    "print('MAXRSS_KIB', hwm, file=sys.stderr)\nsys.exit(code)\n"
+)
+# compare with a stdin that stays open and says nothing, as a terminal would
+OPEN_STDIN = (
+    "import subprocess, sys, time\nstarted = time.time()\n"
+    "p = subprocess.Popen([sys.executable, '-m', 'devswitch', *sys.argv[1:]], stdin=subprocess.PIPE)\n"
+    "code = p.wait()\nprint('SECONDS', time.time() - started, file=sys.stderr)\nsys.exit(code)\n"
+)
+
+ONE = ["--devices", "cpu", "--precisions", "fp32"]
+
+
+def _write_scripts(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in {**SCRIPTS, "chdir.py": CHDIR, "clear.py": CLEAR}.items():
+        (folder / name).write_text(text)
+
+
+def _compare(script: str, *more: str, timeout: float = 120) -> Child:
+    return Child(
+        ["-m", "devswitch", "compare", "--script", script, *ONE, "--out", "out", *more],
+        prepare=_write_scripts,
+        timeout=timeout,
+    )
+
+
+def _hostile(root: Path) -> dict[str, Child]:
+    return {
+        "fork": _compare("fork.py"),
+        "grandchild": _compare("grandchild.py"),
+        "ask": Child(
+            ["-c", OPEN_STDIN, "compare", "--script", "ask.py", *ONE, "--out", "out", "--timeout", "20"],
+            prepare=_write_scripts,
+            timeout=60,
+        ),
+        "endless": _compare("endless.py", "--timeout", "5", timeout=60),
+        "stop": _compare("stop.py", timeout=90),  # the default limit is an hour: the stop must be seen
+        "loud": Child(
+            ["-c", MEASURED, "compare", "--script", "loud.py", *ONE, "--out", "out"],
+            {"DEVSWITCH_DISABLE": "1"},
+            prepare=_write_scripts,
+            timeout=120,
+        ),
+        "chdir": _compare("chdir.py"),
+        "clear": Child(
+            [
+                "-m",
+                "devswitch",
+                "compare",
+                "--script",
+                "clear.py",
+                "--devices",
+                "cpu",
+                "--precisions",
+                "fp32,fp16",
+                "--out",
+                ".",
+            ],
+            prepare=_write_scripts,
+            timeout=120,
+        ),
+        "configure": _compare("configure.py", "--save-profile", "mine", "--save-profile-anyway"),
+    }
+
+
+hostile = children(_hostile)
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (read from /proc, so that a reaped pid is not taken for it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+def _cells(folder: Path, out: str = "out") -> list[dict]:
+    return json.loads((folder / out / "results.json").read_text())["cells"]
+
+
+@pytest.mark.subprocess
+def test_a_forked_child_that_exits_does_not_end_the_run(hostile):
+    """The child's sys.exit() comes back through devswitch's runner too: its 'done' is not the run's."""
+    proc, folder = hostile("fork")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (cell,) = _cells(folder)
+    assert cell["status"] == "ok" and cell["record"]["metrics"]["wall"]["value"] >= 1.9
+
+
+@pytest.mark.subprocess
+def test_no_process_of_a_script_outlives_its_column(hostile):
+    """A `sleep 1000` the script started (and left running) is ended with the script's process group."""
+    proc, folder = hostile("grandchild")
+    pid = int((folder / "grandchild.pid").read_text())
+    try:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert not alive(pid)
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.subprocess
+def test_a_script_that_reads_stdin_gets_end_of_file_at_once(hostile):
+    """input() in the script: EOF (stdin is /dev/null), not a compare that waits on the user's terminal."""
+    proc, folder = hostile("ask")
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    (cell,) = _cells(folder)
+    assert cell["status"] == "failed: EOFError: EOF when reading a line"
+    assert "time limit 20 s (--timeout 20) per run" in proc.stderr
+    assert float(proc.stderr.split("SECONDS ")[1].split()[0]) < 40
+
+
+@pytest.mark.subprocess
+def test_a_never_ending_script_is_stopped_at_its_time_limit_with_the_reason(hostile):
+    proc, folder = hostile("endless")
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    (cell,) = _cells(folder)
+    assert cell["status"].startswith("failed: stopped after the time limit of 5 s (--timeout 5): ")
+    assert "time limit 5 s (--timeout 5) per run" in proc.stderr
+
+
+@pytest.mark.subprocess
+def test_a_stopped_worker_is_given_up_rather_than_waited_on(hostile):
+    """A script that SIGSTOPs itself would hold compare for its hour: it is seen as stopped within seconds."""
+    proc, folder = hostile("stop")
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    (cell,) = _cells(folder)
+    assert cell["status"].startswith("failed: the worker was stopped by a signal (SIGSTOP?) and made no progress")
+
+
+@pytest.mark.subprocess
+def test_a_script_that_prints_400_mib_leaves_compare_under_300_mib(hostile):
+    """The output goes to the log file; compare reads its tail only."""
+    proc, folder = hostile("loud")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peak_mib = int(proc.stderr.split("MAXRSS_KIB ")[1].split()[0]) / 1024
+    assert peak_mib < 300, peak_mib
+    assert (folder / "out" / "logs" / "tensorflow-cpu-fp32.log").stat().st_size > 400 * 1000 * 1000
+    assert _cells(folder)[0]["status"] == "ok"
+
+
+@pytest.mark.subprocess
+def test_a_script_that_changes_its_working_directory_keeps_its_fits(hostile):
+    proc, folder = hostile("chdir")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (cell,) = _cells(folder)
+    assert [c["kind"] for c in cell["record"]["runs"][0]["calls"]] == ["fit"]
+    assert not list((folder / "elsewhere").iterdir())  # no stray .devswitch-work-* (or anything else) there
+
+
+@pytest.mark.subprocess
+def test_a_script_that_removes_the_work_folder_fails_its_column_and_the_results_are_written(hostile):
+    """--out . and a script that clears ./logs, and under fp16 replaces compare's work folder by a file: that
+    column fails with the reason (its timing report is lost), the fp32 one is measured, and every results
+    file is written."""
+    proc, folder = hostile("clear")
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    ok, removed = _cells(folder, ".")
+    assert ok["status"] == "ok" and ok["record"]["runs"][0]["calls"]
+    assert removed["status"].startswith("failed: its timing report ") and "is missing" in removed["status"]
+    assert all((folder / name).is_file() for name in ("results.json", "results.csv", "results.md", "results.html"))
+
+
+@pytest.mark.subprocess
+def test_a_script_that_configures_another_precision_gets_an_overridden_column(hostile):
+    """devswitch.configure(precision='fp16') in an fp32 column: marked where it happened, not recommended, and
+    not saved as a profile."""
+    proc, folder = hostile("configure")
+    (cell,) = _cells(folder)
+    assert cell["status"] == "overridden by the script: precision fp16 (devswitch.configure at configure.py:2)"
+    assert cell["record"] is not None  # what it measured is kept beside the mark
+    assert "profile 'mine' not saved" in proc.stderr
+    assert not (folder / ".devswitchrc").exists()
