@@ -32,11 +32,17 @@ baseline did not run cleanly.
 
 Note: a forked child's peak RSS includes the harness's own pages until it execs (the harness RSS is
 printed); it is far below the baseline, so it only sets a floor for cases that stop early.
+
+``--scripts`` runs the other hostile input instead, the user's script under ``devswitch compare --script``
+(issue 20): a fork whose child exits, a chdir, 400 MiB of output, ``input()``, an endless loop; each bounded
+in time (its whole process group killed after ``--script-wall``, 120 s) and judged on compare's own peak
+memory (<= 300 MiB), its exit code, the column's status and no process left (see SCRIPT_CASES).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import pwd
@@ -263,6 +269,205 @@ CASES = [
     ),
 ]
 BY_NAME = {case.name: case for case in CASES}
+
+
+# --- the user's script under compare --script (issue 20) ------------------------------------------------------
+#
+# ``--scripts`` runs these instead of the .devswitchrc cases: each is ``devswitch compare --script`` on a small
+# hostile script (one configuration, the CPU in fp32), in its own process group, with stdin a pipe that stays
+# open and says nothing (as a terminal would), killed as a whole after SCRIPT_WALL_S. Compare runs in a wrapper
+# that prints its own peak memory (VmHWM of its image: not its workers', which are TensorFlow's). Targets per
+# case: compare ends within its wall limit, its own peak memory stays under SCRIPT_MEM_MIB, its exit code and
+# the column's status are what the case expects, no Traceback, and no process of the case is left.
+
+SCRIPT_MEM_MIB = 300
+SCRIPT_WALL_S = 120.0
+SCRIPT_FSIZE = 1024 * MiB  # 400 MiB of output must fit in the log
+COMPARE_MEASURED = (
+    "import re, sys\nfrom devswitch.cli import main\ncode = main(sys.argv[1:])\n"
+    "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+    "print('COMPARE_PEAK_KIB', hwm, file=sys.stderr)\nsys.exit(code)\n"
+)
+TINY_FIT = (
+    "import numpy as np, keras\n"
+    "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])\n"
+    "model.compile('sgd', 'mse')\n"
+    "model.fit(np.zeros((8, 4)), np.zeros((8, 1)), epochs=1, batch_size=8, verbose=0)\n"
+)
+
+
+@dataclass
+class ScriptCase:
+    name: str
+    about: str
+    script: str
+    status: str  # the column's status starts with this
+    extra: tuple[str, ...] = ()
+    code: int = 0  # compare's exit code
+    wall_s: float = 60.0  # compare must end within this (the case's own bound, under SCRIPT_WALL_S)
+    check: Callable[[dict, Path], str | None] | None = None  # more: the cell and the folder -> a problem or None
+
+
+def _wall_at_least(seconds: float) -> Callable[[dict, Path], str | None]:
+    def check(cell: dict, folder: Path) -> str | None:
+        wall = (((cell.get("record") or {}).get("metrics") or {}).get("wall") or {}).get("value") or 0.0
+        return None if wall >= seconds else f"script wall {wall:.2f} s < {seconds:g} s (a child's exit ended it)"
+
+    return check
+
+
+def _fit_kept_and_nothing_left(cell: dict, folder: Path) -> str | None:
+    calls = [c.get("kind") for r in (cell.get("record") or {}).get("runs") or [] for c in r.get("calls") or []]
+    if "fit" not in calls:
+        return "the fit the script called was lost"
+    left = list((folder / "elsewhere").iterdir()) if (folder / "elsewhere").is_dir() else []
+    return f"left in the script's new directory: {[p.name for p in left]}" if left else None
+
+
+SCRIPT_CASES = [
+    ScriptCase(
+        "script-fork",
+        "a forked child calls sys.exit() at once; the parent runs 2 s more",
+        "import os, sys, time\nif os.fork() == 0:\n    sys.exit(0)\ntime.sleep(2)\nos.wait()\n",
+        "ok",
+        check=_wall_at_least(1.9),
+    ),
+    ScriptCase(
+        "script-chdir",
+        "os.chdir() into a new folder, then a tiny fit",
+        "import os\nos.makedirs('elsewhere', exist_ok=True)\nos.chdir('elsewhere')\n" + TINY_FIT,
+        "ok",
+        check=_fit_kept_and_nothing_left,
+    ),
+    ScriptCase(
+        "script-output-400mib",
+        "prints 400 MiB (400 lines of 1 MiB) to stdout",
+        "import sys\nline = b'x' * ((1 << 20) - 1) + b'\\n'\nfor _ in range(400):\n    sys.stdout.buffer.write(line)\n",
+        "ok",
+    ),
+    ScriptCase(
+        "script-stdin",
+        "input() with compare's stdin open and silent, --timeout 20",
+        "print('hello', input('your name? '))\n",
+        "failed: EOFError",
+        extra=("--timeout", "20"),
+        code=5,
+        wall_s=40.0,
+    ),
+    ScriptCase(
+        "script-endless",
+        "while True: pass, --timeout 20",
+        "while True:\n    pass\n",
+        "failed: stopped after the time limit of 20 s (--timeout 20)",
+        extra=("--timeout", "20"),
+        code=5,
+        wall_s=40.0,
+    ),
+]
+SCRIPTS_BY_NAME = {case.name: case for case in SCRIPT_CASES}
+
+
+def _group_left(pgid: int) -> bool:
+    """Some process of the group ``pgid`` is still there (and not a zombie)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_bytes()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+
+
+def run_script_case(case: ScriptCase, root: Path, args) -> list[str]:
+    """Run one script case; the targets it misses (empty: all met). Prints its figures."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=root))
+    home = folder / "home"
+    home.mkdir()
+    (folder / "script.py").write_text(case.script)
+    argv = ["compare", "--script", "script.py", "--devices", "cpu", "--precisions", "fp32", "--out", "out"]
+    env = child_env(home, {"DEVSWITCH_DISABLE": "1"}, args.source)  # compare's own process stays framework-free
+
+    def limits():  # in the child between fork and exec: no core files, a bounded log
+        resource.setrlimit(resource.RLIMIT_FSIZE, (SCRIPT_FSIZE, SCRIPT_FSIZE))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    problems: list[str] = []
+    try:
+        with tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", COMPARE_MEASURED, *argv, *case.extra],
+                cwd=folder,
+                env=env,
+                stdin=subprocess.PIPE,  # open and silent, as a terminal nobody types into
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=limits,
+                start_new_session=True,
+            )
+            try:
+                proc.wait(timeout=min(SCRIPT_WALL_S, args.script_wall))
+            except subprocess.TimeoutExpired:
+                problems.append(f"still running after {min(SCRIPT_WALL_S, args.script_wall):g} s: killed")
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            wall = time.perf_counter() - start
+            time.sleep(0.5)  # the group's last members end
+            if _group_left(proc.pid):
+                problems.append("a process of the case outlived compare")
+                os.killpg(proc.pid, signal.SIGKILL)
+            err.seek(0)
+            text = err.read(1 << 20).decode("utf-8", "replace")
+        peak = next((int(w.split()[0]) for w in text.split("COMPARE_PEAK_KIB ")[1:]), None)
+        try:
+            cell = json.loads((folder / "out" / "results.json").read_text())["cells"][0]
+        except (OSError, ValueError, KeyError, IndexError) as error:
+            cell = {"status": f"(no results.json: {error})"}
+        if wall > case.wall_s:
+            problems.append(f"wall {wall:.1f} s > {case.wall_s:g} s")
+        if peak is None:
+            problems.append("compare did not say its peak memory")
+        elif peak / 1024 > SCRIPT_MEM_MIB:
+            problems.append(f"compare's peak memory {peak / 1024:.0f} MiB > {SCRIPT_MEM_MIB} MiB")
+        if proc.returncode != case.code:
+            problems.append(f"exit {proc.returncode} != {case.code}")
+        if "Traceback" in text:
+            problems.append("Traceback on stderr")
+        if not str(cell.get("status", "")).startswith(case.status):
+            problems.append(f"status {str(cell.get('status'))[:120]!r} does not start with {case.status!r}")
+        more = case.check(cell, folder) if case.check and not problems else None
+        if more:
+            problems.append(more)
+        shown = f"{peak / 1024:.0f} MiB" if peak is not None else "?"
+        print(f"{case.name:<22}{wall:>8.1f}{shown:>12}{proc.returncode:>6}  {str(cell.get('status'))[:70]}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return problems
+
+
+def run_scripts(args) -> int:
+    cases = [SCRIPTS_BY_NAME[name] for name in args.script_case] if args.script_case else SCRIPT_CASES
+    print(
+        f"python {platform.python_version()} | {os.cpu_count()} CPUs | load {os.getloadavg()[0]:.2f} | "
+        f"devswitch compare --script per case (PYTHONPATH={args.source}), compare's own peak <= {SCRIPT_MEM_MIB} MiB"
+    )
+    root = Path(tempfile.mkdtemp(prefix="bench-hostile-scripts-"))
+    verdicts = []
+    print(f"{'case':<22}{'wall s':>8}{'compare':>12}{'exit':>6}  status")
+    try:
+        for case in cases:
+            verdicts.append((case, run_script_case(case, root, args)))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print()
+    for case, problems in verdicts:
+        print(f"{'FAIL' if problems else 'PASS'}: {case.name}: {'; '.join(problems) or 'meets every target'}")
+    return 1 if any(problems for _, problems in verdicts) else 0
 
 
 # --- running one child -----------------------------------------------------------------------------
@@ -513,11 +718,34 @@ def main() -> int:
     parser.add_argument(
         "--mem-limit-gib", type=float, default=4.0, metavar="G", help="RLIMIT_AS per child, GiB (default 4)"
     )
+    parser.add_argument(
+        "--scripts",
+        action="store_true",
+        help="run the compare --script cases (a fork, a chdir, 400 MiB of output, stdin, an endless loop) instead",
+    )
+    parser.add_argument(
+        "--script-case",
+        metavar="NAME",
+        action="append",
+        choices=list(SCRIPTS_BY_NAME),
+        help="with --scripts: only this case (repeatable)",
+    )
+    parser.add_argument(
+        "--script-wall",
+        type=float,
+        default=SCRIPT_WALL_S,
+        metavar="S",
+        help=f"with --scripts: kill a case's whole process group after S seconds (default {SCRIPT_WALL_S:g})",
+    )
     args = parser.parse_args()
 
+    if args.scripts:
+        return run_scripts(args)
     if args.list:
         for case in CASES:
             print(f"{case.name:<22}{case.about}")
+        for script in SCRIPT_CASES:
+            print(f"{script.name:<22}{script.about} (--scripts)")
         return 0
     cases = [BY_NAME[name] for name in args.only] if args.only else CASES
 
