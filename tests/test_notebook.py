@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import devswitch
-from conftest import Child, children
+from conftest import Child, children, native_bf16
 from devswitch.devices import Cpu, Inventory
 from devswitch.render.calls import Calls
 from devswitch.results import CallRecord
