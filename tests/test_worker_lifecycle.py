@@ -258,6 +258,7 @@ def test_a_script_that_removes_the_work_folder_fails_its_column_and_the_results_
     assert ok["status"] == "ok" and ok["record"]["runs"][0]["calls"]
     assert removed["status"].startswith("failed: its timing report ") and "is missing" in removed["status"]
     assert all((folder / name).is_file() for name in ("results.json", "results.csv", "results.md", "results.html"))
+    assert not list(folder.glob(".devswitch-work-*"))  # nor the file the script put in its place
 
 
 @pytest.mark.subprocess

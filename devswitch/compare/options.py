@@ -73,7 +73,14 @@ class Output:
     work: Path
 
     def close(self) -> None:
-        """Remove the scratch folder (a killed compare leaves it, with the workers' logs, beside its rows)."""
+        """Remove the scratch folder (a killed compare leaves it, with the workers' logs, beside its rows), or
+        what a script put in its place (a file, a link: removed, not followed)."""
+        if self.work.is_symlink() or (self.work.exists() and not self.work.is_dir()):
+            try:
+                self.work.unlink()
+            except OSError:
+                pass
+            return
         shutil.rmtree(self.work, ignore_errors=True)
 
 
