@@ -161,6 +161,36 @@ def _hostile(root: Path) -> dict[str, Child]:
 
 hostile = children(_hostile)
 
+HANGING = "import time\n\n\ndef build_model():\n    time.sleep(1000)\n"  # a factory that never returns
+
+
+def _write_factory(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hang.py").write_text(HANGING)
+
+
+def _hanging(root: Path) -> dict[str, Child]:
+    argv = ["-m", "devswitch", "compare", "hang.py", "--devices", "cpu", "--precisions", "fp32", "--batch-sizes", "1"]
+    argv += ["--iterations", "2", "--accuracy-samples", "0", "--timeout", "5", "--out", "out"]
+    return {
+        "sequential": Child([*argv, "--rounds", "1"], prepare=_write_factory, timeout=90),
+        "rounds": Child([*argv, "--rounds", "2"], prepare=_write_factory, timeout=90),
+    }
+
+
+hanging = children(_hanging)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("mode", ["sequential", "rounds"])
+def test_a_factory_that_hangs_in_build_is_stopped_at_its_time_limit(hanging, mode):
+    """One configuration after another, or workers taking turns: --timeout 5 ends the worker, its column says why."""
+    proc, folder = hanging(mode)
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    (cell,) = _cells(folder)
+    assert cell["status"] == "failed: stopped after the time limit of 5 s (--timeout 5)"
+    assert "(--timeout 5) per " + ("configuration" if mode == "sequential" else "turn") in proc.stderr
+
 
 def alive(pid: int) -> bool:
     """``pid`` exists and is not a zombie (read from /proc, so that a reaped pid is not taken for it)."""
