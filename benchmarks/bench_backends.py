@@ -69,8 +69,8 @@ def child_fit(pairs: int) -> dict:
     import keras
     import numpy as np
 
-    from devswitch import state
-    from devswitch.models import small_cnn
+    from _devswitch import state
+    from _devswitch.models import small_cnn
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2048, 32, 32, 3)).astype("float32")
@@ -150,7 +150,7 @@ def hand_loop(model, batch: int, iterations: int, warmup: int = 3) -> float:
 def child_loop(batch_sizes: list[int], precisions: list[str], rounds: int) -> list[dict]:
     import devswitch
 
-    from devswitch.models import alexnet
+    from _devswitch.models import alexnet
 
     rows = []
     for precision in precisions:

@@ -14,7 +14,7 @@ Run by hand, not in the test suite (these machines are noisy; compare only withi
 import argparse
 
 import devswitch
-from devswitch.benchmarking import GROUP_BELOW_S, MIN_SAMPLE_S
+from _devswitch.benchmarking import GROUP_BELOW_S, MIN_SAMPLE_S
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--iterations", type=int, default=20)

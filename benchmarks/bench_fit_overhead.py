@@ -26,7 +26,7 @@ import devswitch
 import time, keras, numpy as np
 rng = np.random.default_rng(0)
 x = rng.normal(size=(4096, 32, 32, 3)).astype("float32"); y = rng.integers(0, 10, size=4096)
-from devswitch.models import small_cnn
+from _devswitch.models import small_cnn
 model = small_cnn(); model.compile("adam", "sparse_categorical_crossentropy")
 t0 = time.perf_counter()
 model.fit(x, y, epochs=3, batch_size=128, verbose=0)
@@ -39,7 +39,7 @@ def in_process(pairs: int) -> list[float]:
     import keras
     import numpy as np
 
-    from devswitch.models import small_cnn
+    from _devswitch.models import small_cnn
 
     devswitch.configure(report="summary")
     rng = np.random.default_rng(0)

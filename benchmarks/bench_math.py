@@ -57,7 +57,7 @@ def child(args) -> dict:
     import keras
     import numpy as np
 
-    from devswitch import backends
+    from _devswitch import backends
 
     backend = keras.backend.backend()
     keras.utils.set_random_seed(0)
@@ -198,7 +198,7 @@ def main() -> int:
 
     import tempfile
 
-    from devswitch.devices import detect_cpu
+    from _devswitch.devices import detect_cpu
 
     cpu = detect_cpu()
     print(f"CPU: {cpu.model} ({cpu.cores} cores; {' '.join(sorted(cpu.features))})")

@@ -15,7 +15,7 @@ import tempfile
 SCRIPT = r"""
 import devswitch
 import json, sys, keras, numpy as np
-from devswitch.models import mlp, small_cnn
+from _devswitch.models import mlp, small_cnn
 name = sys.argv[1]
 rng = np.random.default_rng(0)
 shape = (784,) if name == "mlp" else (32, 32, 3)

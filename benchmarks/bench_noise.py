@@ -35,7 +35,7 @@ def _spin(stop) -> None:
 
 
 def run(model: str, batch: int, iterations: int, rounds: int, hog_cores: int) -> dict:
-    from devswitch.compare import Options, run_matrix
+    from _devswitch.compare import Options, run_matrix
 
     stop = multiprocessing.Event()
     hogs: list[multiprocessing.Process] = []

@@ -13,7 +13,7 @@ import devswitch
 
 import time
 
-from devswitch.energy import unavailable
+from _devswitch.energy import unavailable
 
 
 class Stopwatch:

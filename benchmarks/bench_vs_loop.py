@@ -14,7 +14,7 @@ import time
 import keras
 import tensorflow as tf
 
-from devswitch.models import alexnet
+from _devswitch.models import alexnet
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--batch-sizes", default="1,128")

@@ -1,4 +1,7 @@
-"""devswitch — one switch for device and precision in TensorFlow/Keras.
+"""devswitch — one switch for device and precision in Keras (TensorFlow, JAX, PyTorch).
+
+This package is the face: the public API and the one-import activation, nothing else. The machinery lives
+in ``_devswitch``, which imports without side effects (the CLI, the workers and the tests import it).
 
 ``import devswitch`` as the first import of a script resolves ``.devswitchrc``
 files and ``DEVSWITCH_*`` variables and applies them to TensorFlow/Keras.
@@ -6,11 +9,11 @@ files and ``DEVSWITCH_*`` variables and applies them to TensorFlow/Keras.
 
 from __future__ import annotations
 
-from ._version import __version__
-from .config import Config, Value
-from .devices import Inventory, Plan
-from .errors import ConfigError, DeviceError, DevswitchError, RunError, TooLateError, UsageError
-from .session import config, configure, plan, reset, runs, scope, summary
+from _devswitch._version import __version__
+from _devswitch.config import Config, Value
+from _devswitch.devices import Inventory, Plan
+from _devswitch.errors import ConfigError, DeviceError, DevswitchError, RunError, TooLateError, UsageError
+from _devswitch.session import config, configure, plan, reset, runs, scope, summary
 
 __all__ = [
     "Config",
@@ -41,7 +44,7 @@ __all__ = [
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext devswitch``: the ``%devswitch key=value ...`` magic, and each cell's timed calls shown."""
-    from .notebook import load
+    from _devswitch.notebook import load
 
     load(ipython)
 
@@ -49,7 +52,7 @@ def load_ipython_extension(ipython) -> None:
 def unload_ipython_extension(ipython) -> None:
     """``%unload_ext devswitch`` (and the first half of ``%reload_ext``): the after-cell tables stop; the
     configuration in effect, configure()'s values included, stays."""
-    from .notebook import unload
+    from _devswitch.notebook import unload
 
     unload(ipython)
 
@@ -57,17 +60,17 @@ def unload_ipython_extension(ipython) -> None:
 def __getattr__(name: str):
     # Keras-dependent parts load on first use, so the devswitch command starts without TensorFlow.
     if name in ("TimingCallback", "BatchTimingCallback"):
-        from . import timing
+        from _devswitch import timing
 
         return getattr(timing, name)
     if name == "benchmark":
-        from .benchmarking import benchmark
+        from _devswitch.benchmarking import benchmark
 
         return benchmark
     raise AttributeError(f"module 'devswitch' has no attribute {name!r}")
 
 
-from . import session as _session
+from _devswitch import session as _session
 
 if not _session.invoked_as_cli():
     _session.activate_on_import()

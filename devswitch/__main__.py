@@ -1,5 +1,5 @@
 """``python -m devswitch ...`` is the ``devswitch`` command."""
 
-from .cli import main
+from _devswitch.cli import main
 
 raise SystemExit(main())

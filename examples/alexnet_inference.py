@@ -19,7 +19,7 @@ def build_model():
 
 
 if __name__ == "__main__":
-    from devswitch.cli import main
+    from _devswitch.cli import main
 
     defaults = [
         "--devices",

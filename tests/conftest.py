@@ -40,7 +40,7 @@ def clean_environ(**extra: str) -> dict[str, str]:
 
 def native_bf16() -> bool:
     """Whether devswitch sees native bf16 on this CPU (after the lane's edits): the branch a bf16 test takes."""
-    from devswitch.devices import detect_cpu
+    from _devswitch.devices import detect_cpu
 
     return detect_cpu().native_bf16
 
@@ -66,7 +66,7 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    from devswitch.devices import detect_cpu
+    from _devswitch.devices import detect_cpu
 
     cpu = detect_cpu()
     bf16 = "native bf16" if cpu.native_bf16 else "no native bf16"
@@ -513,7 +513,7 @@ def started_together(root: Path, jobs: dict, prepare: dict | None = None, worker
 def info_json(folder: Path, profile: str, monkeypatch, capsys) -> dict:
     """``devswitch info --json`` run in this process (it has TensorFlow already: no new process to pay for),
     in ``folder`` with HOME in it, DEVSWITCH_PROFILE=``profile`` and no other DEVSWITCH_* variable."""
-    from devswitch.cli import main
+    from _devswitch.cli import main
 
     _in_folder(monkeypatch, folder, folder / "home")
     monkeypatch.setenv("DEVSWITCH_PROFILE", profile)

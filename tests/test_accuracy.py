@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import devswitch
-from devswitch import accuracy
-from devswitch.compare import Cell, ResultSet, recommend, recommendation_lines
-from devswitch.compare.resultset import Model
-from devswitch.models import mlp
+from _devswitch import accuracy
+from _devswitch.compare import Cell, ResultSet, recommend, recommendation_lines
+from _devswitch.compare.resultset import Model
+from _devswitch.models import mlp
 
 from conftest import Child, children, native_bf16
 
@@ -152,7 +152,7 @@ def test_outputs_not_finite_for_some_samples_are_inf_not_nan(reference):
 
 @pytest.mark.parametrize("samples", ["0", "00", "+0"])
 def test_max_error_without_accuracy_rows_is_refused_before_anything_runs(tmp_path, capsys, samples):
-    from devswitch.cli import main
+    from _devswitch.cli import main
 
     assert main(["compare", "mlp", "--devices", "cpu", "--max-error", "1e-2", "--accuracy-samples", samples,
                  "--out", str(tmp_path / "out")]) == 2

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import SCRIPTS, Child, children, clean_environ, result_line
-from devswitch import backends
-from devswitch.config import resolve
-from devswitch.devices import Cpu, Gpu, Inventory, choose
-from devswitch.errors import ConfigError
+from _devswitch import backends
+from _devswitch.config import resolve
+from _devswitch.devices import Cpu, Gpu, Inventory, choose
+from _devswitch.errors import ConfigError
 
 BF16_CPU = Cpu("Test CPU with AVX512-BF16", 8, frozenset({"AVX2", "AVX-512", "AVX512-BF16"}))
 PLAIN_CPU = Cpu("Test CPU", 8, frozenset({"AVX2"}))
@@ -55,7 +55,7 @@ def test_an_explicit_backend_beats_keras_and_a_foreign_backend_is_an_error(home,
 
 
 def test_a_backend_that_is_not_installed_names_the_extra(home, project, monkeypatch):
-    from devswitch import apply
+    from _devswitch import apply
 
     monkeypatch.setitem(backends.LIBRARIES, "jax", "devswitch_no_such_framework")
     with pytest.raises(ConfigError, match=r'backend=jax is asked for, but devswitch_no_such_framework is not '
@@ -253,7 +253,7 @@ def test_an_ordinary_script_with_the_one_import_on_each_backend(backend, started
 def test_devswitch_run_on_each_backend(backend, started):
     done, folder = started(f"run {backend}")
     assert done.returncode == 0, done.stderr
-    from devswitch.results import read_report
+    from _devswitch.results import read_report
 
     (only,) = read_report(folder / "r.jsonl")
     assert only["plan"]["backend"] == only["environment"]["backend"] == backend
@@ -277,7 +277,7 @@ def test_compare_across_the_three_backends(started):
 
 
 def test_compare_marks_a_backend_that_is_not_installed_unavailable(monkeypatch, tmp_path):
-    from devswitch import compare
+    from _devswitch import compare
 
     monkeypatch.setitem(backends.LIBRARIES, "torch", "devswitch_no_such_framework")
     options = compare.Options("mlp", ("torch",), ("cpu",), ("fp32",), (1,), baseline=("torch", "cpu", "fp32"))
@@ -363,9 +363,9 @@ def test_a_refused_configure_puts_the_variables_back(here_env, home, project):
     """The variables set for the framework before a refusal are restored (TF_CPP_MIN_LOG_LEVEL here)."""
     import os
 
-    from devswitch import session
-    from devswitch.devices import Inventory, detect_cpu
-    from devswitch.errors import DeviceError
+    from _devswitch import session
+    from _devswitch.devices import Inventory, detect_cpu
+    from _devswitch.errors import DeviceError
 
     before = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     with pytest.raises(DeviceError):
@@ -446,8 +446,8 @@ def test_torch_thread_pools_from_the_switch(started):
 ])
 def test_a_worker_tells_compare_the_gpu_count_only_when_it_could_see_it(backend, device, gpus, told):
     """A JAX worker set up for the CPU (JAX_PLATFORMS=cpu) must not make compare skip the GPU columns."""
-    from devswitch.devices import Plan
-    from devswitch.worker import gpus_seen
+    from _devswitch.devices import Plan
+    from _devswitch.worker import gpus_seen
 
     count = 0 if device == "gpu" else 2
     plan = Plan(device, gpus, "fp32", "test", "test", backend=backend)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devswitch.config import resolve
-from devswitch.errors import ConfigError
+from _devswitch.config import resolve
+from _devswitch.errors import ConfigError
 
 
 def rc(project: Path, text: str | bytes) -> Path:
@@ -138,6 +138,6 @@ def test_file_without_read_permission(home, project):
     pytest.param("", "ValueError", id="empty"),
 ])
 def test_describe_digs_out_the_telling_line(message, expected):
-    from devswitch.errors import describe
+    from _devswitch.errors import describe
 
     assert describe(ValueError(message)) == expected

@@ -6,8 +6,8 @@ import keras
 import pytest
 
 import devswitch
-from devswitch.benchmarking import count_flops
-from devswitch.models import alexnet, mlp, small_cnn
+from _devswitch.benchmarking import count_flops
+from _devswitch.models import alexnet, mlp, small_cnn
 
 
 class Ticks:

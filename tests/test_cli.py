@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from conftest import CPU_FEATURES, Child, _cleared, children, clean_environ
-from devswitch.cli import main
-from devswitch.docs import render_example
+from _devswitch.cli import main
+from _devswitch.docs import render_example
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_info_text_shows_each_value_with_its_source(cli_env, monkeypatch, capsys
     assert re.search(r"\nprecision +bf16 +DEVSWITCH_FLAGS +DEVSWITCH_FLAGS \(precision\)\n", out)
     assert re.search(r"\nbackend +tensorflow +\(Keras: ", out)
     assert "what each setting does on tensorflow" in out
-    from devswitch.devices import detect_gpus
+    from _devswitch.devices import detect_gpus
 
     if detect_gpus():
         assert "device     gpu:" in out and "GPU(s) found" in out
@@ -173,7 +173,7 @@ def test_info_shows_the_strategy_replicas_and_role(cli_env, capsys):
     pytest.param(["info", "--device", "cpu"], "info", {"device": "cpu"}, id="info"),
 ])
 def test_the_sub_command_is_the_first_token_that_is_not_an_option(argv, command, expected):
-    from devswitch.cli import parse_args
+    from _devswitch.cli import parse_args
 
     args = parse_args(argv)
     assert args.command == command
@@ -217,9 +217,9 @@ def test_run_passes_an_argument_named_run_to_the_script(named_run):
 
 
 def test_info_on_a_terminal_is_a_rich_table_with_the_same_content(cli_env, capsys):
-    from devswitch.cli.info import collect_info, print_info_rich
-    from devswitch.config import resolve
-    from devswitch.devices import Cpu, Inventory
+    from _devswitch.cli.info import collect_info, print_info_rich
+    from _devswitch.config import resolve
+    from _devswitch.devices import Cpu, Inventory
 
     config = resolve({}, cli_env / "home", cli_env, {"precision": "bf16"})
     data, code = collect_info(config, Inventory(Cpu("Test CPU", 4)), {"devswitch": "0", "python": "3"})
@@ -237,9 +237,9 @@ def test_info_at_80_columns_breaks_no_word(cli_env):
 
     from rich.console import Console
 
-    from devswitch.cli.info import collect_info, config_table, print_info_rich, render_info
-    from devswitch.config import resolve
-    from devswitch.devices import Cpu, Inventory
+    from _devswitch.cli.info import collect_info, config_table, print_info_rich, render_info
+    from _devswitch.config import resolve
+    from _devswitch.devices import Cpu, Inventory
 
     project = cli_env / "a_project_folder_with_a_rather_long_name_for_testing"
     project.mkdir()

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SCRIPTS, clean_environ, started_together
-from devswitch.cli import main
-from devswitch.devices import detect_gpus
+from _devswitch.cli import main
+from _devswitch.devices import detect_gpus
 
 TINY = ["--batch-sizes", "1,8", "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--accuracy-samples", "0"]
 
@@ -268,7 +268,7 @@ def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_runn
     (leftover,) = out.glob(".devswitch-work-*")
     assert (leftover / "tensorflow-cpu-fp16.log").exists()
     # ... until the next compare into this folder clears it
-    from devswitch.compare import prepare_output
+    from _devswitch.compare import prepare_output
 
     prepare_output(str(out), force=True).close()
     assert not list(out.glob(".devswitch-work-*"))
@@ -276,7 +276,7 @@ def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_runn
 
 CHILD = """
 import os, signal, sys
-from devswitch import worker
+from _devswitch import worker
 if sys.argv[1] == "prctl":
     assert worker.set_parent_death_signal()
 else:
@@ -317,7 +317,7 @@ def test_a_worker_ends_when_its_parent_is_killed(tmp_path, how):
 
 
 def test_a_worker_whose_parent_died_before_it_set_its_death_signal_ends_at_once():
-    proc = subprocess.run([sys.executable, "-c", "from devswitch import worker\n"
+    proc = subprocess.run([sys.executable, "-c", "from _devswitch import worker\n"
                            "worker.die_with_parent(parent_pid=1)\nprint('still running')"],
                           env=clean_environ(DEVSWITCH_DISABLE="1"), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 137 and "still running" not in proc.stdout
@@ -343,7 +343,7 @@ class NoWorker:
 ])
 def test_an_output_place_that_cannot_take_the_results_is_refused_before_anything_runs(
         tmp_path, monkeypatch, capsys, make_out, args, message):
-    from devswitch.compare import process
+    from _devswitch.compare import process
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(process.subprocess, "Popen", NoWorker)
@@ -358,7 +358,7 @@ def test_an_output_place_that_cannot_take_the_results_is_refused_before_anything
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
-    from devswitch.compare import process
+    from _devswitch.compare import process
 
     monkeypatch.setattr(process.subprocess, "Popen", NoWorker)
     out = tmp_path / "ro"
@@ -368,7 +368,7 @@ def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, mon
 
 
 def test_the_default_output_folder_is_always_a_new_one(tmp_path, monkeypatch):
-    from devswitch.compare import prepare_output
+    from _devswitch.compare import prepare_output
 
     monkeypatch.chdir(tmp_path)
     now = time.mktime((2024, 1, 2, 3, 4, 5, 0, 0, -1))
@@ -381,7 +381,7 @@ def test_the_default_output_folder_is_always_a_new_one(tmp_path, monkeypatch):
 
 
 def test_scratch_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
-    from devswitch.compare import prepare_output
+    from _devswitch.compare import prepare_output
 
     dead = tmp_path / ".devswitch-work-999999999"  # above any pid_max: no such process
     alive = tmp_path / ".devswitch-work-1"
@@ -415,7 +415,7 @@ def test_bad_options_are_clear_errors_before_anything_runs(args, message, capsys
 
 
 def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
-    from devswitch import compare as cmp
+    from _devswitch import compare as cmp
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     doc = cmp.matrix.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
@@ -429,7 +429,7 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)], ids=["umask 022", "umask 077"])
 def test_result_files_follow_the_umask(tmp_path, mask, mode):
-    from devswitch import compare as cmp
+    from _devswitch import compare as cmp
 
     doc = cmp.matrix.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
                               [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
@@ -449,7 +449,7 @@ def test_result_files_follow_the_umask(tmp_path, mask, mode):
     pytest.param((0,), False, ((8, 0),), None, id="GPU cc 8.0: runs"),
 ])
 def test_bf16_without_hardware_support_is_unavailable_in_compare(monkeypatch, gpus, cpu_bf16, ccs, expected):
-    from devswitch import devices, worker
+    from _devswitch import devices, worker
 
     features = frozenset({"AVX512-BF16"}) if cpu_bf16 else frozenset()
     inventory = devices.Inventory(devices.Cpu("cpu", 2, features),
@@ -468,7 +468,7 @@ def test_bf16_without_hardware_support_is_unavailable_in_compare(monkeypatch, gp
     pytest.param("devswitch.models:mlp", ("devswitch.models", "mlp", False), id="module:function"),
 ])
 def test_model_targets_are_parsed_once_for_parent_and_worker(target, expected):
-    from devswitch.worker import load_factory, parse_target
+    from _devswitch.worker import load_factory, parse_target
 
     assert parse_target(target) == expected
     if expected[2]:
@@ -478,7 +478,7 @@ def test_model_targets_are_parsed_once_for_parent_and_worker(target, expected):
 def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch, tmp_path):
     """A Ctrl-C that lands outside a worker (here: while the rows so far are being written) stops the matrix
     the same way: what was measured stays, the rest is 'not run (interrupted)'."""
-    from devswitch.compare import ConfigRun, Options, matrix
+    from _devswitch.compare import ConfigRun, Options, matrix
 
     def one_measured_batch(options, device, precision, workdir, progress, backend, role="measure", settings=()):
         record = {"batch": 1, "status": "ok", "metrics": {"throughput": {"value": 10.0}}, "phases_s": {}}
@@ -497,7 +497,7 @@ def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch
 
 
 def test_events_are_read_past_a_damaged_line_and_a_line_being_written_waits(tmp_path):
-    from devswitch.compare.protocol import read_events
+    from _devswitch.compare.protocol import read_events
 
     events = tmp_path / "w.events.jsonl"
     events.write_text('{"event": "spawned", "t": 1}\n{"event": "rea\n{"event": "done", "t": 2}\n{"event": "do')

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from devswitch.cli import main
+from _devswitch.cli import main
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def test_multi_worker_without_its_cluster_is_refused_before_anything_runs(folder
 
 
 def test_multi_worker_with_workers_set_passes_the_check(folder, monkeypatch):
-    from devswitch.cli import parse_args
-    from devswitch.cli.compare import options_from_args
+    from _devswitch.cli import parse_args
+    from _devswitch.cli.compare import options_from_args
 
     monkeypatch.setenv("DEVSWITCH_WORKERS", "localhost:12345,localhost:12346")
     args = parse_args(["compare", *TINY, "--vary", "strategy=none,multi_worker", "--backends", "tensorflow"])
@@ -62,16 +62,16 @@ def test_a_missing_module_is_refused_before_any_framework_starts(folder, capsys)
     assert main(["compare", "-m", "nopkg.train", "--devices", "cpu", "--precisions", "fp32", "--out", "out"]) == 2
     assert "No module named 'nopkg'" in capsys.readouterr().err
     assert not (folder / "out").exists()
-    from devswitch.cli.compare_script import check_module
+    from _devswitch.cli.compare_script import check_module
 
     check_module("pkg.train")  # found: no error
 
 
 def test_the_script_table_says_how_many_calls_were_not_kept():
-    from devswitch.compare import Cell, ResultSet
-    from devswitch.compare.resultset import Model
-    from devswitch.compare.scriptrecord import MAX_CALLS, build
-    from devswitch.render.compare import render_markdown
+    from _devswitch.compare import Cell, ResultSet
+    from _devswitch.compare.resultset import Model
+    from _devswitch.compare.scriptrecord import MAX_CALLS, build
+    from _devswitch.render.compare import render_markdown
 
     run = {
         "round": 0,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import SCRIPTS, Child, children
-from devswitch.cli import main
+from _devswitch.cli import main
 
 
 @pytest.mark.parametrize("target, message", [

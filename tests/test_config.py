@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from devswitch.config import resolve
-from devswitch.settings import SETTINGS, Threads
+from _devswitch.config import resolve
+from _devswitch.settings import SETTINGS, Threads
 
 
 def write(path: Path, text: str) -> Path:

@@ -6,8 +6,8 @@ import keras
 import pytest
 
 import devswitch
-from devswitch import session
-from devswitch.devices import Cpu, Inventory
+from _devswitch import session
+from _devswitch.devices import Cpu, Inventory
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +59,7 @@ def test_env_is_read_at_configure_time(monkeypatch):
 def test_configure_keeps_the_strategy_when_it_does_not_change():
     import tensorflow as tf
 
-    from devswitch import apply
+    from _devswitch import apply
 
     devswitch.configure(strategy="mirrored")
     first = apply.strategy()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from devswitch.config import resolve
-from devswitch.devices import Cpu, Gpu, Inventory, choose, detect_cpu
-from devswitch.errors import DeviceError
+from _devswitch.config import resolve
+from _devswitch.devices import Cpu, Gpu, Inventory, choose, detect_cpu
+from _devswitch.errors import DeviceError
 
 PLAIN_CPU = Cpu("Intel Xeon (no bf16)", 8, frozenset({"AVX2", "AVX-512"}))
 BF16_CPU = Cpu("AMD EPYC", 2, frozenset({"AVX2", "AVX-512", "AVX512-BF16"}))
@@ -128,7 +128,7 @@ def test_cpu_feature_edits_change_what_devswitch_decides_and_say_so(tmp_path, ed
 
 
 def test_hidden_bf16_reaches_the_decision_and_its_reason():
-    from devswitch.devices import bf16_missing, half
+    from _devswitch.devices import bf16_missing, half
 
     cpu = Cpu("Test CPU", 2, frozenset({"AVX2"}), ("-AVX512-BF16", "-AMX-BF16"))
     why = bf16_missing(Inventory(cpu), ())
@@ -140,7 +140,7 @@ def test_hidden_bf16_reaches_the_decision_and_its_reason():
 
 @pytest.mark.parametrize("edits", ["AVX512-BF16", "-NOPE", "+", "-avx512 bf16", "~AMX"])
 def test_a_bad_cpu_feature_edit_is_a_config_error_naming_the_variable(tmp_path, edits):
-    from devswitch.errors import ConfigError
+    from _devswitch.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"DEVSWITCH_CPU_FEATURES: invalid entry .*expected \+NAME or -NAME"):
         detect_cpu(str(tmp_path / "missing"), {"DEVSWITCH_CPU_FEATURES": edits})

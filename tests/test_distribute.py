@@ -8,10 +8,10 @@ import socket
 import pytest
 
 from conftest import SCRIPTS, Child, children, result_line
-from devswitch.config import resolve
-from devswitch.devices import Cpu, Gpu, Inventory, choose
-from devswitch.distribute import plan_strategy
-from devswitch.errors import ConfigError, DeviceError
+from _devswitch.config import resolve
+from _devswitch.devices import Cpu, Gpu, Inventory, choose
+from _devswitch.distribute import plan_strategy
+from _devswitch.errors import ConfigError, DeviceError
 
 CPU = Inventory(Cpu("cpu", 2, frozenset()))
 TWO_GPUS = Inventory(Cpu("cpu", 8, frozenset()), (Gpu(0, "A100", (8, 0)), Gpu(1, "A100", (8, 0))))

@@ -16,9 +16,9 @@ import yaml
 from conftest import ROOT
 
 import devswitch
-from devswitch import docs
-from devswitch.config import resolve
-from devswitch.settings import SETTINGS
+from _devswitch import docs
+from _devswitch.config import resolve
+from _devswitch.settings import SETTINGS
 
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
@@ -38,7 +38,7 @@ def _all_pages_text() -> str:
 
 def test_example_file_is_generated_from_the_settings():
     assert _text(ROOT / ".devswitchrc.example") == docs.render_example(), (
-        "run 'python -m devswitch.docs' to regenerate .devswitchrc.example"
+        "run 'python -m _devswitch.docs' to regenerate .devswitchrc.example"
     )
 
 
@@ -58,7 +58,7 @@ def test_generated_block_equals_what_the_package_renders(generated):
     """The settings table and the exit-code table in the pages are exactly what devswitch.docs renders."""
     text = _text(ROOT / generated.path)
     assert docs.block(text, generated.begin, generated.end) == generated.render(), (
-        f"run 'python -m devswitch.docs' to regenerate {generated.path}"
+        f"run 'python -m _devswitch.docs' to regenerate {generated.path}"
     )
     assert text == docs.replace_block(text, generated.begin, generated.end, generated.render(), generated.path)
 
@@ -82,7 +82,7 @@ def test_the_errors_table_names_every_error_class_with_its_exit_code():
 @pytest.mark.parametrize("raised", [*docs.error_classes(), KeyboardInterrupt], ids=lambda cls: cls.__name__)
 def test_the_command_line_exits_with_the_documented_code(raised, monkeypatch, capsys):
     """What the table says each failure exits with is what `devswitch` returns when a command raises it."""
-    from devswitch import cli
+    from _devswitch import cli
 
     documented = {int(m[0]): m[1] for m in re.findall(r"^\| (\d+) \| (\S+) \|", docs.render_errors(), re.M)}
 
@@ -266,7 +266,7 @@ def test_every_page_is_in_the_nav_and_every_nav_entry_exists():
 def _subcommand_parsers():
     import argparse
 
-    from devswitch.cli import build_parser
+    from _devswitch.cli import build_parser
 
     parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -329,5 +329,5 @@ def test_the_site_builds_strictly(tmp_path):
         stem = page.relative_to(DOCS).with_suffix("")
         assert (site / ("index.html" if stem.name == "index" else f"{stem}/index.html")).is_file(), page
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    for name in ("devswitch.configure", "devswitch.session.config", "devswitch.benchmarking.benchmark"):
+    for name in ("devswitch.configure", "_devswitch.session.config", "_devswitch.benchmarking.benchmark"):
         assert f'id="{name}"' in api, name

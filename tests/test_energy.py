@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devswitch.energy import NvmlMeter, RaplMeter, Unavailable, cuda_visible_entries, meter_for, nvml_indices
+from _devswitch.energy import NvmlMeter, RaplMeter, Unavailable, cuda_visible_entries, meter_for, nvml_indices
 
 
 class Clock:

@@ -40,15 +40,15 @@ BIDI = "\u202eevil\u202c"
 )
 def test_safe_makes_text_inert_for_each_medium(text, medium, expected):
     """Each medium gets the text written out, never acted on."""
-    from devswitch.render.escape import safe
+    from _devswitch.render.escape import safe
 
     assert safe(text, medium) == expected
 
 
 def test_every_table_renderer_escapes_through_the_one_function():
     """The table model escapes cells for the terminal; markdown and HTML add their own escaping on top."""
-    from devswitch.render import html, markdown, text
-    from devswitch.render.table import Table
+    from _devswitch.render import html, markdown, text
+    from _devswitch.render.table import Table
 
     table = Table.of(["name", "why"], [["a\nb.py", f"{BLINK} {OSC8} |x"]], title="t\x1b[2J", notes=("n <b>",))
     for rendered in (text.render(table), markdown.render(table), html.render(table)):
@@ -59,7 +59,7 @@ def test_every_table_renderer_escapes_through_the_one_function():
 
 
 def test_csv_rows_are_safe_for_a_spreadsheet():
-    from devswitch.render.escape import csv_row
+    from _devswitch.render.escape import csv_row
 
     out = io.StringIO()
     row = csv_row({"=name": "=cmd|' /C calc'!A0", "rate": -3.5, "status": f"failed: {BLINK}\nx"})

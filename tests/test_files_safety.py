@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import clean_environ
 
-from devswitch import profiles
-from devswitch.cli import main
-from devswitch.errors import ConfigError, UsageError
+from _devswitch import profiles
+from _devswitch.cli import main
+from _devswitch.errors import ConfigError, UsageError
 
 VICTIM = "export PATH=$HOME/bin:$PATH  # the user's own file\n"
 PROFILE = {"device": "cpu", "precision": "fp32"}
@@ -32,7 +32,7 @@ def _victim(tmp_path: Path) -> Path:
 def test_a_report_whose_lock_is_a_link_never_empties_the_links_target(tmp_path):
     """save_report with ``runs.jsonl.lock -> victim``: the victim keeps its bytes, the records go beside the
     report, and the note names the lock."""
-    from devswitch.results import save_report
+    from _devswitch.results import save_report
 
     victim = _victim(tmp_path)
     (tmp_path / "runs.jsonl.lock").symlink_to(victim)
@@ -47,7 +47,7 @@ def test_a_report_whose_lock_is_a_link_never_empties_the_links_target(tmp_path):
 def test_a_lock_that_is_not_a_regular_file_of_its_own_is_refused_by_every_writer(tmp_path, kind):
     """Both writers (the report's append and files.edit behind --save-profile and init) open a lock only as a
     regular file of one name, never through a link, never truncated, never blocking on a FIFO."""
-    from devswitch.results import append_records
+    from _devswitch.results import append_records
 
     victim = _victim(tmp_path)
     rc = tmp_path / ".devswitchrc"
@@ -74,7 +74,7 @@ def test_a_lock_that_is_not_a_regular_file_of_its_own_is_refused_by_every_writer
 
 
 def test_a_lock_of_our_own_is_taken_and_left_a_regular_file(tmp_path):
-    from devswitch.results import append_records
+    from _devswitch.results import append_records
 
     append_records(tmp_path / "runs.jsonl", [{"kind": "fit"}])
     append_records(tmp_path / "runs.jsonl", [{"kind": "fit"}])
@@ -85,7 +85,7 @@ def test_a_lock_of_our_own_is_taken_and_left_a_regular_file(tmp_path):
 def test_a_project_file_whose_reports_lock_is_a_link_is_refused_when_read(tmp_path):
     """The project check resolves the report and checks its lock: a shipped ``runs.jsonl.lock`` link is a
     ConfigError naming the file, the line and the link."""
-    from devswitch.config import resolve
+    from _devswitch.config import resolve
 
     victim = _victim(tmp_path)
     project, home = tmp_path / "project", tmp_path / "home"
@@ -168,7 +168,7 @@ def test_init_refuses_a_folder_in_the_files_place(cwd, capsys):
 
 
 def test_init_writes_atomically_through_a_link_to_an_existing_file_and_keeps_its_mode(cwd, tmp_path, capsys):
-    from devswitch.docs import render_example
+    from _devswitch.docs import render_example
 
     target = tmp_path / "home" / "dotfile"
     target.write_text("device: cpu\n")
@@ -251,7 +251,7 @@ def test_a_profile_init_and_a_report_on_a_full_disk_are_clean_errors_and_leave_t
     rc.write_text(original)
     code = (
         "from pathlib import Path\nfrom devswitch import profiles\nfrom devswitch.errors import UsageError\n"
-        "from devswitch.results import save_report\n"
+        "from _devswitch.results import save_report\n"
         "try:\n    profiles.add(Path('.devswitchrc'), 'fast', {'device': 'cpu'}, 'x')\n"
         "except UsageError as error:\n    print('PROFILE', error.exit_code, error)\n"
         "written, note = save_report(Path('runs.jsonl'), [{'kind': 'fit', 'pad': 'x' * 8192}], {})\n"

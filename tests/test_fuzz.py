@@ -5,9 +5,9 @@ from __future__ import annotations
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from devswitch.config import Config, resolve
-from devswitch.errors import ConfigError, visible
-from devswitch.settings import ENV_DISABLE, ENV_FLAGS, ENV_RC, NAMES, SETTINGS
+from _devswitch.config import Config, resolve
+from _devswitch.errors import ConfigError, visible
+from _devswitch.settings import ENV_DISABLE, ENV_FLAGS, ENV_RC, NAMES, SETTINGS
 
 KEYS = st.sampled_from([*NAMES, "profiles", "profile", "devcie", "<<", "1", ""])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from devswitch.cli.info import _measured_lines, last_compare
-from devswitch.compare import Cell, ResultSet
-from devswitch.compare.resultset import Model
+from _devswitch.cli.info import _measured_lines, last_compare
+from _devswitch.compare import Cell, ResultSet
+from _devswitch.compare.resultset import Model
 
 
 def _results(tmp_path, name: str, cells) -> None:

@@ -30,13 +30,13 @@ def run_tool(module: str, *args: str) -> None:
 
 
 def test_ruff_finds_nothing_to_report():
-    """``ruff check devswitch`` passes (lint rules E, F, W, I, B, UP)."""
-    run_tool("ruff", "check", "devswitch")
+    """``ruff check devswitch _devswitch`` passes (lint rules E, F, W, I, B, UP)."""
+    run_tool("ruff", "check", "devswitch", "_devswitch")
 
 
 def test_the_package_is_formatted():
-    """``ruff format --check devswitch`` would change no file."""
-    run_tool("ruff", "format", "--check", "devswitch")
+    """``ruff format --check devswitch _devswitch`` would change no file."""
+    run_tool("ruff", "format", "--check", "devswitch", "_devswitch")
 
 
 def test_mypy_finds_no_type_errors():

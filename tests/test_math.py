@@ -7,12 +7,12 @@ import pytest
 
 import devswitch
 from conftest import SCRIPTS, Child, children, result_line
-from devswitch import backends
-from devswitch.cli.info import collect_info, render_info
-from devswitch.config import resolve
-from devswitch.decide import decide
-from devswitch.devices import Cpu, Gpu, Inventory
-from devswitch.errors import ConfigError
+from _devswitch import backends
+from _devswitch.cli.info import collect_info, render_info
+from _devswitch.config import resolve
+from _devswitch.decide import decide
+from _devswitch.devices import Cpu, Gpu, Inventory
+from _devswitch.errors import ConfigError
 
 PLAIN_CPU = Cpu("Intel Xeon (no bf16)", 8, frozenset({"AVX2", "AVX-512"}))
 BF16_CPU = Cpu("AMD EPYC", 2, frozenset({"AVX2", "AVX-512", "AVX512-BF16"}))
@@ -143,8 +143,8 @@ def test_a_near_miss_is_named():
 
 
 def test_the_cli_takes_the_option(home, project):
-    from devswitch.cli import build_parser
-    from devswitch.cli.common import explicit_from_args
+    from _devswitch.cli import build_parser
+    from _devswitch.cli.common import explicit_from_args
 
     args = build_parser().parse_args(["info", "--math", "ieee"])
     assert resolve({}, home, project, explicit_from_args(args))["math"].location == "--math"

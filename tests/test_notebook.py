@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import devswitch
 from conftest import Child, children, native_bf16
-from devswitch.devices import Cpu, Inventory
-from devswitch.render.calls import Calls
-from devswitch.results import CallRecord
+from _devswitch.devices import Cpu, Inventory
+from _devswitch.render.calls import Calls
+from _devswitch.results import CallRecord
 
 
 def test_runs_and_summary_print_as_the_table_and_render_as_html():
@@ -27,8 +27,8 @@ def test_runs_and_summary_print_as_the_table_and_render_as_html():
 
 
 def test_the_magic_parses_settings_like_devswitch_flags():
-    from devswitch.errors import ConfigError
-    from devswitch.notebook import parse
+    from _devswitch.errors import ConfigError
+    from _devswitch.notebook import parse
 
     assert parse("precision=bf16 device=cpu") == parse("precision=bf16,device=cpu") == {"precision": "bf16",
                                                                                         "device": "cpu"}
@@ -37,8 +37,8 @@ def test_the_magic_parses_settings_like_devswitch_flags():
 
 
 def test_the_magic_takes_a_gpu_list_as_devswitch_flags_does():
-    from devswitch.notebook import parse
-    from devswitch.sources import parse_flags
+    from _devswitch.notebook import parse
+    from _devswitch.sources import parse_flags
 
     assert parse("device=gpu:0,1") == {"device": "gpu:0,1"}
     assert parse("device=gpu:0,1 precision=fp16") == {"device": "gpu:0,1", "precision": "fp16"}
@@ -46,7 +46,7 @@ def test_the_magic_takes_a_gpu_list_as_devswitch_flags_does():
 
 
 def test_an_unbalanced_quote_in_the_magic_is_a_message_not_a_traceback(capsys):
-    from devswitch.notebook import devswitch_magic
+    from _devswitch.notebook import devswitch_magic
 
     devswitch_magic('precision="bf16 device=cpu')
     out = capsys.readouterr().out
@@ -59,7 +59,7 @@ def test_the_first_cell_after_a_reset_shows_its_calls(monkeypatch, tmp_path):
     import keras
     import numpy as np
 
-    from devswitch.notebook import new_calls
+    from _devswitch.notebook import new_calls
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -89,7 +89,7 @@ PIECES = st.sampled_from(["device=", "precision=", "report=", "threads=", "backe
 @given(line=st.one_of(st.text(max_size=60), st.lists(PIECES, max_size=12).map("".join)))
 def test_any_magic_line_prints_one_message_and_never_raises(line, no_apply, capsys):
     """Whatever a %devswitch line holds, the magic prints one summary or one error message, no traceback."""
-    from devswitch.notebook import devswitch_magic
+    from _devswitch.notebook import devswitch_magic
 
     devswitch_magic(line)
     out = capsys.readouterr().out
@@ -100,8 +100,8 @@ def test_any_magic_line_prints_one_message_and_never_raises(line, no_apply, caps
 @pytest.fixture
 def no_apply(monkeypatch, tmp_path):
     """The magic's settings resolved and decided for a CPU-only machine, but nothing applied to Keras."""
-    from devswitch import session
-    from devswitch.decide import decide
+    from _devswitch import session
+    from _devswitch.decide import decide
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -114,8 +114,8 @@ CPU_ONLY = Inventory(Cpu("Test CPU", 4, frozenset({"AVX2"})))
 def test_the_magic_prints_one_summary_and_a_warning_only_when_it_is_new(monkeypatch, tmp_path, capfd):
     """%devswitch prints the summary once (not again through the log), and the GPU-fallback warning once:
     not again at the next %devswitch that does not change the device."""
-    from devswitch import apply
-    from devswitch.notebook import devswitch_magic
+    from _devswitch import apply
+    from _devswitch.notebook import devswitch_magic
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -140,7 +140,7 @@ def test_a_cell_whose_result_is_the_table_shows_one_table(monkeypatch):
     """The after-cell hook adds no second table to a cell whose own result is devswitch.summary()."""
     from IPython import display
 
-    from devswitch import notebook, state
+    from _devswitch import notebook, state
 
     shown = []
     monkeypatch.setattr(display, "display", shown.append)
@@ -156,7 +156,7 @@ def test_a_cell_whose_result_is_the_table_shows_one_table(monkeypatch):
 
 def test_a_reimport_keeps_what_configure_set(monkeypatch, tmp_path):
     """%reload_ext devswitch re-runs the import's activation: configure()'s values stay in effect."""
-    from devswitch import session
+    from _devswitch import session
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -189,7 +189,7 @@ class InvalidArgumentError(Exception):
     pytest.param("Matrix size-incompatible: In[0]: [8,5]", "Matrix size-incompatible: In[0]: [8,5]", id="one line"),
 ])
 def test_a_failed_calls_row_carries_the_frameworks_message(message, expected):
-    from devswitch.timing import failure
+    from _devswitch.timing import failure
 
     assert failure(InvalidArgumentError(message)) == f"failed: InvalidArgumentError: {expected}"
 

@@ -10,15 +10,15 @@ import json
 
 import pytest
 
-from devswitch.cli import main
+from _devswitch.cli import main
 
 RATES = {"1": 100.0, "2": 150.0}
 
 
 def _results(rates: dict[str, float] = RATES, unit: str = "samples/s", accuracy: dict | None = None):
     """A result set of MLP cells at batch 8 keyed by threads -> throughput (each metric with its unit)."""
-    from devswitch.compare import Cell, ResultSet
-    from devswitch.compare.resultset import Model
+    from _devswitch.compare import Cell, ResultSet
+    from _devswitch.compare.resultset import Model
 
     cells = []
     for threads, rate in rates.items():
@@ -146,7 +146,7 @@ def test_all_nan_outputs_have_no_top1_agreement():
     """argmax of a NaN row is 0: against a reference whose class 0 wins, NaN outputs read 100%."""
     import numpy as np
 
-    from devswitch.accuracy import Reference, deviation
+    from _devswitch.accuracy import Reference, deviation
 
     outputs = np.zeros((4, 3))
     outputs[:, 0] = 1.0
@@ -158,8 +158,8 @@ def test_all_nan_outputs_have_no_top1_agreement():
 
 def test_the_tables_say_n_a_for_top1_agreement_of_outputs_not_finite_even_from_an_old_file(tmp_path):
     """A file written before the fix holds 100% beside "not finite in 32/32": every renderer says n/a."""
-    from devswitch.compare import read
-    from devswitch.render.compare import render_csv, render_html, render_markdown
+    from _devswitch.compare import read
+    from _devswitch.render.compare import render_csv, render_html, render_markdown
 
     old = {"status": "ok", "samples": 32, "nonfinite_samples": 32, "top1_agreement": 1.0, "max_rel_error": "inf"}
     (tmp_path / "results.json").write_text(_results(accuracy=old).dumps())
@@ -198,7 +198,7 @@ def test_report_pairs_cells_whose_units_agree(tmp_path, capsys):
 
 
 def test_unlike_units_names_every_metric_that_differs():
-    from devswitch.compare.report import unlike_units
+    from _devswitch.compare.report import unlike_units
 
     x, y = _results().cells[0], _results(unit="ms").cells[0]
     y = copy.deepcopy(y)

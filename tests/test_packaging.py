@@ -18,12 +18,14 @@ import pytest
 
 from conftest import ROOT
 
-SOURCE = ROOT / "devswitch"
+PACKAGES = (ROOT / "devswitch", ROOT / "_devswitch")  # the face and the machinery
+SOURCE = PACKAGES[0]
 
 
 def _source_files() -> set[str]:
-    """Every file of the package in the source tree that a wheel must carry, as wheel paths."""
-    files = {p for p in SOURCE.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    """Every file of the packages in the source tree that a wheel must carry, as wheel paths."""
+    files = {p for package in PACKAGES for p in package.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     return {p.relative_to(ROOT).as_posix() for p in files}
 
 
@@ -47,7 +49,8 @@ def test_the_wheel_built_from_the_source_holds_every_module(tmp_path):
     tree.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tree / name)
-    shutil.copytree(SOURCE, tree / "devswitch", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for package in PACKAGES:
+        shutil.copytree(package, tree / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(tmp_path / "dist"), str(tree)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -57,11 +60,11 @@ def test_the_wheel_built_from_the_source_holds_every_module(tmp_path):
         names = set(archive.namelist())
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         version = re.search(r"^Version: (.+)$", archive.read(metadata).decode(), re.M)
-    shipped = {n for n in names if n.startswith("devswitch/")}
+    shipped = {n for n in names if n.startswith(("devswitch/", "_devswitch/"))}
     missing, extra = _source_files() - shipped, shipped - _source_files()
     assert not missing, f"modules in the source tree but not in the wheel: {sorted(missing)}"
     assert not extra, f"files in the wheel but not in the source tree: {sorted(extra)}"
-    assert "devswitch/compare/__init__.py" in shipped and "devswitch/py.typed" in shipped
+    assert "_devswitch/compare/__init__.py" in shipped and "devswitch/py.typed" in shipped
     assert version and version.group(1) == _version()
 
 
@@ -78,14 +81,14 @@ def test_devswitch_is_imported_from_the_installed_package_not_the_checkout():
     site = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
     assert where.parent in site, f"devswitch imported from {where}, not from site-packages ({sorted(map(str, site))})"
     installed = importlib.metadata.distribution("devswitch").files or []
-    assert {f.as_posix() for f in installed if f.as_posix().startswith("devswitch/")} >= _source_files(), \
+    assert {f.as_posix() for f in installed if f.as_posix().startswith(("devswitch/", "_devswitch/"))} >= _source_files(), \
         "the installed package lacks modules that the source tree has"
 
 
 def _version() -> str:
-    """The version as written in its one place (devswitch/_version.py), read without importing devswitch."""
-    match = re.search(r'^__version__ = "([^"]+)"$', (SOURCE / "_version.py").read_text(), re.M)
-    assert match, "devswitch/_version.py must set __version__ = \"X.Y.Z\""
+    """The version as written in its one place (_devswitch/_version.py), read without importing devswitch."""
+    match = re.search(r'^__version__ = "([^"]+)"$', (ROOT / "_devswitch" / "_version.py").read_text(), re.M)
+    assert match, "_devswitch/_version.py must set __version__ = \"X.Y.Z\""
     return match.group(1)
 
 
@@ -99,7 +102,7 @@ def test_the_version_is_written_once_and_the_changelog_and_the_cli_agree(capsys)
     assert releases[0][0] == _version(), f"the newest changelog entry is {releases[0][0]}, the package {_version()}"
     assert [r[1] for r in releases] == sorted((r[1] for r in releases), reverse=True), "entries newest first"
     import devswitch
-    from devswitch.cli import main
+    from _devswitch.cli import main
 
     assert devswitch.__version__ == _version()
     with pytest.raises(SystemExit) as done:

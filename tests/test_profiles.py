@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, clean_environ
-from devswitch import files, profiles
-from devswitch.cli import main
-from devswitch.errors import UsageError
+from _devswitch import files, profiles
+from _devswitch.cli import main
+from _devswitch.errors import UsageError
 
 PROFILE = {"device": "cpu", "precision": "half"}
 
@@ -50,7 +50,7 @@ def test_twenty_concurrent_writers_keep_every_profile(tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    from devswitch.rcfile import read_file
+    from _devswitch.rcfile import read_file
 
     assert set(read_file(rc, "project file").profiles) == {f"p{i}" for i in range(20)}
     assert rc.read_text().startswith("# mine\ndevice: cpu\n")
@@ -145,8 +145,8 @@ def test_a_read_only_file_or_folder_is_refused_and_left_untouched_even_as_root(t
 _AS_NOBODY = r"""
 import os, sys
 from pathlib import Path
-from devswitch import profiles
-from devswitch.errors import UsageError
+from _devswitch import profiles
+from _devswitch.errors import UsageError
 if os.geteuid() == 0:
     os.setegid(65534); os.seteuid(65534)   # the effective user: what the kernel checks a write against
 folder = Path(sys.argv[1])
@@ -244,7 +244,7 @@ def test_a_result_that_would_not_read_back_is_not_written_and_names_the_users_fi
     pytest.param("  device: cpu\n", "  device: cpu\n\n  profiles:\n    # x\n    fast:\n", id="indented settings"),
 ])
 def test_layouts_devswitch_can_add_to(tmp_path, text, expected):
-    from devswitch.config import resolve
+    from _devswitch.config import resolve
 
     rc = tmp_path / ".devswitchrc"
     rc.write_text(text)
@@ -297,7 +297,7 @@ def test_plain_names_are_accepted(name):
 
 
 def test_save_profile_adds_to_a_users_file_and_keeps_everything_else(tmp_path):
-    from devswitch.config import resolve
+    from _devswitch.config import resolve
 
     rc = tmp_path / ".devswitchrc"
     rc.write_text("# my settings\ndevice: cpu   # keep me\nprofiles:\n    old:\n        precision: fp16\n")
@@ -342,7 +342,7 @@ def test_the_file_is_where_the_configuration_comes_from(tmp_path):
 # --- compare --save-profile, in process, with a stand-in for the workers -------------------------------------
 
 def _cell(precision, batch, rate, ci=None, status="ok", device="cpu"):
-    from devswitch.compare import Cell
+    from _devswitch.compare import Cell
 
     if status != "ok":
         return Cell("tensorflow", device, precision, batch, status)
@@ -352,8 +352,8 @@ def _cell(precision, batch, rate, ci=None, status="ok", device="cpu"):
 
 
 def _results(cells, batches, **kwargs):
-    from devswitch.compare import ResultSet
-    from devswitch.compare.resultset import Model
+    from _devswitch.compare import ResultSet
+    from _devswitch.compare.resultset import Model
 
     return ResultSet(options={"batch_sizes": list(batches), "backends": ["tensorflow"], "target": "mlp",
                               "baseline": "tensorflow cpu fp32"}, model=Model("mlp", "m", unit="samples"),
@@ -366,7 +366,7 @@ CLEAR = [_cell("fp32", 64, 100.0), _cell("half", 64, 190.0), _cell("fp32", 2, 50
 
 def _compare(monkeypatch, tmp_path, cwd, results, *args):
     """``devswitch compare`` in this process, the matrix replaced by ``results``; (exit code, stderr)."""
-    import devswitch.compare as compare
+    import _devswitch.compare as compare
 
     seen = {}
 
@@ -390,7 +390,7 @@ def test_the_winner_at_the_largest_batch_is_saved_into_the_parents_file_and_read
     """From project/sub, with project/.devswitchrc: the profile goes into the parent's file (no
     sub/.devswitchrc that would hide it), it is batch 64's winner though 2 was given last, and the
     parent's own settings still apply in the subfolder."""
-    from devswitch.config import resolve
+    from _devswitch.config import resolve
 
     project = tmp_path / "home" / "project"
     (project / "sub").mkdir(parents=True)
@@ -491,7 +491,7 @@ def test_devswitchrc_saves_into_its_last_file(tmp_path, monkeypatch, capsys):
 def test_compare_saves_the_winner_as_a_profile_the_switch_then_runs(shared_compare):
     """The shared run (cpu fp32 vs fp16 measured, GPU unavailable, 3 samples): its winner at batch 8 is
     saved when its lead is significant, and otherwise it says why not, and saves nothing."""
-    from devswitch.config import resolve
+    from _devswitch.config import resolve
 
     assert "Recommendation, batch 8:" in shared_compare.proc.stdout
     doc = json.loads((shared_compare.out / "results.json").read_text())
@@ -510,8 +510,8 @@ def test_compare_saves_the_winner_as_a_profile_the_switch_then_runs(shared_compa
 def test_two_concurrent_compare_runs_save_both_profiles_into_the_parents_file(profile_compares):
     """Two real `devswitch compare --save-profile` runs side by side, each in its own subfolder of one project:
     both profiles land in the project's file (next to its comment and settings), none in the subfolders."""
-    from devswitch.config import resolve
-    from devswitch.rcfile import read_file
+    from _devswitch.config import resolve
+    from _devswitch.rcfile import read_file
 
     tmp_path = profile_compares.root  # the project (conftest._profile_compares): a/ and b/ in it
     rc = tmp_path / ".devswitchrc"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devswitch.cli import main
+from _devswitch.cli import main
 
 
 def _copy(shared_compare, tmp_path, name, change=None) -> Path:
@@ -235,8 +235,8 @@ def test_escape_sequences_inside_a_result_file_never_reach_the_terminal(shared_c
 # --- the recommendation and --save-profile ------------------------------------------------------------------
 
 def _doc(rates, cis, coverage=0.95):
-    from devswitch.compare import Cell, ResultSet
-    from devswitch.compare.resultset import Model
+    from _devswitch.compare import Cell, ResultSet
+    from _devswitch.compare.resultset import Model
 
     cells = []
     for (precision, rate), ci in zip(rates.items(), cis):
@@ -248,7 +248,7 @@ def _doc(rates, cis, coverage=0.95):
 
 
 def test_the_recommendation_is_honest_about_overlapping_intervals():
-    from devswitch.compare import recommendation_lines
+    from _devswitch.compare import recommendation_lines
 
     (clear,) = recommendation_lines(_doc({"fp32": 100.0, "half": 190.0}, [(95, 105), (180, 200)]))
     assert "fastest: cpu half (190.0 img/s, 1.90x the next, cpu fp32" in clear
@@ -262,7 +262,7 @@ def test_the_recommendation_is_honest_about_overlapping_intervals():
 
 
 def test_report_shows_a_timing_report_file_of_both_formats(tmp_path, capsys):
-    from devswitch.results import CallRecord, append_records
+    from _devswitch.results import CallRecord, append_records
 
     record = CallRecord("predict", "tiny", "ok", 0.25, False, None, 0.25, 2, 64, 256.0, 8.0, device="CPU:0",
                         policy="mixed_bfloat16")
@@ -281,7 +281,7 @@ def test_report_shows_a_timing_report_file_of_both_formats(tmp_path, capsys):
 
 
 def test_results_json_records_the_command_given_not_this_processs_argv(tmp_path):
-    from devswitch import compare
+    from _devswitch import compare
 
     options = compare.Options("mlp", ("tensorflow",), ("cpu",), ("fp32",), (1,), command=("devswitch", "compare", "mlp"))
     doc = json.loads(compare.matrix.document(options, [], [], 1.0, False).dumps())  # plain data only
@@ -289,7 +289,7 @@ def test_results_json_records_the_command_given_not_this_processs_argv(tmp_path)
 
 
 def test_a_timing_report_with_escape_sequences_shows_them_written_out(tmp_path, capsys):
-    from devswitch.results import CallRecord, append_records
+    from _devswitch.results import CallRecord, append_records
 
     record = CallRecord("predict", "\x1b]0;pwned\x07model", "ok", 0.25, False, None, 0.25, 2, 64, 256.0, 8.0,
                         device="CPU:0\x1b[2J", policy="float32")

@@ -13,10 +13,10 @@ import sys
 import pytest
 
 from conftest import SCRIPTS, clean_environ
-from devswitch import results
-from devswitch.render import calls as rendered
-from devswitch.results import CallRecord, ReportError, append_records, read_report, save_report
-from devswitch.statistics import Summary, jitter, median, percentile, std_error
+from _devswitch import results
+from _devswitch.render import calls as rendered
+from _devswitch.results import CallRecord, ReportError, append_records, read_report, save_report
+from _devswitch.statistics import Summary, jitter, median, percentile, std_error
 
 
 def test_median_and_percentiles_by_hand():
@@ -103,7 +103,7 @@ def test_append_refuses_another_schema_version(tmp_path):
 
 APPENDER = """
 import sys
-from devswitch.results import CallRecord, append_records
+from _devswitch.results import CallRecord, append_records
 path, who = sys.argv[1], sys.argv[2]
 for i in range(15):
     append_records(path, [CallRecord("predict", f"{who}-{i}", "ok", 0.1, False, None, 0.1, 1, 8, 80.0, 10.0)],
@@ -314,7 +314,7 @@ def test_the_summary_at_80_columns_breaks_no_word_in_text_or_rich():
 
     from rich.console import Console
 
-    from devswitch.render import calls, terminal, text
+    from _devswitch.render import calls, terminal, text
 
     table = calls.summary_table(_realistic_calls())
     plain = text.render(table, 80)
@@ -332,8 +332,8 @@ def test_the_summary_at_80_columns_breaks_no_word_in_text_or_rich():
 
 
 def test_an_empty_column_is_dropped_without_being_named():
-    from devswitch.render.table import Column, Table
-    from devswitch.render.text import render
+    from _devswitch.render.table import Column, Table
+    from _devswitch.render.text import render
 
     table = Table.of(["call", Column("notes", optional=True), "rate"], [["fit", "", "1.0"], ["predict", "-", "2"]])
     out = render(table, 80)
@@ -345,7 +345,7 @@ def test_a_long_summary_prints_a_bounded_number_of_lines():
     """200 calls (192 were seen under a test runner): the first and last ten, the rest counted, cells clipped."""
     import io
 
-    from devswitch.render.calls import SUMMARY_CELL, summary_table
+    from _devswitch.render.calls import SUMMARY_CELL, summary_table
 
     records = _realistic_calls(200)
     plain = io.StringIO()
@@ -369,8 +369,8 @@ def test_a_long_summary_prints_a_bounded_number_of_lines():
 
 
 def test_html_and_markdown_escape_cell_values():
-    from devswitch.render import html, markdown
-    from devswitch.render.table import Table
+    from _devswitch.render import html, markdown
+    from _devswitch.render.table import Table
 
     table = Table.of(["model", "notes"], [["<script>alert(1)</script>", "a | b"]], title="t <b>")
     page = html.render(table)
@@ -392,8 +392,8 @@ def test_a_title_with_brackets_is_printed_as_it_is_not_read_as_rich_markup():
 
     from rich.console import Console
 
-    from devswitch.render import terminal
-    from devswitch.render.table import Table
+    from _devswitch.render import terminal
+    from _devswitch.render.table import Table
 
     title = "configuration (files read: /home/u/[proj]/.devswitchrc [/x])"
     out = io.StringIO()

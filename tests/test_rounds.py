@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import devswitch
-from devswitch.compare import Cell, ResultSet
-from devswitch.compare.resultset import Model
-from devswitch.measure import shares
-from devswitch.statistics import paired_ratio, round_medians
+from _devswitch.compare import Cell, ResultSet
+from _devswitch.compare.resultset import Model
+from _devswitch.measure import shares
+from _devswitch.statistics import paired_ratio, round_medians
 
 
 pytestmark = pytest.mark.usefixtures("on_cpu")
@@ -75,7 +75,7 @@ def _cell(precision: str, rates_by_round: dict[int, list[float]], batch: int = 1
 
 
 def test_a_result_set_pairs_its_cells_by_round_and_the_recommendation_says_so():
-    from devswitch.compare import recommend, recommendation_lines
+    from _devswitch.compare import recommend, recommendation_lines
 
     noisy = {r: [100.0 * (1 + 0.5 * (r % 2))] * 3 for r in range(6)}           # rounds 1, 3, 5 are 1.5x faster
     double = {r: [200.0 * (1 + 0.5 * (r % 2)) * (1 + 0.01 * r)] * 3 for r in range(6)}
@@ -122,7 +122,7 @@ def test_the_recommendation_follows_the_rounds_when_pooled_medians_disagree():
     round B is 1.1x faster: B leads, and significantly."""
     a = {r: [100.0 if 2 <= r <= 5 else 300.0] * 3 for r in range(9)}
     b = {r: [110.0 if 2 <= r <= 5 else 330.0] * 3 for r in range(6)}
-    from devswitch.compare import recommend
+    from _devswitch.compare import recommend
 
     results = ResultSet(options={"batch_sizes": [10], "backends": ["tensorflow"], "baseline": "tensorflow cpu fp32",
                                  "rounds": 6}, model=Model("m"), cells=(_cell("fp32", a), _cell("bf16", b)))

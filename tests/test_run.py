@@ -44,11 +44,11 @@ def test_script_exception_prints_as_python_prints_it(runs):
     tail = runs.script.stderr[runs.script.stderr.index("Traceback"):]
     assert tail.splitlines()[1].strip().startswith(f'File "{TIMED}"'), "the first frame is the script's own"
     assert "LookupError: the script's own error" in tail
-    assert "devswitch/launch.py" not in tail and "runpy" not in tail, "devswitch's frames are left out"
+    assert "_devswitch/launch.py" not in tail and "runpy" not in tail, "devswitch's frames are left out"
 
 
 def test_run_applies_switch_options_times_the_script_and_writes_the_report(runs):
-    from devswitch.results import read_report
+    from _devswitch.results import read_report
 
     assert "devswitch: timed Keras calls" in runs.script.stderr
     run = read_report(runs.report)[-1]  # the first run in this report is the imported one

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import ROOT, SCRIPTS, Child, children, info_json
-from devswitch.caps import Caps, batches_per_epoch
+from _devswitch.caps import Caps, batches_per_epoch
 
 # --- the caps, pure ----------------------------------------------------------------------------------------
 
@@ -52,7 +52,7 @@ def test_batches_per_epoch_of_arrays_with_a_validation_split():
     pytest.param(["mlp", "--max-epochs", "1"], "cap the fits of a script", id="caps without a script"),
 ])
 def test_option_errors_exit_2_before_anything_runs(argv, message, tmp_path, monkeypatch, capsys):
-    from devswitch.cli import main
+    from _devswitch.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "train.py").write_text("print('ran')\n")
@@ -124,7 +124,7 @@ def test_a_script_with_its_own_arguments_is_capped_and_a_failing_column_says_why
                           "batches_per_epoch": 6, "epochs_run": 1, "steps_run": 3, "applied": True}
     assert "val_loss" in fit["history"]
     assert "| cpu fp32 | cpu fp16 |" in proc.stdout and "failed [1]" in proc.stdout
-    from devswitch.cli import main
+    from _devswitch.cli import main
 
     assert main(["report", str(folder / "out")]) == 0  # devswitch report shows it again from results.json
 
@@ -138,7 +138,7 @@ def test_a_script_that_calls_no_fit_gets_a_note_not_an_empty_table(runs, capsys)
     assert "evaluate 1: samples/s" in proc.stdout and "script wall (s)" in proc.stdout
     cell = _cell(folder)
     assert cell["status"] == "ok" and len(cell["record"]["runs"]) == 2  # -m MODULE, --rounds 2: two runs
-    from devswitch.cli import main
+    from _devswitch.cli import main
 
     capsys.readouterr()
     assert main(["report", str(folder / "out"), str(folder / "out")]) == 0  # a script set against itself
@@ -146,7 +146,7 @@ def test_a_script_that_calls_no_fit_gets_a_note_not_an_empty_table(runs, capsys)
 
 
 def test_a_run_with_more_calls_than_a_reader_takes_keeps_the_first_and_counts_the_rest():
-    from devswitch.compare.scriptrecord import MAX_CALLS, build
+    from _devswitch.compare.scriptrecord import MAX_CALLS, build
 
     run = {"round": 0, "start_s": 0.0, "wall_s": 1.0, "startup_s": 0.5, "process_s": 2.0, "exit_code": 0,
            "calls": [{"kind": "predict"}] * (MAX_CALLS + 5)}

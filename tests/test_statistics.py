@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from devswitch import compare
-from devswitch.statistics import Summary, median, median_ci
+from _devswitch import compare
+from _devswitch.statistics import Summary, median, median_ci
 
 
 @pytest.mark.parametrize("n, ranks, coverage", [(20, (6, 15), 0.9586), (100, (40, 61), 0.9648), (6, (1, 6), 0.9688)])
@@ -42,7 +42,7 @@ def test_a_summary_carries_the_interval_of_its_median():
 
 
 def _doc(rates_a, rates_b, unit="img", columns=None, **extra):
-    from devswitch.compare.resultset import Model
+    from _devswitch.compare.resultset import Model
 
     cells = []
     configs = columns or [("cpu", rates_a), ("gpu", rates_b)]
@@ -58,7 +58,7 @@ def _doc(rates_a, rates_b, unit="img", columns=None, **extra):
 
 
 def build_figure(doc):
-    from devswitch.render.chart import build_figure as build
+    from _devswitch.render.chart import build_figure as build
 
     return build(doc)
 
@@ -102,7 +102,7 @@ def test_the_chart_goes_log_only_past_a_hundredfold_span_and_says_so():
 
 
 def test_the_table_prints_the_interval_not_a_standard_error():
-    from devswitch.render.compare import render_markdown
+    from _devswitch.render.compare import render_markdown
 
     table = render_markdown(_doc((50.0, 100.0), (80.0, 158.0)))
     assert "| img/s | 50.0 [45.0, 55.0] | 80.0 [72.0, 88.0] |" in table and "±" not in table
@@ -113,7 +113,7 @@ def test_the_report_page_is_self_contained(tmp_path):
     nothing it references lies outside the file (no network request of any kind)."""
     import re
 
-    from devswitch.render.compare import render_html
+    from _devswitch.render.compare import render_html
 
     doc = _doc((50.0, 100.0), (80.0, 158.0), environment={"keras": "3.15.1", "cpu": "Test <CPU>"},
                command=("devswitch", "compare"),
@@ -132,8 +132,8 @@ def test_the_summary_fits_an_80_column_terminal():
 
     from rich.console import Console
 
-    from devswitch.render.calls import calls_table, print_calls
-    from devswitch.results import CallRecord
+    from _devswitch.render.calls import calls_table, print_calls
+    from _devswitch.results import CallRecord
 
     records = [CallRecord("fit", "a_model_with_a_rather_long_name", "ok", 12.5, True, 3.2, 9.3, 100, 3200,
                           12345.6, 100.0, device="CPU:0", policy="mixed_bfloat16", applied_policy="float32")]
@@ -152,7 +152,7 @@ def test_a_model_name_with_dollars_is_drawn_as_text_not_mathematics(tmp_path):
     pytest.importorskip("matplotlib")
     from dataclasses import replace
 
-    from devswitch.compare.resultset import Model
+    from _devswitch.compare.resultset import Model
 
     doc = replace(_doc((50.0, 100.0), (80.0, 158.0)), model=Model("x", r"net_$\badcmd$_v2"))
     assert compare.write_outputs(doc, tmp_path) == []

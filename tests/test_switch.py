@@ -21,7 +21,7 @@ def machine():
     """(GPU compute capabilities as TensorFlow sees them, whether the CPU has AVX512-BF16 or AMX-BF16)."""
     import tensorflow as tf
 
-    from devswitch.devices import detect_cpu
+    from _devswitch.devices import detect_cpu
 
     ccs = tuple(tuple(tf.config.experimental.get_device_details(d).get("compute_capability") or (0, 0))
                 for d in tf.config.list_physical_devices("GPU"))

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 import devswitch
 from conftest import SCRIPTS, Child, children, result_line
-from devswitch.results import read_report
-from devswitch.timing import BatchTimingCallback, TimingCallback
+from _devswitch.results import read_report
+from _devswitch.timing import BatchTimingCallback, TimingCallback
 
 
 class Runs:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import SCRIPTS, Child, children, result_line
-from devswitch.apply import chooses_policy
-from devswitch.config import Value
-from devswitch.devices import Plan
+from _devswitch.apply import chooses_policy
+from _devswitch.config import Value
+from _devswitch.devices import Plan
 
 BACKENDS = ("tensorflow", "jax", "torch")
 

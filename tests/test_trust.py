@@ -14,12 +14,12 @@ import pytest
 import devswitch
 from conftest import Child, children
 from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
-from devswitch import session, state
-from devswitch.cli import build_parser
-from devswitch.cli.common import explicit_from_args
-from devswitch.config import resolve
-from devswitch.errors import ConfigError
-from devswitch.settings import Threads
+from _devswitch import session, state
+from _devswitch.cli import build_parser
+from _devswitch.cli.common import explicit_from_args
+from _devswitch.config import resolve
+from _devswitch.errors import ConfigError
+from _devswitch.settings import Threads
 
 
 
@@ -346,7 +346,7 @@ def test_configure_after_building_warns_and_the_timed_call_is_marked(here, capfd
     model.predict(np.zeros((4, 4)), verbose=0)
     record = devswitch.runs()[-1]
     assert record.stale_policy and record.applied_policy == "mixed_bfloat16"
-    from devswitch.render.calls import render_calls
+    from _devswitch.render.calls import render_calls
 
     assert "model built under float32, not the applied mixed_bfloat16" in render_calls([record])
 
@@ -431,7 +431,7 @@ def test_each_documented_form_means_the_same_from_a_file_a_variable_and_an_optio
 def test_each_run_keeps_its_own_context_in_the_report_and_a_bad_report_loses_nothing(switched_runs):
     """Two processes (fp32 by the one import, bf16 by `devswitch run`) append to one report, each with its
     own plan; a third, told to write to a file that is not a report, keeps its records beside it."""
-    from devswitch.results import read_report
+    from _devswitch.results import read_report
 
     runs = switched_runs  # shared with test_run.py: each starts TensorFlow
     assert runs.imported.returncode == 0, runs.imported.stderr

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import devswitch
-from devswitch.config import resolve
-from devswitch.errors import ConfigError, TooLateError, visible
-from devswitch.sources import parse_flags
+from _devswitch.config import resolve
+from _devswitch.errors import ConfigError, TooLateError, visible
+from _devswitch.sources import parse_flags
 from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
 
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from devswitch.cli import main, parse_args
-from devswitch.cli.compare import options_from_args
+from _devswitch.cli import main, parse_args
+from _devswitch.cli.compare import options_from_args
 
 from conftest import Child, children, info_json
 
@@ -35,8 +35,8 @@ def test_varied_values_are_checked_by_the_settings_own_parser_and_written_canoni
 
 def test_every_setting_is_either_variable_or_refused_with_a_reason():
     """A new setting cannot be forgotten: it is declared variable, or refused with why."""
-    from devswitch.compare.axes import REFUSED, VARIABLE
-    from devswitch.settings import NAMES
+    from _devswitch.compare.axes import REFUSED, VARIABLE
+    from _devswitch.settings import NAMES
 
     assert set(VARIABLE) | set(REFUSED) == set(NAMES) and not set(VARIABLE) & set(REFUSED)
 
@@ -103,8 +103,8 @@ def test_a_large_matrix_runs_with_yes_and_the_baseline_may_name_a_varied_value()
 
 def _results(rates: dict, math_in_force: dict | None = None):
     """A result set of MLP cells at batch 8 keyed by (xla, threads) -> throughput."""
-    from devswitch.compare import Cell, ResultSet
-    from devswitch.compare.resultset import Model
+    from _devswitch.compare import Cell, ResultSet
+    from _devswitch.compare.resultset import Model
 
     cells = []
     for (xla, threads), rate in rates.items():
@@ -122,7 +122,7 @@ RATES = {("true", "1"): 100.0, ("true", "2"): 150.0, ("false", "1"): 90.0, ("fal
 
 
 def test_a_cell_is_keyed_by_its_varied_settings_and_the_old_three_part_key_still_works():
-    from devswitch.compare import Cell, Key
+    from _devswitch.compare import Cell, Key
 
     results = _results(RATES)
     assert results.cell(("tensorflow", "cpu", "fp32", (("xla", "false"), ("threads", "2"))), 8).metric(
@@ -134,8 +134,8 @@ def test_a_cell_is_keyed_by_its_varied_settings_and_the_old_three_part_key_still
 
 
 def test_results_files_carry_the_varied_settings_and_read_back(tmp_path):
-    from devswitch.compare import read
-    from devswitch.render.compare import render_csv, render_markdown
+    from _devswitch.compare import read
+    from _devswitch.render.compare import render_csv, render_markdown
 
     results = _results(RATES)
     (tmp_path / "results.json").write_text(results.dumps())
@@ -151,9 +151,9 @@ def test_results_files_carry_the_varied_settings_and_read_back(tmp_path):
 
 
 def test_the_recommended_switch_carries_every_varied_value_of_the_winner(tmp_path, monkeypatch):
-    from devswitch.cli.compare import save_winner
-    from devswitch.compare import recommendation_lines
-    from devswitch.config import resolve
+    from _devswitch.cli.compare import save_winner
+    from _devswitch.compare import recommendation_lines
+    from _devswitch.config import resolve
 
     results = _results(RATES)
     (line,) = recommendation_lines(results)
@@ -172,7 +172,7 @@ def test_the_recommended_switch_carries_every_varied_value_of_the_winner(tmp_pat
 ])
 def test_a_math_column_says_when_another_mode_was_in_force(settings, in_force, column):
     """The column names the mode asked for, and the record's mode in force when it is another."""
-    from devswitch.compare import Cell
+    from _devswitch.compare import Cell
 
     record = {"metrics": {"throughput": {"value": 1.0}}, "math": in_force}
     assert Cell.of(("torch", "cpu", "fp32", settings), 8, "ok", "fp32", record).column() == column
@@ -200,8 +200,8 @@ def _doc(mutate):
     pytest.param(lambda d: d["options"].update(vary={"xla": "true"}), "options.vary.xla", id="vary not a list"),
 ])
 def test_malformed_varied_settings_in_results_json_are_named(mutate, field):
-    from devswitch.compare import ResultFileError
-    from devswitch.compare.resultfile import parse
+    from _devswitch.compare import ResultFileError
+    from _devswitch.compare.resultfile import parse
 
     with pytest.raises(ResultFileError, match=f"results.json: {field.replace('[', '.').replace(']', '.')}"):
         parse(_doc(mutate), "results.json")

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import Child, children
 
-from devswitch.errors import UsageError
+from _devswitch.errors import UsageError
 
 # --- memory up front: pure ---------------------------------------------------------------------------------
 
 
 def test_rounds_that_would_not_fit_in_memory_are_refused_with_the_figures_and_the_way_out():
     """64 AlexNet workers side by side on 23 GiB: refused, naming the figures, --rounds 1 and how many fit."""
-    from devswitch.compare.process import check_memory
+    from _devswitch.compare.process import check_memory
 
     with pytest.raises(UsageError, match=r"64 workers alive side by side \(--rounds 6\), about 1,000 MiB each") as e:
         check_memory(64, "alexnet", 6, available=23 * 1024)
@@ -30,8 +30,8 @@ def test_rounds_that_would_not_fit_in_memory_are_refused_with_the_figures_and_th
 
 
 def test_compare_refuses_rounds_that_will_not_fit_before_any_worker_starts(tmp_path, monkeypatch, capsys):
-    from devswitch.cli import main
-    from devswitch.compare import process
+    from _devswitch.cli import main
+    from _devswitch.compare import process
 
     def no_worker(*args, **kwargs):
         pytest.fail("a worker was started")
@@ -47,7 +47,7 @@ def test_compare_refuses_rounds_that_will_not_fit_before_any_worker_starts(tmp_p
 
 
 def test_a_timeout_below_one_second_is_refused(tmp_path, monkeypatch, capsys):
-    from devswitch.cli import main
+    from _devswitch.cli import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["compare", "mlp", "--timeout", "0", "--out", "out"]) == 2

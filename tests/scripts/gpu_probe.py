@@ -14,8 +14,8 @@ import subprocess
 import keras
 import numpy as np
 
-from devswitch import backends
-from devswitch.models import mlp
+from _devswitch import backends
+from _devswitch.models import mlp
 
 BACKEND = keras.backend.backend()
 module = backends.get(BACKEND)

@@ -13,7 +13,8 @@ import os
 import keras
 import numpy as np
 
-from devswitch import backends
+from _devswitch import backends
+from _devswitch.devices import detect_cpu
 
 BACKEND = keras.backend.backend()
 module = backends.get(BACKEND)
@@ -50,8 +51,8 @@ def rel(x: np.ndarray, y: np.ndarray) -> float:
 
 out = {"backend": BACKEND, "ieee": {"framework": framework(), "plan": devswitch.plan().math,
                                     "state": module.math_state()}}
-from devswitch import accuracy  # noqa: E402
-from devswitch.models import mlp  # noqa: E402
+from _devswitch import accuracy  # noqa: E402
+from _devswitch.models import mlp  # noqa: E402
 
 keras.utils.set_random_seed(0)
 reference = accuracy.reference(mlp(), samples=8)  # this backend, full float32: the same configuration again
@@ -84,6 +85,6 @@ devswitch.configure(math="auto")
 out["auto"] = {"framework": framework(), "plan": devswitch.plan().math}
 devswitch.reset()
 out["after_reset"] = framework()
-out["cpu_flags"] = sorted(devswitch.devices.detect_cpu().features)
+out["cpu_flags"] = sorted(detect_cpu().features)
 out["env"] = os.environ.get("DEVSWITCH_MATH")
 print("RESULT " + json.dumps(out))

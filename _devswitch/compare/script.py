@@ -75,7 +75,7 @@ def run_once(
             parent_pid=os.getpid(),
             where=where,
         ).write(spec)
-        worker = Worker("devswitch.scriptworker", spec, events, log, job.options.timeout, round_number > 1, header)
+        worker = Worker("_devswitch.scriptworker", spec, events, log, job.options.timeout, round_number > 1, header)
     except OSError as error:  # a script of an earlier run replaced the work folder or the logs by a file
         why = f"its work files could not be written ({error.strerror or error}: {error.filename or work})"
         return {

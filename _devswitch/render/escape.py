@@ -3,7 +3,7 @@
 A script's last error line, a factory's message, a file name, a framework's message or a string read back
 from a result file may hold escape sequences (blink, an OSC 8 hyperlink, a title change), other control
 characters, newlines, bidirectional overrides, markdown table pipes, HTML, or a CSV cell that a spreadsheet
-would run as a formula. Every renderer in ``devswitch/render/`` and the compare commands' progress lines
+would run as a formula. Every renderer in ``_devswitch/render/`` and the compare commands' progress lines
 pass such text through ``safe`` for their medium; nothing else escapes.
 """
 

@@ -1,6 +1,6 @@
 """One run of the user's unmodified script for ``devswitch compare --script``, as ``devswitch run`` runs it.
 
-``python -m devswitch.scriptworker SPEC.json``: devswitch is applied with the configuration's settings as
+``python -m _devswitch.scriptworker SPEC.json``: devswitch is applied with the configuration's settings as
 explicit settings (``fallback: error``, ``report: PATH.jsonl`` in the work folder), the session's caps set
 (every ``fit`` clipped and labelled, see caps.py), then the script runs through ``launch.run_target`` with
 its own arguments. Events go to the spec's events file; the script's output goes where compare points

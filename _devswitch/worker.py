@@ -1,4 +1,4 @@
-"""One configuration of ``devswitch compare``, in its own process: ``python -m devswitch.worker SPEC.json``.
+"""One configuration of ``devswitch compare``, in its own process: ``python -m _devswitch.worker SPEC.json``.
 
 Device visibility is fixed once per process, so each device x precision pair
 runs here, in a fresh interpreter. Everything it learns is appended as one JSON

@@ -199,7 +199,10 @@ def invoked_as_cli() -> bool:
     if os.path.basename(sys.argv[0] if sys.argv else "") in ("devswitch", "devswitch.exe"):
         return True
     argv = getattr(sys, "orig_argv", [])
-    return any(a == "-m" and (b == "devswitch" or b.startswith("devswitch.")) for a, b in pairwise(argv))
+    return any(
+        a == "-m" and (b in ("devswitch", "_devswitch") or b.startswith(("devswitch.", "_devswitch.")))
+        for a, b in pairwise(argv)
+    )
 
 
 def _interactive() -> bool:

@@ -100,7 +100,7 @@ def run_configuration(
     spec, events, log = write_spec(options, (backend, device, precision, settings), workdir, role)
     run = ConfigRun(device, precision, backend, settings=tuple(settings))
     interrupted = False
-    worker = Worker("devswitch.worker", spec, events, log, options.timeout)
+    worker = Worker("_devswitch.worker", spec, events, log, options.timeout)
     try:
         try:
             if worker.wait(lambda: report_progress(worker.poll_events(), progress)) != ENDED:

@@ -60,7 +60,7 @@ def _start(options: Options, config: Configuration, workdir: Path, origin: float
         options, config, workdir, role, rounds=options.rounds, origin=origin, turn_fd=turn_end, phase_fd=phase_end
     )
     try:
-        worker = Worker("devswitch.worker", spec, events, log, options.timeout, pass_fds=(turn_end, phase_end))
+        worker = Worker("_devswitch.worker", spec, events, log, options.timeout, pass_fds=(turn_end, phase_end))
     except BaseException:
         for fd in (turns, phases):
             os.close(fd)
