@@ -324,7 +324,17 @@ def main(spec_path: str) -> int:
         name = model.name
         if re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):  # Keras' automatic name says nothing
             name = parse_target(spec.target)[1] or spec.target
-        emit(p.BUILT, model=name, unit="img" if len(shape) == 3 else "samples", parameters=int(model.count_params()))
+        from .scriptworker import read_back
+
+        emit(
+            p.BUILT,
+            model=name,
+            unit="img" if len(shape) == 3 else "samples",
+            parameters=int(model.count_params()),
+            # the settings once the factory has run, and where a devswitch.configure of it set each (compare
+            # checks them against the column, see compare/honest.py)
+            read_back=read_back(spec.settings),
+        )
 
         if spec.role == "reference":
             return make_reference(spec, model, context.get("plan") or {}, emit)

@@ -3,13 +3,15 @@ writes on a full disk (a clean error, nothing half-written)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import clean_environ
+from conftest import Child, children, clean_environ
 
 from _devswitch import profiles
 from _devswitch.cli import main
@@ -73,13 +75,28 @@ def test_a_lock_that_is_not_a_regular_file_of_its_own_is_refused_by_every_writer
     assert rc.read_text() == "device: cpu\n" and not (tmp_path / "runs.jsonl").exists()
 
 
-def test_a_lock_of_our_own_is_taken_and_left_a_regular_file(tmp_path):
+def test_a_lock_of_our_own_is_taken_and_no_lock_file_is_left_behind(tmp_path):
+    """Appends under the report's lock, also 8 at a time (flock locks per open file, so threads contend as
+    processes do): every line arrives whole, and no empty ``runs.jsonl.lock`` stays behind."""
+    import threading
+
     from _devswitch.results import append_records
 
     append_records(tmp_path / "runs.jsonl", [{"kind": "fit"}])
-    append_records(tmp_path / "runs.jsonl", [{"kind": "fit"}])
-    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 2
-    assert (tmp_path / "runs.jsonl.lock").is_file() and not (tmp_path / "runs.jsonl.lock").is_symlink()
+    assert not (tmp_path / "runs.jsonl.lock").exists()
+
+    def append(n: int) -> None:
+        for i in range(25):
+            append_records(tmp_path / "runs.jsonl", [{"kind": "fit", "model": f"{n}-{i}" * 50}])
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 201 and all(line.endswith("}") for line in lines)
+    assert not (tmp_path / "runs.jsonl.lock").exists()
 
 
 def test_a_project_file_whose_reports_lock_is_a_link_is_refused_when_read(tmp_path):
@@ -270,3 +287,92 @@ def test_a_profile_init_and_a_report_on_a_full_disk_are_clean_errors_and_leave_t
     proc = _limited(512, ["-m", "devswitch", "init"], tmp_path, HOME=str(home))
     assert proc.returncode == 2 and "cannot write the file: File too large" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+# --- a disk that fills up after the up-front check: RLIMIT_FSIZE lowered in compare after its first column -------
+
+# compare in a child whose file-size limit drops to 0 (SIGXFSZ ignored: a write gets EFBIG, as on a full disk)
+# once its first column has started (a configuration, a worker of rounds, a script's run), and (with "restore")
+# is raised again when the run is over, so that the results files can be written
+FILLING = """
+import resource, signal, sys
+from _devswitch import compare
+from _devswitch.compare import matrix, rounds, script
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+where, restore, argv = sys.argv[1], sys.argv[2] == "restore", sys.argv[3:]
+module, name = {"matrix": (matrix, "run_configuration"), "rounds": (rounds, "_start"),
+                "script": (script, "run_once")}[where]
+first = getattr(module, name)
+def then_full(*args, **kwargs):
+    try:
+        return first(*args, **kwargs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # the disk takes nothing more from here on
+setattr(module, name, then_full)
+def run_then(run):
+    def ran(*args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        finally:
+            if restore:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    return ran
+compare.run_matrix = run_then(compare.run_matrix)
+script.run_scripts = run_then(script.run_scripts)
+from _devswitch.cli import main
+sys.exit(main(argv))
+"""
+THREE = ["--devices", "cpu", "--precisions", "fp32", "--vary", "threads=1,2,3", "--out", "out"]
+SMALL = ["--batch-sizes", "1", "--warmup", "1", "--iterations", "3", "--accuracy-samples", "0"]
+SMALL += ["--no-predict-baseline", "--no-peak-probe"]
+
+
+def _filling(root: Path) -> dict[str, Child]:
+    def prepare(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "hello.py").write_text("print('hello')\n")
+
+    def child(where: str, restore: bool, *argv: str) -> Child:
+        return Child(["-c", FILLING, where, "restore" if restore else "-", *argv], prepare=prepare, timeout=240)
+
+    return {
+        "sequential": child("matrix", True, "compare", "mlp", *THREE, *SMALL, "--rounds", "1"),
+        "rounds": child("rounds", True, "compare", "mlp", *THREE, *SMALL, "--rounds", "2"),
+        "script": child("script", True, "compare", "--script", "hello.py", *THREE),
+        "no results": child("matrix", False, "compare", "mlp", *THREE, *SMALL, "--rounds", "1"),
+    }
+
+
+filling = children(_filling)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("mode", ["sequential", "rounds", "script"])
+def test_a_disk_that_fills_up_during_compare_fails_the_columns_and_keeps_the_finished_rows(filling, mode):
+    """The first column is measured; the second's spec cannot be written (EFBIG from the kernel): its column
+    fails with the reason, the third is not started, and the results files hold all three (exit 5, no traceback)."""
+    proc, folder = filling(mode)
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    cells = json.loads((folder / "out" / "results.json").read_text())["cells"]
+    first, second, third = (cell["status"] for cell in cells)
+    assert first == "ok"
+    assert re.fullmatch(
+        r"failed: its work files could not be written \(File too large: /\S+threads=2\S*\.spec\.json\); "
+        r"the disk takes no more: the columns after it are not started",
+        second,
+    ), second
+    assert third.startswith("failed: not started: an earlier column's work files could not be written (File too")
+    assert all((folder / "out" / name).is_file() for name in ("results.csv", "results.md", "results.html"))
+
+
+@pytest.mark.subprocess
+def test_results_files_that_cannot_be_written_are_exit_2_after_the_table(filling):
+    """Not 1, the report gate's "regression": the table is printed, and the error names the file and why."""
+    proc, folder = filling("no results")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert "threads=1" in proc.stdout and "threads=3" in proc.stdout  # the table, on stdout
+    assert re.search(r"devswitch: error: could not write \S*out/results\.json: File too large; the table above", proc.stderr)
+    assert not (folder / "out" / "results.json").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -18,15 +19,31 @@ from _devswitch.errors import UsageError
 
 
 def test_rounds_that_would_not_fit_in_memory_are_refused_with_the_figures_and_the_way_out():
-    """64 AlexNet workers side by side on 23 GiB: refused, naming the figures, --rounds 1 and how many fit."""
+    """64 AlexNet workers side by side on 23 GiB: refused at the measured figure, naming --rounds 1 and how many fit."""
     from _devswitch.compare.process import check_memory
 
-    with pytest.raises(UsageError, match=r"64 workers alive side by side \(--rounds 6\), about 1,000 MiB each") as e:
-        check_memory(64, "alexnet", 6, available=23 * 1024)
-    assert "23.0 GiB is available; nothing was run" in e.value.message
-    assert "--rounds 1" in e.value.hint and "at most 22 configurations" in e.value.hint
-    check_memory(4, "alexnet", 6, available=23 * 1024)  # fits: nothing said
-    check_memory(1, "alexnet", 6, available=10)  # one worker: nothing to refuse
+    with pytest.raises(UsageError, match=r"64 workers alive side by side \(--rounds 6\), about 1,500 MiB each") as e:
+        check_memory(["tensorflow"] * 64, "alexnet", 6, available=23 * 1024)
+    assert "for alexnet (as measured, see docs/trust.md) plus 620 MiB of libraries" in e.value.message
+    assert "94.4 GiB in all, and 23.0 GiB is available; nothing was run" in e.value.message
+    assert "--rounds 1" in e.value.hint and "at most 15 configurations" in e.value.hint
+    check_memory(["tensorflow"] * 4, "alexnet", 6, available=23 * 1024)  # fits: nothing said
+    check_memory(["tensorflow"], "alexnet", 6, available=10)  # one worker: nothing to refuse
+    check_memory(["tensorflow"] * 64, "my_model.py", 6, available=10)  # a user's factory: measured when it runs
+    with pytest.raises(UsageError, match="about 720 MiB each for mlp"):  # PyTorch takes more than TensorFlow
+        check_memory(["torch"] * 4, "mlp", 2, available=3 * 1024)
+
+
+def test_gpu_columns_that_wait_for_a_gpu_are_not_counted_up_front():
+    """cpu and gpu columns of one backend: only the cpu ones (and the reference) start at once; a gpu column of
+    a backend without a cpu one starts at once too."""
+    from _devswitch.compare.options import Options
+    from _devswitch.compare.process import first_workers
+
+    options = Options(target="mlp", devices=("cpu", "gpu"), precisions=("fp32", "bf16"), rounds=3)
+    assert first_workers(options) == ["tensorflow"] * 3  # the reference and cpu fp32, cpu bf16
+    options = Options(target="mlp", devices=("gpu",), precisions=("fp32",), rounds=3, accuracy_samples=0)
+    assert first_workers(options) == ["tensorflow"]
 
 
 def test_compare_refuses_rounds_that_will_not_fit_before_any_worker_starts(tmp_path, monkeypatch, capsys):
@@ -43,6 +60,7 @@ def test_compare_refuses_rounds_that_will_not_fit_before_any_worker_starts(tmp_p
     assert main([*argv, "--out", "out"]) == 2
     err = capsys.readouterr().err
     assert "5 workers alive side by side" in err and "2.0 GiB is available" in err and "--rounds 1" in err
+    assert "about 1,500 MiB each for alexnet" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -301,3 +319,109 @@ def test_a_script_that_configures_another_precision_gets_an_overridden_column(ho
     assert cell["record"] is not None  # what it measured is kept beside the mark
     assert "profile 'mine' not saved" in proc.stderr
     assert not (folder / ".devswitchrc").exists()
+
+
+# --- honest columns: a factory that changes its column's settings itself --------------------------------------
+
+# the fp32 column's factory switches to float16 itself; the fp16 column's is left as it is
+CONFIGURING = (
+    "import devswitch\nimport keras\n\n\ndef build_model():\n"
+    "    if devswitch.plan().precision == 'fp32':\n"
+    "        devswitch.configure(precision='fp16')\n"
+    "    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])\n"
+)
+KERAS_POLICY = (
+    "import keras\n\n\ndef build_model():\n"
+    "    if keras.config.dtype_policy().name == 'float32':\n"
+    "        keras.mixed_precision.set_global_policy('mixed_float16')\n"
+    "    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])\n"
+)
+
+
+def _write_factories(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "configuring.py").write_text(CONFIGURING)
+    (folder / "keras_policy.py").write_text(KERAS_POLICY)
+
+
+def _overriding(root: Path) -> dict[str, Child]:
+    def compare(model: str, *more: str) -> Child:
+        argv = ["-m", "devswitch", "compare", model, "--devices", "cpu", "--precisions", "fp32,fp16"]
+        argv += ["--batch-sizes", "1", "--warmup", "1", "--iterations", "3", "--accuracy-samples", "0"]
+        argv += ["--no-predict-baseline", "--no-peak-probe", "--out", "out", *more]
+        return Child(argv, prepare=_write_factories, timeout=240)
+
+    return {
+        "configure": compare("configuring.py", "--save-profile", "mine", "--save-profile-anyway"),
+        "keras": compare("keras_policy.py", "--rounds", "2"),
+    }
+
+
+overriding = children(_overriding)
+
+# compare on a machine with 512 MiB available (MemAvailable as compare reads it; the workers are real)
+SMALL_MACHINE = (
+    "import sys\nfrom _devswitch.compare import process\nprocess.available_mib = lambda: 512.0\n"
+    "from _devswitch.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def _own_factory(root: Path) -> dict[str, Child]:
+    def prepare(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tiny.py").write_text(KERAS_POLICY.replace("mixed_float16", "float32"))
+
+    argv = ["-c", SMALL_MACHINE, "compare", "tiny.py", "--devices", "cpu", "--precisions", "fp32"]
+    argv += ["--vary", "threads=1,2,3,4", "--rounds", "2", "--accuracy-samples", "0", "--out", "out"]
+    return {"small machine": Child(argv, prepare=prepare, timeout=180)}
+
+
+own_factory = children(_own_factory)
+
+
+@pytest.mark.subprocess
+def test_a_users_factory_is_measured_on_its_first_worker_before_the_others_start(own_factory):
+    """No documented figure for a factory of the user's: the first worker starts, and once its model is built
+    its memory is read from /proc; the three others would not fit in 512 MiB, so none is started (exit 2)."""
+    proc, folder = own_factory("small machine")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "starting" not in proc.stderr.replace("starting 1", "")
+    held = re.search(r"the first worker holds (\d+) MiB of its own once the model is built", proc.stderr)
+    assert held and 100 < int(held.group(1)) < 4000, proc.stderr[-3000:]
+    assert (
+        f"this compare keeps 4 workers alive side by side (--rounds 2), about {held.group(1)} MiB each for tiny.py "
+        "(what the first worker held once the model was built)"
+    ) in proc.stderr
+    assert "0.5 GiB is available; the workers started so far were ended, nothing was measured" in proc.stderr
+    assert "--rounds 1" in proc.stderr
+    assert not list((folder / "out").glob(".devswitch-work-*"))
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("name", "changed"),
+    [
+        pytest.param(
+            "configure", "precision fp16 (devswitch.configure at configuring.py:7)", id="devswitch.configure, in turn"
+        ),
+        pytest.param("keras", "policy mixed_float16 (not set through devswitch)", id="Keras' own policy, rounds"),
+    ],
+)
+def test_a_factory_that_changes_its_columns_settings_gets_an_overridden_column(overriding, name, changed):
+    """The fp32 column's factory turns float16 on itself (through devswitch, or Keras' own global policy): the
+    column says so and where, keeps what it measured, and is left out of the recommendation (and of
+    --save-profile, which saves the honest fp16 column); the fp16 column is untouched."""
+    from _devswitch.compare import recommend
+    from _devswitch.compare.resultfile import read
+
+    proc, folder = overriding(name)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fp32, fp16 = _cells(folder)
+    assert fp32["status"] == f"overridden by the factory: {changed}"
+    assert fp32["record"]["policy"] == "mixed_float16"  # what it really ran under, kept beside the mark
+    assert fp16["status"] == "ok"
+    (pick,) = recommend(read(folder / "out" / "results.json"))
+    assert pick.best is not None and pick.best.precision == "fp16" and pick.runner_up is None
+    assert "overridden by the factory" in (folder / "out" / "results.md").read_text()
+    if name == "configure":
+        assert "saved profile 'mine' (device=cpu, precision=fp16" in proc.stderr, proc.stderr[-3000:]

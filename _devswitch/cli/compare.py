@@ -266,9 +266,9 @@ def compare_command(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     parse_target(options.target)  # a bad MODEL is an error before any process starts
     if options.rounds > 1:  # every worker alive at once: refused before anything runs when they will not fit
-        from ..compare.process import check_memory
+        from ..compare.process import check_memory, first_workers
 
-        check_memory(len(options.configurations) + bool(options.accuracy_samples), options.target, options.rounds)
+        check_memory(first_workers(options), options.target, options.rounds)  # a factory of the user's: measured
     profile_file = _profile_file(args)  # so is a profile that could not be saved
     output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
     options = dataclasses.replace(options, out=str(output.path), command=("devswitch", *args.argv))
@@ -304,7 +304,7 @@ def compare_command(args: argparse.Namespace) -> int:
         output.close()
     notes = publish(results, output.path, render_markdown(results), write_outputs)
     if notes is None:
-        return 1
+        return UsageError.exit_code  # not 1, the report gate's "regression": the files could not be written
     for note in notes:
         print(f"note: {safe(note)}", file=sys.stderr)
     print(
@@ -317,15 +317,20 @@ def compare_command(args: argparse.Namespace) -> int:
 
 def publish(results, folder: Path, table: str, write) -> list[str] | None:
     """Write the result files with ``write(results, folder)`` and print the table; None (after printing the
-    table and why) when they could not be written: what was measured is then on the terminal at least."""
+    table, and which file could not be written and why) when they could not be written: what was measured is
+    then on the terminal at least (compare exits 2)."""
     try:
         notes = write(results, folder)
     except OSError as error:
+        from ..render.escape import safe
+
         print(table)
         print(
-            f"devswitch: error: could not write the results to {folder}: {error}; the table above is what was measured",
+            f"devswitch: error: could not write {safe(str(error.filename or folder))}: "
+            f"{safe(error.strerror or str(error))}; the table above is what was measured",
             file=sys.stderr,
         )
+        print("  hint: free some space (or choose another --out) and run compare again", file=sys.stderr)
         return None
     print(table)
     return notes or []

@@ -154,7 +154,7 @@ def script_compare_command(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         output.close()
     if publish(results, output.path, render_markdown(results), write_outputs) is None:
-        return 1
+        return UsageError.exit_code  # not 1, the report gate's "regression": the files could not be written
     print(
         f"devswitch: wrote results.json, results.csv, results.md, results.html and the scripts' logs (logs/) to "
         f"{output.path}",

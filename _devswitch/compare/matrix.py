@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import honest
 from . import protocol as p
 from .options import Options
-from .process import ENDED, Worker, absolute, last_error_line, timeout_words
+from .process import ENDED, Worker, absolute, full_disk_reason, last_error_line, not_started, timeout_words, unwritable
 from .protocol import Spec
 from .resultset import Cell, Configuration, Model, ResultSet
 
@@ -32,6 +33,7 @@ class ConfigRun:
     events: list[dict] = field(default_factory=list)  # the worker's events, as read back from JSON
     log: str = ""
     settings: tuple[tuple[str, str], ...] = ()  # the varied settings: ((name, value text), ...)
+    unwritable: str | None = None  # not started: its work files could not be written (why)
 
     @property
     def config(self) -> Configuration:
@@ -97,10 +99,16 @@ def run_configuration(
 ) -> tuple[ConfigRun, bool]:
     """Run one worker (``settings``: the varied settings it applies); returns its run and whether the user
     interrupted."""
-    spec, events, log = write_spec(options, (backend, device, precision, settings), workdir, role)
     run = ConfigRun(device, precision, backend, settings=tuple(settings))
+    try:
+        spec, events, log = write_spec(options, (backend, device, precision, settings), workdir, role)
+        worker = Worker("_devswitch.worker", spec, events, log, options.timeout)
+    except OSError as error:  # a disk full since the up-front check: a failed column, not a traceback
+        run.unwritable = unwritable(error, workdir)
+        run.events.append({"event": p.GIVEN_UP, "reason": run.unwritable, "t": time.time()})
+        progress(f"    failed: {run.unwritable}")
+        return run, False
     interrupted = False
-    worker = Worker("_devswitch.worker", spec, events, log, options.timeout)
     try:
         try:
             if worker.wait(lambda: report_progress(worker.poll_events(), progress)) != ENDED:
@@ -149,11 +157,16 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
     failed = next((e["error"] for e in run.events if e["event"] == p.FAILED), None)
     crashed = next((e for e in run.events if e["event"] == p.CRASHED), None)
     given_up = next((e["reason"] for e in run.events if e["event"] == p.GIVEN_UP), None)
+    ready = next((e for e in run.events if e["event"] == p.READY), None)
+    built = next((e for e in run.events if e["event"] == p.BUILT), None)
     cells = []
     for batch in batch_sizes:
         record = records.get(batch)
         if record is not None:
             status = record["status"]
+            changed = honest.factory_override(run.config, ready, built, record) if status == "ok" else None
+            if changed:  # measured, but not in the column's configuration: kept, marked, never recommended
+                status = honest.status("the factory", changed)
         elif unavailable:
             status = f"unavailable: {unavailable}"
         elif failed:
@@ -215,9 +228,14 @@ def run_matrix(
             )
         except KeyboardInterrupt:
             interrupted = True
+    full = full_disk_reason(reference)  # the disk took no more work files: the later columns are not started
     for i, config in enumerate(configs):
         if interrupted:
             done += cells(config, "not run (interrupted)")
+            continue
+        if full:
+            progress(f"[{i + 1}/{len(configs)}] {config.label(several)}: {not_started(full)}")
+            done += cells(config, not_started(full))
             continue
         before = len(done)
         backend, device, precision, settings = config
@@ -234,7 +252,9 @@ def run_matrix(
             run, interrupted = run_configuration(
                 options, device, precision, workdir, progress, backend, settings=settings
             )
-            runs.append(run)
+            full = full_disk_reason(run)
+            if run.unwritable is None:
+                runs.append(run)
             seen = gpus_seen(run)
             if seen == 0:
                 no_gpu[backend] = no_gpu_reason(backend, device, precision)
@@ -298,7 +318,10 @@ def reference_summary(run: ConfigRun | None) -> dict | None:
             "seconds": done.get("seconds"),
             "wall_s": run.wall_s,
         }
-    why = next((e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE)), None)
+    why = next(
+        (e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE, p.GIVEN_UP)),
+        None,
+    )
     return {"status": f"failed: {why or last_error_line(run.log)}", "wall_s": run.wall_s}
 
 

@@ -9,6 +9,14 @@ from ..results import write_atomic
 from .resultset import ResultSet
 
 
+def _write(path: Path, data: str) -> None:
+    """write_atomic, with an error that names the results file (not its temporary file, or nothing)."""
+    try:
+        write_atomic(path, data)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+
+
 def write_outputs(results: ResultSet, out: Path, plot: bool = True) -> list[str]:
     """Write results.json/.csv/.md/.html and (with ``plot``) results.png, each atomically; returns notes.
 
@@ -18,9 +26,9 @@ def write_outputs(results: ResultSet, out: Path, plot: bool = True) -> list[str]
     from ..render.compare import render_csv, render_html, render_markdown
 
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "results.json", results.dumps())
-    write_atomic(out / "results.csv", render_csv(results))
-    write_atomic(out / "results.md", render_markdown(results))
+    _write(out / "results.json", results.dumps())
+    _write(out / "results.csv", render_csv(results))
+    _write(out / "results.md", render_markdown(results))
     png: bytes | None = None
     note: str | None = "not plotted"
     if plot and results.kind == "script":  # one bar per configuration would only redraw the wall-time row
@@ -39,5 +47,5 @@ def write_outputs(results: ResultSet, out: Path, plot: bool = True) -> list[str]
     if png is None:
         with contextlib.suppress(FileNotFoundError):
             (out / "results.png").unlink()
-    write_atomic(out / "results.html", render_html(results, png))
+    _write(out / "results.html", render_html(results, png))
     return [note] if note and plot else []

@@ -25,6 +25,14 @@ EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED,
 # Every event a worker writes carries its "pid": compare takes only the worker's own (not a forked child's).
 
 
+def _write(path: Path, text: str) -> None:
+    """Write a worker's spec; an OSError (a full disk: ENOSPC, EDQUOT, EFBIG) names the file."""
+    try:
+        path.write_text(text)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+
+
 @dataclass(frozen=True)
 class Spec:
     """One configuration for one worker."""
@@ -52,7 +60,7 @@ class Spec:
     settings: dict = field(default_factory=dict)  # the varied settings to apply: {name: value text} (--vary)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)))
+        _write(path, json.dumps(asdict(self)))
 
     @classmethod
     def read(cls, path: str | Path) -> Spec:
@@ -82,7 +90,7 @@ class ScriptSpec:
     where: dict = field(default_factory=dict)  # setting -> where compare took it from (for messages)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)))
+        _write(path, json.dumps(asdict(self)))
 
     @classmethod
     def read(cls, path: str | Path) -> ScriptSpec:

@@ -31,7 +31,17 @@ from .matrix import (
     write_spec,
 )
 from .options import Options
-from .process import TURN, Worker, timeout_words
+from .process import (
+    TURN,
+    Worker,
+    bundled_estimate,
+    check_memory,
+    full_disk,
+    measured_estimate,
+    not_started,
+    timeout_words,
+    unwritable,
+)
 from .resultset import Cell, Configuration, ResultSet
 
 
@@ -56,10 +66,10 @@ def _start(options: Options, config: Configuration, workdir: Path, origin: float
     backend, device, precision, settings = config
     turns, turn_end = os.pipe()
     phase_end, phases = os.pipe()
-    spec, events, log = write_spec(
-        options, config, workdir, role, rounds=options.rounds, origin=origin, turn_fd=turn_end, phase_fd=phase_end
-    )
     try:
+        spec, events, log = write_spec(
+            options, config, workdir, role, rounds=options.rounds, origin=origin, turn_fd=turn_end, phase_fd=phase_end
+        )
         worker = Worker("_devswitch.worker", spec, events, log, options.timeout, pass_fds=(turn_end, phase_end))
     except BaseException:
         for fd in (turns, phases):
@@ -148,6 +158,48 @@ def run_interleaved(
         progress(f"{name(config)}: unavailable: {reason}")
         early[config] = [Cell.of(config, b, f"unavailable: {reason}") for b in options.batch_sizes]
 
+    full: list[str] = []  # the disk took no more work files: no worker is started after that
+
+    def start(config: Configuration, role: str = "measure") -> _Worker | None:
+        """The configuration's worker, or None (its column failed) when its work files cannot be written."""
+        status = not_started(full[0]) if full else None
+        if status is None:
+            try:
+                return _start(options, config, workdir, started, role)
+            except OSError as error:  # a disk full since the up-front check: a failed column, not a traceback
+                status = f"failed: {unwritable(error, workdir)}"
+                if full_disk(error):
+                    full.append(unwritable(error, workdir))
+        progress(f"{'reference' if role == 'reference' else name(config)}: {status}")
+        if role != "reference":
+            early[config] = [Cell.of(config, b, status) for b in options.batch_sizes]
+        return None
+
+    estimate = bundled_estimate(options.target)  # None: a factory of the user's, measured on its first worker
+    measured = estimate is not None
+
+    def room_for(more: list[Configuration]) -> None:
+        """Refuse (UsageError, every worker ended) when ``more`` workers will not fit in the memory available
+        beside the ones alive; a factory of the user's is measured on the first worker before."""
+        nonlocal estimate, measured
+        alive = [w for w in ([reference] if reference else []) + workers + waiting if w.process.proc.poll() is None]
+        if not more or not alive:
+            return
+        if not measured:
+            measured = True
+            first = next((w for w in alive if w is not reference), alive[0])  # the reference ends soon after
+            progress("waiting for the first worker's model to be built, to measure what a worker takes")
+            estimate = measured_estimate(first.process, first.config.backend, progress)
+        if estimate is not None:
+            check_memory(
+                [c.backend for c in more],
+                options.target,
+                options.rounds,
+                estimate=estimate,
+                running=tuple(w.process.pid for w in alive),
+                running_backends=tuple(w.config.backend for w in alive),
+            )
+
     try:
         # A GPU configuration waits for a CPU one of its backend to say whether there is a GPU at all, so that
         # a machine without one does not start a framework per GPU column only to hear "no GPU" each time.
@@ -156,13 +208,18 @@ def run_interleaved(
         if options.accuracy_samples:  # the strict float32 reference, computed while the others start
             config = reference_config(options)
             if not backends.missing_reason(config.backend):
-                reference = _start(options, config, workdir, started, role="reference")
-        for config in configs:
+                reference = start(config, role="reference")
+        for i, config in enumerate(configs):
             missing = backends.missing_reason(config.backend)
             if missing:  # known without starting anything
                 unavailable(config, missing)
-            elif config not in deferred:
-                waiting.append(_start(options, config, workdir, started))
+                continue
+            if config in deferred:
+                continue
+            if not measured and waiting:  # a factory of the user's: the others start once the first says what it takes
+                room_for([c for c in configs[i:] if c not in deferred and not backends.missing_reason(c.backend)])
+            if (w := start(config)) is not None:
+                waiting.append(w)
         deferred = [c for c in deferred if c not in early]
         progress(
             f"starting {len(waiting)} worker(s) side by side"
@@ -177,12 +234,15 @@ def run_interleaved(
                 continue
             w.run.events = list(w.process.events)
             gpus = gpus_seen(w.run)
-            for config in [c for c in deferred if c.backend == w.config.backend]:
+            found = [c for c in deferred if c.backend == w.config.backend]
+            if gpus != 0:  # GPU columns are counted once they will run
+                room_for(found)
+            for config in found:
                 deferred.remove(config)
                 if gpus == 0:
                     unavailable(config, no_gpu_reason(config.backend, w.config.device, w.config.precision))
-                else:
-                    waiting.append(_start(options, config, workdir, started))
+                elif (more := start(config)) is not None:
+                    waiting.append(more)
         workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
         if reference is not None:  # every configuration loads the reference's weights when it warms up
             progress("waiting for the reference run (strict float32 outputs of the shared weights)")

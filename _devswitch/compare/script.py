@@ -16,16 +16,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import honest
 from . import protocol as p
 from .matrix import file_stem
 from .options import Options
-from .process import Worker, absolute, last_error_line, timeout_words
+from .process import Worker, absolute, full_disk, last_error_line, not_started, timeout_words, unwritable
 from .protocol import ScriptSpec
 from .resultset import Cell, Configuration, Model, ResultSet
 from .scriptrecord import KIND, build
 
 LOGS = "logs"  # in the results folder: one log per configuration, every round appended
-OVERRIDDEN = "overridden by the script"  # the status of a column whose script changed its settings
+OVERRIDDEN = f"{honest.OVERRIDDEN} the script"  # the status of a column whose script changed its settings
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,12 @@ def run_once(
             where=where,
         ).write(spec)
         worker = Worker("_devswitch.scriptworker", spec, events, log, job.options.timeout, round_number > 1, header)
-    except OSError as error:  # a script of an earlier run replaced the work folder or the logs by a file
-        why = f"its work files could not be written ({error.strerror or error}: {error.filename or work})"
+    except OSError as error:  # a full disk, or a script of an earlier run replaced the work folder by a file
+        why = unwritable(error, work)
         return {
             **_not_run(round_number, time.time() - origin),
-            "removed": f"{why}; a script removed or replaced them",
+            "removed": why if full_disk(error) else f"{why}; a script removed or replaced them",
+            "full": why if full_disk(error) else None,
         }, False
     interrupted = False
     try:
@@ -102,6 +104,7 @@ def run_once(
     started = worker.started
     ready = next((e for e in found if e["event"] == p.READY), None)
     unavailable = next((e for e in found if e["event"] == p.UNAVAILABLE), None)
+    raised = next((e for e in found if e["event"] == p.FAILED), None)  # the script's exception, in its words
     run: dict = {
         "round": round_number,
         "start_s": started - origin,
@@ -113,6 +116,7 @@ def run_once(
         "done": done is not None,
         "wall_s": done["wall_s"] if done else None,
         "last_line": last_error_line(text),
+        "error": (raised.get("note") or raised.get("error")) if raised else None,
         "given_up": worker.failure,
         "removed": None,
         "overridden": overridden(ready, done),
@@ -147,6 +151,7 @@ def _not_run(round_number: int, start_s: float) -> dict:
         "done": False,
         "wall_s": None,
         "last_line": "no output",
+        "error": None,
         "given_up": None,
         "removed": None,
         "overridden": None,
@@ -155,30 +160,9 @@ def _not_run(round_number: int, start_s: float) -> dict:
 
 
 def overridden(ready: dict | None, done: dict | None) -> str | None:
-    """What the script changed of its column's settings (the plan devswitch applied when it became READY
-    against what was in force when it ended), with where it changed it: "precision fp16 (devswitch.configure
-    at train.py:2)"; None when nothing."""
-    before, after = (ready or {}), ((done or {}).get("read_back") or {})
-    if not before or not after:
-        return None
-    if "error" in after:
-        return f"the settings could not be read back ({after['error']})"
-    was, now = before.get("plan") or {}, after.get("plan") or {}
-    where = after.get("where") or {}
-    changed = [
-        key
-        for key in ("precision", "device", "backend", "math", "policy")
-        if key in now and now.get(key) != was.get(key) and not (key == "policy" and "precision" in where)
-    ]
-    varied_was, varied_now = before.get("settings") or {}, after.get("settings") or {}
-    changed += [name for name, value in varied_now.items() if value != varied_was.get(name)]
-    if "policy" in changed and "precision" in changed:
-        changed.remove("policy")  # the precision's policy: said once
-    words = []
-    for key in changed:
-        value = now.get(key) if key in now else (varied_now.get(key) or {}).get("value")
-        words.append(f"{key} {value}" + (f" ({where[key]})" if key in where else ""))
-    return ", ".join(words) or None
+    """What the script changed of its column's settings, with where (see ``honest.overridden``): the plan
+    devswitch applied when it became READY against what was in force when it ended."""
+    return honest.overridden(ready, (done or {}).get("read_back"))
 
 
 def failure(run: dict) -> str:
@@ -189,8 +173,8 @@ def failure(run: dict) -> str:
         return f"failed: {run['removed']}"
     if not run["done"]:
         return f"failed: the run ended with code {run['exit_code']} before the script finished: {run['last_line']}"
-    code = run["exit_code"]
-    return f"failed: {run['last_line']}" if code == 1 else f"failed: exit code {code}: {run['last_line']}"
+    code, why = run["exit_code"], run.get("error") or run["last_line"]  # the exception's "Type: message"
+    return f"failed: {why}" if code == 1 else f"failed: exit code {code}: {why}"
 
 
 def run_scripts(
@@ -206,13 +190,17 @@ def run_scripts(
     options = job.options
     configs = options.configurations
     several = len(options.backends) > 1
-    (out / LOGS).mkdir(exist_ok=True)
+    try:
+        (out / LOGS).mkdir(exist_ok=True)
+    except OSError:  # a full disk: the first run's worker says so, as a failed column
+        pass
     work = absolute(work)
     runs: dict[Configuration, list[dict]] = {c: [] for c in configs}
     status: dict[Configuration, str] = {}
     no_gpu: dict[str, str] = {}
     spent: list[dict] = []  # every run, failed ones too: where the wall time went
     interrupted = False
+    full: str | None = None  # why the disk takes no more work files, once a run found it so
     origin = time.time()
     caps = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in (job.caps or {}).items() if v is not None)
     progress(
@@ -229,6 +217,10 @@ def run_scripts(
             if config in status:
                 continue
             label = config.label(several)
+            if full is not None:  # the disk took no more work files: not started
+                status[config] = not_started(full)
+                progress(f"[{i + 1}/{len(configs)}] {label}: {status[config]}")
+                continue
             missing = backends.missing_reason(config.backend) or (
                 no_gpu.get(config.backend) if config.device != "cpu" else None
             )
@@ -249,6 +241,7 @@ def run_scripts(
                     status[config] = "interrupted"
                 continue
             spent.append(run)
+            full = full or run.get("full")
             gpus = next(
                 (e.get("gpus") for e in (run["ready"], run["unavailable"]) if e and e.get("gpus") is not None), None
             )
@@ -290,7 +283,8 @@ def document(
         if why is None and not taken:
             why = "not run (pending)" if not complete else "failed: no run finished"
         ready = next((r["ready"] for r in taken if r["ready"]), None) or {}
-        kept = [{k: v for k, v in r.items() if k not in ("ready", "unavailable", "done", "last_line")} for r in taken]
+        dropped = ("ready", "unavailable", "done", "last_line", "error")
+        kept = [{k: v for k, v in r.items() if k not in dropped} for r in taken]
         record = build(kept, ready.get("plan"), ready.get("environment"), ready.get("settings")) if taken else None
         resolved = ((ready.get("plan") or {}).get("precision")) or ""
         keep = why is None or why.startswith(OVERRIDDEN)  # an overridden column keeps what it measured
