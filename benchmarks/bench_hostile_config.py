@@ -284,7 +284,7 @@ SCRIPT_MEM_MIB = 300
 SCRIPT_WALL_S = 120.0
 SCRIPT_FSIZE = 1024 * MiB  # 400 MiB of output must fit in the log
 COMPARE_MEASURED = (
-    "import re, sys\nfrom devswitch.cli import main\ncode = main(sys.argv[1:])\n"
+    "import re, sys\nfrom _devswitch.cli import main\ncode = main(sys.argv[1:])\n"
     "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
     "print('COMPARE_PEAK_KIB', hwm, file=sys.stderr)\nsys.exit(code)\n"
 )

@@ -110,7 +110,7 @@ CLEAR = (
 # compare in a process of its own that says its own peak memory: VmHWM of this image (ru_maxrss would carry the
 # peak of the process that forked it, across the exec: the test process, with TensorFlow in it)
 MEASURED = (
-    "import re, sys\nfrom devswitch.cli import main\ncode = main(sys.argv[1:])\n"
+    "import re, sys\nfrom _devswitch.cli import main\ncode = main(sys.argv[1:])\n"
     "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
     "print('MAXRSS_KIB', hwm, file=sys.stderr)\nsys.exit(code)\n"
 )
