@@ -237,11 +237,6 @@ def _check_backend(config: Config) -> None:
             f"backend cannot be changed to {name}: Keras is already imported with the {running} backend",
             hint=TOO_LATE_HINT,
         )
-    if running is None and os.environ.get("KERAS_BACKEND", name) != name:
-        log.warning(
-            f"KERAS_BACKEND={os.environ['KERAS_BACKEND']} is overridden by backend={name} "
-            f"({config['backend'].location})"
-        )
 
 
 def apply(config: Config, inventory: Inventory | None = None, announce: bool = True) -> Plan:
@@ -252,14 +247,28 @@ def apply(config: Config, inventory: Inventory | None = None, announce: bool = T
     running) is decided before the framework's own state is changed; what must be set before the
     framework is imported (its environment variables) is recorded, so reset() restores it.
     """
+    plan = prepare(config, inventory)
+    finish(config, plan, announce)
+    return plan
+
+
+def variables(config: Config) -> dict[str, str]:
+    """The environment variables ``config`` sets before its framework starts (KERAS_BACKEND and the
+    backend's own), given the environment as it is now."""
+    return {"KERAS_BACKEND": config.backend, **backends.get(config.backend).environment(config, os.environ)}
+
+
+def prepare(config: Config, inventory: Inventory | None = None) -> Plan:
+    """apply's first half, everything before Keras is imported: the checks, the variables, the devices, the
+    decision and the backend's own set-up (the import hook runs it just before Keras' package executes)."""
     backend = backends.get(config.backend)
     _check_backend(config)
     backend.refuse(config)  # before the framework is imported to look at the devices
-    variables = {"KERAS_BACKEND": config.backend, **backend.environment(config, os.environ)}
-    before = {name: os.environ.get(name) for name in variables}
+    wanted = variables(config)
+    before = {name: os.environ.get(name) for name in wanted}
     try:
         if backends.keras_running() is None:
-            for name, value in variables.items():
+            for name, value in wanted.items():
                 state.setenv(name, value)
         with native_log_filter(config.log_level, backend.LIBRARY):
             backend.start(config, os.environ)  # e.g. JAX joins its cluster before anything starts its backends
@@ -270,11 +279,11 @@ def apply(config: Config, inventory: Inventory | None = None, announce: bool = T
     except BaseException:
         # refused: the variables go back to what they were before this call (a framework that was
         # imported to look at the devices stays imported; nothing of its state was changed)
-        for name, value in before.items():
-            if value is None:
+        for name, old in before.items():
+            if old is None:
                 os.environ.pop(name, None)
             else:
-                os.environ[name] = value
+                os.environ[name] = old
         raise
     session = state.current()
     session.inventory = inventory
@@ -287,9 +296,14 @@ def apply(config: Config, inventory: Inventory | None = None, announce: bool = T
     strategy_plan = plan.strategy
     backend.apply(config, plan, strategy_plan)
     session.backend = config.backend
+    return plan
 
+
+def finish(config: Config, plan: Plan, announce: bool = True) -> None:
+    """apply's second half, with Keras imported: the dtype policy, the Model patches and the summary."""
     import keras
 
+    session = state.current()
     session.xla = config.xla
     if chooses_policy(config, plan):
         _apply_policy(keras, plan.policy)
@@ -299,12 +313,16 @@ def apply(config: Config, inventory: Inventory | None = None, announce: bool = T
     _install_timing(keras, config)
     if announce:
         log.info(describe_plan(plan))
-    return plan
 
 
 def describe_plan(plan: Plan) -> str:
-    """The one line that says what was applied: the plan's summary and its strategy's, if any."""
+    """The one line that says what was applied: the plan's summary, its strategy's if any, and the backend
+    in force with where it came from (``session.backend_words``)."""
     strategy_plan = plan.strategy
-    return plan.summary() + (
-        "" if strategy_plan is None or strategy_plan.name == "none" else " " + strategy_plan.summary()
+    words = state.current().backend_words or f"backend={plan.backend}"
+    return (
+        plan.summary()
+        + ("" if strategy_plan is None or strategy_plan.name == "none" else " " + strategy_plan.summary())
+        + " "
+        + words
     )

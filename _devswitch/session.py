@@ -10,17 +10,17 @@ explicit values, what was applied, the timed runs, the notebook's cursor, each b
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import sys
 import threading
-from collections.abc import Mapping
-from itertools import pairwise
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import state
-from .apply import apply
+from . import backends, hook, state
+from .apply import apply, finish, log, prepare, setup_logging, variables
 from .config import Config, is_disabled, resolve
 from .devices import Inventory, Plan
 from .errors import DevswitchError
@@ -35,20 +35,175 @@ def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
     return resolve(os.environ, Path.home(), Path.cwd(), explicit)
 
 
-def activate(
-    explicit: Mapping[str, Any] | Layer | None = None, inventory: Inventory | None = None, announce: bool = True
-) -> Plan:
-    """Resolve (with ``explicit`` values on top) and apply; remembers the result for config()/plan().
+Explicit = Mapping[str, Any] | Layer | None
+
+
+@dataclasses.dataclass
+class Pending:
+    """``import devswitch``'s activation while it waits for the first import of Keras."""
+
+    explicit: Explicit  # the explicit values to resolve with (devswitch run's options)
+    environ: dict[str, str]  # os.environ before devswitch set anything
+    variables: dict[str, str]  # what devswitch set then (KERAS_BACKEND and the backend's variables)
+    finder: hook.KerasFinder
+    ready: tuple[Config, Plan] | None = None  # resolved and prepared, once Keras has begun to import
+
+
+def _kept(explicit: Explicit) -> dict[str, Any]:
+    return {e.key: e.raw for e in explicit.entries} if isinstance(explicit, Layer) else dict(explicit or {})
+
+
+def begin(explicit: Explicit = None) -> None:
+    """What ``import devswitch`` and ``devswitch run`` do: resolve and validate now, set the variables a
+    framework reads when it starts, and apply the rest when the process first imports Keras (an import
+    hook), so what the script puts in ``os.environ`` before ``import keras`` is seen. With Keras already
+    imported, everything is applied at once. Imports no framework itself."""
+    with _lock:
+        if "keras" in sys.modules:
+            activate(explicit)
+            return
+        _settle_pending()  # an earlier begin() that is still waiting is replaced
+        cfg = resolve_here(explicit)
+        environ = dict(os.environ)
+        wanted = _given_variables(cfg)
+        for name, value in wanted.items():
+            state.setenv(name, value)
+        finder = hook.KerasFinder(_keras_starting, _keras_started)
+        session = state.current()
+        session.pending = Pending(explicit, environ, wanted, finder)
+        session.explicit = _kept(explicit)
+        hook.install(finder)
+        state.on_reset("keras-hook", lambda: hook.remove(finder))
+
+
+def _keras_starting() -> None:
+    """The hook, just before Keras' package executes: resolve with the script's variables seen, then
+    everything ``apply`` does before importing Keras."""
+    with _lock:
+        pending = state.current().pending
+        if pending is None:
+            return
+        try:
+            cfg = _resolve_for_keras(pending.explicit)  # the pending activation is settled here
+            pending.ready = (cfg, prepare(cfg))
+        except DevswitchError as error:
+            fail(error)
+        state.current().pending = pending  # for _keras_started, once Keras' package has executed
+
+
+def _keras_started() -> None:
+    """The hook, right after Keras' package executed: the policy, the patches and the summary."""
+    with _lock:
+        session = state.current()
+        pending = session.pending
+        if pending is None or pending.ready is None:
+            return
+        session.pending = None
+        cfg, plan = pending.ready
+        try:
+            finish(cfg, plan)
+        except DevswitchError as error:
+            fail(error)
+        _record(cfg, plan, pending.explicit)
+
+
+def _settle_pending() -> tuple[set[str], Callable[[str], str]]:
+    """End a waiting activation: the hook removed, and each variable devswitch set at ``import devswitch``
+    put back to what it was before, unless the script has since set it itself (then the script's value
+    stands). Returns the variables the script changed since, and where it changed one ("train.py:3")."""
+    session = state.current()
+    pending = session.pending
+    if pending is None:
+        return set(), lambda name: "the script"
+    session.pending = None
+    if pending.ready is not None:  # settled already, Keras is being imported right now
+        return set(), lambda name: "the script"
+    hook.remove(pending.finder)
+    state.undo("keras-hook")
+    expected = {**pending.environ, **pending.variables}
+    changed = {name for name in {*expected, *os.environ} if os.environ.get(name) != expected.get(name)}
+    for name in pending.variables:
+        if name in changed:
+            state.forget_env(name)
+        else:
+            state.restore_env(name)
+    frame = hook.importer()
+    return changed, lambda name: hook.describe_setter(name, frame)
+
+
+def _backend_given(cfg: Config) -> bool:
+    """Whether the backend was given to devswitch (an option, DEVSWITCH_BACKEND, a file, a compare column),
+    not left to Keras' own choice (KERAS_BACKEND, keras.json, its default)."""
+    source = cfg["backend"].source
+    return not source.startswith("Keras") and "-> Keras" not in source
+
+
+def _given_variables(cfg: Config) -> dict[str, str]:
+    """What ``import devswitch`` sets: KERAS_BACKEND when the backend was given to devswitch, and the
+    backend's variables that come from a setting given to it (those its ``environment()`` sets even where
+    the variable is set already). devswitch's own defaults wait for ``import keras``, where a variable the
+    script has set by then is left as the script set it."""
+    wanted = variables(cfg)
+    wanted.pop("KERAS_BACKEND")
+    present = {**os.environ, **{name: os.environ.get(name, "") for name in wanted}}
+    forced = backends.get(cfg.backend).environment(cfg, present)
+    given = {name: value for name, value in wanted.items() if name in forced}
+    return {"KERAS_BACKEND": cfg.backend, **given} if _backend_given(cfg) else given
+
+
+def _backend_words(cfg: Config, changed: set[str], where: Callable[[str], str]) -> str:
+    """ "backend=torch (DEVSWITCH_BACKEND) over KERAS_BACKEND=jax set by train.py:3", or, with the backend
+    left to Keras, "backend=jax (KERAS_BACKEND set by train.py:3)"."""
+    value, keras_backend = cfg["backend"], os.environ.get("KERAS_BACKEND")
+    by_script = f" set by {where('KERAS_BACKEND')}" if "KERAS_BACKEND" in changed else ""
+    if not _backend_given(cfg):
+        origin = "Keras' default" if value.location.startswith("Keras' default") else value.location
+        return f"backend={cfg.backend} ({origin}{by_script if value.location == 'KERAS_BACKEND' else ''})"
+    words = f"backend={cfg.backend} ({value.location})"
+    if keras_backend and keras_backend != cfg.backend:
+        words += f" over KERAS_BACKEND={keras_backend}{by_script}"
+    return words
+
+
+def _resolve_for_keras(explicit: Explicit) -> Config:
+    """Resolve for applying now: a waiting activation settled first, so the variables the script set are
+    seen; the backend's words for the summary; a warning for each variable of the script that a setting
+    given to devswitch replaces."""
+    changed, where = _settle_pending()
+    cfg = resolve_here(explicit)
+    session = state.current()
+    session.backend_words = _backend_words(cfg, changed, where)
+    wanted = variables(cfg)
+    replaced = [n for n in changed if n != "KERAS_BACKEND" and n in wanted and wanted[n] != os.environ.get(n)]
+    if replaced:
+        setup_logging(cfg)
+        for name in sorted(replaced):
+            log.warning(
+                f"{name}={wanted[name]} (from devswitch's settings) over {name}={os.environ.get(name, '')} set by "
+                f"{where(name)}: a setting given to devswitch wins"
+            )
+    if cfg.log_level == "quiet" and " over " in session.backend_words:
+        setup_logging(cfg)
+        log.warning(session.backend_words)  # the summary that says so is not shown when quiet
+    return cfg
+
+
+def _record(cfg: Config, plan: Plan, explicit: Explicit) -> None:
+    """Remember what was applied, for config()/plan(), and the report at exit."""
+    session = state.current()
+    session.config, session.plan, session.explicit = cfg, plan, _kept(explicit)
+    if cfg.report != "off" and not session.process.get("atexit"):
+        atexit.register(report_at_exit)  # once per process: a reset does not unregister it
+        session.process["atexit"] = True
+
+
+def activate(explicit: Explicit = None, inventory: Inventory | None = None, announce: bool = True) -> Plan:
+    """Resolve (with ``explicit`` values on top) and apply now; remembers the result for config()/plan().
     ``announce``: log the applied plan's summary (the notebook's magic prints it itself)."""
     with _lock:
-        cfg = resolve_here(explicit)
+        cfg = _resolve_for_keras(explicit)
         plan = apply(cfg, inventory, announce)
-        kept = {e.key: e.raw for e in explicit.entries} if isinstance(explicit, Layer) else dict(explicit or {})
-        session = state.current()
-        session.config, session.plan, session.explicit = cfg, plan, kept
-        if cfg.report != "off" and not session.process.get("atexit"):
-            atexit.register(report_at_exit)  # once per process: a reset does not unregister it
-            session.process["atexit"] = True
+        _record(cfg, plan, explicit)
         return plan
 
 
@@ -94,7 +249,7 @@ def context() -> dict:
     }
     if plan is not None:
         data["plan"] = {
-            "backend": plan.backend,
+            "backend": backends.keras_running() or plan.backend,  # the backend in force, read from Keras
             "device": plan.device,
             "precision": plan.precision,
             "policy": plan.policy,
@@ -194,17 +349,6 @@ def reset() -> None:
         raise RuntimeError("devswitch.reset() could not undo: " + "; ".join(problems))
 
 
-def invoked_as_cli() -> bool:
-    """True when this process is the ``devswitch`` command itself, which must not switch itself."""
-    if os.path.basename(sys.argv[0] if sys.argv else "") in ("devswitch", "devswitch.exe"):
-        return True
-    argv = getattr(sys, "orig_argv", [])
-    return any(
-        a == "-m" and (b in ("devswitch", "_devswitch") or b.startswith(("devswitch.", "_devswitch.")))
-        for a, b in pairwise(argv)
-    )
-
-
 def _interactive() -> bool:
     """A person at a prompt (python -i, a REPL, IPython or Jupyter), not merely IPython importable.
 
@@ -220,19 +364,30 @@ def _interactive() -> bool:
         return False
 
 
-def activate_on_import() -> None:
-    """What ``import devswitch`` does: resolve and apply, unless DEVSWITCH_DISABLE is set.
+def fail(error: DevswitchError) -> None:
+    """A configuration error of the switch: in a script, the message and the error's exit code, no
+    traceback; at a prompt or in a notebook, raised."""
+    if _interactive():
+        raise error
+    print(f"devswitch: error: {error}", file=sys.stderr)
+    raise SystemExit(error.exit_code) from None
 
-    In a script, a configuration error ends the program with the message and no
-    traceback (exit code of the error); in a notebook it is raised normally.
-    """
+
+def activate_on_import() -> None:
+    """What ``import devswitch`` does: ``begin()`` (the rest at ``import keras``), unless DEVSWITCH_DISABLE is
+    set or the switch is already active in this process (``devswitch run``, a compare worker, a second
+    import: the script is switched once, by whoever came first)."""
     try:
         if is_disabled(os.environ):
             return  # nothing read, nothing validated, nothing changed
-        # the values configure() gave stay (a re-import: %reload_ext devswitch); empty at the first import
-        activate(state.current().explicit)
+        session = state.current()
+        if session.config is not None or session.pending is not None:
+            return
+        begin()
     except DevswitchError as error:
-        if _interactive():
-            raise
-        print(f"devswitch: error: {error}", file=sys.stderr)
-        raise SystemExit(error.exit_code) from None
+        fail(error)
+
+
+def deactivate() -> None:
+    """Undo what ``import devswitch`` began (``python -m devswitch``: the command does not switch itself)."""
+    reset()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # for the annotations only: these modules import this one
     from .config import Config
     from .devices import Inventory, Plan
     from .results import CallRecord
+    from .session import Pending
 
 _MISSING = object()
 _ORIGINAL = "__devswitch_original__"  # the attribute a devswitch wrapper keeps the wrapped function in
@@ -54,6 +55,8 @@ class Session:
     policy_object: Any = None  # ... as the DTypePolicy object Keras is given (a framework object)
     compiled: weakref.WeakSet = dataclasses.field(default_factory=weakref.WeakSet)  # models compiled under it
     batch_timing: bool = False  # per-batch timing in the installed wrappers
+    pending: Pending | None = None  # import devswitch's activation, waiting for the first import of Keras
+    backend_words: str = ""  # "backend=jax (KERAS_BACKEND set by train.py:3)": the summary's backend part
     caps: Caps | None = None  # on every fit (devswitch compare --script)
     runs: list[CallRecord] = dataclasses.field(default_factory=list)  # every timed call
     notebook_seen: int = 0  # how many of ``runs`` the notebook has shown
@@ -89,6 +92,22 @@ def setenv(name: str, value: str) -> None:
                 os.environ.pop(name, None) if before is None else os.environ.__setitem__(name, before)
             )
         os.environ[name] = value
+
+
+def restore_env(name: str) -> None:
+    """Put ``name`` back to what it was before devswitch first set it, and forget it (nothing if devswitch
+    did not set it)."""
+    with _lock:
+        undo = _undo.pop(("env", name), None)
+    if undo is not None:
+        undo()
+
+
+def forget_env(name: str) -> None:
+    """Forget that devswitch set ``name``: its value now is someone else's (the script's), which reset()
+    leaves as it is."""
+    with _lock:
+        _undo.pop(("env", name), None)
 
 
 def patch(owner: object, name: str, new: object) -> None:

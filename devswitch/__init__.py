@@ -3,8 +3,10 @@
 This package is the face: the public API and the one-import activation, nothing else. The machinery lives
 in ``_devswitch``, which imports without side effects (the CLI, the workers and the tests import it).
 
-``import devswitch`` as the first import of a script resolves ``.devswitchrc``
-files and ``DEVSWITCH_*`` variables and applies them to TensorFlow/Keras.
+``import devswitch`` as the first import of a script resolves ``.devswitchrc`` files and ``DEVSWITCH_*``
+variables and sets what a framework reads when it starts; the rest is applied when the script first imports
+Keras, so a ``KERAS_BACKEND`` the script sets before that import is seen (a backend given to devswitch wins,
+and the summary says so).
 """
 
 from __future__ import annotations
@@ -72,5 +74,4 @@ def __getattr__(name: str):
 
 from _devswitch import session as _session
 
-if not _session.invoked_as_cli():
-    _session.activate_on_import()
+_session.activate_on_import()

@@ -14,7 +14,8 @@ from typing import Callable
 
 import pytest
 
-# Importing devswitch inside the test process must not switch the test process itself.
+# Importing devswitch (the public face the tests call) must not switch the test process itself: its import
+# would set KERAS_BACKEND and the like and apply the real home's configuration at the first import of Keras.
 os.environ["DEVSWITCH_DISABLE"] = "1"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,12 +76,12 @@ def pytest_report_header(config):
 
 @pytest.fixture(autouse=True)
 def reset_devswitch():
-    """Every test starts and ends with a process devswitch has not touched (the public devswitch.reset())."""
-    if "devswitch" in sys.modules:
-        sys.modules["devswitch"].reset()
+    """Every test starts and ends with a process devswitch has not touched (devswitch.reset(), from the rooms)."""
+    from _devswitch.session import reset
+
+    reset()
     yield
-    if "devswitch" in sys.modules:
-        sys.modules["devswitch"].reset()
+    reset()
 
 
 def _in_folder(monkeypatch, folder: Path, home: Path) -> None:

@@ -312,12 +312,13 @@ def start(config: Config, environ: Mapping[str, str]) -> None:
             "strategy=multi_worker must join its cluster before JAX's backends start, and they already have",
             hint=common.TOO_LATE_HINT,
         )
-    import keras
+    # Keras' own module: this runs before Keras' package has executed (the import hook, see hook.py)
+    from keras.src.distribution import distribution_lib
 
     if config.workers:
-        keras.distribution.initialize(",".join(config.workers), count, index)
+        distribution_lib.initialize(",".join(config.workers), count, index)
     else:
-        keras.distribution.initialize()  # Keras reads its KERAS_DISTRIBUTION_* variables
+        distribution_lib.initialize()  # Keras reads its KERAS_DISTRIBUTION_* variables
     state.current().process["jax-initialized"] = True
 
 
@@ -352,7 +353,9 @@ def preflight(config: Config, plan: Plan) -> None:
 def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
     """The default device, the float32 math mode, and Keras' distribution for mirrored / multi_worker."""
     import jax
-    import keras
+
+    # keras.distribution's own module: apply runs before Keras' package has executed (the hook, hook.py)
+    from keras.src.distribution import distribution_lib
 
     apply_math(plan)
     if plan.gpus:
@@ -362,9 +365,9 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         jax.config.update("jax_default_device", device)
     if strategy_plan == _state().get("strategy_plan"):
         return
-    state.on_reset("jax-distribution", lambda: keras.distribution.set_distribution(None))
+    state.on_reset("jax-distribution", lambda: distribution_lib.set_distribution(None))
     if strategy_plan.name == "none":
-        keras.distribution.set_distribution(None)
+        distribution_lib.set_distribution(None)
         _state().update(strategy=None, strategy_plan=strategy_plan)
         return
     if strategy_plan.name == "mirrored":
@@ -375,8 +378,8 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
         )
     else:
         devices = jax.devices()  # every process's devices, in one global mesh (each process: all its GPUs)
-    distribution = keras.distribution.DataParallel(devices=devices)
-    keras.distribution.set_distribution(distribution)
+    distribution = distribution_lib.DataParallel(devices=devices)
+    distribution_lib.set_distribution(distribution)
     _state().update(strategy=distribution, strategy_plan=strategy_plan)
 
 
