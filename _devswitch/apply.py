@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 
-from . import backends, sources, state
+from . import backends, halfnotes, sources, state
 from .backends.common import TOO_LATE_HINT
 from .config import Config
 from .decide import decide
@@ -53,11 +53,19 @@ def setup_logging(config: Config) -> None:
 
 
 def _install_compile_default(keras) -> None:
-    """Model.compile: ``xla`` true/false as the default of ``jit_compile`` (a script's own argument wins;
-    ``auto`` passes nothing, so Keras decides), and a warning when the model was built under another policy."""
-    if state.patched(keras.Model, "compile"):
+    """compile: ``xla`` true/false as the default of ``jit_compile`` (a script's own argument wins;
+    ``auto`` passes nothing, so Keras decides), and a warning when the model was built under another policy.
+
+    The wrapper replaces the base ``Trainer.compile``, never an attribute of ``keras.Model``: Keras'
+    ``compile_from_config`` (called by ``load_model``) compares ``type(model).compile`` with
+    ``Trainer.compile`` and skips compiling a model whose compile differs, so a wrapper on ``keras.Model``
+    would load every saved model without its loss and optimizer. Replaced where Keras compares, both sides
+    of that comparison are the wrapper and a subclass's own ``compile`` is still told apart."""
+    from keras.src.trainers.trainer import Trainer
+
+    if state.patched(Trainer, "compile"):
         return
-    original = keras.Model.compile
+    original = Trainer.compile
     session = state.current()
 
     @functools.wraps(original)
@@ -69,7 +77,7 @@ def _install_compile_default(keras) -> None:
         return original(self, *args, **kwargs)
 
     state.remember_original(compile, original)
-    state.patch(keras.Model, "compile", compile)
+    state.patch(Trainer, "compile", compile)
 
 
 def _model_policy(model) -> str | None:
@@ -311,6 +319,9 @@ def finish(config: Config, plan: Plan, announce: bool = True) -> None:
         _release_policy()
     _install_compile_default(keras)
     _install_timing(keras, config)
+    halfnotes.install_excepthook()  # a dtype mismatch under a half policy explained (a no-op under float32)
+    if plan.policy in halfnotes.FLOAT16_POLICIES:
+        halfnotes.watch_loss_scaling()
     if announce:
         log.info(describe_plan(plan))
 

@@ -304,15 +304,23 @@ def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]
         precision, reason, notes = half(inventory, gpus, backends.get(config.backend).CPU_HALF)
         return precision, f"{reason} [{config.backend}]", notes
     if asked == "fp16":
+        from . import backends
+
+        backend = backends.get(config.backend)  # its own measurement: a figure of another backend is not quoted
         if not gpus:
             warnings.append(
-                f"precision=fp16 ({why}) on a CPU: float16 kernels fall back to slow paths "
-                "(measured 0.82x of fp32 on an AVX-512 CPU); use precision: half or bf16 for a "
-                "CPU speed-up"
+                f"precision=fp16 ({why}) on a CPU: float16 kernels fall back to slow paths ({backend.CPU_FP16}; "
+                "other models differ); use precision: half or bf16 for a CPU speed-up"
             )
         elif cc and cc < FP16_CC:
             warnings.append(
                 f"precision=fp16 on compute capability {_cc_label(cc)}: no tensor cores, expect little or no speed-up"
+            )
+        if backend.UNSEEN_STEPS:
+            warnings.append(
+                "precision=fp16: Keras scales the loss only in fit(); a custom training loop needs "
+                "keras.optimizers.LossScaleOptimizer, and devswitch cannot see the steps of one "
+                f"({backend.UNSEEN_STEPS}) to say so later"
             )
     if asked == "bf16" and bf16_missing(inventory, gpus):
         if not gpus:

@@ -140,10 +140,14 @@ def describe(error: BaseException, limit: int = 200) -> str:
     File ... ValueError: message", and Keras as "Exception encountered when calling
     X.call(). <message> Arguments received by ..."; we dig the message out of both.
     """
-    import re
+    return summarize(type(error).__name__, str(error), limit)
 
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+
+def summarize(kind: str, message: str, limit: int = 200) -> str:
+    """``describe`` of an exception known by its type's name and its message (as a log shows them)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", message)
     text = text.split("Arguments received by", 1)[0]
+    text = text.split("Error encountered:", 1)[-1]  # Keras' "Could not automatically infer the output shape"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [
         line
@@ -153,8 +157,46 @@ def describe(error: BaseException, limit: int = 200) -> str:
         and not line.startswith("Exception encountered when calling")
     ]
     if not lines:
-        return type(error).__name__
-    line = lines[-1] if str(error).lstrip().startswith("in user code:") else lines[0]
-    if line.startswith(type(error).__name__ + ":"):
-        line = line[len(type(error).__name__) + 1 :].strip()
-    return f"{type(error).__name__}: {line}"[:limit]
+        return kind
+    line = lines[-1] if message.lstrip().startswith("in user code:") else lines[0]
+    if line.startswith(kind + ":"):
+        line = line[len(kind) + 1 :].strip()
+    return f"{kind}: {line}"[:limit]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OP = re.compile(r"\s*\[Op:[^\]]*\]$")
+_NOT_THE_MESSAGE = (
+    "Detected at node",
+    "<stack traces unavailable>",
+    "[[{{node",
+    "[[node",
+    "0 successful operations",
+    "0 derived errors ignored",
+)
+
+
+def framework_message(text: str) -> str | None:
+    """The framework's own message under a header such as TensorFlow's "Graph execution error:" (which is
+    followed by where the failing op was defined, then the message, then the op's name), or None when
+    ``text`` does not start with such a header."""
+    lines = [line.rstrip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    if len(lines) < 2 or not lines[0].endswith(":") or lines[0].strip() == "in user code:":
+        return None
+    kept, frame = [], None
+    for line in lines[1:]:
+        indent, bare = len(line) - len(line.lstrip()), line.strip()
+        if frame is not None and indent > frame:
+            continue  # the source line under a traceback frame
+        frame = indent if bare.startswith("File ") else None
+        if frame is None and not bare.startswith(_NOT_THE_MESSAGE):
+            kept.append(_OP.sub("", bare))
+    return next((line for line in reversed(kept) if line), None)
+
+
+def error_line(error: BaseException) -> str:
+    """ "Type: message" for an exception that ended a user's call or script: its most telling line (for a
+    TensorFlow graph error, the framework's own message such as "Matrix size-incompatible: ...", not its
+    header; for a Keras error, the message, not the argument list)."""
+    message = framework_message(str(error))
+    return describe(error) if message is None else clip(f"{type(error).__name__}: {message}")

@@ -12,6 +12,7 @@ import os
 import runpy
 import sys
 import traceback
+from collections.abc import Callable
 from types import TracebackType
 
 
@@ -37,8 +38,28 @@ def exit_code(error: SystemExit) -> int:
     return 1
 
 
-def run_target(target: str, args: list[str], module: bool = False) -> int:
-    """Run ``target`` (a path, or a module name with ``module=True``) as ``__main__``; return its exit code."""
+def _told(error: BaseException, failed: Callable[[BaseException], object] | None) -> None:
+    """The note on ``error`` added and ``failed`` told; neither may replace the script's own error."""
+    from .halfnotes import explain_dtype_error
+
+    for action in (explain_dtype_error, failed):
+        try:
+            if action is not None:
+                action(error)
+        except Exception:  # noqa: BLE001 - the script's error is printed whatever happens here
+            pass
+
+
+def run_target(
+    target: str, args: list[str], module: bool = False, failed: Callable[[BaseException], object] | None = None
+) -> int:
+    """Run ``target`` (a path, or a module name with ``module=True``) as ``__main__``; return its exit code.
+
+    An exception that ends the script is printed as Python prints it, after devswitch's note on a
+    half-precision dtype mismatch (halfnotes) is added to it and ``failed`` is told of it."""
+    from . import state
+
+    state.current().process["launched"] = target  # the summary at exit then names --report, not summary()
     if module:
         sys.argv = [target, *args]
         sys.path.insert(0, os.getcwd())
@@ -56,6 +77,7 @@ def run_target(target: str, args: list[str], module: bool = False) -> int:
         traceback.print_exception(type(error), error, _user_traceback(error.__traceback__, target))
         return 130
     except BaseException as error:  # noqa: BLE001 - shown exactly as Python would show it
+        _told(error, failed)
         sys.stderr.flush()
         traceback.print_exception(type(error), error, _user_traceback(error.__traceback__, target))
         return 1

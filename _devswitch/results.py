@@ -181,11 +181,32 @@ def _locked(path: Path):
     from .files import open_lock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = open_lock(path.with_name(path.name + ".lock"))  # never through a link, never truncated
+    lock = path.with_name(path.name + ".lock")
+    while True:
+        fd = open_lock(lock)  # never through a link, never truncated
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # the lock is the file named ``lock`` now: one removed while we waited is taken again
+                named = os.stat(lock, follow_symlinks=False)
+                held = os.fstat(fd)
+                current = (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        # No empty lock file is left behind. It is removed while it is held, which is safe because every
+        # taker checks, once it holds a lock, that the file it holds is still the one named ``lock`` (above):
+        # one that opened this file and waits on it finds it unnamed when it gets it, and takes the new one.
+        # Removed after the release instead, it could take away the file another process has just locked.
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
         os.close(fd)  # releases the lock
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 
 
 def main(spec_path: str) -> int:
@@ -62,7 +63,7 @@ def main(spec_path: str) -> int:
 
     me = os.getpid()
     started = time.perf_counter()
-    code = run_target(spec.target, list(spec.args), module=spec.module)
+    code = run_target(spec.target, list(spec.args), module=spec.module, failed=lambda error: failed(emit, error))
     wall = time.perf_counter() - started
     if os.getpid() != me:  # a child the script forked came back here (sys.exit): the run is not its to end
         sys.stdout.flush()
@@ -83,6 +84,18 @@ def main(spec_path: str) -> int:
         read_back=read_back(varied),
     )
     return code
+
+
+def failed(emit: Callable[..., object], error: BaseException) -> None:
+    """The exception that ended the script, in its own words ("Type: message", and devswitch's note on a
+    half-precision dtype mismatch): compare states it as the column's reason, not the log's last line."""
+    from .compare import protocol as p
+    from .errors import error_line
+    from .halfnotes import NOTE_START, note_of
+
+    note = note_of(error)
+    said = f"{type(error).__name__}: {note[len(NOTE_START) :]}" if note else None
+    emit(p.FAILED, error=error_line(error), note=said)
 
 
 def read_back(varied: dict) -> dict:

@@ -20,11 +20,9 @@ import functools
 import inspect
 import logging
 import math
-import re
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +30,8 @@ import keras
 
 from . import state
 from .caps import batches_per_epoch
-from .errors import clip, describe
+from .errors import describe, error_line, framework_message  # noqa: F401 - framework_message: moved
+from .halfnotes import explain_dtype_error
 from .results import CallRecord, EpochTime
 from .statistics import median
 
@@ -40,7 +39,7 @@ log = logging.getLogger("devswitch")
 
 SESSION = object()  # TimingCallback's default sink: the runs of the process's session (devswitch.runs())
 _local = threading.local()
-_warned_fp16: weakref.WeakSet[Any] = weakref.WeakSet()
+_warned_fp16: set[tuple[str, tuple[str, ...]]] = set()  # (model name, output layers) warned about
 
 _FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
 
@@ -62,41 +61,10 @@ def compute_dtypes(model) -> tuple[str, ...]:
     )
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_OP = re.compile(r"\s*\[Op:[^\]]*\]$")
-_NOT_THE_MESSAGE = (
-    "Detected at node",
-    "<stack traces unavailable>",
-    "[[{{node",
-    "[[node",
-    "0 successful operations",
-    "0 derived errors ignored",
-)
-
-
-def framework_message(text: str) -> str | None:
-    """The framework's own message under a header such as TensorFlow's "Graph execution error:" (which is
-    followed by where the failing op was defined, then the message, then the op's name), or None when
-    ``text`` does not start with such a header."""
-    lines = [line.rstrip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
-    if len(lines) < 2 or not lines[0].endswith(":") or lines[0].strip() == "in user code:":
-        return None
-    kept, frame = [], None
-    for line in lines[1:]:
-        indent, bare = len(line) - len(line.lstrip()), line.strip()
-        if frame is not None and indent > frame:
-            continue  # the source line under a traceback frame
-        frame = indent if bare.startswith("File ") else None
-        if frame is None and not bare.startswith(_NOT_THE_MESSAGE):
-            kept.append(_OP.sub("", bare))
-    return next((line for line in reversed(kept) if line), None)
-
-
 def failure(error: BaseException) -> str:
     """A failed call's status: the exception's type and its most telling line (for a TensorFlow graph
     error, the framework's own message such as "Matrix size-incompatible: ...", not its header)."""
-    message = framework_message(str(error))
-    return "failed: " + (describe(error) if message is None else clip(f"{type(error).__name__}: {message}"))
+    return "failed: " + error_line(error)
 
 
 def policy_name(model) -> str:
@@ -104,34 +72,45 @@ def policy_name(model) -> str:
     return getattr(policy, "name", None) or keras.config.dtype_policy().name
 
 
-def float16_outputs(model) -> list[str]:
-    """Names of the layers whose float16 output is the model's output (the softmax/loss NaN trap)."""
-    names = []
+def float16_outputs(model) -> list[str] | None:
+    """Names of the layers whose float16 output is an output of the model (the softmax/loss NaN trap), in the
+    order of the outputs; None when the model does not say which layer produces its outputs (a subclassed
+    model before it is called symbolically): then no layer is named, rather than a guess such as its last."""
     try:
         outputs = model.outputs
     except (AttributeError, ValueError):
         outputs = None
-    if outputs:
-        for tensor in outputs:
-            if "float16" == str(getattr(tensor, "dtype", "")) and "bfloat16" != str(tensor.dtype):
-                history = getattr(tensor, "_keras_history", None)
-                names.append(history[0].name if history else "?")
-    elif model.layers and model.layers[-1].compute_dtype == "float16":
-        names.append(model.layers[-1].name)
+    if not outputs:
+        return None
+    names = []
+    for tensor in outputs:
+        if "float16" == str(getattr(tensor, "dtype", "")):
+            history = getattr(tensor, "_keras_history", None)
+            name = getattr(history[0], "name", None) if history else None
+            if name and name not in names:
+                names.append(name)
     return names
 
 
 def warn_float16_output(model) -> None:
-    if model in _warned_fp16 or "float16" not in policy_name(model) or "bfloat16" in policy_name(model):
+    """Warn once per model under a float16 policy when layers produce float16 model outputs. "Once per model"
+    is by its name and those layers: the same model loaded back (load_model) is not warned about again."""
+    if "float16" not in policy_name(model) or "bfloat16" in policy_name(model):
         return
     names = float16_outputs(model)
-    if names:
-        _warned_fp16.add(model)
-        log.warning(
-            f"model '{model.name}' outputs float16 from layer '{names[0]}' under mixed_float16: a float16 "
-            'softmax or loss can overflow to NaN. Fix: give that last layer dtype="float32" '
-            "(e.g. keras.layers.Activation('softmax', dtype='float32'))."
-        )
+    if not names:
+        return
+    key = (getattr(model, "name", "?"), tuple(names))
+    if key in _warned_fp16:
+        return
+    _warned_fp16.add(key)
+    layers = ", ".join(f"'{name}'" for name in names)
+    log.warning(
+        f"model '{model.name}' outputs float16 from layer{'s' if len(names) > 1 else ''} {layers} under "
+        f"{policy_name(model)}: a float16 softmax or loss can overflow to NaN. Fix: give "
+        f'{"each of those layers" if len(names) > 1 else "that layer"} dtype="float32" '
+        "(e.g. keras.layers.Activation('softmax', dtype='float32'))."
+    )
 
 
 # --- counting samples without touching the batches --------------------------------------
@@ -164,6 +143,31 @@ def samples_hint(x, batch_size, steps, validation_split: float = 0.0) -> tuple[s
     if steps:
         n = min(n, int(steps) * int(batch_size or 32))
     return ("samples", n)
+
+
+_said: set[str] = set()  # the parts of devswitch's bookkeeping whose failure was said (once each)
+
+
+def quietly(what: str, action: Callable[[], Any]) -> Any:
+    """Run ``action``, a piece of devswitch's own bookkeeping around a user's call; its failure is a warning
+    (once per ``what``) and None, never an exception in place of the user's call or its error."""
+    try:
+        return action()
+    except Exception as error:  # noqa: BLE001 - whatever it is, it is devswitch's, not the user's
+        if what not in _said:
+            _said.add(what)
+            log.warning(f"devswitch's timing could not do {what} ({describe(error)}); the call itself is unaffected")
+        return None
+
+
+def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
+    """A callback hook that Keras calls inside the user's fit/evaluate/predict: its failure is a warning."""
+
+    @functools.wraps(hook)
+    def guarded(self, *args, **kwargs) -> None:
+        quietly(f"the {hook.__name__} hook", lambda: hook(self, *args, **kwargs))
+
+    return guarded
 
 
 class TimingCallback(keras.callbacks.Callback):
@@ -258,9 +262,9 @@ class TimingCallback(keras.callbacks.Callback):
             steady_samples_per_s=rate,
             steady_steps_per_s=step_rate,
             epochs=epochs,
-            device=model_device(model) if model is not None else "unknown",
-            policy=policy_name(model) if model is not None else "unknown",
-            compute_dtypes=compute_dtypes(model) if model is not None else (),
+            device=_fact(model_device, model, "unknown"),
+            policy=_fact(policy_name, model, "unknown"),
+            compute_dtypes=_fact(compute_dtypes, model, ()),
             nonfinite_loss_epochs=tuple(call["nonfinite"]),
             batch_times_s=tuple(call["batches"]) if call["batches"] is not None else None,
             replicas=int(replicas),
@@ -285,13 +289,16 @@ class TimingCallback(keras.callbacks.Callback):
         return record
 
     # fit
+    @_guarded
     def on_train_begin(self, logs=None):
         self._start("fit")
 
+    @_guarded
     def on_epoch_begin(self, epoch, logs=None):
         if self._call is not None:
             self._call.update(e0=self.clock(), v0=None, v_s=0.0)
 
+    @_guarded
     def on_epoch_end(self, epoch, logs=None):
         call = self._call
         if call is None or "e0" not in call:
@@ -305,10 +312,12 @@ class TimingCallback(keras.callbacks.Callback):
         call["logs"] = _final_logs(logs)
         call["epochs"].append(EpochTime(epoch, now - call["e0"], train_end - call["e0"], call["v_s"], loss))
 
+    @_guarded
     def on_train_end(self, logs=None):
         self.finish()
 
     # evaluate, or validation inside fit
+    @_guarded
     def on_test_begin(self, logs=None):
         if self._call is not None and self._call["kind"] == "fit":
             if self._call["v0"] is None:
@@ -317,6 +326,7 @@ class TimingCallback(keras.callbacks.Callback):
         else:
             self._start("evaluate")
 
+    @_guarded
     def on_test_end(self, logs=None):
         if self._call is not None and self._call["kind"] == "fit":
             self._call["v_s"] += self.clock() - self._call.pop("vt", self.clock())
@@ -324,9 +334,11 @@ class TimingCallback(keras.callbacks.Callback):
             self.finish()
 
     # predict
+    @_guarded
     def on_predict_begin(self, logs=None):
         self._start("predict")
 
+    @_guarded
     def on_predict_end(self, logs=None):
         self.finish()
 
@@ -351,6 +363,17 @@ class BatchTimingCallback(TimingCallback):
 
     on_train_batch_begin = on_predict_batch_begin = _batch_begin
     on_train_batch_end = on_predict_batch_end = _batch_end
+
+
+def _fact(read: Callable[[Any], Any], model, unknown: Any) -> Any:
+    """What ``read`` says of ``model``, or ``unknown``: after a failed call a model may be half there (a JAX
+    fit that failed mid-step leaves its variables without values), and its record is kept all the same."""
+    if model is None:
+        return unknown
+    try:
+        return read(model)
+    except Exception:  # noqa: BLE001 - a fact of the record, not worth the user's error
+        return unknown
 
 
 def _workers(model) -> int:
@@ -389,6 +412,14 @@ def suppressed():
         _local.depth = previous
 
 
+def _record_failure(timer: TimingCallback, model, kind: str, t0: float, error: BaseException) -> None:
+    """Close the record of a call that raised ``error`` (also when Keras failed before its callbacks began)."""
+    if timer._call is None:
+        timer.set_model(model)
+        timer._start(kind)["t0"] = t0
+    timer.finish("interrupted" if isinstance(error, KeyboardInterrupt) else failure(error))
+
+
 def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
     """``original`` (Model.fit / evaluate / predict) timed: each call is recorded in ``session.runs``."""
     signature = inspect.signature(original)
@@ -401,7 +432,14 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
             bound = signature.bind(self, *args, **kwargs)
         except TypeError:
             return original(self, *args, **kwargs)  # let Keras report the bad call itself
-        arguments = bound.arguments
+        prepared = quietly(f"{kind}: the timer", lambda: _prepare(bound))
+        if prepared is None:  # devswitch's own set-up failed (said in a warning): the call runs untimed
+            return original(self, *args, **kwargs)
+        return _timed_call(bound, prepared)
+
+    def _prepare(bound: inspect.BoundArguments) -> TimingCallback:
+        """The call's timer, added to its callbacks (and the session's caps applied to a fit)."""
+        model, arguments = bound.arguments["self"], bound.arguments
         callbacks = list(arguments.get("callbacks") or [])
         timer = next((c for c in callbacks if isinstance(c, TimingCallback)), None)
         if timer is None:
@@ -426,23 +464,27 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
             )
         except Exception:  # an input we cannot size: steps/s only
             hint = None
-        timer.expect(hint, getattr(self, _FUNCTION_ATTR[kind], None) is None)
-        warn_float16_output(self)
+        timer.expect(hint, getattr(model, _FUNCTION_ATTR[kind], None) is None)
+        return timer
+
+    def _timed_call(bound: inspect.BoundArguments, timer: TimingCallback):
+        model = bound.arguments["self"]
+        quietly(f"{kind}: the float16 output check", lambda: warn_float16_output(model))
         _local.depth = 1
         t0 = timer.clock()
         try:
             result = original(*bound.args, **bound.kwargs)
         except BaseException as error:
-            if timer._call is None:  # Keras failed before its callbacks began: still record the call
-                timer.set_model(self)
-                timer._start(kind)["t0"] = t0
-            status = "interrupted" if isinstance(error, KeyboardInterrupt) else failure(error)
-            timer.finish(status)
+            # the user's error is the error: what devswitch does here may add a note to it, never replace it
+            record = functools.partial(_record_failure, timer, model, kind, t0, error)
+            quietly(f"{kind}: the record of the failed call", record)
+            if not isinstance(error, KeyboardInterrupt):
+                quietly(f"{kind}: the half-precision note", functools.partial(explain_dtype_error, error))
             raise
         finally:
             _local.depth = 0
         if timer._call is not None:  # Keras ended without our end hook (e.g. zero steps)
-            timer.finish()
+            quietly(f"{kind}: the record of the call", timer.finish)
         return result
 
     state.remember_original(timed, original)

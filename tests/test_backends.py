@@ -64,7 +64,7 @@ def test_a_backend_that_is_not_installed_names_the_extra(home, project, monkeypa
 
 
 def test_every_backend_module_has_the_whole_interface():
-    names = ("LIBRARY", "EXTRA", "DISPLAY", "CPU_HALF", "SEES_GPUS_WHEN_ON_CPU", "environment", "refuse", "start", "detect_gpus", "meanings",
+    names = ("LIBRARY", "EXTRA", "DISPLAY", "CPU_HALF", "CPU_FP16", "UNSEEN_STEPS", "SEES_GPUS_WHEN_ON_CPU", "environment", "refuse", "start", "detect_gpus", "meanings",
              "notices",
              "plan_distribution", "preflight", "apply", "strategy", "versions", "model_device", "Runner")
     for name in backends.NAMES:

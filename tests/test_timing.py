@@ -183,6 +183,35 @@ def test_float16_output_warns_once_naming_the_layer(timed, warnings_seen):
     assert len([w for w in warnings_seen if "outputs float16" in w]) == 1
 
 
+def test_float16_output_names_each_producing_layer_once_and_not_for_the_model_loaded_back(timed, warnings_seen,
+                                                                                          tmp_path):
+    """The guard names the layer that produces each float16 output (not the model's last layer), says it once,
+    and says nothing again for the same model loaded back; a subclassed model gets no guessed layer."""
+    devswitch.configure(precision="fp16")
+    inputs = keras.Input((8,))
+    head = keras.layers.Dense(4, name="head")(inputs)
+    side = keras.layers.Dense(4, name="side", dtype="float32")(inputs)
+    model = keras.Model(inputs, [head, side, keras.layers.Dropout(0.1, name="drop")(head)], name="branches")
+    x, _ = data(32)
+    model.predict(x, verbose=0)
+    hits = [w for w in warnings_seen if "outputs float16" in w]
+    assert len(hits) == 1 and "layers 'head', 'drop'" in hits[0] and "'side'" not in hits[0]
+    model.save(tmp_path / "branches.keras")
+    keras.models.load_model(tmp_path / "branches.keras").predict(x, verbose=0)
+    assert len([w for w in warnings_seen if "outputs float16" in w]) == 1
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__(name="subclassed")
+            self.dense, self.dropout = keras.layers.Dense(4, dtype="float32"), keras.layers.Dropout(0.1)
+
+        def call(self, inputs):
+            return self.dense(self.dropout(inputs))
+
+    Subclassed().predict(x, verbose=0)
+    assert not [w for w in warnings_seen if "dropout" in w]
+
+
 def test_nan_loss_is_reported(timed, warnings_seen):
     x, y = data(64)
     y[0, 0] = np.inf

@@ -20,6 +20,10 @@ imports a framework (TensorFlow, JAX, PyTorch) directly:
 ``CPU_HALF = (precision, reason)``
     what ``precision: half`` means on a CPU with native bf16 on this backend, from measurements
     (the rule itself, and the GPU rule, live once in ``devices.half``).
+``CPU_FP16``
+    what precision fp16 measured on a CPU with this backend, and on which model (the fp16 warning quotes it).
+``UNSEEN_STEPS``
+    the custom-loop steps devswitch cannot see on this backend (its fp16 start-up warning names them), or None.
 ``meanings(config, plan) -> dict``
     per setting, what it does on this backend (``info`` shows it; "not applicable ... because ...").
 ``plan_distribution(config, plan, environ) -> StrategyPlan``

@@ -46,6 +46,7 @@ RUN_COLUMNS = (
 SUMMARY_ROWS = 20  # the summary at exit: the first and last 10 calls, the rest counted
 SUMMARY_CELL = 60  # ... and no cell longer than this (clipped with an ellipsis)
 SUMMARY_HINT = "devswitch.summary()"
+RUN_HINT = "devswitch run --report PATH.json SCRIPT keeps every call"  # the script's process is gone by then
 LOG_WIDTH = 120  # plain text for a log or a pipe (no terminal to fit)
 
 
@@ -79,9 +80,12 @@ def _notes(r: CallRecord) -> str:
 
 def call_row(number: int, r: CallRecord) -> tuple[str, ...]:
     """One timed call as the cells of ``CALL_COLUMNS``."""
+    first = fmt_s(r.first_s)
     if r.kind == "fit":
         epochs = len(r.epochs)
         steady = f"{fmt_s(r.steady_s)} ({epochs - 1} ep)" if epochs > 1 else "- (1 epoch only)"
+        if epochs < 2:
+            first = "-"  # the whole fit is its one epoch (in "wall"): not a first epoch set apart by tracing
     else:
         steady = fmt_s(r.steady_s) if not r.traced else "- (first call)"
     if r.steady_samples_per_s is not None:
@@ -90,18 +94,7 @@ def call_row(number: int, r: CallRecord) -> tuple[str, ...]:
         rate = fmt_rate(r.steady_steps_per_s, "steps/s")
     else:
         rate = "-"
-    return (
-        str(number),
-        r.kind,
-        r.model,
-        fmt_s(r.wall_s),
-        fmt_s(r.first_s),
-        steady,
-        rate,
-        r.device,
-        r.policy,
-        _notes(r),
-    )
+    return (str(number), r.kind, r.model, fmt_s(r.wall_s), first, steady, rate, r.device, r.policy, _notes(r))
 
 
 def calls_table(records: Sequence[CallRecord], cell_limit: int | None = None) -> Table:
@@ -112,9 +105,18 @@ def calls_table(records: Sequence[CallRecord], cell_limit: int | None = None) ->
     return Table.of(CALL_COLUMNS, rows, title=TITLE)
 
 
-def summary_table(records: Sequence[CallRecord], max_rows: int | None = SUMMARY_ROWS) -> Table:
-    """The summary printed at exit: short cells, at most ``max_rows`` rows (the first and the last ones)."""
-    return calls_table(records, SUMMARY_CELL).limited(max_rows, hint=SUMMARY_HINT)
+def _kinds(rows: Sequence[Sequence[str]]) -> str:
+    """What rows of calls are: "2 fit, 1 evaluate" (in the order first seen)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row[1]] = counts.get(row[1], 0) + 1
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items())
+
+
+def summary_table(records: Sequence[CallRecord], max_rows: int | None = SUMMARY_ROWS, hint: str = "") -> Table:
+    """The summary printed at exit: short cells, at most ``max_rows`` rows (the first and the last ones; the
+    line under them says which rows are left out, what they are, and ``hint``: where to see them all)."""
+    return calls_table(records, SUMMARY_CELL).limited(max_rows, hint=hint or SUMMARY_HINT, what=_kinds)
 
 
 def render_calls(records: Sequence[CallRecord], width: int | None = None) -> str:
@@ -127,11 +129,18 @@ def render_calls_html(records: Sequence[CallRecord]) -> str:
     return html.render(calls_table(records))
 
 
-def print_calls(records: Sequence[CallRecord], stream=None, max_rows: int | None = SUMMARY_ROWS) -> None:
+def print_calls(
+    records: Sequence[CallRecord], stream=None, max_rows: int | None = SUMMARY_ROWS, hint: str | None = None
+) -> None:
     """The summary at exit: a rich table on a terminal, plain text otherwise (logs, CI), both fitted to a
-    width and limited to ``max_rows`` rows."""
+    width and limited to ``max_rows`` rows. ``hint`` says where to see every row; by default the way that
+    works here: under ``devswitch run`` the process ends with the script, so ``--report``."""
     stream = stream or sys.stderr
-    table = summary_table(records, max_rows)
+    if hint is None:
+        from .. import state
+
+        hint = RUN_HINT if state.current().process.get("launched") else SUMMARY_HINT
+    table = summary_table(records, max_rows, hint)
     if getattr(stream, "isatty", lambda: False)():
         from rich.console import Console
 
@@ -170,12 +179,14 @@ def _run_row(number: int, record) -> tuple[str, ...]:
         return v if math.isfinite(v) else None
 
     rate = value("steady_throughput")
+    epochs = record.get("epochs")
+    one_epoch = record.get("kind") == "fit" and isinstance(epochs, list) and len(epochs) < 2
     return (
         str(number),
         str(record.get("kind", "?")),
         str(record.get("model", "?")),
         fmt_s(value("wall")),
-        fmt_s(value("first")),
+        "-" if one_epoch else fmt_s(value("first")),  # a one-epoch fit: no first epoch set apart
         fmt_rate(rate, "samples/s") if rate else "-",
         str(record.get("device", "?")),
         str(record.get("policy", "?")),

@@ -9,12 +9,14 @@ A ``Table`` is also a rich renderable (``Console.print(table)`` fits it to the c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .escape import safe
 
 EMPTY = ("", "-")
 GAP = 2  # characters between two columns in text
+LEAST_OMITTED = 5  # Table.limited leaves out this many rows or more, or none
 ELLIPSIS = "..."  # plain ASCII: a log or a pipe may not take "\u2026"
 
 
@@ -51,6 +53,7 @@ class Table:
     notes: tuple[str, ...] = ()
     omitted: int = 0
     omitted_hint: str = ""
+    omitted_which: str = ""  # which rows ``limited`` left out ("rows 11-12 of 22 (1 fit, 1 evaluate)")
     dropped: tuple[str, ...] = field(default=())  # headers of columns dropped to fit a width
 
     def __post_init__(self) -> None:
@@ -78,18 +81,34 @@ class Table:
     def omitted_line(self) -> str:
         if not self.omitted:
             return ""
-        return f"... and {self.omitted} more" + (f": {self.omitted_hint}" if self.omitted_hint else "")
+        said = f"{self.omitted_which} not shown" if self.omitted_which else f"and {self.omitted} more"
+        return f"... {said}" + (f": {self.omitted_hint}" if self.omitted_hint else "")
 
-    def limited(self, max_rows: int | None, head: int | None = None, hint: str = "") -> Table:
-        """At most ``max_rows`` rows: the first ``head`` and the last ones, the rest counted in ``omitted``;
-        ``hint`` says where to see them all."""
-        if max_rows is None or len(self.rows) <= max_rows:
+    def limited(
+        self,
+        max_rows: int | None,
+        head: int | None = None,
+        hint: str = "",
+        what: Callable[[tuple[tuple[str, ...], ...]], str] | None = None,
+    ) -> Table:
+        """At most ``max_rows`` rows: the first ``head`` and the last ones, the rest counted in ``omitted`` and
+        named in ``omitted_which`` (their numbers, and ``what(rows)`` says what they are); ``hint`` says where
+        to see them all. Fewer than ``LEAST_OMITTED`` rows are never left out: hiding them saves nothing."""
+        if max_rows is None or len(self.rows) < max_rows + LEAST_OMITTED:
             return self
         head = max_rows // 2 if head is None else head
         tail = max_rows - head
         kept = self.rows[:head] + (self.rows[-tail:] if tail else ())
+        left_out = self.rows[head : len(self.rows) - tail]
+        which = f"rows {head + 1}-{len(self.rows) - tail} of {len(self.rows)}"
+        if what is not None:
+            which += f" ({what(left_out)})"
         return replace(
-            self, rows=kept, omitted=self.omitted + len(self.rows) - len(kept), omitted_hint=hint or self.omitted_hint
+            self,
+            rows=kept,
+            omitted=self.omitted + len(left_out),
+            omitted_hint=hint or self.omitted_hint,
+            omitted_which=which,
         )
 
     def dropped_line(self) -> str:
