@@ -207,7 +207,7 @@ def _workers_of(out: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"devswitch.worker" in argv and any(str(out).encode() in arg for arg in argv) and _alive(int(entry.name)):
+        if b"_devswitch.worker" in argv and any(str(out).encode() in arg for arg in argv) and _alive(int(entry.name)):
             pids.append(int(entry.name))
     return pids
 
