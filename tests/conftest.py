@@ -365,12 +365,30 @@ def _queue_children_of(item) -> None:
             _group(item.config, _BUILDS[made]).submit()
 
 
+# Markers whose tests run only when -m names them (``pytest -m corpus_full``): lanes too heavy for every run.
+OPT_IN = ("corpus_full",)
+
+
+def _left_out(item) -> bool:
+    asked = item.config.option.markexpr or ""
+    return any(item.get_closest_marker(marker) and marker not in asked for marker in OPT_IN)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect the tests of an opt-in marker that -m does not name."""
+    left_out = [item for item in items if _left_out(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not _left_out(item)]
+
+
 def pytest_itemcollected(item):
     """Where every collected test will run (no -m, -k, --deselect, --lf and the like), its children start while
     the rest is still being collected."""
     option = item.config.option
     if not any(getattr(option, name, None) for name in ("markexpr", "keyword", "deselect", "lf", "failedfirst",
-                                                         "newfirst", "stepwise", "collectonly")):
+                                                         "newfirst", "stepwise", "collectonly")) \
+            and not _left_out(item):
         _queue_children_of(item)
 
 
