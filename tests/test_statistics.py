@@ -133,12 +133,13 @@ def test_the_summary_fits_an_80_column_terminal():
     from rich.console import Console
 
     from _devswitch.render.calls import calls_table, print_calls
+    from _devswitch.render.terminal import Fitted
     from _devswitch.results import CallRecord
 
     records = [CallRecord("fit", "a_model_with_a_rather_long_name", "ok", 12.5, True, 3.2, 9.3, 100, 3200,
                           12345.6, 100.0, device="CPU:0", policy="mixed_bfloat16", applied_policy="float32")]
     out = io.StringIO()
-    Console(file=out, width=80, force_terminal=True, color_system=None).print(calls_table(records))
+    Console(file=out, width=80, force_terminal=True, color_system=None).print(Fitted(calls_table(records)))
     lines = out.getvalue().splitlines()
     assert lines and max(len(line) for line in lines) <= 80
     assert "fit" in out.getvalue() and "policy" in out.getvalue()

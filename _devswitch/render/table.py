@@ -4,7 +4,7 @@ HTML or a rich terminal table. Nothing parses rendered text back.
 Fitting a width is part of the model, so every renderer drops and wraps the same way: columns that say
 nothing (every cell empty or "-") go first, then optional columns from the last declared, and a cell is
 wrapped between words only, never inside one. Columns dropped for the width are named under the table.
-A ``Table`` is also a rich renderable (``Console.print(table)`` fits it to the console's width).
+The model knows no renderer: ``terminal.Fitted(table)`` is the rich renderable of a table.
 """
 
 from __future__ import annotations
@@ -189,9 +189,3 @@ class Table:
             last = optional[-1]
             table = table.without_columns(lambda i, c, last=last: i != last)
         return table
-
-    def __rich_console__(self, console, options):
-        """Print on a rich console as ``terminal.to_rich`` does, fitted to the width rich offers."""
-        from .terminal import renderables  # table.py stays free of rich; terminal.py does not import this module
-
-        yield from renderables(self, options.max_width)

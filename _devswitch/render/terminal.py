@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:  # table.py imports this module lazily (Table.__rich_console__): no import at run time here
-    from .table import Table
+from .table import Table
 
 GAP = 3  # what a rich SIMPLE_HEAD table without edges puts between two columns: padding, rule, padding
 
@@ -35,6 +34,16 @@ def renderables(table: Table, width: int) -> list:
     rich_table, fitted = to_rich(table, width)
     title = [Text(fitted.title)] if fitted.title else []
     return [*title, rich_table, *(Text(line) for line in fitted.footer_lines())]
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A table as a rich renderable: ``Console.print(Fitted(table))`` fits it to the width rich offers."""
+
+    table: Table
+
+    def __rich_console__(self, console, options):
+        yield from renderables(self.table, options.max_width)
 
 
 def print_table(table: Table, console=None, file=None) -> None:
