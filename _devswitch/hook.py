@@ -27,15 +27,24 @@ TARGET = "keras"
 
 class KerasFinder(importlib.abc.MetaPathFinder):
     """Answers ``find_spec("keras")`` with Keras' own spec, its loader wrapped to call ``before`` and ``after``
-    around the execution of Keras' package."""
+    around the execution of Keras' package; and for ``framework`` (the backend's library, which a script may
+    import before Keras), calls ``on_framework()`` once it has executed, which says whether it applied the
+    switch (then the hook is done)."""
 
-    def __init__(self, before: Callable[[], None], after: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        before: Callable[[], None],
+        after: Callable[[], None],
+        framework: str | None = None,
+        on_framework: Callable[[], bool] | None = None,
+    ) -> None:
         self.before, self.after = before, after
+        self.framework, self.on_framework = framework, on_framework
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != TARGET:
+        if fullname != TARGET and (fullname != self.framework or self.on_framework is None):
             return None
         spec = None
         for finder in list(sys.meta_path):
@@ -47,15 +56,15 @@ class KerasFinder(importlib.abc.MetaPathFinder):
                 break
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec  # no Keras (the import fails as it would), or a loader this hook cannot wrap
-        spec.loader = _Loader(spec.loader, self)
+        spec.loader = _Loader(spec.loader, self, fullname)
         return spec
 
 
 class _Loader(importlib.abc.Loader):
     """Keras' loader, with the switch applied around the execution of its package."""
 
-    def __init__(self, loader: importlib.abc.Loader, finder: KerasFinder) -> None:
-        self.loader, self.finder = loader, finder
+    def __init__(self, loader: importlib.abc.Loader, finder: KerasFinder, name: str) -> None:
+        self.loader, self.finder, self.name = loader, finder, name
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
@@ -65,6 +74,11 @@ class _Loader(importlib.abc.Loader):
         if module.__spec__ is not None:
             module.__spec__.loader = self.loader
         module.__loader__ = self.loader
+        if self.name != TARGET:  # the framework, first: the switch once it has executed (Keras is imported then)
+            self.loader.exec_module(module)
+            if self.finder.on_framework is not None and self.finder.on_framework():
+                remove(self.finder)
+            return
         remove(self.finder)
         self.finder.before()
         self.loader.exec_module(module)

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from . import backends, hook, state
-from .apply import apply, finish, log, prepare, setup_logging, variables
+from .apply import _check_backend, apply, finish, log, prepare, setup_logging, variables
 from .config import Config, is_disabled, resolve
 from .devices import Inventory, Plan
 from .errors import DevswitchError
@@ -64,16 +64,30 @@ def begin(explicit: Explicit = None) -> None:
             return
         _settle_pending()  # an earlier begin() that is still waiting is replaced
         cfg = resolve_here(explicit)
+        if _backend_given(cfg):
+            _refuse_now(cfg)
         environ = dict(os.environ)
         wanted = _given_variables(cfg)
         for name, value in wanted.items():
             state.setenv(name, value)
-        finder = hook.KerasFinder(_keras_starting, _keras_started)
+        library = backends.get(cfg.backend).LIBRARY
+        finder = hook.KerasFinder(_keras_starting, _keras_started, library, lambda: _framework_started(library))
         session = state.current()
         session.pending = Pending(explicit, environ, wanted, finder)
         session.explicit = _kept(explicit)
         hook.install(finder)
         state.on_reset("keras-hook", lambda: hook.remove(finder))
+
+
+def _refuse_now(cfg: Config) -> None:
+    """What can be refused for a backend given to devswitch before any framework starts: not installed, a
+    setting it cannot honour at all, a multi_worker strategy without its cluster."""
+    _check_backend(cfg)
+    backend = backends.get(cfg.backend)
+    backend.refuse(cfg)
+    cluster = getattr(backend, "cluster", None)  # a backend that joins its cluster itself checks it first
+    if cfg.strategy == "multi_worker" and cluster is not None:
+        cluster(cfg, os.environ)
 
 
 def _keras_starting() -> None:
@@ -89,6 +103,23 @@ def _keras_starting() -> None:
         except DevswitchError as error:
             fail(error)
         state.current().pending = pending  # for _keras_started, once Keras' package has executed
+
+
+def _framework_started(library: str) -> bool:
+    """The hook, once the script imported the backend's framework before Keras (``import torch`` first):
+    everything is applied now, as when Keras is already imported, if ``library`` is still the backend's
+    (the script may have chosen another since); else the switch keeps waiting for Keras."""
+    with _lock:
+        pending = state.current().pending
+        if pending is None or pending.ready is not None:
+            return True
+        try:
+            if backends.get(resolve_here(pending.explicit).backend).LIBRARY != library:
+                return False
+            activate(pending.explicit)
+        except DevswitchError as error:
+            fail(error)
+        return True
 
 
 def _keras_started() -> None:
