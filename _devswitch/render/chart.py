@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..compare.recommend import coverage_words
 from ..compare.resultset import ResultSet
-from .compare import baseline_label
+from .cells import baseline_label
 
 MAX_WIDTH_IN = 14.0
 HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")

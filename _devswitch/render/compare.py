@@ -11,54 +11,10 @@ from ..compare.recommend import Pick, below_95, fmt, recommend, recommendation_l
 from ..compare.report import Comparison, verdict
 from ..compare.resultset import Cell, ResultSet
 from . import html as html_table
-from . import markdown
+from . import markdown, script
+from .cells import Footnotes, baseline_label, interval_text, speedup_text
 from .escape import csv_row, safe
 from .table import Column, Table
-
-
-def interval_text(cell: Cell) -> str:
-    ci = cell.interval
-    if ci is None:
-        return ""
-    text = f"[{fmt(ci.low)}, {fmt(ci.high)}]"
-    if below_95(ci.coverage):  # too few samples for 95%: the whole range, with what it covers
-        text += f" ({ci.coverage:.0%})"
-    return text
-
-
-def speedup_text(results: ResultSet, cell: Cell) -> str:
-    """ "1.79x [1.70, 1.85]": the speed-up paired by round with its interval (its coverage when under 95%);
-    the plain ratio of medians when the cells were not timed in shared rounds."""
-    if cell.config == results.baseline:
-        return "1.00x (baseline)"
-    ratio = results.speedup_interval(cell)
-    if ratio is None:
-        speedup = results.speedup(cell)
-        return f"{speedup:.2f}x" if speedup else "-"
-    text = f"{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]"
-    return text + (f" ({ratio.coverage:.0%})" if below_95(ratio.coverage) else "")
-
-
-class Footnotes:
-    """Long reasons ("unavailable: TensorFlow sees no GPU ...") become numbered notes under the tables."""
-
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
-
-    def mark(self, status: str) -> str:
-        kind, _, reason = status.partition(": ")
-        if not reason:
-            return status
-        if reason not in self.reasons:
-            self.reasons.append(reason)
-        return f"{kind} [{self.reasons.index(reason) + 1}]"
-
-    def lines(self) -> list[str]:
-        return [f"[{i}] {reason}" for i, reason in enumerate(self.reasons, 1)]
-
-
-def baseline_label(results: ResultSet) -> str:
-    return results.baseline.label(results.several_backends)
 
 
 def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
@@ -260,8 +216,6 @@ def _sections(results: ResultSet) -> tuple[list[str], list[Table], list[str]]:
     """The lines above the tables, the tables, the lines under them: of a factory's or a script's compare."""
     notes, picks = Footnotes(), recommend(results)
     if results.kind == "script":
-        from . import script
-
         tables = [script.table(results, notes)]
         return script.preamble(results), tables, script.epilogue(results, notes, picks)
     tables = [batch_table(results, b, notes) for b in results.batch_sizes]
@@ -352,9 +306,7 @@ def csv_fields(results: ResultSet) -> list[str]:
 
 def render_csv(results: ResultSet) -> str:
     if results.kind == "script":
-        from .script import render_csv as script_csv
-
-        return script_csv(results)
+        return script.render_csv(results)
     out = io.StringIO()
     writer = csv.DictWriter(out, csv_fields(results), lineterminator="\n")
     writer.writeheader()

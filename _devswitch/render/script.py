@@ -15,6 +15,7 @@ from ..compare.recommend import Pick, coverage_words, recommend, switch_text
 from ..compare.resultset import Cell, ResultSet
 from ..compare.scriptrecord import MAX_CALLS, calls, figure
 from ..statistics import median
+from .cells import Footnotes, speedup_text
 from .escape import csv_row, safe
 from .table import Column, Table
 
@@ -88,9 +89,7 @@ def _text(name: str, value: Any) -> str:
     return f"{value:.4g}"
 
 
-def table(results: ResultSet, notes) -> Table:
-    from .compare import speedup_text
-
+def table(results: ResultSet, notes: Footnotes) -> Table:
     cells = [c for c in (results.cell(config, 1) for config in results.configs) if c is not None]
     data = {id(c): figures(c) for c in cells if c.ok}
     names = ["script wall (s)", f"speed-up vs {results.baseline.label(results.several_backends)}", "start-up (s)"]
@@ -205,7 +204,7 @@ def dropped_lines(results: ResultSet) -> list[str]:
     return lines
 
 
-def epilogue(results: ResultSet, notes, picks) -> list[str]:
+def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[str]:
     lines = list(notes.lines())
     lines += dropped_lines(results)
     measured = [c for c in results.cells if c.ok]

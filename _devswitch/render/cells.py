@@ -1,0 +1,51 @@
+"""What the factory table and the script table share: a speed-up's text, an interval's, numbered footnotes."""
+
+from __future__ import annotations
+
+from ..compare.recommend import below_95, fmt
+from ..compare.resultset import Cell, ResultSet
+
+
+def interval_text(cell: Cell) -> str:
+    ci = cell.interval
+    if ci is None:
+        return ""
+    text = f"[{fmt(ci.low)}, {fmt(ci.high)}]"
+    if below_95(ci.coverage):  # too few samples for 95%: the whole range, with what it covers
+        text += f" ({ci.coverage:.0%})"
+    return text
+
+
+def speedup_text(results: ResultSet, cell: Cell) -> str:
+    """ "1.79x [1.70, 1.85]": the speed-up paired by round with its interval (its coverage when under 95%);
+    the plain ratio of medians when the cells were not timed in shared rounds."""
+    if cell.config == results.baseline:
+        return "1.00x (baseline)"
+    ratio = results.speedup_interval(cell)
+    if ratio is None:
+        speedup = results.speedup(cell)
+        return f"{speedup:.2f}x" if speedup else "-"
+    text = f"{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]"
+    return text + (f" ({ratio.coverage:.0%})" if below_95(ratio.coverage) else "")
+
+
+class Footnotes:
+    """Long reasons ("unavailable: TensorFlow sees no GPU ...") become numbered notes under the tables."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def mark(self, status: str) -> str:
+        kind, _, reason = status.partition(": ")
+        if not reason:
+            return status
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        return f"{kind} [{self.reasons.index(reason) + 1}]"
+
+    def lines(self) -> list[str]:
+        return [f"[{i}] {reason}" for i, reason in enumerate(self.reasons, 1)]
+
+
+def baseline_label(results: ResultSet) -> str:
+    return results.baseline.label(results.several_backends)
