@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from . import backends
 from .config import Config
 from .devices import Inventory, Plan, choose, half, where_from
-from .maths import MathPlan, decide_math
-
-if TYPE_CHECKING:
-    from .distribute import StrategyPlan
+from .maths import decide_math
+from .plans import MathPlan, StrategyPlan
 
 
 @dataclasses.dataclass(frozen=True)

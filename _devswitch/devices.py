@@ -13,15 +13,11 @@ import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import ConfigError, DeviceError
+from .plans import MathPlan, StrategyPlan
 from .settings import ENV_CPU_FEATURES
-
-if TYPE_CHECKING:  # for the annotations only: distribute and maths import this module
-    from .distribute import StrategyPlan
-    from .maths import MathPlan
 
 POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from .config import Config
 from .devices import Plan
 from .errors import ConfigError
+from .plans import StrategyPlan
 
 TF_CONFIG = "TF_CONFIG"
 _CLUSTER_HINT = (
@@ -24,34 +24,6 @@ _CLUSTER_HINT = (
     'or TF_CONFIG=\'{"cluster": {"worker": ["host1:port", "host2:port"]}, '
     '"task": {"type": "worker", "index": 0}}\''
 )
-
-
-@dataclass(frozen=True)
-class StrategyPlan:
-    name: str  # none | mirrored | multi_worker
-    devices: tuple[str, ...] = ()  # this machine's replica devices
-    workers: int = 1
-    task_type: str = ""
-    task_index: int = 0
-    tf_config: str | None = None  # TF_CONFIG to set (when built from settings)
-    reason: str = ""
-    warnings: tuple[str, ...] = field(default=())
-
-    @property
-    def replicas(self) -> int:
-        return max(1, len(self.devices)) * self.workers
-
-    @property
-    def role(self) -> str:
-        if self.name != "multi_worker":
-            return "single machine"
-        chief = " (chief)" if self.task_type == "chief" or (self.task_type == "worker" and self.task_index == 0) else ""
-        return f"{self.task_type} {self.task_index} of {self.workers} workers{chief}"
-
-    def summary(self) -> str:
-        if self.name == "none":
-            return "strategy=none"
-        return f"strategy={self.name} ({self.replicas} replicas, {self.role})"
 
 
 def _local_devices(config: Config, plan: Plan) -> tuple[str, ...]:

@@ -17,9 +17,9 @@ the warning says what is in force instead, and every record carries that, never 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from .devices import Inventory, slowest_cc
+from .plans import MathPlan
 
 TF32_CC = (8, 0)  # TF32 (and bf16) tensor cores from Ampere on
 OVERRIDE = "NVIDIA_TF32_OVERRIDE"  # read by cuBLAS and cuDNN: 0 turns TF32 off for every framework
@@ -53,22 +53,6 @@ def describe_kind(inventory: Inventory, gpus: tuple[int, ...]) -> str:
         "cpu-bf16": "a CPU with AVX512-BF16 but no AMX",
         "cpu-amx": "a CPU with AMX",
     }[where]
-
-
-@dataclass(frozen=True)
-class MathPlan:
-    """The float32 math mode in force, and why."""
-
-    mode: str  # what was asked: auto, ieee, tf32, bf16
-    in_force: str  # what float32 ops compute with: ieee, tf32, bf16 (or a mix, e.g. "ieee matmul, tf32 conv")
-    reason: str
-    apply: str | None = None  # the mode the backend sets; None = the framework's default is left alone
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def label(self) -> str:
-        """For records and columns: the mode in force; under auto, ``auto (<in force>)``."""
-        return f"auto ({self.in_force})" if self.mode == "auto" else self.in_force
 
 
 def decide_math(

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from .. import state
 from ..config import Config
 from ..devices import Gpu, Plan
-from ..distribute import StrategyPlan
 from ..errors import ConfigError, TooLateError, quote
+from ..plans import StrategyPlan
 from ..settings import LOG_LEVELS, MAX_WORKER_INDEX, MAX_WORKERS, Invalid, count
 from . import common
 

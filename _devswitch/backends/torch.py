@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from .. import state
 from ..config import Config
 from ..devices import Gpu, Plan
-from ..distribute import StrategyPlan
 from ..errors import ConfigError, TooLateError
+from ..plans import StrategyPlan
 from . import common
 
 LIBRARY = "torch"
