@@ -301,8 +301,7 @@ def prepare(config: Config, inventory: Inventory | None = None) -> Plan:
         if warning not in session.warnings:  # said already for the set-up in effect: not said again
             log.warning(warning)
     session.warnings = decision.warnings
-    strategy_plan = plan.strategy
-    backend.apply(config, plan, strategy_plan)
+    backend.apply(config, plan, decision.strategy)  # decide() filled in plan.strategy
     session.backend = config.backend
     return plan
 

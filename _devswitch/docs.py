@@ -1,8 +1,9 @@
 """Documentation generated from the package itself, so that it cannot drift.
 
 ``python -m _devswitch.docs`` rewrites ``.devswitchrc.example`` and the settings table of
-``docs/configuration.md`` (from ``settings.py``) and the exit-code table of ``docs/errors.md`` (from
-``errors.py``); ``tests/test_docs.py`` fails when one of them has drifted.
+``docs/configuration.md`` (from ``settings.py``), the exit-code table of ``docs/errors.md`` (from
+``errors.py``) and the backend interface table of ``docs/architecture.md`` (from the Protocol in
+``backends/interface.py``); ``tests/test_docs.py`` fails when one of them has drifted.
 
 ``python -m _devswitch.docs --outputs`` runs the commands whose output the documentation shows (the AlexNet
 comparison, ``devswitch info``, a script comparison) and writes what they printed into the blocks between
@@ -85,6 +86,17 @@ def render_reference() -> str:
     return "\n".join(rows)
 
 
+def render_backends() -> str:
+    """The backend interface table: one row per member of ``backends.interface.Backend``."""
+    from .backends.interface import members
+
+    lines = ["| member | what |", "| --- | --- |"]
+    for _name, signature, what in members():
+        text = " ".join(what.split()).replace("``", "`").replace("|", "\\|")
+        lines.append(f"| `{signature.replace('|', chr(92) + '|')}` | {text} |")
+    return "\n".join(lines)
+
+
 # Exit codes the command line returns without an exception class of errors.py behind them.
 OTHER_EXIT_CODES = (
     (0, "—", "success (for `devswitch run`: the script's own exit code is passed through)"),
@@ -140,6 +152,7 @@ class Generated:
 GENERATED = (
     Generated("settings", "docs/configuration.md", render_reference),
     Generated("errors", "docs/errors.md", render_errors),
+    Generated("backends", "docs/architecture.md", render_backends),
 )
 
 

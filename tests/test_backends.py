@@ -64,13 +64,39 @@ def test_a_backend_that_is_not_installed_names_the_extra(home, project, monkeypa
 
 
 def test_every_backend_module_has_the_whole_interface():
-    names = ("LIBRARY", "EXTRA", "DISPLAY", "CPU_HALF", "CPU_FP16", "UNSEEN_STEPS", "SEES_GPUS_WHEN_ON_CPU", "environment", "refuse", "start", "detect_gpus", "meanings",
-             "notices",
-             "plan_distribution", "preflight", "apply", "strategy", "versions", "model_device", "Runner")
+    """Every module of NAMES has every member of the Protocol, with the Protocol's parameters, and imports no
+    framework at module level; the Protocol names the math members maths.py calls."""
+    import inspect
+
+    from _devswitch.backends.interface import Backend, members
+
+    names = [name for name, _, _ in members()]
+    assert {"math_effect", "apply_math", "math_state", "Runner", "environment"} <= set(names)
     for name in backends.NAMES:
         module = backends.get(name)
         assert [n for n in names if not hasattr(module, n)] == [], name
+        for member in names:
+            declared = vars(Backend)[member]
+            if inspect.isfunction(declared):
+                expected = [p for p in inspect.signature(declared).parameters if p != "self"]
+                given = list(inspect.signature(getattr(module, member)).parameters)
+                assert given[: len(expected)] == expected, (name, member)
         assert "import tensorflow" not in Path(module.__file__).read_text().split("\ndef ")[0] or name == "tensorflow"
+
+
+def test_mypy_checks_every_backend_module_against_the_protocol():
+    """backends/__init__.py assigns each module of NAMES to a Backend-typed name under TYPE_CHECKING, which is
+    what makes mypy check it; a fourth module without that line would go unchecked."""
+    import ast
+
+    tree = ast.parse(Path(backends.__file__).read_text())
+    checked = {
+        node.value.id.lstrip("_")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AnnAssign) and isinstance(node.annotation, ast.Name)
+        and node.annotation.id == "Backend" and isinstance(node.value, ast.Name)
+    }
+    assert checked == set(backends.NAMES)
 
 
 # --- each setting through each backend's own mechanism (pure) ------------------------------------------------
@@ -447,7 +473,7 @@ def test_torch_thread_pools_from_the_switch(started):
 def test_a_worker_tells_compare_the_gpu_count_only_when_it_could_see_it(backend, device, gpus, told):
     """A JAX worker set up for the CPU (JAX_PLATFORMS=cpu) must not make compare skip the GPU columns."""
     from _devswitch.devices import Plan
-    from _devswitch.worker import gpus_seen
+    from _devswitch.workerbase import gpus_seen
 
     count = 0 if device == "gpu" else 2
     plan = Plan(device, gpus, "fp32", "test", "test", backend=backend)

@@ -1,43 +1,13 @@
 """One module per Keras backend, behind one small interface; chosen once, the way Keras picks its own
 (``keras/src/backend/__init__.py``).
 
-Every backend module defines the same names, and nothing outside this package
-imports a framework (TensorFlow, JAX, PyTorch) directly:
+Every backend module defines the names of the ``typing.Protocol`` ``interface.Backend`` (the one statement of
+the interface; mypy checks each module against it below, and ``get`` returns a ``Backend``), and nothing
+outside this package imports a framework (TensorFlow, JAX, PyTorch) directly.
 
-``LIBRARY``, ``EXTRA``, ``DISPLAY``
-    the import name of the framework, the pip extra that installs it, its name in messages.
-``SEES_GPUS_WHEN_ON_CPU``
-    whether a process set up for the CPU still sees how many GPUs the machine has.
-``environment(config) -> dict``
-    variables to set before the framework is imported (device visibility, memory, logging);
-    a pure function of the configuration.
-``refuse(config)``
-    raise ConfigError for a setting this backend cannot honour at all (before anything changes).
-``start(config, environ)``
-    what must happen before the devices are detected (JAX joins its multi-worker cluster).
-``detect_gpus() -> tuple[Gpu, ...]``
-    the GPUs this framework sees, numbered as it numbers them.
-``CPU_HALF = (precision, reason)``
-    what ``precision: half`` means on a CPU with native bf16 on this backend, from measurements
-    (the rule itself, and the GPU rule, live once in ``devices.half``).
-``CPU_FP16``
-    what precision fp16 measured on a CPU with this backend, and on which model (the fp16 warning quotes it).
-``UNSEEN_STEPS``
-    the custom-loop steps devswitch cannot see on this backend (its fp16 start-up warning names them), or None.
-``meanings(config, plan) -> dict``
-    per setting, what it does on this backend (``info`` shows it; "not applicable ... because ...").
-``plan_distribution(config, plan, environ) -> StrategyPlan``
-    the strategy, from the framework's own distribution engine; raises ConfigError.
-``preflight(config, plan)``, ``apply(config, plan, strategy_plan)``
-    refuse what a running runtime can no longer take (TooLateError), then set the framework up.
-``versions() -> dict``, ``model_device(model) -> str``
-    facts for the records.
-``Runner(model, jit_compile, gpus)``
-    the benchmark's compiled call path: ``input``, ``forward``, ``sync``, ``peak_memory``,
-    ``matmul_peak``.
-
-Adding a fourth backend means adding one module with these names: ``NAMES`` is every module of this
-package but ``common``, and ``LIBRARIES``, ``EXTRAS``, ``DISPLAY`` are read from the modules on first use.
+Adding a fourth backend means adding one module that mypy accepts as a ``Backend`` (and naming it in a
+``_check_<name>: Backend`` line below): ``NAMES`` is every module of this package but ``common`` and
+``interface``, and ``LIBRARIES``, ``EXTRAS``, ``DISPLAY`` are read from the modules on first use.
 """
 
 from __future__ import annotations
@@ -46,10 +16,23 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
-from types import ModuleType
+from typing import TYPE_CHECKING, cast
+
+from .interface import Backend
+
+if TYPE_CHECKING:
+    # mypy checks each backend module against the Protocol here (a module satisfies a Protocol when assigned
+    # to a name of its type); tests/test_backends.py checks that every module of NAMES is checked here.
+    from . import jax as _jax
+    from . import tensorflow as _tensorflow
+    from . import torch as _torch
+
+    _check_tensorflow: Backend = _tensorflow
+    _check_jax: Backend = _jax
+    _check_torch: Backend = _torch
 
 DEFAULT = "tensorflow"  # Keras' own default backend, listed first
-_NOT_BACKENDS = {"common"}
+_NOT_BACKENDS = {"common", "interface"}
 NAMES: tuple[str, ...] = tuple(
     sorted(
         (m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_BACKENDS and not m.name.startswith("_")),
@@ -72,11 +55,12 @@ def _table(name: str) -> dict[str, str]:
     return globals().get(name) or __getattr__(name)
 
 
-def get(name: str) -> ModuleType:
+def get(name: str) -> Backend:
     """The backend module for ``name`` (imports devswitch's module, not yet the framework)."""
     if name not in NAMES:
         raise ValueError(f"unknown backend {name!r}")
-    return importlib.import_module(f"{__name__}.{name}")
+    # each module is checked against Backend by its _check_<name> line above
+    return cast(Backend, importlib.import_module(f"{__name__}.{name}"))
 
 
 def installed(name: str) -> bool:
