@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 def main(spec_path: str) -> int:
     from .compare import protocol as p
-    from .worker import start
+    from .workerbase import start
 
     spec, emit = start(p.ScriptSpec.read, spec_path)
     from . import session, state
@@ -39,7 +39,7 @@ def main(spec_path: str) -> int:
         emit(p.UNAVAILABLE, reason=error.message, gpus=gpus)
         return 0
     from .apply import inventory
-    from .worker import applied_settings, gpus_seen, unsupported_reason
+    from .workerbase import applied_settings, gpus_seen, read_back, unsupported_reason
 
     varied = {k: v for k, v in spec.settings.items() if spec.where.get(k, "").startswith("devswitch compare (--vary")}
 
@@ -96,20 +96,6 @@ def failed(emit: Callable[..., object], error: BaseException) -> None:
     note = note_of(error)
     said = f"{type(error).__name__}: {note[len(NOTE_START) :]}" if note else None
     emit(p.FAILED, error=error_line(error), note=said)
-
-
-def read_back(varied: dict) -> dict:
-    """The settings in force when the script ended, as compare checks them against its column: the plan,
-    the varied settings, and where a ``devswitch.configure`` of the script set each (file:line)."""
-    from . import session, state
-    from .worker import applied_settings
-
-    try:
-        plan = session.context().get("plan")
-        settings = applied_settings(varied, session.config())
-    except Exception as error:  # noqa: BLE001 - the script may have left devswitch in any state
-        return {"error": f"{type(error).__name__}: {error}"}
-    return {"plan": plan, "settings": settings, "where": dict(state.current().configured_at)}
 
 
 if __name__ == "__main__":

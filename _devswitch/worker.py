@@ -10,28 +10,13 @@ that no worker goes on computing for nobody.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-PARENT_GONE = 137  # the status of a process ended by SIGKILL, as the kernel's own route gives
-
-
-class Events:
-    def __init__(self, path: str):
-        self.handle = open(path, "a", encoding="utf-8")
-
-    def __call__(self, event: str, **data) -> None:
-        # the pid: compare takes only this process's events, not those of a child the user's script forked
-        line = {"event": event, "t": time.time(), "pid": os.getpid(), **data}
-        self.handle.write(json.dumps(line, default=str) + "\n")
-        self.handle.flush()
+from .workerbase import PARENT_GONE, applied_settings, gpus_seen, read_back, start, unsupported_reason
 
 
 def parse_target(target: str) -> tuple[str, str, bool]:
@@ -128,65 +113,6 @@ def load_factory(target: str):
     return factory
 
 
-def unsupported_reason(plan, inventory) -> str | None:
-    """Why this precision cannot really run on the chosen device (it would be emulated), or None."""
-    from .devices import bf16_missing
-
-    return bf16_missing(inventory, plan.gpus) if plan.precision == "bf16" else None
-
-
-def gpus_seen(plan, count: int) -> int | None:
-    """How many GPUs this configuration tells compare the machine has: None where its backend, set up for the
-    CPU, cannot see them (compare must then not conclude that there are none)."""
-    from . import backends
-
-    return count if plan.gpus or backends.get(plan.backend).SEES_GPUS_WHEN_ON_CPU else None
-
-
-def set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:
-    """Linux: ask the kernel to send ``signum`` to this process when its parent ends; False elsewhere.
-
-    prctl(PR_SET_PDEATHSIG) is a property of the child, so it is set here, in the worker; it fires when
-    the parent *thread* that started us ends (compare starts workers from its main thread).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def watch_parent(parent_pid: int, interval: float = 0.5) -> threading.Thread:
-    """The portable fallback: a daemon thread that ends this process once its parent is no longer ``parent_pid``.
-
-    An orphan is re-parented (to init or a sub-reaper), so a changed ``getppid()`` means the parent is gone.
-    """
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(PARENT_GONE)
-            time.sleep(interval)
-
-    thread = threading.Thread(target=watch, name="devswitch-parent-watch", daemon=True)
-    thread.start()
-    return thread
-
-
-def die_with_parent(parent_pid: int | None, interval: float = 0.5) -> None:
-    """End this process when ``parent_pid`` (default: the current parent) ends, however it ends."""
-    set_parent_death_signal()
-    expected = parent_pid if parent_pid is not None else os.getppid()
-    # the parent may have died before the death signal was set: then nothing would ever send it
-    if os.getppid() != expected:
-        os._exit(PARENT_GONE)
-    watch_parent(expected, interval)
-
-
 def taking_turns(fd: int, phase_fd: int):
     """``turn(phase)`` for benchmark(): say the last phase is done on ``fd``, then wait on ``phase_fd`` until
     compare names ``phase`` (None: the last word, nothing more to wait for). Compare gone: end at once."""
@@ -207,14 +133,6 @@ def taking_turns(fd: int, phase_fd: int):
             raise RuntimeError(f"compare asked for {line.strip()!r} where this worker expected {phase!r}")
 
     return turn
-
-
-def applied_settings(asked: dict, config) -> dict:
-    """The varied settings as this worker's resolved configuration holds them ({name: {"value", "source"}}),
-    for its records: what was applied, not only what compare asked for."""
-    from .compare.axes import value_text
-
-    return {name: {"value": value_text(name, config[name].value), "source": config[name].source} for name in asked}
 
 
 def make_reference(spec, model, plan: dict, emit) -> int:
@@ -240,22 +158,6 @@ def make_reference(spec, model, plan: dict, emit) -> int:
         return 0
     emit(p.REFERENCE, reference=ref.about, loss=ref.loss, seconds=time.perf_counter() - started)
     return 0
-
-
-def start(read_spec, spec_path: str):
-    """The first steps of every compare worker (a configuration's or a script's): end with the parent, take
-    Ctrl-C as "stop", read the spec, say it runs. Returns (spec, emit)."""
-    set_parent_death_signal()  # first of all, so that the window without it is as short as can be
-    # The parent forwards Ctrl-C as SIGINT: make it mean "stop" even if this process was started with
-    # SIGINT ignored (as a shell does for background jobs).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    from .compare import protocol as p
-
-    spec = read_spec(spec_path)
-    die_with_parent(spec.parent_pid)
-    emit = Events(spec.events)
-    emit(p.SPAWNED)
-    return spec, emit
 
 
 def main(spec_path: str) -> int:
@@ -324,8 +226,6 @@ def main(spec_path: str) -> int:
         name = model.name
         if re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):  # Keras' automatic name says nothing
             name = parse_target(spec.target)[1] or spec.target
-        from .scriptworker import read_back
-
         emit(
             p.BUILT,
             model=name,

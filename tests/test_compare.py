@@ -276,11 +276,11 @@ def test_compare_killed_by_sigkill_keeps_finished_rows_and_leaves_no_worker_runn
 
 CHILD = """
 import os, signal, sys
-from _devswitch import worker
+from _devswitch import workerbase
 if sys.argv[1] == "prctl":
-    assert worker.set_parent_death_signal()
+    assert workerbase.set_parent_death_signal()
 else:
-    worker.watch_parent(os.getppid(), interval=0.1)
+    workerbase.watch_parent(os.getppid(), interval=0.1)
 print("ready", flush=True)
 signal.pause()  # until a signal ends it (the test's point: its parent's death must)
 """
@@ -317,8 +317,8 @@ def test_a_worker_ends_when_its_parent_is_killed(tmp_path, how):
 
 
 def test_a_worker_whose_parent_died_before_it_set_its_death_signal_ends_at_once():
-    proc = subprocess.run([sys.executable, "-c", "from _devswitch import worker\n"
-                           "worker.die_with_parent(parent_pid=1)\nprint('still running')"],
+    proc = subprocess.run([sys.executable, "-c", "from _devswitch import workerbase\n"
+                           "workerbase.die_with_parent(parent_pid=1)\nprint('still running')"],
                           env=clean_environ(DEVSWITCH_DISABLE="1"), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 137 and "still running" not in proc.stdout
 
@@ -418,7 +418,7 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
     from _devswitch import compare as cmp
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    doc = cmp.matrix.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
+    doc = cmp.runs.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
                               [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
     (tmp_path / "results.png").write_text("an earlier run's plot")
     notes = cmp.write_outputs(doc, tmp_path)
@@ -431,7 +431,7 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
 def test_result_files_follow_the_umask(tmp_path, mask, mode):
     from _devswitch import compare as cmp
 
-    doc = cmp.matrix.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
+    doc = cmp.runs.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
                               [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
     old = os.umask(mask)
     try:
@@ -449,15 +449,15 @@ def test_result_files_follow_the_umask(tmp_path, mask, mode):
     pytest.param((0,), False, ((8, 0),), None, id="GPU cc 8.0: runs"),
 ])
 def test_bf16_without_hardware_support_is_unavailable_in_compare(monkeypatch, gpus, cpu_bf16, ccs, expected):
-    from _devswitch import devices, worker
+    from _devswitch import devices, workerbase
 
     features = frozenset({"AVX512-BF16"}) if cpu_bf16 else frozenset()
     inventory = devices.Inventory(devices.Cpu("cpu", 2, features),
                                   tuple(devices.Gpu(i, "gpu", cc) for i, cc in enumerate(ccs)))
     plan = devices.Plan("gpu:0" if gpus else "cpu", gpus, "bf16", "test", "test")
-    reason = worker.unsupported_reason(plan, inventory)
+    reason = workerbase.unsupported_reason(plan, inventory)
     assert (reason is None) if expected is None else (expected in reason)
-    assert worker.unsupported_reason(devices.Plan("cpu", (), "fp16", "t", "t"), inventory) is None  # fp16 runs
+    assert workerbase.unsupported_reason(devices.Plan("cpu", (), "fp16", "t", "t"), inventory) is None  # fp16 runs
 
 
 @pytest.mark.parametrize("target, expected", [
@@ -490,7 +490,7 @@ def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch
 
     monkeypatch.setattr(matrix, "run_configuration", one_measured_batch)
     options = Options("mlp", ("tensorflow",), ("cpu",), ("fp32", "fp16", "bf16"), (1,), accuracy_samples=0)
-    results = matrix.run_matrix(options, lambda line: None, tmp_path, on_update=interrupted_write)
+    results = matrix.run_sequential(options, lambda line: None, tmp_path, on_update=interrupted_write)
     assert results.interrupted
     assert [c.status for c in results.cells] == ["ok", "not run (interrupted)", "not run (interrupted)"]
     assert results.cells[0].metric("throughput") == 10.0

@@ -3,17 +3,20 @@ worker process each.
 
 Data flows one way: ``Options`` -> the output folder checked (``options``) -> one worker per
 configuration (``axes``: the columns, in order; ``protocol``: the spec it gets, the events it appends;
-``matrix`` runs them) -> a typed ``ResultSet`` (``resultset``: the one schema of results.json) -> the
+``dispatch`` picks the runner: ``matrix`` one after another or ``rounds`` in turns, both over ``runs``;
+``script`` runs a user's script) -> a typed ``ResultSet`` (``resultset``: the one schema of results.json) -> the
 recommendation (``recommend``) -> the files (``outputs``, drawn by ``devswitch.render``). ``report``
 compares two result sets.
 """
 
-from .matrix import ConfigRun, cells_of, run_configuration, run_matrix
+from .dispatch import run_matrix
+from .matrix import run_configuration
 from .options import DEFAULT_ROOT, RESULT_FILES, WORK_PREFIX, Options, Output, prepare_output
 from .outputs import write_outputs
 from .recommend import Pick, recommend, recommendation_lines, switch_text
 from .resultfile import read
 from .resultset import Cell, Configuration, Key, ResultFileError, ResultSet
+from .runs import ConfigRun, cells_of
 
 __all__ = [
     "Cell",

@@ -20,16 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import protocol as p
-from .matrix import (
-    ConfigRun,
-    cells_of,
-    document,
-    gpus_seen,
-    no_gpu_reason,
-    reference_config,
-    report_progress,
-    write_spec,
-)
 from .options import Options
 from .process import (
     TURN,
@@ -43,6 +33,7 @@ from .process import (
     unwritable,
 )
 from .resultset import Cell, Configuration, ResultSet
+from .runs import ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress, write_spec
 
 
 @dataclass

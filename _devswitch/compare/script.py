@@ -18,11 +18,11 @@ from pathlib import Path
 
 from . import honest
 from . import protocol as p
-from .matrix import file_stem
 from .options import Options
 from .process import Worker, absolute, full_disk, last_error_line, not_started, timeout_words, unwritable
 from .protocol import ScriptSpec
 from .resultset import Cell, Configuration, Model, ResultSet
+from .runs import file_stem, no_gpu_reason
 from .scriptrecord import KIND, build
 
 LOGS = "logs"  # in the results folder: one log per configuration, every round appended
@@ -246,8 +246,6 @@ def run_scripts(
                 (e.get("gpus") for e in (run["ready"], run["unavailable"]) if e and e.get("gpus") is not None), None
             )
             if gpus == 0:
-                from .matrix import no_gpu_reason
-
                 no_gpu[config.backend] = no_gpu_reason(config.backend, config.device, config.precision)
             if interrupted:
                 if not runs[config]:

@@ -1,0 +1,250 @@
+"""What every factory runner (one after another: ``matrix``; in rounds: ``rounds``) shares: a configuration's
+run (``ConfigRun``) and its spec files, the progress lines and cells read from its events, and the result set
+(``document``) of the runs so far. The runners import this module and nothing from each other."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import honest
+from . import protocol as p
+from .options import Options
+from .process import absolute, last_error_line
+from .protocol import Spec
+from .resultset import Cell, Configuration, Model, ResultSet
+
+
+@dataclass
+class ConfigRun:
+    device: str
+    precision: str
+    backend: str = "tensorflow"
+    wall_s: float = 0.0
+    startup_s: float | None = None
+    events: list[dict] = field(default_factory=list)  # the worker's events, as read back from JSON
+    log: str = ""
+    settings: tuple[tuple[str, str], ...] = ()  # the varied settings: ((name, value text), ...)
+    unwritable: str | None = None  # not started: its work files could not be written (why)
+
+    @property
+    def config(self) -> Configuration:
+        return Configuration(self.backend, self.device, self.precision, self.settings)
+
+
+REFERENCE_FILE = "reference.npz"  # in the work folder: the shared weights, seeded input and reference outputs
+
+
+def reference_config(options: Options) -> Configuration:
+    """Where the strict float32 reference is computed: the baseline's backend, on the CPU, in float32, with
+    every other setting as this project has it (nothing varied)."""
+    return Configuration(options.baseline.backend, "cpu", "fp32")
+
+
+def file_stem(config: Configuration, role: str = "measure") -> str:
+    """The name of a worker's spec, events and log files: its configuration, in characters any file system takes."""
+    name = ("reference-" if role == "reference" else "") + "-".join(config.words().split(" "))
+    return re.sub(r"[^A-Za-z0-9=._-]", "_", name)
+
+
+def write_spec(options: Options, config, workdir: Path, role: str = "measure", **more) -> tuple[Path, Path, Path]:
+    """The spec of one worker (``role`` "reference": the reference run), and its events and log files."""
+    config = Configuration.of(config)
+    backend, device, precision, settings = config
+    workdir = absolute(workdir)  # the worker reads and writes these wherever its working directory is
+    events, spec, log = (
+        workdir / f"{file_stem(config, role)}.{suffix}" for suffix in ("events.jsonl", "spec.json", "log")
+    )
+    reference = str(workdir / REFERENCE_FILE) if options.accuracy_samples else None
+    Spec(
+        backend=backend,
+        device=device,
+        precision=precision,
+        settings=dict(settings),
+        target=options.target,
+        batch_sizes=tuple(options.batch_sizes),
+        mode=options.mode,
+        warmup=options.warmup,
+        iterations=options.iterations,
+        min_time=options.min_time,
+        predict_baseline=options.predict_baseline,
+        peak_probe=options.peak_probe,
+        events=str(events),
+        parent_pid=os.getpid(),
+        role=role,
+        reference=reference,
+        accuracy_samples=options.accuracy_samples,
+        **more,
+    ).write(spec)
+    return spec, events, log
+
+
+def report_progress(new: list[dict], progress: Callable[[str], None]) -> None:
+    """A progress line for each new event that says something: a record's rate, why a configuration does not run."""
+    for event in new:
+        if event["event"] == p.RECORD:
+            r = event["record"]
+            rate = r["metrics"]["throughput"]["value"]
+            text = f"{rate:,.1f}/s" if isinstance(rate, (int, float)) and rate == rate else r["status"]
+            progress(f"    batch {r['batch']}: {text}")
+        elif event["event"] == p.UNAVAILABLE:
+            progress(f"    unavailable: {event['reason']}")
+        elif event["event"] == p.FAILED:
+            progress(f"    failed: {event['error']}")
+
+
+def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
+    plan = next((e.get("plan") for e in run.events if e["event"] == p.READY), None) or {}
+    resolved = plan.get("precision", "")
+    records = {e["record"]["batch"]: e["record"] for e in run.events if e["event"] == p.RECORD}
+    unavailable = next((e["reason"] for e in run.events if e["event"] == p.UNAVAILABLE), None)
+    failed = next((e["error"] for e in run.events if e["event"] == p.FAILED), None)
+    crashed = next((e for e in run.events if e["event"] == p.CRASHED), None)
+    given_up = next((e["reason"] for e in run.events if e["event"] == p.GIVEN_UP), None)
+    ready = next((e for e in run.events if e["event"] == p.READY), None)
+    built = next((e for e in run.events if e["event"] == p.BUILT), None)
+    cells = []
+    for batch in batch_sizes:
+        record = records.get(batch)
+        if record is not None:
+            status = record["status"]
+            changed = honest.factory_override(run.config, ready, built, record) if status == "ok" else None
+            if changed:  # measured, but not in the column's configuration: kept, marked, never recommended
+                status = honest.status("the factory", changed)
+        elif unavailable:
+            status = f"unavailable: {unavailable}"
+        elif failed:
+            status = f"failed: {failed}"
+        elif given_up:
+            status = f"failed: {given_up}"
+        elif interrupted:
+            status = "interrupted"
+        elif crashed:
+            status = f"failed: worker exited with code {crashed['returncode']}: {last_error_line(run.log)}"
+        else:
+            status = "failed: no result (see the log)"
+        cells.append(Cell.of(run.config, batch, status, resolved, record))
+    return cells
+
+
+def gpus_seen(run: ConfigRun) -> int | None:
+    """How many GPUs the worker found, where its backend can tell (None: it could not, or did not say)."""
+    return next(
+        (e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE) and e.get("gpus") is not None),
+        None,
+    )
+
+
+def no_gpu_reason(backend: str, device: str, precision: str) -> str:
+    from ..backends import DISPLAY
+
+    return (
+        f"{DISPLAY[backend]} sees no GPU on this machine (found by the {device} {precision} configuration; "
+        "see 'devswitch info')"
+    )
+
+
+def _measured(run: ConfigRun) -> float:
+    """Seconds of measured phases in one worker; the matmul probe runs once per worker, though every
+    record of that worker carries its duration."""
+    total, probe = 0.0, 0.0
+    for event in run.events:
+        if event["event"] == p.RECORD:
+            phases = event["record"]["phases_s"]
+            total += sum(v for k, v in phases.items() if v and k != "peak_probe")
+            probe = max(probe, phases.get("peak_probe") or 0.0)
+    return total + probe
+
+
+def reference_summary(run: ConfigRun | None) -> dict | None:
+    """What results.json says about the reference run: how it was computed, or why there is none."""
+    if run is None:
+        return None
+    done = next((e for e in run.events if e["event"] == p.REFERENCE), None)
+    if done is not None:
+        return {
+            "status": "ok",
+            **(done.get("reference") or {}),
+            "loss": done.get("loss"),
+            "seconds": done.get("seconds"),
+            "wall_s": run.wall_s,
+        }
+    why = next(
+        (e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE, p.GIVEN_UP)),
+        None,
+    )
+    return {"status": f"failed: {why or last_error_line(run.log)}", "wall_s": run.wall_s}
+
+
+def document(
+    options: Options,
+    runs: list[ConfigRun],
+    cells: list[Cell],
+    total: float,
+    interrupted: bool,
+    complete: bool = True,
+    startup_s: float | None = None,
+    reference: ConfigRun | None = None,
+) -> ResultSet:
+    """The result set of the runs so far: cells, the environment and configuration the first worker saw,
+    and where the wall time went. ``startup_s``: the wall time of start-ups that ran side by side (rounds),
+    which replaces the sum of the configurations' own start-ups."""
+    ready: dict = next((e for r in runs for e in r.events if e["event"] == p.READY), {})
+    built: dict = next((e for r in runs for e in r.events if e["event"] == p.BUILT), {})
+    measured = sum(_measured(r) for r in runs)
+    done: dict = next((e for e in reference.events if e["event"] == p.REFERENCE), {}) if reference is not None else {}
+    measured += done.get("seconds") or 0.0  # computing the reference is measuring too
+    startup = sum(r.startup_s or 0.0 for r in runs) if startup_s is None else startup_s
+    if reference is not None and startup_s is None:  # one after another: the reference run came first
+        startup += reference.startup_s or 0.0
+    breakdown = {
+        "total_s": total,
+        "configurations": [
+            {
+                "backend": r.backend,
+                "device": r.device,
+                "precision": r.precision,
+                "settings": dict(r.settings),
+                "wall_s": r.wall_s,
+                "startup_s": r.startup_s,
+                "measured_s": _measured(r),
+            }
+            for r in runs
+        ],
+        "sum_measured_s": measured,
+        "sum_startup_s": startup,
+        "overhead_ratio": total / (measured + startup) if measured + startup else None,
+        "note": "measured = first call + warm-up + timed + predict baseline (and its first call) + accuracy + "
+        "peak probe of every record, and computing the reference; "
+        + (
+            "startup = spawn to the framework imported and devswitch applied, per configuration and for "
+            "the reference run"
+            if startup_s is None
+            else "startup = the workers (and the reference "
+            "run) started side by side until the last was ready (the model built, the reference saved)"
+        ),
+    }
+    return ResultSet(
+        options={
+            **{k: v for k, v in asdict(options).items() if k not in ("command", "vary")},
+            "baseline": options.baseline.words(),
+            "vary": {name: list(values) for name, values in options.vary},
+        },
+        model=Model(
+            target=options.target,
+            name=built.get("model"),
+            parameters=built.get("parameters"),
+            unit=built.get("unit", "samples"),
+        ),
+        cells=tuple(cells),
+        environment=ready.get("environment"),
+        config=ready.get("config"),
+        timing=breakdown,
+        command=tuple(options.command) or ("devswitch", "compare", options.target),
+        interrupted=interrupted,
+        complete=complete,
+        reference=reference_summary(reference),
+    )
