@@ -502,8 +502,8 @@ def test_events_are_read_past_a_damaged_line_and_a_line_being_written_waits(tmp_
     events = tmp_path / "w.events.jsonl"
     events.write_text('{"event": "spawned", "t": 1}\n{"event": "rea\n{"event": "done", "t": 2}\n{"event": "do')
     found, upto = read_events(events)
-    assert [e["event"] for e in found] == ["spawned", "done"] and upto == 3  # the last line is not complete yet
+    assert [e.NAME for e in found] == ["spawned", "done"] and upto == 3  # the last line is not complete yet
     with events.open("a") as handle:
         handle.write('ne", "t": 3}\n')
     more, upto = read_events(events, upto)
-    assert [e["event"] for e in more] == ["done"] and upto == 4
+    assert [e.NAME for e in more] == ["done"] and upto == 4

@@ -6,8 +6,13 @@ Both sides use these definitions, so a field renamed on one side cannot go unnot
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import quote
 
 # What a worker appends to its events file, one JSON object per line, each with "event" and "t":
 SPAWNED = "spawned"  # the process runs
@@ -23,6 +28,166 @@ REFERENCE = "reference"  # the reference run saved its file: reference (how it w
 GIVEN_UP = "given_up"  # added by compare when it gave the worker up (its time limit, stopped): reason
 EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED, REFERENCE, GIVEN_UP)
 # Every event a worker writes carries its "pid": compare takes only the worker's own (not a forked child's).
+
+
+class EventError(ValueError):
+    """A worker event that is not what this version of compare and its workers write; the message names the
+    event and the field."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """One line of a worker's events file. Each kind is a subclass with its wire name in ``NAME``; ``t`` is
+    time.time() when it was written, ``pid`` the writer's (None for the events compare adds itself)."""
+
+    NAME: ClassVar[str] = ""
+    t: float = 0.0
+    pid: int | None = None
+
+    def to_json(self) -> str:
+        """One line of the events file: ``{"event": NAME, "t": ..., "pid": ..., ...fields}``."""
+        return json.dumps({"event": self.NAME, **asdict(self)}, default=str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spawned(Event):
+    NAME = SPAWNED
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ready(Event):
+    """devswitch applied: the plan, the environment and configuration it recorded, and the GPUs it saw."""
+
+    NAME = READY
+    plan: dict | None = None
+    environment: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    gpus: int | None = None  # None: this backend, set up for the CPU, cannot tell
+    settings: dict | None = None  # a script worker: the varied settings as its configuration holds them
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unavailable(Event):
+    NAME = UNAVAILABLE
+    reason: str
+    gpus: int | None = None  # set when the GPUs were looked for
+
+
+@dataclass(frozen=True, kw_only=True)
+class Built(Event):
+    NAME = BUILT
+    model: str
+    unit: str  # "img" or "samples"
+    parameters: int
+    read_back: dict = field(default_factory=dict)  # the settings once the factory ran (compare/honest.py)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record(Event):
+    """One batch size measured: a BenchmarkRecord's dict, with the varied settings it ran under."""
+
+    NAME = RECORD
+    record: dict
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed(Event):
+    NAME = FAILED
+    error: str
+    note: str | None = None  # a script: devswitch's note on the exception (a half-precision mismatch)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Done(Event):
+    """The worker finished; a script worker adds how its script ended."""
+
+    NAME = DONE
+    exit_code: int | None = None
+    wall_s: float | None = None
+    calls: int | None = None  # timed calls the script made (its timing report holds them)
+    log_end: int | None = None  # where the script's output ends in the log
+    read_back: dict | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Interrupted(Event):
+    NAME = INTERRUPTED
+
+
+@dataclass(frozen=True, kw_only=True)
+class Crashed(Event):
+    NAME = CRASHED
+    returncode: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reference(Event):
+    NAME = REFERENCE
+    reference: dict  # how the reference was computed
+    loss: float | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GivenUp(Event):
+    NAME = GIVEN_UP
+    reason: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.NAME: cls
+    for cls in (Spawned, Ready, Unavailable, Built, Record, Failed, Done, Interrupted, Crashed, Reference, GivenUp)
+}
+assert tuple(EVENT_TYPES) == EVENTS
+
+
+def _fits(value: object, hint: Any) -> bool:
+    """Whether a JSON value fits the annotation ``hint`` (str, int, float, bool, dict, list, X | None)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    origin = typing.get_origin(hint) or hint
+    return isinstance(value, origin)
+
+
+def _expected(hint: Any) -> str:
+    return " | ".join(
+        "null" if h is type(None) else getattr(h, "__name__", str(h))
+        for h in (typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,))
+    )
+
+
+def decode_event(data: object, where: str = "event") -> Event:
+    """The typed event of one decoded JSON line, validated: an EventError names the event and the field that
+    is missing, unknown or of the wrong type (never a KeyError later)."""
+    if not isinstance(data, dict):
+        raise EventError(f"{where}: not a worker event (a JSON {type(data).__name__}, not an object)")
+    name = data.get("event")
+    cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise EventError(f"{where}: field 'event' is {quote(name)}, not one of {', '.join(EVENTS)}")
+    hints = typing.get_type_hints(cls)
+    given = {key: value for key, value in data.items() if key != "event"}
+    unknown = sorted(set(given) - {f.name for f in fields(cls)})
+    if unknown:
+        raise EventError(
+            f"{where}: {name} event has unknown field(s) {unknown} (compare and worker of different versions?)"
+        )
+    for f in fields(cls):
+        if f.name not in given:
+            if f.default is f.default_factory is MISSING:
+                raise EventError(f"{where}: {name} event lacks its field {f.name!r}")
+            continue
+        if not _fits(given[f.name], hints[f.name]):
+            raise EventError(
+                f"{where}: {name} event's field {f.name!r} is {quote(given[f.name])}, not {_expected(hints[f.name])}"
+            )
+    return cls(**given)
 
 
 def _write(path: Path, text: str) -> None:
@@ -108,9 +273,9 @@ def phases(rounds: int) -> list[str]:
 DONE_WORD = "done"
 
 
-def read_events(path: Path, start: int = 0) -> tuple[list[dict], int]:
+def read_events(path: Path, start: int = 0) -> tuple[list[Event], int]:
     """The complete events from line ``start`` on, and the line to read from next time (a line still being
-    written is left for then)."""
+    written is left for then); an EventError for a complete line that is JSON but not a valid event."""
     if not path.exists():
         return [], start
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -127,8 +292,6 @@ def read_events(path: Path, start: int = 0) -> tuple[list[dict], int]:
                 break  # the last line, still being written: read it next time
             start += 1  # a complete line that is not JSON (a worker killed mid-write): skip it, read on
             continue
-        if not isinstance(event, dict) or event.get("event") not in EVENTS:
-            raise ValueError(f"{path}: not a worker event: {line[:120]!r}")
-        out.append(event)
+        out.append(decode_event(event, f"{path}:{number + 1}"))
         start += 1
     return out, start

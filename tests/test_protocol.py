@@ -1,0 +1,62 @@
+"""The events between compare and its workers are dataclasses, written and read by compare/protocol.py and
+validated when read: a malformed event is an EventError naming the event and the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _devswitch.compare import protocol as p
+
+EXAMPLES = [
+    p.Spawned(t=1.0, pid=10),
+    p.Ready(t=1.5, pid=10, plan={"device": "cpu"}, environment={"python": "3"}, config={"backend": "jax"}, gpus=None),
+    p.Unavailable(t=2.0, pid=10, reason="no GPU", gpus=0),
+    p.Built(t=2.0, pid=10, model="alexnet", unit="img", parameters=123, read_back={"plan": {}}),
+    p.Record(t=3.0, pid=10, record={"batch": 1}),
+    p.Failed(t=3.0, pid=10, error="ValueError: x", note=None),
+    p.Done(t=4.0, pid=10, exit_code=0, wall_s=1.25, calls=2, log_end=99, read_back={}),
+    p.Interrupted(t=4.0, pid=10),
+    p.Crashed(t=5.0, returncode=-9),
+    p.Reference(t=5.0, pid=10, reference={"samples": 32}, loss=0.5, seconds=1.0),
+    p.GivenUp(t=6.0, reason="its time limit"),
+]
+
+
+def test_every_kind_of_event_has_an_example():
+    assert sorted(type(e).NAME for e in EXAMPLES) == sorted(p.EVENTS)
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: e.NAME)
+def test_an_event_read_back_is_the_dataclass_that_was_written(event):
+    line = event.to_json()
+    assert json.loads(line)["event"] == event.NAME  # the wire format keeps the "event" key
+    assert p.decode_event(json.loads(line)) == event
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        pytest.param({"event": "record", "t": 1}, "'record'", id="a missing field"),
+        pytest.param({"event": "built", "t": 1, "model": "m", "unit": "img", "parameters": "7"}, "'parameters'",
+                     id="a string where an int belongs"),
+        pytest.param({"event": "ready", "t": 1, "gpus": True}, "'gpus'", id="a bool is not an int"),
+        pytest.param({"event": "done", "t": 1, "wall": 3}, "['wall']", id="an unknown field"),
+        pytest.param({"event": "finished", "t": 1}, "'event'", id="an unknown event"),
+        pytest.param({"t": 1}, "'event'", id="no event name"),
+        pytest.param({"event": "failed", "t": "soon", "error": "x"}, "'t'", id="a time that is not a number"),
+    ],
+)
+def test_a_malformed_event_is_an_error_naming_its_field(data, field):
+    with pytest.raises(p.EventError) as raised:
+        p.decode_event(data, "w.events.jsonl:2")
+    assert "w.events.jsonl:2" in str(raised.value) and field in str(raised.value)
+    assert not isinstance(raised.value, KeyError)
+
+
+def test_read_events_names_the_line_of_a_malformed_event(tmp_path):
+    events = tmp_path / "w.events.jsonl"
+    events.write_text('{"event": "spawned", "t": 1}\n{"event": "unavailable", "t": 2}\n')
+    with pytest.raises(p.EventError, match=r"w\.events\.jsonl:2: .*'reason'"):
+        p.read_events(events)
