@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import dataclasses
+import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Callable
 
 import pytest
+
+pytest.register_assert_rewrite("childqueue")
+from childqueue import Child, Children, children, started_together  # noqa: E402, F401 (re-exported for the tests)
 
 # Importing devswitch (the public face the tests call) must not switch the test process itself: its import
 # would set KERAS_BACKEND and the like and apply the real home's configuration at the first import of Keras.
@@ -152,217 +152,22 @@ def result_line(stdout: str) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-# --- child processes: one queue for the whole session --------------------------------------------------------
+# --- child processes: the childqueue plugin (tests/childqueue.py) ------------------------------------------
 #
-# Most subprocess tests start a framework in a child (seconds of one busy core) and wait for it. So the children
-# are declared up front (``children(build)`` below makes a fixture of them), and as soon as the tests are
-# collected every child the selected tests will read is queued, in the order the tests will read them. The
-# queue runs one child beside this process while it runs tests of its own (this process then has the other
-# core), and two while it waits for a child's result. A test then only reads what its children did.
+# Subprocess tests declare their children with ``children(build)`` and read what they did; the plugin runs them
+# beside this process. The names stay importable from here for the test modules that import them from conftest.
+
+pytest_plugins = ["childqueue", "pytester"]
 
 
-@dataclasses.dataclass
-class Child:
-    """``python ARGS`` in its own folder (``cwd``, else ROOT/NAME) with ``env`` added to a clean environment
-    (HOME is FOLDER/home unless ``env`` sets it); ``prepare(folder)`` runs first; ``after`` names a child of
-    the same group that must have ended before this one starts; ``beside`` names one it starts with."""
-
-    args: list
-    env: dict = dataclasses.field(default_factory=dict)
-    umask: int | None = None
-    prepare: Callable[[Path], object] | None = None
-    after: str | None = None
-    beside: str | None = None  # another child of the group: this one starts the moment that one starts
-    cwd: Path | None = None
-    timeout: float = 300
+def pytest_childqueue_environ(home: Path) -> dict[str, str]:
+    """Children start from this process's environment without DEVSWITCH_* variables, unbuffered."""
+    return clean_environ(HOME=str(home), PYTHONUNBUFFERED="1")
 
 
-class _Job:
-    def __init__(self, name: str, child: Child, folder: Path):
-        self.name, self.child, self.folder = name, child, folder
-        self.after: _Job | None = None
-        self.beside: _Job | None = None
-        self.done = threading.Event()
-        self.result: subprocess.CompletedProcess | None = None
-        self.error: BaseException | None = None
-        self.proc: subprocess.Popen | None = None
-
-    def run(self) -> None:
-        child = self.child
-        try:
-            (self.folder / ("." if "HOME" in child.env else "home")).mkdir(parents=True, exist_ok=True)
-            if child.prepare:
-                child.prepare(self.folder)
-            env = {**clean_environ(HOME=str(self.folder / "home"), PYTHONUNBUFFERED="1"), **child.env}
-            args = [sys.executable, *map(str, child.args)]
-            umask = child.umask
-            self.proc = subprocess.Popen(args, cwd=self.folder, env=env, text=True,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
-            try:
-                out, err = self.proc.communicate(timeout=child.timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.communicate()
-                raise
-            self.result = subprocess.CompletedProcess(args, self.proc.returncode, out, err)
-        except BaseException as exc:  # handed to whoever waits for it
-            self.error = exc
-        finally:
-            self.done.set()
-
-
-class _Queue:
-    """Children run in order, ``cores - 1`` at a time while the test process works, ``cores`` while it waits."""
-
-    def __init__(self, cores: int = 2):
-        self.cores = cores
-        self.lock = threading.Condition()
-        self.queue: list[_Job] = []
-        self.running: set[_Job] = set()
-        self.waiting = 0
-        self.closed = False
-        self.threads: list[threading.Thread] = []
-
-    def submit(self, jobs: list[_Job], first: bool = False) -> None:
-        with self.lock:
-            if first:
-                self.queue[0:0] = jobs
-            else:
-                self.queue.extend(jobs)
-            while len(self.threads) < self.cores:
-                self.threads.append(threading.Thread(target=self._work, daemon=True))
-                self.threads[-1].start()
-            self.lock.notify_all()
-
-    def _next(self) -> _Job | None:
-        if len(self.running) >= (self.cores if self.waiting else self.cores - 1):
-            return None
-        for job in self.queue:
-            if job.beside is None and (job.after is None or job.after.done.is_set()):
-                self.queue.remove(job)
-                return job
-        return None
-
-    def _work(self) -> None:
-        while True:
-            with self.lock:
-                while not self.closed and (job := self._next()) is None:
-                    self.lock.wait()
-                if self.closed:
-                    return
-                self.running.add(job)
-                companions = [other for other in self.queue if other.beside is job]
-                for other in companions:
-                    self.queue.remove(other)
-                    self.running.add(other)
-            for other in companions:
-                threading.Thread(target=self._run, args=(other,), daemon=True).start()
-            self._run(job)
-
-    def _run(self, job: _Job) -> None:
-        try:
-            job.run()
-        finally:
-            with self.lock:
-                self.running.discard(job)
-                self.lock.notify_all()
-
-    def wait(self, job: _Job) -> tuple[subprocess.CompletedProcess, Path]:
-        with self.lock:
-            needed, chain = [], job
-            while chain is not None and chain in self.queue:  # needed now: first in line, after what it waits for
-                needed.insert(0, chain)
-                chain = chain.after or chain.beside
-            for each in needed:
-                self.queue.remove(each)
-            self.queue[0:0] = needed
-            self.waiting += 1
-            self.lock.notify_all()
-        try:
-            job.done.wait()
-        finally:
-            with self.lock:
-                self.waiting -= 1
-        if job.error is not None:
-            raise job.error
-        return job.result, job.folder
-
-    def cancel(self, jobs) -> None:
-        with self.lock:
-            self.queue = [job for job in self.queue if job not in jobs]
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-            self.queue.clear()
-            running = list(self.running)
-            self.lock.notify_all()
-        for job in running:  # a session that ends early does not wait for children nobody will read
-            if job.proc is not None and job.proc.poll() is None:
-                job.proc.kill()
-
-
-QUEUE = _Queue()
-
-
-class Children:
-    """A group of children started together: ``group(name) -> (CompletedProcess, folder)`` waits for one;
-    ``group.root`` is the folder they run under."""
-
-    def __init__(self, root: Path, children: dict[str, Child]):
-        self.root = root
-        self.jobs = {name: _Job(name, child, child.cwd or root / "".join(c if c.isalnum() else "-" for c in name))
-                     for name, child in children.items()}
-        for job in self.jobs.values():
-            job.after = self.jobs[job.child.after] if job.child.after else None
-            job.beside = self.jobs[job.child.beside] if job.child.beside else None
-        self.submitted = False
-
-    def submit(self, first: bool = False) -> "Children":
-        if not self.submitted:
-            self.submitted = True
-            QUEUE.submit(list(self.jobs.values()), first)
-        return self
-
-    def __call__(self, name: str) -> tuple[subprocess.CompletedProcess, Path]:
-        self.submit(first=True)
-        return QUEUE.wait(self.jobs[name])
-
-    def cancel(self) -> None:
-        QUEUE.cancel(set(self.jobs.values()))
-
-
-_BUILDS: dict[object, Callable[[Path], dict[str, Child]]] = {}  # fixture -> its build
-_GROUPS: dict[Callable, Children] = {}
-
-
-def _group(config, build: Callable[[Path], dict[str, Child]]) -> Children:
-    if build not in _GROUPS:
-        root = config._tmp_path_factory.mktemp(build.__name__.strip("_") or "children")
-        _GROUPS[build] = Children(root, build(root))
-    return _GROUPS[build]
-
-
-def children(build: Callable[[Path], dict[str, Child]], scope: str = "module", name: str | None = None):
-    """A fixture named ``name`` (else ``build``'s name without its underscores): the children ``build(root)``
-    names, as a ``Children`` group, one per session. They are queued as soon as the tests are collected when a
-    selected test uses the fixture (or a fixture that uses it)."""
-
-    def fixture(request):
-        return _group(request.config, build).submit(first=True)
-
-    fixture.__name__ = name or build.__name__.strip("_")
-    made = pytest.fixture(scope=scope)(fixture)
-    _BUILDS[made] = build
-    return made
-
-
-def _queue_children_of(item) -> None:
-    for name in getattr(item, "fixturenames", ()):
-        made = getattr(getattr(item, "module", None), name, None) or globals().get(name)
-        if made in _BUILDS:
-            _group(item.config, _BUILDS[made]).submit()
+def pytest_childqueue_start_early(item) -> bool:
+    """A test of an opt-in marker that -m does not name is deselected later: its children wait."""
+    return not _left_out(item)
 
 
 # Markers whose tests run only when -m names them (``pytest -m corpus_full``): lanes too heavy for every run.
@@ -380,26 +185,6 @@ def pytest_collection_modifyitems(config, items):
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = [item for item in items if not _left_out(item)]
-
-
-def pytest_itemcollected(item):
-    """Where every collected test will run (no -m, -k, --deselect, --lf and the like), its children start while
-    the rest is still being collected."""
-    option = item.config.option
-    if not any(getattr(option, name, None) for name in ("markexpr", "keyword", "deselect", "lf", "failedfirst",
-                                                         "newfirst", "stepwise", "collectonly")) \
-            and not _left_out(item):
-        _queue_children_of(item)
-
-
-def pytest_collection_finish(session):
-    """Queue, in test order, the children of every fixture made by ``children`` that a selected test uses."""
-    for item in session.items:
-        _queue_children_of(item)
-
-
-def pytest_sessionfinish(session):
-    QUEUE.close()
 
 
 # --- one real devswitch compare for the whole session -------------------------------------------------
@@ -511,22 +296,6 @@ def _profile_compares(root: Path) -> dict[str, Child]:
 
 
 profile_compares = children(_profile_compares, scope="session")
-
-
-# --- subprocesses started together ---------------------------------------------------------------------
-
-@contextlib.contextmanager
-def started_together(root: Path, jobs: dict, prepare: dict | None = None, workers: int = 2, timeout: float = 300):
-    """Start ``python ARGS`` for every job ``name: (args, env[, umask])`` (on the session's queue, before what
-    it had queued: ``workers`` is its number of cores), each in its own folder under ``root`` (its cwd, with
-    HOME in it); ``prepare[name](folder)`` runs first. Yields ``wait(name) -> (CompletedProcess, folder)``."""
-    group = Children(root, {name: Child(args, env, umask[0] if umask else None, (prepare or {}).get(name),
-                                        timeout=timeout)
-                            for name, (args, env, *umask) in jobs.items()})
-    try:
-        yield group.submit(first=True)
-    finally:
-        group.cancel()  # a failing test does not wait for processes nobody will read
 
 
 def info_json(folder: Path, profile: str, monkeypatch, capsys) -> dict:
