@@ -96,3 +96,65 @@ def test_the_script_table_says_how_many_calls_were_not_kept():
         cells=(cell,),
     )
     assert "cpu fp32: 234 timed calls not kept (a run keeps its first 1,000)" in render_markdown(results)
+
+
+# --- one compare command, two sources of columns: the parser's groups say which option is whose ----------------
+
+def _group(name: str):
+    """The destinations of one argument group of the compare parser."""
+    import argparse
+
+    from _devswitch.cli.compare import compare_parser
+
+    parser = compare_parser(argparse.ArgumentParser().add_subparsers())
+    (group,) = [g for g in parser._action_groups if g.title == name]
+    return {action.dest for action in group._group_actions}
+
+
+def test_the_parser_groups_each_option_by_the_source_it_belongs_to():
+    """The factory group is what --script refuses and holds every factory default; the script group its own."""
+    from _devswitch.cli.compare_options import FACTORY_DEFAULTS, SCRIPT_CAPS
+
+    assert _group("factory") == {"target", *FACTORY_DEFAULTS}
+    assert _group("script") == {"script", "script_module", *SCRIPT_CAPS}
+    for name in ("columns", "measuring", "output", "recommendation"):
+        assert _group(name), name
+
+
+@pytest.mark.parametrize("option", [
+    pytest.param(["--iterations", "20"], id="--iterations at its default"),
+    pytest.param(["--mode", "inference"], id="--mode at its default"),
+    pytest.param(["--accuracy-samples", "32"], id="--accuracy-samples at its default"),
+    pytest.param(["--no-peak-probe"], id="a flag"),
+])
+def test_a_factory_option_given_with_a_script_is_refused_even_at_its_default_value(folder, capsys, option):
+    """FACTORY_ONLY compared values with a second copy of the defaults: --iterations 20 slipped through."""
+    (folder / "train.py").write_text("print('ran')\n")
+    code = main(["compare", "--script", "train.py", "--devices", "cpu", "--precisions", "fp32", "--out", "out",
+                 *option])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{option[0]}: a factory's benchmark option" in err and not (folder / "out").exists()
+
+
+def test_a_script_compare_gets_the_resolved_defaults_of_what_was_not_given(folder):
+    from _devswitch.cli import parse_args
+    from _devswitch.cli.compare_script import script_job
+
+    (folder / "train.py").write_text("print('ran')\n")
+    job = script_job(parse_args(["compare", "--script", "train.py", "--devices", "cpu", "--precisions", "fp32",
+                                 "--backends", "tensorflow", "--max-steps", "3"]))
+    assert (job.options.target, job.options.batch_sizes, job.options.rounds) == ("train.py", (1,), 1)
+    assert (job.options.accuracy_samples, job.options.iterations) == (0, 20)
+    assert job.caps == {"max_epochs": None, "max_steps": 3}
+
+
+def test_a_factory_compare_resolves_its_defaults_after_parsing(folder):
+    from _devswitch.cli import parse_args
+    from _devswitch.cli.compare import options_from_args
+
+    args = parse_args(["compare", *TINY, "--backends", "tensorflow"])
+    assert args.iterations is None and args.batch_sizes is None  # not given: told apart from a default
+    options = options_from_args(args)
+    assert (options.iterations, options.batch_sizes, options.warmup, options.rounds) == (20, (1, 128), 5, 6)
+    assert (options.mode, options.accuracy_samples, options.predict_baseline) == ("inference", 32, True)

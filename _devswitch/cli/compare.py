@@ -1,4 +1,7 @@
-"""``devswitch compare``: benchmark a model across devices and precisions, one process per configuration."""
+"""``devswitch compare``: benchmark a model (a factory) or a whole script across devices and precisions, one
+process per configuration. One parser, its argument groups saying which options belong to which source; one
+command that reads them into one ``compare.Options`` (``compare_options``; the script's side:
+``compare_script``), runs the columns, writes the results and saves the profile."""
 
 from __future__ import annotations
 
@@ -8,9 +11,8 @@ import sys
 from pathlib import Path
 
 from ..errors import DevswitchError, UsageError
-from .common import _items, _number
-
-DEFAULT_ROUNDS = 6  # the fewest rounds whose paired speed-up interval reaches 95% coverage (1 - 2/2^6)
+from .compare_options import DEFAULT_ROUNDS, FACTORY_DEFAULTS, options_from_args
+from .compare_script import script_job
 
 
 def compare_parser(sub) -> argparse.ArgumentParser:
@@ -21,7 +23,21 @@ def compare_parser(sub) -> argparse.ArgumentParser:
         "the classic comparison table (img/s, W, img/s per W, speed-up), writing "
         "results.json/.csv/.md/.html/.png.",
     )
-    parser.add_argument(
+    _factory_group(parser)
+    _script_group(parser)
+    _columns_group(parser)
+    _measuring_group(parser)
+    _output_group(parser)
+    _recommendation_group(parser)
+    return parser
+
+
+def _factory_group(parser: argparse.ArgumentParser) -> None:
+    """A factory's options: the MODEL and how its benchmark runs (refused with --script, given or not)."""
+    group = parser.add_argument_group(
+        "factory", "a MODEL (a function returning a Keras model) as the workload, and its benchmark; not with --script"
+    )
+    group.add_argument(
         "target",
         nargs="?",
         default=None,
@@ -29,46 +45,92 @@ def compare_parser(sub) -> argparse.ArgumentParser:
         help="a bundled model (alexnet, small_cnn, mlp), path.py[:function] "
         "(default function build_model) or module:function (default: alexnet)",
     )
-    parser.add_argument(
+    default = FACTORY_DEFAULTS
+    group.add_argument("--batch-sizes", default=None, help=f"comma-separated (default {default['batch_sizes']})")
+    group.add_argument(
+        "--mode",
+        default=None,
+        choices=["inference", "training"],
+        help=f"what is timed: predict calls or training steps (default {default['mode']})",
+    )
+    group.add_argument(
+        "--warmup", default=None, help=f"untimed iterations after the first call (default {default['warmup']})"
+    )
+    group.add_argument(
+        "--iterations", default=None, help=f"timed iterations per batch size (default {default['iterations']})"
+    )
+    group.add_argument(
+        "--min-time", default=None, help=f"keep timing for at least this many seconds (default {default['min_time']})"
+    )
+    group.add_argument(
+        "--accuracy-samples",
+        default=None,
+        metavar="N",
+        help="compare every column's outputs with a strict float32 reference (the same weights, "
+        "N seeded inputs; training: the loss after a few SGD steps); 0 skips it "
+        f"(default {default['accuracy_samples']})",
+    )
+    group.add_argument(
+        "--max-error",
+        default=None,
+        metavar="X",
+        help="recommend only configurations whose maximum relative error against the reference "
+        "(training: of the loss) is at most X, e.g. 1e-2; the others are named with the reason",
+    )
+    group.add_argument(
+        "--no-predict-baseline", action="store_true", default=None, help="skip the plain model.predict figure"
+    )
+    group.add_argument(
+        "--no-peak-probe", action="store_true", default=None, help="skip the matmul probe for fraction of peak"
+    )
+
+
+def _script_group(parser: argparse.ArgumentParser) -> None:
+    """A whole script's options: the workload and the caps of its fits (refused without --script)."""
+    group = parser.add_argument_group("script", "a whole unmodified script as the workload, instead of a MODEL")
+    group.add_argument(
+        "--script",
+        default=None,
+        metavar="SCRIPT",
+        help="compare the whole unmodified script (run as devswitch run runs it) instead of a MODEL; "
+        "its own arguments after --: compare --script train.py [options] -- --epochs 3",
+    )
+    group.add_argument(
+        "-m",
+        dest="script_module",
+        default=None,
+        metavar="MODULE",
+        help="like --script, for a module run as python -m MODULE",
+    )
+    group.add_argument(
+        "--max-epochs",
+        default=None,
+        metavar="N",
+        help="with --script: every fit the script calls runs at most N epochs (labelled in its record)",
+    )
+    group.add_argument(
+        "--max-steps",
+        default=None,
+        metavar="N",
+        help="with --script: every epoch of every fit runs at most N steps (labelled in its record)",
+    )
+    parser.set_defaults(script_args=())
+
+
+def _columns_group(parser: argparse.ArgumentParser) -> None:
+    """The configurations compared, for either workload."""
+    group = parser.add_argument_group("columns", "the configurations compared (either workload)")
+    group.add_argument(
         "--backends",
         default="",
         help="comma-separated Keras backends: tensorflow, jax, torch "
         "(default: the resolved backend, see devswitch info)",
     )
-    parser.add_argument("--devices", default="cpu,gpu", help="comma-separated: cpu, gpu, gpu:N (default cpu,gpu)")
-    parser.add_argument(
+    group.add_argument("--devices", default="cpu,gpu", help="comma-separated: cpu, gpu, gpu:N (default cpu,gpu)")
+    group.add_argument(
         "--precisions", default="fp32,half", help="comma-separated: fp32, fp16, bf16, half (default fp32,half)"
     )
-    parser.add_argument("--batch-sizes", default="1,128", help="comma-separated (default 1,128)")
-    parser.add_argument("--mode", default="inference", choices=["inference", "training"])
-    parser.add_argument("--warmup", default="5", help="untimed iterations after the first call (default 5)")
-    parser.add_argument("--iterations", default="20", help="timed iterations per batch size (default 20)")
-    parser.add_argument("--min-time", default="0", help="keep timing for at least this many seconds (default 0)")
-    parser.add_argument(
-        "--rounds",
-        default="",
-        metavar="N",
-        help="take the timed iterations in N rounds, the configurations taking turns (A B C A B "
-        "C ...), so that a noisy neighbour slows every column alike and the speed-up gets an "
-        "interval paired by round; all workers stay alive side by side (default: 6, or "
-        "--iterations if fewer; 1: one configuration after another, one process at a time, "
-        "for when memory is tight)",
-    )
-    parser.add_argument(
-        "--accuracy-samples",
-        default="32",
-        metavar="N",
-        help="compare every column's outputs with a strict float32 reference (the same weights, "
-        "N seeded inputs; training: the loss after a few SGD steps); 0 skips it (default 32)",
-    )
-    parser.add_argument(
-        "--max-error",
-        default="",
-        metavar="X",
-        help="recommend only configurations whose maximum relative error against the reference "
-        "(training: of the loss) is at most X, e.g. 1e-2; the others are named with the reason",
-    )
-    parser.add_argument(
+    group.add_argument(
         "--vary",
         action="append",
         default=[],
@@ -77,18 +139,33 @@ def compare_parser(sub) -> argparse.ArgumentParser:
         "device and precision, e.g. --vary xla=true,false --vary threads=1,2 (repeatable; "
         "settings that can vary: math, xla, threads, memory_growth, strategy, cpu_replicas)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--maths",
         default="",
         metavar="M1,M2",
         help="float32 math modes as columns: short for --vary math=M1,M2 (auto, ieee, tf32, bf16)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--yes",
         action="store_true",
         help="run a matrix of more than 32 configurations (refused without it, before anything runs)",
     )
-    parser.add_argument(
+
+
+def _measuring_group(parser: argparse.ArgumentParser) -> None:
+    """How the columns are timed, for either workload."""
+    group = parser.add_argument_group("measuring", "how the columns are timed (either workload)")
+    group.add_argument(
+        "--rounds",
+        default=None,
+        metavar="N",
+        help="take the timed iterations in N rounds, the configurations taking turns (A B C A B "
+        "C ...), so that a noisy neighbour slows every column alike and the speed-up gets an "
+        f"interval paired by round; all workers stay alive side by side (default: {DEFAULT_ROUNDS}, or "
+        "--iterations if fewer; 1: one configuration after another, one process at a time, "
+        "for when memory is tight)",
+    )
+    group.add_argument(
         "--timeout",
         default="",
         metavar="SECONDS",
@@ -96,14 +173,11 @@ def compare_parser(sub) -> argparse.ArgumentParser:
         "of the script); a worker past it, or stopped by a signal, is ended with every process it started and "
         "its column fails with the reason (default 3600)",
     )
-    parser.add_argument(
-        "--baseline",
-        default="cpu/fp32",
-        help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
-        "BACKEND/DEVICE/PRECISION, then /KEY=VALUE for a varied setting (default cpu/fp32 and "
-        "each varied setting's first value), e.g. cpu/fp32/xla=false",
-    )
-    parser.add_argument(
+
+
+def _output_group(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output", "where the results go")
+    group.add_argument(
         "--out",
         default="",
         metavar="DIR",
@@ -112,12 +186,23 @@ def compare_parser(sub) -> argparse.ArgumentParser:
         "results is refused (rather than written to a new folder beside it) unless --force "
         "is given",
     )
-    parser.add_argument(
+    group.add_argument(
         "--force",
         action="store_true",
         help="overwrite the results already in --out (they are replaced after the first configuration finishes)",
     )
-    parser.add_argument(
+
+
+def _recommendation_group(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recommendation", "the speed-up's reference and the profile saved")
+    group.add_argument(
+        "--baseline",
+        default="cpu/fp32",
+        help="column the speed-up is relative to: DEVICE/PRECISION (of the first backend) or "
+        "BACKEND/DEVICE/PRECISION, then /KEY=VALUE for a varied setting (default cpu/fp32 and "
+        "each varied setting's first value), e.g. cpu/fp32/xla=false",
+    )
+    group.add_argument(
         "--save-profile",
         default=None,
         metavar="NAME",
@@ -127,153 +212,32 @@ def compare_parser(sub) -> argparse.ArgumentParser:
         "without touching the rest; nothing is saved after an interrupted or incomplete run "
         "or without a significant winner; then run it with DEVSWITCH_PROFILE=NAME",
     )
-    parser.add_argument(
+    group.add_argument(
         "--save-profile-anyway",
         action="store_true",
         help="with --save-profile: save the fastest measured configuration even when the run was "
         "interrupted or incomplete or its lead is not significant (the profile's comment "
         "says so)",
     )
-    parser.add_argument(
-        "--script",
-        default=None,
-        metavar="SCRIPT",
-        help="compare the whole unmodified script (run as devswitch run runs it) instead of a MODEL; "
-        "its own arguments after --: compare --script train.py [options] -- --epochs 3",
-    )
-    parser.add_argument(
-        "-m",
-        dest="script_module",
-        default=None,
-        metavar="MODULE",
-        help="like --script, for a module run as python -m MODULE",
-    )
-    parser.add_argument(
-        "--max-epochs",
-        default="",
-        metavar="N",
-        help="with --script: every fit the script calls runs at most N epochs (labelled in its record)",
-    )
-    parser.add_argument(
-        "--max-steps",
-        default="",
-        metavar="N",
-        help="with --script: every epoch of every fit runs at most N steps (labelled in its record)",
-    )
-    parser.set_defaults(script_args=())
-    parser.add_argument("--no-predict-baseline", action="store_true", help="skip the plain model.predict figure")
-    parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul probe for fraction of peak")
-    return parser
-
-
-def options_from_args(args: argparse.Namespace):
-    """Validate every option before anything runs; pure (the output folder is checked by prepare_output)."""
-    import os
-
-    from ..compare import Options
-    from ..compare.axes import CONFIRM_ABOVE, parse_baseline, parse_vary
-    from ..config import resolve
-    from ..settings import BY_NAME, parse_device, parse_precision
-
-    if args.backends.strip():
-        chosen = _items("--backends", args.backends, BY_NAME["backend"].parse)
-        if "auto" in chosen:
-            raise UsageError("--backends: 'auto' is not a column", hint="name them: tensorflow,jax,torch")
-    else:  # the backend the switch resolves to here (KERAS_BACKEND, keras.json, .devswitchrc, ...)
-        chosen = (resolve(os.environ, Path.home(), Path.cwd()).backend,)
-    devices = _items("--devices", args.devices, parse_device)
-    if "auto" in devices:
-        raise UsageError("--devices: 'auto' is not a column", hint="name the devices: cpu,gpu")
-    precisions = _items("--precisions", args.precisions, parse_precision)
-    batches = _items("--batch-sizes", args.batch_sizes, lambda t: _number("--batch-sizes", t, int, 1))
-    vary = parse_vary(args.vary, args.maths)
-    if "multi_worker" in dict(vary).get("strategy", ()) and not (
-        os.environ.get("TF_CONFIG") or resolve(os.environ, Path.home(), Path.cwd()).workers
-    ):
-        raise UsageError(
-            "--vary strategy=multi_worker: a multi_worker column needs its cluster, and no 'workers' is set "
-            "(nor TF_CONFIG); nothing was run",
-            hint="set workers in ~/.devswitchrc or DEVSWITCH_WORKERS=host1:port,host2:port (or TF_CONFIG), "
-            "or drop multi_worker from --vary strategy",
-        )
-    baseline = parse_baseline(args.baseline, chosen, devices, precisions, vary)
-    iterations = _number("--iterations", args.iterations, int, 1)
-    max_error = _number("--max-error", args.max_error, float, 0) if args.max_error.strip() else None
-    accuracy_samples = _number("--accuracy-samples", args.accuracy_samples, int, 0)
-    if max_error is not None and accuracy_samples == 0:
-        raise UsageError(
-            "--max-error needs the accuracy rows, and --accuracy-samples 0 turns them off",
-            hint="drop --accuracy-samples 0",
-        )
-    if args.rounds.strip():
-        rounds = _number("--rounds", args.rounds, int, 1)
-        if rounds > iterations:
-            raise UsageError(
-                f"--rounds {rounds}: more rounds than --iterations ({iterations}); each round takes "
-                "at least one timed iteration",
-                hint=f"use --iterations {rounds} or more, or fewer rounds",
-            )
-    else:
-        rounds = min(DEFAULT_ROUNDS, iterations)
-    if rounds > 1 and "memory_growth" in dict(vary) and any(d != "cpu" for d in devices):
-        # side by side, a memory_growth=false worker takes most of a GPU from the others: its column would lie
-        raise UsageError(
-            "--vary memory_growth on a GPU needs --rounds 1: with rounds every worker is alive at "
-            "once, and one that preallocates the GPU starves the others",
-            hint="add --rounds 1",
-        )
-    options = Options(
-        args.target or "alexnet",
-        chosen,
-        devices,
-        precisions,
-        batches,
-        args.mode,
-        _number("--warmup", args.warmup, int, 0),
-        iterations,
-        _number("--min-time", args.min_time, float, 0),
-        not args.no_predict_baseline,
-        not args.no_peak_probe,
-        baseline,
-        args.out,
-        force=args.force,
-        rounds=rounds,
-        accuracy_samples=accuracy_samples,
-        max_error=max_error,
-        vary=vary,
-        **({"timeout": _number("--timeout", args.timeout, float, 1)} if args.timeout.strip() else {}),
-    )
-    if len(options.configurations) > CONFIRM_ABOVE and not args.yes:
-        raise UsageError(
-            f"this compare is {options.size()}: more than {CONFIRM_ABOVE} configurations; nothing was run",
-            hint="pass --yes to run it all the same, or compare fewer values",
-        )
-    return options
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from ..compare import prepare_output, run_matrix, write_outputs
+    """One command, two sources of columns: a factory (MODEL) or a whole script (--script / -m)."""
+    from ..compare import prepare_output, write_outputs
     from ..render.compare import render_markdown
     from ..render.escape import safe
-    from ..worker import parse_target
 
-    if args.script is not None or args.script_module is not None or args.script_args:
-        from .compare_script import script_compare_command
-
-        return script_compare_command(args)
-    if args.max_epochs or args.max_steps:
-        raise UsageError("--max-epochs and --max-steps cap the fits of a script", hint="add --script SCRIPT")
-    options = options_from_args(args)
-    parse_target(options.target)  # a bad MODEL is an error before any process starts
-    if options.rounds > 1:  # every worker alive at once: refused before anything runs when they will not fit
-        from ..compare.process import check_memory, first_workers
-
-        check_memory(first_workers(options), options.target, options.rounds)  # a factory of the user's: measured
+    script = args.script is not None or args.script_module is not None or bool(args.script_args)
+    if script:
+        job = script_job(args)
+        options = job.options
+    else:
+        options = factory_options(args)
     profile_file = _profile_file(args)  # so is a profile that could not be saved
     output = prepare_output(options.out, options.force)  # so is an output folder that cannot take the results
     options = dataclasses.replace(options, out=str(output.path), command=("devswitch", *args.argv))
 
-    live = _live_status() if sys.stderr.isatty() else None
+    live = _live_status() if not script and sys.stderr.isatty() else None
 
     def progress(line: str) -> None:
         line = safe(line)  # a failed column's line is the script's or the factory's, escapes and all
@@ -296,7 +260,15 @@ def compare_command(args: argparse.Namespace) -> int:
     try:
         if live is not None:
             live.start()
-        results = run_matrix(options, progress, output.work, on_update=save_finished_rows)
+        if script:
+            from ..compare.script import run_scripts
+
+            job = dataclasses.replace(job, options=options)
+            results = run_scripts(job, progress, output.work, output.path, on_update=save_finished_rows)
+        else:
+            from ..compare import run_matrix
+
+            results = run_matrix(options, progress, output.work, on_update=save_finished_rows)
     finally:
         if live is not None:
             live.stop()
@@ -305,14 +277,27 @@ def compare_command(args: argparse.Namespace) -> int:
     notes = publish(results, output.path, render_markdown(results), write_outputs)
     if notes is None:
         return UsageError.exit_code  # not 1, the report gate's "regression": the files could not be written
-    for note in notes:
-        print(f"note: {safe(note)}", file=sys.stderr)
-    print(
-        f"devswitch: wrote results.json, results.csv, results.md, results.html"
-        f"{'' if notes else ', results.png'} to {output.path}",
-        file=sys.stderr,
-    )
+    if script:
+        written = "results.json, results.csv, results.md, results.html and the scripts' logs (logs/)"
+    else:
+        for note in notes:
+            print(f"note: {safe(note)}", file=sys.stderr)
+        written = f"results.json, results.csv, results.md, results.html{'' if notes else ', results.png'}"
+    print(f"devswitch: wrote {written} to {output.path}", file=sys.stderr)
     return finish(results, args, profile_file)
+
+
+def factory_options(args: argparse.Namespace):
+    """The options of a factory compare, its MODEL parsed and (with rounds) its workers' memory checked up front."""
+    from ..worker import parse_target
+
+    options = options_from_args(args)
+    parse_target(options.target)  # a bad MODEL is an error before any process starts
+    if options.rounds > 1:  # every worker alive at once: refused before anything runs when they will not fit
+        from ..compare.process import check_memory, first_workers
+
+        check_memory(first_workers(options), options.target, options.rounds)  # a factory of the user's: measured
+    return options
 
 
 def publish(results, folder: Path, table: str, write) -> list[str] | None:
