@@ -10,7 +10,6 @@ explicit values, what was applied, the timed runs, the notebook's cursor, each b
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 import sys
 import threading
@@ -38,17 +37,6 @@ def resolve_here(explicit: Mapping[str, Any] | Layer | None = None) -> Config:
 Explicit = Mapping[str, Any] | Layer | None
 
 
-@dataclasses.dataclass
-class Pending:
-    """``import devswitch``'s activation while it waits for the first import of Keras."""
-
-    explicit: Explicit  # the explicit values to resolve with (devswitch run's options)
-    environ: dict[str, str]  # os.environ before devswitch set anything
-    variables: dict[str, str]  # what devswitch set then (KERAS_BACKEND and the backend's variables)
-    finder: hook.KerasFinder
-    ready: tuple[Config, Plan] | None = None  # resolved and prepared, once Keras has begun to import
-
-
 def _kept(explicit: Explicit) -> dict[str, Any]:
     return {e.key: e.raw for e in explicit.entries} if isinstance(explicit, Layer) else dict(explicit or {})
 
@@ -73,7 +61,7 @@ def begin(explicit: Explicit = None) -> None:
         library = backends.get(cfg.backend).LIBRARY
         finder = hook.KerasFinder(_keras_starting, _keras_started, library, lambda: _framework_started(library))
         session = state.current()
-        session.pending = Pending(explicit, environ, wanted, finder)
+        session.pending = state.Pending(explicit, environ, wanted, finder)
         session.explicit = _kept(explicit)
         hook.install(finder)
         state.on_reset("keras-hook", lambda: hook.remove(finder))

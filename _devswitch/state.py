@@ -18,20 +18,32 @@ import dataclasses
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for the annotations only: these modules import this one
     from .caps import Caps
     from .config import Config
     from .devices import Inventory, Plan
+    from .hook import KerasFinder
     from .results import CallRecord
-    from .session import Pending
+    from .sources import Layer
 
 _MISSING = object()
 _ORIGINAL = "__devswitch_original__"  # the attribute a devswitch wrapper keeps the wrapped function in
 _lock = threading.RLock()
 _undo: dict[tuple, Callable[[], object]] = {}  # insertion-ordered: undone last-in, first-out
+
+
+@dataclasses.dataclass
+class Pending:
+    """``import devswitch``'s activation while it waits for the first import of Keras (session.begin)."""
+
+    explicit: Mapping[str, Any] | Layer | None  # the explicit values to resolve with (devswitch run's options)
+    environ: dict[str, str]  # os.environ before devswitch set anything
+    variables: dict[str, str]  # what devswitch set then (KERAS_BACKEND and the backend's variables)
+    finder: KerasFinder
+    ready: tuple[Config, Plan] | None = None  # resolved and prepared, once Keras has begun to import
 
 
 @dataclasses.dataclass(eq=False)
