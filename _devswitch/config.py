@@ -169,15 +169,29 @@ def resolve(
     layers: list[Layer] = [*file_layers, *sources.read_env(environ)]
     if explicit:
         layers.append(explicit if isinstance(explicit, Layer) else explicit_layer(explicit))
+    defined = {name: layer.profile_where[name] for layer in file_layers for name in layer.profiles}
+    profile = _profile(layers, defined)
+    resolved = _layered(layers, profile)
+    _check_workers(resolved["workers"])
+    _check_project_report(resolved["report"], file_layers, cwd)
+    if resolved["backend"].value == "auto":  # what Keras itself would pick, and from where
+        resolved["backend"] = _keras_backend(resolved["backend"], environ, home)
+    return Config(
+        MappingProxyType(resolved),
+        files=tuple(layer.path for layer in file_layers if layer.path is not None),  # a file's layer has its path
+        disabled=is_disabled(environ),
+        profiles=tuple(defined),
+    )
 
-    # Which profile? Resolved like any setting, from files, variables and arguments.
+
+def _profile(layers: list[Layer], defined: Mapping[str, str]) -> str:
+    """Which profile? Resolved like any setting, from files, variables and arguments; "" for none."""
     profile_entry = None
     for layer in layers:
         for entry in layer.entries:
             if entry.key == "profile":
                 profile_entry = entry
     profile = _parse(profile_entry) if profile_entry else ""
-    defined = {name: layer.profile_where[name] for layer in file_layers for name in layer.profiles}
     if profile_entry is not None and profile and profile not in defined:
         guess = closest(profile, list(defined))
         known = ", ".join(f"{n} ({w})" for n, w in defined.items()) or "none (no file defines 'profiles:')"
@@ -186,7 +200,11 @@ def resolve(
             where=profile_entry.where,
             hint=(f"did you mean '{guess}'? " if guess else "") + f"profiles defined: {known}",
         )
+    return profile
 
+
+def _layered(layers: list[Layer], profile: str) -> dict[str, Value]:
+    """Every setting's value from the last layer (or selected profile in it) that sets it, else its default."""
     resolved = {s.name: Value(s.default, sources.DEFAULT, "built-in default") for s in SETTINGS}
     for layer in layers:
         ordered = [(layer.source, e) for e in layer.entries]
@@ -198,8 +216,10 @@ def resolve(
                 _parse(entry)
         for source, entry in ordered:
             resolved[entry.key] = Value(_parse(entry), source, entry.where)
+    return resolved
 
-    workers = resolved["workers"]
+
+def _check_workers(workers: Value) -> None:
     if workers.value and workers.source.startswith(sources.PROJECT_FILE):
         # a project file comes with whatever repository was cloned: it must not point this machine at
         # someone else's cluster (multi_worker connects to these addresses)
@@ -209,26 +229,21 @@ def resolve(
             where=workers.location,
             hint="set the cluster in ~/.devswitchrc, DEVSWITCH_WORKERS, --workers or TF_CONFIG",
         )
-    _check_project_report(resolved["report"], file_layers, cwd)
-    if resolved["backend"].value == "auto":  # what Keras itself would pick, and from where
-        chosen = sources.keras_backend(environ, home)
-        name: str | None
-        try:
-            name = BY_NAME["backend"].parse(chosen.raw)
-        except Invalid:
-            name = None
-        if name in (None, "auto"):
-            raise ConfigError(
-                f"Keras backend {quote(chosen.raw)} is not one devswitch drives",
-                where=chosen.where,
-                hint="use tensorflow, jax or torch (KERAS_BACKEND=jax, or backend: jax in .devswitchrc)",
-            )
-        via = resolved["backend"]
-        source = "Keras" if via.source == sources.DEFAULT else f"{via.source}: auto -> Keras"
-        resolved["backend"] = Value(name, source, chosen.where)
-    return Config(
-        MappingProxyType(resolved),
-        files=tuple(layer.path for layer in file_layers if layer.path is not None),  # a file's layer has its path
-        disabled=is_disabled(environ),
-        profiles=tuple(defined),
-    )
+
+
+def _keras_backend(via: Value, environ: Mapping[str, str], home: Path) -> Value:
+    """``backend: auto`` made concrete: what Keras itself would pick, and from where."""
+    chosen = sources.keras_backend(environ, home)
+    name: str | None
+    try:
+        name = BY_NAME["backend"].parse(chosen.raw)
+    except Invalid:
+        name = None
+    if name in (None, "auto"):
+        raise ConfigError(
+            f"Keras backend {quote(chosen.raw)} is not one devswitch drives",
+            where=chosen.where,
+            hint="use tensorflow, jax or torch (KERAS_BACKEND=jax, or backend: jax in .devswitchrc)",
+        )
+    source = "Keras" if via.source == sources.DEFAULT else f"{via.source}: auto -> Keras"
+    return Value(name, source, chosen.where)

@@ -213,40 +213,7 @@ def _entries(loader: Loader, path: str, mapping: yaml.MappingNode, *, in_profile
             )
         seen[key] = where
         if key == PROFILES_KEY:
-            if in_profile is not None:
-                raise ConfigError(
-                    f"profile '{in_profile}' cannot define profiles",
-                    where=where,
-                    hint="profiles can only be defined at the top level of a file",
-                )
-            if not isinstance(value_node, yaml.MappingNode):
-                raise ConfigError(
-                    "'profiles' must be a mapping of name -> settings",
-                    where=where,
-                    hint="profiles:\n    gpu:\n      device: gpu",
-                )
-            for name_node, body in _merged(path, value_node):
-                name = _plain_key(name_node)
-                if name is None or not PROFILE_NAME.fullmatch(name):
-                    raise ConfigError(
-                        f"profile name {quote(name if name else name_node.value)} is not a plain name",
-                        where=_at(path, name_node),
-                        hint="name profiles with letters, digits, '_', '-' or '.', e.g. gpu_fast",
-                    )
-                if name in profiles:
-                    raise ConfigError(
-                        f"profile '{name}' is defined twice (first at {profile_where[name]})",
-                        where=_at(path, name_node),
-                        hint="keep one of them, or rename one",
-                    )
-                if not isinstance(body, yaml.MappingNode):
-                    raise ConfigError(
-                        f"profile '{name}' must be a mapping of settings, it is {_kind(body)}",
-                        where=_at(path, name_node),
-                        hint=f"{name}:\n      device: gpu",
-                    )
-                profiles[name] = _entries(loader, path, body, in_profile=name)[0]
-                profile_where[name] = _at(path, name_node)
+            profiles, profile_where = _profiles(loader, path, where, value_node, in_profile=in_profile)
             continue
         if key not in BY_NAME:
             raise ConfigError(f"unknown key {quote(key)}", where=where, hint=_valid_keys_hint(key))
@@ -258,6 +225,49 @@ def _entries(loader: Loader, path: str, mapping: yaml.MappingNode, *, in_profile
             )
         entries.append(Entry(key, _construct(loader, path, key, value_node), _at(path, value_node)))
     return tuple(entries), profiles, profile_where
+
+
+def _profiles(
+    loader: Loader, path: str, where: str, value_node: yaml.Node, *, in_profile: str | None
+) -> tuple[dict[str, tuple[Entry, ...]], dict[str, str]]:
+    """The ``profiles:`` mapping: each profile's entries, and where each is defined."""
+    profiles: dict[str, tuple[Entry, ...]] = {}
+    profile_where: dict[str, str] = {}
+    if in_profile is not None:
+        raise ConfigError(
+            f"profile '{in_profile}' cannot define profiles",
+            where=where,
+            hint="profiles can only be defined at the top level of a file",
+        )
+    if not isinstance(value_node, yaml.MappingNode):
+        raise ConfigError(
+            "'profiles' must be a mapping of name -> settings",
+            where=where,
+            hint="profiles:\n    gpu:\n      device: gpu",
+        )
+    for name_node, body in _merged(path, value_node):
+        name = _plain_key(name_node)
+        if name is None or not PROFILE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"profile name {quote(name if name else name_node.value)} is not a plain name",
+                where=_at(path, name_node),
+                hint="name profiles with letters, digits, '_', '-' or '.', e.g. gpu_fast",
+            )
+        if name in profiles:
+            raise ConfigError(
+                f"profile '{name}' is defined twice (first at {profile_where[name]})",
+                where=_at(path, name_node),
+                hint="keep one of them, or rename one",
+            )
+        if not isinstance(body, yaml.MappingNode):
+            raise ConfigError(
+                f"profile '{name}' must be a mapping of settings, it is {_kind(body)}",
+                where=_at(path, name_node),
+                hint=f"{name}:\n      device: gpu",
+            )
+        profiles[name] = _entries(loader, path, body, in_profile=name)[0]
+        profile_where[name] = _at(path, name_node)
+    return profiles, profile_where
 
 
 def _position(text: str, index: int) -> str:
@@ -277,7 +287,11 @@ def read_file(path: Path, source: str) -> Layer:
     name = str(path)
     if os.path.realpath(path) == os.devnull:  # "no configuration file", as git reads /dev/null
         return Layer(source, path=name)
-    data = read_bounded(path)
+    return _load(_text(read_bounded(path), name), name, source)
+
+
+def _text(data: bytes, name: str) -> str:
+    """The file's text: UTF-8, with no control character and nothing that hides or reorders what is shown."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -308,6 +322,11 @@ def read_file(path: Path, source: str) -> Layer:
             where=f"{name}:{_position(text, hidden.start())}",
             hint="remove it (a line ends with a plain newline); a .devswitchrc is plain text",
         )
+    return text
+
+
+def _load(text: str, name: str, source: str) -> Layer:
+    """Parse the YAML (bounded: size, nesting, aliases) into the file's entries and profiles."""
     loader = Loader(text)
     try:
         node = loader.get_single_node()

@@ -230,23 +230,8 @@ class TimingCallback(keras.callbacks.Callback):
         steps = call["steps"]
         samples = self._samples_per_step_call(steps)
         model = self.model
-        first = steady = rate = step_rate = None
         epochs = tuple(call["epochs"])
-        if call["kind"] == "fit":
-            if epochs:
-                first = epochs[0].seconds
-            if len(epochs) > 1:
-                later = epochs[1:]
-                steady = sum(e.seconds for e in later)
-                train = median([e.train_seconds for e in later])
-                rate = samples / train if samples and train > 0 else None
-                step_rate = steps / train if steps and train > 0 else None
-        elif call["traced"]:
-            first = wall
-        else:
-            steady = wall
-            rate = samples / wall if samples and wall > 0 else None
-            step_rate = steps / wall if steps and wall > 0 else None
+        first, steady, rate, step_rate = _phase_rates(call["kind"], call["traced"], epochs, wall, steps, samples)
         replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1) or 1
         session = state.current()
         record = CallRecord(
@@ -275,6 +260,12 @@ class TimingCallback(keras.callbacks.Callback):
             history=call["logs"],
             cap=self._cap if call["kind"] == "fit" else None,
         )
+        self._publish(record, session)
+        self._hint = self._traced = self._cap = None
+        return record
+
+    def _publish(self, record: CallRecord, session: state.Session) -> None:
+        """Keep the record, hand it to the sink (the session's runs by default), and warn of a NaN/inf loss."""
         self.records.append(record)
         if self.sink is SESSION:
             session.runs.append(record)
@@ -285,8 +276,6 @@ class TimingCallback(keras.callbacks.Callback):
                 f"{record.kind} of model '{record.model}': loss became NaN/inf at epoch(s) "
                 + ", ".join(str(e + 1) for e in record.nonfinite_loss_epochs)
             )
-        self._hint = self._traced = self._cap = None
-        return record
 
     # fit
     @_guarded
@@ -365,6 +354,30 @@ class BatchTimingCallback(TimingCallback):
     on_train_batch_end = on_predict_batch_end = _batch_end
 
 
+def _phase_rates(
+    kind: str, traced: bool | None, epochs: tuple, wall: float, steps: int | None, samples: int | None
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """(first, steady seconds, samples/s, steps/s) of a call: a fit's first epoch apart, its later epochs
+    steady; another call is all first (it traced) or all steady."""
+    first = steady = rate = step_rate = None
+    if kind == "fit":
+        if epochs:
+            first = epochs[0].seconds
+        if len(epochs) > 1:
+            later = epochs[1:]
+            steady = sum(e.seconds for e in later)
+            train = median([e.train_seconds for e in later])
+            rate = samples / train if samples and train > 0 else None
+            step_rate = steps / train if steps and train > 0 else None
+    elif traced:
+        first = wall
+    else:
+        steady = wall
+        rate = samples / wall if samples and wall > 0 else None
+        step_rate = steps / wall if steps and wall > 0 else None
+    return first, steady, rate, step_rate
+
+
 def _fact(read: Callable[[Any], Any], model, unknown: Any) -> Any:
     """What ``read`` says of ``model``, or ``unknown``: after a failed call a model may be half there (a JAX
     fit that failed mid-step leaves its variables without values), and its record is kept all the same."""
@@ -432,60 +445,63 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
             bound = signature.bind(self, *args, **kwargs)
         except TypeError:
             return original(self, *args, **kwargs)  # let Keras report the bad call itself
-        prepared = quietly(f"{kind}: the timer", lambda: _prepare(bound))
+        prepared = quietly(f"{kind}: the timer", lambda: _prepare(kind, session, bound))
         if prepared is None:  # devswitch's own set-up failed (said in a warning): the call runs untimed
             return original(self, *args, **kwargs)
-        return _timed_call(bound, prepared)
-
-    def _prepare(bound: inspect.BoundArguments) -> TimingCallback:
-        """The call's timer, added to its callbacks (and the session's caps applied to a fit)."""
-        model, arguments = bound.arguments["self"], bound.arguments
-        callbacks = list(arguments.get("callbacks") or [])
-        timer = next((c for c in callbacks if isinstance(c, TimingCallback)), None)
-        if timer is None:
-            timer = (BatchTimingCallback if session.batch_timing else TimingCallback)(sink=session.runs)
-            callbacks.append(timer)
-        arguments["callbacks"] = callbacks
-        if kind == "fit" and session.caps:  # devswitch compare --script --max-epochs/--max-steps
-            try:
-                batches = batches_per_epoch(
-                    arguments.get("x"), arguments.get("batch_size"), arguments.get("validation_split", 0.0)
-                )
-            except Exception:  # noqa: BLE001 - an input we cannot size: the step cap is set as it is
-                batches = None
-            clipped, timer._cap = session.caps.clip(arguments, batches)
-            arguments.update(clipped)
-        try:
-            hint = samples_hint(
-                arguments.get("x"),
-                arguments.get("batch_size"),
-                arguments.get("steps_per_epoch" if kind == "fit" else "steps"),
-                arguments.get("validation_split", 0.0) if kind == "fit" else 0.0,
-            )
-        except Exception:  # an input we cannot size: steps/s only
-            hint = None
-        timer.expect(hint, getattr(model, _FUNCTION_ATTR[kind], None) is None)
-        return timer
-
-    def _timed_call(bound: inspect.BoundArguments, timer: TimingCallback):
-        model = bound.arguments["self"]
-        quietly(f"{kind}: the float16 output check", lambda: warn_float16_output(model))
-        _local.depth = 1
-        t0 = timer.clock()
-        try:
-            result = original(*bound.args, **bound.kwargs)
-        except BaseException as error:
-            # the user's error is the error: what devswitch does here may add a note to it, never replace it
-            record = functools.partial(_record_failure, timer, model, kind, t0, error)
-            quietly(f"{kind}: the record of the failed call", record)
-            if not isinstance(error, KeyboardInterrupt):
-                quietly(f"{kind}: the half-precision note", functools.partial(explain_dtype_error, error))
-            raise
-        finally:
-            _local.depth = 0
-        if timer._call is not None:  # Keras ended without our end hook (e.g. zero steps)
-            quietly(f"{kind}: the record of the call", timer.finish)
-        return result
+        return _timed_call(kind, original, bound, prepared)
 
     state.remember_original(timed, original)
     return timed
+
+
+def _prepare(kind: str, session: state.Session, bound: inspect.BoundArguments) -> TimingCallback:
+    """The call's timer, added to its callbacks (and the session's caps applied to a fit)."""
+    model, arguments = bound.arguments["self"], bound.arguments
+    callbacks = list(arguments.get("callbacks") or [])
+    timer = next((c for c in callbacks if isinstance(c, TimingCallback)), None)
+    if timer is None:
+        timer = (BatchTimingCallback if session.batch_timing else TimingCallback)(sink=session.runs)
+        callbacks.append(timer)
+    arguments["callbacks"] = callbacks
+    if kind == "fit" and session.caps:  # devswitch compare --script --max-epochs/--max-steps
+        try:
+            batches = batches_per_epoch(
+                arguments.get("x"), arguments.get("batch_size"), arguments.get("validation_split", 0.0)
+            )
+        except Exception:  # noqa: BLE001 - an input we cannot size: the step cap is set as it is
+            batches = None
+        clipped, timer._cap = session.caps.clip(arguments, batches)
+        arguments.update(clipped)
+    try:
+        hint = samples_hint(
+            arguments.get("x"),
+            arguments.get("batch_size"),
+            arguments.get("steps_per_epoch" if kind == "fit" else "steps"),
+            arguments.get("validation_split", 0.0) if kind == "fit" else 0.0,
+        )
+    except Exception:  # an input we cannot size: steps/s only
+        hint = None
+    timer.expect(hint, getattr(model, _FUNCTION_ATTR[kind], None) is None)
+    return timer
+
+
+def _timed_call(kind: str, original: Callable, bound: inspect.BoundArguments, timer: TimingCallback):
+    """Run the bound call with its timer; a failed call is recorded and its error raised as it is."""
+    model = bound.arguments["self"]
+    quietly(f"{kind}: the float16 output check", lambda: warn_float16_output(model))
+    _local.depth = 1
+    t0 = timer.clock()
+    try:
+        result = original(*bound.args, **bound.kwargs)
+    except BaseException as error:
+        # the user's error is the error: what devswitch does here may add a note to it, never replace it
+        record = functools.partial(_record_failure, timer, model, kind, t0, error)
+        quietly(f"{kind}: the record of the failed call", record)
+        if not isinstance(error, KeyboardInterrupt):
+            quietly(f"{kind}: the half-precision note", functools.partial(explain_dtype_error, error))
+        raise
+    finally:
+        _local.depth = 0
+    if timer._call is not None:  # Keras ended without our end hook (e.g. zero steps)
+        quietly(f"{kind}: the record of the call", timer.finish)
+    return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,28 @@ def _vary(r: _Reader, raw: Any) -> dict:
 def from_json(doc: Any, file: str = "results.json") -> ResultSet:
     """Validate a parsed results.json and build the result set (ResultFileError naming the field if not)."""
     r = _Reader(file)
+    version = _schema_version(r, doc, file)
+    options = _options(r, dict(doc["options"]))
+    model = _model(r, doc, options)
+    cells = _cells(r, doc, version)
+    command = r.get(doc, "command", "", list, required=False, default=[])
+    return ResultSet(
+        options=options,
+        model=model,
+        cells=cells,
+        environment=r.get(doc, "environment", "", dict, required=False),
+        config=r.get(doc, "config", "", dict, required=False),
+        timing=_timing(r, r.get(doc, "timing", "", dict, required=False, default={})),
+        command=tuple(str(a) for a in command),
+        interrupted=r.get(doc, "interrupted", "", bool, required=False, default=False),
+        complete=r.get(doc, "complete", "", bool, required=False, default=True),
+        path=file,
+        reference=r.get(doc, "reference", "", dict, required=False),
+    )
+
+
+def _schema_version(r: _Reader, doc: Any, file: str) -> int:
+    """The document's schema version, once it is known to be a compare result this devswitch reads."""
     if (
         not isinstance(doc, Mapping)
         or not isinstance(doc.get("cells"), list)
@@ -274,7 +296,11 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
             "schema_version",
             f"{version!r} is not one this devswitch reads (1 to {SCHEMA_VERSION}); a newer devswitch wrote it?",
         )
-    options = dict(doc["options"])
+    return version
+
+
+def _options(r: _Reader, options: dict) -> dict:
+    """The checked ``options`` object: batch sizes, backends, baseline, what varies, rounds, ..."""
     batch_sizes = r.get(options, "batch_sizes", "options", list)
     if not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in batch_sizes):
         raise r.fail("options.batch_sizes", "expected positive whole numbers")
@@ -301,69 +327,70 @@ def from_json(doc: Any, file: str = "results.json") -> ResultSet:
     if options.get("max_error") is not None:
         options["max_error"] = r.number(options["max_error"], "options.max_error")
     r.get(options, "target", "options", str, required=False)
+    return options
+
+
+def _model(r: _Reader, doc: Any, options: dict) -> Model:
     m = r.get(doc, "model", "", dict, required=False, default={})
-    model = Model(
+    return Model(
         target=r.get(m, "target", "model", str, required=False, default=options.get("target", "?")),
         name=r.get(m, "name", "model", str, required=False),
         parameters=r.get(m, "parameters", "model", int, required=False),
         unit=r.get(m, "unit", "model", str, required=False, default="samples"),
     )
+
+
+def _cells(r: _Reader, doc: Any, version: int) -> tuple[Cell, ...]:
+    """Every cell, each checked; all vary the same settings and no two share a key."""
     if len(doc["cells"]) > MAX_CELLS:
         raise r.fail("cells", f"{len(doc['cells'])} cells: more than {MAX_CELLS:,}")
     old_records = iter(r.get(doc, "records", "", list, required=False, default=[])) if version == 1 else iter(())
-    cells = []
+    cells: list[Cell] = []
     for i, c in enumerate(doc["cells"]):
-        where = f"cells[{i}]"
-        if not isinstance(c, Mapping):
-            raise r.fail(where, f"expected an object, found {type(c).__name__}")
-        status = r.get(c, "status", where, str)
-        batch = r.get(c, "batch", where, int)
-        raw = c.get("record") if version >= 2 else (next(old_records, None) if status == "ok" else None)
-        record, why = (
-            _record(r, raw, f"{where}.record" if version >= 2 else f"records[{i}]")
-            if raw is not None
-            else (None, "failed: no record" if status == "ok" else "")
-        )
-        settings = _settings(r, r.get(c, "settings", where, dict, required=False, default={}), f"{where}.settings")
-        cells.append(
-            Cell(
-                backend=r.get(c, "backend", where, str, required=False, default="tensorflow"),
-                device=r.get(c, "device", where, str),
-                precision=r.get(c, "precision", where, str),
-                batch=batch,
-                status=why if why and status == "ok" else status,
-                resolved=r.get(c, "resolved_precision", where, str, required=False, default=""),
-                record=record,
-                settings=settings,
-            )
-        )
-        if [k for k, _ in settings] != [k for k, _ in cells[0].settings]:
-            raise r.fail(
-                f"{where}.settings",
-                "varies "
-                + (", ".join(k for k, _ in settings) or "nothing")
-                + " where cells[0] varies "
-                + (", ".join(k for k, _ in cells[0].settings) or "nothing"),
-            )
+        cells.append(_cell(r, c, f"cells[{i}]", version, old_records, i))
+        _same_settings(r, cells[-1], cells[0], f"cells[{i}].settings")
     seen: set = set()
     for i, c in enumerate(cells):
         if c.key in seen:
             raise r.fail(f"cells[{i}]", f"a second cell for {c.key.label()}")
         seen.add(c.key)
-    command = r.get(doc, "command", "", list, required=False, default=[])
-    return ResultSet(
-        options=options,
-        model=model,
-        cells=tuple(cells),
-        environment=r.get(doc, "environment", "", dict, required=False),
-        config=r.get(doc, "config", "", dict, required=False),
-        timing=_timing(r, r.get(doc, "timing", "", dict, required=False, default={})),
-        command=tuple(str(a) for a in command),
-        interrupted=r.get(doc, "interrupted", "", bool, required=False, default=False),
-        complete=r.get(doc, "complete", "", bool, required=False, default=True),
-        path=file,
-        reference=r.get(doc, "reference", "", dict, required=False),
+    return tuple(cells)
+
+
+def _cell(r: _Reader, c: Any, where: str, version: int, old_records: Iterator[Any], i: int) -> Cell:
+    """One cell and its record (schema 1 kept the records apart, one per cell that ran)."""
+    if not isinstance(c, Mapping):
+        raise r.fail(where, f"expected an object, found {type(c).__name__}")
+    status = r.get(c, "status", where, str)
+    batch = r.get(c, "batch", where, int)
+    raw = c.get("record") if version >= 2 else (next(old_records, None) if status == "ok" else None)
+    record, why = (
+        _record(r, raw, f"{where}.record" if version >= 2 else f"records[{i}]")
+        if raw is not None
+        else (None, "failed: no record" if status == "ok" else "")
     )
+    settings = _settings(r, r.get(c, "settings", where, dict, required=False, default={}), f"{where}.settings")
+    return Cell(
+        backend=r.get(c, "backend", where, str, required=False, default="tensorflow"),
+        device=r.get(c, "device", where, str),
+        precision=r.get(c, "precision", where, str),
+        batch=batch,
+        status=why if why and status == "ok" else status,
+        resolved=r.get(c, "resolved_precision", where, str, required=False, default=""),
+        record=record,
+        settings=settings,
+    )
+
+
+def _same_settings(r: _Reader, cell: Cell, first: Cell, where: str) -> None:
+    if [k for k, _ in cell.settings] != [k for k, _ in first.settings]:
+        raise r.fail(
+            where,
+            "varies "
+            + (", ".join(k for k, _ in cell.settings) or "nothing")
+            + " where cells[0] varies "
+            + (", ".join(k for k, _ in first.settings) or "nothing"),
+        )
 
 
 def _depth_ok(data: bytes, limit: int) -> bool:

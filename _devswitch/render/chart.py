@@ -26,6 +26,7 @@ def style(j: int) -> dict:
 
 
 def build_figure(results: ResultSet):
+    """The chart: a bar per configuration and batch size, throughput (and per watt where measured)."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
@@ -41,74 +42,13 @@ def build_figure(results: ResultSet):
     legend_rows = -(-len(columns) // 4)
     height = 4.6 + 0.2 * legend_rows
     fig, axes = plt.subplots(1, panels, figsize=(width, height), squeeze=False)
-    bar = 0.8 / max(1, len(columns))
     for panel, (metric_name, label) in enumerate(
         [("throughput", f"{unit}/s"), ("samples_per_watt", f"{unit}/s per W")][:panels]
     ):
-        ax = axes[0][panel]
-        for j, config in enumerate(configs):
-            xs, ys, labels = [], [], []
-            errs: list[list[float]] = [[], []]  # below and above each bar
-            for i, batch in enumerate(batches):
-                cell = results.cell(config, batch)
-                value = cell.metric(metric_name) if cell is not None and cell.ok else None
-                if cell is None or not value:  # say why there is no bar, at the foot of the axis
-                    why = cell.status.split(":")[0] if cell is not None and cell.status != "ok" else "not measured"
-                    ax.text(
-                        i + j * bar,
-                        0.02,
-                        why,
-                        transform=ax.get_xaxis_transform(),
-                        ha="center",
-                        va="bottom",
-                        fontsize=7,
-                        rotation=90,
-                        color="0.4",
-                    )
-                    continue
-                xs.append(i + j * bar)
-                ys.append(value)
-                ci = cell.interval if metric_name == "throughput" else None
-                errs[0].append(max(0.0, value - ci.low) if ci else 0.0)  # the interval is asymmetric
-                errs[1].append(max(0.0, ci.high - value) if ci else 0.0)
-                speedup = results.speedup(cell) if metric_name == "throughput" else None
-                paired = results.speedup_interval(cell) if speedup else None
-                labels.append(
-                    (f"{speedup:.2f}x" + (f"\n[{paired.low:.2f}, {paired.high:.2f}]" if paired else ""))
-                    if speedup
-                    else ""
-                )
-            if xs:
-                bars = ax.bar(xs, ys, bar, yerr=errs if metric_name == "throughput" else None, capsize=2, **style(j))
-                if len(columns) <= 12:  # beyond, the labels would overlap: the tables carry them
-                    ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
-        ax.set_xlim(-bar, len(batches) - 1 + bar * len(columns))
-        ax.set_xticks([i + bar * (len(columns) - 1) / 2 for i in range(len(batches))])
-        ax.set_xticklabels([f"batch {b}" for b in batches])
-        values = [v for v in (c.metric(metric_name) for c in results.cells if c.ok) if v]
-        if values and max(values) / min(values) > 100:  # only then would a linear axis hide the small bars
-            ax.set_yscale("log")
-            label += " (log scale)"
-        else:
-            ax.set_ylim(bottom=0)  # a bar's height is its value: the axis starts at zero
-        ax.set_ylabel(label)
-        ax.grid(axis="y", alpha=0.3)
-    coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
-    # under 6 samples an interval covers less: never claim more than it has, nor an interval never recorded
-    whiskers = f"whiskers: {coverage_words(*coverages)} CI of the median" if coverages else "no intervals recorded"
-    pairs = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
-    labelled = (
-        "labels: speed-up vs "
-        + baseline_label(results)
-        + (f" [its {coverage_words(*(r.coverage for r in pairs))} interval, paired by round]" if pairs else "")
-        if len(columns) <= 12
-        else "speed-ups in the tables"
-    )
-    heading = f"{results.model.title}, {results.mode}\nbars: median {unit}/s; {whiskers}; {labelled}"
-    if not any_watts:
-        heading += f"; {unit}/s per W: power not measurable here"
+        _draw_panel(axes[0][panel], results, metric_name, label, len(columns))
     import textwrap
 
+    heading = _heading(results, len(columns), any_watts)
     fig.suptitle(
         "\n".join(textwrap.fill(line, int(width * 13)) for line in heading.split("\n")), fontsize=10, parse_math=False
     )  # a model's name is text: "$...$" in it is not mathematics
@@ -121,6 +61,86 @@ def build_figure(results: ResultSet):
     )
     fig.tight_layout(rect=(0, (0.2 * legend_rows + 0.15) / height, 1, 1))
     return fig
+
+
+def _draw_panel(ax, results: ResultSet, metric_name: str, label: str, n_columns: int) -> None:
+    """One panel: every configuration's bars of ``metric_name``, the batch sizes on the x axis."""
+    batches = results.batch_sizes
+    bar = 0.8 / max(1, n_columns)
+    for j, config in enumerate(results.configs):
+        _draw_bars(ax, results, config, j, metric_name, bar, n_columns)
+    ax.set_xlim(-bar, len(batches) - 1 + bar * n_columns)
+    ax.set_xticks([i + bar * (n_columns - 1) / 2 for i in range(len(batches))])
+    ax.set_xticklabels([f"batch {b}" for b in batches])
+    values = [v for v in (c.metric(metric_name) for c in results.cells if c.ok) if v]
+    if values and max(values) / min(values) > 100:  # only then would a linear axis hide the small bars
+        ax.set_yscale("log")
+        label += " (log scale)"
+    else:
+        ax.set_ylim(bottom=0)  # a bar's height is its value: the axis starts at zero
+    ax.set_ylabel(label)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _draw_bars(ax, results: ResultSet, config, j: int, metric_name: str, bar: float, n_columns: int) -> None:
+    """The bars of configuration ``j``, one per batch size, or a word at the axis' foot saying why there is none."""
+    xs, ys, labels = [], [], []
+    errs: list[list[float]] = [[], []]  # below and above each bar
+    for i, batch in enumerate(results.batch_sizes):
+        cell = results.cell(config, batch)
+        value = cell.metric(metric_name) if cell is not None and cell.ok else None
+        if cell is None or not value:  # say why there is no bar, at the foot of the axis
+            why = cell.status.split(":")[0] if cell is not None and cell.status != "ok" else "not measured"
+            ax.text(
+                i + j * bar,
+                0.02,
+                why,
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                rotation=90,
+                color="0.4",
+            )
+            continue
+        xs.append(i + j * bar)
+        ys.append(value)
+        ci = cell.interval if metric_name == "throughput" else None
+        errs[0].append(max(0.0, value - ci.low) if ci else 0.0)  # the interval is asymmetric
+        errs[1].append(max(0.0, ci.high - value) if ci else 0.0)
+        labels.append(_speedup_label(results, cell) if metric_name == "throughput" else "")
+    if xs:
+        bars = ax.bar(xs, ys, bar, yerr=errs if metric_name == "throughput" else None, capsize=2, **style(j))
+        if n_columns <= 12:  # beyond, the labels would overlap: the tables carry them
+            ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
+
+
+def _speedup_label(results: ResultSet, cell) -> str:
+    speedup = results.speedup(cell)
+    if not speedup:
+        return ""
+    paired = results.speedup_interval(cell)
+    return f"{speedup:.2f}x" + (f"\n[{paired.low:.2f}, {paired.high:.2f}]" if paired else "")
+
+
+def _heading(results: ResultSet, n_columns: int, any_watts: bool) -> str:
+    """What the bars, whiskers and labels mean, under the model's title."""
+    unit = results.model.unit
+    coverages = [c.interval.coverage for c in results.cells if c.ok and c.interval]
+    # under 6 samples an interval covers less: never claim more than it has, nor an interval never recorded
+    whiskers = f"whiskers: {coverage_words(*coverages)} CI of the median" if coverages else "no intervals recorded"
+    pairs = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
+    labelled = (
+        "labels: speed-up vs "
+        + baseline_label(results)
+        + (f" [its {coverage_words(*(r.coverage for r in pairs))} interval, paired by round]" if pairs else "")
+        if n_columns <= 12
+        else "speed-ups in the tables"
+    )
+    heading = f"{results.model.title}, {results.mode}\nbars: median {unit}/s; {whiskers}; {labelled}"
+    if not any_watts:
+        heading += f"; {unit}/s per W: power not measurable here"
+    return heading
 
 
 def render_plot(results: ResultSet, path: Path) -> tuple[bytes | None, str | None]:
