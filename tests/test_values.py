@@ -8,14 +8,13 @@ import time
 
 import numpy as np
 import pytest
+from errorparts import parts
+from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
 
 import devswitch
 from _devswitch.config import resolve
 from _devswitch.errors import ConfigError, TooLateError, visible
 from _devswitch.sources import parse_flags
-from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
-
-
 
 # --- 1. every value, from every source, is plain text after parsing ---------------------------------------
 
@@ -38,19 +37,22 @@ def test_an_escaped_control_in_a_file_value_is_refused_with_its_name_and_positio
                                                                                   text, name):
     """A YAML escape delivers the character the raw-byte check never saw; the value check names it."""
     path = rc(project, f"report: {yaml_text}\n")
-    with pytest.raises(ConfigError, match=f"{path}:1:9: invalid value .* for 'report': it holds {name}") as info:
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project)
+    error = parts(info, ConfigError, where=f"{path}:1:9", named=["'report'"], fix="plain text")
+    assert re.search(name, error.message)  # the character by its code point and name, and its position
     assert visible(str(info.value)) == str(info.value)  # the message itself carries no control character
 
 
 @pytest.mark.parametrize("yaml_text, text, name", ESCAPES)
 def test_the_same_value_from_a_variable_flags_or_configure_is_refused(home, project, yaml_text, text, name):
-    for environ, where in (({"DEVSWITCH_REPORT": text}, "DEVSWITCH_REPORT"),
-                           ({"DEVSWITCH_FLAGS": f"report={text}"}, r"DEVSWITCH_FLAGS \(report\)")):
-        with pytest.raises(ConfigError, match=f"^{where}: invalid value .* it holds {name}"):
-            resolve(environ, home, project)
-    with pytest.raises(ConfigError, match=rf"configure\(report=...\): invalid value .* it holds {name}"):
-        resolve({}, home, project, {"report": text})
+    for environ, explicit, where in (({"DEVSWITCH_REPORT": text}, None, "DEVSWITCH_REPORT"),
+                                     ({"DEVSWITCH_FLAGS": f"report={text}"}, None, "DEVSWITCH_FLAGS (report)"),
+                                     ({}, {"report": text}, "devswitch.configure(report=...)")):
+        with pytest.raises(ConfigError) as info:
+            resolve(environ, home, project, explicit)
+        error = parts(info, ConfigError, where=where, named=["'report'"], fix="plain text")
+        assert re.search(name, error.message)
 
 
 def test_configure_refuses_an_unclean_value_and_changes_nothing(here):
@@ -89,20 +91,22 @@ def test_a_tab_inside_a_value_is_refused(home, project):
 
 # --- 2. the raw text of a file: no hidden line breaks, no reordered text -------------------------------------
 
-@pytest.mark.parametrize("text, pattern", [
-    pytest.param("# a harmless comment\u2028precision: fp16\n", r":1:21: U\+2028 LINE SEPARATOR is not allowed in "
-                 r"a \.devswitchrc, comments included: it is a line break to YAML", id="U+2028 in a comment"),
-    pytest.param("device: cpu\n# note\x85precision: fp16\n", r":2:7: U\+0085 NEXT LINE \(NEL\)", id="NEL"),
-    pytest.param("device: cpu  # x\u2029y\n", r":1:17: U\+2029 PARAGRAPH SEPARATOR", id="U+2029"),
-    pytest.param("precision: fp16\r# nothing to see\n", r":1:16: U\+000D CARRIAGE RETURN", id="lone CR"),
-    pytest.param("device: cpu # \u202e46pf :noisicerp\n", r":1:15: U\+202E RIGHT-TO-LEFT OVERRIDE .* reorders",
+@pytest.mark.parametrize("text, at, name", [
+    pytest.param("# a harmless comment\u2028precision: fp16\n", "1:21", "U+2028 LINE SEPARATOR",
+                 id="U+2028 in a comment"),
+    pytest.param("device: cpu\n# note\x85precision: fp16\n", "2:7", "U+0085 NEXT LINE (NEL)", id="NEL"),
+    pytest.param("device: cpu  # x\u2029y\n", "1:17", "U+2029 PARAGRAPH SEPARATOR", id="U+2029"),
+    pytest.param("precision: fp16\r# nothing to see\n", "1:16", "U+000D CARRIAGE RETURN", id="lone CR"),
+    pytest.param("device: cpu # \u202e46pf :noisicerp\n", "1:15", "U+202E RIGHT-TO-LEFT OVERRIDE",
                  id="bidi override in a comment"),
-    pytest.param("device: cpu\n#\u2066x\n", r":2:2: U\+2066 LEFT-TO-RIGHT ISOLATE", id="bidi isolate"),
+    pytest.param("device: cpu\n#\u2066x\n", "2:2", "U+2066 LEFT-TO-RIGHT ISOLATE", id="bidi isolate"),
 ])
-def test_a_hidden_line_break_or_bidi_override_in_a_file_is_refused_at_its_place(home, project, text, pattern):
+def test_a_hidden_line_break_or_bidi_override_in_a_file_is_refused_at_its_place(home, project, text, at, name):
+    """The file's line and column, the character by its code point and name, and the way out."""
     path = rc(project, text)
-    with pytest.raises(ConfigError, match=f"^{path}{pattern}"):
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project)
+    parts(info, ConfigError, where=f"{path}:{at}", named=[name, ".devswitchrc"], fix="remove it")
 
 
 def test_crlf_line_endings_are_still_read(home, project):
@@ -113,17 +117,17 @@ def test_crlf_line_endings_are_still_read(home, project):
 # --- 3. a project file does not choose where devswitch writes outside the project ----------------------------
 
 @pytest.mark.parametrize("value, why", [
-    pytest.param("/tmp/devswitch-anywhere/x.json", "is an absolute path", id="absolute"),
-    pytest.param("../x.json", "leaves the project's folder through '..'", id="dot-dot"),
-    pytest.param("src/../../x.jsonl", "leaves the project's folder through '..'", id="dot-dot through a folder"),
+    pytest.param("/tmp/devswitch-anywhere/x.json", "absolute", id="absolute"),
+    pytest.param("../x.json", "'..'", id="dot-dot"),
+    pytest.param("src/../../x.jsonl", "'..'", id="dot-dot through a folder"),
 ])
 def test_a_project_file_cannot_name_a_report_outside_its_folder(home, project, value, why):
     path = rc(project, f"report: {value}\n")
     for cwd in (project, project / "src"):
-        with pytest.raises(ConfigError, match=f"^{path}:1:9: 'report' '{re.escape(value)}' {why}; a project "
-                                              f"\\.devswitchrc .* only inside its own folder \\({project}\\)\n  "
-                                              "hint: .*~/.devswitchrc, DEVSWITCH_REPORT or the --report option"):
+        with pytest.raises(ConfigError) as info:
             resolve({}, home, cwd)
+        error = parts(info, ConfigError, where=f"{path}:1:9", named=["'report'", f"'{value}'", why, f"({project})"])
+        assert all(way in error.hint for way in ("~/.devswitchrc", "DEVSWITCH_REPORT", "--report"))
 
 
 @pytest.mark.parametrize("value", ["/tmp/devswitch-anywhere/x.json", "../x.json"])
@@ -146,8 +150,10 @@ def test_a_project_profile_is_a_project_file_too(home, project):
 def test_a_symbolic_link_out_of_the_project_is_followed_and_refused(home, project, tmp_path):
     (project / "out").symlink_to(tmp_path)
     rc(project, "report: out/x.json\n")
-    with pytest.raises(ConfigError, match=f"outside the project's folder through a symbolic link \\(to {tmp_path}"):
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project)
+    parts(info, ConfigError, where=f"{project / '.devswitchrc'}:1:9", named=["symbolic link", f"(to {tmp_path}"],
+          fix="DEVSWITCH_REPORT")
     (project / "inside.json").symlink_to(tmp_path / "x.json")  # the file itself a link: the same
     rc(project, "report: inside.json\n")
     with pytest.raises(ConfigError, match="through a symbolic link"):
@@ -165,8 +171,9 @@ def test_a_report_inside_the_project_is_taken_from_it(home, project, value):
 def test_seventeen_devswitchrc_paths_are_refused_before_any_is_read(home, project, tmp_path):
     paths = [str(tmp_path / f"missing-{i}") for i in range(17)]
     start = time.perf_counter()
-    with pytest.raises(ConfigError, match="^DEVSWITCHRC: names 17 files; at most 16 are read"):
+    with pytest.raises(ConfigError) as info:
         resolve({"DEVSWITCHRC": os.pathsep.join(paths)}, home, project)
+    parts(info, ConfigError, where="DEVSWITCHRC", named=["17", "16"], fix="at most 16")
     with pytest.raises(ConfigError, match="names 5000 files"):
         resolve({"DEVSWITCHRC": os.pathsep.join([str(tmp_path / "big")] * 5000)}, home, project)
     assert time.perf_counter() - start < 5
@@ -191,31 +198,36 @@ def test_dev_null_means_no_configuration_file(home, project):
 
 
 def test_a_devswitchrc_path_with_a_control_character_is_refused(home, project):
-    with pytest.raises(ConfigError, match=r"^DEVSWITCHRC: the path .* holds U\+001B ESCAPE at position 6"):
+    with pytest.raises(ConfigError) as info:
         resolve({"DEVSWITCHRC": "/tmp/\x1b[2Jx"}, home, project)
+    parts(info, ConfigError, where="DEVSWITCHRC", named=["U+001B ESCAPE", "position 6"], fix="rename the file")
 
 
 def test_flags_entries_and_device_lists_are_bounded():
     parse_flags(",".join(["precision=fp32"] * 64))
-    with pytest.raises(ConfigError, match="^DEVSWITCH_FLAGS: more than 64 KEY=VALUE entries"):
+    with pytest.raises(ConfigError) as info:
         parse_flags(",".join(["precision=fp32"] * 65))
+    parts(info, ConfigError, where="DEVSWITCH_FLAGS", named=["64", "KEY=VALUE"], fix="each setting once")
     start = time.perf_counter()
-    with pytest.raises(ConfigError, match="'device' lists more than 64 items"):
+    with pytest.raises(ConfigError) as info:
         parse_flags("device=gpu:0," + ",".join(["1"] * 60_000))
+    parts(info, ConfigError, where="DEVSWITCH_FLAGS", named=["'device'", "64"], fix="allowed for device")
     assert time.perf_counter() - start < 5
     assert parse_flags("device=gpu:0,1,2,precision=fp16")[0].raw == "gpu:0,1,2"
 
 
 def test_a_device_list_holds_at_most_64_gpus(home, project):
     many = ",".join(str(i) for i in range(65))
-    with pytest.raises(ConfigError, match="expected at most 64 GPU indices"):
+    with pytest.raises(ConfigError) as info:
         resolve({"DEVSWITCH_DEVICE": f"gpu:{many}"}, home, project)
+    parts(info, ConfigError, where="DEVSWITCH_DEVICE", named=["'device'", "64 GPU"], fix="default (auto)")
     assert resolve({"DEVSWITCH_DEVICE": "gpu:" + ",".join(str(i) for i in range(64))}, home, project).device
 
 
 def test_a_value_too_large_to_check_is_refused_not_walked(home, project):
-    with pytest.raises(ConfigError, match="at most 10000 values"):
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project, {"workers": ["a:1"] * 20_000})
+    parts(info, ConfigError, where="devswitch.configure(workers=...)", named=["'workers'", "10000"])
 
 
 # --- numpy numbers are numbers ----------------------------------------------------------------------------------
@@ -230,8 +242,9 @@ def test_numpy_integers_are_whole_numbers(home, project, value):
 def test_numpy_bools_are_booleans_where_booleans_are_expected_and_not_numbers(home, project):
     config = resolve({}, home, project, {"memory_growth": np.bool_(False), "batch_timing": np.int64(1)})
     assert config.memory_growth is False and config.batch_timing is True
-    with pytest.raises(ConfigError, match="expected a whole number|expected N"):
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project, {"threads": np.bool_(True)})
+    parts(info, ConfigError, where="devswitch.configure(threads=...)", named=["True", "'threads'"], fix="default")
 
 
 def test_configure_takes_numpy_integers(here):
