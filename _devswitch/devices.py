@@ -1,6 +1,6 @@
 """What hardware exists, and the pure choice of device and precision.
 
-``Inventory`` is plain data. ``detect()`` fills it from the machine (``/proc/cpuinfo``
+``Inventory`` is plain data (plans.py). ``detect()`` fills it from the machine (``/proc/cpuinfo``
 and TensorFlow's physical-device list, which does not start TensorFlow's runtime);
 ``choose(config, inventory)`` is pure, so every GPU branch — none, one, two,
 compute capability 6.1 / 7.5 / 8.0 — is tested on a CPU-only machine by passing a
@@ -12,14 +12,11 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from .config import Config
 from .errors import ConfigError, DeviceError
-from .plans import MathPlan, StrategyPlan
+from .plans import BF16_FEATURES, Cpu, Gpu, Inventory, Plan, cc_label
 from .settings import ENV_CPU_FEATURES
-
-POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
 
 # CPU instruction sets that matter for deep-learning kernels, by /proc/cpuinfo flag.
 CPU_FEATURES = {
@@ -33,80 +30,8 @@ CPU_FEATURES = {
     "amx_tile": "AMX",
     "amx_fp16": "AMX-FP16",
 }
-BF16_FEATURES = ("AMX-BF16", "AVX512-BF16")  # a CPU with either runs bf16 natively
 BF16_CC = (8, 0)  # GPUs from this compute capability have bf16 tensor cores
 FP16_CC = (7, 0)  # ... and from this one fp16 tensor cores
-
-
-@dataclass(frozen=True)
-class Cpu:
-    model: str
-    cores: int
-    features: frozenset[str] = frozenset()  # names from CPU_FEATURES' values
-    edits: tuple[str, ...] = ()  # DEVSWITCH_CPU_FEATURES applied to what the machine reported ("-AMX-BF16", ...)
-
-    @property
-    def native_bf16(self) -> bool:
-        return bool(set(BF16_FEATURES) & self.features)
-
-    @property
-    def edited_note(self) -> str:
-        """The note that says features were edited, e.g. `` (DEVSWITCH_CPU_FEATURES=-AMX-BF16 applied)``; "" if not."""
-        return f" ({ENV_CPU_FEATURES}={','.join(self.edits)} applied)" if self.edits else ""
-
-
-@dataclass(frozen=True)
-class Gpu:
-    index: int
-    name: str
-    compute_capability: tuple[int, int] | None
-    memory_bytes: int | None = None
-
-    @property
-    def cc(self) -> str:
-        return _cc_label(self.compute_capability)
-
-    def describe(self) -> str:
-        mem = f", {self.memory_bytes / 2**30:.0f} GiB" if self.memory_bytes else ""
-        return f"gpu:{self.index} ({self.name}, compute capability {self.cc}{mem})"
-
-
-@dataclass(frozen=True)
-class Inventory:
-    cpu: Cpu
-    gpus: tuple[Gpu, ...] = ()
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What will be used, and why, in words a user can check."""
-
-    device: str  # "cpu" or "gpu:0,1" — the effective device
-    gpus: tuple[int, ...]  # indices of the GPUs made visible; () = CPU only
-    precision: str  # fp32 / fp16 / bf16 — the effective precision
-    device_reason: str
-    precision_reason: str
-    warnings: tuple[str, ...] = field(default=())
-    strategy: StrategyPlan | None = None  # filled in when applied
-    backend: str = "tensorflow"
-    maths: MathPlan | None = None  # the float32 math mode in force, filled in by decide()
-
-    @property
-    def policy(self) -> str:
-        return POLICIES[self.precision]
-
-    @property
-    def math(self) -> str:
-        """The float32 math mode in force, as records carry it ("ieee", "tf32", "auto (tf32)"); "" = undecided."""
-        return self.maths.label if self.maths is not None else ""
-
-    def summary(self) -> str:
-        math = (
-            f" math={self.math} ({self.maths.reason})"
-            if self.maths is not None and self.maths.in_force != "ieee"
-            else ""
-        )
-        return f"device={self.device} ({self.device_reason}) precision={self.precision} ({self.precision_reason}){math}"
 
 
 # --- detection (reads the machine) ------------------------------------------------
@@ -227,10 +152,6 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
     return "gpu:" + ",".join(map(str, indices)), indices, why, warnings
 
 
-def _cc_label(cc: tuple[int, int] | None) -> str:
-    return f"{cc[0]}.{cc[1]}" if cc else "unknown"
-
-
 def slowest_cc(inventory: Inventory, gpus: tuple[int, ...]) -> tuple[int, int] | None:
     """The lowest known compute capability among the selected GPUs (the slowest one decides)."""
     known = [cc for i in gpus if (cc := inventory.gpus[i].compute_capability)]
@@ -270,7 +191,7 @@ def half(inventory: Inventory, gpus: tuple[int, ...], cpu_half: tuple[str, str])
                 "half: GPU compute capability unknown",
                 ["half: the GPU's compute capability is unknown; staying at fp32"],
             )
-        label = _cc_label(cc)
+        label = cc_label(cc)
         if cc >= BF16_CC:
             return "bf16", f"half: GPU compute capability {label} >= 8.0 has bf16 tensor cores", []
         if cc >= FP16_CC:
@@ -310,7 +231,7 @@ def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]
             )
         elif cc and cc < FP16_CC:
             warnings.append(
-                f"precision=fp16 on compute capability {_cc_label(cc)}: no tensor cores, expect little or no speed-up"
+                f"precision=fp16 on compute capability {cc_label(cc)}: no tensor cores, expect little or no speed-up"
             )
         if backend.UNSEEN_STEPS:
             warnings.append(
@@ -325,7 +246,7 @@ def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]
             )
         else:
             warnings.append(
-                f"precision=bf16 on compute capability {_cc_label(cc)}: no bf16 tensor cores "
+                f"precision=bf16 on compute capability {cc_label(cc)}: no bf16 tensor cores "
                 "(needs 8.0+), expect it to be slower than fp16"
             )
     return asked, why, warnings

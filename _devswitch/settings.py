@@ -352,7 +352,7 @@ def parse_profile(raw: Any) -> str:
 
 # --- the declaration -----------------------------------------------------------
 
-from .backends import NAMES as BACKENDS  # noqa: E402 - every module of backends/ (it imports no framework)
+from .backends.names import NAMES as BACKENDS  # noqa: E402 - every module of backends/ (no framework)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(

@@ -85,11 +85,11 @@ def test_every_backend_module_has_the_whole_interface():
 
 
 def test_mypy_checks_every_backend_module_against_the_protocol():
-    """backends/__init__.py assigns each module of NAMES to a Backend-typed name under TYPE_CHECKING, which is
+    """backends/_checked.py assigns each module of NAMES to a Backend-typed name under TYPE_CHECKING, which is
     what makes mypy check it; a fourth module without that line would go unchecked."""
     import ast
 
-    tree = ast.parse(Path(backends.__file__).read_text())
+    tree = ast.parse((Path(backends.__file__).parent / "_checked.py").read_text())
     checked = {
         node.value.id.lstrip("_")
         for node in ast.walk(tree)

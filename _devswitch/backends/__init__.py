@@ -2,43 +2,25 @@
 (``keras/src/backend/__init__.py``).
 
 Every backend module defines the names of the ``typing.Protocol`` ``interface.Backend`` (the one statement of
-the interface; mypy checks each module against it below, and ``get`` returns a ``Backend``), and nothing
+the interface; mypy checks each module against it in ``_checked.py``, and ``get`` returns a ``Backend``), and nothing
 outside this package imports a framework (TensorFlow, JAX, PyTorch) directly.
 
 Adding a fourth backend means adding one module that mypy accepts as a ``Backend`` (and naming it in a
-``_check_<name>: Backend`` line below): ``NAMES`` is every module of this package but ``common`` and
-``interface``, and ``LIBRARIES``, ``EXTRAS``, ``DISPLAY`` are read from the modules on first use.
+``_check_<name>: Backend`` line of ``_checked.py``): ``NAMES`` (``names.py``) is every module of this
+package but ``common``, ``interface`` and ``names``, and ``LIBRARIES``, ``EXTRAS``, ``DISPLAY`` are read from
+the modules on first use.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import pkgutil
 import sys
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from .interface import Backend
+from .names import NAMES
 
-if TYPE_CHECKING:
-    # mypy checks each backend module against the Protocol here (a module satisfies a Protocol when assigned
-    # to a name of its type); tests/test_backends.py checks that every module of NAMES is checked here.
-    from . import jax as _jax
-    from . import tensorflow as _tensorflow
-    from . import torch as _torch
-
-    _check_tensorflow: Backend = _tensorflow
-    _check_jax: Backend = _jax
-    _check_torch: Backend = _torch
-
-DEFAULT = "tensorflow"  # Keras' own default backend, listed first
-_NOT_BACKENDS = {"common", "interface"}
-NAMES: tuple[str, ...] = tuple(
-    sorted(
-        (m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_BACKENDS and not m.name.startswith("_")),
-        key=lambda name: (name != DEFAULT, name),
-    )
-)
 _FROM_MODULES = {"LIBRARIES": "LIBRARY", "EXTRAS": "EXTRA", "DISPLAY": "DISPLAY"}
 
 

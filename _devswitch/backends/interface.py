@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..devices import Gpu, Plan
-    from ..distribute import StrategyPlan
+    from ..plans import Gpu, Plan, StrategyPlan
 
 
 class BenchmarkRunner(Protocol):
