@@ -19,38 +19,98 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The devswitch modules ``name`` imports when it is imported (module level, not inside functions)."""
+def _package_modules() -> dict[str, Path]:
+    """Every module of the machinery and of the face: a circle may run through either."""
+    out = _modules()
+    for path in sorted((PACKAGE.parent / "devswitch").rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> dict[str, set[str]]:
+    """The devswitch modules ``name`` imports, each with the names it takes from it: every import statement
+    of the module, at module level, inside functions and under ``TYPE_CHECKING`` alike (a lazy import is an
+    arrow all the same; it only runs later)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
-            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
-            target = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
-            subs = {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in modules}
-            found |= subs
-            if len(subs) < len(node.names) and target in modules:
-                found.add(target)
+            if node.level:
+                parts = package.split(".")
+                target = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                if f"{target}.{alias.name}" in modules:  # a module: from . import state
+                    found.setdefault(f"{target}.{alias.name}", set()).add(alias.name)
+                elif target in modules:  # a name of a module: from .state import current
+                    found.setdefault(target, set()).add(alias.name)
         elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name in modules}
+            for alias in node.names:
+                if alias.name in modules:
+                    found.setdefault(alias.name, set()).add(alias.name)
+    found.pop(name, None)
     return found
 
 
-def test_no_module_imports_another_that_imports_it_back():
-    modules = _modules()
-    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    circles = []
+def _circles(graph: dict[str, dict[str, set[str]]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan): each is one or more import circles."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
 
-    def walk(node: str, path: list[str]) -> None:
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
         for nxt in graph[node]:
-            if nxt in path:
-                circles.append(" -> ".join(path[path.index(nxt):] + [nxt]))
-            elif len(path) < len(graph):
-                walk(nxt, path + [nxt])
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
 
-    for name in graph:
-        walk(name, [name])
-    assert not circles, "import circles:\n" + "\n".join(sorted(set(circles)))
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def _graph() -> dict[str, dict[str, set[str]]]:
+    modules = _package_modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def test_imports_inside_functions_are_counted():
+    """The analysis sees a lazy import: cli/compare.py imports compare.prepare_output inside compare_command."""
+    graph = _graph()
+    assert "prepare_output" in graph["_devswitch.cli.compare"]["_devswitch.compare"]
+    assert "_devswitch.session" in graph["devswitch"]  # and the face's imports of the machinery
+
+
+def test_no_module_imports_another_that_imports_it_back():
+    """No import circle, counting imports inside functions: each circle is named with its files and, for every
+    arrow inside it, the names that tie the two."""
+    graph = _graph()
+    report = []
+    for group in _circles(graph):
+        files = [str(_package_modules()[name].relative_to(PACKAGE.parent)) for name in group]
+        report.append(f"circle of {len(group)} files: {', '.join(files)}")
+        for name in group:
+            for target, names in sorted(graph[name].items()):
+                if target in group:
+                    report.append(f"  {name} -> {target}: {', '.join(sorted(names))}")
+    assert not report, "import circles (imports inside functions counted):\n" + "\n".join(report)
 
 
 @pytest.mark.parametrize("name", sorted(_modules()))
