@@ -2,7 +2,7 @@
 
     python benchmarks/keras_suite.py KERAS_SOURCE [--backends tensorflow,jax,torch]
                                      [--groups saving,trainer,models,callbacks,precision] [--files PATH ...]
-                                     [-k EXPR] [--out DIR] [--timeout SECONDS]
+                                     [-k EXPR] [--out DIR] [--timeout SECONDS] [--side-by-side]
 
 KERAS_SOURCE is a checkout of Keras' repository at the installed version's tag, e.g.
 ``git clone --branch v3.15.1 --depth 1 https://github.com/keras-team/keras``. Its test files are read
@@ -14,8 +14,10 @@ which ``keras`` it imported, and a run that imported the checkout's is refused.
 
 Per backend (``KERAS_BACKEND`` per process: TensorFlow and PyTorch never share a backend's runs), two
 runs: ``plain`` and ``devswitch`` (``import devswitch`` as the first line, every DEVSWITCH_* variable
-cleared, so devswitch runs with nothing chosen). Each writes a JUnit XML file; the outcomes (passed, failed,
-error, skipped) are compared test by test and every difference is printed with the failing side's message.
+cleared, so devswitch runs with nothing chosen). Each writes one JSON line per test as it ends (a small
+pytest plugin in the child, so a run stopped at ``--timeout`` still tells what it ran); the outcomes
+(passed, failed, error, skipped) are compared test by test and every difference is printed with the
+failing side's message. ``--side-by-side`` runs a backend's two runs at the same time.
 
 Exit status: 0 no difference, 1 some test's outcome differs, 2 bad arguments (no checkout, a version
 that is not the installed one, a file that does not exist), 3 a run ended without its report (a crash or
@@ -25,6 +27,7 @@ the time limit).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -32,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -76,17 +79,33 @@ GROUPS: dict[str, tuple[str, ...]] = {
 WAYS = ("plain", "devswitch")
 RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}  # a test reported twice keeps its worst outcome
 
+# The child: pytest with a plugin that writes one JSON line per test phase as it ends (so a run stopped at the
+# time limit still tells what it ran), and, once collected, which keras it imported and what devswitch applied.
 BOOT = """\
-{first}import sys
+{first}import json, os, sys
 import pytest
 
-code = pytest.main(sys.argv[1:])
-keras = sys.modules.get("keras")
-print("KERAS_SUITE keras=" + str(getattr(keras, "__file__", None)), file=sys.stderr)
-{last}sys.exit(code)
+
+class Report:
+    def __init__(self):
+        self.out = open(os.environ["KERAS_SUITE_REPORT"], "a", buffering=1)
+
+    def pytest_collection_finish(self, session):
+        keras, switch = sys.modules.get("keras"), sys.modules.get("devswitch")
+        self.out.write(json.dumps({{"keras": getattr(keras, "__file__", None),
+                                   "devswitch": repr(switch.plan()) if switch else ""}}) + "\\n")
+
+    def pytest_runtest_logreport(self, report):
+        message = ""
+        if not report.passed:
+            text = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            message = (getattr(report.longrepr, "reprcrash", None) and report.longrepr.reprcrash.message) or text
+        self.out.write(json.dumps({{"test": report.nodeid, "when": report.when, "outcome": report.outcome,
+                                   "message": str(message).strip().split("\\n")[0][:300]}}) + "\\n")
+
+
+sys.exit(pytest.main(sys.argv[1:], plugins=[Report()]))
 """
-# what the devswitch run applied (None: the switch was not active, and the run proves nothing)
-PLAN = 'print("KERAS_SUITE devswitch=" + repr(sys.modules["devswitch"].plan()), file=sys.stderr)\n'
 
 
 @dataclass(frozen=True)
@@ -135,28 +154,28 @@ def check_source(source: Path) -> str:
     return installed
 
 
-def outcomes_of(junit: Path) -> dict[str, Outcome]:
-    """Each test's outcome from a pytest JUnit XML file, keyed ``path::Class::test`` as pytest names it."""
+def read_report(path: Path) -> tuple[dict[str, Outcome], str, str]:
+    """Each test's outcome from the child's report (keyed by pytest's node id; a test keeps its worst phase:
+    a failed setup or teardown is an error, a skip at setup a skip), the keras file it imported and
+    devswitch's plan ('' in a plain run)."""
     found: dict[str, Outcome] = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        classname, name = case.get("classname", ""), case.get("name", "")
-        parts = classname.split(".")
-        # classname is the node id's path with dots ("keras.src.saving.saving_lib_test.SavingTest"); the file
-        # is where the parts stop being a folder, the rest are classes
-        key = f"{classname}::{name}"
-        for cut in range(len(parts), 0, -1):
-            if parts[cut - 1].endswith("_test"):
-                key = "::".join(["/".join(parts[:cut]) + ".py", *parts[cut:], name])
-                break
-        state, message = "passed", ""
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                state = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
-                text = child.get("message") or (child.text or "")
-                message = (text.strip().splitlines() or [""])[0][:300]
+    keras_file = plan = ""
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the time limit
+        if "keras" in entry:
+            keras_file, plan = str(entry["keras"]), str(entry["devswitch"])
+            continue
+        outcome = entry["outcome"]
+        state = outcome if entry["when"] == "call" or outcome == "skipped" else "error" if outcome == "failed" else ""
+        if not state:
+            continue  # a setup or teardown that passed says nothing about the test
+        key = entry["test"]
         if key not in found or RANK[state] > RANK[found[key].state]:
-            found[key] = Outcome(state, message)
-    return found
+            found[key] = Outcome(state, entry["message"])
+    return found, keras_file, plan
 
 
 def clean_environ(backend: str, home: str | None) -> dict[str, str]:
@@ -179,11 +198,12 @@ def run_one(
 ) -> Run:
     """One pytest process over ``files`` on ``backend``, ``way`` plain or devswitch; its report read back."""
     stem = f"{backend}-{way}"
-    junit, log = out / f"{stem}.xml", out / f"{stem}.log"
+    report, log = out / f"{stem}.jsonl", out / f"{stem}.log"
+    report.unlink(missing_ok=True)
     work = out / stem
     work.mkdir(parents=True, exist_ok=True)
     switched = way == "devswitch"
-    boot = BOOT.format(first="import devswitch\n" if switched else "", last=PLAN if switched else "")
+    boot = BOOT.format(first="import devswitch\n" if switched else "")
     args = [
         sys.executable,
         "-c",
@@ -199,7 +219,6 @@ def run_one(
         "addopts=",
         "-q",
         "-rfE",
-        f"--junitxml={junit}",
         *(["-k", keyword] if keyword else []),
         *(str(source / f) for f in files),
     ]
@@ -208,7 +227,7 @@ def run_one(
         proc = subprocess.Popen(
             args,
             cwd=work,
-            env=clean_environ(backend, home),
+            env={**clean_environ(backend, home), "KERAS_SUITE_REPORT": str(report)},
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -221,10 +240,8 @@ def run_one(
             proc.wait()
             code = -signal.SIGKILL
     seconds = time.monotonic() - started
-    found = re.findall(r"^KERAS_SUITE keras=(.*)$", log.read_text(errors="replace"), re.M)
-    plan = re.findall(r"^KERAS_SUITE devswitch=(.*)$", log.read_text(errors="replace"), re.M)
-    outcomes = outcomes_of(junit) if junit.is_file() and found else {}
-    return Run(backend, way, code, seconds, outcomes, log, found[-1] if found else "", plan[-1] if plan else "")
+    outcomes, keras_file, plan = read_report(report)
+    return Run(backend, way, code, seconds, outcomes, log, keras_file, plan)
 
 
 def counts(run: Run) -> str:
@@ -234,11 +251,14 @@ def counts(run: Run) -> str:
     return ", ".join(f"{n} {state}" for state, n in tally.items() if n) or "no test"
 
 
-def compare(plain: Run, switched: Run) -> list[str]:
-    """One line (and the message of the side that did not pass) per test whose outcome differs."""
+def compare(plain: Run, switched: Run, both_only: bool = False) -> list[str]:
+    """One line (and the message of the side that did not pass) per test whose outcome differs; with
+    ``both_only`` (a run was cut short) only the tests both runs finished."""
     lines = []
     for key in sorted(set(plain.outcomes) | set(switched.outcomes)):
         a, b = plain.outcomes.get(key), switched.outcomes.get(key)
+        if both_only and not (a and b):
+            continue
         if (a and a.state) == (b and b.state):
             continue
         lines.append(f"  {key}: {a.state if a else 'not run'} -> {b.state if b else 'not run'}")
@@ -266,8 +286,13 @@ def parser() -> argparse.ArgumentParser:
         help="test files relative to KERAS_SOURCE (instead of --groups), e.g. keras/src/saving/saving_lib_test.py",
     )
     p.add_argument("-k", dest="keyword", help="pytest -k expression, passed to every run")
-    p.add_argument("--out", type=Path, help="where the JUnit files and logs go (default: a new temporary folder)")
+    p.add_argument("--out", type=Path, help="where the per-test reports and logs go (default: a new temporary folder)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run (default 3600)")
+    p.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="run a backend's plain and devswitch runs at the same time (two cores' worth)",
+    )
     p.add_argument(
         "--home",
         help="HOME for the runs (default: a new empty folder, so no ~/.devswitchrc or "
@@ -308,16 +333,26 @@ def main(argv: list[str] | None = None) -> int:
 
     differing, broken, total = 0, 0, 0
     for backend in backends:
-        runs = {}
-        for way in WAYS:
-            run = run_one(source, files, backend, way, out, args.keyword, args.timeout, home)
-            runs[way] = run
+        with ThreadPoolExecutor(2 if args.side_by_side else 1) as pool:
+            started = {
+                way: pool.submit(run_one, source, files, backend, way, out, args.keyword, args.timeout, home)
+                for way in WAYS
+            }
+            runs = {way: started[way].result() for way in WAYS}
+        for way, run in runs.items():
             where = run.keras_file or "unknown"
             print(
                 f"{backend:10} {way:9} {len(run.outcomes):5} tests in {run.seconds:6.0f} s: {counts(run)} "
                 f"(exit {run.code}; keras from {where})",
                 flush=True,
             )
+            if run.code < 0:
+                broken += 1
+                print(
+                    f"  ended by signal {-run.code} (the time limit, --timeout {args.timeout:.0f} s): only the "
+                    "tests both runs finished are compared",
+                    flush=True,
+                )
             if not run.outcomes:
                 broken += 1
                 print(f"  no report: the run ended without one; see {run.log}", flush=True)
@@ -329,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  devswitch was not active in it (devswitch.plan() = {run.plan or 'not printed'})", flush=True)
             elif way == "devswitch":
                 print(f"  devswitch applied: {run.plan[:160]}", flush=True)
-        lines = compare(runs["plain"], runs["devswitch"])
+        lines = compare(runs["plain"], runs["devswitch"], both_only=any(r.code < 0 for r in runs.values()))
         total += len(set(runs["plain"].outcomes) | set(runs["devswitch"].outcomes))
         changed = sum(1 for line in lines if line.startswith("  ") and not line.startswith("      "))
         differing += changed

@@ -1,9 +1,10 @@
 """benchmarks/keras_suite.py, the gate of Keras' own tests with and without devswitch: what it reads back
-from a JUnit file, how it pairs two runs, and what it refuses before running anything (no framework here)."""
+from a run's report, how it pairs two runs, and what it refuses before running anything (no framework here)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -24,32 +25,32 @@ def suite():
     return module
 
 
-JUNIT = """<?xml version="1.0" encoding="utf-8"?>
-<testsuites><testsuite name="pytest">
-  <testcase classname="keras.src.saving.saving_lib_test.SavingTest" name="test_ok" time="0.1"/>
-  <testcase classname="keras.src.saving.saving_lib_test.SavingTest" name="test_lost"
-      ><failure message="AssertionError: No loss to compute.&#10;second line">trace</failure></testcase>
-  <testcase classname="keras.src.trainers.trainer_test" name="test_plain_function[jax]"
-      ><skipped type="pytest.skip" message="Requires multiple devices">skip</skipped></testcase>
-  <testcase classname="keras.src.trainers.trainer_test" name="test_teardown"/>
-  <testcase classname="keras.src.trainers.trainer_test" name="test_teardown"
-      ><error message="error at teardown">e</error></testcase>
-</testsuite></testsuites>
-"""
+REPORT = [
+    {"keras": "/site-packages/keras/__init__.py", "devswitch": "Plan(device='cpu')"},
+    {"test": "k/saving_lib_test.py::SavingTest::test_ok", "when": "setup", "outcome": "passed", "message": ""},
+    {"test": "k/saving_lib_test.py::SavingTest::test_ok", "when": "call", "outcome": "passed", "message": ""},
+    {"test": "k/saving_lib_test.py::SavingTest::test_lost", "when": "call", "outcome": "failed",
+     "message": "AssertionError: No loss to compute."},
+    {"test": "k/trainer_test.py::test_two_devices", "when": "setup", "outcome": "skipped", "message": "Requires"},
+    {"test": "k/trainer_test.py::test_teardown", "when": "call", "outcome": "passed", "message": ""},
+    {"test": "k/trainer_test.py::test_teardown", "when": "teardown", "outcome": "failed", "message": "at teardown"},
+    {"test": "k/trainer_test.py::test_setup", "when": "setup", "outcome": "failed", "message": "fixture failed"},
+]
 
 
-def test_outcomes_are_keyed_like_pytest_node_ids_and_a_test_keeps_its_worst(suite, tmp_path):
-    path = tmp_path / "a.xml"
-    path.write_text(JUNIT)
-    found = suite.outcomes_of(path)
+def test_the_report_gives_each_test_its_worst_phase_and_survives_a_line_cut_short(suite, tmp_path):
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in REPORT) + '{"test": "k/cut')
+    found, keras_file, plan = suite.read_report(path)
+    assert (keras_file, plan) == ("/site-packages/keras/__init__.py", "Plan(device='cpu')")
     assert found == {
-        "keras/src/saving/saving_lib_test.py::SavingTest::test_ok": suite.Outcome("passed", ""),
-        "keras/src/saving/saving_lib_test.py::SavingTest::test_lost":
-            suite.Outcome("failed", "AssertionError: No loss to compute."),
-        "keras/src/trainers/trainer_test.py::test_plain_function[jax]":
-            suite.Outcome("skipped", "Requires multiple devices"),
-        "keras/src/trainers/trainer_test.py::test_teardown": suite.Outcome("error", "error at teardown"),
+        "k/saving_lib_test.py::SavingTest::test_ok": suite.Outcome("passed", ""),
+        "k/saving_lib_test.py::SavingTest::test_lost": suite.Outcome("failed", "AssertionError: No loss to compute."),
+        "k/trainer_test.py::test_two_devices": suite.Outcome("skipped", "Requires"),
+        "k/trainer_test.py::test_teardown": suite.Outcome("error", "at teardown"),
+        "k/trainer_test.py::test_setup": suite.Outcome("error", "fixture failed"),
     }
+    assert suite.read_report(tmp_path / "never written") == ({}, "", "")
 
 
 def test_only_changed_outcomes_are_listed_with_the_message_of_the_side_that_did_not_pass(suite):
@@ -63,6 +64,8 @@ def test_only_changed_outcomes_are_listed_with_the_message_of_the_side_that_did_
         "  b: passed -> failed", "      devswitch: No loss to compute",
         "  d: skipped -> not run", "      plain: why",
     ]
+    # a run cut short at the time limit: only the tests both finished
+    assert suite.compare(plain, switched, both_only=True) == ["  b: passed -> failed", "      devswitch: No loss to compute"]
 
 
 def test_a_checkout_of_another_version_is_refused_before_anything_runs(suite, tmp_path, capsys):
