@@ -279,10 +279,10 @@ def test_a_profile_init_and_a_report_on_a_full_disk_are_clean_errors_and_leave_t
     assert "PROFILE 2 " in proc.stdout and "cannot write the file: File too large; it is unchanged" in proc.stdout
     assert "REPORT None could not write the report to runs.jsonl" in proc.stdout and '"pad":"xxxx' in proc.stdout
     assert rc.read_text() == original
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".devswitchrc", "home", "runs.jsonl", "runs.jsonl.lock"]
+    # the report's own lock is taken and removed (no empty lock file stays behind)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".devswitchrc", "home", "runs.jsonl"]
     assert (tmp_path / "runs.jsonl").stat().st_size == 0
     (tmp_path / "runs.jsonl").unlink()
-    (tmp_path / "runs.jsonl.lock").unlink()
     rc.unlink()
     proc = _limited(512, ["-m", "devswitch", "init"], tmp_path, HOME=str(home))
     assert proc.returncode == 2 and "cannot write the file: File too large" in proc.stderr, proc.stderr[-2000:]
