@@ -62,26 +62,29 @@ def test_configure_refuses_an_unclean_value_and_changes_nothing(here):
     assert devswitch.config().report == "off"
 
 
-@pytest.mark.parametrize("text, pattern", [
-    pytest.param('workers: ["a:1", "b\\u2028:2"]\n', r"U\+2028 LINE SEPARATOR at position 2 of item 2",
-                 id="in a list item"),
-    pytest.param('threads: {intra: "4\\e"}\n', r"U\+001B ESCAPE at position 2 of the value of key 1",
+# Each row: the file's text; then where the error points (line:col) and what it names (the character by its code
+# point and name, its position, the item or key it is in), or None where the value is taken.
+@pytest.mark.parametrize("text, at, named", [
+    pytest.param('workers: ["a:1", "b\\u2028:2"]\n', "1:10", ["'workers'", "U+2028 LINE SEPARATOR", "position 2",
+                                                             "item 2"], id="in a list item"),
+    pytest.param('threads: {intra: "4\\e"}\n', "1:10", ["'threads'", "U+001B ESCAPE", "position 2", "key 1"],
                  id="in a mapping value"),
-    pytest.param('threads: {"in\\u2066tra": 4}\n', r"U\+2066 LEFT-TO-RIGHT ISOLATE at position 3 of key 1",
-                 id="in a mapping key"),
-    pytest.param('profiles: {p: {device: "gpu\\u200f"}}\n', r"U\+200F RIGHT-TO-LEFT MARK at position 4",
-                 id="in a profile nobody selected"),
-    pytest.param('device: "\\tgpu\\t"\n', None, id="tabs at the ends are stripped, as before"),
-    pytest.param("device: |\n  gpu\n", None, id="a block scalar's final newline"),
+    pytest.param('threads: {"in\\u2066tra": 4}\n', "1:10", ["'threads'", "U+2066 LEFT-TO-RIGHT ISOLATE", "position 3",
+                                                           "key 1"], id="in a mapping key"),
+    pytest.param('profiles: {p: {device: "gpu\\u200f"}}\n', "1:24", ["'device'", "U+200F RIGHT-TO-LEFT MARK",
+                                                                   "position 4"], id="in a profile nobody selected"),
+    pytest.param('device: "\\tgpu\\t"\n', None, None, id="tabs at the ends are stripped, as before"),
+    pytest.param("device: |\n  gpu\n", None, None, id="a block scalar's final newline"),
 ])
-def test_nested_values_are_checked_and_whitespace_at_the_ends_is_left_to_the_parsers(home, project, text,
-                                                                                     pattern):
-    rc(project, text)
-    if pattern is None:
+def test_nested_values_are_checked_and_whitespace_at_the_ends_is_left_to_the_parsers(home, project, text, at,
+                                                                                     named):
+    path = rc(project, text)
+    if named is None:
         assert resolve({}, home, project).device == "gpu"
     else:
-        with pytest.raises(ConfigError, match=pattern):
+        with pytest.raises(ConfigError) as info:
             resolve({}, home, project)
+        parts(info, ConfigError, where=f"{path}:{at}", named=named, fix="plain text")
 
 
 def test_a_tab_inside_a_value_is_refused(home, project):
