@@ -36,7 +36,7 @@ def main(spec_path: str) -> int:
             from .devices import detect_gpus
 
             gpus = len(detect_gpus(spec.settings["backend"]))
-        emit(p.UNAVAILABLE, reason=error.message, gpus=gpus)
+        emit(p.Unavailable(reason=error.message, gpus=gpus))
         return 0
     from .apply import inventory
     from .workerbase import applied_settings, gpus_seen, read_back, unsupported_reason
@@ -48,15 +48,16 @@ def main(spec_path: str) -> int:
     reason = unsupported_reason(plan, machine)
     context = session.context()
     emit(
-        p.READY,
-        plan=context.get("plan"),
-        environment=context["environment"],
-        config=context["config"],
-        gpus=gpus_seen(plan, len(machine.gpus)),
-        settings=applied_settings(varied, session.config()),
+        p.Ready(
+            plan=context.get("plan"),
+            environment=context["environment"],
+            config=context["config"],
+            gpus=gpus_seen(plan, len(machine.gpus)),
+            settings=applied_settings(varied, session.config()),
+        )
     )
     if reason:
-        emit(p.UNAVAILABLE, reason=reason)
+        emit(p.Unavailable(reason=reason))
         return 0
     state.current().caps = Caps.from_dict(spec.caps) or None
     from .launch import run_target
@@ -76,12 +77,9 @@ def main(spec_path: str) -> int:
     except OSError:
         log_end = None
     emit(
-        p.DONE,
-        exit_code=code,
-        wall_s=wall,
-        calls=len(state.current().runs),
-        log_end=log_end,
-        read_back=read_back(varied),
+        p.Done(
+            exit_code=code, wall_s=wall, calls=len(state.current().runs), log_end=log_end, read_back=read_back(varied)
+        )
     )
     return code
 
@@ -95,7 +93,7 @@ def failed(emit: Callable[..., object], error: BaseException) -> None:
 
     note = note_of(error)
     said = f"{type(error).__name__}: {note[len(NOTE_START) :]}" if note else None
-    emit(p.FAILED, error=error_line(error), note=said)
+    emit(p.Failed(error=error_line(error), note=said))
 
 
 if __name__ == "__main__":

@@ -154,9 +154,9 @@ def make_reference(spec, model, plan: dict, emit) -> int:
         ref = accuracy.reference(model, spec.mode, spec.accuracy_samples, about)
         ref.save(spec.reference)
     except Exception as error:
-        emit(p.FAILED, error=describe(error))
+        emit(p.Failed(error=describe(error)))
         return 0
-    emit(p.REFERENCE, reference=ref.about, loss=ref.loss, seconds=time.perf_counter() - started)
+    emit(p.Reference(reference=ref.about or {}, loss=ref.loss, seconds=time.perf_counter() - started))
     return 0
 
 
@@ -196,7 +196,7 @@ def main(spec_path: str) -> int:
                 from .devices import detect_gpus
 
                 gpus = len(detect_gpus(explicit["backend"]))
-            emit(p.UNAVAILABLE, reason=error.message, gpus=gpus)
+            emit(p.Unavailable(reason=error.message, gpus=gpus))
             return 0
         from .apply import inventory
 
@@ -205,14 +205,15 @@ def main(spec_path: str) -> int:
         reason = unsupported_reason(plan, machine)
         context = session.context()
         emit(
-            p.READY,
-            plan=context.get("plan"),
-            environment=context["environment"],
-            config=context["config"],
-            gpus=gpus_seen(plan, len(machine.gpus)),
+            p.Ready(
+                plan=context.get("plan"),
+                environment=context["environment"],
+                config=context["config"],
+                gpus=gpus_seen(plan, len(machine.gpus)),
+            )
         )
         if reason:
-            emit(p.UNAVAILABLE, reason=reason)
+            emit(p.Unavailable(reason=reason))
             return 0
         try:
             import keras
@@ -220,20 +221,21 @@ def main(spec_path: str) -> int:
             keras.utils.set_random_seed(0)  # the reference's weights are drawn from this seed
             model = load_factory(spec.target)()
         except Exception as error:  # the user's factory raised: a failed row, the rest goes on
-            emit(p.FAILED, error=describe(error))
+            emit(p.Failed(error=describe(error)))
             return 0
         shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
         name = model.name
         if re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):  # Keras' automatic name says nothing
             name = parse_target(spec.target)[1] or spec.target
         emit(
-            p.BUILT,
-            model=name,
-            unit="img" if len(shape) == 3 else "samples",
-            parameters=int(model.count_params()),
-            # the settings once the factory has run, and where a devswitch.configure of it set each (compare
-            # checks them against the column, see compare/honest.py)
-            read_back=read_back(spec.settings),
+            p.Built(
+                model=name,
+                unit="img" if len(shape) == 3 else "samples",
+                parameters=int(model.count_params()),
+                # the settings once the factory has run, and where a devswitch.configure of it set each
+                # (compare checks them against the column, see compare/honest.py)
+                read_back=read_back(spec.settings),
+            )
         )
 
         if spec.role == "reference":
@@ -256,19 +258,19 @@ def main(spec_path: str) -> int:
             predict_baseline=spec.predict_baseline,
             peak_probe=spec.peak_probe,
             on_record=lambda record: emit(
-                p.RECORD, record={**record.to_dict(), **({"settings": applied} if applied else {})}
+                p.Record(record={**record.to_dict(), **({"settings": applied} if applied else {})})
             ),
             rounds=spec.rounds,
             turn=turn,
             origin=spec.origin,
             reference=spec.reference,
         )
-        emit(p.DONE)
+        emit(p.Done())
         if turn is not None:
             turn(None)
         return 0
     except KeyboardInterrupt:
-        emit(p.INTERRUPTED)
+        emit(p.Interrupted())
         return 130
 
 

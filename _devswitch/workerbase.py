@@ -5,12 +5,16 @@ module and nothing from each other."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .compare.protocol import Event
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_GONE = 137  # the status of a process ended by SIGKILL, as the kernel's own route gives
@@ -20,10 +24,11 @@ class Events:
     def __init__(self, path: str):
         self.handle = open(path, "a", encoding="utf-8")
 
-    def __call__(self, event: str, **data) -> None:
+    def __call__(self, event: Event) -> None:
+        """Append ``event`` (a compare/protocol.py dataclass), stamped with the time and this process's pid."""
         # the pid: compare takes only this process's events, not those of a child the user's script forked
-        line = {"event": event, "t": time.time(), "pid": os.getpid(), **data}
-        self.handle.write(json.dumps(line, default=str) + "\n")
+        stamped = dataclasses.replace(event, t=time.time(), pid=os.getpid())
+        self.handle.write(stamped.to_json() + "\n")
         self.handle.flush()
 
 
@@ -39,7 +44,7 @@ def start(read_spec, spec_path: str):
     spec = read_spec(spec_path)
     die_with_parent(spec.parent_pid)
     emit = Events(spec.events)
-    emit(p.SPAWNED)
+    emit(p.Spawned())
     return spec, emit
 
 

@@ -479,11 +479,11 @@ def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch
     """A Ctrl-C that lands outside a worker (here: while the rows so far are being written) stops the matrix
     the same way: what was measured stays, the rest is 'not run (interrupted)'."""
     from _devswitch.compare import ConfigRun, Options, matrix
+    from _devswitch.compare.protocol import Record
 
     def one_measured_batch(options, device, precision, workdir, progress, backend, role="measure", settings=()):
         record = {"batch": 1, "status": "ok", "metrics": {"throughput": {"value": 10.0}}, "phases_s": {}}
-        return ConfigRun(device, precision, backend, wall_s=1.0,
-                         events=[{"event": "record", "record": record, "t": 0.0}]), False
+        return ConfigRun(device, precision, backend, wall_s=1.0, events=[Record(record=record, t=0.0)]), False
 
     def interrupted_write(partial):
         raise KeyboardInterrupt

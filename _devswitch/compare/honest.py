@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .protocol import Built, Ready
 from .resultset import Configuration
 
 OVERRIDDEN = "overridden by"  # the start of such a column's status
@@ -101,19 +102,17 @@ def record_changes(column: Configuration, plan: Mapping, record: Mapping) -> lis
     return found
 
 
-def factory_override(
-    column: Configuration, ready: Mapping | None, built: Mapping | None, record: Mapping
-) -> str | None:
+def factory_override(column: Configuration, ready: Ready | None, built: Built | None, record: Mapping) -> str | None:
     """Why ``record`` is not a result of its column: the settings the factory changed through devswitch
     (read back once the model was built, with where), and whatever else the record ran under that is not the
     column's (a policy set through Keras itself, say); None when it is the column's."""
     asked = {name: {"value": value} for name, value in column.settings}  # what the column asked for
-    changes = _changes({**(ready or {}), "settings": asked} if ready else None, (built or {}).get("read_back"))
+    changes = _changes({"plan": ready.plan, "settings": asked} if ready else None, built.read_back if built else None)
     said = {key for key, _ in changes}
     if "precision" in said:
         said.add("policy")
     words = [text for _, text in changes]
-    for key, value in record_changes(column, (ready or {}).get("plan") or {}, record):
+    for key, value in record_changes(column, (ready.plan if ready else None) or {}, record):
         if key not in said:
             words.append(f"{key} {value} ({NOT_DEVSWITCH})")
     return ", ".join(words) or None

@@ -37,7 +37,7 @@ def run_configuration(
         worker = Worker("_devswitch.worker", spec, events, log, options.timeout)
     except OSError as error:  # a disk full since the up-front check: a failed column, not a traceback
         run.unwritable = unwritable(error, workdir)
-        run.events.append({"event": p.GIVEN_UP, "reason": run.unwritable, "t": time.time()})
+        run.events.append(p.GivenUp(reason=run.unwritable, t=time.time()))
         progress(f"    failed: {run.unwritable}")
         return run, False
     interrupted = False
@@ -57,13 +57,13 @@ def run_configuration(
         run.log = worker.log_text()
     finally:
         worker.close()
-    ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
-    run.startup_s = ready["t"] - worker.started if ready else None
+    ready = p.first(run.events, p.Ready, p.Unavailable)
+    run.startup_s = ready.t - worker.started if ready else None
     returncode = worker.proc.returncode
     if worker.failure is not None:
-        run.events.append({"event": p.GIVEN_UP, "reason": worker.failure, "t": time.time()})
-    elif returncode not in (0, None) and not interrupted and not any(e["event"] == p.DONE for e in run.events):
-        run.events.append({"event": p.CRASHED, "returncode": returncode, "t": time.time()})
+        run.events.append(p.GivenUp(reason=worker.failure, t=time.time()))
+    elif returncode not in (0, None) and not interrupted and p.first(run.events, p.Done) is None:
+        run.events.append(p.Crashed(returncode=returncode, t=time.time()))
     return run, interrupted
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError, summarize
+from . import protocol as p
+from .protocol import Event
 
 if TYPE_CHECKING:
     from .options import Options
@@ -168,7 +170,7 @@ class Worker:
         self.spec, self.events_path, self.log_path = absolute(spec), absolute(events), absolute(log)
         self.timeout = timeout
         self.failure: str | None = None  # why compare gave the worker up (time limit, stopped), else None
-        self.events: list[dict] = []
+        self.events: list[Event] = []
         self._buffer = b""
         self._read = 0
         self._stopped_since: float | None = None
@@ -207,9 +209,9 @@ class Worker:
 
     # --- reading back -------------------------------------------------------------------------------
 
-    def poll_events(self) -> list[dict]:
+    def poll_events(self) -> list[Event]:
         """The events the worker wrote since the last call (complete lines, its own pid's only)."""
-        new: list[dict] = []
+        new: list[Event] = []
         while self._read < EVENTS_MAX_BYTES:
             chunk = os.pread(self._events, 1 << 16, self._read)
             if not chunk:
@@ -224,20 +226,19 @@ class Worker:
         self.events += new
         return new
 
-    def _parse(self, line: bytes) -> dict | None:
-        from . import protocol as p
-
+    def _parse(self, line: bytes) -> Event | None:
         if not line.strip():
             return None
         try:
             event = json.loads(line.decode("utf-8", errors="replace"))
         except json.JSONDecodeError:
             return None  # a line cut short (a worker killed mid-write): skip it, read on
-        if not isinstance(event, dict) or event.get("event") not in p.EVENTS:
-            return None
-        if event.get("pid", self.pid) != self.pid:
+        if not isinstance(event, dict) or event.get("pid", self.pid) != self.pid:
             return None  # a forked child of the script: its "done" does not end the run
-        return event
+        try:
+            return p.decode_event(event, str(self.events_path))
+        except p.EventError as error:  # this run fails, naming the field; the others go on
+            return p.Failed(t=time.time(), error=f"a malformed worker event: {error}")
 
     def log_text(self, end: int | None = None) -> str:
         """The log from where this worker's output starts to ``end`` (default: its end), at most its last
@@ -430,13 +431,12 @@ def memory_of(pid: int) -> tuple[float, float] | None:
 def measured_estimate(worker: Worker, backend: str, progress: Callable[[str], None] | None = None) -> Estimate | None:
     """The first worker of a factory of the user's, once it says BUILT (or ends, or passes its time limit):
     what it holds then, as the figure of every other worker (None when it could not be read)."""
-    from . import protocol as p
 
     def built() -> bool:
         worker.poll_events()
-        return any(e["event"] in (p.BUILT, p.UNAVAILABLE, p.FAILED) for e in worker.events)
+        return p.first(worker.events, p.Built, p.Unavailable, p.Failed) is not None
 
-    if worker.wait(until=built) != UNTIL or not any(e["event"] == p.BUILT for e in worker.events):
+    if worker.wait(until=built) != UNTIL or p.first(worker.events, p.Built) is None:
         return None
     memory = memory_of(worker.pid)
     if memory is None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import quote
 
@@ -139,6 +140,19 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (Spawned, Ready, Unavailable, Built, Record, Failed, Done, Interrupted, Crashed, Reference, GivenUp)
 }
 assert tuple(EVENT_TYPES) == EVENTS
+
+
+E = TypeVar("E", bound=Event)
+
+
+def first(events: Iterable[Event], *kinds: type[E]) -> E | None:
+    """The first event of one of ``kinds`` (e.g. ``first(run.events, Ready)``), or None."""
+    return next((e for e in events if isinstance(e, kinds)), None)
+
+
+def every(events: Iterable[Event], kind: type[E]) -> list[E]:
+    """The events of ``kind``, in order."""
+    return [e for e in events if isinstance(e, kind)]
 
 
 def _fits(value: object, hint: Any) -> bool:

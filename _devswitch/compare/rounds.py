@@ -241,7 +241,7 @@ def run_interleaved(
             reference.process.wait()
             reference.process.poll_events()
             ended = reference.process.events
-            reference.run.wall_s = (ended[-1]["t"] if ended else time.time()) - reference.started
+            reference.run.wall_s = (ended[-1].t if ended else time.time()) - reference.started
         startup_s = time.time() - started
         progress(
             f"all started in {startup_s:.1f} s; "
@@ -277,10 +277,10 @@ def _read(w: _Worker) -> ConfigRun:
     w.process.poll_events()
     run.events = list(w.process.events)
     if w.process.failure is not None:
-        run.events.append({"event": p.GIVEN_UP, "reason": w.process.failure, "t": time.time()})
+        run.events.append(p.GivenUp(reason=w.process.failure, t=time.time()))
     run.wall_s = run.wall_s or time.time() - w.started  # the reference's was set when it ended
-    ready = next((e for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE)), None)
-    run.startup_s = ready["t"] - w.started if ready else None
+    ready = p.first(run.events, p.Ready, p.Unavailable)
+    run.startup_s = ready.t - w.started if ready else None
     run.log = w.process.log_text()
     return run
 
@@ -314,10 +314,10 @@ def _collect(
             continue
         pending = w is last
         run = _read(w)
-        ended = any(e["event"] in (p.DONE, p.INTERRUPTED) for e in run.events)
+        ended = p.first(run.events, p.Done, p.Interrupted) is not None
         returncode = w.process.proc.returncode
         if last is None and returncode not in (0, None) and not interrupted and not ended:
-            run.events.append({"event": p.CRASHED, "returncode": returncode, "t": time.time()})
+            run.events.append(p.Crashed(returncode=returncode, t=time.time()))
         runs.append(run)
         cells += cells_of(run, options.batch_sizes, interrupted)
     return document(

@@ -25,7 +25,7 @@ class ConfigRun:
     backend: str = "tensorflow"
     wall_s: float = 0.0
     startup_s: float | None = None
-    events: list[dict] = field(default_factory=list)  # the worker's events, as read back from JSON
+    events: list[p.Event] = field(default_factory=list)  # the worker's events, as read back (protocol.py)
     log: str = ""
     settings: tuple[tuple[str, str], ...] = ()  # the varied settings: ((name, value text), ...)
     unwritable: str | None = None  # not started: its work files could not be written (why)
@@ -82,30 +82,29 @@ def write_spec(options: Options, config, workdir: Path, role: str = "measure", *
     return spec, events, log
 
 
-def report_progress(new: list[dict], progress: Callable[[str], None]) -> None:
+def report_progress(new: list[p.Event], progress: Callable[[str], None]) -> None:
     """A progress line for each new event that says something: a record's rate, why a configuration does not run."""
     for event in new:
-        if event["event"] == p.RECORD:
-            r = event["record"]
+        if isinstance(event, p.Record):
+            r = event.record
             rate = r["metrics"]["throughput"]["value"]
             text = f"{rate:,.1f}/s" if isinstance(rate, (int, float)) and rate == rate else r["status"]
             progress(f"    batch {r['batch']}: {text}")
-        elif event["event"] == p.UNAVAILABLE:
-            progress(f"    unavailable: {event['reason']}")
-        elif event["event"] == p.FAILED:
-            progress(f"    failed: {event['error']}")
+        elif isinstance(event, p.Unavailable):
+            progress(f"    unavailable: {event.reason}")
+        elif isinstance(event, p.Failed):
+            progress(f"    failed: {event.error}")
 
 
 def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
-    plan = next((e.get("plan") for e in run.events if e["event"] == p.READY), None) or {}
-    resolved = plan.get("precision", "")
-    records = {e["record"]["batch"]: e["record"] for e in run.events if e["event"] == p.RECORD}
-    unavailable = next((e["reason"] for e in run.events if e["event"] == p.UNAVAILABLE), None)
-    failed = next((e["error"] for e in run.events if e["event"] == p.FAILED), None)
-    crashed = next((e for e in run.events if e["event"] == p.CRASHED), None)
-    given_up = next((e["reason"] for e in run.events if e["event"] == p.GIVEN_UP), None)
-    ready = next((e for e in run.events if e["event"] == p.READY), None)
-    built = next((e for e in run.events if e["event"] == p.BUILT), None)
+    ready = p.first(run.events, p.Ready)
+    built = p.first(run.events, p.Built)
+    resolved = ((ready.plan if ready else None) or {}).get("precision", "")
+    records = {e.record["batch"]: e.record for e in p.every(run.events, p.Record)}
+    unavailable = next((e.reason for e in p.every(run.events, p.Unavailable)), None)
+    failed = next((e.error for e in p.every(run.events, p.Failed)), None)
+    crashed = p.first(run.events, p.Crashed)
+    given_up = next((e.reason for e in p.every(run.events, p.GivenUp)), None)
     cells = []
     for batch in batch_sizes:
         record = records.get(batch)
@@ -123,7 +122,7 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
         elif interrupted:
             status = "interrupted"
         elif crashed:
-            status = f"failed: worker exited with code {crashed['returncode']}: {last_error_line(run.log)}"
+            status = f"failed: worker exited with code {crashed.returncode}: {last_error_line(run.log)}"
         else:
             status = "failed: no result (see the log)"
         cells.append(Cell.of(run.config, batch, status, resolved, record))
@@ -132,10 +131,7 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
 
 def gpus_seen(run: ConfigRun) -> int | None:
     """How many GPUs the worker found, where its backend can tell (None: it could not, or did not say)."""
-    return next(
-        (e.get("gpus") for e in run.events if e["event"] in (p.READY, p.UNAVAILABLE) and e.get("gpus") is not None),
-        None,
-    )
+    return next((e.gpus for e in run.events if isinstance(e, (p.Ready, p.Unavailable)) and e.gpus is not None), None)
 
 
 def no_gpu_reason(backend: str, device: str, precision: str) -> str:
@@ -151,11 +147,10 @@ def _measured(run: ConfigRun) -> float:
     """Seconds of measured phases in one worker; the matmul probe runs once per worker, though every
     record of that worker carries its duration."""
     total, probe = 0.0, 0.0
-    for event in run.events:
-        if event["event"] == p.RECORD:
-            phases = event["record"]["phases_s"]
-            total += sum(v for k, v in phases.items() if v and k != "peak_probe")
-            probe = max(probe, phases.get("peak_probe") or 0.0)
+    for event in p.every(run.events, p.Record):
+        phases = event.record["phases_s"]
+        total += sum(v for k, v in phases.items() if v and k != "peak_probe")
+        probe = max(probe, phases.get("peak_probe") or 0.0)
     return total + probe
 
 
@@ -163,17 +158,15 @@ def reference_summary(run: ConfigRun | None) -> dict | None:
     """What results.json says about the reference run: how it was computed, or why there is none."""
     if run is None:
         return None
-    done = next((e for e in run.events if e["event"] == p.REFERENCE), None)
+    done = p.first(run.events, p.Reference)
     if done is not None:
-        return {
-            "status": "ok",
-            **(done.get("reference") or {}),
-            "loss": done.get("loss"),
-            "seconds": done.get("seconds"),
-            "wall_s": run.wall_s,
-        }
+        return {"status": "ok", **done.reference, "loss": done.loss, "seconds": done.seconds, "wall_s": run.wall_s}
     why = next(
-        (e.get("error") or e.get("reason") for e in run.events if e["event"] in (p.FAILED, p.UNAVAILABLE, p.GIVEN_UP)),
+        (
+            e.error if isinstance(e, p.Failed) else e.reason
+            for e in run.events
+            if isinstance(e, (p.Failed, p.Unavailable, p.GivenUp))
+        ),
         None,
     )
     return {"status": f"failed: {why or last_error_line(run.log)}", "wall_s": run.wall_s}
@@ -192,11 +185,11 @@ def document(
     """The result set of the runs so far: cells, the environment and configuration the first worker saw,
     and where the wall time went. ``startup_s``: the wall time of start-ups that ran side by side (rounds),
     which replaces the sum of the configurations' own start-ups."""
-    ready: dict = next((e for r in runs for e in r.events if e["event"] == p.READY), {})
-    built: dict = next((e for r in runs for e in r.events if e["event"] == p.BUILT), {})
+    ready = p.first((e for r in runs for e in r.events), p.Ready)
+    built = p.first((e for r in runs for e in r.events), p.Built)
     measured = sum(_measured(r) for r in runs)
-    done: dict = next((e for e in reference.events if e["event"] == p.REFERENCE), {}) if reference is not None else {}
-    measured += done.get("seconds") or 0.0  # computing the reference is measuring too
+    done = p.first(reference.events, p.Reference) if reference is not None else None
+    measured += (done.seconds if done else None) or 0.0  # computing the reference is measuring too
     startup = sum(r.startup_s or 0.0 for r in runs) if startup_s is None else startup_s
     if reference is not None and startup_s is None:  # one after another: the reference run came first
         startup += reference.startup_s or 0.0
@@ -235,13 +228,13 @@ def document(
         },
         model=Model(
             target=options.target,
-            name=built.get("model"),
-            parameters=built.get("parameters"),
-            unit=built.get("unit", "samples"),
+            name=built.model if built else None,
+            parameters=built.parameters if built else None,
+            unit=built.unit if built else "samples",
         ),
         cells=tuple(cells),
-        environment=ready.get("environment"),
-        config=ready.get("config"),
+        environment=ready.environment if ready else None,
+        config=ready.config if ready else None,
         timing=breakdown,
         command=tuple(options.command) or ("devswitch", "compare", options.target),
         interrupted=interrupted,

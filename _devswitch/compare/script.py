@@ -96,36 +96,36 @@ def run_once(
         ended = time.time()
         worker.poll_events()
         found = list(worker.events)
-        done = next((e for e in found if e["event"] == p.DONE), None)
-        end = done.get("log_end") if done is not None else None  # the script's output ends there; a summary follows
-        text = worker.log_text(end if isinstance(end, int) else None)
+        done = p.first(found, p.Done)
+        end = done.log_end if done is not None else None  # the script's output ends there; a summary follows
+        text = worker.log_text(end)
     finally:
         worker.close()
     started = worker.started
-    ready = next((e for e in found if e["event"] == p.READY), None)
-    unavailable = next((e for e in found if e["event"] == p.UNAVAILABLE), None)
-    raised = next((e for e in found if e["event"] == p.FAILED), None)  # the script's exception, in its words
+    ready = p.first(found, p.Ready)
+    unavailable = p.first(found, p.Unavailable)
+    raised = p.first(found, p.Failed)  # the script's exception, in its words
     run: dict = {
         "round": round_number,
         "start_s": started - origin,
         "process_s": ended - started,
-        "startup_s": ready["t"] - started if ready else None,
+        "startup_s": ready.t - started if ready else None,
         "ready": ready,
         "unavailable": unavailable,
-        "exit_code": done["exit_code"] if done else worker.proc.returncode,
+        "exit_code": done.exit_code if done else worker.proc.returncode,
         "done": done is not None,
-        "wall_s": done["wall_s"] if done else None,
+        "wall_s": done.wall_s if done else None,
         "last_line": last_error_line(text),
-        "error": (raised.get("note") or raised.get("error")) if raised else None,
+        "error": (raised.note or raised.error) if raised else None,
         "given_up": worker.failure,
         "removed": None,
         "overridden": overridden(ready, done),
         "calls": [],
     }
-    if done is not None and done.get("calls") and not report.exists():
+    if done is not None and done.calls and not report.exists():
         run["removed"] = (
             f"its timing report {report} is missing: the script removed the work folder (or the file) while it "
-            f"ran, and its {done['calls']} timed call(s) are lost"
+            f"ran, and its {done.calls} timed call(s) are lost"
         )
     if report.exists():
         from ..results import ReportError, read_report
@@ -159,10 +159,11 @@ def _not_run(round_number: int, start_s: float) -> dict:
     }
 
 
-def overridden(ready: dict | None, done: dict | None) -> str | None:
+def overridden(ready: p.Ready | None, done: p.Done | None) -> str | None:
     """What the script changed of its column's settings, with where (see ``honest.overridden``): the plan
     devswitch applied when it became READY against what was in force when it ended."""
-    return honest.overridden(ready, (done or {}).get("read_back"))
+    before = {"plan": ready.plan, "settings": ready.settings} if ready else None
+    return honest.overridden(before, done.read_back if done else None)
 
 
 def failure(run: dict) -> str:
@@ -242,16 +243,14 @@ def run_scripts(
                 continue
             spent.append(run)
             full = full or run.get("full")
-            gpus = next(
-                (e.get("gpus") for e in (run["ready"], run["unavailable"]) if e and e.get("gpus") is not None), None
-            )
+            gpus = next((e.gpus for e in (run["ready"], run["unavailable"]) if e and e.gpus is not None), None)
             if gpus == 0:
                 no_gpu[config.backend] = no_gpu_reason(config.backend, config.device, config.precision)
             if interrupted:
                 if not runs[config]:
                     status[config] = "interrupted"
             elif run["unavailable"] is not None:
-                status[config] = f"unavailable: {run['unavailable'].get('reason')}"
+                status[config] = f"unavailable: {run['unavailable'].reason}"
             elif run["exit_code"] != 0 or not run["done"] or run["given_up"] or run["removed"]:
                 status[config] = failure(run)
             else:
@@ -280,15 +279,17 @@ def document(
         why = status.get(config)
         if why is None and not taken:
             why = "not run (pending)" if not complete else "failed: no run finished"
-        ready = next((r["ready"] for r in taken if r["ready"]), None) or {}
+        ready: p.Ready | None = next((r["ready"] for r in taken if r["ready"]), None)
         dropped = ("ready", "unavailable", "done", "last_line", "error")
         kept = [{k: v for k, v in r.items() if k not in dropped} for r in taken]
-        record = build(kept, ready.get("plan"), ready.get("environment"), ready.get("settings")) if taken else None
-        resolved = ((ready.get("plan") or {}).get("precision")) or ""
+        plan = ready.plan if ready else None
+        environment, applied = (ready.environment, ready.settings) if ready else (None, None)
+        record = build(kept, plan, environment, applied) if taken else None
+        resolved = ((plan or {}).get("precision")) or ""
         keep = why is None or why.startswith(OVERRIDDEN)  # an overridden column keeps what it measured
         cells.append(Cell.of(config, 1, why or "ok", resolved, record if keep else None))
         done += taken
-    first = next((r["ready"] for r in done if r["ready"]), None) or {}
+    first: p.Ready | None = next((r["ready"] for r in done if r["ready"]), None)
     spent = done if spent is None else spent
     walls = sum(r["wall_s"] or 0.0 for r in spent)
     processes = sum(r["process_s"] for r in spent)
@@ -314,8 +315,8 @@ def document(
         },
         model=Model(target=job.target, name=Path(job.target).name if not job.module else job.target, unit="runs"),
         cells=tuple(cells),
-        environment=first.get("environment"),
-        config=first.get("config"),
+        environment=first.environment if first else None,
+        config=first.config if first else None,
         timing=timing,
         command=tuple(options.command) or ("devswitch", "compare", "--script", job.target),
         interrupted=interrupted,
