@@ -10,7 +10,7 @@ import threading
 import keras
 import numpy as np
 import pytest
-from conftest import Child, children
+from childqueue import Child, children
 from errorparts import parts
 from test_bad_input import rc  # write a .devswitchrc (text or bytes) into a folder
 
