@@ -32,8 +32,8 @@ Scheduling:
   shows its stderr), an error starting it (``prepare`` raising, the timeout) is raised in the test that waits.
 
 The children's folders live under one temporary folder per session (``childqueue-*`` in the system's temporary
-directory, named in the terminal summary), removed when the session passes and kept when it fails. It is not
-``tmp_path_factory``'s: that is a fixture, which does not exist yet while the tests are being collected, and
+directory, named in the terminal summary), removed when the session passes and kept for a day when it fails.
+It is not ``tmp_path_factory``'s: that is a fixture, which does not exist yet while the tests are being collected, and
 pytest offers no public way to reach its factory before then.
 
 Two hooks let a conftest adapt it (see ``Hooks``): ``pytest_childqueue_environ`` (the environment children
@@ -48,10 +48,12 @@ import dataclasses
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -355,7 +357,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# A failed session keeps its children's folder for a look; one left longer than this is removed by a later session
+# (never a younger one: another session may be running now).
+KEEP_FAILED_S = 24 * 3600
+
+
+def _remove_old_folders() -> None:
+    now = time.time()
+    for old in Path(tempfile.gettempdir()).glob("childqueue-*"):
+        with contextlib.suppress(OSError):
+            info = old.lstat()
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and now - info.st_mtime > KEEP_FAILED_S:
+                shutil.rmtree(old, ignore_errors=True)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _remove_old_folders()
     cores = config.getoption("--child-cores") or machine_cores()
 
     def environ(home: Path) -> dict[str, str]:

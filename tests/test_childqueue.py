@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 
+import childqueue
 import pytest
 from childqueue import Child, Children, _Queue, machine_cores
 
@@ -38,6 +41,18 @@ def queue(tmp_path):
     made = _Queue(1, tmp_path / "base", lambda home: {**os.environ, "HOME": str(home)})
     yield made
     made.close()
+
+
+def test_a_failed_session_s_folder_is_removed_a_day_later_and_a_younger_one_kept(tmp_path, monkeypatch):
+    """Folders kept for a look do not pile up, and a session running now keeps its folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old, young, other = tmp_path / "childqueue-old", tmp_path / "childqueue-young", tmp_path / "not-ours"
+    for folder in (old, young, other):
+        (folder / "child").mkdir(parents=True)
+        if folder is not young:
+            os.utime(folder, (time.time() - 2 * childqueue.KEEP_FAILED_S,) * 2)
+    childqueue._remove_old_folders()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["childqueue-young", "not-ours"]
 
 
 def test_the_core_count_is_read_from_the_machine():
