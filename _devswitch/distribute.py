@@ -99,8 +99,13 @@ def plan_strategy(config: Config, plan: Plan, environ: Mapping[str, str]) -> Str
                 "machine set cpu_replicas: N to split the CPU"
             )
         return StrategyPlan("mirrored", devices, reason=f"{config['strategy'].location}", warnings=tuple(warnings))
+    return _multi_worker(config, devices, environ, warnings)
 
-    # multi_worker: the cluster comes from TF_CONFIG, or from our settings (turned into TF_CONFIG)
+
+def _multi_worker(
+    config: Config, devices: tuple[str, ...], environ: Mapping[str, str], warnings: list[str]
+) -> StrategyPlan:
+    """multi_worker: the cluster comes from TF_CONFIG, or from our settings (turned into TF_CONFIG)."""
     where = config["strategy"].location
     if environ.get(TF_CONFIG, "").strip():
         if config.workers:

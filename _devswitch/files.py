@@ -160,6 +160,14 @@ def writable_target(path: Path) -> Path:
         return real
     except OSError as exc:
         raise _refuse(f"cannot check the file: {why(exc)}", path, "fix the path or its permissions") from None
+    _check_file(info, real, path)
+    _check_folder(real.parent, path)
+    _check_owner(info, path)
+    return real
+
+
+def _check_file(info: os.stat_result, real: Path, path: Path) -> None:
+    """A regular file with one name that the user may write."""
     if not stat.S_ISREG(info.st_mode):
         raise _refuse(f"{real} is not a regular file", path, "replace it with a YAML file, or remove it")
     if info.st_nlink > 1:
@@ -182,7 +190,10 @@ def writable_target(path: Path) -> Path:
             path,
             "make it writable (chmod u+w) if devswitch may change it, or add the lines by hand",
         )
-    _check_folder(real.parent, path)
+
+
+def _check_owner(info: os.stat_result, path: Path) -> None:
+    """A rewrite (a new file renamed over this one) can keep the file's owner and group."""
     euid = os.geteuid()
     if euid != 0 and info.st_uid != euid:  # a rewritten file would be ours: refuse to change who owns it
         raise _refuse(
@@ -196,7 +207,6 @@ def writable_target(path: Path) -> Path:
             path,
             "ask its owner, or add the lines by hand",
         )
-    return real
 
 
 def open_lock(lock: Path, shown: Path | None = None) -> int:

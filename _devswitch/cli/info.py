@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._version import __version__
 from ..config import Config
@@ -15,6 +16,9 @@ from ..errors import DevswitchError
 from ..render import terminal, text
 from ..render.table import Column, Table
 from .common import add_switch_options, explicit_from_args
+
+if TYPE_CHECKING:
+    from ..decide import Decision
 
 
 def info_parser(sub) -> argparse.ArgumentParser:
@@ -60,7 +64,6 @@ def collect_info(
 
     from .. import backends
     from ..decide import decide
-    from ..maths import modes_here
 
     backend = backends.get(config.backend)
     data = {
@@ -72,16 +75,7 @@ def collect_info(
             "location": config["backend"].location,
             "installed": {name: backends.missing_reason(name) or "installed" for name in backends.NAMES},
         },
-        "devices": {
-            "cpu": {
-                "model": inventory.cpu.model,
-                "cores": inventory.cpu.cores,
-                "features": sorted(inventory.cpu.features),
-                "native_bf16": inventory.cpu.native_bf16,
-                "feature_edits": list(inventory.cpu.edits),
-            },
-            "gpus": [dict(dataclasses.asdict(g), compute_capability=g.cc) for g in inventory.gpus],
-        },
+        "devices": _devices(inventory),
         "files": [f for f in config.files],
         "profiles": list(config.profiles),
         "config": config.to_dict(),
@@ -89,36 +83,57 @@ def collect_info(
     }
     code = 0
     try:
-        decision = decide(config, inventory, os.environ if environ is None else environ)
-        plan, strategy = decision.plan, decision.strategy
-        data["resolved"] = {
-            "backend": config.backend,
-            "device": plan.device,
-            "gpus": list(plan.gpus),
-            "device_reason": plan.device_reason,
-            "precision": plan.precision,
-            "policy": plan.policy,
-            "precision_reason": plan.precision_reason,
-            "half": decision.half[0],
-            "half_reason": decision.half[1],
-            "math": plan.math,
-            "math_in_force": decision.maths.in_force,
-            "math_reason": decision.maths.reason,
-            "math_modes": modes_here(backend, inventory, plan.gpus, os.environ if environ is None else environ),
-            "strategy": strategy.name,
-            "replicas": strategy.replicas,
-            "replica_devices": list(strategy.devices),
-            "workers": strategy.workers,
-            "role": strategy.role,
-            "xla": config.xla,
-            "meanings": backend.meanings(config, plan),
-        }
+        env = os.environ if environ is None else environ
+        decision = decide(config, inventory, env)
+        data["resolved"] = _resolved(config, backend, decision, inventory, env)
         data["warnings"] = list(decision.warnings)
     except DevswitchError as error:
         data["resolved"] = {"error": str(error)}
         data["warnings"] = []
         code = error.exit_code
     return data, code
+
+
+def _devices(inventory) -> dict:
+    return {
+        "cpu": {
+            "model": inventory.cpu.model,
+            "cores": inventory.cpu.cores,
+            "features": sorted(inventory.cpu.features),
+            "native_bf16": inventory.cpu.native_bf16,
+            "feature_edits": list(inventory.cpu.edits),
+        },
+        "gpus": [dict(dataclasses.asdict(g), compute_capability=g.cc) for g in inventory.gpus],
+    }
+
+
+def _resolved(config: Config, backend, decision: Decision, inventory, environ: Mapping[str, str]) -> dict:
+    """What ``decide()`` chose and why: device, precision, math, strategy, and what they mean on this backend."""
+    from ..maths import modes_here
+
+    plan, strategy = decision.plan, decision.strategy
+    return {
+        "backend": config.backend,
+        "device": plan.device,
+        "gpus": list(plan.gpus),
+        "device_reason": plan.device_reason,
+        "precision": plan.precision,
+        "policy": plan.policy,
+        "precision_reason": plan.precision_reason,
+        "half": decision.half[0],
+        "half_reason": decision.half[1],
+        "math": plan.math,
+        "math_in_force": decision.maths.in_force,
+        "math_reason": decision.maths.reason,
+        "math_modes": modes_here(backend, inventory, plan.gpus, environ),
+        "strategy": strategy.name,
+        "replicas": strategy.replicas,
+        "replica_devices": list(strategy.devices),
+        "workers": strategy.workers,
+        "role": strategy.role,
+        "xla": config.xla,
+        "meanings": backend.meanings(config, plan),
+    }
 
 
 def _head_lines(data: dict) -> list[str]:

@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import re
+from collections.abc import Mapping
 
 from ..compare.recommend import Pick, below_95, fmt, recommend, recommendation_lines
 from ..compare.report import Comparison, verdict
@@ -99,9 +100,15 @@ def accuracy_rows(results: ResultSet, cells: list[Cell], notes: Footnotes) -> di
 
 
 def preamble(results: ResultSet) -> list[str]:
+    """What the tables say and how they were measured: the machine, the accuracy reference, the rounds."""
     env = results.environment or {}
     if not env:
         return []
+    accuracy, rounds = _accuracy_line(results), _rounds_line(results)
+    return [_machine_line(results, env), *([accuracy] if accuracy else []), *([rounds] if rounds else [])]
+
+
+def _machine_line(results: ResultSet, env: Mapping) -> str:
     frameworks = sorted(
         {
             f"{c.backend} {((c.record or {}).get('versions') or {}).get(c.backend, '')}".strip()
@@ -119,21 +126,24 @@ def preamble(results: ResultSet) -> list[str]:
             f"the probability that it covers the median ({level:.0%} here at the lowest)"
         )
     )
-    lines = [
+    return (
         f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores); Keras {env.get('keras')} on "
         f"{', '.join(frameworks) or env.get('backend', '?')}. Throughput is the median over timed samples, and "
         f"in brackets {what}; order statistics: distribution-free, assuming independent samples."
-    ]
+    )
+
+
+def _accuracy_line(results: ResultSet) -> str | None:
     ref = results.reference or {}
     if ref.get("status") == "ok":
         if results.mode == "training":
-            lines.append(
+            return (
                 f"Accuracy: every column starts from the same weights; the loss after a few SGD steps on "
                 f"{ref.get('samples')} seeded samples, and in brackets its relative difference from the "
                 f"reference's ({ref.get('backend')} cpu float32, {ref.get('math')} math)."
             )
         else:
-            lines.append(
+            return (
                 f"Accuracy: every column runs the same weights on the same {ref.get('samples')} seeded "
                 f"inputs through its timed call path; its outputs against a strict float32 reference "
                 f"({ref.get('backend')} cpu, {ref.get('math')} math): per sample ||y - y_ref|| / ||y_ref||, "
@@ -141,12 +151,16 @@ def preamble(results: ResultSet) -> list[str]:
                 + (", and how often the top-1 class agrees." if ref.get("classifier") else ".")
             )
     elif ref:
-        lines.append(f"Accuracy not measured: the reference run {ref.get('status')}.")
+        return f"Accuracy not measured: the reference run {ref.get('status')}."
+    return None
+
+
+def _rounds_line(results: ResultSet) -> str | None:
     rounds = results.options.get("rounds") or 1
     paired = [r for r in (results.speedup_interval(c) for c in results.cells) if r is not None]
     if paired:
         level = min(r.coverage for r in paired)
-        lines.append(
+        return (
             f"The configurations took turns in {rounds} rounds (A B C A B C ...), so a burst or drift of the "
             "machine slows every column alike. The speed-up is the median of the per-round ratios of "
             "median throughputs, and in brackets the interval of that median "
@@ -157,11 +171,11 @@ def preamble(results: ResultSet) -> list[str]:
             )
         )
     elif rounds == 1 and results.cells:
-        lines.append(
+        return (
             "The configurations ran one after another (--rounds 1): the speed-up is the ratio of medians "
             "and has no interval; a burst or drift between columns moves it unseen."
         )
-    return lines
+    return None
 
 
 def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[str]:
