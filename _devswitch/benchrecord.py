@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .energy import Energy
+from .errors import quote
 from .results import metric
 from .statistics import Summary
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class BenchmarkRecord:
     more_phases_s: dict = field(default_factory=dict)  # predict_first_call, accuracy: work beside the timing
     samples: dict = field(default_factory=dict)  # round, start_s and seconds_per_step of every timed sample
     math: str = ""  # float32 math in force (plan.math), e.g. "ieee"; "" = no plan
+    settings: dict = field(default_factory=dict)  # compare --vary: the varied settings as the worker applied them
 
     @property
     def samples_per_s(self) -> float | None:
@@ -84,9 +90,58 @@ class BenchmarkRecord:
             },
             "energy": self.energy.to_dict() if self.energy else None,
             "rounds": self.rounds,
+            "warmup_iterations": self.warmup_iterations,
             "accuracy": dict(self.accuracy) if self.accuracy else None,
             "samples": dict(self.samples) or None,
+            **({"settings": dict(self.settings)} if self.settings else {}),
         }
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "record") -> BenchmarkRecord:
+        """The record ``to_dict`` wrote, read back and validated: ``from_dict(r.to_dict()).to_dict() ==
+        r.to_dict()``. A missing or mistyped field is a ValueError naming it (``where.metrics.throughput``);
+        keys this version does not know are ignored, so files of other versions stay readable."""
+        d = _Reader(data, where)
+        metrics = d.mapping("metrics")
+        phases = dict(d.mapping("phases_s"))
+        m = {name: _Reader(metrics.get(name, {}), f"{where}.metrics.{name}") for name in _METRIC_NAMES}
+        summary = _summary(m, d.integer("batch"), _number(phases.get("timed"), f"{where}.phases_s.timed"), where)
+        energy = d.get("energy", dict)
+        for known in ("first_call", "warmup", "timed", "predict_baseline", "peak_probe"):
+            phases.pop(known, None)
+        return cls(
+            model=d.text("model"),
+            mode=d.text("mode"),
+            batch=d.integer("batch"),
+            device=d.text("device"),
+            policy=d.text("policy"),
+            compute_dtype=d.text("compute_dtype"),
+            status=d.text("status"),
+            first_call_s=m["first_call"].number("value"),
+            warmup_iterations=int(d.number("warmup_iterations") or 0),  # absent from files before 0.2
+            warmup_s=_number(d.mapping("phases_s").get("warmup"), f"{where}.phases_s.warmup"),
+            summary=summary,
+            predict_samples_per_s=m["predict_throughput"].number("value"),
+            predict_s=_number(d.mapping("phases_s").get("predict_baseline"), f"{where}.phases_s.predict_baseline"),
+            flops_per_sample=m["flops_per_sample"].number("value"),
+            flops_note=m["flops_per_sample"].get("note", str) or "",
+            peak_gflops=m["peak"].number("value"),
+            peak_source=m["peak"].get("note", str) or "",
+            probe_s=_number(d.mapping("phases_s").get("peak_probe"), f"{where}.phases_s.peak_probe"),
+            energy=Energy(**energy) if energy else None,
+            host_rss_peak_bytes=_integer(m["host_rss_peak"].number("value")),
+            gpu_memory_peak_bytes=_integer(m["gpu_memory_peak"].number("value")),
+            versions=d.get("versions", dict) or {},
+            backend=d.get("backend", str) or "",
+            training=d.get("training", dict) or {},
+            started_at=d.number("started_at") or 0.0,
+            rounds=int(d.number("rounds") or 1),
+            accuracy=d.get("accuracy", dict),
+            more_phases_s=phases,
+            samples=d.get("samples", dict) or {},
+            math=d.get("math", str) or "",
+            settings=d.get("settings", dict) or {},
+        )
 
     def _metrics(self) -> dict:
         """Every figure of the record, each with its unit (results.metric)."""
@@ -132,3 +187,89 @@ class BenchmarkRecord:
             "host_rss_peak": metric(self.host_rss_peak_bytes, "bytes", note="peak of the whole process"),
             "gpu_memory_peak": metric(self.gpu_memory_peak_bytes, "bytes"),
         }
+
+
+_METRIC_NAMES = (
+    "throughput",
+    "throughput_overall",
+    "latency_p50",
+    "latency_p90",
+    "latency_p99",
+    "timed_samples",
+    "steps_per_sample",
+    "predict_throughput",
+    "first_call",
+    "flops_per_sample",
+    "peak",
+    "host_rss_peak",
+    "gpu_memory_peak",
+)
+
+
+def _number(value: object, where: str) -> float | None:
+    """A JSON number (or null), as a float; a ValueError naming ``where`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where} is {quote(value)}, not a number")
+    return float(value)
+
+
+def _integer(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+class _Reader:
+    """Typed reads of one JSON object of a record, each error naming the field (``where.key``)."""
+
+    def __init__(self, data: object, where: str):
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} is {quote(data)}, not an object")
+        self.data, self.where = data, where
+
+    def get(self, key: str, kind: type[T]) -> T | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise ValueError(f"{self.where}.{key} is {quote(value)}, not {kind.__name__}")
+        return value
+
+    def mapping(self, key: str) -> Mapping:
+        return self.get(key, Mapping) or {}  # type: ignore[type-abstract]
+
+    def text(self, key: str) -> str:
+        value = self.get(key, str)
+        if value is None:
+            raise ValueError(f"{self.where} lacks its field {key!r}")
+        return value
+
+    def number(self, key: str) -> float | None:
+        return _number(self.data.get(key), f"{self.where}.{key}")
+
+    def integer(self, key: str) -> int:
+        value = self.data.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{self.where}.{key} is {quote(value)}, not an integer")
+        return value
+
+
+def _summary(m: dict[str, _Reader], batch: int, timed: float | None, where: str) -> Summary | None:
+    """The timing statistics of a record's metrics (None when nothing was timed)."""
+    throughput = m["throughput"].number("value")
+    if throughput is None:
+        return None
+    ci = m["throughput"].get("ci", list) or [0.0, 0.0]
+    return Summary(
+        n=int(m["timed_samples"].number("value") or 0),
+        batch=batch,
+        total_s=timed or 0.0,
+        samples_per_s=throughput,
+        samples_per_s_err=m["throughput"].number("sem_of_mean") or 0.0,
+        samples_per_s_jitter=m["throughput"].number("jitter") or 0.0,
+        samples_per_s_overall=m["throughput_overall"].number("value") or 0.0,
+        latency_p50_ms=m["latency_p50"].number("value") or 0.0,
+        latency_p90_ms=m["latency_p90"].number("value") or 0.0,
+        latency_p99_ms=m["latency_p99"].number("value") or 0.0,
+        steps_per_sample=int(m["steps_per_sample"].number("value") or 1),
+        samples_per_s_ci=(_number(ci[0], f"{where}.ci") or 0.0, _number(ci[-1], f"{where}.ci") or 0.0),
+        ci_coverage=m["throughput"].number("ci_coverage") or 0.0,
+    )

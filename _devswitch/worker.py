@@ -10,6 +10,7 @@ that no worker goes on computing for nobody.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -257,9 +258,7 @@ def main(spec_path: str) -> int:
             min_time=spec.min_time,
             predict_baseline=spec.predict_baseline,
             peak_probe=spec.peak_probe,
-            on_record=lambda record: emit(
-                p.Record(record={**record.to_dict(), **({"settings": applied} if applied else {})})
-            ),
+            on_record=lambda record: emit(p.Record(record=dataclasses.replace(record, settings=applied).to_dict())),
             rounds=spec.rounds,
             turn=turn,
             origin=spec.origin,

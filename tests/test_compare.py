@@ -479,10 +479,13 @@ def test_ctrl_c_while_the_finished_rows_are_written_still_keeps_them(monkeypatch
     """A Ctrl-C that lands outside a worker (here: while the rows so far are being written) stops the matrix
     the same way: what was measured stays, the rest is 'not run (interrupted)'."""
     from _devswitch.compare import ConfigRun, Options, matrix
+    from _devswitch.benchrecord import BenchmarkRecord
     from _devswitch.compare.protocol import Record
+    from _devswitch.statistics import Summary
 
     def one_measured_batch(options, device, precision, workdir, progress, backend, role="measure", settings=()):
-        record = {"batch": 1, "status": "ok", "metrics": {"throughput": {"value": 10.0}}, "phases_s": {}}
+        summary = Summary.of([0.1], batch=1)  # 10 samples/s
+        record = BenchmarkRecord("m", "inference", 1, device, "float32", "float32", summary=summary).to_dict()
         return ConfigRun(device, precision, backend, wall_s=1.0, events=[Record(record=record, t=0.0)]), False
 
     def interrupted_write(partial):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from _devswitch.benchrecord import BenchmarkRecord
 from _devswitch.compare import protocol as p
 
 EXAMPLES = [
@@ -14,7 +15,7 @@ EXAMPLES = [
     p.Ready(t=1.5, pid=10, plan={"device": "cpu"}, environment={"python": "3"}, config={"backend": "jax"}, gpus=None),
     p.Unavailable(t=2.0, pid=10, reason="no GPU", gpus=0),
     p.Built(t=2.0, pid=10, model="alexnet", unit="img", parameters=123, read_back={"plan": {}}),
-    p.Record(t=3.0, pid=10, record={"batch": 1}),
+    p.Record(t=3.0, pid=10, record=BenchmarkRecord("m", "inference", 1, "cpu", "float32", "float32").to_dict()),
     p.Failed(t=3.0, pid=10, error="ValueError: x", note=None),
     p.Done(t=4.0, pid=10, exit_code=0, wall_s=1.25, calls=2, log_end=99, read_back={}),
     p.Interrupted(t=4.0, pid=10),
@@ -60,3 +61,16 @@ def test_read_events_names_the_line_of_a_malformed_event(tmp_path):
     events.write_text('{"event": "spawned", "t": 1}\n{"event": "unavailable", "t": 2}\n')
     with pytest.raises(p.EventError, match=r"w\.events\.jsonl:2: .*'reason'"):
         p.read_events(events)
+
+
+def test_a_record_event_carries_the_benchmark_record_the_worker_wrote():
+    record = BenchmarkRecord("m", "inference", 8, "cpu", "float32", "float32", started_at=5.0, settings={"xla": 1})
+    event = p.decode_event(json.loads(p.Record(t=1.0, record=record.to_dict()).to_json()))
+    assert isinstance(event, p.Record) and event.benchmark == record
+
+
+def test_a_record_event_with_a_malformed_record_is_an_error_naming_the_field():
+    record = BenchmarkRecord("m", "inference", 8, "cpu", "float32", "float32").to_dict()
+    record["metrics"]["throughput"]["value"] = "fast"
+    with pytest.raises(p.EventError, match=r"w\.jsonl:4: record event's record\.metrics\.throughput\.value is 'fast'"):
+        p.decode_event({"event": "record", "t": 1.0, "record": record}, "w.jsonl:4")

@@ -5,6 +5,7 @@ Both sides use these definitions, so a field renamed on one side cannot go unnot
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 import typing
@@ -13,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from ..benchrecord import BenchmarkRecord
 from ..errors import quote
 
 # What a worker appends to its events file, one JSON object per line, each with "event" and "t":
@@ -89,6 +91,11 @@ class Record(Event):
 
     NAME = RECORD
     record: dict
+
+    @functools.cached_property
+    def benchmark(self) -> BenchmarkRecord:
+        """The record as the dataclass the worker wrote (validated when the event was read)."""
+        return BenchmarkRecord.from_dict(self.record, "record")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,7 +208,13 @@ def decode_event(data: object, where: str = "event") -> Event:
             raise EventError(
                 f"{where}: {name} event's field {f.name!r} is {quote(given[f.name])}, not {_expected(hints[f.name])}"
             )
-    return cls(**given)
+    event = cls(**given)
+    if isinstance(event, Record):
+        try:
+            event.benchmark  # noqa: B018 - validated (and kept) now, not where a reader uses it
+        except ValueError as error:
+            raise EventError(f"{where}: record event's {error}") from None
+    return event
 
 
 def _write(path: Path, text: str) -> None:

@@ -86,10 +86,10 @@ def report_progress(new: list[p.Event], progress: Callable[[str], None]) -> None
     """A progress line for each new event that says something: a record's rate, why a configuration does not run."""
     for event in new:
         if isinstance(event, p.Record):
-            r = event.record
-            rate = r["metrics"]["throughput"]["value"]
-            text = f"{rate:,.1f}/s" if isinstance(rate, (int, float)) and rate == rate else r["status"]
-            progress(f"    batch {r['batch']}: {text}")
+            r = event.benchmark
+            rate = r.samples_per_s
+            text = f"{rate:,.1f}/s" if rate is not None and rate == rate else r.status
+            progress(f"    batch {r.batch}: {text}")
         elif isinstance(event, p.Unavailable):
             progress(f"    unavailable: {event.reason}")
         elif isinstance(event, p.Failed):
@@ -100,16 +100,17 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
     ready = p.first(run.events, p.Ready)
     built = p.first(run.events, p.Built)
     resolved = ((ready.plan if ready else None) or {}).get("precision", "")
-    records = {e.record["batch"]: e.record for e in p.every(run.events, p.Record)}
+    records = {e.benchmark.batch: e for e in p.every(run.events, p.Record)}  # the last of a batch size counts
     unavailable = next((e.reason for e in p.every(run.events, p.Unavailable)), None)
     failed = next((e.error for e in p.every(run.events, p.Failed)), None)
     crashed = p.first(run.events, p.Crashed)
     given_up = next((e.reason for e in p.every(run.events, p.GivenUp)), None)
     cells = []
     for batch in batch_sizes:
-        record = records.get(batch)
-        if record is not None:
-            status = record["status"]
+        measured = records.get(batch)
+        record = measured.record if measured is not None else None  # its JSON form, as results.json holds it
+        if measured is not None and record is not None:
+            status = measured.benchmark.status
             changed = honest.factory_override(run.config, ready, built, record) if status == "ok" else None
             if changed:  # measured, but not in the column's configuration: kept, marked, never recommended
                 status = honest.status("the factory", changed)
@@ -148,9 +149,10 @@ def _measured(run: ConfigRun) -> float:
     record of that worker carries its duration."""
     total, probe = 0.0, 0.0
     for event in p.every(run.events, p.Record):
-        phases = event.record["phases_s"]
-        total += sum(v for k, v in phases.items() if v and k != "peak_probe")
-        probe = max(probe, phases.get("peak_probe") or 0.0)
+        r = event.benchmark
+        timed = r.summary.total_s if r.summary else None
+        total += sum(v for v in (r.first_call_s, r.warmup_s, timed, r.predict_s, *r.more_phases_s.values()) if v)
+        probe = max(probe, r.probe_s or 0.0)
     return total + probe
 
 
