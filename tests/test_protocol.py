@@ -74,3 +74,17 @@ def test_a_record_event_with_a_malformed_record_is_an_error_naming_the_field():
     record["metrics"]["throughput"]["value"] = "fast"
     with pytest.raises(p.EventError, match=r"w\.jsonl:4: record event's record\.metrics\.throughput\.value is 'fast'"):
         p.decode_event({"event": "record", "t": 1.0, "record": record}, "w.jsonl:4")
+
+
+def test_compare_fails_the_run_of_a_worker_whose_event_is_malformed_naming_the_field(tmp_path):
+    """process.Worker reads each line through decode_event: a malformed event becomes the run's failure
+    (naming the event and the field), a forked child's event (another pid) is left out."""
+    from _devswitch.compare.process import Worker
+
+    worker = Worker.__new__(Worker)  # its reading half only: no process is started
+    worker.pid, worker.events_path = 4242, tmp_path / "w.events.jsonl"
+    bad = b'{"event": "built", "t": 1, "pid": 4242, "model": "m", "unit": "img", "parameters": "many"}'
+    failed = worker._parse(bad)
+    assert isinstance(failed, p.Failed) and "built event's field 'parameters' is 'many'" in failed.error
+    assert worker._parse(b'{"event": "done", "t": 1, "pid": 99}') is None
+    assert worker._parse(b'{"event": "done", "t": 1, "pid": 4242}') == p.Done(t=1, pid=4242)
