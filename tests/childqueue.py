@@ -291,6 +291,7 @@ Build = Callable[[Path], Mapping[str, Child]]
 _BUILDS: dict[object, Build] = {}  # fixture function -> its build
 _GROUPS = pytest.StashKey[dict[Build, Children]]()
 _QUEUE = pytest.StashKey[_Queue]()
+_ON_TERM = pytest.StashKey[Callable[[int, types.FrameType | None], object] | int | None]()  # the SIGTERM handler before
 
 
 def _group(config: pytest.Config, build: Build) -> Children:
@@ -383,6 +384,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_QUEUE] = queue
     config.stash[_GROUPS] = {}
     _ACTIVE.append(queue)
+    if threading.current_thread() is threading.main_thread():
+        config.stash[_ON_TERM] = signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: types.FrameType | None) -> None:
+    """SIGTERM (``timeout``, a CI runner): the children run in sessions of their own, out of reach of a signal
+    sent to this process's group, so their groups are killed here before this process ends as it would have."""
+    for queue in list(_ACTIVE):
+        queue.close()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -436,3 +448,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     queue = config.stash.get(_QUEUE, None)
     if queue is not None and queue in _ACTIVE:
         _ACTIVE.remove(queue)
+    previous = config.stash.get(_ON_TERM, None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)

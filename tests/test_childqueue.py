@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -236,3 +238,53 @@ def test_the_session_plans_for_the_cores_it_may_use(inner, pytester: pytest.Pyte
     assert one.ret == 0 and "childqueue: 1 cores" in one.stdout.str()
     result, _ = inner("--collect-only", "--child-cores", "3")
     assert "childqueue: 3 cores" in result.stdout.str()
+
+
+def _gone(pid: int, within: float = 60) -> bool:
+    """Whether process ``pid`` has ended (waited for up to ``within`` seconds: a guard, not a measurement)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.subprocess
+def test_a_terminated_session_kills_the_children_it_started(pytester: pytest.Pytester, tmp_path):
+    """SIGTERM to the test process (``timeout``, a CI runner) ends its children too, though they run in
+    process groups of their own."""
+    pytester.makeconftest(INNER_CONFTEST)
+    pidfile = tmp_path / "child.pid"
+    pytester.makepyfile(
+        test_inner=textwrap.dedent(f"""
+        from childqueue import Child, children
+
+        SLEEP = "import os, pathlib, time; pathlib.Path({str(pidfile)!r}).write_text(str(os.getpid())); time.sleep(600)"
+        sleeper = children(lambda root: {{"c": Child(["-c", SLEEP])}}, name="sleeper")
+
+        def test_waits(sleeper):
+            sleeper("c")
+        """)
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    inner = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=pytester.path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        inner.terminate()
+        assert inner.wait(timeout=60) == -signal.SIGTERM  # it ended as SIGTERM ends a process
+        assert _gone(child), "the child outlived the session"
+    finally:
+        inner.kill()
+        inner.wait()
