@@ -8,11 +8,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DevswitchError, UsageError
 from .compare_options import DEFAULT_ROUNDS, FACTORY_DEFAULTS, options_from_args
 from .compare_script import script_job
+
+if TYPE_CHECKING:
+    from rich.status import Status
+
+    from ..compare import ResultSet
 
 
 def compare_parser(sub) -> argparse.ArgumentParser:
@@ -251,28 +258,19 @@ def compare_command(args: argparse.Namespace) -> int:
         except OSError as error:  # the rows stay in memory; the final write tries again
             progress(f"warning: could not write the finished rows to {output.path}: {error}")
 
-    def terminate(signum, frame):
-        raise KeyboardInterrupt  # SIGTERM (a CI time-out, `timeout`, kill): stop as for Ctrl-C
-
-    import signal
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        if live is not None:
-            live.start()
+    def run():
         if script:
             from ..compare.script import run_scripts
 
-            job = dataclasses.replace(job, options=options)
-            results = run_scripts(job, progress, output.work, output.path, on_update=save_finished_rows)
-        else:
-            from ..compare import run_matrix
+            job_here = dataclasses.replace(job, options=options)
+            return run_scripts(job_here, progress, output.work, output.path, on_update=save_finished_rows)
+        from ..compare import run_matrix
 
-            results = run_matrix(options, progress, output.work, on_update=save_finished_rows)
+        return run_matrix(options, progress, output.work, on_update=save_finished_rows)
+
+    try:
+        results = _stoppable(run, live)
     finally:
-        if live is not None:
-            live.stop()
-        signal.signal(signal.SIGTERM, previous)
         output.close()
     notes = publish(results, output.path, render_markdown(results), write_outputs)
     if notes is None:
@@ -285,6 +283,25 @@ def compare_command(args: argparse.Namespace) -> int:
         written = f"results.json, results.csv, results.md, results.html{'' if notes else ', results.png'}"
     print(f"devswitch: wrote {written} to {output.path}", file=sys.stderr)
     return finish(results, args, profile_file)
+
+
+def _stoppable(run: Callable[[], ResultSet], live: Status | None) -> ResultSet:
+    """``run()`` with SIGTERM (a CI time-out, `timeout`, kill) taken as Ctrl-C, and the live status line (a
+    terminal's, or None) shown meanwhile."""
+    import signal
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt  # stop as for Ctrl-C: every finished row is kept
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        if live is not None:
+            live.start()
+        return run()
+    finally:
+        if live is not None:
+            live.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def factory_options(args: argparse.Namespace):

@@ -58,49 +58,20 @@ def options_from_args(args: argparse.Namespace, script: str | None = None) -> Op
 
     ``script``: the script (or module) whose whole runs are the columns, one run per batch; None: a factory."""
     from ..compare import Options
-    from ..compare.axes import CONFIRM_ABOVE, parse_baseline, parse_vary
-    from ..config import resolve
-    from ..settings import BY_NAME, parse_device, parse_precision
+    from ..compare.axes import CONFIRM_ABOVE, parse_baseline
 
     if script is None and given(args, SCRIPT_CAPS):
         raise UsageError("--max-epochs and --max-steps cap the fits of a script", hint="add --script SCRIPT")
-    if args.backends.strip():
-        chosen = _items("--backends", args.backends, BY_NAME["backend"].parse)
-        if "auto" in chosen:
-            raise UsageError("--backends: 'auto' is not a column", hint="name them: tensorflow,jax,torch")
-    else:  # the backend the switch resolves to here (KERAS_BACKEND, keras.json, .devswitchrc, ...)
-        chosen = (resolve(os.environ, Path.home(), Path.cwd()).backend,)
-    devices = _items("--devices", args.devices, parse_device)
-    if "auto" in devices:
-        raise UsageError("--devices: 'auto' is not a column", hint="name the devices: cpu,gpu")
-    precisions = _items("--precisions", args.precisions, parse_precision)
+    chosen, devices, precisions = _columns(args)
     batches = (
         (1,)
         if script is not None  # one run of the script is one sample
         else _items("--batch-sizes", factory_value(args, "batch_sizes"), lambda t: _number("--batch-sizes", t, int, 1))
     )
-    vary = parse_vary(args.vary, args.maths)
-    if "multi_worker" in dict(vary).get("strategy", ()) and not (
-        os.environ.get("TF_CONFIG") or resolve(os.environ, Path.home(), Path.cwd()).workers
-    ):
-        raise UsageError(
-            "--vary strategy=multi_worker: a multi_worker column needs its cluster, and no 'workers' is set "
-            "(nor TF_CONFIG); nothing was run",
-            hint="set workers in ~/.devswitchrc or DEVSWITCH_WORKERS=host1:port,host2:port (or TF_CONFIG), "
-            "or drop multi_worker from --vary strategy",
-        )
+    vary = _vary(args)
     baseline = parse_baseline(args.baseline, chosen, devices, precisions, vary)
     iterations = _number("--iterations", factory_value(args, "iterations"), int, 1)
-    max_error_text = factory_value(args, "max_error")
-    max_error = _number("--max-error", max_error_text, float, 0) if max_error_text and max_error_text.strip() else None
-    accuracy_samples = (
-        0 if script is not None else _number("--accuracy-samples", factory_value(args, "accuracy_samples"), int, 0)
-    )
-    if max_error is not None and accuracy_samples == 0:
-        raise UsageError(
-            "--max-error needs the accuracy rows, and --accuracy-samples 0 turns them off",
-            hint="drop --accuracy-samples 0",
-        )
+    max_error, accuracy_samples = _accuracy(args, script is not None)
     rounds = _rounds(args, iterations, script is not None)
     if script is None and rounds > 1 and "memory_growth" in dict(vary) and any(d != "cpu" for d in devices):
         # side by side, a memory_growth=false worker takes most of a GPU from the others: its column would lie
@@ -136,6 +107,54 @@ def options_from_args(args: argparse.Namespace, script: str | None = None) -> Op
             hint="pass --yes to run it all the same, or compare fewer values",
         )
     return options
+
+
+def _columns(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The backends (the one resolved here when none is given), the devices and the precisions compared."""
+    from ..config import resolve
+    from ..settings import BY_NAME, parse_device, parse_precision
+
+    if args.backends.strip():
+        chosen = _items("--backends", args.backends, BY_NAME["backend"].parse)
+        if "auto" in chosen:
+            raise UsageError("--backends: 'auto' is not a column", hint="name them: tensorflow,jax,torch")
+    else:  # the backend the switch resolves to here (KERAS_BACKEND, keras.json, .devswitchrc, ...)
+        chosen = (resolve(os.environ, Path.home(), Path.cwd()).backend,)
+    devices = _items("--devices", args.devices, parse_device)
+    if "auto" in devices:
+        raise UsageError("--devices: 'auto' is not a column", hint="name the devices: cpu,gpu")
+    return chosen, devices, _items("--precisions", args.precisions, parse_precision)
+
+
+def _vary(args: argparse.Namespace) -> tuple:
+    """The --vary axes (and --maths); a multi_worker column only where its cluster is set."""
+    from ..compare.axes import parse_vary
+    from ..config import resolve
+
+    vary = parse_vary(args.vary, args.maths)
+    if "multi_worker" in dict(vary).get("strategy", ()) and not (
+        os.environ.get("TF_CONFIG") or resolve(os.environ, Path.home(), Path.cwd()).workers
+    ):
+        raise UsageError(
+            "--vary strategy=multi_worker: a multi_worker column needs its cluster, and no 'workers' is set "
+            "(nor TF_CONFIG); nothing was run",
+            hint="set workers in ~/.devswitchrc or DEVSWITCH_WORKERS=host1:port,host2:port (or TF_CONFIG), "
+            "or drop multi_worker from --vary strategy",
+        )
+    return vary
+
+
+def _accuracy(args: argparse.Namespace, script: bool) -> tuple[float | None, int]:
+    """--max-error (None: not given) and --accuracy-samples (0 for a script: no reference run)."""
+    text = factory_value(args, "max_error")
+    max_error = _number("--max-error", text, float, 0) if text and text.strip() else None
+    accuracy_samples = 0 if script else _number("--accuracy-samples", factory_value(args, "accuracy_samples"), int, 0)
+    if max_error is not None and accuracy_samples == 0:
+        raise UsageError(
+            "--max-error needs the accuracy rows, and --accuracy-samples 0 turns them off",
+            hint="drop --accuracy-samples 0",
+        )
+    return max_error, accuracy_samples
 
 
 def _rounds(args: argparse.Namespace, iterations: int, script: bool) -> int:
