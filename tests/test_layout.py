@@ -130,11 +130,9 @@ LONG_FUNCTIONS = {
     "_devswitch/worker.py:main": 112,
     "_devswitch/compare/matrix.py:run_sequential": 87,
     "_devswitch/compare/script.py:run_scripts": 83,
-    "_devswitch/cli/compare_options.py:options_from_args": 83,
     "_devswitch/compare/script.py:run_once": 81,
     "_devswitch/compare/runs.py:document": 69,
     "_devswitch/scriptworker.py:main": 66,
-    "_devswitch/cli/compare.py:compare_command": 64,
 }
 
 
