@@ -16,13 +16,14 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protocol as p
 from .options import Options
 from .process import (
     TURN,
+    Estimate,
     Worker,
     bundled_estimate,
     check_memory,
@@ -116,6 +117,68 @@ def _stop(workers: list[_Worker], progress: Callable[[str], None], interrupted: 
         os.close(w.turns)
 
 
+@dataclass
+class _Run:
+    """What the phases of one interleaved run share: the workers in their states and the columns settled early."""
+
+    options: Options
+    progress: Callable[[str], None]
+    workdir: Path
+    started: float
+    estimate: Estimate | None  # what a worker takes; None: a factory of the user's, measured on its first worker
+    measured: bool
+    early: dict[Configuration, list[Cell]] = field(default_factory=dict)  # unavailable or failed before a turn
+    workers: list[_Worker] = field(default_factory=list)  # started and ready, in the order of the columns
+    waiting: list[_Worker] = field(default_factory=list)  # started, not yet ready
+    reference: _Worker | None = None
+    full: list[str] = field(default_factory=list)  # the disk took no more work files: no worker is started after
+    startup_s: float | None = None
+
+    def name(self, config: Configuration) -> str:
+        return config.label(len(self.options.backends) > 1)
+
+    def unavailable(self, config: Configuration, reason: str) -> None:
+        self.progress(f"{self.name(config)}: unavailable: {reason}")
+        self.early[config] = [Cell.of(config, b, f"unavailable: {reason}") for b in self.options.batch_sizes]
+
+    def start(self, config: Configuration, role: str = "measure") -> _Worker | None:
+        """The configuration's worker, or None (its column failed) when its work files cannot be written."""
+        status = not_started(self.full[0]) if self.full else None
+        if status is None:
+            try:
+                return _start(self.options, config, self.workdir, self.started, role)
+            except OSError as error:  # a disk full since the up-front check: a failed column, not a traceback
+                status = f"failed: {unwritable(error, self.workdir)}"
+                if full_disk(error):
+                    self.full.append(unwritable(error, self.workdir))
+        self.progress(f"{'reference' if role == 'reference' else self.name(config)}: {status}")
+        if role != "reference":
+            self.early[config] = [Cell.of(config, b, status) for b in self.options.batch_sizes]
+        return None
+
+    def room_for(self, more: list[Configuration]) -> None:
+        """Refuse (UsageError, every worker ended) when ``more`` workers will not fit in the memory available
+        beside the ones alive; a factory of the user's is measured on the first worker before."""
+        everyone = ([self.reference] if self.reference else []) + self.workers + self.waiting
+        alive = [w for w in everyone if w.process.proc.poll() is None]
+        if not more or not alive:
+            return
+        if not self.measured:
+            self.measured = True
+            first = next((w for w in alive if w is not self.reference), alive[0])  # the reference ends soon after
+            self.progress("waiting for the first worker's model to be built, to measure what a worker takes")
+            self.estimate = measured_estimate(first.process, first.config.backend, self.progress)
+        if self.estimate is not None:
+            check_memory(
+                [c.backend for c in more],
+                self.options.target,
+                self.options.rounds,
+                estimate=self.estimate,
+                running=tuple(w.process.pid for w in alive),
+                running_backends=tuple(w.config.backend for w in alive),
+            )
+
+
 def run_interleaved(
     options: Options,
     progress: Callable[[str], None],
@@ -123,153 +186,142 @@ def run_interleaved(
     on_update: Callable[[ResultSet], None] | None = None,
 ) -> ResultSet:
     """Run every configuration in ``options.rounds`` interleaved rounds; the result set, as run_matrix's."""
-    from .. import backends
-
     configs = options.configurations
-    several = len(options.backends) > 1
-
-    def name(config: Configuration) -> str:
-        return config.label(several)
-
-    started = time.time()
-    early: dict[Configuration, list[Cell]] = {}
-    workers: list[_Worker] = []
+    estimate = bundled_estimate(options.target)  # None: a factory of the user's, measured on its first worker
+    run = _Run(options, progress, workdir, time.time(), estimate, measured=estimate is not None)
     interrupted = False
-    startup_s = None
     progress(
         f"devswitch compare: {options.target}, {options.mode}, {options.size()}, {options.rounds} "
         "rounds taken in turn "
         "(--rounds 1: one configuration after another, one process at a time); time limit "
         f"{timeout_words(options.timeout)} per turn"
     )
-    waiting: list[_Worker] = []
-    reference: _Worker | None = None
-
-    def unavailable(config, reason: str) -> None:
-        progress(f"{name(config)}: unavailable: {reason}")
-        early[config] = [Cell.of(config, b, f"unavailable: {reason}") for b in options.batch_sizes]
-
-    full: list[str] = []  # the disk took no more work files: no worker is started after that
-
-    def start(config: Configuration, role: str = "measure") -> _Worker | None:
-        """The configuration's worker, or None (its column failed) when its work files cannot be written."""
-        status = not_started(full[0]) if full else None
-        if status is None:
-            try:
-                return _start(options, config, workdir, started, role)
-            except OSError as error:  # a disk full since the up-front check: a failed column, not a traceback
-                status = f"failed: {unwritable(error, workdir)}"
-                if full_disk(error):
-                    full.append(unwritable(error, workdir))
-        progress(f"{'reference' if role == 'reference' else name(config)}: {status}")
-        if role != "reference":
-            early[config] = [Cell.of(config, b, status) for b in options.batch_sizes]
-        return None
-
-    estimate = bundled_estimate(options.target)  # None: a factory of the user's, measured on its first worker
-    measured = estimate is not None
-
-    def room_for(more: list[Configuration]) -> None:
-        """Refuse (UsageError, every worker ended) when ``more`` workers will not fit in the memory available
-        beside the ones alive; a factory of the user's is measured on the first worker before."""
-        nonlocal estimate, measured
-        alive = [w for w in ([reference] if reference else []) + workers + waiting if w.process.proc.poll() is None]
-        if not more or not alive:
-            return
-        if not measured:
-            measured = True
-            first = next((w for w in alive if w is not reference), alive[0])  # the reference ends soon after
-            progress("waiting for the first worker's model to be built, to measure what a worker takes")
-            estimate = measured_estimate(first.process, first.config.backend, progress)
-        if estimate is not None:
-            check_memory(
-                [c.backend for c in more],
-                options.target,
-                options.rounds,
-                estimate=estimate,
-                running=tuple(w.process.pid for w in alive),
-                running_backends=tuple(w.config.backend for w in alive),
-            )
-
     try:
-        # A GPU configuration waits for a CPU one of its backend to say whether there is a GPU at all, so that
-        # a machine without one does not start a framework per GPU column only to hear "no GPU" each time.
-        on_cpu = {c[0] for c in configs if c[1] == "cpu"}
-        deferred = [c for c in configs if c[1] != "cpu" and c[0] in on_cpu]
-        if options.accuracy_samples:  # the strict float32 reference, computed while the others start
-            config = reference_config(options)
-            if not backends.missing_reason(config.backend):
-                reference = start(config, role="reference")
-        for i, config in enumerate(configs):
-            missing = backends.missing_reason(config.backend)
-            if missing:  # known without starting anything
-                unavailable(config, missing)
-                continue
-            if config in deferred:
-                continue
-            if not measured and waiting:  # a factory of the user's: the others start once the first says what it takes
-                room_for([c for c in configs[i:] if c not in deferred and not backends.missing_reason(c.backend)])
-            if (w := start(config)) is not None:
-                waiting.append(w)
-        deferred = [c for c in deferred if c not in early]
+        deferred = _start_all(run, configs)
+        _until_ready(run, deferred)
+        run.workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
+        _wait_for_reference(run)
+        run.startup_s = time.time() - run.started
         progress(
-            f"starting {len(waiting)} worker(s) side by side"
-            + (f" ({len(deferred)} GPU configuration(s) wait to hear whether there is a GPU)" if deferred else "")
+            f"all started in {run.startup_s:.1f} s; "
+            + ", ".join(f"{run.name(w.config)} {'ready' if w.alive else 'not running'}" for w in run.workers)
         )
-        while waiting:
-            w = waiting.pop(0)
-            workers.append(w)
-            w.alive = _wait_done(w, _labelled(progress, name(w.config)))
-            report_progress(w.process.poll_events(), _labelled(progress, name(w.config)))
-            if w.config.device != "cpu":
-                continue
-            w.run.events = list(w.process.events)
-            gpus = gpus_seen(w.run)
-            found = [c for c in deferred if c.backend == w.config.backend]
-            if gpus != 0:  # GPU columns are counted once they will run
-                room_for(found)
-            for config in found:
-                deferred.remove(config)
-                if gpus == 0:
-                    unavailable(config, no_gpu_reason(config.backend, w.config.device, w.config.precision))
-                elif (more := start(config)) is not None:
-                    waiting.append(more)
-        workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
-        if reference is not None:  # every configuration loads the reference's weights when it warms up
-            progress("waiting for the reference run (strict float32 outputs of the shared weights)")
-            _wait_done(reference, _labelled(progress, "reference"))
-            reference.process.wait()
-            reference.process.poll_events()
-            ended = reference.process.events
-            reference.run.wall_s = (ended[-1].t if ended else time.time()) - reference.started
-        startup_s = time.time() - started
-        progress(
-            f"all started in {startup_s:.1f} s; "
-            + ", ".join(f"{name(w.config)} {'ready' if w.alive else 'not running'}" for w in workers)
-        )
-        for phase in p.phases(options.rounds):
-            live = [w for w in workers if w.alive]
-            if not live:
-                break
-            progress(f"[{phase}] " + " -> ".join(name(w.config) for w in live))
-            for w in live:
-                w.alive = _tell(w, phase) and _wait_done(w, _labelled(progress, name(w.config)))
-                report_progress(w.process.poll_events(), _labelled(progress, name(w.config)))
-                if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once
-                    on_update(_collect(options, configs, early, workers, started, False, startup_s, w, reference))
+        _take_turns(run, configs, on_update)
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: stopping every worker, keeping every round already measured")
     finally:
-        workers += waiting  # interrupted while starting: those too are stopped and read back
-        everyone = workers + ([reference] if reference else [])
+        run.workers += run.waiting  # interrupted while starting: those too are stopped and read back
+        everyone = run.workers + ([run.reference] if run.reference else [])
         try:
             _stop(everyone, progress, interrupted)
-            results = _collect(options, configs, early, workers, started, interrupted, startup_s, reference=reference)
+            results = _collect(
+                options,
+                configs,
+                run.early,
+                run.workers,
+                run.started,
+                interrupted,
+                run.startup_s,
+                reference=run.reference,
+            )
         finally:
             for w in everyone:
                 w.process.close()
     return results
+
+
+def _start_all(run: _Run, configs: list[Configuration]) -> list[Configuration]:
+    """Start the reference and every configuration's worker side by side; return the GPU configurations that
+    wait for a CPU one of their backend to say whether there is a GPU at all (so that a machine without one
+    does not start a framework per GPU column only to hear "no GPU" each time)."""
+    from .. import backends
+
+    on_cpu = {c[0] for c in configs if c[1] == "cpu"}
+    deferred = [c for c in configs if c[1] != "cpu" and c[0] in on_cpu]
+    if run.options.accuracy_samples:  # the strict float32 reference, computed while the others start
+        config = reference_config(run.options)
+        if not backends.missing_reason(config.backend):
+            run.reference = run.start(config, role="reference")
+    for i, config in enumerate(configs):
+        missing = backends.missing_reason(config.backend)
+        if missing:  # known without starting anything
+            run.unavailable(config, missing)
+            continue
+        if config in deferred:
+            continue
+        if not run.measured and run.waiting:  # a factory of the user's: the others start once the first says
+            run.room_for([c for c in configs[i:] if c not in deferred and not backends.missing_reason(c.backend)])
+        if (w := run.start(config)) is not None:
+            run.waiting.append(w)
+    deferred = [c for c in deferred if c not in run.early]
+    run.progress(
+        f"starting {len(run.waiting)} worker(s) side by side"
+        + (f" ({len(deferred)} GPU configuration(s) wait to hear whether there is a GPU)" if deferred else "")
+    )
+    return deferred
+
+
+def _until_ready(run: _Run, deferred: list[Configuration]) -> None:
+    """Each waiting worker in turn until it is ready; a CPU one then starts (or rules out) the GPU
+    configurations of its backend."""
+    while run.waiting:
+        w = run.waiting.pop(0)
+        run.workers.append(w)
+        w.alive = _wait_done(w, _labelled(run.progress, run.name(w.config)))
+        report_progress(w.process.poll_events(), _labelled(run.progress, run.name(w.config)))
+        if w.config.device != "cpu":
+            continue
+        w.run.events = list(w.process.events)
+        gpus = gpus_seen(w.run)
+        found = [c for c in deferred if c.backend == w.config.backend]
+        if gpus != 0:  # GPU columns are counted once they will run
+            run.room_for(found)
+        for config in found:
+            deferred.remove(config)
+            if gpus == 0:
+                run.unavailable(config, no_gpu_reason(config.backend, w.config.device, w.config.precision))
+            elif (more := run.start(config)) is not None:
+                run.waiting.append(more)
+
+
+def _wait_for_reference(run: _Run) -> None:
+    """Every configuration loads the reference's weights when it warms up: the reference run ends first."""
+    reference = run.reference
+    if reference is None:
+        return
+    run.progress("waiting for the reference run (strict float32 outputs of the shared weights)")
+    _wait_done(reference, _labelled(run.progress, "reference"))
+    reference.process.wait()
+    reference.process.poll_events()
+    ended = reference.process.events
+    reference.run.wall_s = (ended[-1].t if ended else time.time()) - reference.started
+
+
+def _take_turns(run: _Run, configs: list[Configuration], on_update: Callable[[ResultSet], None] | None) -> None:
+    """Every phase (warm, round 1, ..., finish), each live worker in turn; a finished column is published at once."""
+    for phase in p.phases(run.options.rounds):
+        live = [w for w in run.workers if w.alive]
+        if not live:
+            break
+        run.progress(f"[{phase}] " + " -> ".join(run.name(w.config) for w in live))
+        for w in live:
+            w.alive = _tell(w, phase) and _wait_done(w, _labelled(run.progress, run.name(w.config)))
+            report_progress(w.process.poll_events(), _labelled(run.progress, run.name(w.config)))
+            if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once
+                on_update(
+                    _collect(
+                        run.options,
+                        configs,
+                        run.early,
+                        run.workers,
+                        run.started,
+                        False,
+                        run.startup_s,
+                        w,
+                        run.reference,
+                    )
+                )
 
 
 def _read(w: _Worker) -> ConfigRun:
