@@ -391,12 +391,13 @@ def test_disable_means_nothing_is_read_or_validated(run_python, tmp_path):
 
 
 def _ipython_script(root):
-    """A script that imports IPython (when it is installed), then devswitch with a setting it refuses."""
+    """A script that imports IPython (when it is installed), then devswitch with a setting it refuses, then Keras
+    (where the default backend's multi_worker cluster is checked: the backend is the script's until then)."""
     import importlib.util
 
     if importlib.util.find_spec("IPython") is None:
         return {}
-    write = lambda folder: (folder / "s.py").write_text("import IPython\nimport devswitch\nprint('ran')\n")  # noqa
+    write = lambda folder: (folder / "s.py").write_text("import IPython\nimport devswitch\nimport keras\nprint('ran')\n")  # noqa
     return {"s.py": Child(["s.py"], {"DEVSWITCH_STRATEGY": "multi_worker"}, prepare=write)}
 
 
