@@ -189,13 +189,38 @@ def document(
     which replaces the sum of the configurations' own start-ups."""
     ready = p.first((e for r in runs for e in r.events), p.Ready)
     built = p.first((e for r in runs for e in r.events), p.Built)
+    return ResultSet(
+        options={
+            **{k: v for k, v in asdict(options).items() if k not in ("command", "vary")},
+            "baseline": options.baseline.words(),
+            "vary": {name: list(values) for name, values in options.vary},
+        },
+        model=Model(
+            target=options.target,
+            name=built.model if built else None,
+            parameters=built.parameters if built else None,
+            unit=built.unit if built else "samples",
+        ),
+        cells=tuple(cells),
+        environment=ready.environment if ready else None,
+        config=ready.config if ready else None,
+        timing=_breakdown(runs, total, startup_s, reference),
+        command=tuple(options.command) or ("devswitch", "compare", options.target),
+        interrupted=interrupted,
+        complete=complete,
+        reference=reference_summary(reference),
+    )
+
+
+def _breakdown(runs: list[ConfigRun], total: float, startup_s: float | None, reference: ConfigRun | None) -> dict:
+    """Where the wall time went: measuring, starting up (side by side in rounds), and the overhead beside them."""
     measured = sum(_measured(r) for r in runs)
     done = p.first(reference.events, p.Reference) if reference is not None else None
     measured += (done.seconds if done else None) or 0.0  # computing the reference is measuring too
     startup = sum(r.startup_s or 0.0 for r in runs) if startup_s is None else startup_s
     if reference is not None and startup_s is None:  # one after another: the reference run came first
         startup += reference.startup_s or 0.0
-    breakdown = {
+    return {
         "total_s": total,
         "configurations": [
             {
@@ -222,24 +247,3 @@ def document(
             "run) started side by side until the last was ready (the model built, the reference saved)"
         ),
     }
-    return ResultSet(
-        options={
-            **{k: v for k, v in asdict(options).items() if k not in ("command", "vary")},
-            "baseline": options.baseline.words(),
-            "vary": {name: list(values) for name, values in options.vary},
-        },
-        model=Model(
-            target=options.target,
-            name=built.model if built else None,
-            parameters=built.parameters if built else None,
-            unit=built.unit if built else "samples",
-        ),
-        cells=tuple(cells),
-        environment=ready.environment if ready else None,
-        config=ready.config if ready else None,
-        timing=breakdown,
-        command=tuple(options.command) or ("devswitch", "compare", options.target),
-        interrupted=interrupted,
-        complete=complete,
-        reference=reference_summary(reference),
-    )

@@ -84,23 +84,8 @@ def run_once(
             "removed": why if full_disk(error) else f"{why}; a script removed or replaced them",
             "full": why if full_disk(error) else None,
         }, False
-    interrupted = False
-    try:
-        try:
-            worker.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            worker.stop()
-        finally:  # every process the script started ends with its run
-            worker.end()
-        ended = time.time()
-        worker.poll_events()
-        found = list(worker.events)
-        done = p.first(found, p.Done)
-        end = done.log_end if done is not None else None  # the script's output ends there; a summary follows
-        text = worker.log_text(end)
-    finally:
-        worker.close()
+    found, text, ended, interrupted = _wait_and_read(worker)
+    done = p.first(found, p.Done)
     started = worker.started
     ready = p.first(found, p.Ready)
     unavailable = p.first(found, p.Unavailable)
@@ -122,6 +107,35 @@ def run_once(
         "overridden": overridden(ready, done),
         "calls": [],
     }
+    _read_calls(run, report, done)
+    return run, interrupted
+
+
+def _wait_and_read(worker: Worker) -> tuple[list[p.Event], str, float, bool]:
+    """Until the script's run ends (Ctrl-C stops it): its events, its log up to devswitch's summary, when it
+    ended, and whether it was interrupted. Every process the script started ends with its run."""
+    interrupted = False
+    try:
+        try:
+            worker.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            worker.stop()
+        finally:  # every process the script started ends with its run
+            worker.end()
+        ended = time.time()
+        worker.poll_events()
+        found = list(worker.events)
+        done = p.first(found, p.Done)
+        end = done.log_end if done is not None else None  # the script's output ends there; a summary follows
+        text = worker.log_text(end)
+    finally:
+        worker.close()
+    return found, text, ended, interrupted
+
+
+def _read_calls(run: dict, report: Path, done: p.Done | None) -> None:
+    """The run's timed fit/evaluate/predict calls from its timing report, or why the report is missing."""
     if done is not None and done.calls and not report.exists():
         run["removed"] = (
             f"its timing report {report} is missing: the script removed the work folder (or the file) while it "
@@ -135,7 +149,6 @@ def run_once(
             run["calls"] = [r for r in reports[-1]["records"] if r.get("kind") in ("fit", "evaluate", "predict")]
         except (OSError, ReportError, IndexError, KeyError):
             pass
-    return run, interrupted
 
 
 def _not_run(round_number: int, start_s: float) -> dict:
@@ -186,15 +199,10 @@ def run_scripts(
     on_update: Callable[[ResultSet], None] | None = None,
 ) -> ResultSet:
     """Every configuration, ``rounds`` times in turn; returns the result set (kind "script")."""
-    from .. import backends
-
     options = job.options
     configs = options.configurations
     several = len(options.backends) > 1
-    try:
-        (out / LOGS).mkdir(exist_ok=True)
-    except OSError:  # a full disk: the first run's worker says so, as a failed column
-        pass
+    _make_logs_folder(out)
     work = absolute(work)
     runs: dict[Configuration, list[dict]] = {c: [] for c in configs}
     status: dict[Configuration, str] = {}
@@ -203,12 +211,7 @@ def run_scripts(
     interrupted = False
     full: str | None = None  # why the disk takes no more work files, once a run found it so
     origin = time.time()
-    caps = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in (job.caps or {}).items() if v is not None)
-    progress(
-        f"devswitch compare --script {job.target}: {options.size().split(' x ')[0].split(' (')[0]}, "
-        f"{options.rounds} run{'s' if options.rounds > 1 else ''} each{', ' + caps if caps else ''}; time limit "
-        f"{timeout_words(options.timeout)} per run"
-    )
+    progress(_header(job))
     for number in range(1, options.rounds + 1):
         for i, config in enumerate(configs):
             if interrupted:
@@ -222,9 +225,7 @@ def run_scripts(
                 status[config] = not_started(full)
                 progress(f"[{i + 1}/{len(configs)}] {label}: {status[config]}")
                 continue
-            missing = backends.missing_reason(config.backend) or (
-                no_gpu.get(config.backend) if config.device != "cpu" else None
-            )
+            missing = _missing(config, no_gpu)
             if missing:
                 progress(f"[{i + 1}/{len(configs)}] {label}: unavailable: {missing}")
                 status[config] = f"unavailable: {missing}"
@@ -243,24 +244,54 @@ def run_scripts(
                 continue
             spent.append(run)
             full = full or run.get("full")
-            gpus = next((e.gpus for e in (run["ready"], run["unavailable"]) if e and e.gpus is not None), None)
-            if gpus == 0:
+            if next((e.gpus for e in (run["ready"], run["unavailable"]) if e and e.gpus is not None), None) == 0:
                 no_gpu[config.backend] = no_gpu_reason(config.backend, config.device, config.precision)
-            if interrupted:
-                if not runs[config]:
-                    status[config] = "interrupted"
-            elif run["unavailable"] is not None:
-                status[config] = f"unavailable: {run['unavailable'].reason}"
-            elif run["exit_code"] != 0 or not run["done"] or run["given_up"] or run["removed"]:
-                status[config] = failure(run)
-            else:
-                runs[config].append(run)
-                if run["overridden"]:  # measured, but not what the column says: kept, not recommended
-                    status[config] = f"{OVERRIDDEN}: {run['overridden']}"
+            _settle(config, run, interrupted, runs, status)
             progress(f"    {status[config]}" if config in status else f"    {run['wall_s']:.1f} s")
             if on_update is not None and not interrupted:
                 on_update(document(job, runs, status, time.time() - origin, False, complete=False, spent=spent))
     return document(job, runs, status, time.time() - origin, interrupted, spent=spent)
+
+
+def _make_logs_folder(out: Path) -> None:
+    try:
+        (out / LOGS).mkdir(exist_ok=True)
+    except OSError:  # a full disk: the first run's worker says so, as a failed column
+        pass
+
+
+def _header(job: ScriptJob) -> str:
+    options = job.options
+    caps = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in (job.caps or {}).items() if v is not None)
+    return (
+        f"devswitch compare --script {job.target}: {options.size().split(' x ')[0].split(' (')[0]}, "
+        f"{options.rounds} run{'s' if options.rounds > 1 else ''} each{', ' + caps if caps else ''}; time limit "
+        f"{timeout_words(options.timeout)} per run"
+    )
+
+
+def _missing(config: Configuration, no_gpu: dict[str, str]) -> str | None:
+    """Why ``config`` cannot run, known without starting anything (its backend, or no GPU seen on it)."""
+    from .. import backends
+
+    return backends.missing_reason(config.backend) or (no_gpu.get(config.backend) if config.device != "cpu" else None)
+
+
+def _settle(
+    config: Configuration, run: dict, interrupted: bool, runs: dict[Configuration, list[dict]], status: dict
+) -> None:
+    """A finished run joins its column's runs, or settles the column's status (failed, unavailable, ...)."""
+    if interrupted:
+        if not runs[config]:
+            status[config] = "interrupted"
+    elif run["unavailable"] is not None:
+        status[config] = f"unavailable: {run['unavailable'].reason}"
+    elif run["exit_code"] != 0 or not run["done"] or run["given_up"] or run["removed"]:
+        status[config] = failure(run)
+    else:
+        runs[config].append(run)
+        if run["overridden"]:  # measured, but not what the column says: kept, not recommended
+            status[config] = f"{OVERRIDDEN}: {run['overridden']}"
 
 
 def document(
