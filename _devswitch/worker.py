@@ -15,9 +15,15 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .workerbase import PARENT_GONE, applied_settings, gpus_seen, read_back, start, unsupported_reason
+
+if TYPE_CHECKING:
+    from .compare import protocol as p
+    from .plans import Plan
 
 
 def parse_target(target: str) -> tuple[str, str, bool]:
@@ -162,115 +168,151 @@ def make_reference(spec, model, plan: dict, emit) -> int:
 
 
 def main(spec_path: str) -> int:
+    """A configuration's worker: apply its settings, say what it found, build the model, then measure it in
+    turns (or compute the strict float32 reference)."""
     from .compare import protocol as p
 
     spec, emit = start(p.Spec.read, spec_path)
     try:
-        from . import session
-        from .errors import DevswitchError, describe
-
-        # the varied settings (--vary) first: the ones compare fixes for every worker always win
-        explicit = {
-            **spec.settings,
-            "device": spec.device,
-            "precision": spec.precision,
-            "fallback": "error",
-            "report": "off",
-            "backend": spec.backend,
-        }
-        if spec.role == "reference":  # the strict float32 reference: full float32 math, whatever the files say
-            explicit["math"] = "ieee"
-        from .config import explicit_layer
-
-        where = {
-            key: f"devswitch compare ({'--vary ' + key if key in spec.settings else 'its column'})" for key in explicit
-        }
-        if spec.role == "reference":
-            where["math"] = "devswitch compare (the strict float32 reference)"
-        try:
-            plan = session.activate(explicit_layer(explicit, where))
-        except DevswitchError as error:
-            from .devices import DeviceError
-
-            gpus = None
-            if isinstance(error, DeviceError):  # the GPUs were looked for: tell the parent how many there are
-                from .devices import detect_gpus
-
-                gpus = len(detect_gpus(explicit["backend"]))
-            emit(p.Unavailable(reason=error.message, gpus=gpus))
+        plan = _activate(spec, emit)
+        context = _ready(plan, emit) if plan is not None else None
+        model = _build_model(spec, emit) if context is not None else None
+        if context is None or model is None:
             return 0
-        from .apply import inventory
-
-        machine = inventory()
-        assert machine is not None  # activate() recorded it
-        reason = unsupported_reason(plan, machine)
-        context = session.context()
-        emit(
-            p.Ready(
-                plan=context.get("plan"),
-                environment=context["environment"],
-                config=context["config"],
-                gpus=gpus_seen(plan, len(machine.gpus)),
-            )
-        )
-        if reason:
-            emit(p.Unavailable(reason=reason))
-            return 0
-        try:
-            import keras
-
-            keras.utils.set_random_seed(0)  # the reference's weights are drawn from this seed
-            model = load_factory(spec.target)()
-        except Exception as error:  # the user's factory raised: a failed row, the rest goes on
-            emit(p.Failed(error=describe(error)))
-            return 0
-        shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
-        name = model.name
-        if re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):  # Keras' automatic name says nothing
-            name = parse_target(spec.target)[1] or spec.target
-        emit(
-            p.Built(
-                model=name,
-                unit="img" if len(shape) == 3 else "samples",
-                parameters=int(model.count_params()),
-                # the settings once the factory has run, and where a devswitch.configure of it set each
-                # (compare checks them against the column, see compare/honest.py)
-                read_back=read_back(spec.settings),
-            )
-        )
-
         if spec.role == "reference":
             return make_reference(spec, model, context.get("plan") or {}, emit)
-        from .benchmarking import benchmark
-
-        applied = applied_settings(spec.settings, session.config())
-        turn = (
-            taking_turns(spec.turn_fd, spec.phase_fd)
-            if spec.rounds > 1 and spec.turn_fd is not None and spec.phase_fd is not None
-            else None
-        )
-        benchmark(
-            model,
-            batch_sizes=spec.batch_sizes,
-            mode=spec.mode,
-            warmup=spec.warmup,
-            iterations=spec.iterations,
-            min_time=spec.min_time,
-            predict_baseline=spec.predict_baseline,
-            peak_probe=spec.peak_probe,
-            on_record=lambda record: emit(p.Record(record=dataclasses.replace(record, settings=applied).to_dict())),
-            rounds=spec.rounds,
-            turn=turn,
-            origin=spec.origin,
-            reference=spec.reference,
-        )
-        emit(p.Done())
-        if turn is not None:
-            turn(None)
+        _measure(spec, model, emit)
         return 0
     except KeyboardInterrupt:
         emit(p.Interrupted())
         return 130
+
+
+def _activate(spec: p.Spec, emit: Callable[[p.Event], None]) -> Plan | None:
+    """Apply the column's settings (and the varied ones) as devswitch compare's own; None when this machine
+    cannot (said as Unavailable, with how many GPUs there are when it looked for them)."""
+    from . import session
+    from .compare import protocol as p
+    from .errors import DevswitchError
+
+    # the varied settings (--vary) first: the ones compare fixes for every worker always win
+    explicit = {
+        **spec.settings,
+        "device": spec.device,
+        "precision": spec.precision,
+        "fallback": "error",
+        "report": "off",
+        "backend": spec.backend,
+    }
+    if spec.role == "reference":  # the strict float32 reference: full float32 math, whatever the files say
+        explicit["math"] = "ieee"
+    from .config import explicit_layer
+
+    where = {
+        key: f"devswitch compare ({'--vary ' + key if key in spec.settings else 'its column'})" for key in explicit
+    }
+    if spec.role == "reference":
+        where["math"] = "devswitch compare (the strict float32 reference)"
+    try:
+        plan = session.activate(explicit_layer(explicit, where))
+    except DevswitchError as error:
+        from .devices import DeviceError
+
+        gpus = None
+        if isinstance(error, DeviceError):  # the GPUs were looked for: tell the parent how many there are
+            from .devices import detect_gpus
+
+            gpus = len(detect_gpus(explicit["backend"]))
+        emit(p.Unavailable(reason=error.message, gpus=gpus))
+        return None
+    return plan
+
+
+def _ready(plan: Plan, emit: Callable[[p.Event], None]) -> dict | None:
+    """Say Ready with the environment and configuration; None when the plan cannot run here (said as Unavailable)."""
+    from . import session
+    from .apply import inventory
+    from .compare import protocol as p
+
+    machine = inventory()
+    assert machine is not None  # activate() recorded it
+    reason = unsupported_reason(plan, machine)
+    context = session.context()
+    emit(
+        p.Ready(
+            plan=context.get("plan"),
+            environment=context["environment"],
+            config=context["config"],
+            gpus=gpus_seen(plan, len(machine.gpus)),
+        )
+    )
+    if reason:
+        emit(p.Unavailable(reason=reason))
+        return None
+    return context
+
+
+def _build_model(spec: p.Spec, emit: Callable[[p.Event], None]):
+    """The factory's model, seeded, said as Built (its name, unit, parameters and the settings read back);
+    None when the factory raised (said as Failed)."""
+    from .compare import protocol as p
+    from .errors import describe
+
+    try:
+        import keras
+
+        keras.utils.set_random_seed(0)  # the reference's weights are drawn from this seed
+        model = load_factory(spec.target)()
+    except Exception as error:  # the user's factory raised: a failed row, the rest goes on
+        emit(p.Failed(error=describe(error)))
+        return None
+    shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
+    name = model.name
+    if re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):  # Keras' automatic name says nothing
+        name = parse_target(spec.target)[1] or spec.target
+    emit(
+        p.Built(
+            model=name,
+            unit="img" if len(shape) == 3 else "samples",
+            parameters=int(model.count_params()),
+            # the settings once the factory has run, and where a devswitch.configure of it set each
+            # (compare checks them against the column, see compare/honest.py)
+            read_back=read_back(spec.settings),
+        )
+    )
+    return model
+
+
+def _measure(spec: p.Spec, model, emit: Callable[[p.Event], None]) -> None:
+    """``benchmark()`` under the spec, each record emitted with the applied settings, taking turns in rounds."""
+    from . import session
+    from .benchmarking import benchmark
+    from .compare import protocol as p
+
+    applied = applied_settings(spec.settings, session.config())
+    turn = (
+        taking_turns(spec.turn_fd, spec.phase_fd)
+        if spec.rounds > 1 and spec.turn_fd is not None and spec.phase_fd is not None
+        else None
+    )
+    benchmark(
+        model,
+        batch_sizes=spec.batch_sizes,
+        mode=spec.mode,
+        warmup=spec.warmup,
+        iterations=spec.iterations,
+        min_time=spec.min_time,
+        predict_baseline=spec.predict_baseline,
+        peak_probe=spec.peak_probe,
+        on_record=lambda record: emit(p.Record(record=dataclasses.replace(record, settings=applied).to_dict())),
+        rounds=spec.rounds,
+        turn=turn,
+        origin=spec.origin,
+        reference=spec.reference,
+    )
+    emit(p.Done())
+    if turn is not None:
+        turn(None)
 
 
 if __name__ == "__main__":
