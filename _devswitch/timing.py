@@ -26,8 +26,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import keras
-
 from . import state
 from .caps import batches_per_epoch
 from .errors import describe, error_line, framework_message  # noqa: F401 - framework_message: moved
@@ -46,6 +44,8 @@ _FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict
 
 def model_device(model) -> str:
     """Where the model's variables actually live ('CPU:0', 'cpu:0', 'cuda:0'), as the backend names it."""
+    import keras
+
     from . import backends
 
     return backends.get(keras.backend.backend()).model_device(model)
@@ -69,6 +69,8 @@ def failure(error: BaseException) -> str:
 
 def policy_name(model) -> str:
     policy = getattr(model, "dtype_policy", None)
+    import keras
+
     return getattr(policy, "name", None) or keras.config.dtype_policy().name
 
 
@@ -170,14 +172,21 @@ def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
-class TimingCallback(keras.callbacks.Callback):
-    """Times fit / evaluate / predict calls: whole calls and epochs, first (tracing) apart from steady state.
+class TimingLogic:
+    """``TimingCallback``'s behaviour, mixed into keras.callbacks.Callback at first use (``callback_classes``), so
+    that importing this module imports no Keras.
+
+    Times fit / evaluate / predict calls: whole calls and epochs, first (tracing) apart from steady state.
 
     Records are kept in ``self.records`` and added to ``sink``: by default ``devswitch.runs()``, None for
     nowhere else. The clock is injectable for tests.
     """
 
     per_batch = False
+    # keras.callbacks.Callback's, once mixed in (callback_classes): set by Keras before the first hook
+    model: Any
+    params: dict
+    set_model: Callable[[Any], None]
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter, sink: Any = SESSION):
         super().__init__()
@@ -255,7 +264,7 @@ class TimingCallback(keras.callbacks.Callback):
             replicas=int(replicas),
             workers=_workers(model),
             applied_policy=session.policy or "",
-            backend=keras.backend.backend(),
+            backend=_backend_name(),
             math=getattr(session.plan, "math", ""),  # the float32 math mode in force
             history=call["logs"],
             cap=self._cap if call["kind"] == "fit" else None,
@@ -332,8 +341,8 @@ class TimingCallback(keras.callbacks.Callback):
         self.finish()
 
 
-class BatchTimingCallback(TimingCallback):
-    """TimingCallback plus the duration of every training/predict batch.
+class BatchTimingLogic(TimingLogic):
+    """``BatchTimingCallback``'s behaviour: TimingCallback plus the duration of every training/predict batch.
 
     Opt-in and labelled: overriding batch hooks adds a Python call per batch and
     turns off Keras' asynchronous callback dispatch where the backend has it, so
@@ -411,6 +420,28 @@ def _final_logs(logs) -> dict | None:
     return out or None
 
 
+def _backend_name() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+@functools.cache
+def callback_classes() -> dict[str, type]:
+    """TimingCallback and BatchTimingCallback, made at first use: importing this module starts no framework."""
+    import keras
+
+    timing = type("TimingCallback", (TimingLogic, keras.callbacks.Callback), {"__doc__": TimingLogic.__doc__})
+    batch = type("BatchTimingCallback", (BatchTimingLogic, timing), {"__doc__": BatchTimingLogic.__doc__})
+    return {"TimingCallback": timing, "BatchTimingCallback": batch}
+
+
+def __getattr__(name: str) -> type:
+    if name in ("TimingCallback", "BatchTimingCallback"):
+        return callback_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # --- wrappers installed on keras.Model by apply.py ---------------------------------------
 
 
@@ -425,7 +456,7 @@ def suppressed():
         _local.depth = previous
 
 
-def _record_failure(timer: TimingCallback, model, kind: str, t0: float, error: BaseException) -> None:
+def _record_failure(timer: TimingLogic, model, kind: str, t0: float, error: BaseException) -> None:
     """Close the record of a call that raised ``error`` (also when Keras failed before its callbacks began)."""
     if timer._call is None:
         timer.set_model(model)
@@ -454,13 +485,15 @@ def wrap(kind: str, original: Callable, session: state.Session) -> Callable:
     return timed
 
 
-def _prepare(kind: str, session: state.Session, bound: inspect.BoundArguments) -> TimingCallback:
+def _prepare(kind: str, session: state.Session, bound: inspect.BoundArguments) -> TimingLogic:
     """The call's timer, added to its callbacks (and the session's caps applied to a fit)."""
     model, arguments = bound.arguments["self"], bound.arguments
     callbacks = list(arguments.get("callbacks") or [])
-    timer = next((c for c in callbacks if isinstance(c, TimingCallback)), None)
+    timer = next((c for c in callbacks if isinstance(c, TimingLogic)), None)
     if timer is None:
-        timer = (BatchTimingCallback if session.batch_timing else TimingCallback)(sink=session.runs)
+        timer = callback_classes()["BatchTimingCallback" if session.batch_timing else "TimingCallback"](
+            sink=session.runs
+        )
         callbacks.append(timer)
     arguments["callbacks"] = callbacks
     if kind == "fit" and session.caps:  # devswitch compare --script --max-epochs/--max-steps
@@ -485,7 +518,7 @@ def _prepare(kind: str, session: state.Session, bound: inspect.BoundArguments) -
     return timer
 
 
-def _timed_call(kind: str, original: Callable, bound: inspect.BoundArguments, timer: TimingCallback):
+def _timed_call(kind: str, original: Callable, bound: inspect.BoundArguments, timer: TimingLogic):
     """Run the bound call with its timer; a failed call is recorded and its error raised as it is."""
     model = bound.arguments["self"]
     quietly(f"{kind}: the float16 output check", lambda: warn_float16_output(model))

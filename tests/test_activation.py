@@ -90,10 +90,8 @@ def test_run_python_script_runs_the_script_switched_once_with_a_given_variable_w
     assert over in proc.stderr
 
 
-# _devswitch.timing defines TimingCallback, a subclass of keras.callbacks.Callback, at module level, so importing it
-# imports Keras (and its backend). Its owner is reworking timing.py (issue 26); the strict xfail below turns red
-# the day it imports quietly, and then it joins the others.
-KERAS_AT_IMPORT = ("_devswitch.timing",)
+# Every module imports quietly; a module that cannot would be named here and tested on its own below.
+KERAS_AT_IMPORT: tuple[str, ...] = ()
 
 _IMPORT_ALL = """
 import contextlib, importlib, io, json, os, pkgutil, sys
@@ -124,11 +122,14 @@ def test_every_internal_module_imports_without_a_side_effect(tmp_path):
 
 
 @pytest.mark.subprocess
-@pytest.mark.xfail(strict=True, reason="timing.py subclasses keras.callbacks.Callback at module level")
-@pytest.mark.parametrize("name", KERAS_AT_IMPORT)
-def test_the_modules_that_still_import_keras(tmp_path, name):
-    proc = _python("-c", _IMPORT_ALL, name, cwd=tmp_path, env={"KERAS_BACKEND": "jax"})
-    assert json.loads(proc.stdout)["frameworks"] == []
+def test_the_timing_module_defines_its_keras_callbacks_at_first_use(tmp_path):
+    """_devswitch.timing imports no Keras; TimingCallback is made when first asked for, a keras Callback."""
+    code = ("import sys, _devswitch.timing as t\nbefore = 'keras' in sys.modules\n"
+            "import keras\nc = t.TimingCallback(sink=None)\n"
+            "print(before, isinstance(c, keras.callbacks.Callback), isinstance(t.BatchTimingCallback(sink=None), "
+            "t.TimingCallback), t.TimingCallback is t.TimingCallback)")
+    proc = _python("-c", code, cwd=tmp_path, env={"KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0 and proc.stdout.split() == ["False", "True", "True", "True"], proc.stderr
 
 
 _IMPORT_FACE = """
