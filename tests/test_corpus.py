@@ -150,7 +150,11 @@ def test_a_script_compares_over_its_backends(corpus_compares, stem):
     assert sorted(cell["backend"] for cell in cells) == sorted(backends)
     for cell in cells:
         backend = cell["backend"]
-        assert cell["status"] == "ok", f"{backend}: {cell['status']}"
+        if stem == "mixed_precision_own":  # the script sets its own policy: an honest column says so
+            assert cell["status"] == "overridden by the script: policy mixed_float16 (not set through devswitch)", \
+                f"{backend}: {cell['status']}"
+        else:
+            assert cell["status"] == "ok", f"{backend}: {cell['status']}"
         log = (folder / "out" / "logs" / f"{backend}-cpu-fp32.log").read_text()
         assert result_line(log)["backend"] == backend, f"the {backend} column ran on another backend:\n{log[-2000:]}"
 

@@ -425,3 +425,19 @@ def test_a_factory_that_changes_its_columns_settings_gets_an_overridden_column(o
     assert "overridden by the factory" in (folder / "out" / "results.md").read_text()
     if name == "configure":
         assert "saved profile 'mine' (device=cpu, precision=fp16" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_a_script_call_under_a_policy_devswitch_did_not_set_marks_its_column():
+    """A script's timed call that ran under another policy than its column's (keras' own set_global_policy)
+    overrides the column, said once, beside what devswitch.configure changed."""
+    from _devswitch.compare import protocol as p
+    from _devswitch.compare.resultset import Configuration
+    from _devswitch.compare.script import _with_calls
+
+    column = Configuration("tensorflow", "cpu", "fp32")
+    ready = p.Ready(t=0.0, pid=1, plan={"policy": "float32", "math": "ieee"}, settings={})
+    calls = [{"kind": "fit", "policy": "mixed_float16", "device": "CPU:0", "backend": "tensorflow", "math": "ieee"}] * 2
+    assert _with_calls(None, column, ready, calls) == "policy mixed_float16 (not set through devswitch)"
+    assert _with_calls(None, column, ready, [dict(calls[0], policy="float32")]) is None
+    said = "precision fp16 (devswitch.configure at train.py:2)"
+    assert _with_calls(said, column, ready, calls) == said

@@ -108,7 +108,20 @@ def run_once(
         "calls": [],
     }
     _read_calls(run, report, done)
+    run["overridden"] = _with_calls(run["overridden"], config, ready, run["calls"])
     return run, interrupted
+
+
+def _with_calls(said: str | None, config: Configuration, ready: p.Ready | None, calls: list) -> str | None:
+    """``said`` (what the script changed through devswitch) and what its timed calls ran under that is not the
+    column's and that devswitch did not set (a policy from ``keras.config.set_dtype_policy``, say)."""
+    words = [said] if said else []
+    for call in calls:
+        for key, value in honest.record_changes(config, (ready.plan if ready else None) or {}, call):
+            text = f"{key} {value} ({honest.NOT_DEVSWITCH})"
+            if text not in words and not (said and key in ("policy", "precision") and "precision" in said):
+                words.append(text)
+    return ", ".join(words) or None
 
 
 def _wait_and_read(worker: Worker) -> tuple[list[p.Event], str, float, bool]:
