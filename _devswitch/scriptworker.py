@@ -14,6 +14,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the worker imports its parts when it runs
+    from .compare.protocol import ScriptSpec
+    from .errors import DevswitchError
 
 
 def main(spec_path: str) -> int:
@@ -29,17 +34,10 @@ def main(spec_path: str) -> int:
     try:
         plan = session.activate(explicit_layer(spec.settings, spec.where))
     except DevswitchError as error:
-        from .devices import DeviceError
-
-        gpus = None
-        if isinstance(error, DeviceError):
-            from .devices import detect_gpus
-
-            gpus = len(detect_gpus(spec.settings["backend"]))
-        emit(p.Unavailable(reason=error.message, gpus=gpus))
+        _unavailable(spec, emit, error)
         return 0
     from .apply import inventory
-    from .workerbase import applied_settings, gpus_seen, read_back, unsupported_reason
+    from .workerbase import applied_settings, gpus_seen, unsupported_reason
 
     varied = {k: v for k, v in spec.settings.items() if spec.where.get(k, "").startswith("devswitch compare (--vary")}
 
@@ -60,7 +58,24 @@ def main(spec_path: str) -> int:
         emit(p.Unavailable(reason=reason))
         return 0
     state.current().caps = Caps.from_dict(spec.caps) or None
+    return _run(spec, emit, varied)
+
+
+def _unavailable(spec: ScriptSpec, emit: Callable[..., object], error: DevswitchError) -> None:
+    """The column cannot run here (devswitch refused its settings): say why, with the GPUs seen if it asked one."""
+    from .compare import protocol as p
+    from .devices import DeviceError, detect_gpus
+
+    gpus = len(detect_gpus(spec.settings["backend"])) if isinstance(error, DeviceError) else None
+    emit(p.Unavailable(reason=error.message, gpus=gpus))
+
+
+def _run(spec: ScriptSpec, emit: Callable[..., object], varied: dict) -> int:
+    """The user's script, unmodified, then DONE with its exit code, wall time and the settings read back."""
+    from . import state
+    from .compare import protocol as p
     from .launch import run_target
+    from .workerbase import read_back
 
     me = os.getpid()
     started = time.perf_counter()
