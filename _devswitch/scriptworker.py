@@ -36,26 +36,11 @@ def main(spec_path: str) -> int:
     except DevswitchError as error:
         _unavailable(spec, emit, error)
         return 0
-    from .apply import inventory
-    from .workerbase import applied_settings, gpus_seen, unsupported_reason
+    from .workerbase import applied_settings, say_ready
 
     varied = {k: v for k, v in spec.settings.items() if spec.where.get(k, "").startswith("devswitch compare (--vary")}
 
-    machine = inventory()
-    assert machine is not None  # activate() recorded it
-    reason = unsupported_reason(plan, machine)
-    context = session.context()
-    emit(
-        p.Ready(
-            plan=context.get("plan"),
-            environment=context["environment"],
-            config=context["config"],
-            gpus=gpus_seen(plan, len(machine.gpus)),
-            settings=applied_settings(varied, session.config()),
-        )
-    )
-    if reason:
-        emit(p.Unavailable(reason=reason))
+    if say_ready(plan, emit, applied_settings(varied, session.config())) is None:
         return 0
     state.current().caps = Caps.from_dict(spec.caps) or None
     return _run(spec, emit, varied)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .workerbase import PARENT_GONE, applied_settings, gpus_seen, read_back, start, unsupported_reason
+from .workerbase import PARENT_GONE, applied_settings, read_back, start
 
 if TYPE_CHECKING:
     from .compare import protocol as p
@@ -230,26 +230,9 @@ def _activate(spec: p.Spec, emit: Callable[[p.Event], None]) -> Plan | None:
 
 def _ready(plan: Plan, emit: Callable[[p.Event], None]) -> dict | None:
     """Say Ready with the environment and configuration; None when the plan cannot run here (said as Unavailable)."""
-    from . import session
-    from .apply import inventory
-    from .compare import protocol as p
+    from .workerbase import say_ready
 
-    machine = inventory()
-    assert machine is not None  # activate() recorded it
-    reason = unsupported_reason(plan, machine)
-    context = session.context()
-    emit(
-        p.Ready(
-            plan=context.get("plan"),
-            environment=context["environment"],
-            config=context["config"],
-            gpus=gpus_seen(plan, len(machine.gpus)),
-        )
-    )
-    if reason:
-        emit(p.Unavailable(reason=reason))
-        return None
-    return context
+    return say_ready(plan, emit)
 
 
 def _build_model(spec: p.Spec, emit: Callable[[p.Event], None]):

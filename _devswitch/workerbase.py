@@ -63,6 +63,32 @@ def gpus_seen(plan, count: int) -> int | None:
     return count if plan.gpus or backends.get(plan.backend).SEES_GPUS_WHEN_ON_CPU else None
 
 
+def say_ready(plan, emit, settings: dict | None = None) -> dict | None:
+    """Say Ready with the environment and configuration (and ``settings``, the varied ones as applied); None
+    when the plan cannot run on this machine (then said as Unavailable), else the session's context."""
+    from . import session
+    from .apply import inventory
+    from .compare import protocol as p
+
+    machine = inventory()
+    assert machine is not None  # activate() recorded it
+    reason = unsupported_reason(plan, machine)
+    context = session.context()
+    emit(
+        p.Ready(
+            plan=context.get("plan"),
+            environment=context["environment"],
+            config=context["config"],
+            gpus=gpus_seen(plan, len(machine.gpus)),
+            settings=settings,
+        )
+    )
+    if reason:
+        emit(p.Unavailable(reason=reason))
+        return None
+    return context
+
+
 def set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:
     """Linux: ask the kernel to send ``signum`` to this process when its parent ends; False elsewhere.
 
