@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from .energy import Energy
 from .errors import quote
+from .peaks import above_peak_note
 from .results import metric
 from .statistics import Summary
 
@@ -32,12 +33,18 @@ class BenchmarkRecord:
     predict_s: float | None = None
     flops_per_sample: float | None = None
     flops_note: str = ""
-    peak_gflops: float | None = None
-    peak_source: str = ""
+    peak_gflops: float | None = None  # the device's theoretical peak in the dtype in use (peaks.py); None: unknown
+    peak_source: str = ""  # how the peak was found (its arithmetic and sources), or why there is none
+    probe_gflops: float | None = None  # the matmul probe: a measured rate, never a peak
+    probe_source: str = ""
     probe_s: float | None = None
     energy: Energy | None = None
     host_rss_peak_bytes: int | None = None
     gpu_memory_peak_bytes: int | None = None
+    # this batch size's own peak: the GPU allocator's peak while it ran, or on a CPU the process's resident
+    # memory above its level before the batch, sampled while it ran (memory.RssSampler); None = not known
+    peak_memory_bytes: int | None = None
+    peak_memory_source: str = ""  # how peak_memory_bytes was measured, in words
     versions: dict = field(default_factory=dict)  # devswitch, python, keras, the backend's framework, ...
     backend: str = ""
     training: dict = field(default_factory=dict)  # training mode: the loss and optimizer that were timed
@@ -125,12 +132,13 @@ class BenchmarkRecord:
             predict_s=_number(d.mapping("phases_s").get("predict_baseline"), f"{where}.phases_s.predict_baseline"),
             flops_per_sample=m["flops_per_sample"].number("value"),
             flops_note=m["flops_per_sample"].get("note", str) or "",
-            peak_gflops=m["peak"].number("value"),
-            peak_source=m["peak"].get("note", str) or "",
+            **_peak_and_probe(m),
             probe_s=_number(d.mapping("phases_s").get("peak_probe"), f"{where}.phases_s.peak_probe"),
             energy=Energy(**energy) if energy else None,
             host_rss_peak_bytes=_integer(m["host_rss_peak"].number("value")),
             gpu_memory_peak_bytes=_integer(m["gpu_memory_peak"].number("value")),
+            peak_memory_bytes=_integer(m["peak_memory"].number("value")),  # absent from older files: None
+            peak_memory_source=m["peak_memory"].get("note", str) or "",
             versions=d.get("versions", dict) or {},
             backend=d.get("backend", str) or "",
             training=d.get("training", dict) or {},
@@ -147,6 +155,8 @@ class BenchmarkRecord:
         """Every figure of the record, each with its unit (results.metric)."""
         s = self.summary
         achieved = self.achieved_gflops
+        fraction = achieved / self.peak_gflops if achieved and self.peak_gflops else None
+        above = fraction is not None and fraction > 1  # shown as measured, with what it says about the peak
         latency_note = (
             "per batch"
             if not s or s.steps_per_sample == 1
@@ -180,12 +190,14 @@ class BenchmarkRecord:
             "flops_per_sample": metric(self.flops_per_sample, "FLOP", note=self.flops_note),
             "achieved": metric(achieved, "GFLOP/s"),
             "peak": metric(self.peak_gflops, "GFLOP/s", note=self.peak_source),
-            "fraction_of_peak": metric(achieved / self.peak_gflops if achieved and self.peak_gflops else None, "1"),
+            "fraction_of_peak": metric(fraction, "1", **({"note": above_peak_note(fraction)} if above else {})),
+            "matmul_probe": metric(self.probe_gflops, "GFLOP/s", note=self.probe_source),
             "energy": metric(self.energy.joules if self.energy else None, "J"),
             "power": metric(self.energy.mean_watts if self.energy else None, "W"),
             "samples_per_watt": metric(self.samples_per_watt, "samples/s/W"),
             "host_rss_peak": metric(self.host_rss_peak_bytes, "bytes", note="peak of the whole process"),
             "gpu_memory_peak": metric(self.gpu_memory_peak_bytes, "bytes"),
+            "peak_memory": metric(self.peak_memory_bytes, "bytes", note=self.peak_memory_source),
         }
 
 
@@ -201,9 +213,25 @@ _METRIC_NAMES = (
     "first_call",
     "flops_per_sample",
     "peak",
+    "matmul_probe",
     "host_rss_peak",
     "gpu_memory_peak",
+    "peak_memory",
 )
+
+
+def _peak_and_probe(m: dict[str, _Reader]) -> dict:
+    """The peak and the matmul probe of a record's metrics. Files before the theoretical peak (no
+    ``matmul_probe``) stored the probe as ``peak`` ("measured: ..."): it is read back as the probe it was."""
+    peak, note = m["peak"].number("value"), m["peak"].get("note", str) or ""
+    if "value" not in m["matmul_probe"].data and note.startswith("measured:"):
+        return {"peak_gflops": None, "peak_source": "", "probe_gflops": peak, "probe_source": "matmul probe, " + note}
+    return {
+        "peak_gflops": peak,
+        "peak_source": note,
+        "probe_gflops": m["matmul_probe"].number("value"),
+        "probe_source": m["matmul_probe"].get("note", str) or "",
+    }
 
 
 def _number(value: object, where: str) -> float | None:

@@ -29,6 +29,7 @@ def _record(**more) -> BenchmarkRecord:
 
 @pytest.mark.parametrize("record", [
     pytest.param(_record(), id="measured"),
+    pytest.param(_record(peak_memory_bytes=5 << 20, peak_memory_source="allocator"), id="with its peak memory"),
     pytest.param(_record(settings={"xla": {"value": "true", "source": "compare"}}), id="with varied settings"),
     pytest.param(BenchmarkRecord("m", "training", 1, "cpu", "float32", "float32", status="failed: OOM",
                                  started_at=1.0), id="failed, nothing measured"),
@@ -54,6 +55,17 @@ def test_a_malformed_record_names_its_field(change, field):
     with pytest.raises(ValueError) as raised:
         BenchmarkRecord.from_dict(data, "record")
     assert field in str(raised.value) and not isinstance(raised.value, KeyError)
+
+
+def test_the_per_batch_peak_memory_is_a_metric_in_bytes_and_older_files_without_it_read_as_none():
+    record = _record(peak_memory_bytes=300 * 2**20, peak_memory_source="resident memory above its level before")
+    data = json.loads(json.dumps(record.to_dict()))
+    assert data["metrics"]["peak_memory"] == {
+        "value": 300 * 2**20, "unit": "bytes", "note": "resident memory above its level before"}
+    assert BenchmarkRecord.from_dict(data).peak_memory_bytes == 300 * 2**20
+    del data["metrics"]["peak_memory"]  # a file written before the per-batch peak existed
+    old = BenchmarkRecord.from_dict(data)
+    assert old.peak_memory_bytes is None and old.peak_memory_source == ""
 
 
 def test_a_record_of_another_version_with_more_keys_is_read():
