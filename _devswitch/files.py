@@ -249,45 +249,71 @@ def open_lock(lock: Path, shown: Path | None = None) -> int:
     return fd
 
 
-@contextlib.contextmanager
-def _locked(real: Path, shown: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+def _take(lock: Path, shown: Path | None, timeout: float | None) -> int:
+    """A descriptor holding the exclusive flock of the file named ``lock`` now. A lock file removed (and maybe
+    made anew) while we waited is no longer "the" lock: the one there now is taken instead. Without a
+    ``timeout`` it waits as long as it takes; after it, a UsageError naming ``shown``."""
     import fcntl
 
-    lock = real.with_name(real.name + ".lock")
-    deadline = time.monotonic() + timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         fd = open_lock(lock, shown)
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise _refuse(
-                            f"another process has held the lock {lock} for {timeout:.0f} s",
-                            shown,
-                            "wait for the other devswitch to finish, and try again",
-                        ) from None
-                    time.sleep(0.005)
+            if timeout is None or deadline is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                _flock_by(fd, lock, shown, timeout, deadline)
             try:
-                mine = os.stat(lock, follow_symlinks=False)
-                theirs = os.fstat(fd)
-                same = (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+                named = os.stat(lock, follow_symlinks=False)
+                held = os.fstat(fd)
+                current = (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
             except FileNotFoundError:
-                same = False
+                current = False
         except BaseException:
             os.close(fd)
             raise
-        if same:
-            break
-        os.close(fd)  # the lock file was removed (and maybe made anew) while we waited: lock the one there now
+        if current:
+            return fd
+        os.close(fd)
+
+
+def _flock_by(fd: int, lock: Path, shown: Path | None, timeout: float, deadline: float) -> None:
+    import fcntl
+
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise _refuse(
+                    f"another process has held the lock {lock} for {timeout:.0f} s",
+                    shown or lock,
+                    "wait for the other devswitch to finish, and try again",
+                ) from None
+            time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def hold_lock(lock: Path, shown: Path | None = None, timeout: float | None = None) -> Iterator[None]:
+    """Hold the exclusive lock file ``lock`` (made if missing, never through a link) for the ``with`` block, and
+    remove it after; ``shown`` is the file named in errors. ``timeout`` None waits as long as it takes, else
+    after ``timeout`` s another process still holding it is a UsageError. One loop for every writer."""
+    fd = _take(lock, shown, timeout)
     try:
         yield
     finally:
+        # No empty lock file is left behind. It is removed while it is held, which is safe because every
+        # taker checks, once it holds a lock, that the file it holds is still the one named ``lock`` (_take):
+        # one that opened this file and waits on it finds it unnamed when it gets it, and takes the new one.
+        # Removed after the release instead, it could take away the file another process has just locked.
         with contextlib.suppress(OSError):
-            os.unlink(lock)  # before unlocking: whoever waits on this inode then sees it is gone
-        os.close(fd)
+            os.unlink(lock)
+        os.close(fd)  # releases the lock
+
+
+def _locked(real: Path, shown: Path, timeout: float = LOCK_TIMEOUT_S) -> contextlib.AbstractContextManager[None]:
+    return hold_lock(real.with_name(real.name + ".lock"), shown, timeout)
 
 
 def _decode(data: bytes, shown: Path) -> tuple[str, bool, str]:

@@ -174,40 +174,12 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    import fcntl
-
-    from .files import open_lock
+def _locked(path: Path) -> contextlib.AbstractContextManager[None]:
+    """The report's lock (``<name>.lock`` beside it, waited for as long as it takes), its folder made first."""
+    from .files import hold_lock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(path.name + ".lock")
-    while True:
-        fd = open_lock(lock)  # never through a link, never truncated
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:  # the lock is the file named ``lock`` now: one removed while we waited is taken again
-                named = os.stat(lock, follow_symlinks=False)
-                held = os.fstat(fd)
-                current = (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
-            except FileNotFoundError:
-                current = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if current:
-            break
-        os.close(fd)
-    try:
-        yield
-    finally:
-        # No empty lock file is left behind. It is removed while it is held, which is safe because every
-        # taker checks, once it holds a lock, that the file it holds is still the one named ``lock`` (above):
-        # one that opened this file and waits on it finds it unnamed when it gets it, and takes the new one.
-        # Removed after the release instead, it could take away the file another process has just locked.
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
-        os.close(fd)  # releases the lock
+    return hold_lock(path.with_name(path.name + ".lock"))
 
 
 def document(records: Iterable[Any], **context: Any) -> dict:
