@@ -99,6 +99,36 @@ def test_a_lock_of_our_own_is_taken_and_no_lock_file_is_left_behind(tmp_path):
     assert not (tmp_path / "runs.jsonl.lock").exists()
 
 
+def test_one_lock_loop_times_out_naming_the_file_and_retakes_a_lock_removed_while_waited_for(tmp_path):
+    """files.hold_lock is the one take-and-recheck loop (edit's and the reports'): with a timeout, a lock another
+    holder keeps is a UsageError naming the file shown and the seconds waited; without one, the waiter takes the
+    lock once its holder removes and releases it (the file it waited on is then unnamed), and leaves none behind."""
+    import fcntl
+    import threading
+
+    from _devswitch.files import hold_lock
+
+    lock, shown = tmp_path / "rc.lock", tmp_path / "rc"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    with pytest.raises(UsageError) as info, hold_lock(lock, shown, timeout=0.2):
+        pass
+    assert info.value.where == str(shown) and str(lock) in info.value.message and "0 s" in info.value.message
+    taken = threading.Event()
+
+    def wait_for_it() -> None:
+        with hold_lock(lock):  # no timeout: waits as long as it takes
+            taken.set()
+
+    waiter = threading.Thread(target=wait_for_it)
+    waiter.start()
+    assert not taken.wait(0.2)  # still held
+    os.unlink(lock)  # the holder removes it while held, then releases (as hold_lock does)
+    os.close(fd)
+    waiter.join(10)
+    assert taken.is_set() and not lock.exists()
+
+
 def test_a_project_file_whose_reports_lock_is_a_link_is_refused_when_read(tmp_path):
     """The project check resolves the report and checks its lock: a shipped ``runs.jsonl.lock`` link is a
     ConfigError naming the file, the line and the link."""
