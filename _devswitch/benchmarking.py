@@ -11,8 +11,10 @@ Each step is timed on its own (latency percentiles) — or, for steps shorter
 than 10 ms, groups of k steps calibrated on the warm-up — and throughput is
 reported as the median with its standard error and a robust jitter, beside the
 overall figure (all samples / all timed seconds). FLOPs are
-counted analytically for Conv2D and Dense layers; the peak they are compared
-with is measured by a matmul probe in the same precision on the same device.
+counted analytically for Conv2D and Dense layers and compared with the device's
+theoretical peak in the dtype in use (peaks.py: from the CPU's instruction set and
+clock, or a GPU's spec sheet; none where it cannot be known). A matmul probe in the
+same precision on the same device is measured beside it: a rate, not a peak.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from .energy import Meter, combined, meter_for, unavailable
 from .errors import describe
 from .flops import count_flops
 from .measure import MIN_SAMPLE_S, Measure, shares
+from .peaks import Peak
+from .plans import Gpu, Inventory, Plan
 from .statistics import Summary
 
 PROBE_SIZE = 2048
@@ -114,6 +118,7 @@ class _Subject:
     gpus: Sequence[int]
     flops: float | None
     flops_note: str
+    peak: Peak  # the device's theoretical peak in the dtype in use (gflops None where it cannot be known)
     training: dict
     runner: Any  # the backend's Runner: its compiled call path and synchronisation
     versions: dict
@@ -133,9 +138,9 @@ class _State:
     records: list[BenchmarkRecord] = field(default_factory=list)
     deviations: dict[int | str, dict] = field(default_factory=dict)
     phases: dict[int, dict[str, float]] = field(default_factory=dict)  # the work done beside the timed phases
-    peak: float | None = None
+    probe: float | None = None  # the matmul probe's GFLOP/s: a measured rate, not a peak
     probe_s: float | None = None
-    peak_source: str = "not measured"
+    probe_source: str = "not measured"
 
 
 def benchmark(
@@ -220,7 +225,7 @@ def _build(model, opts: BenchmarkOptions) -> _Subject:
     """Resolve and check the model, compile it for training, and gather what every record repeats."""
     import keras
 
-    from . import backends, session, timing
+    from . import apply, backends, session, timing
     from .environment import versions as library_versions
 
     if opts.mode not in ("inference", "training"):
@@ -238,7 +243,9 @@ def _build(model, opts: BenchmarkOptions) -> _Subject:
     backend_name = keras.backend.backend()
     plan = session.plan()
     own_plan = plan if plan and plan.backend == backend_name else None
-    gpus = own_plan.gpus if own_plan else tuple(g.index for g in backends.get(backend_name).detect_gpus())
+    inventory = apply.inventory() if own_plan else None
+    found = inventory.gpus if inventory else backends.get(backend_name).detect_gpus()
+    gpus = own_plan.gpus if own_plan else tuple(g.index for g in found)
     jit_compile = opts.jit_compile
     if jit_compile is None:
         from .apply import resolve_xla
@@ -258,12 +265,25 @@ def _build(model, opts: BenchmarkOptions) -> _Subject:
         gpus=gpus,
         flops=flops,
         flops_note=flops_note,
+        peak=_peak(inventory, tuple(g for g in found if g.index in gpus), compute, own_plan),
         training=training,
         runner=backends.get(backend_name).Runner(model, jit_compile, gpus),
         versions=library_versions(backend_name),
         origin=time.time() if opts.origin is None else opts.origin,
         make_meter=(opts.meter_factory or meter_for) if opts.energy else None,
     )
+
+
+def _peak(inventory: Inventory | None, gpus: tuple[Gpu, ...], compute: str, plan: Plan | None) -> Peak:
+    """The theoretical peak of the device the model runs on, in the dtype its matmuls use (the math in force
+    for float32), over the cores devswitch lets it use (the threads setting, when devswitch applied one)."""
+    from . import session
+    from .devices import detect_cpu
+    from .peaks import device_peak, peak_dtype, read_cpu_facts
+
+    cpu = inventory.cpu if inventory else detect_cpu()
+    threads = session.config().threads.intra if plan else 0
+    return device_peak(cpu, gpus, peak_dtype(compute, plan.math if plan else ""), read_cpu_facts(), threads)
 
 
 def _check_input_shape(model, label: str) -> None:
@@ -390,15 +410,16 @@ def _take_round(opts: BenchmarkOptions, subject: _Subject, state: _State, batch:
     _take(subject, state, batch, count, opts.min_time / opts.rounds, number, rewarm)
 
 
-# --- phase: peak probe ------------------------------------------------------------------------
+# --- phase: matmul probe ----------------------------------------------------------------------
 
 
 def _probe(opts: BenchmarkOptions, subject: _Subject, state: _State) -> None:
-    """Measure the device's peak in this precision by a matmul, when there are FLOPs to compare with it."""
+    """Measure a matmul's rate in this precision on this device, when there are FLOPs to set beside it
+    (a measured rate that a model may exceed: the peak is ``subject.peak``)."""
     if opts.peak_probe and subject.flops:
-        state.peak, state.probe_s = subject.runner.matmul_peak(subject.compute, PROBE_SIZE, clock=opts.clock)
-        state.peak_source = (
-            f"measured: {PROBE_SIZE}x{PROBE_SIZE} {subject.compute} matmul on {subject.device}, best of 5"
+        state.probe, state.probe_s = subject.runner.matmul_peak(subject.compute, PROBE_SIZE, clock=opts.clock)
+        state.probe_source = (
+            f"matmul probe: {PROBE_SIZE}x{PROBE_SIZE} {subject.compute} matmul on {subject.device}, best of 5"
         )
 
 
@@ -522,8 +543,10 @@ def _record(
         predict_s=predict[1],
         flops_per_sample=subject.flops,
         flops_note=subject.flops_note,
-        peak_gflops=state.peak,
-        peak_source=state.peak_source,
+        peak_gflops=subject.peak.gflops if subject.flops else None,
+        peak_source=subject.peak.how if subject.flops else "",
+        probe_gflops=state.probe,
+        probe_source=state.probe_source if state.probe else "",
         probe_s=state.probe_s,
         energy=combined(m.readings) if subject.make_meter else unavailable("energy measurement turned off"),
         host_rss_peak_bytes=_host_rss_peak(),

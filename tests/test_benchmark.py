@@ -47,7 +47,8 @@ def test_inference_benchmark_reports_everything_with_warmup_apart():
         # claim: benchmarks/bench_first_call.py prints the ratio
         assert record.first_call_s > 0 and record.to_dict()["phases_s"]["first_call"] == record.first_call_s
         assert record.summary.latency_p50_ms <= record.summary.latency_p90_ms <= record.summary.latency_p99_ms
-        assert record.predict_samples_per_s > 0 and record.peak_gflops > 0
+        assert record.predict_samples_per_s > 0 and record.probe_gflops > 0  # the matmul probe: a rate
+        assert record.peak_source.startswith(("peak: ", "no peak: "))  # the theoretical peak, or why none
         assert record.achieved_gflops == pytest.approx(record.flops_per_sample * record.samples_per_s / 1e9)
         assert record.host_rss_peak_bytes > 100 * 2**20
         assert not record.energy.available or record.energy.joules >= 0
@@ -70,7 +71,7 @@ def test_training_benchmark_and_min_time():
     # each sample reads the clock at least twice (1/8 s): 3 samples cannot cover 1 s, so more were taken
     assert record.summary.steps_per_sample == 1 and 3 < record.summary.n <= 8, record.summary.n
     assert record.flops_note.startswith("estimate: 3x the forward FLOPs")
-    assert record.predict_samples_per_s is None and record.peak_gflops is None
+    assert record.predict_samples_per_s is None and record.probe_gflops is None  # peak_probe=False
 
 
 def test_short_steps_are_timed_in_groups_calibrated_on_the_warmup():

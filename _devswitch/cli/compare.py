@@ -88,7 +88,7 @@ def _factory_group(parser: argparse.ArgumentParser) -> None:
         "--no-predict-baseline", action="store_true", default=None, help="skip the plain model.predict figure"
     )
     group.add_argument(
-        "--no-peak-probe", action="store_true", default=None, help="skip the matmul probe for fraction of peak"
+        "--no-peak-probe", action="store_true", default=None, help="skip the matmul probe (a rate, not a peak)"
     )
 
 

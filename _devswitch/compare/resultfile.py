@@ -105,6 +105,7 @@ _FIGURES = (
     "first_call",
     "achieved",
     "fraction_of_peak",
+    "matmul_probe",
     "energy",
     "power",
     "samples_per_watt",

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from ..compare.recommend import Pick, below_95, fmt, recommend, recommendation_lines
 from ..compare.report import Comparison, verdict
 from ..compare.resultset import Cell, ResultSet
+from ..peaks import above_peak_note
 from . import html as html_table
 from . import markdown, script
 from .cells import Footnotes, baseline_label, interval_text, speedup_text
@@ -29,7 +30,8 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
         f"{unit}/s per W": [],
         f"speed-up vs {baseline_label(results)}": [],
         "latency p50 / p99 (ms)": [],
-        "GFLOP/s (of measured matmul peak)": [],
+        "GFLOP/s (of peak)": [],
+        "matmul probe GFLOP/s": [],
     }
     names = list(rows)
     for c in cells:
@@ -38,7 +40,6 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
                 rows[name].append(notes.mark(c.status) if name == names[0] else "-")
             continue
         watts = c.metric("power")
-        fraction = c.metric("fraction_of_peak")
         values = [
             f"{fmt(c.metric('throughput'))} {interval_text(c)}".strip(),
             fmt(c.metric("predict_throughput")),
@@ -46,7 +47,8 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
             fmt(c.metric("samples_per_watt"), 2) if watts else "-",
             speedup_text(results, c),
             f"{fmt(c.metric('latency_p50'), 2)} / {fmt(c.metric('latency_p99'), 2)}",
-            fmt(c.metric("achieved")) + (f" ({fraction:.0%})" if fraction else ""),
+            flops_text(c, notes),
+            fmt(c.metric("matmul_probe")),
         ]
         for name, value in zip(names, values, strict=True):
             rows[name].append(value)
@@ -55,6 +57,25 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
     rows.update(accuracy_rows(results, cells, notes))
     columns = [Column(f"batch {batch}")] + [Column(results.column(c), numeric=True) for c in cells]
     return Table.of(columns, [[name, *values] for name, values in rows.items()])
+
+
+def flops_text(cell: Cell, notes: Footnotes) -> str:
+    """``125.0 (75%) [1]``: the achieved GFLOP/s, its fraction of the device's theoretical peak, and a
+    footnote with how the peak was found; no fraction where no peak is known (the footnote says why). A
+    fraction above 100% is shown as measured and its footnote says that the peak is wrong."""
+    achieved = cell.metric("achieved")
+    if achieved is None:
+        return "-"
+    peak = ((cell.record or {}).get("metrics") or {}).get("peak") or {}
+    how = str(peak.get("note") or "no peak: not known")[:400]  # a file's text: bounded
+    fraction = cell.metric("fraction_of_peak") if isinstance(peak.get("value"), (int, float)) else None
+    if how.startswith("measured:"):  # a file from before the theoretical peak: its "peak" was a matmul probe
+        how, fraction = "no peak: this file's 'peak' is a matmul probe, not a peak (an older devswitch wrote it)", None
+    if fraction is None:
+        return notes.mark(f"{fmt(achieved)}: {how}")
+    if fraction > 1:
+        return notes.mark(f"{fmt(achieved)} ({fraction:.0%}, above the peak): {how}; {above_peak_note(fraction)}")
+    return notes.mark(f"{fmt(achieved)} ({fraction:.0%}): {how}")
 
 
 def error_text(value: float | None) -> str:
