@@ -30,6 +30,7 @@ from . import state
 from .caps import batches_per_epoch
 from .errors import describe, error_line, framework_message  # noqa: F401 - framework_message: moved
 from .halfnotes import explain_dtype_error
+from .outputguard import policy_name, warn_float16_output
 from .results import CallRecord, EpochTime
 from .statistics import median
 
@@ -37,7 +38,6 @@ log = logging.getLogger("devswitch")
 
 SESSION = object()  # TimingCallback's default sink: the runs of the process's session (devswitch.runs())
 _local = threading.local()
-_warned_fp16: set[tuple[str, tuple[str, ...]]] = set()  # (model name, output layers) warned about
 
 _FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
 
@@ -65,54 +65,6 @@ def failure(error: BaseException) -> str:
     """A failed call's status: the exception's type and its most telling line (for a TensorFlow graph
     error, the framework's own message such as "Matrix size-incompatible: ...", not its header)."""
     return "failed: " + error_line(error)
-
-
-def policy_name(model) -> str:
-    policy = getattr(model, "dtype_policy", None)
-    import keras
-
-    return getattr(policy, "name", None) or keras.config.dtype_policy().name
-
-
-def float16_outputs(model) -> list[str] | None:
-    """Names of the layers whose float16 output is an output of the model (the softmax/loss NaN trap), in the
-    order of the outputs; None when the model does not say which layer produces its outputs (a subclassed
-    model before it is called symbolically): then no layer is named, rather than a guess such as its last."""
-    try:
-        outputs = model.outputs
-    except (AttributeError, ValueError):
-        outputs = None
-    if not outputs:
-        return None
-    names = []
-    for tensor in outputs:
-        if "float16" == str(getattr(tensor, "dtype", "")):
-            history = getattr(tensor, "_keras_history", None)
-            name = getattr(history[0], "name", None) if history else None
-            if name and name not in names:
-                names.append(name)
-    return names
-
-
-def warn_float16_output(model) -> None:
-    """Warn once per model under a float16 policy when layers produce float16 model outputs. "Once per model"
-    is by its name and those layers: the same model loaded back (load_model) is not warned about again."""
-    if "float16" not in policy_name(model) or "bfloat16" in policy_name(model):
-        return
-    names = float16_outputs(model)
-    if not names:
-        return
-    key = (getattr(model, "name", "?"), tuple(names))
-    if key in _warned_fp16:
-        return
-    _warned_fp16.add(key)
-    layers = ", ".join(f"'{name}'" for name in names)
-    log.warning(
-        f"model '{model.name}' outputs float16 from layer{'s' if len(names) > 1 else ''} {layers} under "
-        f"{policy_name(model)}: a float16 softmax or loss can overflow to NaN. Fix: give "
-        f'{"each of those layers" if len(names) > 1 else "that layer"} dtype="float32" '
-        "(e.g. keras.layers.Activation('softmax', dtype='float32'))."
-    )
 
 
 # --- counting samples without touching the batches --------------------------------------
@@ -520,8 +472,8 @@ def _prepare(kind: str, session: state.Session, bound: inspect.BoundArguments) -
 
 def _timed_call(kind: str, original: Callable, bound: inspect.BoundArguments, timer: TimingLogic):
     """Run the bound call with its timer; a failed call is recorded and its error raised as it is."""
-    model = bound.arguments["self"]
-    quietly(f"{kind}: the float16 output check", lambda: warn_float16_output(model))
+    model, x = bound.arguments["self"], bound.arguments.get("x")
+    quietly(f"{kind}: the float16 output check", lambda: warn_float16_output(model, x))
     _local.depth = 1
     t0 = timer.clock()
     try:
@@ -537,4 +489,6 @@ def _timed_call(kind: str, original: Callable, bound: inspect.BoundArguments, ti
         _local.depth = 0
     if timer._call is not None:  # Keras ended without our end hook (e.g. zero steps)
         quietly(f"{kind}: the record of the call", timer.finish)
+    # a subclassed model is built by its first call: its outputs can be traced now
+    quietly(f"{kind}: the float16 output check", lambda: warn_float16_output(model, x))
     return result

@@ -212,6 +212,75 @@ def test_float16_output_names_each_producing_layer_once_and_not_for_the_model_lo
     assert not [w for w in warnings_seen if "dropout" in w]
 
 
+def test_float16_output_of_a_subclassed_model_names_the_layer_its_call_ends_in(timed, warnings_seen, tmp_path):
+    """A subclassed model is traced symbolically once it is built: the guard names the layer its call ends in
+    (not the Dropout its __init__ defines last), once, not again for the model loaded back, and leaves the model
+    as it was (its layers' nodes, ``layer.output`` still raising); a float32 softmax at the end is not warned."""
+    devswitch.configure(precision="fp16")
+
+    @keras.saving.register_keras_serializable("devswitch_tests")
+    class EndsInOut(keras.Model):
+        def __init__(self, softmax32=False, **kwargs):
+            super().__init__(**kwargs)
+            self.softmax32 = softmax32
+            self.hidden, self.out = keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, name="out")
+            self.soft = keras.layers.Activation("softmax", dtype="float32", name="soft") if softmax32 else None
+            self.drop = keras.layers.Dropout(0.1, name="drop")
+
+        def call(self, inputs, training=False):
+            logits = self.out(self.drop(self.hidden(inputs), training=training))
+            return self.soft(logits) if self.soft is not None else logits
+
+        def get_config(self):
+            return {**super().get_config(), "softmax32": self.softmax32}
+
+    x, _ = data(32)
+    y = np.zeros((32, 3), "float32")
+    model = EndsInOut(name="ends_in_out")
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    hits = [w for w in warnings_seen if "outputs float16" in w]
+    assert len(hits) == 1 and "model 'ends_in_out'" in hits[0] and "layer 'out'" in hits[0], hits
+    assert "'drop'" not in hits[0]
+    assert all(len(layer._inbound_nodes) == len(layer._outbound_nodes) == 0 for layer in model._flatten_layers())
+    with pytest.raises(AttributeError, match="never been called"):
+        model.out.output  # noqa: B018 - the trace left no symbolic call behind
+    model.predict(x, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    model.save(tmp_path / "ends_in_out.keras")
+    keras.models.load_model(tmp_path / "ends_in_out.keras").predict(x, verbose=0)
+    assert len([w for w in warnings_seen if "outputs float16" in w]) == 1
+
+    fixed = EndsInOut(softmax32=True, name="fixed")
+    fixed.compile(optimizer="adam", loss="mse")
+    fixed.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    fixed.predict(x, verbose=0)
+    assert not [w for w in warnings_seen if "'fixed'" in w]
+
+
+def test_float16_output_of_a_subclassed_model_ending_in_an_op_or_raw_tf_is_not_guessed(timed, warnings_seen):
+    """A call that ends in a bare op (``* 2.0``) or that cannot be traced (raw TensorFlow on a KerasTensor)
+    names no layer and raises nothing: the user's calls run as they would."""
+    devswitch.configure(precision="fp16")
+
+    class Doubled(keras.Model):
+        def __init__(self, raw=False, **kwargs):
+            super().__init__(**kwargs)
+            self.raw, self.dense = raw, keras.layers.Dense(2, name="dense_half")
+
+        def call(self, inputs):
+            hidden = tf.math.softplus(inputs) if self.raw else inputs
+            return self.dense(hidden) * 2.0
+
+    x, _ = data(16)
+    for raw in (False, True):
+        model = Doubled(raw=raw, name=f"doubled_{raw}")
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(x, np.zeros((16, 2), "float32"), epochs=1, verbose=0)
+        assert model.predict(x, verbose=0).shape == (16, 2)
+    assert not [w for w in warnings_seen if "outputs float16" in w or "could not do" in w], warnings_seen
+
+
 def test_nan_loss_is_reported(timed, warnings_seen):
     x, y = data(64)
     y[0, 0] = np.inf
