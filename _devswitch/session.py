@@ -392,12 +392,27 @@ def fail(error: DevswitchError) -> None:
     raise SystemExit(error.exit_code) from None
 
 
+def locating_the_command(argv: list[str], orig_argv: list[str]) -> bool:
+    """Whether Python is importing devswitch to locate the module of ``python -m devswitch``: while it locates
+    it, ``sys.argv[0]`` is ``"-m"`` (documented for ``-m``), and ``sys.orig_argv`` names the module."""
+    if argv[:1] != ["-m"]:
+        return False
+    options = orig_argv[1:]
+    for i, arg in enumerate(options):
+        if arg.startswith("-m"):  # the first -m names the module: "-m devswitch" or "-mdevswitch"
+            module = arg[2:] or (options[i + 1] if i + 1 < len(options) else "")
+            return module in ("devswitch", "devswitch.__main__")
+    return False
+
+
 def activate_on_import() -> None:
     """What ``import devswitch`` does: ``begin()`` (the rest at ``import keras``), unless DEVSWITCH_DISABLE is
-    set or the switch is already active in this process (``devswitch run``, a compare worker, a second
-    import: the script is switched once, by whoever came first)."""
+    set, the switch is already active in this process (``devswitch run``, a compare worker, a second
+    import: the script is switched once, by whoever came first), or the import is Python locating the
+    ``python -m devswitch`` command, which does not switch itself (so a bad ``.devswitchrc`` does not stop
+    the command that reports it; ``devswitch init`` fixes it)."""
     try:
-        if is_disabled(os.environ):
+        if is_disabled(os.environ) or locating_the_command(sys.argv, getattr(sys, "orig_argv", [])):
             return  # nothing read, nothing validated, nothing changed
         session = state.current()
         if session.config is not None or session.pending is not None:

@@ -174,6 +174,46 @@ def test_a_bad_devswitchrc_is_still_reported_at_import(tmp_path):
 
 
 @pytest.mark.subprocess
+def test_python_m_devswitch_runs_its_command_over_a_bad_devswitchrc(tmp_path):
+    """``python -m devswitch`` is the ``devswitch`` command even with a bad ``.devswitchrc`` in the folder:
+    importing the package to locate the command does not activate the switch, so ``init --help`` and
+    ``init --force`` (the command that fixes the file) run, and ``info`` reports the bad file itself, as the
+    console script does. A script, or a module run with ``-m``, that imports devswitch still stops at once."""
+    bad = "precision: fp9\n"
+    (tmp_path / ".devswitchrc").write_text(bad)
+    console = subprocess.run([str(Path(sys.executable).with_name("devswitch")), "info"], cwd=tmp_path,
+                             env=clean_environ(HOME=str(tmp_path)), capture_output=True, text=True, timeout=120)
+    info = _python("-m", "devswitch", "info", cwd=tmp_path)
+    assert console.returncode == info.returncode == 2 and info.stderr == console.stderr
+    assert f"{tmp_path / '.devswitchrc'}:1" in info.stderr and "'fp9'" in info.stderr
+    helped = _python("-m", "devswitch", "init", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "usage: devswitch init" in helped.stdout, helped.stderr
+    fixed = _python("-m", "devswitch", "init", "--force", cwd=tmp_path)
+    assert fixed.returncode == 0 and (tmp_path / ".devswitchrc").read_text() != bad, fixed.stderr
+    assert _python("-m", "devswitch", "info", cwd=tmp_path).returncode == 0
+    (tmp_path / ".devswitchrc").write_text(bad)
+    (tmp_path / "mymod.py").write_text("import devswitch\nprint('the next line ran')\n")
+    for args in (["mymod.py"], ["-m", "mymod"]):
+        proc = _python(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stdout == "" and "'fp9'" in proc.stderr, args
+
+
+@pytest.mark.parametrize(("argv", "orig_argv", "locating"), [
+    pytest.param(["-m"], ["python", "-m", "devswitch", "info"], True, id="python -m devswitch"),
+    pytest.param(["-m"], ["python", "-X", "dev", "-mdevswitch"], True, id="python -X dev -mdevswitch"),
+    pytest.param(["-m"], ["python", "-m", "mypkg.train"], False, id="a package of the user's run with -m"),
+    pytest.param(["/x/devswitch/__main__.py"], ["python", "-m", "devswitch"], False, id="located: argv[0] is a path"),
+    pytest.param(["train.py"], ["python", "train.py", "-m", "devswitch"], False, id="a script"),
+])
+def test_locating_the_command_is_only_python_m_devswitch(argv, orig_argv, locating):
+    """Only the import that locates ``python -m devswitch`` (argv[0] "-m", the module named in orig_argv)
+    skips the activation."""
+    from _devswitch.session import locating_the_command
+
+    assert locating_the_command(argv, orig_argv) is locating
+
+
+@pytest.mark.subprocess
 @pytest.mark.parametrize("interpreter", ["/usr/bin/python2", "python2.7", "other-venv/bin/python"])
 def test_run_refuses_another_interpreter(tmp_path, interpreter):
     """``devswitch run OTHER_PYTHON script.py`` is refused (exit 2, naming both interpreters): devswitch runs the
