@@ -19,10 +19,11 @@ import os
 import sys
 
 from . import backends, halfnotes, sources, state
+from .backends import detect
 from .backends.common import TOO_LATE_HINT
 from .config import Config
 from .decide import decide
-from .devices import Inventory, Plan, detect
+from .devices import Inventory, Plan
 from .errors import ConfigError, TooLateError
 from .nativelog import native_log_filter
 

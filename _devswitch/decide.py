@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from . import backends
 from .config import Config
-from .devices import Inventory, Plan, choose, half, where_from
+from .devices import Inventory, Plan, choose_device, choose_precision, half, where_from
 from .maths import decide_math
 from .plans import MathPlan, StrategyPlan
 
@@ -36,6 +36,14 @@ class Decision:
         """The float32 math mode in force (also ``plan.maths``)."""
         assert self.plan.maths is not None  # decide() fills it in
         return self.plan.maths
+
+
+def choose(config: Config, inventory: Inventory) -> Plan:
+    """Decide the effective device and precision for ``config`` on ``inventory``; raises DeviceError."""
+    backend = backends.get(config.backend)
+    device, gpus, device_reason, w1 = choose_device(config, inventory, backend.DISPLAY)
+    precision, precision_reason, w2 = choose_precision(config, inventory, gpus, backend)
+    return Plan(device, gpus, precision, device_reason, precision_reason, tuple(w1 + w2), backend=config.backend)
 
 
 def decide(config: Config, inventory: Inventory, environ: Mapping[str, str]) -> Decision:

@@ -1,10 +1,9 @@
 """What hardware exists, and the pure choice of device and precision.
 
-``Inventory`` is plain data (plans.py). ``detect()`` fills it from the machine (``/proc/cpuinfo``
-and TensorFlow's physical-device list, which does not start TensorFlow's runtime);
-``choose(config, inventory)`` is pure, so every GPU branch — none, one, two,
-compute capability 6.1 / 7.5 / 8.0 — is tested on a CPU-only machine by passing a
-hand-built inventory.
+``Inventory`` is plain data (plans.py). ``detect_cpu()`` reads the CPU (``/proc/cpuinfo``); the GPUs are the
+backend's to list (``backends.detect``). ``choose_device`` and ``choose_precision`` are pure and get what they
+need of the backend passed in (``decide.choose`` looks it up), so every GPU branch — none, one, two, compute
+capability 6.1 / 7.5 / 8.0 — is tested on a CPU-only machine by passing a hand-built inventory.
 """
 
 from __future__ import annotations
@@ -12,10 +11,11 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Mapping
+from typing import Protocol
 
 from .config import Config
 from .errors import ConfigError, DeviceError
-from .plans import BF16_FEATURES, Cpu, Gpu, Inventory, Plan, cc_label
+from .plans import BF16_FEATURES, Cpu, Gpu, Inventory, Plan, cc_label  # noqa: F401 - Gpu, Plan handed on
 from .settings import ENV_CPU_FEATURES
 
 # CPU instruction sets that matter for deep-learning kernels, by /proc/cpuinfo flag.
@@ -92,18 +92,20 @@ def _read_cpu(cpuinfo_path: str) -> Cpu:
     return Cpu(model, cores, frozenset(CPU_FEATURES[f] for f in flags if f in CPU_FEATURES))
 
 
-def detect_gpus(backend: str = "tensorflow") -> tuple[Gpu, ...]:
-    """The GPUs ``backend``'s framework sees, numbered as it numbers them (imports that framework)."""
-    from . import backends
-
-    return backends.get(backend).detect_gpus()
-
-
-def detect(backend: str = "tensorflow") -> Inventory:
-    return Inventory(detect_cpu(), detect_gpus(backend))
-
-
 # --- the choice (pure) ----------------------------------------------------------------
+
+
+class BackendFacts(Protocol):
+    """What the choice reads of the backend (every module of backends/ has these; the caller passes it in)."""
+
+    @property
+    def DISPLAY(self) -> str: ...
+    @property
+    def CPU_HALF(self) -> tuple[str, str]: ...
+    @property
+    def CPU_FP16(self) -> str: ...
+    @property
+    def UNSEEN_STEPS(self) -> str | None: ...
 
 
 def where_from(config: Config, key: str) -> str:
@@ -111,7 +113,9 @@ def where_from(config: Config, key: str) -> str:
     return "default" if value.source == "default" else value.location
 
 
-def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int, ...], str, list[str]]:
+def choose_device(config: Config, inventory: Inventory, display: str) -> tuple[str, tuple[int, ...], str, list[str]]:
+    """(device, GPU indices, why, warnings) for ``config`` on ``inventory``; ``display`` is the backend's name as
+    shown (the one that sees no GPU)."""
     asked, why = config.device, where_from(config, "device")
     warnings: list[str] = []
     if asked == "cpu":
@@ -123,11 +127,9 @@ def choose_device(config: Config, inventory: Inventory) -> tuple[str, tuple[int,
         return "cpu", (), "auto: no GPU found", warnings
     # gpu or gpu:N,...
     if not inventory.gpus:
-        from . import backends
-
-        name = backends.get(config.backend).DISPLAY
         reason = (
-            f"{name} sees no GPU on this machine (no CUDA device, or a CPU-only {name} build; see 'devswitch info')"
+            f"{display} sees no GPU on this machine (no CUDA device, or a CPU-only {display} build; "
+            "see 'devswitch info')"
         )
         if config.fallback == "error":
             raise DeviceError(
@@ -211,19 +213,17 @@ def half(inventory: Inventory, gpus: tuple[int, ...], cpu_half: tuple[str, str])
     return precision, "half: " + reason.format(feature=feature), []
 
 
-def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]) -> tuple[str, str, list[str]]:
+def choose_precision(
+    config: Config, inventory: Inventory, gpus: tuple[int, ...], backend: BackendFacts
+) -> tuple[str, str, list[str]]:
+    """(precision, why, warnings) on the device ``gpus``; ``backend`` answers with its own measurements."""
     asked, why = config.precision, where_from(config, "precision")
     warnings: list[str] = []
     cc = slowest_cc(inventory, gpus)
     if asked == "half":  # which half type is fast depends on the backend too: each module has its measurement
-        from . import backends
-
-        precision, reason, notes = half(inventory, gpus, backends.get(config.backend).CPU_HALF)
+        precision, reason, notes = half(inventory, gpus, backend.CPU_HALF)
         return precision, f"{reason} [{config.backend}]", notes
-    if asked == "fp16":
-        from . import backends
-
-        backend = backends.get(config.backend)  # its own measurement: a figure of another backend is not quoted
+    if asked == "fp16":  # the backend's own measurement: a figure of another backend is not quoted
         if not gpus:
             warnings.append(
                 f"precision=fp16 ({why}) on a CPU: float16 kernels fall back to slow paths ({backend.CPU_FP16}; "
@@ -250,10 +250,3 @@ def choose_precision(config: Config, inventory: Inventory, gpus: tuple[int, ...]
                 "(needs 8.0+), expect it to be slower than fp16"
             )
     return asked, why, warnings
-
-
-def choose(config: Config, inventory: Inventory) -> Plan:
-    """Decide the effective device and precision for ``config`` on ``inventory``; raises DeviceError."""
-    device, gpus, device_reason, w1 = choose_device(config, inventory)
-    precision, precision_reason, w2 = choose_precision(config, inventory, gpus)
-    return Plan(device, gpus, precision, device_reason, precision_reason, tuple(w1 + w2), backend=config.backend)

@@ -48,8 +48,9 @@ def main(spec_path: str) -> int:
 
 def _unavailable(spec: ScriptSpec, emit: Callable[..., object], error: DevswitchError) -> None:
     """The column cannot run here (devswitch refused its settings): say why, with the GPUs seen if it asked one."""
+    from .backends import detect_gpus
     from .compare import protocol as p
-    from .devices import DeviceError, detect_gpus
+    from .devices import DeviceError
 
     gpus = len(detect_gpus(spec.settings["backend"])) if isinstance(error, DeviceError) else None
     emit(p.Unavailable(reason=error.message, gpus=gpus))

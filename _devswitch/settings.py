@@ -352,7 +352,7 @@ def parse_profile(raw: Any) -> str:
 
 # --- the declaration -----------------------------------------------------------
 
-from .backends.names import NAMES as BACKENDS  # noqa: E402 - every module of backends/ (no framework)
+from .backendnames import NAMES as BACKENDS  # noqa: E402 - every module of backends/ (imports nothing)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(

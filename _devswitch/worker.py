@@ -220,7 +220,7 @@ def _activate(spec: p.Spec, emit: Callable[[p.Event], None]) -> Plan | None:
 
         gpus = None
         if isinstance(error, DeviceError):  # the GPUs were looked for: tell the parent how many there are
-            from .devices import detect_gpus
+            from .backends import detect_gpus
 
             gpus = len(detect_gpus(explicit["backend"]))
         emit(p.Unavailable(reason=error.message, gpus=gpus))

@@ -13,7 +13,8 @@ import pytest
 from conftest import SCRIPTS, Child, children, clean_environ, result_line
 from _devswitch import backends
 from _devswitch.config import resolve
-from _devswitch.devices import Cpu, Gpu, Inventory, choose
+from _devswitch.decide import choose
+from _devswitch.devices import Cpu, Gpu, Inventory
 from _devswitch.errors import ConfigError
 
 BF16_CPU = Cpu("Test CPU with AVX512-BF16", 8, frozenset({"AVX2", "AVX-512", "AVX512-BF16"}))

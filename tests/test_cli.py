@@ -83,7 +83,7 @@ def test_info_text_shows_each_value_with_its_source(cli_env, monkeypatch, capsys
     assert re.search(r"\nprecision +bf16 +DEVSWITCH_FLAGS +DEVSWITCH_FLAGS \(precision\)\n", out)
     assert re.search(r"\nbackend +tensorflow +\(Keras: ", out)
     assert "what each setting does on tensorflow" in out
-    from _devswitch.devices import detect_gpus
+    from _devswitch.backends import detect_gpus
 
     if detect_gpus():
         assert "device     gpu:" in out and "GPU(s) found" in out

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SCRIPTS, clean_environ, started_together
 from _devswitch.cli import main
-from _devswitch.devices import detect_gpus
+from _devswitch.backends import detect_gpus
 
 TINY = ["--batch-sizes", "1,8", "--iterations", "3", "--warmup", "1", "--no-peak-probe", "--accuracy-samples", "0"]
 
@@ -421,7 +421,9 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
     doc = cmp.runs.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
                               [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
     (tmp_path / "results.png").write_text("an earlier run's plot")
-    notes = cmp.write_outputs(doc, tmp_path)
+    from _devswitch.render.outputs import write_outputs
+
+    notes = write_outputs(doc, tmp_path)
     assert notes == ["results.png not written: matplotlib is not installed (pip install 'devswitch[plot]')"]
     # no plot of other results is left beside these
     assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.csv", "results.md", "results.html"}
@@ -433,9 +435,11 @@ def test_result_files_follow_the_umask(tmp_path, mask, mode):
 
     doc = cmp.runs.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
                               [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
+    from _devswitch.render.outputs import write_outputs
+
     old = os.umask(mask)
     try:
-        assert cmp.write_outputs(doc, tmp_path) == []
+        assert write_outputs(doc, tmp_path) == []
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from _devswitch.config import resolve
-from _devswitch.devices import Cpu, Gpu, Inventory, choose, detect_cpu
+from _devswitch.decide import choose
+from _devswitch.devices import Cpu, Gpu, Inventory, detect_cpu
 from _devswitch.errors import DeviceError
 
 PLAIN_CPU = Cpu("Intel Xeon (no bf16)", 8, frozenset({"AVX2", "AVX-512"}))

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import SCRIPTS, Child, children, result_line
 from _devswitch.config import resolve
-from _devswitch.devices import Cpu, Gpu, Inventory, choose
+from _devswitch.decide import choose
+from _devswitch.devices import Cpu, Gpu, Inventory
 from _devswitch.distribute import plan_strategy
 from _devswitch.errors import ConfigError, DeviceError
 

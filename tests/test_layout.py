@@ -113,6 +113,33 @@ def test_no_module_imports_another_that_imports_it_back():
     assert not report, "import circles (imports inside functions counted):\n" + "\n".join(report)
 
 
+def _folder(name: str) -> str:
+    """The room a module stands in when each folder of the machinery is one room: _devswitch.compare.matrix is
+    _devswitch.compare; a module beside __init__ is its own room; the face is one room."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if parts[0] == "_devswitch" else parts[0]
+
+
+def test_no_folder_imports_one_that_imports_it_back():
+    """Counting each folder (compare/, render/, backends/, cli/) as one room, still no circle, imports inside
+    functions counted: no arrow runs back up, as compare/outputs.py -> render/ (with render/ -> compare/),
+    devices.py -> backends/ (with backends/ -> devices.py) or settings.py -> backends/names.py did."""
+    rooms: dict[str, dict[str, set[str]]] = {}
+    for name, targets in _graph().items():
+        room = rooms.setdefault(_folder(name), {})
+        for target, names in targets.items():
+            if _folder(target) != _folder(name):
+                room.setdefault(_folder(target), set()).update(f"{name} -> {target}: {n}" for n in names)
+    report = []
+    for group in _circles(rooms):
+        report.append(f"circle of {len(group)} rooms: {', '.join(group)}")
+        for room in group:
+            for target, arrows in sorted(rooms[room].items()):
+                if target in group:
+                    report.extend(f"  {arrow}" for arrow in sorted(arrows))
+    assert not report, "folder-level circles (imports inside functions counted):\n" + "\n".join(report)
+
+
 @pytest.mark.parametrize("name", sorted(_modules()))
 def test_each_module_is_short_and_its_first_line_says_its_job(name):
     path = _modules()[name]

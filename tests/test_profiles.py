@@ -376,6 +376,7 @@ CLEAR = [_cell("fp32", 64, 100.0), _cell("half", 64, 190.0), _cell("fp32", 2, 50
 def _compare(monkeypatch, tmp_path, cwd, results, *args):
     """``devswitch compare`` in this process, the matrix replaced by ``results``; (exit code, stderr)."""
     import _devswitch.compare as compare
+    import _devswitch.render.outputs as outputs
 
     seen = {}
 
@@ -384,7 +385,7 @@ def _compare(monkeypatch, tmp_path, cwd, results, *args):
         return results
 
     monkeypatch.setattr(compare, "run_matrix", run_matrix)
-    monkeypatch.setattr(compare, "write_outputs", lambda results, out, plot=True: [])
+    monkeypatch.setattr(outputs, "write_outputs", lambda results, out, plot=True: [])
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir(exist_ok=True)
     monkeypatch.chdir(cwd)

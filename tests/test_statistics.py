@@ -154,7 +154,8 @@ def test_a_model_name_with_dollars_is_drawn_as_text_not_mathematics(tmp_path):
     from dataclasses import replace
 
     from _devswitch.compare.resultset import Model
+    from _devswitch.render.outputs import write_outputs
 
     doc = replace(_doc((50.0, 100.0), (80.0, 158.0)), model=Model("x", r"net_$\badcmd$_v2"))
-    assert compare.write_outputs(doc, tmp_path) == []
+    assert write_outputs(doc, tmp_path) == []
     assert (tmp_path / "results.png").stat().st_size > 1000

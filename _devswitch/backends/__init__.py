@@ -6,8 +6,8 @@ the interface; mypy checks each module against it in ``_checked.py``, and ``get`
 outside this package imports a framework (TensorFlow, JAX, PyTorch) directly.
 
 Adding a fourth backend means adding one module that mypy accepts as a ``Backend`` (and naming it in a
-``_check_<name>: Backend`` line of ``_checked.py``): ``NAMES`` (``names.py``) is every module of this
-package but ``common``, ``interface`` and ``names``, and ``LIBRARIES``, ``EXTRAS``, ``DISPLAY`` are read from
+``_check_<name>: Backend`` line of ``_checked.py``): ``NAMES`` (``../backendnames.py``) is every module of this
+package but ``common`` and ``interface``, and ``LIBRARIES``, ``EXTRAS``, ``DISPLAY`` are read from
 the modules on first use.
 """
 
@@ -18,8 +18,10 @@ import importlib.util
 import sys
 from typing import cast
 
+from ..backendnames import NAMES
+from ..devices import detect_cpu
+from ..plans import Gpu, Inventory
 from .interface import Backend
-from .names import NAMES
 
 _FROM_MODULES = {"LIBRARIES": "LIBRARY", "EXTRAS": "EXTRA", "DISPLAY": "DISPLAY"}
 
@@ -43,6 +45,16 @@ def get(name: str) -> Backend:
         raise ValueError(f"unknown backend {name!r}")
     # each module is checked against Backend by its _check_<name> line above
     return cast(Backend, importlib.import_module(f"{__name__}.{name}"))
+
+
+def detect_gpus(name: str = "tensorflow") -> tuple[Gpu, ...]:
+    """The GPUs backend ``name``'s framework sees, numbered as it numbers them (imports that framework)."""
+    return get(name).detect_gpus()
+
+
+def detect(name: str = "tensorflow") -> Inventory:
+    """The machine as backend ``name`` sees it: the CPU, and the GPUs its framework lists."""
+    return Inventory(detect_cpu(), detect_gpus(name))
 
 
 def installed(name: str) -> bool:

@@ -230,9 +230,10 @@ def _recommendation_group(parser: argparse.ArgumentParser) -> None:
 
 def compare_command(args: argparse.Namespace) -> int:
     """One command, two sources of columns: a factory (MODEL) or a whole script (--script / -m)."""
-    from ..compare import prepare_output, write_outputs
+    from ..compare import prepare_output
     from ..render.compare import render_markdown
     from ..render.escape import safe
+    from ..render.outputs import write_outputs
 
     script = args.script is not None or args.script_module is not None or bool(args.script_args)
     if script:

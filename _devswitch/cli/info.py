@@ -268,10 +268,9 @@ def info_command(args: argparse.Namespace) -> int:
         for name, value in {"KERAS_BACKEND": config.backend, **backend.environment(config, os.environ)}.items():
             state.setenv(name, value)
         with native_log_filter(config.log_level, backend.LIBRARY):
-            from ..devices import detect
             from ..environment import versions as library_versions
 
-            inventory = detect(config.backend)
+            inventory = backends.detect(config.backend)
             versions = library_versions(config.backend)
     else:
         versions = {"devswitch": __version__}

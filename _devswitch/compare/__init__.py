@@ -5,14 +5,13 @@ Data flows one way: ``Options`` -> the output folder checked (``options``) -> on
 configuration (``axes``: the columns, in order; ``protocol``: the spec it gets, the events it appends;
 ``dispatch`` picks the runner: ``matrix`` one after another or ``rounds`` in turns, both over ``runs``;
 ``script`` runs a user's script) -> a typed ``ResultSet`` (``resultset``: the one schema of results.json) -> the
-recommendation (``recommend``) -> the files (``outputs``, drawn by ``devswitch.render``). ``report``
-compares two result sets.
+recommendation (``recommend``) -> the files (``render/outputs.py``: render/ draws them; compare/ knows no renderer).
+``report`` compares two result sets.
 """
 
 from .dispatch import run_matrix
 from .matrix import run_configuration
 from .options import DEFAULT_ROOT, RESULT_FILES, WORK_PREFIX, Options, Output, prepare_output
-from .outputs import write_outputs
 from .recommend import Pick, recommend, recommendation_lines, switch_text
 from .resultfile import read
 from .resultset import Cell, Configuration, Key, ResultFileError, ResultSet
@@ -39,5 +38,4 @@ __all__ = [
     "run_configuration",
     "run_matrix",
     "switch_text",
-    "write_outputs",
 ]

@@ -19,6 +19,6 @@ def run_matrix(
     on_update: Callable[[ResultSet], None] | None = None,
 ) -> ResultSet:
     """Run every configuration with the runner ``options`` asks for and return the result set (written by
-    ``outputs.write_outputs``); ``on_update`` gets the document so far between configurations."""
+    ``render.outputs.write_outputs``); ``on_update`` gets the document so far between configurations."""
     runner = run_interleaved if options.rounds > 1 else run_sequential
     return runner(options, progress, workdir, on_update)

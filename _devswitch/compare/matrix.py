@@ -93,7 +93,7 @@ def run_sequential(
     workdir: Path,
     on_update: Callable[[ResultSet], None] | None = None,
 ) -> ResultSet:
-    """Run every configuration, one after another, and return the result set (written by ``outputs.write_outputs``).
+    """Run every configuration, one after another, and return the result set (``render.outputs`` writes it).
 
     The workers' files go to ``workdir``. After each configuration but the last, ``on_update`` gets the
     document so far (finished rows, the others "not run (pending)", ``complete: false``).

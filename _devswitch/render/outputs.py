@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from ..compare.resultset import ResultSet
 from ..results import write_atomic
-from .resultset import ResultSet
+from .chart import render_plot
+from .compare import render_csv, render_html, render_markdown
 
 
 def _write(path: Path, data: str) -> None:
@@ -23,8 +25,6 @@ def write_outputs(results: ResultSet, out: Path, plot: bool = True) -> list[str]
     A results.png that would not match the new results.json (not plotted now, or left by an earlier
     run) is removed rather than left beside it.
     """
-    from ..render.compare import render_csv, render_html, render_markdown
-
     out.mkdir(parents=True, exist_ok=True)
     _write(out / "results.json", results.dumps())
     _write(out / "results.csv", render_csv(results))
@@ -34,8 +34,6 @@ def write_outputs(results: ResultSet, out: Path, plot: bool = True) -> list[str]
     if plot and results.kind == "script":  # one bar per configuration would only redraw the wall-time row
         plot, note = False, None
     if plot:
-        from ..render.chart import render_plot
-
         try:
             png, note = render_plot(results, out / "results.png")
         except OSError:
