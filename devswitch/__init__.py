@@ -41,6 +41,7 @@ __all__ = [
     "TimingCallback",
     "BatchTimingCallback",
     "benchmark",
+    "find_batch_size",
 ]
 
 
@@ -69,6 +70,10 @@ def __getattr__(name: str):
         from _devswitch.benchmarking import benchmark
 
         return benchmark
+    if name == "find_batch_size":
+        from _devswitch.batchfinder import find_batch_size
+
+        return find_batch_size
     raise AttributeError(f"module 'devswitch' has no attribute {name!r}")
 
 

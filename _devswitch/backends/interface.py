@@ -127,6 +127,12 @@ class Backend(Protocol):
     def Runner(self, model: Any, jit_compile: bool, gpus: tuple[int, ...]) -> BenchmarkRunner:
         """The benchmark's compiled call path for ``model`` (a class in the module)."""
 
+    def out_of_memory(self, error: BaseException) -> bool:
+        """Whether ``error`` is this framework's device out-of-memory (the batch finder's failed trial)."""
+
+    def release_memory(self) -> None:
+        """Free what the last trial of the batch finder left cached (between trials)."""
+
 
 def members() -> list[tuple[str, str, str]]:
     """(name, signature, what) for every member of :class:`Backend`, in declaration order."""

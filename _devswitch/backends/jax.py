@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -400,6 +401,24 @@ def versions() -> dict:
         "jaxlib": jaxlib.__version__,
         "jax_platforms": sorted({d.platform for d in jax.devices()}),
     }
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """JAX's out-of-memory is an ``XlaRuntimeError`` (``jax.errors.JaxRuntimeError``) whose message says
+    ``RESOURCE_EXHAUSTED``; any other runtime error is not (never imports JAX to say so)."""
+    jax = sys.modules.get("jax")
+    runtime_error = getattr(getattr(jax, "errors", None), "JaxRuntimeError", None)
+    return (
+        isinstance(runtime_error, type) and isinstance(error, runtime_error) and "RESOURCE_EXHAUSTED" in str(error)
+    )
+
+
+def release_memory() -> None:
+    """Collect the last trial's arrays. With preallocation (JAX's default on a GPU) freed buffers go back to
+    JAX's own pool, not to the device: the pool is the limit a trial meets, and there is nothing more to free."""
+    import gc
+
+    gc.collect()
 
 
 def model_device(model) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -375,6 +376,26 @@ def versions() -> dict:
         "cuda": build.get("cuda_version"),
         "cudnn": build.get("cudnn_version"),
     }
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """TensorFlow's out-of-memory is ``ResourceExhaustedError`` (an error of TensorFlow's cannot exist
+    before TensorFlow is imported, so this never imports it)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
+
+
+def release_memory() -> None:
+    """Collect the last trial's tensors and clear the eager kernel cache (what ``keras.backend.clear_session``
+    does on TensorFlow, without resetting Keras' global state, which holds devswitch's dtype policy)."""
+    import gc
+
+    gc.collect()
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and tf.executing_eagerly():
+        from tensorflow.python.eager import context
+
+        context.context().clear_kernel_cache()
 
 
 def model_device(model) -> str:

@@ -312,6 +312,22 @@ def versions() -> dict:
     }
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """PyTorch's out-of-memory is ``torch.cuda.OutOfMemoryError`` (never imports torch to say so)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(error, torch.cuda.OutOfMemoryError)
+
+
+def release_memory() -> None:
+    """Collect the last trial's tensors and hand the CUDA caching allocator's free blocks back."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def model_device(model) -> str:
     for weight in getattr(model, "weights", [])[:1]:
         return str(getattr(getattr(weight, "value", weight), "device", "unknown"))

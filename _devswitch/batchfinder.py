@@ -1,0 +1,350 @@
+"""``devswitch.find_batch_size``: the largest batch that fits, with the evidence (each trial, its peak, its
+throughput) and the reason the search stopped.
+
+On a GPU, out-of-memory raises, so the search is Lightning's binsearch: double the batch until a trial fails
+with the backend's out-of-memory error (``backends.<name>.out_of_memory``), then halve the interval between
+the last success and the first failure. Any other error is the user's and propagates as it is.
+
+On a CPU, out-of-memory kills the process instead of raising, so the limit is a memory budget: the process's
+resident memory above its level at the start of the search (sampled while each trial runs), checked with a
+margin, since sampling can miss a short spike. Peaks grow about linearly with the batch, so the next trial's
+peak is predicted from the trials before it, and a trial predicted above the budget is not run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .memory import RssSampler, available_memory, format_size, parse_size, resident_bytes
+
+DEFAULT_MAX_BATCH = 1 << 16
+MARGIN = 0.10  # a measured or predicted peak counts this much above itself: the sampler can miss a spike
+KNEE = 0.05  # the knee: the smallest batch within 5% of the best throughput seen
+CPU_RESOLUTION = 1 / 16  # the CPU's binary search stops within 1/16 of the batch (the budget is soft anyway)
+TRIAL_TIME_S = 0.1  # each trial times its calls for at least this long (after one untimed call), for its throughput
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One batch size tried: whether it fits, its peak, and its throughput where it ran and fit."""
+
+    batch: int
+    fits: bool
+    peak_bytes: int | None = None  # the GPU allocator's peak, or (CPU) resident memory above the search's start
+    samples_per_s: float | None = None
+    ran: bool = True  # False: predicted above the budget, so not run
+    note: str = ""  # why it does not fit: "out of memory: ...", "peak 70 MiB above the budget", "predicted ..."
+
+    def describe(self) -> str:
+        """ "batch 512: fits, peak 12 MiB, 9,310/s" or "batch 4096: does not fit (out of memory: ...)"."""
+        if not self.fits:
+            return f"batch {self.batch}: does not fit ({self.note})"
+        rate = f", {self.samples_per_s:,.0f}/s" if self.samples_per_s else ""
+        return f"batch {self.batch}: fits, peak {format_size(self.peak_bytes)}{rate}"
+
+
+@dataclass(frozen=True)
+class BatchSearch:
+    """What ``find_batch_size`` found: the batch (None when not even batch 1 fits), the knee, and the evidence."""
+
+    batch_size: int | None
+    knee: int | None  # the smallest batch within 5% of the best throughput seen (None where none was measured)
+    trials: tuple[Trial, ...]
+    reason: str  # why the search stopped
+    limit: str  # what "fits" meant: out-of-memory errors on the device, or a memory budget
+    budget_bytes: int | None
+    peak_source: str  # how a trial's peak was read
+    device: str = ""
+    backend: str = ""
+    mode: str = "inference"
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        """The result and its evidence, one trial a line."""
+        head = f"largest batch that fits: {self.batch_size} ({self.reason})"
+        knee = (
+            [f"knee (smallest batch within {KNEE:.0%} of the best throughput seen): {self.knee}"] if self.knee else []
+        )
+        lines = [head, *knee, f"limit: {self.limit}", f"peaks: {self.peak_source}"]
+        return "\n".join(lines + ["  " + trial.describe() for trial in self.trials])
+
+
+class Probe(Protocol):
+    """Runs one trial at a batch size: its peak in bytes (None: unknown) and samples per second (None: not
+    timed). Raises the framework's out-of-memory error when it does not fit on the device."""
+
+    def __call__(self, batch: int) -> tuple[int | None, float | None]: ...
+
+
+def predict_peak(trials: list[Trial], batch: int) -> float | None:
+    """The peak ``batch`` should reach, from the trials that ran: linear between the neighbours around it,
+    else extended from the two largest below it, else proportional to the one below (an over-estimate: a
+    peak has a part that does not grow with the batch). None when no trial below it ran."""
+    known = sorted({t.batch: t.peak_bytes for t in trials if t.ran and t.peak_bytes is not None}.items())
+    below = [(b, p) for b, p in known if b <= batch]
+    above = [(b, p) for b, p in known if b > batch]
+    if not below:
+        return None
+    if above:
+        (b1, p1), (b2, p2) = below[-1], above[0]
+    elif len(below) >= 2:
+        (b1, p1), (b2, p2) = below[-2], below[-1]
+    else:
+        b1, p1 = below[-1]
+        return p1 * batch / b1
+    slope = max(0.0, (p2 - p1) / (b2 - b1))
+    return p1 + slope * (batch - b1)
+
+
+@dataclass
+class _Search:
+    """The state of one search: the trials so far and how a trial is judged."""
+
+    probe: Probe
+    out_of_memory: Callable[[BaseException], bool]
+    release: Callable[[], None]
+    budget: int | None
+    margin: float = MARGIN
+
+    def __post_init__(self) -> None:
+        self.trials: list[Trial] = []
+
+    def attempt(self, batch: int) -> bool:
+        """Try ``batch`` (or not, when predicted above the budget); record the trial; whether it fits."""
+        if self.budget is not None:
+            predicted = predict_peak(self.trials, batch)
+            if predicted is not None and predicted * (1 + self.margin) > self.budget:
+                note = f"not run: predicted peak {format_size(predicted)} + {self.margin:.0%} is above the budget"
+                self.trials.append(Trial(batch, False, ran=False, note=note))
+                return False
+        try:
+            peak, rate = self.probe(batch)
+        except Exception as error:
+            if not self.out_of_memory(error):
+                raise  # the user's error, not a batch that does not fit
+            from .errors import describe
+
+            self.release()
+            self.trials.append(Trial(batch, False, note=f"out of memory: {describe(error, 120)}"))
+            return False
+        self.release()
+        over = self.budget is not None and peak is not None and peak * (1 + self.margin) > self.budget
+        note = f"peak {format_size(peak)} + {self.margin:.0%} is above the budget" if over else ""
+        self.trials.append(Trial(batch, not over, peak, None if over else rate, note=note))
+        return not over
+
+
+def search(
+    probe: Probe,
+    *,
+    out_of_memory: Callable[[BaseException], bool],
+    budget: int | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    resolution: float = 0.0,
+    release: Callable[[], None] = lambda: None,
+) -> tuple[int | None, list[Trial], str]:
+    """Power-of-two growth from batch 1 up to ``max_batch``, then a binary search between the last batch
+    that fit and the first that did not, until they are ``max(1, resolution x batch)`` apart.
+    Returns (the largest batch that fit or None, the trials in order, why the search stopped)."""
+    state = _Search(probe, out_of_memory, release, budget)
+    low, high, batch = 0, 0, 1
+    while True:
+        batch = min(batch, max_batch)
+        if not state.attempt(batch):
+            high = batch
+            break
+        low = batch
+        if batch >= max_batch:
+            return low, state.trials, f"max_batch {max_batch} reached (it fits)"
+        batch *= 2
+    if low == 0:
+        return None, state.trials, f"batch 1 does not fit ({state.trials[-1].note})"
+    while high - low > max(1, int(low * resolution)):
+        middle = (low + high) // 2
+        if state.attempt(middle):
+            low = middle
+        else:
+            high = middle
+    why = next(t.note for t in reversed(state.trials) if t.batch == high)
+    within = "" if high - low == 1 else f", searched to within {high - low}"
+    return low, state.trials, f"batch {high} does not fit ({why}){within}"
+
+
+def knee(trials: list[Trial] | tuple[Trial, ...], within: float = KNEE) -> int | None:
+    """The smallest batch that fit whose throughput is within ``within`` of the best throughput seen."""
+    rates = [(t.batch, t.samples_per_s) for t in trials if t.fits and t.samples_per_s]
+    if not rates:
+        return None
+    best = max(rate for _, rate in rates)
+    return min(batch for batch, rate in rates if rate >= (1 - within) * best)
+
+
+def _step(runner: Any, model: Any, mode: str, batch: int) -> Callable[[], object]:
+    """One call of the benchmark's compiled path at ``batch`` (a training step in training mode)."""
+    from .benchmarking import _input_shape, _labels
+
+    x = runner.input((batch, *_input_shape(model)))
+    if mode == "training":
+        y, _ = _labels(model, batch)
+        return lambda: model.train_on_batch(x, y)
+    return lambda: runner.sync(runner.forward(x))
+
+
+@dataclass
+class RunnerProbe:
+    """A trial through a backend's Runner: one untimed call, then calls timed for ``min_time``; its peak is
+    the GPU allocator's for the trial, or (CPU, ``gpu`` False) the resident memory above ``base`` sampled
+    while it ran."""
+
+    runner: Any
+    model: Any
+    mode: str
+    gpu: bool
+    base: int = 0
+    min_time: float = TRIAL_TIME_S
+    clock: Callable[[], float] = time.perf_counter
+
+    def __call__(self, batch: int) -> tuple[int | None, float | None]:
+        self.runner.reset_peak_memory()
+        with RssSampler() as rss:
+            step = _step(self.runner, self.model, self.mode, batch)
+            step()  # the first call at a batch size traces and compiles: not timed
+            calls, start = 0, self.clock()
+            while calls < 1 or self.clock() - start < self.min_time:
+                step()
+                calls += 1
+            seconds = self.clock() - start
+        if self.gpu:
+            return self.runner.peak_memory(), calls * batch / seconds
+        peak = None if rss.peak_bytes is None else max(0, rss.peak_bytes - self.base)
+        return peak, calls * batch / seconds
+
+
+def _budget(memory_budget: int | str | None, gpu: bool) -> int | None:
+    """The budget in bytes: as given, or on a CPU half of the memory available now (None on a GPU: the
+    device's out-of-memory is the limit)."""
+    from .errors import UsageError
+
+    if isinstance(memory_budget, str):
+        try:
+            return parse_size(memory_budget)
+        except ValueError as error:
+            raise UsageError(f"memory_budget: {error}", hint="give bytes, or a size such as 512MiB or 4GiB") from None
+    if memory_budget is not None:
+        if memory_budget < 1:
+            raise UsageError(f"memory_budget: {memory_budget} bytes", hint="give a positive size such as 512MiB")
+        return int(memory_budget)
+    if gpu:
+        return None
+    available = available_memory()
+    if available is None:
+        raise UsageError(
+            "find_batch_size on a CPU needs a memory budget, and this system does not say how much memory is available",
+            hint="pass memory_budget='4GiB' (the resident memory the search may use above its start)",
+        )
+    return available // 2
+
+
+def find_batch_size(
+    model_or_factory: Any,
+    *,
+    mode: str = "inference",
+    memory_budget: int | str | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    min_time: float = TRIAL_TIME_S,
+) -> BatchSearch:
+    """The largest batch of ``model_or_factory`` (a Keras model, a factory, or a bundled name) that fits,
+    through the benchmark's compiled call path (a training step with ``mode="training"``), with every trial.
+
+    On a GPU the limit is the device's memory (the backend's out-of-memory error), and ``memory_budget``, if
+    given, caps the allocator's peak too; on a CPU it is ``memory_budget`` (bytes or "4GiB"; default half of
+    the memory available now): resident memory above the level at the start of the search, with a 10% margin.
+    ``max_batch`` bounds the search. ``BatchSearch.knee`` is the smallest batch within 5% of the best
+    throughput the trials saw (each trial times its calls for ``min_time`` seconds).
+    """
+    from . import backends, timing
+    from .errors import UsageError
+
+    if mode not in ("inference", "training"):
+        raise UsageError(f"unknown mode '{mode}'", hint="use mode='inference' or mode='training'")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise UsageError(f"max_batch: {max_batch!r}", hint="give a whole number of at least 1")
+    started = time.perf_counter()
+    model, name, gpus = _prepare(model_or_factory, mode)
+    backend = backends.get(name)
+    budget = _budget(memory_budget, bool(gpus))
+    runner = backend.Runner(model, resolve_jit(model), tuple(gpus))
+    probe = RunnerProbe(runner, model, mode, bool(gpus), min_time=min_time)
+    with timing.suppressed():
+        _step(runner, model, mode, 1)()  # the framework's own first-use memory is not the batch's
+        probe.base = resident_bytes() or 0
+        batch, trials, reason = search(
+            probe,
+            out_of_memory=backend.out_of_memory,
+            budget=budget,
+            max_batch=max_batch,
+            resolution=0.0 if gpus else CPU_RESOLUTION,
+            release=lambda: _release(backend.release_memory),
+        )
+    return BatchSearch(
+        batch_size=batch,
+        knee=knee(trials),
+        trials=tuple(trials),
+        reason=reason,
+        limit=_limit(budget, bool(gpus), probe.base),
+        budget_bytes=budget,
+        peak_source=_peak_source(runner, bool(gpus)),
+        device=timing.model_device(model),
+        backend=name,
+        mode=mode,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def resolve_jit(model: Any) -> bool:
+    from .apply import resolve_xla
+
+    return resolve_xla(model)
+
+
+def _prepare(model_or_factory: Any, mode: str) -> tuple[Any, str, tuple[int, ...]]:
+    """The model (built, checked, compiled for training), its backend's name and the GPUs it runs on."""
+    import keras
+
+    from . import backends, session
+    from .benchmarking import _check_input_shape, _compile_for_training, _resolve_model
+
+    model, label = _resolve_model(model_or_factory, None)
+    _check_input_shape(model, label)
+    name = keras.backend.backend()
+    plan = session.plan()
+    gpus = plan.gpus if plan and plan.backend == name else tuple(g.index for g in backends.get(name).detect_gpus())
+    if mode == "training":
+        _compile_for_training(model, resolve_jit(model))
+    return model, name, tuple(gpus)
+
+
+def _release(release_memory: Callable[[], None]) -> None:
+    """Between trials: the framework's caches."""
+    release_memory()
+
+
+def _limit(budget: int | None, gpu: bool, base: int) -> str:
+    if gpu:
+        cap = f", and a budget of {format_size(budget)} of allocator peak" if budget else ""
+        return "the device's memory (a trial fails with the framework's out-of-memory error)" + cap
+    return (
+        f"memory budget {format_size(budget)} of resident memory above the process's {format_size(base)} at the "
+        f"start of the search, with a {MARGIN:.0%} margin (on a CPU, out-of-memory kills the process)"
+    )
+
+
+def _peak_source(runner: Any, gpu: bool) -> str:
+    if not gpu:
+        return "resident memory (/proc/self/statm) sampled every 2 ms during the trial, above the search's start"
+    # the backend says how its allocator's peak is read (JAX: inside its preallocated pool, with no reset)
+    own = getattr(runner, "peak_memory_source", None)
+    return own() if callable(own) else "the framework allocator's peak for the trial, reset before it"
