@@ -69,6 +69,15 @@ def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, floa
     return ordered[j - 1], ordered[n - j], 1.0 - 2 * below
 
 
+def samples_for(coverage: float, most: int = 1000) -> int:
+    """The fewest samples whose interval of the median (``median_ci``) covers it with at least ``coverage``:
+    5 for 93.75% (the whole range of 5), 6 for 95%; ``most`` if none up to it does."""
+    for n in range(2, most):
+        if median_ci(range(n))[2] >= coverage - 1e-12:
+            return n
+    return most
+
+
 def jitter(values: Sequence[float]) -> float:
     """Robust spread: 1.4826 x the median absolute deviation."""
     if not values:

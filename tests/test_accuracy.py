@@ -89,7 +89,8 @@ def test_max_error_leaves_out_configurations_and_says_which_and_why():
     cells = (_cell("fp32", 100.0, 1e-7), _cell("fp16", 300.0, 3e-2), _cell("bf16", 200.0, None))
     options = {"batch_sizes": [8], "backends": ["tensorflow"], "baseline": "tensorflow cpu fp32"}
     free = ResultSet(options=options, model=Model("m"), cells=cells)
-    assert recommend(free)[0].best.precision == "fp16"
+    (free_pick,) = recommend(free)  # fp16 leads, but without intervals nothing is decided: the baseline is kept
+    assert free_pick.decision.leader.precision == "fp16" and free_pick.best.precision == "fp32"
     bounded = ResultSet(options={**options, "max_error": 1e-2}, model=Model("m"), cells=cells)
     (pick,) = recommend(bounded)
     assert pick.best.precision == "fp32" and [c.precision for c, _ in pick.excluded] == ["fp16", "bf16"]

@@ -251,14 +251,17 @@ def test_the_recommendation_is_honest_about_overlapping_intervals():
     from _devswitch.compare import recommendation_lines
 
     (clear,) = recommendation_lines(_doc({"fp32": 100.0, "half": 190.0}, [(95, 105), (180, 200)]))
-    assert "fastest: cpu half (190.0 img/s, 1.90x the next, cpu fp32" in clear
+    assert "cpu half (190.0 img/s), faster than the baseline, cpu fp32 (100.0 img/s): 1.90x, their 95% " \
+           "intervals do not overlap" in clear
     assert 'DEVSWITCH_FLAGS="device=cpu,precision=half" python train.py' in clear
     assert "devswitch run --device cpu --precision half train.py" in clear
     (tie,) = recommendation_lines(_doc({"fp32": 100.0, "half": 104.0}, [(95, 106), (98, 110)]))
-    assert "no significant difference between cpu half (104.0 img/s) and cpu fp32" in tie
-    assert "their 95% intervals overlap" in tie
+    assert "keep the baseline: no significant difference between the fastest measured, cpu half (104.0 img/s), " \
+           "and the baseline, cpu fp32" in tie
+    assert "their 95% intervals overlap" in tie and 'DEVSWITCH_FLAGS="device=cpu,precision=fp32"' in tie
     (few,) = recommendation_lines(_doc({"fp32": 100.0, "half": 190.0}, [(95, 105), (180, 200)], coverage=0.75))
-    assert "their 75% intervals do not overlap" in few and "95%" not in few
+    assert "their 75% intervals do not overlap, but it covers less than the 94% a decision needs" in few
+    assert "95%" not in few and "keep the baseline" in few
 
 
 def test_report_shows_a_timing_report_file_of_both_formats(tmp_path, capsys):

@@ -87,7 +87,9 @@ def test_a_result_set_pairs_its_cells_by_round_and_the_recommendation_says_so():
     assert 2.0 <= ratio.low <= ratio.value <= ratio.high <= 2.11 and ratio.rounds == 6
     assert ratio.coverage > 0.95  # 6 pairs: the whole range covers the median with 1 - 2/64
     (pick,) = recommend(results)
-    assert pick.best is bf16 and pick.significant and pick.paired == results.paired(bf16, results.cells[0])
+    paired = results.paired(bf16, results.cells[0])
+    assert pick.best is bf16 and pick.decision.decided and pick.decision.evidence.value == paired.value
+    assert (pick.decision.evidence.low, pick.decision.evidence.rounds) == (paired.low, 6)
     (line,) = recommendation_lines(results)
     assert "paired by round over 6 rounds, its 95% interval" in line and "lies above 1" in line
     doc = results.to_json()
@@ -128,4 +130,5 @@ def test_the_recommendation_follows_the_rounds_when_pooled_medians_disagree():
                                  "rounds": 6}, model=Model("m"), cells=(_cell("fp32", a), _cell("bf16", b)))
     assert results.cells[0].metric("throughput") > results.cells[1].metric("throughput")  # pooled: A "wins"
     (pick,) = recommend(results)
-    assert pick.best.precision == "bf16" and pick.paired.value == pytest.approx(1.1) and pick.significant
+    assert pick.best.precision == "bf16" and pick.decision.evidence.value == pytest.approx(1.1)
+    assert pick.decision.decided

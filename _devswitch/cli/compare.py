@@ -210,14 +210,21 @@ def _recommendation_group(parser: argparse.ArgumentParser) -> None:
         "each varied setting's first value), e.g. cpu/fp32/xla=false",
     )
     group.add_argument(
+        "--min-speedup",
+        default="1.05",
+        metavar="X",
+        help="the least speed-up over the baseline that moves the recommendation (and --save-profile) off it "
+        "(default 1.05); a significant but smaller one is reported as it is, and the baseline is kept",
+    )
+    group.add_argument(
         "--save-profile",
         default=None,
         metavar="NAME",
-        help="write the significantly fastest configuration at the largest batch size as profile "
+        help="write the configuration the recommendation decides on at the largest batch size as profile "
         "NAME into the .devswitchrc the configuration comes from (the last file in "
         "DEVSWITCHRC, else the nearest project file, else a new ./.devswitchrc), adding to it "
         "without touching the rest; nothing is saved after an interrupted or incomplete run "
-        "or without a significant winner; then run it with DEVSWITCH_PROFILE=NAME",
+        "or when the recommendation keeps the baseline; then run it with DEVSWITCH_PROFILE=NAME",
     )
     group.add_argument(
         "--save-profile-anyway",
@@ -385,7 +392,9 @@ def _at(results, largest: int) -> str:
 
 
 def _not_saved_because(results, pick, largest: int) -> list[str]:
-    """Why the pick at the largest batch size is not a result to save: an empty list when it is one."""
+    """Why the decision at the largest batch size is not one to save: an empty list when it is one."""
+    from ..compare.decision import Outcome
+
     reasons = []
     if results.interrupted:
         reasons.append("the run was interrupted")
@@ -395,29 +404,21 @@ def _not_saved_because(results, pick, largest: int) -> list[str]:
         reasons.append(f"the run is incomplete {_at(results, largest)} ({shown}{'; ...' if len(missing) > 3 else ''})")
     elif not results.complete and not results.interrupted:
         reasons.append("the run is incomplete")
-    if pick.runner_up is None:
+    decision = pick.decision
+    if decision.outcome is Outcome.ONLY:
         reasons.append(
-            f"{results.column(pick.best)} is the only configuration measured {_at(results, largest)}: "
+            f"{results.column(decision.chosen)} is the only configuration measured {_at(results, largest)}: "
             "nothing to compare it with"
         )
-    elif pick.significant is None:
-        reasons.append(f"whether it beats {results.column(pick.runner_up)} is unknown (no intervals recorded)")
-    elif not pick.significant:
-        from ..compare.recommend import coverage_words
-
-        paired = getattr(pick, "paired", None)  # a ratio paired by round, where the run had shared rounds
-        why = (
-            f"the {coverage_words(paired.coverage)} interval of its speed-up paired by round does not lie above 1"
-            if paired is not None
-            else f"their {coverage_words(pick.coverage)} intervals overlap"
-        )
-        reasons.append(f"it is not significantly faster than {results.column(pick.runner_up)} ({why})")
+    elif not decision.decided:
+        reasons.append(f"the recommendation does not decide ({decision.why(results.column)})")
     return reasons
 
 
 def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
-    """Write the significantly fastest configuration at the largest batch size as a profile, or say on stderr
-    why nothing was saved; False only when saving was due and failed."""
+    """Write the configuration the recommendation decides on at the largest batch size as a profile (with
+    ``anyway``, the fastest measured when it does not decide), or say on stderr why nothing was saved; False
+    only when saving was due and failed."""
     import os
 
     from .. import profiles
@@ -425,39 +426,30 @@ def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
 
     largest = max(results.batch_sizes)
     pick = next((p for p in recommend(results) if p.batch == largest), None)
-    if pick is None:
+    decision = None if pick is None else pick.decision
+    if pick is None or decision is None:
+        what = "was measured" if pick is None else "measured"
         print(
-            f"devswitch: profile '{name}' not saved: no configuration was measured {_at(results, largest)} "
-            "(the largest)",
+            f"devswitch: profile '{name}' not saved: no configuration {what} {_at(results, largest)} (the largest)"
+            + ("" if pick is None else " is within --max-error"),
             file=sys.stderr,
         )
         return True
-    if pick.best is None:
-        print(
-            f"devswitch: profile '{name}' not saved: no configuration measured {_at(results, largest)} (the largest) "
-            "is within --max-error",
-            file=sys.stderr,
-        )
-        return True
-    column = results.column(pick.best)
     reasons = _not_saved_because(results, pick, largest)
     if reasons and not anyway:
         print(
             f"devswitch: profile '{name}' not saved: {'; '.join(reasons)}. The fastest measured "
-            f"{_at(results, largest)} was {column}; pass --save-profile-anyway to save it all the same",
+            f"{_at(results, largest)} was {results.column(decision.leader)}; pass --save-profile-anyway to save it "
+            "all the same",
             file=sys.stderr,
         )
         return True
-    settings = pick.switch(results.several_backends)
-    rate = pick.best.throughput
-    lead = "" if pick.ratio is None else f", {pick.ratio:.2f}x the next, {results.column(pick.runner_up)}"
-    shown_rate = f"{1 / rate:,.2f} s wall" if results.kind == "script" else f"{rate:,.1f} {results.model.unit}/s"
-    note = (
-        f"devswitch compare {results.model.target}: {column}, the fastest {_at(results, largest)} ({shown_rate}"
-        f"{lead})" + (f"; saved with --save-profile-anyway: {'; '.join(reasons)}" if reasons else "")
+    chosen = decision.leader if reasons else decision.chosen  # --save-profile-anyway: the fastest measured
+    settings = dataclasses.replace(pick, decision=dataclasses.replace(decision, chosen=chosen)).switch(
+        results.several_backends
     )
     try:
-        written = profiles.add(path, name, settings, note)
+        written = profiles.add(path, name, settings, _profile_note(results, decision, chosen, reasons))
     except (OSError, DevswitchError) as error:
         print(f"devswitch: error: profile '{name}' not saved: {error}", file=sys.stderr)
         return False
@@ -465,9 +457,9 @@ def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
     why = (
         f"although {'; '.join(reasons)} (--save-profile-anyway)"
         if reasons
-        else f"the fastest {_at(results, largest)}"
+        else f"recommended {_at(results, largest)}"
         + ("" if results.kind == "script" else ", the largest")
-        + ", and significantly so"
+        + f": {'faster than the baseline' if decision.outcome.value == 'switch' else 'the fastest'}, decisively"
     )
     print(
         f"devswitch: saved profile '{name}' ({', '.join(f'{k}={v}' for k, v in settings.items())}: {why}) to "
@@ -475,3 +467,22 @@ def save_winner(results, name: str, path: Path, anyway: bool = False) -> bool:
         file=sys.stderr,
     )
     return True
+
+
+def _profile_note(results, decision, chosen, reasons: list[str]) -> str:
+    """The saved profile's comment: what was saved, from which compare, and with what lead (or why anyway)."""
+    largest = max(results.batch_sizes)
+    rate = chosen.throughput
+    ev, against = decision.evidence, decision.against
+    lead = (
+        ""
+        if ev is None or against is None or reasons
+        else f", {ev.value:.2f}x {'the baseline' if against is decision.baseline else 'the next'}, "
+        f"{results.column(against)}"
+    )
+    shown_rate = f"{1 / rate:,.2f} s wall" if results.kind == "script" else f"{rate:,.1f} {results.model.unit}/s"
+    return (
+        f"devswitch compare {results.model.target}: {results.column(chosen)}, "
+        f"{'the fastest measured' if reasons else 'recommended'} {_at(results, largest)} ({shown_rate}"
+        f"{lead})" + (f"; saved with --save-profile-anyway: {'; '.join(reasons)}" if reasons else "")
+    )

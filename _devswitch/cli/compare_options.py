@@ -99,6 +99,7 @@ def options_from_args(args: argparse.Namespace, script: str | None = None) -> Op
         accuracy_samples=accuracy_samples,
         max_error=max_error,
         vary=vary,
+        min_speedup=_number("--min-speedup", args.min_speedup, float, 1),
         **({"timeout": _number("--timeout", args.timeout, float, 1)} if args.timeout.strip() else {}),
     )
     if len(options.configurations) > CONFIRM_ABOVE and not args.yes:

@@ -41,6 +41,7 @@ class Options:
     accuracy_samples: int = 32  # the strict float32 reference's seeded input (0: no accuracy rows)
     max_error: float | None = None  # the recommendation considers only cells within this error
     vary: tuple = ()  # ((setting, (value text, ...)), ...): more axes, after the precisions
+    min_speedup: float = 1.05  # the least speed-up that moves the recommendation off the baseline (decision.py)
 
     def __post_init__(self):
         base = Configuration.of(self.baseline)  # a varied setting it does not name: its first value

@@ -1,4 +1,5 @@
-"""The recommendation: per batch size, the fastest configuration, whether it is distinguishable, and its switch.
+"""The recommendation: per batch size, the decision of ``decision.py``'s rules (switch, or keep the baseline, and
+why) and its switch.
 
 Every word about an interval states its real coverage: with too few samples for 95% an interval is the
 whole range of the samples, which covers the median with less (75% for 3 samples), and the text says so.
@@ -8,53 +9,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..statistics import Ratio
+from .decision import MIN_SPEEDUP, Decision, Rules, below_95, coverage_words, decide
 from .resultset import Cell, ResultSet
 
-
-def below_95(coverage: float) -> bool:
-    """An interval from too few samples for 95% (the whole range of them, covering less)."""
-    return coverage < 0.95 - 1e-9
-
-
-def coverage_words(*coverages: float) -> str:
-    """'95%' or, when an interval covers less, the lowest coverage among them ('75%')."""
-    level = min(coverages)
-    return f"{level:.0%}" if below_95(level) else "95%"
+__all__ = ["Pick", "below_95", "coverage_words", "fmt", "recommend", "recommendation_lines", "rules_of", "switch_text"]
 
 
 @dataclass(frozen=True)
 class Pick:
-    """The fastest configuration at one batch size, and whether it is distinguishable from the next."""
+    """The decision at one batch size (``decision.py``'s rules), and what --max-error left out."""
 
     batch: int
-    best: Cell | None  # None: every measured configuration was left out by --max-error
-    runner_up: Cell | None
-    significant: bool | None  # None: no runner-up, or no intervals to tell
-    coverage: float | None = None  # the lowest coverage of the two intervals compared
-    paired: Ratio | None = None  # best / runner-up paired by round, when both were timed in shared rounds
+    decision: Decision | None  # None: every measured configuration was left out by --max-error
     excluded: tuple = ()  # (cell, why) left out by --max-error
 
+    @property
+    def best(self) -> Cell | None:
+        """The configuration to run: the one switched to, or the baseline kept."""
+        return None if self.decision is None else self.decision.chosen
+
     def switch(self, several_backends: bool) -> dict[str, str]:
-        """The settings that select this configuration (half is kept as half: it means the same there), with
-        every setting the compare varied, at the winner's value."""
+        """The settings that select the chosen configuration (half is kept as half: it means the same
+        there), with every setting the compare varied, at its value."""
         if self.best is None:
             raise ValueError(f"batch {self.batch}: no configuration was picked, so there is none to select")
         chosen = {"device": self.best.device, "precision": self.best.precision, **dict(self.best.settings)}
         return {"backend": self.best.backend, **chosen} if several_backends else chosen
 
-    @property
-    def ratio(self) -> float | None:
-        if self.best is None or self.runner_up is None:  # there is a runner-up only beside a best
-            return None
-        if self.paired is not None:
-            return self.paired.value
-        return self.best.throughput / self.runner_up.throughput
+
+def rules_of(results: ResultSet) -> Rules:
+    """The rules a result set was decided by: its --min-speedup (the default for files without one)."""
+    value = results.options.get("min_speedup")
+    return Rules(min_speedup=value if isinstance(value, (int, float)) and value >= 1 else MIN_SPEEDUP)
 
 
 def recommend(results: ResultSet) -> list[Pick]:
-    """Per batch size: the measured configuration with the highest median throughput."""
-    picks = []
+    """Per batch size: the decision among the measured configurations within --max-error, fastest first
+    (round by round where they shared rounds: a configuration the other beats in most rounds ranks below)."""
+    picks, rules = [], rules_of(results)
     for batch in results.batch_sizes:
         ranked = sorted(
             (c for c in results.cells if c.batch == batch and c.ok), key=lambda c: c.throughput, reverse=True
@@ -62,21 +54,15 @@ def recommend(results: ResultSet) -> list[Pick]:
         ranked, excluded = within_error(ranked, results.options.get("max_error"))
         if not ranked:
             if excluded:
-                picks.append(Pick(batch, None, None, None, excluded=tuple(excluded)))
+                picks.append(Pick(batch, None, tuple(excluded)))
             continue
-        best, runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
-        significant, coverage, paired = None, None, None
-        if runner_up is not None:
-            paired = results.paired(best, runner_up)
-            if paired is not None and paired.value < 1:  # round by round the other is faster: it leads
-                best, runner_up = runner_up, best
-                paired = results.paired(best, runner_up)
-        if paired is not None:  # timed in the same rounds: the interval of the paired ratio lies above 1
-            significant, coverage = paired.low > 1, paired.coverage
-        elif runner_up is not None and best.interval and runner_up.interval:
-            significant = best.interval.low > runner_up.interval.high  # the intervals do not overlap
-            coverage = min(best.interval.coverage, runner_up.interval.coverage)
-        picks.append(Pick(batch, best, runner_up, significant, coverage, paired, tuple(excluded)))
+        if len(ranked) > 1:
+            paired = results.paired(ranked[0], ranked[1])
+            if paired is not None and paired.value < 1:  # round by round the next is faster: it leads
+                ranked[0], ranked[1] = ranked[1], ranked[0]
+        base = results.cell(results.baseline, batch)
+        baseline = base if base is not None and any(c is base for c in ranked) else None
+        picks.append(Pick(batch, decide(ranked, baseline, results.paired, rules), tuple(excluded)))
     return picks
 
 
@@ -114,9 +100,12 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) -> list[str]:
-    """One line per batch size that has a measured configuration."""
-    several = results.several_backends
+    """One line per batch size that has a measured configuration: the decision, why, and its switch."""
     unit = results.model.unit
+
+    def show(cell: Cell) -> str:
+        return f"{results.column(cell)} ({fmt(cell.metric('throughput'))} {unit}/s)"
+
     lines = []
     for pick in recommend(results) if picks is None else picks:
         left_out = ""
@@ -126,48 +115,13 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
                 + "; ".join(f"{results.column(c)} ({why})" for c, why in pick.excluded)
                 + "."
             )
-        if pick.best is None:
+        if pick.decision is None:
             lines.append(
                 f"Recommendation, batch {pick.batch}: none: no measured configuration is within --max-error.{left_out}"
             )
             continue
-        best = results.column(pick.best)
-        rate = f"{fmt(pick.best.metric('throughput'))} {unit}/s"
-        if pick.runner_up is None:
-            verdict = f"{best} ({rate}), the only configuration measured"
-        else:
-            nxt = results.column(pick.runner_up)
-            if pick.significant is None or pick.coverage is None:  # set together, from the intervals
-                verdict = (
-                    f"fastest measured: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; "
-                    "significance unknown: no intervals recorded)"
-                )
-            elif pick.paired is not None:
-                r = pick.paired
-                paired = (
-                    f"{r.value:.2f}x paired by round over {r.rounds} rounds, its {coverage_words(r.coverage)} "
-                    f"interval [{r.low:.2f}, {r.high:.2f}]"
-                )
-                if pick.significant:
-                    verdict = f"fastest: {best} ({rate}) against the next, {nxt}: {paired} lies above 1"
-                else:
-                    verdict = (
-                        f"no significant difference between {best} ({rate}) and {nxt} "
-                        f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): {paired} does not lie "
-                        "above 1"
-                    )
-            elif pick.significant:
-                verdict = (
-                    f"fastest: {best} ({rate}, {pick.ratio:.2f}x the next, {nxt}; their "
-                    f"{coverage_words(pick.coverage)} intervals do not overlap)"
-                )
-            else:
-                verdict = (
-                    f"no significant difference between {best} ({rate}) and {nxt} "
-                    f"({fmt(pick.runner_up.metric('throughput'))} {unit}/s): their "
-                    f"{coverage_words(pick.coverage)} intervals overlap"
-                )
         lines.append(
-            f"Recommendation, batch {pick.batch}: {verdict}; selected by {switch_text(pick.switch(several))}.{left_out}"
+            f"Recommendation, batch {pick.batch}: {pick.decision.why(show)}; selected by "
+            f"{switch_text(pick.switch(results.several_backends))}.{left_out}"
         )
     return lines

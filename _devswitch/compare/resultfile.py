@@ -327,6 +327,8 @@ def _options(r: _Reader, options: dict) -> dict:
         raise r.fail("options.rounds", f"expected a whole number >= 1, found {rounds}")
     if options.get("max_error") is not None:
         options["max_error"] = r.number(options["max_error"], "options.max_error")
+    if options.get("min_speedup") is not None:  # absent in files from before it: the default rules
+        options["min_speedup"] = r.number(options["min_speedup"], "options.min_speedup")
     r.get(options, "target", "options", str, required=False)
     return options
 

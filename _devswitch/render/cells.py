@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from ..compare.recommend import below_95, fmt
+from dataclasses import replace
+
+from ..compare.recommend import Pick, below_95, fmt
 from ..compare.resultset import Cell, ResultSet
+from .escape import safe
+from .table import Table
 
 
 def interval_text(cell: Cell) -> str:
@@ -27,6 +31,19 @@ def speedup_text(results: ResultSet, cell: Cell) -> str:
         return f"{speedup:.2f}x" if speedup else "-"
     text = f"{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]"
     return text + (f" ({ratio.coverage:.0%})" if below_95(ratio.coverage) else "")
+
+
+def with_decision(results: ResultSet, table: Table, batch: int, picks: list[Pick]) -> Table:
+    """``table`` (one column per configuration at ``batch``, in ``results.configs`` order, after the row
+    names) with a last row saying what the recommendation decided for each: the same rules as its line."""
+    pick = next((p for p in picks if p.batch == batch and p.decision is not None), None)
+    if pick is None or pick.decision is None:
+        return table
+    cells = [c for c in (results.cell(config, batch) for config in results.configs) if c is not None]
+    if len(cells) + 1 != len(table.columns):
+        return table
+    row = ("decision", *(safe(pick.decision.short(c)) for c in cells))
+    return replace(table, rows=(*table.rows, row))
 
 
 class Footnotes:

@@ -14,7 +14,7 @@ from ..compare.resultset import Cell, ResultSet
 from ..peaks import above_peak_note
 from . import html as html_table
 from . import markdown, script
-from .cells import Footnotes, baseline_label, interval_text, speedup_text
+from .cells import Footnotes, baseline_label, interval_text, speedup_text, with_decision
 from .escape import csv_row, safe
 from .table import Column, Table
 
@@ -251,9 +251,9 @@ def _sections(results: ResultSet) -> tuple[list[str], list[Table], list[str]]:
     """The lines above the tables, the tables, the lines under them: of a factory's or a script's compare."""
     notes, picks = Footnotes(), recommend(results)
     if results.kind == "script":
-        tables = [script.table(results, notes)]
+        tables = [with_decision(results, script.table(results, notes), 1, picks)]
         return script.preamble(results), tables, script.epilogue(results, notes, picks)
-    tables = [batch_table(results, b, notes) for b in results.batch_sizes]
+    tables = [with_decision(results, batch_table(results, b, notes), b, picks) for b in results.batch_sizes]
     return preamble(results), tables, epilogue(results, notes, picks)
 
 

@@ -11,7 +11,7 @@ import csv
 import io
 from typing import Any
 
-from ..compare.recommend import Pick, coverage_words, recommend, switch_text
+from ..compare.recommend import Pick, recommend, switch_text
 from ..compare.resultset import Cell, ResultSet
 from ..compare.scriptrecord import MAX_CALLS, calls, figure
 from ..statistics import median
@@ -154,35 +154,17 @@ def preamble(results: ResultSet) -> list[str]:
 
 
 def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) -> list[str]:
-    """The fastest configuration by the script's wall time (the run as a whole), and its switch."""
+    """The decision by the script's wall time (the run as a whole), why, and its switch."""
+
+    def show(cell: Cell) -> str:
+        return f"{results.column(cell)} ({1.0 / cell.throughput:,.2f} s)"
+
     lines = []
     for pick in recommend(results) if picks is None else picks:
-        if pick.best is None:
+        if pick.decision is None:
             continue
-        best, wall = results.column(pick.best), 1.0 / pick.best.throughput
-        if pick.runner_up is None:
-            verdict = f"{best} ({wall:,.2f} s), the only configuration measured"
-        else:
-            nxt, other = results.column(pick.runner_up), 1.0 / pick.runner_up.throughput
-            if pick.paired is not None:
-                r = pick.paired
-                paired = (
-                    f"{r.value:.2f}x paired by round over {r.rounds} rounds, its {coverage_words(r.coverage)} "
-                    f"interval [{r.low:.2f}, {r.high:.2f}]"
-                )
-                verdict = (
-                    f"fastest: {best} ({wall:,.2f} s) against the next, {nxt} ({other:,.2f} s): {paired} lies above 1"
-                    if pick.significant
-                    else f"no significant difference between {best} "
-                    f"({wall:,.2f} s) and {nxt} ({other:,.2f} s): {paired} does not lie above 1"
-                )
-            else:
-                verdict = (
-                    f"fastest measured: {best} ({wall:,.2f} s, {pick.ratio:.2f}x the next, {nxt} "
-                    f"({other:,.2f} s); significance unknown: one run each, use --rounds 2 or more)"
-                )
         lines.append(
-            f"Recommendation, by the script's wall time: {verdict}; selected by "
+            f"Recommendation, by the script's wall time: {pick.decision.why(show)}; selected by "
             f"{switch_text(pick.switch(results.several_backends))}."
         )
     return lines
