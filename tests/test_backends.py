@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SCRIPTS, Child, children, clean_environ, result_line
+from errorparts import parts, printed
+
 from _devswitch import backends
 from _devswitch.config import resolve
 from _devswitch.decide import choose
@@ -49,19 +50,22 @@ def test_auto_is_kerass_own_choice_with_its_origin(home, project, tmp_path):
 def test_an_explicit_backend_beats_keras_and_a_foreign_backend_is_an_error(home, project):
     cfg = resolve({"KERAS_BACKEND": "jax", "DEVSWITCH_BACKEND": "torch"}, home, project)
     assert (cfg.backend, cfg["backend"].location) == ("torch", "DEVSWITCH_BACKEND")
-    with pytest.raises(ConfigError, match=r"KERAS_BACKEND: Keras backend 'numpy' is not one devswitch drives"):
+    with pytest.raises(ConfigError) as info:
         resolve({"KERAS_BACKEND": "numpy"}, home, project)
-    with pytest.raises(ConfigError, match=r"(?s)DEVSWITCH_BACKEND: invalid value 'jaxx'.*did you mean 'jax'"):
+    parts(info, ConfigError, where="KERAS_BACKEND", named=["'numpy'"], fix="torch")  # the backends it drives
+    with pytest.raises(ConfigError) as info:
         resolve({"DEVSWITCH_BACKEND": "jaxx"}, home, project)
+    parts(info, ConfigError, where="DEVSWITCH_BACKEND", named=["'jaxx'"], fix="'jax'")
 
 
 def test_a_backend_that_is_not_installed_names_the_extra(home, project, monkeypatch):
     from _devswitch import apply
 
     monkeypatch.setitem(backends.LIBRARIES, "jax", "devswitch_no_such_framework")
-    with pytest.raises(ConfigError, match=r'backend=jax is asked for, but devswitch_no_such_framework is not '
-                                          r'installed: pip install "devswitch\[jax\]"'):
+    with pytest.raises(ConfigError) as info:
         apply._check_backend(config(home, project, backend="jax"))
+    error = parts(info, ConfigError, named=["backend=jax", "devswitch_no_such_framework"])
+    assert 'pip install "devswitch[jax]"' in str(error)  # the extra to install, wherever the error says it
 
 
 def test_every_backend_module_has_the_whole_interface():
@@ -165,11 +169,12 @@ def test_two_gpus_mirrored_on_jax_and_tensorflow_refused_on_torch(home, project)
         plan = choose(cfg, inventory)
         assert backends.get(backend).plan_distribution(cfg, plan, {}).replicas == 2
     cfg = config(home, project, backend="torch", device="gpu", strategy="mirrored")
-    with pytest.raises(ConfigError, match=r"strategy=mirrored is not available on the torch backend.*"
-                                          r"\n  hint: use backend: jax"):
+    with pytest.raises(ConfigError) as info:
         backends.get("torch").refuse(cfg)
-    with pytest.raises(ConfigError, match=r"device=gpu:0,1: Keras on PyTorch runs a model on one device"):
+    parts(info, ConfigError, named=["strategy=mirrored", "torch"], fix="backend: jax")
+    with pytest.raises(ConfigError) as info:
         backends.get("torch").refuse(config(home, project, backend="torch", device="gpu:0,1"))
+    parts(info, ConfigError, named=["device=gpu:0,1"])
 
 
 def test_jax_multi_worker_cluster_from_settings_or_kerass_variables(home, project):
@@ -182,17 +187,18 @@ def test_jax_multi_worker_cluster_from_settings_or_kerass_variables(home, projec
     env = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h1:1,h2:2", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
            "KERAS_DISTRIBUTION_PROCESS_ID": "0"}
     assert jax.plan_distribution(cfg, choose(cfg, inventory), env).role.endswith("(chief)")
-    with pytest.raises(ConfigError, match=r"(?s)multi_worker needs a cluster.*KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+    with pytest.raises(ConfigError) as info:
         jax.plan_distribution(cfg, choose(cfg, inventory), {})
+    parts(info, ConfigError, named=["multi_worker"], fix="KERAS_DISTRIBUTION_JOB_ADDRESSES")
 
 
 def test_settings_a_backend_cannot_honour_are_flagged_not_dropped(home, project):
     cfg = config(home, project, backend="jax", threads="4")
     notes = backends.get("jax").notices(cfg, choose(cfg, Inventory(PLAIN_CPU)))
-    assert notes and "threads=4:0 (devswitch.configure(threads=...)) is not applicable on jax" in notes[0]
+    assert notes and all(token in notes[0] for token in ("threads=4:0", "devswitch.configure(threads=...)", "jax"))
     cfg = config(home, project, backend="torch", memory_growth="false")
     notes = backends.get("torch").notices(cfg, choose(cfg, Inventory(PLAIN_CPU)))
-    assert notes and "memory_growth=false" in notes[0] and "not applicable on torch" in notes[0]
+    assert notes and "memory_growth=false" in notes[0] and "torch" in notes[0]
     assert backends.get("tensorflow").notices(cfg, choose(cfg, Inventory(PLAIN_CPU))) == []
 
 
@@ -328,7 +334,8 @@ def test_jax_mirrored_over_two_host_devices_trains_like_one(started):
 def test_too_late_for_another_backend_is_a_clear_error(started):
     done, _ = started("too late")
     assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr
-    assert "backend cannot be changed to torch: Keras is already imported with the jax backend" in done.stderr
+    error = printed(done.stderr, named=["torch", "jax"])  # the backend asked for and the one running
+    assert error.message.index("torch") < error.message.index("jax")
 
 
 @pytest.mark.subprocess
@@ -418,24 +425,26 @@ def test_a_deep_keras_json_is_kerass_default_not_a_traceback(home, project, tmp_
 
 def test_workers_are_not_taken_from_a_project_file(home, project):
     (project / ".devswitchrc").write_text("strategy: multi_worker\nworkers: attacker:1,attacker:2\n")
-    with pytest.raises(ConfigError, match=r"'workers' is not taken from a project \.devswitchrc"):
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project)
+    parts(info, ConfigError, where=f"{project / '.devswitchrc'}:2:10", named=["'workers'"], fix="DEVSWITCH_WORKERS")
     (home / ".devswitchrc").write_text("workers: h1:1,h2:2\n")  # the user's own file may set it
     (project / ".devswitchrc").write_text("strategy: multi_worker\n")
     assert resolve({}, home, project).workers == ("h1:1", "h2:2")
 
 
-@pytest.mark.parametrize("variables, message", [
+@pytest.mark.parametrize("variables, named", [
     ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "9" * 5000, "KERAS_DISTRIBUTION_PROCESS_ID": "0"},
-     r"KERAS_DISTRIBUTION_NUM_PROCESSES: invalid value '9+\.\.\.9+': expected a whole number from 0 to 4096"),
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "٢", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, r"invalid value '٢'"),
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "0", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, r"out of range for 0"),
+     [f"'{'9' * 10}", "...", "0", "4096"]),  # the value quoted by its start only, and the range
+    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "٢", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, ["'٢'"]),
+    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "0", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, ["0"]),
 ])
-def test_kerass_cluster_variables_are_bounded(home, project, variables, message):
+def test_kerass_cluster_variables_are_bounded(home, project, variables, named):
     cfg = config(home, project, backend="jax", strategy="multi_worker")
     env = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h:1", **variables}
-    with pytest.raises(ConfigError, match=message) as info:
+    with pytest.raises(ConfigError) as info:
         backends.get("jax").plan_distribution(cfg, choose(cfg, Inventory(PLAIN_CPU)), env)
+    parts(info, ConfigError, where="KERAS_DISTRIBUTION_NUM_PROCESSES", named=named)
     assert len(str(info.value)) < 400
 
 
@@ -443,9 +452,10 @@ def test_jax_flags_a_gpu_subset_that_would_still_preallocate_every_gpu(home, pro
     cfg = config(home, project, backend="jax", device="gpu:1", memory_growth="false")
     notes = backends.get("jax").notices(cfg, choose(cfg, Inventory(PLAIN_CPU, gpus((9, 0), (9, 0)))))
     assert any("preallocates 75% of every GPU" in n for n in notes)
-    with pytest.raises(ConfigError, match=r"device=gpu:1 with strategy=multi_worker on jax"):
+    with pytest.raises(ConfigError) as info:
         backends.get("jax").refuse(config(home, project, backend="jax", device="gpu:1", strategy="multi_worker",
                                           workers="h:1,h:2"))
+    parts(info, ConfigError, named=["device=gpu:1", "strategy=multi_worker", "jax"])
 
 
 def test_jax_keeps_a_preallocation_the_user_exported(home, project):
