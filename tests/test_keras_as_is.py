@@ -217,3 +217,58 @@ def test_no_note_after_a_fit_nor_for_a_loss_scale_optimizer(here, warnings_seen,
         _custom_step(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01)), model, x, y)
     _custom_step(keras.optimizers.SGD(0.01), model, x, y)
     assert not [w for w in warnings_seen if "Keras scales the loss only in fit()" in w]
+
+
+def _loops(root):
+    """loss_scaling_loops.py under ``devswitch run`` with fp16 on the CPU: a torch.optim loop (torch), a Keras
+    optimizer's stateless_apply under jax.jit (jax), and a process that imports optax and runs no fit (jax)."""
+    lib = root / "optax_lib"
+
+    def write_optax(folder):
+        lib.mkdir(exist_ok=True)
+        (lib / "optax.py").write_text('"""A stand-in for optax (not installed here): only its name matters."""\n')
+
+    script = SCRIPTS / "loss_scaling_loops.py"
+    fp16 = {"DEVSWITCH_PRECISION": "fp16", "DEVSWITCH_DEVICE": "cpu"}
+    jobs = {}
+    for mode, backend in (("torch", "torch"), ("jax", "jax"), ("optax", "jax")):
+        if backends.installed(backend):
+            env = {**fp16, "KERAS_BACKEND": backend, **({"PYTHONPATH": str(lib)} if mode == "optax" else {})}
+            jobs[mode] = Child(["-m", "devswitch", "run", script, mode], env,
+                               prepare=write_optax if mode == "optax" else None)
+    return jobs
+
+
+loops = children(_loops)
+STEP_NOTE = "Keras scales the loss only in fit() and train_on_batch()"
+EXIT_NOTE = "no fit() ran in this process, and Keras scales the loss only in fit()"
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("mode", [
+    pytest.param("torch", marks=pytest.mark.skipif(not backends.installed("torch"), reason="no PyTorch")),
+    pytest.param("jax", marks=pytest.mark.skipif(not backends.installed("jax"), reason="no JAX")),
+])
+def test_a_custom_loop_on_torch_or_jax_under_fp16_gets_the_note_once(loops, mode):
+    """A torch.optim loop (KERAS_BACKEND=torch) and a loop taking a Keras optimizer's stateless_apply under
+    jax.jit (KERAS_BACKEND=jax), three steps each under DEVSWITCH_PRECISION=fp16, get the loss-scaling note
+    exactly once (at their first step, not again at exit), in a process that never imports TensorFlow."""
+    proc, _ = loops(mode)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = result_line(proc.stdout)
+    assert result["policy"] == "mixed_float16" and result["steps"] == 3 and not result["tensorflow imported"]
+    assert result["backend"] == ("torch" if mode == "torch" else "jax")
+    assert proc.stderr.count(STEP_NOTE) == 1 and EXIT_NOTE not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not backends.installed("jax"), reason="no JAX")
+def test_a_process_that_imported_optax_and_ran_no_fit_gets_the_note_at_exit(loops):
+    """optax updates cannot be seen, so a float16 process that imported optax and ran no fit gets the note at
+    exit, once. optax is not installed here: a real module named ``optax`` written to a folder on PYTHONPATH
+    stands in for it (what the note keys on is that a module of that name was imported)."""
+    proc, _ = loops("optax")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = result_line(proc.stdout)
+    assert result["backend"] == "jax" and result["policy"] == "mixed_float16" and not result["tensorflow imported"]
+    assert proc.stderr.count(EXIT_NOTE) == 1 and STEP_NOTE not in proc.stderr, proc.stderr[-3000:]
