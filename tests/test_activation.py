@@ -6,6 +6,7 @@ and another interpreter is refused."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -268,8 +269,15 @@ def test_where_a_script_set_a_variable_is_its_one_line_or_its_file(tmp_path):
 
 
 def test_the_face_has_no_argv_trick():
-    """The face activates on import without looking at argv (python -m devswitch undoes it in __main__)."""
+    """The face activates on import without looking at argv; the machinery looks at it in one place only,
+    ``locating_the_command``: Python's documented state while it locates the module of ``python -m devswitch``
+    (argv[0] "-m"), never to guess how devswitch was started otherwise (no ``invoked_as_cli``). __main__ still
+    undoes whatever an earlier import began."""
     face = (ROOT / "devswitch" / "__init__.py").read_text() + (ROOT / "devswitch" / "__main__.py").read_text()
     session = (ROOT / "_devswitch" / "session.py").read_text()
-    assert "argv" not in face and "invoked_as_cli" not in session and "orig_argv" not in session
+    assert "argv" not in face and "invoked_as_cli" not in session
+    tree = ast.parse(session)
+    readers = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+               and any(isinstance(n, ast.Attribute) and n.attr in ("argv", "orig_argv") for n in ast.walk(node))}
+    assert readers == {"activate_on_import"}, readers  # which hands sys.argv to locating_the_command, and no more
     assert "deactivate()" in (ROOT / "devswitch" / "__main__.py").read_text()
