@@ -42,6 +42,9 @@ class BenchmarkRunner(Protocol):
     def peak_memory(self) -> int | None:
         """Peak device memory in bytes since the last reset, or None when unknown."""
 
+    def peak_memory_source(self) -> str:
+        """How the last ``peak_memory()`` was measured on the GPU, in words (or why it is unknown)."""
+
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = ..., clock: Callable[[], float] = ...
     ) -> tuple[float, float]:

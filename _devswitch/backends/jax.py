@@ -454,6 +454,7 @@ class Runner:
         self._forward = jax.jit(forward) if jit_compile else forward
         self.device = jax.devices("gpu")[gpus[0]] if gpus else None
         self._base: int | None = None
+        self._raised = True  # whether the last batch size raised the process's peak (its figure is its own)
         self._key = jax.random.PRNGKey(0)
 
     def _read_variables(self) -> None:
@@ -488,7 +489,23 @@ class Runner:
     def peak_memory(self) -> int | None:
         """The peak if this batch size raised it; None when an earlier one (or the probe) set it: unknown."""
         peak = self._peak()
-        return peak if peak is not None and (self._base is None or peak > self._base) else None
+        self._raised = peak is not None and (self._base is None or peak > self._base)
+        return peak if self._raised else None
+
+    def peak_memory_source(self) -> str:
+        how = (
+            f"JAX allocator's peak_bytes_in_use on {self.device} over the first call and warm-up, with what was "
+            "already in use (the weights); JAX cannot reset it, so it is this batch size's own where the batch "
+            "raised it"
+        )
+        if not self._raised:
+            from ..memory import format_size
+
+            how += (
+                f"; unknown here: earlier work (the matmul probe or a larger batch size) had set it at "
+                f"{format_size(self._base)}, above this batch size's (give batch sizes smallest first)"
+            )
+        return how
 
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter

@@ -440,6 +440,12 @@ class Runner:
     def peak_memory(self) -> int | None:
         return self.tf.config.experimental.get_memory_info(self.gpu_device)["peak"] if self.gpu_device else None
 
+    def peak_memory_source(self) -> str:
+        return (
+            f"TensorFlow allocator's peak on {self.gpu_device} (get_memory_info()['peak'] after reset_memory_stats) "
+            "over the first call and warm-up, with what was already in use (the weights)"
+        )
+
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter
     ) -> tuple[float, float]:

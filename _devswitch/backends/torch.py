@@ -367,6 +367,12 @@ class Runner:
     def peak_memory(self) -> int | None:
         return int(self.torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
 
+    def peak_memory_source(self) -> str:
+        return (
+            f"PyTorch allocator's peak on {self.device} (max_memory_allocated after reset_peak_memory_stats) "
+            "over the first call and warm-up, with what was already in use (the weights)"
+        )
+
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter
     ) -> tuple[float, float]:

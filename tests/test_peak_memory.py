@@ -1,0 +1,151 @@
+"""The peak memory of each batch size (issue 21 item 1): on a CPU the process's resident memory above its level
+before the batch, sampled for real; on a GPU the allocator's peak, through injected fakes of each framework."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+
+import devswitch
+from _devswitch import benchmarking
+from _devswitch.backends import jax as jax_backend
+from _devswitch.backends import tensorflow as tf_backend
+from _devswitch.backends import torch as torch_backend
+from _devswitch.memory import format_size
+
+
+@pytest.mark.usefixtures("on_cpu")
+def test_on_the_cpu_each_batch_size_has_its_own_peak_far_below_the_process_life():
+    """mlp at batch 4096 needs tens of MiB more than at batch 1 (a 12.8 MB input, 8 MB activations); both
+    figures are the batch's own, far below ru_maxrss (TensorFlow and Keras alone hold hundreds of MiB)."""
+    small, large = devswitch.benchmark("mlp", batch_sizes=(1, 4096), warmup=2, iterations=3, min_sample_s=0,
+                                       predict_baseline=False, peak_probe=False)
+    assert small.status == large.status == "ok"
+    if small.peak_memory_bytes is None:
+        pytest.skip("no /proc/self/statm on this system: the resident peak is not measured there")
+    assert large.peak_memory_bytes > small.peak_memory_bytes + 10 * 2**20, (small.peak_memory_bytes,
+                                                                             large.peak_memory_bytes)
+    for record in (small, large):
+        assert record.peak_memory_bytes < record.host_rss_peak_bytes / 4, record
+        assert record.peak_memory_source.startswith("resident memory of the process above its level before")
+        assert "measured after" not in record.peak_memory_source  # smallest first: nothing hides it
+        assert record.to_dict()["metrics"]["peak_memory"]["value"] == record.peak_memory_bytes
+    assert large.gpu_memory_peak_bytes is None
+
+
+@pytest.mark.usefixtures("on_cpu")
+def test_on_the_cpu_a_batch_size_after_a_larger_one_says_it_can_read_low():
+    large, small = devswitch.benchmark("mlp", batch_sizes=(64, 2), warmup=1, iterations=2, min_sample_s=0,
+                                       predict_baseline=False, peak_probe=False, rounds=2)
+    assert "measured after" not in large.peak_memory_source
+    assert "measured after batch size 64" in small.peak_memory_source and "smallest first" in small.peak_memory_source
+
+
+class GpuRunner:
+    """The real CPU runner, reporting an allocator's peak as a GPU runner does: what reset and read it saw."""
+
+    def __init__(self, runner, peaks: dict[int, int]):
+        self.runner, self.peaks, self.calls, self.batch = runner, peaks, [], 0
+
+    def input(self, shape):
+        self.batch = shape[0]
+        return self.runner.input(shape)
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+    def reset_peak_memory(self) -> None:
+        self.calls.append("reset")
+
+    def peak_memory(self) -> int | None:
+        self.calls.append(f"read {self.batch}")
+        return self.peaks.get(self.batch)
+
+    def peak_memory_source(self) -> str:
+        return f"fake allocator at batch {self.batch}"
+
+
+@pytest.mark.usefixtures("on_cpu")
+def test_on_a_gpu_the_record_carries_the_allocators_peak_read_per_batch_size(monkeypatch):
+    """The allocator is reset before each batch size's input and first call and read after its warm-up; no
+    resident memory is sampled for it."""
+    build = benchmarking._build
+    runners: list[GpuRunner] = []
+
+    def on_gpu(model, opts):
+        subject = build(model, opts)
+        runners.append(GpuRunner(subject.runner, {2: 300 * 2**20, 8: 900 * 2**20}))
+        return dataclasses.replace(subject, gpus=(0,), runner=runners[0], make_meter=None)
+
+    monkeypatch.setattr(benchmarking, "_build", on_gpu)
+    monkeypatch.setattr(benchmarking, "RssSampler", None)  # calling it would fail: a GPU is not sampled
+    two, eight, three = devswitch.benchmark("mlp", batch_sizes=(2, 8, 3), warmup=1, iterations=2, min_sample_s=0,
+                                            predict_baseline=False, peak_probe=False, energy=False)
+    assert runners[0].calls == ["reset", "read 2", "reset", "read 8", "reset", "read 3"]
+    assert (two.peak_memory_bytes, eight.peak_memory_bytes, three.peak_memory_bytes) == (300 * 2**20, 900 * 2**20,
+                                                                                          None)
+    assert two.gpu_memory_peak_bytes == two.peak_memory_bytes
+    assert [r.peak_memory_source for r in (two, eight)] == ["fake allocator at batch 2", "fake allocator at batch 8"]
+
+
+def test_tensorflow_reads_the_peak_since_its_reset_on_the_gpu():
+    calls = []
+    experimental = SimpleNamespace(reset_memory_stats=lambda d: calls.append(("reset", d)),
+                                   get_memory_info=lambda d: calls.append(("read", d)) or {"current": 5, "peak": 77})
+    runner = object.__new__(tf_backend.Runner)
+    runner.tf, runner.gpu_device = SimpleNamespace(config=SimpleNamespace(experimental=experimental)), "GPU:0"
+    runner.reset_peak_memory()
+    assert runner.peak_memory() == 77 and calls == [("reset", "GPU:0"), ("read", "GPU:0")]
+    assert "reset_memory_stats" in runner.peak_memory_source()
+    runner.gpu_device = None  # on the CPU: nothing to read
+    assert runner.peak_memory() is None
+
+
+def test_torch_reads_max_memory_allocated_since_its_reset_on_cuda():
+    calls = []
+    cuda = SimpleNamespace(reset_peak_memory_stats=lambda d: calls.append(("reset", d)),
+                           max_memory_allocated=lambda d: calls.append(("read", d)) or 4096)
+    runner = object.__new__(torch_backend.Runner)
+    runner.torch, runner.cuda, runner.device = SimpleNamespace(cuda=cuda), True, "cuda:0"
+    runner.reset_peak_memory()
+    assert runner.peak_memory() == 4096 and calls == [("reset", "cuda:0"), ("read", "cuda:0")]
+    assert "max_memory_allocated after reset_peak_memory_stats" in runner.peak_memory_source()
+
+
+class JaxDevice:
+    """A JAX device whose ``peak_bytes_in_use`` only ever rises, like the real one (there is no reset)."""
+
+    def __init__(self):
+        self.in_use = self.peak = 100 * 2**20
+
+    def use(self, size: int) -> None:
+        self.peak = max(self.peak, self.in_use + size)
+
+    def memory_stats(self) -> dict:
+        return {"bytes_in_use": self.in_use, "peak_bytes_in_use": self.peak}
+
+    def __str__(self) -> str:
+        return "cuda:0"
+
+
+@pytest.mark.parametrize(("order", "known"), [
+    pytest.param((1, 64, 512), {1: 101, 64: 164, 512: 612}, id="smallest first: every figure is the batch's own"),
+    pytest.param((512, 64), {512: 612, 64: None}, id="a smaller batch after a larger one: unknown, and why"),
+])
+def test_jax_peak_is_the_batch_sizes_own_only_where_it_raised_the_process_peak(order, known):
+    """JAX's peak_bytes_in_use has no reset: a figure is true only where this batch size raised it."""
+    runner = jax_backend.Runner.__new__(jax_backend.Runner)
+    runner.device, runner._base, runner._raised = JaxDevice(), None, True
+    seen = {}
+    for batch in order:
+        runner.reset_peak_memory()
+        runner.device.use(batch * 2**20)  # the batch's activations above the 100 MiB in use
+        peak = runner.peak_memory()
+        seen[batch] = None if peak is None else peak // 2**20
+        source = runner.peak_memory_source()
+        assert ("unknown here" in source) == (peak is None), source
+        if peak is None:
+            assert f"had set it at {format_size(612 * 2**20)}" in source and "smallest first" in source
+    assert seen == known
