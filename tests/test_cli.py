@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CPU_FEATURES, Child, _cleared, children, clean_environ
 from errorparts import printed
+
 from _devswitch.cli import main
 from _devswitch.docs import render_example
 
