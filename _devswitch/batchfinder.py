@@ -13,12 +13,13 @@ peak is predicted from the trials before it, and a trial predicted above the bud
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .memory import RssSampler, available_memory, format_size, parse_size, resident_bytes
+from .memory import RssSampler, available_memory, format_size, parse_size, release_free_memory, resident_bytes
 
 DEFAULT_MAX_BATCH = 1 << 16
 MARGIN = 0.10  # a measured or predicted peak counts this much above itself: the sampler can miss a spike
@@ -105,7 +106,7 @@ class _Search:
 
     probe: Probe
     out_of_memory: Callable[[BaseException], bool]
-    release: Callable[[], None]
+    release: Callable[[bool], None]  # release(failed): between trials
     budget: int | None
     margin: float = MARGIN
 
@@ -127,13 +128,13 @@ class _Search:
                 raise  # the user's error, not a batch that does not fit
             from .errors import describe
 
-            self.release()
+            self.release(True)
             self.trials.append(Trial(batch, False, note=f"out of memory: {describe(error, 120)}"))
             return False
-        self.release()
         over = self.budget is not None and peak is not None and peak * (1 + self.margin) > self.budget
         note = f"peak {format_size(peak)} + {self.margin:.0%} is above the budget" if over else ""
         self.trials.append(Trial(batch, not over, peak, None if over else rate, note=note))
+        self.release(over)
         return not over
 
 
@@ -144,7 +145,7 @@ def search(
     budget: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     resolution: float = 0.0,
-    release: Callable[[], None] = lambda: None,
+    release: Callable[[bool], None] = lambda failed: None,
 ) -> tuple[int | None, list[Trial], str]:
     """Power-of-two growth from batch 1 up to ``max_batch``, then a binary search between the last batch
     that fit and the first that did not, until they are ``max(1, resolution x batch)`` apart.
@@ -280,6 +281,7 @@ def find_batch_size(
     probe = RunnerProbe(runner, model, mode, bool(gpus), min_time=min_time)
     with timing.suppressed():
         _step(runner, model, mode, 1)()  # the framework's own first-use memory is not the batch's
+        release_free_memory()
         probe.base = resident_bytes() or 0
         batch, trials, reason = search(
             probe,
@@ -287,7 +289,7 @@ def find_batch_size(
             budget=budget,
             max_batch=max_batch,
             resolution=0.0 if gpus else CPU_RESOLUTION,
-            release=lambda: _release(backend.release_memory),
+            release=lambda failed: _release(backend.release_memory, failed),
         )
     return BatchSearch(
         batch_size=batch,
@@ -327,9 +329,14 @@ def _prepare(model_or_factory: Any, mode: str) -> tuple[Any, str, tuple[int, ...
     return model, name, tuple(gpus)
 
 
-def _release(release_memory: Callable[[], None]) -> None:
-    """Between trials: the framework's caches."""
+def _release(release_memory: Callable[[], None], failed: bool) -> None:
+    """Between trials: Python's garbage (all of it after a trial that did not fit, which the binary search
+    follows: a full collection costs most of a second with a framework loaded; the young generations after one
+    that fit), the framework's caches, then what C's allocator kept (so the next trial's resident peak is not
+    the last one's leftovers)."""
+    gc.collect(2 if failed else 1)
     release_memory()
+    release_free_memory()
 
 
 def _limit(budget: int | None, gpu: bool, base: int) -> str:

@@ -70,16 +70,15 @@ def test_the_gpu_search_finds_the_largest_batch_below_each_backends_out_of_memor
     runner = FakeGpuRunner(fits=300, oom=OOMS[backend])
     probe = RunnerProbe(runner, FAKE_MODEL, "inference", gpu=True, min_time=0.0)
     released = []
-    batch, trials, reason = search(
-        probe, out_of_memory=backends.get(backend).out_of_memory, release=lambda: released.append(1)
-    )
+    batch, trials, reason = search(probe, out_of_memory=backends.get(backend).out_of_memory, release=released.append)
     assert batch == 300
     assert [t.batch for t in trials[:10]] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     assert [t.fits for t in trials[:10]] == [True] * 9 + [False]
     assert {t.batch for t in trials if not t.fits} >= {512, 301}
     assert "out of memory" in trials[9].note and "batch 301 does not fit" in reason
     assert trials[8].peak_bytes == 256 * MiB and trials[8].samples_per_s
-    assert len(released) == len(trials)  # framework state cleaned after every trial, failed or not
+    assert released == [not t.fits for t in trials]  # cleaned after every trial: fully after a failed one
+    assert released[:10] == [False] * 9 + [True]
 
 
 @pytest.mark.parametrize(

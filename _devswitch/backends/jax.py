@@ -414,11 +414,8 @@ def out_of_memory(error: BaseException) -> bool:
 
 
 def release_memory() -> None:
-    """Collect the last trial's arrays. With preallocation (JAX's default on a GPU) freed buffers go back to
-    JAX's own pool, not to the device: the pool is the limit a trial meets, and there is nothing more to free."""
-    import gc
-
-    gc.collect()
+    """Nothing: with preallocation (JAX's default on a GPU) freed buffers go back to JAX's own pool, not to
+    the device, so the pool is the limit a trial meets, and there is nothing more to hand back."""
 
 
 def model_device(model) -> str:

@@ -386,11 +386,8 @@ def out_of_memory(error: BaseException) -> bool:
 
 
 def release_memory() -> None:
-    """Collect the last trial's tensors and clear the eager kernel cache (what ``keras.backend.clear_session``
-    does on TensorFlow, without resetting Keras' global state, which holds devswitch's dtype policy)."""
-    import gc
-
-    gc.collect()
+    """Clear the eager kernel cache (what ``keras.backend.clear_session`` does on TensorFlow besides collecting
+    garbage, without resetting Keras' global state, which holds devswitch's dtype policy)."""
     tf = sys.modules.get("tensorflow")
     if tf is not None and tf.executing_eagerly():
         from tensorflow.python.eager import context

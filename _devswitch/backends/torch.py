@@ -319,10 +319,7 @@ def out_of_memory(error: BaseException) -> bool:
 
 
 def release_memory() -> None:
-    """Collect the last trial's tensors and hand the CUDA caching allocator's free blocks back."""
-    import gc
-
-    gc.collect()
+    """Hand the CUDA caching allocator's free blocks back to the device."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
