@@ -3,7 +3,9 @@ before the batch, sampled for real; on a GPU the allocator's peak, through injec
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from types import SimpleNamespace
 
 import pytest
@@ -149,3 +151,50 @@ def test_jax_peak_is_the_batch_sizes_own_only_where_it_raised_the_process_peak(o
         if peak is None:
             assert f"had set it at {format_size(612 * 2**20)}" in source and "smallest first" in source
     assert seen == known
+
+
+def _results(peaks: dict[str, int | None]):
+    """Two columns at batch 8 (fp32, the baseline, and bf16), each with its peak memory; real records' JSON."""
+    from _devswitch.benchrecord import BenchmarkRecord
+    from _devswitch.compare import Cell, ResultSet
+    from _devswitch.compare.resultset import Model
+    from _devswitch.statistics import Summary
+
+    cells = []
+    for precision, peak in peaks.items():
+        record = BenchmarkRecord("mlp", "inference", 8, "CPU:0", "float32", "float32", backend="tensorflow",
+                                 summary=Summary.of([0.01, 0.011, 0.012], batch=8), peak_memory_bytes=peak,
+                                 peak_memory_source="resident memory above its level before" if peak else "")
+        cells.append(Cell.of(("tensorflow", "cpu", precision), 8, "ok", precision, record.to_dict()))
+    return ResultSet(options={"batch_sizes": [8], "backends": ["tensorflow"], "target": "mlp",
+                              "baseline": "tensorflow cpu fp32"},
+                     model=Model("mlp", "m", unit="samples"), cells=tuple(cells))
+
+
+def test_the_table_csv_and_chart_show_each_cells_peak_memory_against_the_baseline_column():
+    from _devswitch.render import chart
+    from _devswitch.render.cells import Footnotes
+    from _devswitch.render.compare import MEMORY_LINE, batch_table, render_csv, render_markdown
+
+    results = _results({"fp32": 200 * 2**20, "bf16": 104 * 2**20})
+    table = batch_table(results, 8, Footnotes())
+    row = next(r for r in table.rows if r[0].startswith("peak memory"))
+    assert row == ("peak memory (vs cpu fp32)", "200 MiB (baseline)", "104 MiB (0.52x)"), row
+    assert MEMORY_LINE in render_markdown(results)
+    rows = list(csv.DictReader(io.StringIO(render_csv(results))))
+    assert [(r["peak_memory_bytes"], r["peak_memory_vs_baseline"]) for r in rows] == [
+        (str(200 * 2**20), "1.0"), (str(104 * 2**20), "0.52")]
+    bf16 = results.cell(("tensorflow", "cpu", "bf16"), 8)
+    assert chart._memory_label(results, bf16) == "\n104 MiB (0.52x)"
+    assert "peak memory" in chart._heading(results, 2, any_watts=False)
+
+
+def test_an_unknown_peak_memory_is_a_dash_and_gives_no_ratio():
+    from _devswitch.render.cells import Footnotes
+    from _devswitch.render.compare import MEMORY_LINE, batch_table, render_markdown
+
+    results = _results({"fp32": None, "bf16": 104 * 2**20})  # e.g. a file from before the per-batch peak
+    row = next(r for r in batch_table(results, 8, Footnotes()).rows if r[0].startswith("peak memory"))
+    assert row[1:] == ("-", "104 MiB")
+    assert MEMORY_LINE in render_markdown(results)
+    assert MEMORY_LINE not in render_markdown(_results({"fp32": None, "bf16": None}))

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from ..compare.recommend import Pick, below_95, fmt
 from ..compare.resultset import Cell, ResultSet
+from ..memory import format_size
 from .escape import safe
 from .table import Table
 
@@ -31,6 +32,26 @@ def speedup_text(results: ResultSet, cell: Cell) -> str:
         return f"{speedup:.2f}x" if speedup else "-"
     text = f"{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]"
     return text + (f" ({ratio.coverage:.0%})" if below_95(ratio.coverage) else "")
+
+
+def memory_ratio(results: ResultSet, cell: Cell) -> float | None:
+    """This cell's peak memory over the baseline column's at the same batch size (None where either is unknown)."""
+    base = results.cell(results.baseline, cell.batch)
+    mine = cell.metric("peak_memory") if cell.ok else None
+    theirs = base.metric("peak_memory") if base is not None and base.ok else None
+    return mine / theirs if mine and theirs else None
+
+
+def memory_text(results: ResultSet, cell: Cell) -> str:
+    """ "312 MiB (0.52x)": the batch size's peak memory, and in brackets the ratio to the baseline column's
+    (what the speed-up row is to time); "(baseline)" in the baseline's column; "-" where it is unknown."""
+    peak = cell.metric("peak_memory") if cell.ok else None
+    if peak is None:
+        return "-"
+    if cell.config == results.baseline:
+        return f"{format_size(peak)} (baseline)"
+    ratio = memory_ratio(results, cell)
+    return format_size(peak) + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
 
 def with_decision(results: ResultSet, table: Table, batch: int, picks: list[Pick]) -> Table:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..compare.recommend import coverage_words
 from ..compare.resultset import ResultSet
-from .cells import baseline_label
+from ..memory import format_size
+from .cells import baseline_label, memory_ratio
 
 MAX_WIDTH_IN = 14.0
 HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")
@@ -108,7 +109,8 @@ def _draw_bars(ax, results: ResultSet, config, j: int, metric_name: str, bar: fl
         ci = cell.interval if metric_name == "throughput" else None
         errs[0].append(max(0.0, value - ci.low) if ci else 0.0)  # the interval is asymmetric
         errs[1].append(max(0.0, ci.high - value) if ci else 0.0)
-        labels.append(_speedup_label(results, cell) if metric_name == "throughput" else "")
+        throughput = metric_name == "throughput"
+        labels.append(_speedup_label(results, cell) + _memory_label(results, cell) if throughput else "")
     if xs:
         bars = ax.bar(xs, ys, bar, yerr=errs if metric_name == "throughput" else None, capsize=2, **style(j))
         if n_columns <= 12:  # beyond, the labels would overlap: the tables carry them
@@ -121,6 +123,15 @@ def _speedup_label(results: ResultSet, cell) -> str:
         return ""
     paired = results.speedup_interval(cell)
     return f"{speedup:.2f}x" + (f"\n[{paired.low:.2f}, {paired.high:.2f}]" if paired else "")
+
+
+def _memory_label(results: ResultSet, cell) -> str:
+    """The batch size's peak memory under the speed-up, and its ratio to the baseline's: "312 MiB (0.52x)"."""
+    peak = cell.metric("peak_memory")
+    if not peak:
+        return ""
+    ratio = memory_ratio(results, cell) if cell.config != results.baseline else None
+    return "\n" + format_size(peak) + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
 
 def _heading(results: ResultSet, n_columns: int, any_watts: bool) -> str:
@@ -137,6 +148,8 @@ def _heading(results: ResultSet, n_columns: int, any_watts: bool) -> str:
         if n_columns <= 12
         else "speed-ups in the tables"
     )
+    if n_columns <= 12 and any(c.metric("peak_memory") for c in results.cells if c.ok):
+        labelled += "; under it the peak memory (vs the baseline's)"
     heading = f"{results.model.title}, {results.mode}\nbars: median {unit}/s; {whiskers}; {labelled}"
     if not any_watts:
         heading += f"; {unit}/s per W: power not measurable here"

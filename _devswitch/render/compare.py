@@ -14,7 +14,7 @@ from ..compare.resultset import Cell, ResultSet
 from ..peaks import above_peak_note
 from . import html as html_table
 from . import markdown, script
-from .cells import Footnotes, baseline_label, interval_text, speedup_text, with_decision
+from .cells import Footnotes, baseline_label, interval_text, memory_ratio, memory_text, speedup_text, with_decision
 from .escape import csv_row, safe
 from .table import Column, Table
 
@@ -30,6 +30,7 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
         f"{unit}/s per W": [],
         f"speed-up vs {baseline_label(results)}": [],
         "latency p50 / p99 (ms)": [],
+        f"peak memory (vs {baseline_label(results)})": [],
         "GFLOP/s (of peak)": [],
         "matmul probe GFLOP/s": [],
     }
@@ -47,6 +48,7 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
             fmt(c.metric("samples_per_watt"), 2) if watts else "-",
             speedup_text(results, c),
             f"{fmt(c.metric('latency_p50'), 2)} / {fmt(c.metric('latency_p99'), 2)}",
+            memory_text(results, c),
             flops_text(c, notes),
             fmt(c.metric("matmul_probe")),
         ]
@@ -217,6 +219,8 @@ def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[st
             "GFLOP/s is an estimate: 3x the forward FLOPs (forward + two backward matmuls)."
         )
     lines += notes.lines()
+    if any(c.metric("peak_memory") for c in results.cells if c.ok):
+        lines.append(MEMORY_LINE)
     reasons = sorted(
         {
             str((c.record.get("energy") or {}).get("reason"))
@@ -241,6 +245,16 @@ def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[st
             "not measured yet (if compare is no longer running, it was stopped before them)."
         )
     return lines
+
+
+MEMORY_LINE = (
+    "Peak memory: each batch size's own; on a GPU the allocator's peak over the first call and warm-up (with the "
+    "weights; on JAX only where the batch size raised the process's peak, which JAX cannot reset), on a CPU the "
+    "resident memory the process gained above its level before the batch size, sampled through its timed steps "
+    "too (the framework's one-time costs "
+    "fall on the first one; a batch after a larger one can read low). In brackets: the ratio to the baseline's "
+    "at the same batch size. Each record's JSON says how its figure was measured (metrics.peak_memory.note)."
+)
 
 
 def title(results: ResultSet) -> str:
@@ -293,6 +307,8 @@ CSV_FIELDS = [
     "power_w",
     "energy_j",
     "per_watt",
+    "peak_memory_bytes",
+    "peak_memory_vs_baseline",
     "speedup_vs_baseline",
     "speedup_ci_low",
     "speedup_ci_high",
@@ -375,6 +391,8 @@ def render_csv(results: ResultSet) -> str:
                 power_w=c.metric("power"),
                 energy_j=c.metric("energy"),
                 per_watt=c.metric("samples_per_watt"),
+                peak_memory_bytes=c.metric("peak_memory"),
+                peak_memory_vs_baseline=memory_ratio(results, c),
                 speedup_vs_baseline=results.speedup(c),
                 **_speedup_columns(results.speedup_interval(c)),
                 **_accuracy_columns(c.accuracy),
