@@ -134,7 +134,7 @@ class BenchmarkRecord:
             flops_note=m["flops_per_sample"].get("note", str) or "",
             **_peak_and_probe(m),
             probe_s=_number(d.mapping("phases_s").get("peak_probe"), f"{where}.phases_s.peak_probe"),
-            energy=Energy(**energy) if energy else None,
+            energy=_energy(energy, f"{where}.energy") if energy else None,
             host_rss_peak_bytes=_integer(m["host_rss_peak"].number("value")),
             gpu_memory_peak_bytes=_integer(m["gpu_memory_peak"].number("value")),
             peak_memory_bytes=_integer(m["peak_memory"].number("value")),  # absent from older files: None
@@ -224,7 +224,7 @@ def _peak_and_probe(m: dict[str, _Reader]) -> dict:
     """The peak and the matmul probe of a record's metrics. Files before the theoretical peak (no
     ``matmul_probe``) stored the probe as ``peak`` ("measured: ..."): it is read back as the probe it was."""
     peak, note = m["peak"].number("value"), m["peak"].get("note", str) or ""
-    if "value" not in m["matmul_probe"].data and note.startswith("measured:"):
+    if m["matmul_probe"].data.get("value") is None and note.startswith("measured:"):
         return {"peak_gflops": None, "peak_source": "", "probe_gflops": peak, "probe_source": "matmul probe, " + note}
     return {
         "peak_gflops": peak,
@@ -232,6 +232,25 @@ def _peak_and_probe(m: dict[str, _Reader]) -> dict:
         "probe_gflops": m["matmul_probe"].number("value"),
         "probe_source": m["matmul_probe"].get("note", str) or "",
     }
+
+
+def _energy(data: Mapping, where: str) -> Energy:
+    """The energy reading of a record (Energy.to_dict); keys of other versions ignored."""
+    d = _Reader(data, where)
+    available = d.data.get("available")
+    if not isinstance(available, bool):
+        raise ValueError(f"{where}.available is {quote(available)}, not true or false")
+    samples = d.number("samples")
+    return Energy(
+        available=available,
+        source=d.text("source"),
+        scope=d.get("scope", str) or "",
+        joules=d.number("joules"),
+        seconds=d.number("seconds"),
+        mean_watts=d.number("mean_watts"),
+        samples=None if samples is None else int(samples),
+        reason=d.get("reason", str),
+    )
 
 
 def _number(value: object, where: str) -> float | None:

@@ -114,12 +114,11 @@ def _identity(results: ResultSet) -> dict[str, str]:
 def unlike_units(x: Cell, y: Cell) -> str:
     """The metrics that two cells record in different units ("" when none): a ratio of a figure in samples/s
     and one in ms would read as a speed-up. The unit of every metric is part of a cell's identity."""
-    mx, my = (x.record or {}).get("metrics") or {}, (y.record or {}).get("metrics") or {}
+    units_x, units_y = x.units, y.units
     out = []
-    for name in mx:
-        ux = (mx[name] or {}).get("unit") if isinstance(mx[name], dict) else None
-        uy = (my.get(name) or {}).get("unit") if isinstance(my.get(name), dict) else None
-        if ux is not None and uy is not None and ux != uy:
+    for name, ux in units_x.items():
+        uy = units_y.get(name)
+        if uy is not None and ux != uy:
             out.append(f"{name} {ux} in A, {uy} in B")
     return "; ".join(out)
 

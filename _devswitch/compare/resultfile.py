@@ -24,9 +24,12 @@ from .resultset import (
     Cell,
     Configuration,
     Model,
+    Record,
     ResultFileError,
     ResultSet,
+    read_record,
 )
+from .scriptrecord import ScriptRecord
 
 MAX_WHOLE = 2**53  # a whole number beyond this is no count, size or index devswitch writes
 
@@ -112,8 +115,12 @@ _FIGURES = (
 )
 
 
-def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
-    """A checked copy of a benchmark record, and "" or why its cell cannot count as measured."""
+Units = tuple[tuple[str, str], ...]  # (metric, unit) as a file gave them
+
+
+def _record(r: _Reader, raw: Any, where: str) -> tuple[Record | None, str, Units]:
+    """A cell's record, checked and read into its dataclass (``read_record``); "" or why its cell cannot
+    count as measured; and the unit the file gave each metric (``report A B`` pairs only like units)."""
     if not isinstance(raw, Mapping):
         raise r.fail(where, f"expected an object, found {type(raw).__name__}")
     record = dict(raw)
@@ -138,6 +145,7 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
             if m.get("jitter") is not None:
                 m["jitter"] = r.number(m["jitter"], f"{where}.metrics.throughput.jitter")
         checked[name] = m
+    units = tuple((name, m["unit"]) for name, m in checked.items() if isinstance(m.get("unit"), str))
     for name in _FIGURES:
         if name not in checked:
             checked[name] = {"value": None}
@@ -157,9 +165,16 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[dict | None, str]:
         from .scriptrecord import check
 
         check(r, record, where)
-    rate = checked["throughput"].get("value")
-    why = "" if rate is not None and rate > 0 else "failed: no finite throughput in the record"
-    return record, why
+    try:
+        typed = read_record(record, where)
+    except ValueError as error:  # what the checks above leave to the dataclass: a field missing or mistyped
+        field, _, what = str(error).partition(" ")  # its message starts with the field's path
+        raise r.fail(field, what) from None
+    script = isinstance(typed, ScriptRecord)
+    rate = typed.runs_per_s if isinstance(typed, ScriptRecord) else typed.samples_per_s
+    what = "runs/s" if script else "throughput"
+    why = "" if rate is not None and rate > 0 else f"failed: no finite {what} in the record"
+    return typed, why, units
 
 
 _ACCURACY_FIGURES = ("max_rel_error", "median_rel_error", "top1_agreement", "loss", "reference_loss", "loss_rel_diff")
@@ -174,7 +189,8 @@ def _accuracy(r: _Reader, raw: Any, where: str) -> dict | None:
     out = dict(raw)
     r.get(out, "status", where, str)
     for key in _ACCURACY_FIGURES:
-        out[key] = r.number(out.get(key), f"{where}.{key}")
+        if key in out:  # only what the file holds: the record read back is the one written
+            out[key] = r.number(out[key], f"{where}.{key}")
     for key in ("samples", "nonfinite_samples"):
         r.get(out, key, where, int, required=False)
     r.get(out, "reference", where, dict, required=False)
@@ -367,10 +383,10 @@ def _cell(r: _Reader, c: Any, where: str, version: int, old_records: Iterator[An
     status = r.get(c, "status", where, str)
     batch = r.get(c, "batch", where, int)
     raw = c.get("record") if version >= 2 else (next(old_records, None) if status == "ok" else None)
-    record, why = (
+    record, why, units = (
         _record(r, raw, f"{where}.record" if version >= 2 else f"records[{i}]")
         if raw is not None
-        else (None, "failed: no record" if status == "ok" else "")
+        else (None, "failed: no record" if status == "ok" else "", ())
     )
     settings = _settings(r, r.get(c, "settings", where, dict, required=False, default={}), f"{where}.settings")
     return Cell(
@@ -382,6 +398,7 @@ def _cell(r: _Reader, c: Any, where: str, version: int, old_records: Iterator[An
         resolved=r.get(c, "resolved_precision", where, str, required=False, default=""),
         record=record,
         settings=settings,
+        written_units=units,
     )
 
 

@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..benchrecord import BenchmarkRecord
 from ..errors import UsageError
 from ..statistics import Ratio, paired_ratio, round_medians
+from .scriptrecord import KIND as SCRIPT
+from .scriptrecord import ScriptRecord
 
 SCHEMA_VERSION = 2  # results.json of devswitch compare; 1 (and 0.1 without backends) still read
 MAX_BYTES = 32 << 20  # a 1,000-cell matrix writes about 3 MB
@@ -100,9 +103,21 @@ class Interval(NamedTuple):
         return not (self.low > other.high or other.low > self.high)
 
 
+Record = BenchmarkRecord | ScriptRecord  # a factory's batch size, or a script's runs
+
+
+def read_record(data: object, where: str = "record") -> Record:
+    """The typed record of a cell from its JSON form (``to_dict``): a ScriptRecord for ``"type": "script"``,
+    else a BenchmarkRecord; a ValueError naming the field when it is not one."""
+    if isinstance(data, Mapping) and data.get("type") == SCRIPT:
+        return ScriptRecord.from_dict(data, where)
+    return BenchmarkRecord.from_dict(data, where)
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One (configuration, batch) result: measured (``record``), or why not (``status``)."""
+    """One (configuration, batch) result: measured (``record``), or why not (``status``). A script's cell is
+    the run as a whole (its batch is 1 and says nothing): its rate is in runs/s (``rate``, ``rate_unit``)."""
 
     backend: str
     device: str
@@ -110,13 +125,31 @@ class Cell:
     batch: int
     status: str  # ok | unavailable: ... | failed: ... | interrupted | not run (...)
     resolved: str = ""  # the precision actually run (half -> bf16 ...)
-    record: Mapping | None = None  # the worker's benchmark record, as written
+    record: Record | None = None  # what was measured: the worker's benchmark record, or a script's runs
     settings: Settings = ()  # the varied settings of its configuration: ((name, value), ...)
+    written_units: tuple[tuple[str, str], ...] = ()  # read from a file: the unit it gave each metric
+
+    def __post_init__(self) -> None:
+        # a record in its JSON form (what a worker sends; a short one in tests) is read into its dataclass;
+        # the fields a cell knows (batch, device, status) stand in for those a short one leaves out
+        if isinstance(self.record, Mapping):
+            known = {"model": "", "mode": "inference", "batch": self.batch, "device": self.device}
+            known |= {"policy": "", "compute_dtype": "", "status": "ok"}
+            object.__setattr__(self, "record", read_record({**known, **self.record}))
 
     @classmethod
-    def of(cls, config, batch: int, status: str, resolved: str = "", record: Mapping | None = None) -> Cell:
+    def of(cls, config, batch: int, status: str, resolved: str = "", record: Record | Mapping | None = None) -> Cell:
         config = Configuration.of(config)
-        return cls(config.backend, config.device, config.precision, batch, status, resolved, record, config.settings)
+        return cls(
+            config.backend,
+            config.device,
+            config.precision,
+            batch,
+            status,
+            resolved,
+            record,  # type: ignore[arg-type]  # a Mapping is read into its dataclass by __post_init__
+            config.settings,
+        )
 
     @property
     def key(self) -> Key:
@@ -127,8 +160,30 @@ class Cell:
         return Configuration(self.backend, self.device, self.precision, self.settings)
 
     @property
+    def benchmark(self) -> BenchmarkRecord | None:
+        """The benchmark record of a factory's cell (None: a script's cell, or nothing measured)."""
+        return self.record if isinstance(self.record, BenchmarkRecord) else None
+
+    @property
+    def script(self) -> ScriptRecord | None:
+        """The runs of a script's cell (None: a factory's cell, or nothing measured)."""
+        return self.record if isinstance(self.record, ScriptRecord) else None
+
+    def rate(self) -> float | None:
+        """How fast, higher is faster: a factory's median samples/s, a script's runs/s (``rate_unit``)."""
+        if isinstance(self.record, ScriptRecord):
+            return self.record.runs_per_s
+        return self.record.samples_per_s if self.record is not None else None
+
+    @property
+    def rate_unit(self) -> str:
+        """ "runs/s" for a script's cell, else "samples/s" (the model's unit names what a sample is)."""
+        return ScriptRecord.rate_unit if isinstance(self.record, ScriptRecord) else "samples/s"
+
+    @property
     def ok(self) -> bool:
-        return self.status == "ok" and self.record is not None and self.metric("throughput") is not None
+        rate = self.rate()
+        return self.status == "ok" and rate is not None and rate > 0
 
     def column(self, several_backends: bool = False) -> str:
         label = self.config.label(several_backends)
@@ -145,9 +200,7 @@ class Cell:
     @property
     def in_force(self) -> str:
         """The float32 math the record says was in force ("ieee", "tf32", ...; "" when it says nothing)."""
-        label = (self.record or {}).get("math")
-        if not isinstance(label, str):
-            return ""
+        label = self.record.math if self.record is not None else ""
         return label[len("auto (") : -1] if label.startswith("auto (") and label.endswith(")") else label
 
     @property
@@ -157,29 +210,46 @@ class Cell:
 
     @property
     def throughput(self) -> float:
-        """The median throughput of a measured (``ok``) cell; ValueError for a cell that has none."""
-        value = self.metric("throughput")
+        """The rate of a measured (``ok``) cell (``rate``); ValueError for a cell that has none."""
+        value = self.rate()
         if value is None:
-            raise ValueError(f"{self.key.label()} has no throughput ({self.status})")
+            raise ValueError(f"{self.key.label()} has no rate ({self.status})")
         return value
 
     def metric(self, name: str) -> float | None:
-        value = (((self.record or {}).get("metrics") or {}).get(name) or {}).get("value")
+        """A figure of the record by its name in the JSON form (``throughput``, ``power``; a script's
+        ``runs_per_s``, ``seconds_per_run``); None when the record has none."""
+        value = (self._metrics.get(name) or {}).get("value")
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def units(self) -> dict[str, str]:
+        """The unit of every metric: as the file gave them, else as the record writes them."""
+        if self.written_units:
+            return dict(self.written_units)
+        return {name: str(m["unit"]) for name, m in self._metrics.items() if isinstance(m.get("unit"), str)}
+
+    @functools.cached_property
+    def _metrics(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.record.to_dict()["metrics"] if self.record is not None else {}
 
     @functools.cached_property
     def round_rates(self) -> dict[int, float]:
-        """Round -> the median throughput of the samples timed in it ({} for a record without samples)."""
-        samples = (self.record or {}).get("samples") or {}
+        """Round -> the median rate of the samples timed in it ({} for a record without samples): a factory's
+        samples/s (batch / seconds per step), a script's runs/s (1 / its wall time)."""
+        if self.record is None:
+            return {}
+        samples = self.record.samples or {}
         seconds = samples.get("seconds_per_step") or []
         if not seconds or not all(isinstance(v, (int, float)) and v > 0 for v in seconds):
             return {}
-        return round_medians(samples.get("round") or [], [self.batch / v for v in seconds])
+        work = 1 if isinstance(self.record, ScriptRecord) else self.batch  # one run; a batch of samples
+        return round_medians(samples.get("round") or [], [work / v for v in seconds])
 
     @property
     def accuracy(self) -> Mapping | None:
         """How far this configuration's outputs land from the strict float32 reference (None: not measured)."""
-        value = (self.record or {}).get("accuracy")
+        value = self.benchmark.accuracy if self.benchmark is not None else None
         return value if isinstance(value, Mapping) else None
 
     def error(self) -> float | None:
@@ -195,12 +265,14 @@ class Cell:
 
     @property
     def interval(self) -> Interval | None:
-        """The throughput median's interval, or None for records that carry none."""
-        m = ((self.record or {}).get("metrics") or {}).get("throughput") or {}
-        ci, coverage = m.get("ci"), m.get("ci_coverage")
-        if not ci or coverage is None:
+        """The interval of the rate's median, or None for records that carry none."""
+        if isinstance(self.record, ScriptRecord):
+            ci = self.record.runs_per_s_ci
+            return Interval(*ci) if ci else None
+        summary = self.record.summary if self.record is not None else None
+        if summary is None or not summary.ci_coverage or summary.samples_per_s_ci[0] > summary.samples_per_s_ci[1]:
             return None
-        return Interval(ci[0], ci[1], coverage)
+        return Interval(summary.samples_per_s_ci[0], summary.samples_per_s_ci[1], summary.ci_coverage)
 
 
 @dataclass(frozen=True)
@@ -290,7 +362,7 @@ class ResultSet:
         paired = self.paired(cell, base)
         if paired is not None:
             return paired.value
-        rate, base_rate = cell.metric("throughput"), base.metric("throughput")
+        rate, base_rate = cell.rate(), base.rate()
         return rate / base_rate if rate and base_rate else None
 
     def speedup_interval(self, cell: Cell) -> Ratio | None:
@@ -329,7 +401,7 @@ class ResultSet:
                     "batch": c.batch,
                     "status": c.status,
                     "speedup": self._speedup_json(c),
-                    "record": c.record,
+                    "record": c.record.to_dict() if c.record is not None else None,
                 }
                 for c in self.cells
             ],

@@ -65,14 +65,14 @@ def flops_text(cell: Cell, notes: Footnotes) -> str:
     """``125.0 (75%) [1]``: the achieved GFLOP/s, its fraction of the device's theoretical peak, and a
     footnote with how the peak was found; no fraction where no peak is known (the footnote says why). A
     fraction above 100% is shown as measured and its footnote says that the peak is wrong."""
-    achieved = cell.metric("achieved")
-    if achieved is None:
+    record, achieved = cell.benchmark, cell.metric("achieved")
+    if record is None or achieved is None:
         return "-"
-    peak = ((cell.record or {}).get("metrics") or {}).get("peak") or {}
-    how = str(peak.get("note") or "no peak: not known")[:400]  # a file's text: bounded
-    fraction = cell.metric("fraction_of_peak") if isinstance(peak.get("value"), (int, float)) else None
-    if how.startswith("measured:"):  # a file from before the theoretical peak: its "peak" was a matmul probe
-        how, fraction = "no peak: this file's 'peak' is a matmul probe, not a peak (an older devswitch wrote it)", None
+    how = (record.peak_source or "no peak: not known")[:400]  # a file's text: bounded
+    fraction = cell.metric("fraction_of_peak") if record.peak_gflops is not None else None
+    if record.peak_gflops is None and record.probe_source.startswith("matmul probe, measured:"):
+        # a file from before the theoretical peak: its "peak" was a matmul probe (BenchmarkRecord.from_dict)
+        how = "no peak: this file's 'peak' is a matmul probe, not a peak (an older devswitch wrote it)"
     if fraction is None:
         return notes.mark(f"{fmt(achieved)}: {how}")
     if fraction > 1:
@@ -134,7 +134,7 @@ def preamble(results: ResultSet) -> list[str]:
 def _machine_line(results: ResultSet, env: Mapping) -> str:
     frameworks = sorted(
         {
-            f"{c.backend} {((c.record or {}).get('versions') or {}).get(c.backend, '')}".strip()
+            f"{c.backend} {c.record.versions.get(c.backend, '') if c.record is not None else ''}".strip()
             for c in results.cells
             if c.ok
         }
@@ -207,7 +207,7 @@ def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[st
     unit = results.model.unit
     if results.mode == "training":
         trained = next(
-            (c.record.get("training") for c in results.cells if c.ok and c.record and c.record.get("training")), None
+            (c.benchmark.training for c in results.cells if c.ok and c.benchmark and c.benchmark.training), None
         )
         what = (
             f"loss {trained.get('loss')}, optimizer {trained.get('optimizer')}"
@@ -223,9 +223,9 @@ def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[st
         lines.append(MEMORY_LINE)
     reasons = sorted(
         {
-            str((c.record.get("energy") or {}).get("reason"))
+            str(c.benchmark.energy.reason)
             for c in results.cells
-            if c.ok and c.record and (c.record.get("energy") or {}).get("reason")
+            if c.ok and c.benchmark and c.benchmark.energy and c.benchmark.energy.reason
         }
     )
     if reasons:
@@ -371,32 +371,34 @@ def render_csv(results: ResultSet) -> str:
             "batch": c.batch,
             "status": c.status,
         }
-        if c.ok and c.record is not None:  # ok: it has a record
+        b = c.benchmark
+        if c.ok and b is not None:  # ok: it has a record
             ci = c.interval or (None, None, None)
+            s, energy = b.summary, b.energy
             row.update(
-                policy=c.record.get("policy"),
-                throughput=c.metric("throughput"),
+                policy=b.policy,
+                throughput=b.samples_per_s,
                 throughput_ci_low=ci[0],
                 throughput_ci_high=ci[1],
                 throughput_ci_coverage=ci[2],
-                throughput_jitter=c.record["metrics"]["throughput"].get("jitter"),
-                throughput_overall=c.metric("throughput_overall"),
-                predict_throughput=c.metric("predict_throughput"),
-                latency_p50_ms=c.metric("latency_p50"),
-                latency_p90_ms=c.metric("latency_p90"),
-                latency_p99_ms=c.metric("latency_p99"),
-                first_call_s=c.metric("first_call"),
-                achieved_gflops=c.metric("achieved"),
+                throughput_jitter=s.samples_per_s_jitter if s else None,
+                throughput_overall=s.samples_per_s_overall if s else None,
+                predict_throughput=b.predict_samples_per_s,
+                latency_p50_ms=s.latency_p50_ms if s else None,
+                latency_p90_ms=s.latency_p90_ms if s else None,
+                latency_p99_ms=s.latency_p99_ms if s else None,
+                first_call_s=b.first_call_s,
+                achieved_gflops=b.achieved_gflops,
                 fraction_of_peak=c.metric("fraction_of_peak"),
-                power_w=c.metric("power"),
-                energy_j=c.metric("energy"),
-                per_watt=c.metric("samples_per_watt"),
+                power_w=energy.mean_watts if energy else None,
+                energy_j=energy.joules if energy else None,
+                per_watt=b.samples_per_watt,
                 peak_memory_bytes=c.metric("peak_memory"),
                 peak_memory_vs_baseline=memory_ratio(results, c),
                 speedup_vs_baseline=results.speedup(c),
                 **_speedup_columns(results.speedup_interval(c)),
                 **_accuracy_columns(c.accuracy),
-                power_note=(c.record.get("energy") or {}).get("reason") or "",
+                power_note=(energy.reason if energy else None) or "",
             )
         writer.writerow(csv_row(row))
     return out.getvalue()

@@ -1,25 +1,29 @@
 """A script compare (``compare --script``) as one table, its lines, and CSV: the same table model as factories.
 
-One column per configuration; rows: the script's wall time (the recommendation ranks by it), the speed-up
-paired by round, the start-up, then per timed ``fit`` its steady samples/s, first epoch, epochs x steps
-(with the caps) and the final loss and metrics of its history, then each ``evaluate`` / ``predict`` rate.
+One column per configuration; rows: the script's seconds per run (its median wall time: the recommendation
+ranks by it) and runs/s, the speed-up paired by round, the start-up, then per timed ``fit`` its steady
+samples/s, first epoch, epochs x steps (with the caps) and the final loss and metrics of its history, then
+each ``evaluate`` / ``predict`` rate.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from typing import Any
 
 from ..compare.recommend import Pick, recommend, switch_text
 from ..compare.resultset import Cell, ResultSet
-from ..compare.scriptrecord import MAX_CALLS, calls, figure
+from ..compare.scriptrecord import MAX_CALLS, figure
 from ..statistics import median
 from .cells import Footnotes, speedup_text
 from .escape import csv_row, safe
 from .table import Column, Table
 
 NO_FIT = "the script called no fit"
+PER_RUN = "s per run"  # the median wall time of the script; the first row
+RATE = "runs/s"  # 1 / PER_RUN: what the speed-up is a ratio of
 
 
 def _median(values: list) -> float | None:
@@ -27,7 +31,7 @@ def _median(values: list) -> float | None:
     return median(values) if values else None
 
 
-def _rate(call: dict) -> float | None:
+def _rate(call: Mapping[str, Any]) -> float | None:
     """samples/s of a call: its steady rate, else samples over the whole call (tracing included)."""
     steady = figure(call, "steady_throughput")
     if steady is not None:
@@ -38,10 +42,11 @@ def _rate(call: dict) -> float | None:
 
 def figures(cell: Cell) -> dict[str, Any]:
     """The figures of one measured configuration, by row name (numbers where they are numbers)."""
-    record = cell.record or {}
-    wall = (record.get("metrics") or {}).get("wall") or {}
-    out: dict[str, Any] = {"script wall (s)": wall.get("value"), "start-up (s)": cell.metric("startup")}
-    per_run = calls(record)
+    record = cell.script
+    if record is None:
+        return {}
+    out: dict[str, Any] = {PER_RUN: record.seconds_per_run, RATE: record.runs_per_s, "start-up (s)": record.startup_s}
+    per_run = record.calls
     last = per_run[-1] if per_run else []
     counts: dict[str, int] = {}
     for index, call in enumerate(last):
@@ -82,8 +87,10 @@ def _text(name: str, value: Any) -> str:
         return "-"
     if isinstance(value, str):
         return value
-    if name.endswith("(s)"):
+    if name.endswith("(s)") or name == PER_RUN:
         return f"{value:,.2f} s"
+    if name == RATE:
+        return f"{value:#.3g}"
     if name.endswith("samples/s"):
         return f"{value:,.1f}"
     return f"{value:.4g}"
@@ -92,7 +99,7 @@ def _text(name: str, value: Any) -> str:
 def table(results: ResultSet, notes: Footnotes) -> Table:
     cells = [c for c in (results.cell(config, 1) for config in results.configs) if c is not None]
     data = {id(c): figures(c) for c in cells if c.ok}
-    names = ["script wall (s)", f"speed-up vs {results.baseline.label(results.several_backends)}", "start-up (s)"]
+    names = [PER_RUN, RATE, f"speed-up vs {results.baseline.label(results.several_backends)}", "start-up (s)"]
     for values in data.values():
         names += [n for n in values if n not in names]
     rows = []
@@ -106,8 +113,8 @@ def table(results: ResultSet, notes: Footnotes) -> Table:
             else:
                 value = data[id(c)].get(name)
                 text = _text(name, value)
-                ci = (((c.record or {}).get("metrics") or {}).get("wall") or {}).get("ci")
-                if name == names[0] and ci:
+                ci = c.script.seconds_per_run_ci if c.script is not None else None
+                if name == PER_RUN and ci:
                     text += f" [{ci[0]:,.2f}, {ci[1]:,.2f}]"
                 row.append(text)
         rows.append(row)
@@ -175,9 +182,7 @@ def dropped_lines(results: ResultSet) -> list[str]:
     kept; results.json counts the rest as calls_dropped)."""
     lines = []
     for cell in results.cells:
-        runs = (cell.record or {}).get("runs") or []
-        counts = [r.get("calls_dropped") for r in runs if isinstance(r, dict)]
-        dropped = sum(n for n in counts if isinstance(n, int) and not isinstance(n, bool) and n > 0)
+        dropped = sum(r.calls_dropped for r in cell.script.runs) if cell.script is not None else 0
         if dropped:
             lines.append(
                 f"{results.column(cell)}: {dropped:,} timed call{'s' if dropped != 1 else ''} not kept (a run keeps "
@@ -240,7 +245,7 @@ def render_csv(results: ResultSet) -> str:
                     **dict(c.settings),
                     "resolved_precision": c.resolved,
                     "status": c.status,
-                    "policy": (c.record or {}).get("policy"),
+                    "policy": c.record.policy if c.record is not None else None,
                     "speedup_vs_baseline": results.speedup(c),
                     "speedup_ci_low": ratio.low if ratio else None,
                     "speedup_ci_high": ratio.high if ratio else None,
