@@ -54,7 +54,7 @@ def test_a_saved_model_loads_back_whole_and_a_framework_error_is_kept(runs, back
     assert result["applied"] and result["tensorflow imported"] == (backend == "tensorflow")
     for name in ("model.keras", "model.h5", "checkpoint.keras"):
         loaded = switched[name]
-        assert loaded["compiled"] and "MeanSquaredError" in loaded["loss"] or "mean_squared" in loaded["loss"]
+        assert loaded["compiled"] and ("MeanSquaredError" in loaded["loss"] or "mean_squared" in loaded["loss"])
         assert loaded["optimizer"] == "Adam", (name, loaded)
         assert loaded["evaluate"] == pytest.approx(switched["evaluate"])  # the model it was saved from
         assert loaded["evaluate"] == pytest.approx(plain[name]["evaluate"], rel=1e-5)
@@ -272,3 +272,29 @@ def test_a_process_that_imported_optax_and_ran_no_fit_gets_the_note_at_exit(loop
     result = result_line(proc.stdout)
     assert result["backend"] == "jax" and result["policy"] == "mixed_float16" and not result["tensorflow imported"]
     assert proc.stderr.count(EXIT_NOTE) == 1 and STEP_NOTE not in proc.stderr, proc.stderr[-3000:]
+
+
+def _promoted(root):
+    """half_promoted.py (half_mismatch.py's float32-only layer, without TensorFlow) under fp16 on JAX and PyTorch."""
+    return {backend: Child([SCRIPTS / "half_promoted.py"], {"KERAS_BACKEND": backend, "DEVSWITCH_DEVICE": "cpu",
+                                                            "DEVSWITCH_PRECISION": "fp16"})
+            for backend in ("jax", "torch") if backends.installed(backend)}
+
+
+promoted = children(_promoted)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("backend", [
+    pytest.param(name, marks=pytest.mark.skipif(not backends.installed(name), reason=f"no {name}"))
+    for name in ("jax", "torch")])
+def test_on_jax_and_torch_a_float32_layer_under_fp16_is_promoted_not_refused(promoted, backend):
+    """What TensorFlow refuses (float16 + float32, the dtype mismatch that devswitch explains) JAX and PyTorch
+    promote to float32: the fit runs, the layer's output is float32, and devswitch adds no note (docs/precision.md
+    says so)."""
+    proc, _ = promoted(backend)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = result_line(proc.stdout)
+    assert (result["backend"], result["policy"]) == (backend, "mixed_float16") and not result["tensorflow imported"]
+    assert (result["input dtype"], result["output dtype"]) == ("float16", "float32")
+    assert "devswitch: layer" not in proc.stderr and "mixes float32 with the half precision" not in proc.stderr
