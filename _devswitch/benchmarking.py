@@ -326,12 +326,20 @@ def _compile_for_training(model, jit_compile: bool) -> dict:
 
 
 def _run_at_once(opts: BenchmarkOptions, subject: _Subject, state: _State) -> None:
-    """One go per batch size: each record exists as soon as it is measured."""
+    """One go per batch size, then the matmul probe (after them, so that the memory it leaves with the
+    allocator hides no batch size's peak), then the records. Interrupted, the batch sizes timed become records."""
     _use_reference_weights(subject, state)
+    try:
+        for batch in opts.batch_sizes:
+            _guarded(state, batch, partial(_warm, opts, subject, state, batch))
+            _guarded(
+                state, batch, partial(_take, subject, state, batch, max(1, opts.iterations), opts.min_time, 0, False)
+            )
+    except KeyboardInterrupt:
+        _keep_measured(opts, subject, state)
+        raise
     _probe(opts, subject, state)
     for batch in opts.batch_sizes:
-        _guarded(state, batch, partial(_warm, opts, subject, state, batch))
-        _guarded(state, batch, partial(_take, subject, state, batch, max(1, opts.iterations), opts.min_time, 0, False))
         _finish(opts, subject, state, batch)
 
 
@@ -342,9 +350,9 @@ def _run_in_rounds(opts: BenchmarkOptions, subject: _Subject, state: _State) -> 
     try:
         turn("warm")
         _use_reference_weights(subject, state)
-        _probe(opts, subject, state)
         for batch in opts.batch_sizes:
             _guarded(state, batch, partial(_warm, opts, subject, state, batch))
+        _probe(opts, subject, state)  # after the warm-ups, where each batch size's peak memory is read
         for number, count in enumerate(counts):
             turn(f"round {number + 1}")
             for batch in opts.batch_sizes:

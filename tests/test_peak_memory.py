@@ -68,6 +68,10 @@ class GpuRunner:
     def peak_memory_source(self) -> str:
         return f"fake allocator at batch {self.batch}"
 
+    def matmul_peak(self, *args, **kwargs):
+        self.calls.append("probe")
+        return self.runner.matmul_peak(*args, **kwargs)
+
 
 @pytest.mark.usefixtures("on_cpu")
 def test_on_a_gpu_the_record_carries_the_allocators_peak_read_per_batch_size(monkeypatch):
@@ -90,6 +94,26 @@ def test_on_a_gpu_the_record_carries_the_allocators_peak_read_per_batch_size(mon
                                                                                           None)
     assert two.gpu_memory_peak_bytes == two.peak_memory_bytes
     assert [r.peak_memory_source for r in (two, eight)] == ["fake allocator at batch 2", "fake allocator at batch 8"]
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+@pytest.mark.usefixtures("on_cpu")
+def test_the_matmul_probe_runs_after_every_batch_size_has_read_its_peak(monkeypatch, rounds):
+    """The probe's buffers (which an allocator keeps, and which set JAX's unresettable peak) come after the
+    batch sizes' warm-ups, in one go and in rounds."""
+    build = benchmarking._build
+    runners: list[GpuRunner] = []
+
+    def on_gpu(model, opts):
+        subject = build(model, opts)
+        runners.append(GpuRunner(subject.runner, {}))
+        return dataclasses.replace(subject, gpus=(0,), runner=runners[0], make_meter=None)
+
+    monkeypatch.setattr(benchmarking, "_build", on_gpu)
+    records = devswitch.benchmark("mlp", batch_sizes=(2, 4), warmup=1, iterations=2, min_sample_s=0, rounds=rounds,
+                                  predict_baseline=False, energy=False)
+    assert runners[0].calls == ["reset", "read 2", "reset", "read 4", "probe"]
+    assert all(r.probe_gflops for r in records)
 
 
 def test_tensorflow_reads_the_peak_since_its_reset_on_the_gpu():

@@ -499,7 +499,7 @@ class Runner:
             from ..memory import format_size
 
             how += (
-                f"; unknown here: earlier work (the matmul probe or a larger batch size) had set it at "
+                f"; unknown here: an earlier, larger batch size had set it at "
                 f"{format_size(self._base)}, above this batch size's (give batch sizes smallest first)"
             )
         return how
