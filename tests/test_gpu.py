@@ -104,6 +104,21 @@ def test_the_benchmark_record_carries_the_gpu_peak_memory(probe):
     assert bench["samples_per_s"] and bench["samples_per_s"] > 0
 
 
+def test_each_batch_size_has_its_own_allocator_peak_on_the_gpu(probe):
+    """mlp at batch 16384 holds a 51 MB input and 34 MB activations more than at batch 256: the larger batch's
+    allocator peak is larger by at least the input, each figure says which allocator measured it, and none is
+    hidden by the matmul probe (which runs after them)."""
+    small, large = probe["peak_memory"]
+    assert small["status"] == large["status"] == "ok", (small, large)
+    assert large["peak"] and large["peak"] > 16384 * 784 * 4, large
+    assert "allocator" in large["source"] and "unknown" not in large["source"], large
+    if small["peak"] is None:  # JAX's peak has no reset: the probe script's own matmuls had set it higher
+        assert probe["backend"] == "jax" and "unknown here" in small["source"], small
+    else:
+        assert large["peak"] - small["peak"] > (16384 - 256) * 784 * 4, (small, large)
+        assert small["peak"] == small["gpu_peak"] and "allocator" in small["source"], small
+
+
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_alexnet_gpu_columns_run_and_nvml_power_is_measured_or_says_why(backend, tmp_path):
     _needs(backend)

@@ -93,8 +93,12 @@ out["math"]["tf32"] = {"plan": devswitch.plan().math, "state": module.math_state
 devswitch.configure(math="ieee")
 
 # the benchmark record carries the GPU allocator's peak
-(record,) = devswitch.benchmark(mlp(), batch_sizes=(256,), iterations=3, warmup=1, peak_probe=False,
-                                predict_baseline=False, energy=False)
+# and each batch size's own peak memory (smallest first; the matmul probe after them)
+records = devswitch.benchmark(mlp(), batch_sizes=(256, 16384), iterations=3, warmup=1, predict_baseline=False,
+                              energy=False)
+record = records[0]
 out["benchmark"] = {"status": record.status, "device": record.device, "gpu_memory_peak_bytes":
                     record.gpu_memory_peak_bytes, "samples_per_s": record.samples_per_s}
+out["peak_memory"] = [{"batch": r.batch, "status": r.status, "peak": r.peak_memory_bytes,
+                       "source": r.peak_memory_source, "gpu_peak": r.gpu_memory_peak_bytes} for r in records]
 print("RESULT " + json.dumps(out))
