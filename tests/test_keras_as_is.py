@@ -298,3 +298,26 @@ def test_on_jax_and_torch_a_float32_layer_under_fp16_is_promoted_not_refused(pro
     assert (result["backend"], result["policy"]) == (backend, "mixed_float16") and not result["tensorflow imported"]
     assert (result["input dtype"], result["output dtype"]) == ("float16", "float32")
     assert "devswitch: layer" not in proc.stderr and "mixes float32 with the half precision" not in proc.stderr
+
+
+def _failing_column(root):
+    """compare --script over a script whose fit fails inside the framework (JAX, one fp32 column)."""
+    return {"compare": Child(["-m", "devswitch", "compare", "--script", SCRIPTS / "fit_fails.py", "--backends", "jax",
+                              "--precisions", "fp32", "--rounds", "1", *HALF])}
+
+
+failing_column = children(_failing_column)
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not backends.installed("jax"), reason="no JAX")
+def test_a_compare_column_whose_fit_fails_in_the_framework_states_type_and_message(failing_column):
+    """A column whose script fails inside Keras (a shape mismatch, JAX) states ``Type: message``, the framework's
+    own, while the column's log ends with Keras' argument list ("Arguments received by ...", "kwargs=...")."""
+    proc, folder = failing_column("compare")
+    [cell] = json.loads((folder / "out" / "results.json").read_text())["cells"]
+    assert cell["status"].startswith("failed: ValueError: Input 0 ") and \
+        "expected axis -1 of input shape to have value 4" in cell["status"], (cell["status"], proc.stderr[-2000:])
+    assert "kwargs" not in cell["status"] and "\u2022" not in cell["status"]
+    log = (folder / "out" / "logs" / "jax-cpu-fp32.log").read_text()
+    assert "Arguments received by Sequential.call()" in log and "kwargs=<class 'inspect._empty'>" in log
