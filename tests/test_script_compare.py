@@ -135,9 +135,10 @@ def test_a_script_that_calls_no_fit_gets_a_note_not_an_empty_table(runs, capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| fit | the script called no fit |" in proc.stdout
     assert "The script called no fit" in proc.stdout
-    assert "evaluate 1: samples/s" in proc.stdout and "script wall (s)" in proc.stdout
+    assert "evaluate 1: samples/s" in proc.stdout and "| s per run |" in proc.stdout and "| runs/s |" in proc.stdout
     cell = _cell(folder)
     assert cell["status"] == "ok" and len(cell["record"]["runs"]) == 2  # -m MODULE, --rounds 2: two runs
+    assert cell["record"]["schema_version"] == 2 and cell["record"]["metrics"]["runs_per_s"]["unit"] == "runs/s"
     from _devswitch.cli import main
 
     capsys.readouterr()
