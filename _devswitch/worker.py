@@ -278,9 +278,17 @@ def _measure(spec: p.Spec, model, emit: Callable[[p.Event], None]) -> None:
         if spec.rounds > 1 and spec.turn_fd is not None and spec.phase_fd is not None
         else None
     )
+    from .compare.options import MAX_BATCH
+
+    batches = spec.batch_sizes
+    if MAX_BATCH in batches:  # --batch-sizes max: this column's own batch, found here
+        found = _find(spec, model, emit, turn)
+        if found is None:
+            return
+        batches, turn = found
     benchmark(
         model,
-        batch_sizes=spec.batch_sizes,
+        batch_sizes=batches,
         mode=spec.mode,
         warmup=spec.warmup,
         iterations=spec.iterations,
@@ -296,6 +304,45 @@ def _measure(spec: p.Spec, model, emit: Callable[[p.Event], None]) -> None:
     emit(p.Done())
     if turn is not None:
         turn(None)
+
+
+def _find(
+    spec: p.Spec, model, emit: Callable[[p.Event], None], turn: Callable[[str | None], None] | None
+) -> tuple[tuple[int, ...], Callable[[str | None], None] | None] | None:
+    """Find the column's largest batch that fits (and its knee) in this worker's first turn, alone, and say
+    it as Found; the batches to measure and the turn for benchmark(), whose first phase this turn already is.
+    None when nothing fits or the search raised (said as Failed)."""
+    from .batchfinder import find_batch_size
+    from .compare import protocol as p
+    from .compare.options import KNEE_BATCH
+    from .errors import describe
+
+    if turn is not None:
+        turn("warm")  # ready; the search runs in this worker's turn, alone
+    try:
+        result = find_batch_size(model, mode=spec.mode, memory_budget=spec.memory_budget)
+    except Exception as error:  # the model cannot run at all: the column's failure
+        emit(p.Failed(error=describe(error)))
+        return None
+    trials = [trial.describe() for trial in result.trials]
+    emit(p.Found(batch=result.batch_size, knee=result.knee, reason=result.reason, limit=result.limit, trials=trials))
+    if result.batch_size is None:
+        emit(p.Failed(error=f"no batch fits: {result.reason}"))
+        return None
+    knee = result.knee if KNEE_BATCH in spec.batch_sizes and result.knee else result.batch_size
+    batches = tuple(sorted({knee, result.batch_size}))
+    if turn is None:
+        return batches, None
+    inner = turn
+    begun: list[str] = []
+
+    def next_turn(phase: str | None) -> None:
+        if phase == "warm" and not begun:  # this turn is the warm phase already
+            begun.append(phase)
+            return
+        inner(phase)
+
+    return batches, next_turn
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ EXAMPLES = [
     p.Crashed(t=5.0, returncode=-9),
     p.Reference(t=5.0, pid=10, reference={"samples": 32}, loss=0.5, seconds=1.0),
     p.GivenUp(t=6.0, reason="its time limit"),
+    p.Found(t=2.5, pid=10, batch=4096, knee=512, reason="batch 4352 does not fit", limit="64 MiB", trials=["a"]),
 ]
 
 

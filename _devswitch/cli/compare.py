@@ -53,7 +53,7 @@ def _factory_group(parser: argparse.ArgumentParser) -> None:
         "(default function build_model) or module:function (default: alexnet)",
     )
     default = FACTORY_DEFAULTS
-    group.add_argument("--batch-sizes", default=None, help=f"comma-separated (default {default['batch_sizes']})")
+    _batch_options(group)
     group.add_argument(
         "--mode",
         default=None,
@@ -89,6 +89,23 @@ def _factory_group(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--no-peak-probe", action="store_true", default=None, help="skip the matmul probe (a rate, not a peak)"
+    )
+
+
+def _batch_options(group) -> None:
+    """--batch-sizes (numbers, or each column's own: max, max,knee) and the batch finder's --memory-budget."""
+    group.add_argument(
+        "--batch-sizes",
+        default=None,
+        help=f"comma-separated (default {FACTORY_DEFAULTS['batch_sizes']}); max: each column's largest batch that "
+        "fits, found in its own worker (max,knee: also the smallest batch within 5%% of the best throughput seen)",
+    )
+    group.add_argument(
+        "--memory-budget",
+        default=None,
+        metavar="SIZE",
+        help="with --batch-sizes max: the memory a column's batch may use, e.g. 4GiB (on a CPU the resident "
+        "memory above the worker's start; default half the available memory; on a GPU, out-of-memory is the limit)",
     )
 
 

@@ -33,6 +33,7 @@ FACTORY_DEFAULTS: dict[str, str | bool | None] = {
     "max_error": None,
     "no_predict_baseline": False,
     "no_peak_probe": False,
+    "memory_budget": None,
 }
 # The script's own options (the parser's "script" group besides the workload): caps of the fits it calls.
 SCRIPT_CAPS = ("max_epochs", "max_steps")
@@ -63,11 +64,7 @@ def options_from_args(args: argparse.Namespace, script: str | None = None) -> Op
     if script is None and given(args, SCRIPT_CAPS):
         raise UsageError("--max-epochs and --max-steps cap the fits of a script", hint="add --script SCRIPT")
     chosen, devices, precisions = _columns(args)
-    batches = (
-        (1,)
-        if script is not None  # one run of the script is one sample
-        else _items("--batch-sizes", factory_value(args, "batch_sizes"), lambda t: _number("--batch-sizes", t, int, 1))
-    )
+    batches, memory_budget = ((1,), None) if script is not None else _batch_sizes(args)  # a script's run: one sample
     vary = _vary(args)
     baseline = parse_baseline(args.baseline, chosen, devices, precisions, vary)
     iterations = _number("--iterations", factory_value(args, "iterations"), int, 1)
@@ -99,6 +96,7 @@ def options_from_args(args: argparse.Namespace, script: str | None = None) -> Op
         accuracy_samples=accuracy_samples,
         max_error=max_error,
         vary=vary,
+        memory_budget=memory_budget,
         min_speedup=_number("--min-speedup", args.min_speedup, float, 1),
         **({"timeout": _number("--timeout", args.timeout, float, 1)} if args.timeout.strip() else {}),
     )
@@ -108,6 +106,38 @@ def options_from_args(args: argparse.Namespace, script: str | None = None) -> Op
             hint="pass --yes to run it all the same, or compare fewer values",
         )
     return options
+
+
+def _batch_sizes(args: argparse.Namespace) -> tuple[tuple[int, ...], int | None]:
+    """--batch-sizes (numbers, or max / max,knee: each column's own batch, found in its worker) and
+    --memory-budget (the finder's budget, in bytes; None when not given)."""
+    from ..compare.options import FOUND_BATCHES, MAX_BATCH
+    from ..memory import parse_size
+
+    text = str(factory_value(args, "batch_sizes"))
+    words = [part.strip() for part in text.split(",")]
+    if any(word in FOUND_BATCHES for word in words):
+        if words not in (["max"], ["max", "knee"]):
+            raise UsageError(
+                f"--batch-sizes: '{text}': max finds each column's own batch, with knee beside it, and takes no "
+                "other batch size",
+                hint="use --batch-sizes max or --batch-sizes max,knee, or only numbers (--batch-sizes 1,128)",
+            )
+        batches = tuple(FOUND_BATCHES[word] for word in words)
+    else:
+        batches = _items("--batch-sizes", text, lambda t: _number("--batch-sizes", t, int, 1))
+    budget_text = args.memory_budget
+    if budget_text is None:
+        return batches, None
+    if MAX_BATCH not in batches:
+        raise UsageError(
+            f"--memory-budget {budget_text}: the memory budget is the batch finder's, and no batch is to be found",
+            hint="add --batch-sizes max (or max,knee)",
+        )
+    try:
+        return batches, parse_size(budget_text)
+    except ValueError as error:
+        raise UsageError(f"--memory-budget: {error}", hint="e.g. --memory-budget 4GiB") from None
 
 
 def _columns(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:

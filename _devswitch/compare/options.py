@@ -17,6 +17,16 @@ RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png", "res
 WORK_PREFIX = ".devswitch-work-"  # + this process's pid: the workers' spec, events and log files
 DEFAULT_ROOT = "devswitch-results"
 PROBE_BYTES = 64 << 10  # written and removed before anything runs: the folder takes files of some size
+# --batch-sizes max[,knee]: each column's own batch, found in its worker (batchfinder.py); these stand for them
+# among the batch sizes (a cell's batch), and its record says the batch it ran at
+MAX_BATCH, KNEE_BATCH = 0, -1
+FOUND_BATCHES = {"max": MAX_BATCH, "knee": KNEE_BATCH}
+FOUND_NAMES = {number: name for name, number in FOUND_BATCHES.items()}
+
+
+def batch_label(batch: int) -> str:
+    """ "batch 128", or for a found batch "max batch" / "knee batch" (each column has its own)."""
+    return f"{FOUND_NAMES[batch]} batch" if batch in FOUND_NAMES else f"batch {batch}"
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class Options:
     accuracy_samples: int = 32  # the strict float32 reference's seeded input (0: no accuracy rows)
     max_error: float | None = None  # the recommendation considers only cells within this error
     vary: tuple = ()  # ((setting, (value text, ...)), ...): more axes, after the precisions
+    memory_budget: int | None = None  # --batch-sizes max: the finder's budget in bytes (None: its default)
     min_speedup: float = 1.05  # the least speed-up that moves the recommendation off the baseline (decision.py)
 
     def __post_init__(self):
@@ -61,7 +72,7 @@ class Options:
         configs, batches = len(self.configurations), len(self.batch_sizes)
         return (
             f"{configs} configuration{'s' if configs != 1 else ''} ({' x '.join(parts)}) x {batches} batch "
-            f"size{'s' if batches != 1 else ''} ({','.join(map(str, self.batch_sizes))}) = "
+            f"size{'s' if batches != 1 else ''} ({','.join(FOUND_NAMES.get(b, str(b)) for b in self.batch_sizes)}) = "
             f"{configs * batches} cells"
         )
 

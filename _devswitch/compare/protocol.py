@@ -29,7 +29,8 @@ INTERRUPTED = "interrupted"
 CRASHED = "crashed"  # added by compare when the worker died without a word: returncode
 REFERENCE = "reference"  # the reference run saved its file: reference (how it was computed), loss
 GIVEN_UP = "given_up"  # added by compare when it gave the worker up (its time limit, stopped): reason
-EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED, REFERENCE, GIVEN_UP)
+FOUND = "found"  # --batch-sizes max: the batch finder's result (batch, knee, reason, limit, trials)
+EVENTS = (SPAWNED, READY, UNAVAILABLE, BUILT, RECORD, FAILED, DONE, INTERRUPTED, CRASHED, REFERENCE, GIVEN_UP, FOUND)
 # Every event a worker writes carries its "pid": compare takes only the worker's own (not a forked child's).
 
 
@@ -142,9 +143,36 @@ class GivenUp(Event):
     reason: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Found(Event):
+    """The batch finder's result in this column's worker (``batchfinder.BatchSearch``): the largest batch that
+    fits (None: not even batch 1), the knee, why the search stopped, what "fits" meant, each trial in words."""
+
+    NAME = FOUND
+    batch: int | None
+    knee: int | None = None
+    reason: str = ""
+    limit: str = ""
+    trials: list = field(default_factory=list)
+    seconds: float | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.NAME: cls
-    for cls in (Spawned, Ready, Unavailable, Built, Record, Failed, Done, Interrupted, Crashed, Reference, GivenUp)
+    for cls in (
+        Spawned,
+        Ready,
+        Unavailable,
+        Built,
+        Record,
+        Failed,
+        Done,
+        Interrupted,
+        Crashed,
+        Reference,
+        GivenUp,
+        Found,
+    )
 }
 assert tuple(EVENT_TYPES) == EVENTS
 
@@ -250,6 +278,7 @@ class Spec:
     reference: str | None = None  # the reference's .npz: written by the reference run, read by the others
     accuracy_samples: int = 32  # the reference's seeded input
     settings: dict = field(default_factory=dict)  # the varied settings to apply: {name: value text} (--vary)
+    memory_budget: int | None = None  # batch_sizes with MAX_BATCH: the batch finder's budget (None: its default)
 
     def write(self, path: Path) -> None:
         _write(path, json.dumps(asdict(self)))

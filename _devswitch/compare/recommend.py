@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .decision import MIN_SPEEDUP, Decision, Rules, below_95, coverage_words, decide
+from .options import batch_label
 from .resultset import Cell, ResultSet
 
 __all__ = ["Pick", "below_95", "coverage_words", "fmt", "recommend", "recommendation_lines", "rules_of", "switch_text"]
@@ -117,11 +118,12 @@ def recommendation_lines(results: ResultSet, picks: list[Pick] | None = None) ->
             )
         if pick.decision is None:
             lines.append(
-                f"Recommendation, batch {pick.batch}: none: no measured configuration is within --max-error.{left_out}"
+                f"Recommendation, {batch_label(pick.batch)}: none: no measured configuration is within "
+                f"--max-error.{left_out}"
             )
             continue
         lines.append(
-            f"Recommendation, batch {pick.batch}: {pick.decision.why(show)}; selected by "
+            f"Recommendation, {batch_label(pick.batch)}: {pick.decision.why(show)}; selected by "
             f"{switch_text(pick.switch(results.several_backends))}.{left_out}"
         )
     return lines

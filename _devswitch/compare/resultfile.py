@@ -16,6 +16,7 @@ from typing import Any
 
 from ..settings import Invalid
 from .axes import MAX_VALUES, MAX_VARIED, VARIABLE, canonical
+from .options import FOUND_NAMES
 from .resultset import (
     MAX_BYTES,
     MAX_CELLS,
@@ -319,8 +320,8 @@ def _schema_version(r: _Reader, doc: Any, file: str) -> int:
 def _options(r: _Reader, options: dict) -> dict:
     """The checked ``options`` object: batch sizes, backends, baseline, what varies, rounds, ..."""
     batch_sizes = r.get(options, "batch_sizes", "options", list)
-    if not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in batch_sizes):
-        raise r.fail("options.batch_sizes", "expected positive whole numbers")
+    if not all(isinstance(b, int) and not isinstance(b, bool) and (b > 0 or b in FOUND_NAMES) for b in batch_sizes):
+        raise r.fail("options.batch_sizes", "expected positive whole numbers (or 0 and -1: max and knee)")
     backends = options.get("backends") or ["tensorflow"]
     if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
         raise r.fail("options.backends", "expected an array of names")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import honest
 from . import protocol as p
-from .options import Options
+from .options import KNEE_BATCH, MAX_BATCH, Options
 from .process import absolute, last_error_line
 from .protocol import Spec
 from .resultset import Cell, Configuration, Model, ResultSet
@@ -77,6 +77,7 @@ def write_spec(options: Options, config, workdir: Path, role: str = "measure", *
         role=role,
         reference=reference,
         accuracy_samples=options.accuracy_samples,
+        memory_budget=options.memory_budget,
         **more,
     ).write(spec)
     return spec, events, log
@@ -90,10 +91,23 @@ def report_progress(new: list[p.Event], progress: Callable[[str], None]) -> None
             rate = r.samples_per_s
             text = f"{rate:,.1f}/s" if rate is not None and rate == rate else r.status
             progress(f"    batch {r.batch}: {text}")
+        elif isinstance(event, p.Found):
+            knee = f", knee {event.knee}" if event.knee is not None else ""
+            progress(f"    largest batch that fits: {event.batch}{knee} ({event.reason})")
         elif isinstance(event, p.Unavailable):
             progress(f"    unavailable: {event.reason}")
         elif isinstance(event, p.Failed):
             progress(f"    failed: {event.error}")
+
+
+def found_batch(batch: int, found: p.Found | None) -> int | None:
+    """The batch a cell's record ran at: ``batch`` itself, or the one the column's worker found for it
+    (``--batch-sizes max,knee``: its largest batch that fits, its knee; None before it was found)."""
+    if batch not in (MAX_BATCH, KNEE_BATCH):
+        return batch
+    if found is None or found.batch is None:
+        return None
+    return found.knee if batch == KNEE_BATCH and found.knee is not None else found.batch
 
 
 def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
@@ -106,8 +120,10 @@ def cells_of(run: ConfigRun, batch_sizes, interrupted: bool) -> list[Cell]:
     crashed = p.first(run.events, p.Crashed)
     given_up = next((e.reason for e in p.every(run.events, p.GivenUp)), None)
     cells = []
+    found = p.first(run.events, p.Found)
     for batch in batch_sizes:
-        measured = records.get(batch)
+        ran_at = found_batch(batch, found)
+        measured = records.get(ran_at) if ran_at is not None else None
         record = measured.benchmark if measured is not None else None  # the dataclass the worker wrote
         if measured is not None and record is not None:
             status = record.status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..compare.options import KNEE_BATCH
 from ..compare.recommend import Pick, below_95, fmt
 from ..compare.resultset import Cell, ResultSet
 from ..memory import format_size
@@ -87,3 +88,23 @@ class Footnotes:
 
 def baseline_label(results: ResultSet) -> str:
     return results.baseline.label(results.several_backends)
+
+
+def found_line(results: ResultSet) -> str:
+    """What ``--batch-sizes max[,knee]`` measured: each column at its own batch, and what "fits" meant."""
+    budget = results.options.get("memory_budget")
+    limit = (
+        f"a memory budget of {format_size(budget)}"
+        if budget
+        else "half the memory available to its worker on a CPU, the device's memory on a GPU"
+    )
+    knee = (
+        "; knee: the smallest batch within 5% of the best throughput its search saw"
+        if KNEE_BATCH in results.batch_sizes
+        else ""
+    )
+    return (
+        "Batch: each column at its own batch, found in its own worker (max: the largest batch that fits under "
+        f"{limit}, grown by powers of two then searched between the last that fit and the first that did not{knee}). "
+        "The speed-up compares each column at its own batch, as the whitepaper's table did (GPU at 128, CPU at 48)."
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from ..compare.options import batch_label
 from ..compare.recommend import coverage_words
 from ..compare.resultset import ResultSet
 from ..memory import format_size
@@ -72,7 +73,7 @@ def _draw_panel(ax, results: ResultSet, metric_name: str, label: str, n_columns:
         _draw_bars(ax, results, config, j, metric_name, bar, n_columns)
     ax.set_xlim(-bar, len(batches) - 1 + bar * n_columns)
     ax.set_xticks([i + bar * (n_columns - 1) / 2 for i in range(len(batches))])
-    ax.set_xticklabels([f"batch {b}" for b in batches])
+    ax.set_xticklabels([batch_label(b) for b in batches])
     values = [v for v in (c.metric(metric_name) for c in results.cells if c.ok) if v]
     if values and max(values) / min(values) > 100:  # only then would a linear axis hide the small bars
         ax.set_yscale("log")

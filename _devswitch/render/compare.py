@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import Mapping
 
+from ..compare.options import FOUND_NAMES, batch_label
 from ..compare.recommend import Pick, below_95, fmt, recommend, recommendation_lines
 from ..compare.report import Comparison, verdict
 from ..compare.resultset import Cell, ResultSet
@@ -57,6 +58,14 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
     if results.mode == "training":
         del rows[f"model.predict {unit}/s"]  # a predict figure says nothing about training steps
     rows.update(accuracy_rows(results, cells, notes))
+    if batch in FOUND_NAMES:  # each column at its own batch, found in its worker: in its header and a row
+        ran = [str(c.benchmark.batch) if c.ok and c.benchmark else "-" for c in cells]
+        rows = {"batch": ran, **rows}
+        columns = [Column(batch_label(batch))] + [
+            Column(f"{results.column(c)} (batch {b})" if b != "-" else results.column(c), numeric=True)
+            for c, b in zip(cells, ran, strict=True)
+        ]
+        return Table.of(columns, [[name, *values] for name, values in rows.items()])
     columns = [Column(f"batch {batch}")] + [Column(results.column(c), numeric=True) for c in cells]
     return Table.of(columns, [[name, *values] for name, values in rows.items()])
 
@@ -219,6 +228,10 @@ def epilogue(results: ResultSet, notes: Footnotes, picks: list[Pick]) -> list[st
             "GFLOP/s is an estimate: 3x the forward FLOPs (forward + two backward matmuls)."
         )
     lines += notes.lines()
+    if any(b in FOUND_NAMES for b in results.batch_sizes):
+        from .cells import found_line  # (the module's own import line is full)
+
+        lines.append(found_line(results))
     if any(c.metric("peak_memory") for c in results.cells if c.ok):
         lines.append(MEMORY_LINE)
     reasons = sorted(
@@ -368,7 +381,7 @@ def render_csv(results: ResultSet) -> str:
             "precision": c.precision,
             **dict(c.settings),
             "resolved_precision": c.resolved,
-            "batch": c.batch,
+            "batch": c.benchmark.batch if c.batch in FOUND_NAMES and c.benchmark else c.batch,
             "status": c.status,
         }
         b = c.benchmark

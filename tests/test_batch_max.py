@@ -1,0 +1,87 @@
+"""devswitch compare --batch-sizes max[,knee] --memory-budget SIZE: each column's own batch, found in its worker,
+then measured there; its header, a row and the footnote say so; bad values are usage errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from _devswitch.cli import main
+from _devswitch.compare import protocol as p
+from _devswitch.compare.options import KNEE_BATCH, MAX_BATCH, batch_label
+from _devswitch.compare.runs import found_batch
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        pytest.param(["--batch-sizes", "max,7x"], "--batch-sizes: 'max,7x': max finds each column's own", id="max,7x"),
+        pytest.param(["--batch-sizes", "1,max"], "takes no other batch size", id="a number with max"),
+        pytest.param(["--batch-sizes", "knee"], "--batch-sizes: 'knee'", id="knee alone"),
+        pytest.param(["--batch-sizes", "max,max"], "--batch-sizes: 'max,max'", id="max twice"),
+        pytest.param(
+            ["--batch-sizes", "max", "--memory-budget", "8 parsecs"],
+            "--memory-budget: not a size: '8 parsecs'",
+            id="8 parsecs",
+        ),
+        pytest.param(["--batch-sizes", "max", "--memory-budget", "0"], "--memory-budget: not a size: '0'", id="zero"),
+        pytest.param(["--memory-budget", "4GiB"], "no batch is to be found", id="budget without max"),
+    ],
+)
+def test_bad_batch_finder_options_are_usage_errors(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "mlp", "--devices", "cpu", "--precisions", "fp32", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "devswitch-results").exists()
+
+
+def test_a_cell_of_a_found_batch_reads_the_record_at_the_batch_its_worker_found():
+    found = p.Found(batch=4096, knee=512, reason="batch 4352 does not fit", limit="64 MiB", trials=["batch 1: fits"])
+    assert found_batch(MAX_BATCH, found) == 4096
+    assert found_batch(KNEE_BATCH, found) == 512
+    assert found_batch(KNEE_BATCH, p.Found(batch=64, knee=None)) == 64  # no throughput seen: the largest
+    assert found_batch(MAX_BATCH, None) is None  # not found (yet): no record is its
+    assert found_batch(MAX_BATCH, p.Found(batch=None, reason="batch 1 does not fit")) is None
+    assert found_batch(128, found) == 128
+    assert (batch_label(MAX_BATCH), batch_label(KNEE_BATCH), batch_label(48)) == ("max batch", "knee batch", "batch 48")
+
+
+@pytest.mark.subprocess
+def test_compare_batch_sizes_max_knee_measures_each_column_at_its_own_batch(tmp_path):
+    """Real workers on this CPU under a 64 MiB budget: each finds its batch, the cells hold the records at
+    those batches, and the table, the CSV and results.json say which batch each column ran at."""
+    out = tmp_path / "out"
+    args = ["mlp", "--devices", "cpu", "--precisions", "fp32,half", "--batch-sizes", "max,knee"]
+    args += ["--memory-budget", "64MiB", "--iterations", "2", "--warmup", "1", "--rounds", "2", "--out", str(out)]
+    args += ["--accuracy-samples", "0", "--no-peak-probe", "--no-predict-baseline"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "devswitch", "compare", *args], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "largest batch that fits:" in proc.stdout + proc.stderr  # the finder's progress line, per column
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["options"]["batch_sizes"] == [MAX_BATCH, KNEE_BATCH]
+    assert doc["options"]["memory_budget"] == 64 << 20
+    ran = {}
+    for cell in doc["cells"]:
+        assert cell["status"] == "ok", cell["status"]
+        ran[(cell["precision"], cell["batch"])] = cell["record"]["batch"]
+    for precision in ("fp32", "half"):
+        largest, knee = ran[(precision, MAX_BATCH)], ran[(precision, KNEE_BATCH)]
+        assert 64 <= knee <= largest  # mlp's peak at batch 64 is a few MiB
+    table = (out / "results.md").read_text()
+    assert "| max batch | cpu fp32 (batch " in table and "| knee batch |" in table
+    assert f"cpu fp32 (batch {ran[('fp32', MAX_BATCH)]})" in table
+    assert "| batch | " in table
+    assert "The speed-up compares each column at its own batch" in table and "64 MiB" in table
+    assert "Recommendation, max batch" in table
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted(int(r["batch"]) for r in rows) == sorted(ran.values())
+    from _devswitch.compare import resultfile
+
+    assert resultfile.read(out / "results.json").batch_sizes == (MAX_BATCH, KNEE_BATCH)  # read back
