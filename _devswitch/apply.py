@@ -257,7 +257,7 @@ def apply(config: Config, inventory: Inventory | None = None, announce: bool = T
     framework is imported (its environment variables) is recorded, so reset() restores it.
     """
     plan = prepare(config, inventory)
-    finish(config, plan, announce)
+    apply_to_keras(config, plan, announce)
     return plan
 
 
@@ -307,7 +307,7 @@ def prepare(config: Config, inventory: Inventory | None = None) -> Plan:
     return plan
 
 
-def finish(config: Config, plan: Plan, announce: bool = True) -> None:
+def apply_to_keras(config: Config, plan: Plan, announce: bool = True) -> None:
     """apply's second half, with Keras imported: the dtype policy, the Model patches and the summary."""
     import keras
 

@@ -182,7 +182,7 @@ def _locked(path: Path) -> contextlib.AbstractContextManager[None]:
     return hold_lock(path.with_name(path.name + ".lock"))
 
 
-def document(records: Iterable[Any], **context: Any) -> dict:
+def records_document(records: Iterable[Any], **context: Any) -> dict:
     data = {
         "schema_version": SCHEMA_VERSION,
         **context,
@@ -212,7 +212,7 @@ class ReportError(ValueError):
 def report_line(records: Iterable[Any], context: Mapping[str, Any]) -> bytes:
     """One run as one JSON line (newline included): schema 2, its own context, its records."""
     context = {k: v for k, v in context.items() if k not in ("schema_version", "type", "records")}
-    run = document(records, **context)
+    run = records_document(records, **context)
     run = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "type": "run",

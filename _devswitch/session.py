@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from . import backends, hook, state
-from .apply import _check_backend, apply, finish, log, prepare, setup_logging, variables
+from .apply import _check_backend, apply, apply_to_keras, log, prepare, setup_logging, variables
 from .config import Config, is_disabled, resolve
 from .devices import Inventory, Plan
 from .errors import DevswitchError
@@ -120,7 +120,7 @@ def _keras_started() -> None:
         session.pending = None
         cfg, plan = pending.ready
         try:
-            finish(cfg, plan)
+            apply_to_keras(cfg, plan)
         except DevswitchError as error:
             fail(error)
         _record(cfg, plan, pending.explicit)

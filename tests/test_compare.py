@@ -418,7 +418,7 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
     from _devswitch import compare as cmp
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    doc = cmp.runs.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
+    doc = cmp.runs.factory_results(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
                               [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
     (tmp_path / "results.png").write_text("an earlier run's plot")
     from _devswitch.render.outputs import write_outputs
@@ -433,7 +433,7 @@ def test_plot_without_matplotlib_is_a_one_line_note(monkeypatch, tmp_path):
 def test_result_files_follow_the_umask(tmp_path, mask, mode):
     from _devswitch import compare as cmp
 
-    doc = cmp.runs.document(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
+    doc = cmp.runs.factory_results(cmp.Options(devices=("cpu",), precisions=("fp32",), batch_sizes=(1,)), [],
                               [cmp.Cell("tensorflow", "cpu", "fp32", 1, "interrupted")], 1.0, True)
     from _devswitch.render.outputs import write_outputs
 

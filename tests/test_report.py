@@ -287,7 +287,7 @@ def test_results_json_records_the_command_given_not_this_processs_argv(tmp_path)
     from _devswitch import compare
 
     options = compare.Options("mlp", ("tensorflow",), ("cpu",), ("fp32",), (1,), command=("devswitch", "compare", "mlp"))
-    doc = json.loads(compare.runs.document(options, [], [], 1.0, False).dumps())  # plain data only
+    doc = json.loads(compare.runs.factory_results(options, [], [], 1.0, False).dumps())  # plain data only
     assert doc["command"] == ["devswitch", "compare", "mlp"] and "command" not in doc["options"]
 
 

@@ -58,7 +58,7 @@ def test_records_are_frozen_and_serialise_with_units():
     record = _record(1, loss=float("nan"))
     with pytest.raises(Exception):
         record.wall_s = 2.0  # type: ignore[misc]
-    doc = results.document([record], environment={"python": "3"})
+    doc = results.records_document([record], environment={"python": "3"})
     assert doc["schema_version"] == results.SCHEMA_VERSION
     metrics = doc["records"][0]["metrics"]
     assert metrics["steady_throughput"] == {"value": 640.0, "unit": "samples/s"}
@@ -224,7 +224,7 @@ def test_a_read_only_report_keeps_the_run_beside_it(tmp_path):
 
 def test_old_single_document_reports_are_still_read_and_appended_to(tmp_path):
     target = tmp_path / "old.json"
-    old = results.document([_record(1), _record(2)], environment={"a": 1}, plan={"device": "cpu"})
+    old = results.records_document([_record(1), _record(2)], environment={"a": 1}, plan={"device": "cpu"})
     target.write_text(json.dumps(old, indent=2) + "\n")  # what devswitch wrote before: schema 1, pretty-printed
     (run,) = read_report(target)
     assert run["schema_version"] == 1 and run["plan"] == {"device": "cpu"} and len(run["records"]) == 2

@@ -307,7 +307,7 @@ def compare_command(args: argparse.Namespace) -> int:
             print(f"note: {safe(note)}", file=sys.stderr)
         written = f"results.json, results.csv, results.md, results.html{'' if notes else ', results.png'}"
     print(f"devswitch: wrote {written} to {output.path}", file=sys.stderr)
-    return finish(results, args, profile_file)
+    return save_and_exit_code(results, args, profile_file)
 
 
 def _stoppable(run: Callable[[], ResultSet], live: Status | None) -> ResultSet:
@@ -363,7 +363,7 @@ def publish(results, folder: Path, table: str, write) -> list[str] | None:
     return notes or []
 
 
-def finish(results, args: argparse.Namespace, profile_file: Path | None) -> int:
+def save_and_exit_code(results, args: argparse.Namespace, profile_file: Path | None) -> int:
     """Save the profile if asked, then the exit code: 130 interrupted, 5 a column failed, 1 a due save failed."""
     from ..errors import RunError
 

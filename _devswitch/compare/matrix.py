@@ -17,7 +17,16 @@ from . import protocol as p
 from .options import Options
 from .process import ENDED, Worker, full_disk_reason, not_started, timeout_words, unwritable
 from .resultset import Cell, Configuration, ResultSet
-from .runs import ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress, write_spec
+from .runs import (
+    ConfigRun,
+    cells_of,
+    factory_results,
+    gpus_seen,
+    no_gpu_reason,
+    reference_config,
+    report_progress,
+    write_spec,
+)
 
 
 def run_configuration(
@@ -116,7 +125,7 @@ def run_sequential(
         else:
             _run_column(seq, configs, i, on_update)
     total = time.time() - seq.started
-    return document(options, seq.runs, seq.done, total, seq.interrupted, reference=seq.reference)
+    return factory_results(options, seq.runs, seq.done, total, seq.interrupted, reference=seq.reference)
 
 
 def _run_reference(seq: _Sequence) -> None:
@@ -173,7 +182,9 @@ def _run_column(
             pending = [cell for c in configs[i + 1 :] for cell in seq.cells(c, "not run (pending)")]
             elapsed = time.time() - seq.started
             on_update(
-                document(options, seq.runs, seq.done + pending, elapsed, False, complete=False, reference=seq.reference)
+                factory_results(
+                    options, seq.runs, seq.done + pending, elapsed, False, complete=False, reference=seq.reference
+                )
             )
     except KeyboardInterrupt:  # between workers, or while the rows so far were being written
         seq.interrupted = True

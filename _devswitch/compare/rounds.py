@@ -34,7 +34,16 @@ from .process import (
     unwritable,
 )
 from .resultset import Cell, Configuration, ResultSet
-from .runs import ConfigRun, cells_of, document, gpus_seen, no_gpu_reason, reference_config, report_progress, write_spec
+from .runs import (
+    ConfigRun,
+    cells_of,
+    factory_results,
+    gpus_seen,
+    no_gpu_reason,
+    reference_config,
+    report_progress,
+    write_spec,
+)
 
 
 @dataclass
@@ -372,7 +381,7 @@ def _collect(
             run.events.append(p.Crashed(returncode=returncode, t=time.time()))
         runs.append(run)
         cells += cells_of(run, options.batch_sizes, interrupted)
-    return document(
+    return factory_results(
         options,
         runs,
         cells,

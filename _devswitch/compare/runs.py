@@ -190,7 +190,7 @@ def reference_summary(run: ConfigRun | None) -> dict | None:
     return {"status": f"failed: {why or last_error_line(run.log)}", "wall_s": run.wall_s}
 
 
-def document(
+def factory_results(
     options: Options,
     runs: list[ConfigRun],
     cells: list[Cell],

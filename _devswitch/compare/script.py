@@ -262,8 +262,8 @@ def run_scripts(
             _settle(config, run, interrupted, runs, status)
             progress(f"    {status[config]}" if config in status else f"    {run['wall_s']:.1f} s")
             if on_update is not None and not interrupted:
-                on_update(document(job, runs, status, time.time() - origin, False, complete=False, spent=spent))
-    return document(job, runs, status, time.time() - origin, interrupted, spent=spent)
+                on_update(script_results(job, runs, status, time.time() - origin, False, complete=False, spent=spent))
+    return script_results(job, runs, status, time.time() - origin, interrupted, spent=spent)
 
 
 def _make_logs_folder(out: Path) -> None:
@@ -307,7 +307,7 @@ def _settle(
             status[config] = f"{OVERRIDDEN}: {run['overridden']}"
 
 
-def document(
+def script_results(
     job: ScriptJob,
     runs: dict,
     status: dict,
