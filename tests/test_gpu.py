@@ -137,3 +137,27 @@ def test_alexnet_gpu_columns_run_and_nvml_power_is_measured_or_says_why(backend,
             assert 10 < energy["mean_watts"] < 2000, energy  # an H200 draws 100-700 W
         else:
             assert not energy["available"] and "nvml" in (energy["reason"] or "").lower(), energy
+
+
+FIND_BATCH = """
+import json
+import devswitch
+r = devswitch.find_batch_size("small_cnn", max_batch=1 << 22, min_time=0.0)
+print("RESULT " + json.dumps({"batch": r.batch_size, "reason": r.reason, "peaks": r.peak_source,
+                              "trials": [[t.batch, t.fits, t.peak_bytes, t.note] for t in r.trials]}))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_find_batch_size_meets_the_frameworks_own_out_of_memory(backend, tmp_path):
+    """On a real GPU the search grows until the framework's own out-of-memory error, which it recognises (never
+    raises), then searches between; every batch that fit has the allocator's peak (JAX: where it rose)."""
+    _needs(backend)
+    proc = _child(["-c", FIND_BATCH], backend, tmp_path, DEVSWITCH_DEVICE="gpu:0", DEVSWITCH_FALLBACK="error")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (result,) = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result["batch"] and "does not fit (out of memory" in result["reason"], result
+    fitted, failed = [t for t in result["trials"] if t[1]], [t for t in result["trials"] if not t[1]]
+    assert max(t[0] for t in fitted) == result["batch"] < min(t[0] for t in failed)
+    assert all(t[3].startswith("out of memory") for t in failed)
+    assert all(t[2] for t in fitted) if backend != "jax" else any(t[2] for t in fitted), result
