@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import warnings
 import weakref
 from typing import Any
 
@@ -102,7 +103,9 @@ def traced_outputs(model, x: Any) -> list[Any] | None:
     try:
         inputs = _symbolic(x)
         kwargs = {"training": False} if "training" in inspect.signature(model.call).parameters else {}
-        outputs = keras.tree.flatten(model.call(inputs, **kwargs))
+        with warnings.catch_warnings():  # what Keras warns about is the user's call's to say, not the trace's
+            warnings.simplefilter("ignore")
+            outputs = keras.tree.flatten(model.call(inputs, **kwargs))
     except Exception:  # noqa: BLE001 - a model that cannot be traced gets no guess and no error
         return None
     finally:
