@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import devswitch
 from conftest import Child, children, native_bf16
+from errorparts import parts, printed
 from _devswitch.devices import Cpu, Inventory
 from _devswitch.render.calls import Calls
 from _devswitch.results import CallRecord
@@ -32,8 +33,9 @@ def test_the_magic_parses_settings_like_devswitch_flags():
 
     assert parse("precision=bf16 device=cpu") == parse("precision=bf16,device=cpu") == {"precision": "bf16",
                                                                                         "device": "cpu"}
-    with pytest.raises(ConfigError, match="'bf16' is not KEY=VALUE"):
+    with pytest.raises(ConfigError) as info:
         parse("bf16")
+    parts(info, ConfigError, where="%devswitch", named=["'bf16'", "KEY=VALUE"])
 
 
 def test_the_magic_takes_a_gpu_list_as_devswitch_flags_does():
@@ -50,8 +52,9 @@ def test_an_unbalanced_quote_in_the_magic_is_a_message_not_a_traceback(capsys):
 
     devswitch_magic('precision="bf16 device=cpu')
     out = capsys.readouterr().out
-    assert out.startswith("devswitch: error: %devswitch: cannot read") and "No closing quotation" in out
-    assert "Traceback" not in out and devswitch.plan() is None
+    assert out.startswith("devswitch: error: ")  # one error, first, no traceback
+    printed(out, where="%devswitch", named=["No closing quotation"])  # shlex's own reason
+    assert devswitch.plan() is None
 
 
 def test_the_first_cell_after_a_reset_shows_its_calls(monkeypatch, tmp_path):
@@ -125,15 +128,16 @@ def test_the_magic_prints_one_summary_and_a_warning_only_when_it_is_new(monkeypa
         devswitch_magic(line)
         return capfd.readouterr()
 
+    summary, warning = "devswitch: device=cpu (fallback", "(fallback=cpu)"  # the summary's device; the warning's end
     out, err = magic("device=gpu report=off")
-    assert out.count("device=cpu (fallback from gpu") == 1 and "device=cpu (fallback" not in err
-    assert err.count("falling back to the CPU") == 1
+    assert out.count(summary) == 1 and summary not in err
+    assert err.count(warning) == 1
     for line in ("precision=bf16", ""):
         out, err = magic(line)
-        assert out.count("devswitch: device=cpu (fallback from gpu") == 1 and "falling back" not in err, line
+        assert out.count(summary) == 1 and warning not in err, line
     assert "precision=bf16" in out
     magic("device=cpu")
-    assert "falling back to the CPU" in magic("device=gpu")[1]  # asked for again after the CPU: new again
+    assert warning in magic("device=gpu")[1]  # asked for again after the CPU: new again
 
 
 def test_a_cell_whose_result_is_the_table_shows_one_table(monkeypatch):
@@ -260,10 +264,10 @@ def test_a_real_notebook(notebook):
     # asked for explicitly, bf16 runs either way; on a CPU without native bf16 the summary warns (once)
     assert text(out[2]).count("bf16 is emulated") == (0 if native_bf16() else 1), text(out[2])
     assert "bfloat16" in text(out[3]) and "<table class='devswitch'>" in html(out[3]) and "<td>fit</td>" in html(out[3])
-    assert "devswitch: error:" in text(out[4]) and "invalid value 'fp8'" in text(out[4])
+    printed(text(out[4]), where="devswitch.configure(precision=...)", named=["'fp8'"])
     assert "<td>predict</td>" in html(out[5]) and html(out[5]).count("<table") == 1  # one table per cell
     assert "explicit" in text(out[6])
-    assert "failed: InvalidArgumentError: Matrix size-incompatible: In[0]: [8,5]" in html(out[7])
+    assert "failed: InvalidArgumentError: " in html(out[7]) and "[8,5]" in html(out[7])  # status, class, shape
     assert [o.ename for o in out[7].outputs if o.output_type == "error"] == ["InvalidArgumentError"]
     assert text(out[8]).startswith("devswitch: error: %devswitch: cannot read")
     assert not any(o.output_type == "error" for cell in out[:7] + out[8:] for o in cell.outputs)
