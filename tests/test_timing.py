@@ -258,6 +258,29 @@ def test_float16_output_of_a_subclassed_model_names_the_layer_its_call_ends_in(t
     assert not [w for w in warnings_seen if "'fixed'" in w]
 
 
+def test_float16_output_of_a_subclassed_model_fed_a_dataset_of_dicts_is_traced_from_its_element_spec(
+        timed, warnings_seen):
+    """A subclassed model trained on a tf.data.Dataset of (dict of inputs, labels) is traced on KerasTensors
+    built from the dataset's element_spec: the guard names the layer its call ends in."""
+    devswitch.configure(precision="fp16")
+
+    class TwoInputs(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.join, self.head = keras.layers.Concatenate(), keras.layers.Dense(2, name="head")
+
+        def call(self, inputs):
+            return self.head(self.join([inputs["a"], inputs["b"]]))
+
+    x, _ = data(32)
+    dataset = tf.data.Dataset.from_tensor_slices(({"a": x[:, :4], "b": x[:, 4:]}, np.zeros((32, 2), "float32")))
+    model = TwoInputs(name="two_inputs")
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(dataset.batch(8), epochs=1, verbose=0)
+    hits = [w for w in warnings_seen if "outputs float16" in w]
+    assert len(hits) == 1 and "model 'two_inputs'" in hits[0] and "layer 'head'" in hits[0], warnings_seen
+
+
 def test_float16_output_of_a_subclassed_model_ending_in_an_op_or_raw_tf_is_not_guessed(timed, warnings_seen):
     """A call that ends in a bare op (``* 2.0``) or that cannot be traced (raw TensorFlow on a KerasTensor)
     names no layer and raises nothing: the user's calls run as they would."""
