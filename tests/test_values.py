@@ -57,8 +57,9 @@ def test_the_same_value_from_a_variable_flags_or_configure_is_refused(home, proj
 
 def test_configure_refuses_an_unclean_value_and_changes_nothing(here):
     devswitch.configure(report="off")
-    with pytest.raises(ConfigError, match=r"U\+0000 NULL at position 4"):
+    with pytest.raises(ConfigError) as info:
         devswitch.configure(report="out\x00.json")
+    parts(info, ConfigError, where="devswitch.configure(report=...)", named=["U+0000", "4"])
     assert devswitch.config().report == "off"
 
 
@@ -88,8 +89,9 @@ def test_nested_values_are_checked_and_whitespace_at_the_ends_is_left_to_the_par
 
 
 def test_a_tab_inside_a_value_is_refused(home, project):
-    with pytest.raises(ConfigError, match=r"U\+0009 CHARACTER TABULATION at position 4"):
+    with pytest.raises(ConfigError) as info:
         resolve({"DEVSWITCH_REPORT": "out\t.json"}, home, project)
+    parts(info, ConfigError, where="DEVSWITCH_REPORT", named=["U+0009", "4"])
 
 
 # --- 2. the raw text of a file: no hidden line breaks, no reordered text -------------------------------------
@@ -146,8 +148,9 @@ def test_the_same_report_from_the_user_file_a_variable_or_an_option_is_taken(hom
 
 def test_a_project_profile_is_a_project_file_too(home, project):
     rc(project, "profiles: {out: {report: /tmp/x.json}}\n")
-    with pytest.raises(ConfigError, match="an absolute path"):
+    with pytest.raises(ConfigError) as info:
         resolve({"DEVSWITCH_PROFILE": "out"}, home, project)
+    parts(info, ConfigError, named=["/tmp/x.json"], fix="DEVSWITCH_REPORT")
 
 
 def test_a_symbolic_link_out_of_the_project_is_followed_and_refused(home, project, tmp_path):
@@ -159,8 +162,10 @@ def test_a_symbolic_link_out_of_the_project_is_followed_and_refused(home, projec
           fix="DEVSWITCH_REPORT")
     (project / "inside.json").symlink_to(tmp_path / "x.json")  # the file itself a link: the same
     rc(project, "report: inside.json\n")
-    with pytest.raises(ConfigError, match="through a symbolic link"):
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project)
+    parts(info, ConfigError, where=f"{project / '.devswitchrc'}:1:9", named=["symbolic link", f"(to {tmp_path}"],
+          fix="DEVSWITCH_REPORT")
 
 
 @pytest.mark.parametrize("value", ["results.jsonl", "src/../runs/r.json", "off", "summary"])
@@ -177,8 +182,9 @@ def test_seventeen_devswitchrc_paths_are_refused_before_any_is_read(home, projec
     with pytest.raises(ConfigError) as info:
         resolve({"DEVSWITCHRC": os.pathsep.join(paths)}, home, project)
     parts(info, ConfigError, where="DEVSWITCHRC", named=["17", "16"], fix="at most 16")
-    with pytest.raises(ConfigError, match="names 5000 files"):
+    with pytest.raises(ConfigError) as info:
         resolve({"DEVSWITCHRC": os.pathsep.join([str(tmp_path / "big")] * 5000)}, home, project)
+    parts(info, ConfigError, where="DEVSWITCHRC", named=["5000", "16"], fix="at most 16")
     assert time.perf_counter() - start < 5
 
 
