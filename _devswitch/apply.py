@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 
-from . import backends, halfnotes, sources, state
+from . import backends, determinism, halfnotes, sources, state
 from .backends import detect
 from .backends.common import TOO_LATE_HINT
 from .config import Config
@@ -319,6 +319,7 @@ def apply_to_keras(config: Config, plan: Plan, announce: bool = True) -> None:
         _release_policy()
     _install_compile_default(keras)
     _install_timing(keras, config)
+    determinism.seed(config)  # Python, NumPy and the backend: with Keras imported, before the script builds
     halfnotes.install_excepthook()  # a dtype mismatch under a half policy explained (a no-op under float32)
     if plan.policy in halfnotes.FLOAT16_POLICIES:
         halfnotes.watch_loss_scaling()

@@ -37,6 +37,8 @@ def _default_text(setting) -> str:
     value = setting.default
     if isinstance(value, bool):
         return str(value).lower()
+    if value is None:  # a setting that is off until given (seed)
+        return "none"
     return str(value) if value != "" else "(none)"
 
 

@@ -11,16 +11,14 @@ returns the canonical value, or raises ``Invalid``.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import operator
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import char_name
+from .plainvalues import _truth, _whole, closest, lookalike_note  # noqa: F401 - lookalike_note: config's
 
 
 class Invalid(ValueError):
@@ -67,28 +65,6 @@ class Setting:
         return "DEVSWITCH_" + self.name.upper()
 
 
-def closest(word: Any, candidates: list[str] | tuple[str, ...]) -> str | None:
-    """The candidate most like ``word`` (for "did you mean"), or None; only short strings are compared."""
-    if not isinstance(word, str) or len(word) > 64 or not word.isascii():
-        return None  # a look-alike non-ASCII letter gets its own message (lookalike_note), not a guess
-    hits = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return hits[0] if hits else None
-
-
-def lookalike_note(text: Any) -> str | None:
-    """Name the first non-ASCII character of a would-be keyword (a Cyrillic 'с' in 'сpu' looks like 'c')."""
-    if not isinstance(text, str) or text.isascii():
-        return None
-    for position, char in enumerate(text[:200]):
-        if not char.isascii():
-            name = unicodedata.name(char, "unnamed character")
-            return (
-                f"it contains the non-ASCII character {char!r} (U+{ord(char):04X} {name}) at position "
-                f"{position + 1}; settings are plain ASCII: retype it"
-            )
-    return "it contains non-ASCII characters; settings are plain ASCII: retype it"
-
-
 # --- clean text ----------------------------------------------------------------
 #
 # A value names files, is shown in messages and reaches the terminal at exit; YAML's escapes
@@ -132,26 +108,6 @@ def check_clean(raw: Any) -> None:
                 if i > MAX_CHECKED:
                     break
                 stack.extend(((key, f" of key {i + 1}{of}"), (item, f" of the value of key {i + 1}{of}")))
-
-
-def _truth(raw: Any) -> bool | None:
-    """A bool from ``True``/``False`` or a numpy bool (without importing numpy), else None."""
-    if isinstance(raw, bool):
-        return raw
-    kind = type(raw)
-    return bool(raw) if kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool") else None
-
-
-def _whole(raw: Any) -> int | None:
-    """An int from an int or an int-like value (numpy integers: anything with ``__index__``); never a bool."""
-    if _truth(raw) is not None or isinstance(raw, (str, bytes, float)):
-        return None
-    if isinstance(raw, int):
-        return int(raw)
-    try:
-        return operator.index(raw)
-    except Exception:  # noqa: BLE001 - any object may reach configure(); its __index__ may raise anything
-        return None
 
 
 # --- parsers -----------------------------------------------------------------
@@ -254,6 +210,35 @@ def parse_xla(raw: Any) -> str | bool:
         return parse_bool(raw)
     except Invalid:
         raise Invalid("auto, true or false (also yes/no, on/off, 1/0)") from None
+
+
+def parse_deterministic(raw: Any) -> str | bool:
+    """``auto`` (deterministic when a seed is set), true or false."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_bool(raw)
+    except Invalid:
+        expected = "auto, true or false (also yes/no, on/off, 1/0)"
+        raise Invalid(expected, closest(raw, ["auto", "true", "false"])) from None
+
+
+MAX_SEED = 2**32 - 1  # what NumPy's legacy seeding (np.random.seed, called by keras.utils.set_random_seed) takes
+
+
+def parse_seed(raw: Any) -> int | None:
+    """``none`` (no seeding), or a whole number from 0 to 2**32 - 1."""
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "")):
+        return None
+    expected = f"none or a whole number from 0 to {MAX_SEED}"
+    if isinstance(raw, str):
+        if not re.fullmatch(r"[0-9]{1,10}", raw.strip(), re.ASCII):
+            raise Invalid(expected, closest(raw.strip().lower(), ["none"]))
+        raw = int(raw.strip())
+    number = _whole(raw)
+    if number is None or not 0 <= number <= MAX_SEED:
+        raise Invalid(expected)
+    return number
 
 
 _DIGITS = re.compile(r"^[0-9]{1,9}$", re.ASCII)  # ASCII digits only: "⁴".isdigit() is True, int("⁴") fails
@@ -459,6 +444,29 @@ SETTINGS: tuple[Setting, ...] = (
         "Also time every batch of fit/predict. Opt-in and labelled in the records: overriding Keras' "
         "batch hooks turns off its asynchronous dispatch, so it can slow down what it measures.",
         "false",
+    ),
+    Setting(
+        "deterministic",
+        "auto",
+        parse_deterministic,
+        "auto, true, false",
+        "Deterministic ops, by each backend's own mechanism (TensorFlow: enable_op_determinism; PyTorch: "
+        "use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG=:4096:8 and cuDNN benchmark off; JAX: "
+        "--xla_gpu_deterministic_ops=true in XLA_FLAGS). An op the backend cannot run deterministically raises "
+        "an error there, and what a backend cannot guarantee is warned, never claimed. auto = true when seed is "
+        "set, else the framework's default; false = the framework's default. Costs speed: compare it with "
+        "--vary deterministic=true,false.",
+        "auto",
+    ),
+    Setting(
+        "seed",
+        None,
+        parse_seed,
+        f"none, N from 0 to {MAX_SEED}",
+        "Seed Python, NumPy and the backend's random generators (keras.utils.set_random_seed) when Keras is "
+        "set up, so weights, dropout and shuffling repeat run to run (with deterministic ops: bit for bit). "
+        "none = no seeding.",
+        "none",
     ),
     Setting(
         "strategy",

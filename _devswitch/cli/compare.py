@@ -161,7 +161,7 @@ def _columns_group(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=V1,V2",
         help="one more axis: a setting and its values, each value a column beside every backend, "
         "device and precision, e.g. --vary xla=true,false --vary threads=1,2 (repeatable; "
-        "settings that can vary: math, xla, threads, memory_growth, strategy, cpu_replicas)",
+        "settings that can vary: math, xla, threads, memory_growth, strategy, cpu_replicas, deterministic)",
     )
     group.add_argument(
         "--maths",

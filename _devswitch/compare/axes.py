@@ -13,7 +13,7 @@ from ..settings import BY_NAME, NAMES, Invalid, Threads, closest
 from .resultset import Configuration
 
 # The settings a compare can put side by side as columns: each changes what a worker measures.
-VARIABLE = ("math", "xla", "threads", "memory_growth", "strategy", "cpu_replicas")
+VARIABLE = ("math", "xla", "threads", "memory_growth", "strategy", "cpu_replicas", "deterministic")
 
 # The others, and why a column of them would mean nothing.
 REFUSED = {
@@ -28,6 +28,8 @@ REFUSED = {
     "log_level": "it changes what the frameworks print, no figure",
     "workers": "a cluster is not a column: compare runs every configuration on this machine",
     "worker_index": "a cluster is not a column: compare runs every configuration on this machine",
+    "seed": "every column already starts from the reference's weights on the same seeded input; a seed changes "
+    "no figure compare measures (vary deterministic to see what reproducibility costs)",
     "profile": "name the settings themselves, e.g. --vary xla=true,false (devswitch info shows a profile's values)",
 }
 
