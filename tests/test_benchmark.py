@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import pytest
+from errorparts import parts
 
 import devswitch
 from _devswitch.benchmarking import count_flops
@@ -117,8 +118,10 @@ def test_a_batch_size_that_fails_is_recorded_and_the_rest_continue():
 
 
 def test_unknown_bundled_model_is_a_clear_error():
-    with pytest.raises(devswitch.UsageError, match="(?s)unknown bundled model 'vgg'.*alexnet, small_cnn, mlp"):
+    with pytest.raises(devswitch.UsageError) as info:
         devswitch.benchmark("vgg")
+    error = parts(info, devswitch.UsageError, named=["'vgg'"])
+    assert "alexnet, small_cnn, mlp" in str(error)  # the bundled models, wherever the error lists them
 
 
 def test_a_model_without_input_shape_is_a_clear_error():
@@ -126,5 +129,6 @@ def test_a_model_without_input_shape_is_a_clear_error():
         def call(self, inputs):
             return inputs
 
-    with pytest.raises(devswitch.UsageError, match="has no known input shape"):
+    with pytest.raises(devswitch.UsageError) as info:
         devswitch.benchmark(Bare(name="bare"), batch_sizes=(1,))
+    parts(info, devswitch.UsageError, named=["bare"])  # the model named

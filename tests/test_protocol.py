@@ -60,8 +60,9 @@ def test_a_malformed_event_is_an_error_naming_its_field(data, field):
 def test_read_events_names_the_line_of_a_malformed_event(tmp_path):
     events = tmp_path / "w.events.jsonl"
     events.write_text('{"event": "spawned", "t": 1}\n{"event": "unavailable", "t": 2}\n')
-    with pytest.raises(p.EventError, match=r"w\.events\.jsonl:2: .*'reason'"):
+    with pytest.raises(p.EventError) as raised:
         p.read_events(events)
+    assert str(raised.value).startswith(f"{events}:2: ") and "'reason'" in str(raised.value)  # the line, the field
 
 
 def test_a_record_event_carries_the_benchmark_record_the_worker_wrote():
@@ -73,8 +74,10 @@ def test_a_record_event_carries_the_benchmark_record_the_worker_wrote():
 def test_a_record_event_with_a_malformed_record_is_an_error_naming_the_field():
     record = BenchmarkRecord("m", "inference", 8, "cpu", "float32", "float32").to_dict()
     record["metrics"]["throughput"]["value"] = "fast"
-    with pytest.raises(p.EventError, match=r"w\.jsonl:4: record event's record\.metrics\.throughput\.value is 'fast'"):
+    with pytest.raises(p.EventError) as raised:
         p.decode_event({"event": "record", "t": 1.0, "record": record}, "w.jsonl:4")
+    said = str(raised.value)  # the line, the field, the value
+    assert said.startswith("w.jsonl:4: ") and "record.metrics.throughput.value" in said and "'fast'" in said
 
 
 def test_compare_fails_the_run_of_a_worker_whose_event_is_malformed_naming_the_field(tmp_path):

@@ -97,10 +97,11 @@ def test_only_regular_files_are_read(home, project, kind):
         path.symlink_to(project / "nowhere")
     else:
         path.symlink_to(kind)
-    expected = {"fifo": "is a FIFO", "/dev/zero": "is a character device", "/dev/urandom": "is a character device",
-                "directory": "is a directory", "broken link": "a broken symbolic link"}[kind]
-    with pytest.raises(ConfigError, match=f"{path}: .*{expected}"):
+    expected = {"fifo": "FIFO", "/dev/zero": "character device", "/dev/urandom": "character device",
+                "directory": "directory", "broken link": "symbolic link"}[kind]  # the kind of file found
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project)
+    parts(info, ConfigError, where=str(path), named=[expected])
 
 
 def test_devswitchrc_naming_a_device_file_is_refused(home, project):
@@ -139,8 +140,9 @@ def test_unreadable_home_is_a_config_error(tmp_path, project):
     (locked / "inner").mkdir(parents=True)
     locked.chmod(0)
     try:
-        with pytest.raises(ConfigError, match=r"cannot check .*Permission denied"):
+        with pytest.raises(ConfigError) as info:
             resolve({}, locked / "inner", project)
+        parts(info, ConfigError, named=["Permission denied"])  # the system's reason
     finally:
         locked.chmod(0o755)
 
@@ -217,8 +219,10 @@ def test_numbers_are_ascii_digits_in_range(home, project, var, value):
 @pytest.mark.parametrize("setting, value", [("threads", 1025), ("threads", 10**20), ("threads", "100000"),
                                             ("cpu_replicas", 257), ("worker_index", 70000)])
 def test_every_number_has_a_documented_range(home, project, setting, value):
-    with pytest.raises(ConfigError, match=r"from 0 to \d+"):
+    with pytest.raises(ConfigError) as info:
         resolve({}, home, project, {setting: value})
+    error = parts(info, ConfigError, where=f"devswitch.configure({setting}=...)", named=[f"'{setting}'"])
+    assert re.search(r"\b0 to \d+", error.message)  # the range allowed
 
 
 @pytest.mark.parametrize("raw, expected", [("cuda", "gpu"), ("cuda:1", "gpu:1"), ("cuda:0,1", "gpu:0,1"),
