@@ -40,6 +40,7 @@ _MISMATCH = (
     re.compile(r"requires arguments to have the same dtypes, got (\w+), (\w+)"),  # JAX (lax)
     re.compile(r"to have the same dtype, but got: ([\w:]+) != ([\w:]+)"),  # PyTorch (matmul)
     re.compile(r"expected scalar type (\w+) but found (\w+)"),  # PyTorch
+    re.compile(r"must have the same dtype, but got (\w+) and (\w+)"),  # PyTorch (addmm: Linear's bias)
     re.compile(r"Input type \(([\w.]+)\) and (?:weight|bias) type \(([\w.]+)\) should be the same"),  # PyTorch
 )
 _HALF_WORD = re.compile(r"half|float16|bfloat16|bf16|f16", re.IGNORECASE)

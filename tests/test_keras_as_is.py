@@ -140,6 +140,7 @@ def test_a_failed_column_states_the_exception_not_the_logs_last_line():
     pytest.param("expected mat1 and mat2 to have the same dtype, but got: c10::Half != float", True,
                  id="PyTorch matmul"),
     pytest.param("expected scalar type BFloat16 but found Float", True, id="PyTorch"),
+    pytest.param("mat1 and mat2 must have the same dtype, but got Half and Float", True, id="PyTorch addmm"),
     pytest.param("Input type (torch.FloatTensor) and weight type (torch.HalfTensor) should be the same", True,
                  id="PyTorch conv"),
     pytest.param("Input 'y' of 'AddV2' Op has type int32 that does not match type float32 of argument 'x'.", False,
