@@ -34,7 +34,7 @@ from .energy import Meter, combined, meter_for, unavailable
 from .errors import describe
 from .flops import count_flops
 from .measure import MIN_SAMPLE_S, Measure, shares
-from .memory import RssSampler, release_free_memory
+from .memory import RssSampler, format_size, release_free_memory
 from .peaks import Peak
 from .plans import Gpu, Inventory, Plan
 from .statistics import Summary
@@ -394,6 +394,8 @@ def _warm(opts: BenchmarkOptions, subject: _Subject, state: _State, batch: int) 
     runner, model = subject.runner, subject.model
     with _Resident(subject, state, batch, WARM_SAMPLE_S, release=True):  # on a CPU; the input is the batch's too
         runner.reset_peak_memory()
+        if not subject.gpus:
+            runner.host_pool_start()
         x = runner.input((batch, *_input_shape(model)))
         if opts.mode == "inference":
 
@@ -411,8 +413,12 @@ def _warm(opts: BenchmarkOptions, subject: _Subject, state: _State, batch: int) 
     if subject.gpus:  # a batch size reaches its allocator peak in its first steps
         state.gpu_peaks[batch] = runner.peak_memory()
         state.memory_sources[batch] = runner.peak_memory_source()
-    else:
-        state.memory_sources[batch] = _rss_source(state, batch)
+    else:  # a framework's own pool reuses what it kept without the resident memory growing: the larger of both
+        pool = runner.host_pool_peak()
+        resident = state.rss_peaks.get(batch)
+        if resident is not None and pool > resident:
+            state.rss_peaks[batch] = pool
+        state.memory_sources[batch] = _rss_source(state, batch, pool if resident is not None and pool > resident else 0)
     state.measures[batch] = measure
 
 
@@ -439,13 +445,18 @@ class _Resident:
             self.state.rss_peaks[self.batch] = max(known) if known else None
 
 
-def _rss_source(state: _State, batch: int) -> str:
+def _rss_source(state: _State, batch: int, pool: int) -> str:
     """How the CPU figure of ``batch`` was measured, and when an earlier, larger batch size may hide part of it."""
     how = (
         f"resident memory of the process above its level before this batch size, sampled every "
         f"{WARM_SAMPLE_S * 1000:.0f} ms over the first call and warm-up and every {TIMED_SAMPLE_S * 1000:.0f} ms "
         "over the timed steps (not ru_maxrss)"
     )
+    if pool:
+        how += (
+            f"; here the framework's own memory pool's peak above its use before, {format_size(pool)}, which is "
+            "larger: the pool reused memory it had kept from earlier work, unseen by the resident memory"
+        )
     larger = [b for b in state.measures if b > batch]
     if larger:
         how += (

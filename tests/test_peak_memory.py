@@ -45,6 +45,56 @@ def test_on_the_cpu_a_batch_size_after_a_larger_one_says_it_can_read_low():
     assert "measured after batch size 64" in small.peak_memory_source and "smallest first" in small.peak_memory_source
 
 
+class PooledRunner:
+    """The real CPU runner, with a framework pool that reports a peak of ``pool`` bytes above its start."""
+
+    def __init__(self, runner, pool: int):
+        self.runner, self.pool, self.calls = runner, pool, []
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+    def host_pool_start(self) -> None:
+        self.calls.append("start")
+
+    def host_pool_peak(self) -> int:
+        self.calls.append("peak")
+        return self.pool
+
+
+@pytest.mark.parametrize("pool", [0, 2**40])
+@pytest.mark.usefixtures("on_cpu")
+def test_on_the_cpu_a_frameworks_pool_peak_counts_where_it_is_above_the_resident_growth(monkeypatch, pool):
+    """A pool (TensorFlow's oneDNN allocator) reuses memory it kept without the resident memory growing: where
+    its own peak above its start is the larger, the record takes it and says so."""
+    build = benchmarking._build
+    runners: list[PooledRunner] = []
+
+    def pooled(model, opts):
+        subject = build(model, opts)
+        runners.append(PooledRunner(subject.runner, pool))
+        return dataclasses.replace(subject, runner=runners[0])
+
+    monkeypatch.setattr(benchmarking, "_build", pooled)
+    (record,) = devswitch.benchmark("mlp", batch_sizes=(8,), warmup=1, iterations=2, min_sample_s=0,
+                                    predict_baseline=False, peak_probe=False, energy=False)
+    if record.peak_memory_bytes is None:
+        pytest.skip("no /proc/self/statm on this system: the resident peak is not measured there")
+    assert runners[0].calls == ["start", "peak"]
+    assert (record.peak_memory_bytes == 2**40) == bool(pool)
+    assert (f"memory pool's peak above its use before, {format_size(2**40)}" in record.peak_memory_source) == bool(pool)
+
+
+def test_tensorflow_cpu_pool_peak_is_its_peak_above_its_use_before_the_batch():
+    infos = iter([{"current": 10 << 20, "peak": 90 << 20}, {"current": 12 << 20, "peak": 40 << 20}])
+    resets = []
+    experimental = SimpleNamespace(get_memory_info=lambda d: next(infos), reset_memory_stats=resets.append)
+    runner = object.__new__(tf_backend.Runner)
+    runner.tf, runner.gpu_device = SimpleNamespace(config=SimpleNamespace(experimental=experimental)), None
+    runner.host_pool_start()
+    assert resets == ["CPU:0"] and runner.host_pool_peak() == 30 << 20
+
+
 class GpuRunner:
     """The real CPU runner, reporting an allocator's peak as a GPU runner does: what reset and read it saw."""
 

@@ -45,6 +45,14 @@ class BenchmarkRunner(Protocol):
     def peak_memory_source(self) -> str:
         """How the last ``peak_memory()`` was measured on the GPU, in words (or why it is unknown)."""
 
+    def host_pool_start(self) -> None:
+        """On a CPU, before a batch size: note what the framework's own memory pool holds (where it keeps one)."""
+
+    def host_pool_peak(self) -> int:
+        """On a CPU, after the batch size's first steps: the peak of the framework's own pool above its use
+        before them (0 where it keeps no statistics). A pool reuses memory it kept from earlier work without
+        the process's resident memory growing, so this can see what the resident memory cannot."""
+
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = ..., clock: Callable[[], float] = ...
     ) -> tuple[float, float]:

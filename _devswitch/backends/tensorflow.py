@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from .. import determinism, state
+from .. import state
 from ..config import Config
 from ..devices import Gpu, Plan
 from ..errors import TooLateError
@@ -129,31 +129,7 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
         "strategy": "tf.distribute: MirroredStrategy / MultiWorkerMirroredStrategy (TF_CONFIG)",
         "cpu_replicas": "logical CPU devices (tf.config.set_logical_device_configuration)",
         "math": f"{TF32_CALL}: ieee = False, tf32 = True (GPUs >= 8.0); bf16: not available on TensorFlow",
-        **determinism.meanings(config, DETERMINISM, "Python's random, NumPy, tf.random.set_seed, Keras' SeedGenerator"),
     }
-
-
-DETERMINISM = (
-    "tf.config.experimental.enable_op_determinism(): every op runs a deterministic kernel (tf.data too), and an "
-    "op that has none raises an error when it runs, never a silent difference"
-)
-
-
-def _apply_determinism(config: Config) -> None:
-    """Op determinism on or off as ``deterministic`` asks (off: only where devswitch turned it on before)."""
-    from tensorflow.python.framework import config as tf_config
-
-    want = determinism.wanted(config)
-    before = tf_config.is_op_determinism_enabled()
-    if want == before or (not want and config.deterministic == "auto"):
-        return
-    state.on_reset(
-        "tf-op-determinism", lambda: tf_config.enable_op_determinism() if before else tf_config.disable_op_determinism()
-    )
-    if want:
-        tf_config.enable_op_determinism()
-    else:
-        tf_config.disable_op_determinism()
 
 
 def describe_xla(xla, gpus: int) -> str:
@@ -388,7 +364,6 @@ def apply(config: Config, plan: Plan, strategy_plan) -> None:
     _apply_threads(tf, config)
     _apply_strategy(tf, strategy_plan)
     apply_math(plan)
-    _apply_determinism(config)
 
 
 def versions() -> dict:
@@ -439,6 +414,7 @@ class Runner:
         self.tf, self.model, self.gpus = tf, model, gpus
         self.gpu_device = "GPU:0" if gpus else None
         self._forward = tf.function(lambda t: model(t, training=False), jit_compile=jit_compile)
+        self._pool_start: int | None = None  # the CPU allocator's use before the batch size
 
     def input(self, shape: tuple[int, ...]):
         return self.tf.random.uniform(shape, dtype=self.tf.float32)
@@ -467,6 +443,22 @@ class Runner:
             f"TensorFlow allocator's peak on {self.gpu_device} (get_memory_info()['peak'] after reset_memory_stats) "
             "over the first call and warm-up, with what was already in use (the weights)"
         )
+
+    def _cpu_memory(self) -> dict | None:
+        try:  # oneDNN's CPU allocator (a BFC pool, TensorFlow's default on x86) keeps statistics
+            return self.tf.config.experimental.get_memory_info("CPU:0")
+        except (ValueError, RuntimeError):  # an allocator without them (TF_ENABLE_ONEDNN_OPTS=0): malloc's
+            return None
+
+    def host_pool_start(self) -> None:
+        info = self._cpu_memory()
+        self._pool_start = None if info is None else int(info["current"])
+        if info is not None:
+            self.tf.config.experimental.reset_memory_stats("CPU:0")
+
+    def host_pool_peak(self) -> int:
+        info = self._cpu_memory()
+        return 0 if info is None or self._pool_start is None else max(0, int(info["peak"]) - self._pool_start)
 
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter
