@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from .. import state
+from .. import determinism, state
 from ..config import Config
 from ..devices import Gpu, Plan
 from ..errors import ConfigError, TooLateError, quote
@@ -64,6 +64,8 @@ def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
         env["JAX_PLATFORMS"] = "cpu"  # the GPU backend is never started, and no GPU memory is taken
     if config.cpu_replicas > 1:
         env["XLA_FLAGS"] = _host_flags(environ.get("XLA_FLAGS", ""), config.cpu_replicas)
+    if determinism.wanted(config):  # appended to the user's flags, never replacing them
+        env["XLA_FLAGS"] = determinism.xla_flags(env.get("XLA_FLAGS", environ.get("XLA_FLAGS", "")))
     return env
 
 
@@ -215,7 +217,19 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
         "cpu_replicas": f"{HOST_DEVICES_FLAG}=N in XLA_FLAGS: N host devices",
         "math": f"{PRECISION}: ieee = highest, tf32 = tensorfloat32, bf16 = bfloat16 (XLA:GPU >= 8.0; XLA:CPU "
         "ignores it)",
+        **determinism.meanings(
+            config,
+            f"{determinism.XLA_GPU_FLAG}=true appended to XLA_FLAGS before JAX starts: XLA's GPU reductions and "
+            "scatters run deterministically (XLA:CPU already does)",
+            "Python's random, NumPy, Keras' SeedGenerator (the source of its layers' JAX keys)",
+        ),
     }
+
+
+DETERMINISM_GAP = (
+    f"{determinism.XLA_GPU_FLAG} covers XLA's own GPU kernels only; custom calls outside XLA (cuDNN fused attention, "
+    "Pallas or Triton kernels, a library's own CUDA ops) are not covered, and devswitch cannot vouch for them"
+)
 
 
 def notices(config: Config, plan: Plan) -> list[str]:
@@ -232,7 +246,7 @@ def notices(config: Config, plan: Plan) -> list[str]:
             "it can see, not only the selected one; set CUDA_VISIBLE_DEVICES before starting Python to "
             "hide the others"
         )
-    return out
+    return out + determinism.on_gpu(config, plan.gpus, DETERMINISM_GAP)
 
 
 def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]) -> StrategyPlan:
@@ -307,6 +321,8 @@ def cluster(config: Config, environ: Mapping[str, str]) -> tuple[int, int, str]:
 def start(config: Config, environ: Mapping[str, str]) -> None:
     """multi_worker: join the cluster (jax.distributed, through keras.distribution.initialize) before
     anything starts JAX's backends -- detecting the devices would."""
+    if not started():  # the flags JAX will read when it starts (devswitch's variables are set by now)
+        state.current().process["jax-xla-flags"] = environ.get("XLA_FLAGS", "")
     # joining a cluster is once per process: no reset() can undo it, so the session keeps it through one
     if config.strategy != "multi_worker" or state.current().process.get("jax-initialized"):
         return
@@ -346,6 +362,10 @@ def preflight(config: Config, plan: Plan) -> None:
             f"{jax.local_device_count('cpu')} host device(s)",
             hint=common.TOO_LATE_HINT,
         )
+    started_with = state.current().process.get("jax-xla-flags") or ""  # "": JAX started before devswitch saw it
+    if plan.gpus and determinism.wanted(config) and determinism.XLA_GPU_FLAG not in started_with:
+        flag = determinism.XLA_GPU_FLAG
+        raise TooLateError(f"deterministic=true: JAX has already started without {flag}", hint=common.TOO_LATE_HINT)
     preallocate = wanted.get("XLA_PYTHON_CLIENT_PREALLOCATE")
     if preallocate is not None and os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") != preallocate and plan.gpus:
         raise TooLateError(

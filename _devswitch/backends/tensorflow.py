@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from .. import state
+from .. import determinism, state
 from ..config import Config
 from ..devices import Gpu, Plan
 from ..errors import TooLateError
@@ -129,7 +129,31 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
         "strategy": "tf.distribute: MirroredStrategy / MultiWorkerMirroredStrategy (TF_CONFIG)",
         "cpu_replicas": "logical CPU devices (tf.config.set_logical_device_configuration)",
         "math": f"{TF32_CALL}: ieee = False, tf32 = True (GPUs >= 8.0); bf16: not available on TensorFlow",
+        **determinism.meanings(config, DETERMINISM, "Python's random, NumPy, tf.random.set_seed, Keras' SeedGenerator"),
     }
+
+
+DETERMINISM = (
+    "tf.config.experimental.enable_op_determinism(): every op runs a deterministic kernel (tf.data too), and an "
+    "op that has none raises an error when it runs, never a silent difference"
+)
+
+
+def _apply_determinism(config: Config) -> None:
+    """Op determinism on or off as ``deterministic`` asks (off: only where devswitch turned it on before)."""
+    from tensorflow.python.framework import config as tf_config
+
+    want = determinism.wanted(config)
+    before = tf_config.is_op_determinism_enabled()
+    if want == before or (not want and config.deterministic == "auto"):
+        return
+    state.on_reset(
+        "tf-op-determinism", lambda: tf_config.enable_op_determinism() if before else tf_config.disable_op_determinism()
+    )
+    if want:
+        tf_config.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
 
 
 def describe_xla(xla, gpus: int) -> str:
@@ -364,6 +388,7 @@ def apply(config: Config, plan: Plan, strategy_plan) -> None:
     _apply_threads(tf, config)
     _apply_strategy(tf, strategy_plan)
     apply_math(plan)
+    _apply_determinism(config)
 
 
 def versions() -> dict:

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from .. import state
+from .. import determinism, state
 from ..config import Config
 from ..devices import Gpu, Plan
 from ..errors import ConfigError, TooLateError
@@ -29,7 +29,10 @@ log = logging.getLogger("devswitch")
 
 
 def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
-    """Nothing PyTorch reads at its own import; the device goes to Keras once it is chosen (apply)."""
+    """cuBLAS's workspace for deterministic matmuls (read when CUDA starts; a user's own value is kept); the
+    device goes to Keras once it is chosen (apply)."""
+    if determinism.wanted(config) and determinism.CUBLAS_WORKSPACE not in environ:
+        return {determinism.CUBLAS_WORKSPACE: determinism.CUBLAS_DETERMINISTIC[0]}
     return {}
 
 
@@ -219,7 +222,48 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
         "cpu_replicas": "not applicable on torch (no distribution)",
         "math": "ieee = set_float32_matmul_precision('highest') + cudnn.allow_tf32 False; tf32 = 'high' + True "
         "(GPUs >= 8.0); bf16 = oneDNN fp32_precision 'bf16' (AMX CPUs), 'medium' = TF32 on CUDA",
+        **determinism.meanings(config, DETERMINISM, "Python's random, NumPy, torch.manual_seed, Keras' SeedGenerator"),
     }
+
+
+DETERMINISM = (
+    "torch.use_deterministic_algorithms(True) (an op without a deterministic implementation raises an error "
+    "when it runs), cudnn.benchmark off and cudnn.deterministic on, and CUBLAS_WORKSPACE_CONFIG=:4096:8 set "
+    "before CUDA starts (a value of yours is kept)"
+)
+
+
+def _determinism_notices(config: Config, plan: Plan) -> list[str]:
+    """A workspace of the user's that cuBLAS does not document as deterministic: torch would raise on it."""
+    import os
+
+    theirs = os.environ.get(determinism.CUBLAS_WORKSPACE)
+    if not (determinism.wanted(config) and plan.gpus and theirs) or theirs in determinism.CUBLAS_DETERMINISTIC:
+        return []
+    return [
+        f"deterministic=true on torch with {determinism.CUBLAS_WORKSPACE}={theirs} (yours, kept): cuBLAS is "
+        f"deterministic only with {' or '.join(determinism.CUBLAS_DETERMINISTIC)}, and PyTorch raises an error at "
+        f"the first cuBLAS matmul; unset it or set {determinism.CUBLAS_DETERMINISTIC[0]}"
+    ]
+
+
+def _apply_determinism(torch, config: Config) -> None:
+    """Deterministic algorithms and cuDNN settings as ``deterministic`` asks, undone by reset()."""
+    want = determinism.wanted(config)
+    if not want and config.deterministic == "auto":
+        return  # the framework's default, and whatever the script sets itself
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(), cudnn.benchmark, cudnn.deterministic)
+
+    def undo() -> None:
+        torch.use_deterministic_algorithms(before[0])
+        cudnn.benchmark, cudnn.deterministic = before[1], before[2]
+
+    state.on_reset("torch-determinism", undo)
+    torch.use_deterministic_algorithms(want)
+    cudnn.benchmark, cudnn.deterministic = (False, True) if want else (before[1], False)
+    if want and not torch.cuda.is_initialized():  # cuBLAS will start with the workspace set
+        state.current().process["torch-cublas-before-cuda"] = True
 
 
 def notices(config: Config, plan: Plan) -> list[str]:
@@ -235,7 +279,7 @@ def notices(config: Config, plan: Plan) -> list[str]:
             f"cpu_replicas={config.cpu_replicas} ({config['cpu_replicas'].location}) is not applicable on "
             "torch: Keras has no PyTorch distribution"
         )
-    return out
+    return out + _determinism_notices(config, plan)
 
 
 def plan_distribution(config: Config, plan: Plan, environ: Mapping[str, str]) -> StrategyPlan:
@@ -265,6 +309,17 @@ def preflight(config: Config, plan: Plan) -> None:
     import torch
 
     if (
+        determinism.wanted(config)
+        and plan.gpus
+        and torch.cuda.is_initialized()
+        and not state.current().process.get("torch-cublas-before-cuda")
+    ):
+        raise TooLateError(
+            f"deterministic=true cannot be applied on torch: CUDA has already started in this process, and cuBLAS "
+            f"reads {determinism.CUBLAS_WORKSPACE} when it starts",
+            hint=common.TOO_LATE_HINT,
+        )
+    if (
         config.threads.inter
         and config.threads.inter != torch.get_num_interop_threads()
         and state.current().process.get("torch-interop")
@@ -292,6 +347,7 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
     if "keras.src.backend.torch.core" not in sys.modules:
         state.setenv(DEVICE_VARIABLE, keras_device(plan))
     apply_math(plan)
+    _apply_determinism(torch, config)
     if config.threads.intra and config.threads.intra != torch.get_num_threads():
         before = torch.get_num_threads()
         state.on_reset("torch-threads", lambda: torch.set_num_threads(before))
