@@ -170,7 +170,7 @@ def _record(r: _Reader, raw: Any, where: str) -> tuple[Record | None, str, Units
         typed = read_record(record, where)
     except ValueError as error:  # what the checks above leave to the dataclass: a field missing or mistyped
         field, _, what = str(error).partition(" ")  # its message starts with the field's path
-        raise r.fail(field, what) from None
+        raise r.fail(field, what.removeprefix("is ")) from None
     script = isinstance(typed, ScriptRecord)
     rate = typed.runs_per_s if isinstance(typed, ScriptRecord) else typed.samples_per_s
     what = "runs/s" if script else "throughput"
