@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Child, children
+from errorparts import parts, printed
 
 from _devswitch.errors import UsageError
 
@@ -22,16 +23,18 @@ def test_rounds_that_would_not_fit_in_memory_are_refused_with_the_figures_and_th
     """64 AlexNet workers side by side on 23 GiB: refused at the measured figure, naming --rounds 1 and how many fit."""
     from _devswitch.compare.process import check_memory
 
-    with pytest.raises(UsageError, match=r"64 workers alive side by side \(--rounds 6\), about 1,500 MiB each") as e:
+    with pytest.raises(UsageError) as e:
         check_memory(["tensorflow"] * 64, "alexnet", 6, available=23 * 1024)
-    assert "for alexnet (as measured, see docs/trust.md) plus 620 MiB of libraries" in e.value.message
-    assert "94.4 GiB in all, and 23.0 GiB is available; nothing was run" in e.value.message
-    assert "--rounds 1" in e.value.hint and "at most 15 configurations" in e.value.hint
+    # the figures: workers, rounds, each one's measured size and the libraries', the sum, what is available
+    parts(e, UsageError, named=["64 workers", "--rounds 6", "1,500 MiB", "alexnet", "docs/trust.md", "620 MiB",
+                                "94.4 GiB", "23.0 GiB"], fix="--rounds 1")
+    assert "15" in e.value.hint  # how many configurations fit
     check_memory(["tensorflow"] * 4, "alexnet", 6, available=23 * 1024)  # fits: nothing said
     check_memory(["tensorflow"], "alexnet", 6, available=10)  # one worker: nothing to refuse
     check_memory(["tensorflow"] * 64, "my_model.py", 6, available=10)  # a user's factory: measured when it runs
-    with pytest.raises(UsageError, match="about 720 MiB each for mlp"):  # PyTorch takes more than TensorFlow
+    with pytest.raises(UsageError) as e:  # PyTorch takes more than TensorFlow
         check_memory(["torch"] * 4, "mlp", 2, available=3 * 1024)
+    parts(e, UsageError, named=["720 MiB", "mlp"])
 
 
 def test_gpu_columns_that_wait_for_a_gpu_are_not_counted_up_front():
@@ -58,9 +61,7 @@ def test_compare_refuses_rounds_that_will_not_fit_before_any_worker_starts(tmp_p
     monkeypatch.setattr(process, "available_mib", lambda: 2048.0)
     argv = ["compare", "alexnet", "--devices", "cpu", "--precisions", "fp32", "--vary", "threads=1,2,3,4"]
     assert main([*argv, "--out", "out"]) == 2
-    err = capsys.readouterr().err
-    assert "5 workers alive side by side" in err and "2.0 GiB is available" in err and "--rounds 1" in err
-    assert "about 1,500 MiB each for alexnet" in err
+    printed(capsys.readouterr().err, named=["5 workers", "2.0 GiB", "1,500 MiB", "alexnet"], fix="--rounds 1")
     assert not (tmp_path / "out").exists()
 
 
@@ -69,7 +70,7 @@ def test_a_timeout_below_one_second_is_refused(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     assert main(["compare", "mlp", "--timeout", "0", "--out", "out"]) == 2
-    assert "--timeout: '0' is not a number >= 1" in capsys.readouterr().err
+    printed(capsys.readouterr().err, where="--timeout", named=["'0'", ">= 1"])
 
 
 # --- the user's script, hostile or careless: real compares ---------------------------------------------------
@@ -386,14 +387,10 @@ def test_a_users_factory_is_measured_on_its_first_worker_before_the_others_start
     proc, folder = own_factory("small machine")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "starting" not in proc.stderr.replace("starting 1", "")
-    held = re.search(r"the first worker holds (\d+) MiB of its own once the model is built", proc.stderr)
+    held = re.search(r"the first worker holds (\d+) MiB", proc.stderr)  # the note, then the refusal with its figure
     assert held and 100 < int(held.group(1)) < 4000, proc.stderr[-3000:]
-    assert (
-        f"this compare keeps 4 workers alive side by side (--rounds 2), about {held.group(1)} MiB each for tiny.py "
-        "(what the first worker held once the model was built)"
-    ) in proc.stderr
-    assert "0.5 GiB is available; the workers started so far were ended, nothing was measured" in proc.stderr
-    assert "--rounds 1" in proc.stderr
+    printed(proc.stderr, named=["4 workers", "--rounds 2", f"{held.group(1)} MiB", "tiny.py", "0.5 GiB"],
+            fix="--rounds 1")
     assert not list((folder / "out").glob(".devswitch-work-*"))
 
 
