@@ -97,8 +97,9 @@ def test_a_dangling_link_is_refused_and_its_target_never_created(tmp_path):
     loop = tmp_path / "loop" / ".devswitchrc"
     loop.parent.mkdir()
     loop.symlink_to(loop)
-    with pytest.raises(UsageError, match="a loop"):
+    with pytest.raises(UsageError) as info:
         profiles.add(loop, "fast", PROFILE, "x")
+    parts(info, UsageError, where=str(loop), named=["symbolic link", "loop"], fix="remove the link")
 
 
 def test_line_ends_bom_comments_mode_owner_and_group_are_kept(tmp_path):
@@ -314,8 +315,9 @@ def test_save_profile_adds_to_a_users_file_and_keeps_everything_else(tmp_path):
     assert text.startswith("# my settings\ndevice: cpu   # keep me\nprofiles:\n") and "    old:\n" in text
     cfg = resolve({"DEVSWITCH_PROFILE": "fastest"}, tmp_path / "home", tmp_path)
     assert (cfg.device, cfg.precision, cfg["precision"].source) == ("cpu", "half", "project file (profile fastest)")
-    with pytest.raises(Exception, match="already defined"):
+    with pytest.raises(UsageError) as info:
         profiles.add(rc, "fastest", {"device": "gpu"}, "again")
+    parts(info, UsageError, named=["'fastest'", f"{rc}:"], fix="--save-profile")  # the name, where it is defined
     fresh = tmp_path / "new" / ".devswitchrc"
     fresh.parent.mkdir()
     profiles.add(fresh, "p", {"backend": "jax", "device": "cpu", "precision": "fp32"}, "x")
@@ -323,8 +325,9 @@ def test_save_profile_adds_to_a_users_file_and_keeps_everything_else(tmp_path):
     flow = tmp_path / "flow" / ".devswitchrc"
     flow.parent.mkdir()
     flow.write_text("profiles: {a: {device: cpu}}\n")
-    with pytest.raises(Exception, match="flow style"):
+    with pytest.raises(UsageError) as info:
         profiles.add(flow, "b", {"device": "cpu"}, "x")
+    parts(info, UsageError, named=[str(flow), "'profiles:'", "{...}"])
     assert flow.read_text() == "profiles: {a: {device: cpu}}\n"
 
 
