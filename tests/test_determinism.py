@@ -155,6 +155,35 @@ def test_jax_refuses_determinism_on_a_gpu_once_it_started_without_the_flag(home,
         jax.preflight(config, plan)
 
 
+@pytest.mark.skipif(not backends.installed("torch"), reason="needs torch")
+def test_torch_determinism_is_applied_for_real_and_undone_by_reset(home, project):
+    """On this CPU: PyTorch's deterministic algorithms and cuDNN flags are set, and reset() restores them."""
+    import torch
+
+    from _devswitch.backends import torch as backend
+    from _devswitch.session import reset
+
+    cudnn, before = torch.backends.cudnn, torch.are_deterministic_algorithms_enabled()
+    flags = (cudnn.benchmark, cudnn.deterministic)
+    backend._apply_determinism(torch, _config(home, project, backend="torch", deterministic="true"))
+    assert torch.are_deterministic_algorithms_enabled() and (cudnn.benchmark, cudnn.deterministic) == (False, True)
+    reset()
+    assert torch.are_deterministic_algorithms_enabled() is before and (cudnn.benchmark, cudnn.deterministic) == flags
+
+
+def test_tensorflow_op_determinism_is_applied_for_real_and_undone_by_reset(home, project):
+    from tensorflow.python.framework import config as tf_config
+
+    from _devswitch.backends import tensorflow as backend
+    from _devswitch.session import reset
+
+    assert not tf_config.is_op_determinism_enabled()
+    backend._apply_determinism(_config(home, project, seed="3"))  # auto with a seed: on
+    assert tf_config.is_op_determinism_enabled()
+    reset()
+    assert not tf_config.is_op_determinism_enabled()
+
+
 def test_deterministic_is_a_compare_axis_and_seed_is_not():
     assert parse_vary(["deterministic=true,false"]) == (("deterministic", ("true", "false")),)
     with pytest.raises(UsageError, match="seed cannot be a column: every column already starts from"):
