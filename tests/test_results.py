@@ -96,8 +96,9 @@ def test_append_adds_runs_each_with_its_own_context(tmp_path):
 def test_append_refuses_another_schema_version(tmp_path):
     target = tmp_path / "r.json"
     target.write_text(json.dumps({"schema_version": 999, "records": []}))
-    with pytest.raises(ReportError, match="schema_version 999"):
+    with pytest.raises(ReportError) as info:
         append_records(target, [_record(1)])
+    assert str(target) in str(info.value) and "schema_version" in str(info.value) and "999" in str(info.value)
     assert json.loads(target.read_text()) == {"schema_version": 999, "records": []}  # left untouched
 
 
@@ -244,8 +245,9 @@ def test_a_run_cut_short_is_not_glued_to_the_next(tmp_path):
     save_report(target, [_record(2)], {})
     lines = target.read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[2])["records"][0]["model"] == "m2"
-    with pytest.raises(ReportError, match="r.json:2: not JSON"):
+    with pytest.raises(ReportError) as info:
         read_report(target)
+    assert f"{target.name}:2: " in str(info.value)  # the file and the line cut short
 
 
 @contextlib.contextmanager
