@@ -184,6 +184,19 @@ def test_tensorflow_op_determinism_is_applied_for_real_and_undone_by_reset(home,
     assert not tf_config.is_op_determinism_enabled()
 
 
+def test_the_notebook_magic_and_the_command_line_take_both_settings(home, project, capsys):
+    from _devswitch.cli import build_parser
+    from _devswitch.notebook import parse
+
+    assert parse("seed=3 deterministic=true") == {"seed": "3", "deterministic": "true"}
+    config = resolve({}, home, project, parse("seed=3 deterministic=true"))
+    assert (config.seed, config.deterministic, config["seed"].source) == (3, True, "explicit")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    shown = capsys.readouterr().out
+    assert "--deterministic VALUE" in shown and "none, N from 0 to 4294967295 (default none)" in shown
+
+
 def test_deterministic_is_a_compare_axis_and_seed_is_not():
     assert parse_vary(["deterministic=true,false"]) == (("deterministic", ("true", "false")),)
     with pytest.raises(UsageError, match="seed cannot be a column: every column already starts from"):

@@ -19,7 +19,7 @@ def add_switch_options(parser: argparse.ArgumentParser) -> None:
             dest=setting.name,
             metavar="VALUE",
             default=argparse.SUPPRESS,
-            help=f"{setting.allowed} (default {setting.default!s})",
+            help=f"{setting.allowed} (default {'none' if setting.default is None else setting.default})",
         )
 
 
