@@ -418,7 +418,7 @@ def test_a_factory_that_changes_its_columns_settings_gets_an_overridden_column(o
     assert fp32["record"]["policy"] == "mixed_float16"  # what it really ran under, kept beside the mark
     assert fp16["status"] == "ok"
     (pick,) = recommend(read(folder / "out" / "results.json"))
-    assert pick.best is not None and pick.best.precision == "fp16" and pick.runner_up is None
+    assert pick.best is not None and pick.best.precision == "fp16" and pick.decision.against is None  # alone
     assert "overridden by the factory" in (folder / "out" / "results.md").read_text()
     if name == "configure":
         assert "saved profile 'mine' (device=cpu, precision=fp16" in proc.stderr, proc.stderr[-3000:]
