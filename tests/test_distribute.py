@@ -55,7 +55,8 @@ def test_tf_config_wins_and_is_read(home, project):
     result = plan({"DEVSWITCH_STRATEGY": "multi_worker", "TF_CONFIG": tf_config, "DEVSWITCH_WORKERS": "x:1"},
                   CPU, home, project)
     assert result.workers == 3 and result.tf_config is None and result.role == "chief 0 of 3 workers (chief)"
-    assert any("TF_CONFIG wins" in w for w in result.warnings)
+    (warning,) = result.warnings  # names both sources of the cluster
+    assert "TF_CONFIG" in warning and "workers (DEVSWITCH_WORKERS)" in warning
 
 
 def test_workers_in_a_yaml_list(home, project):
@@ -103,7 +104,8 @@ def test_a_strategy_on_gpus_that_are_not_there_follows_the_fallback_rules(home, 
 
 
 def test_mirrored_on_one_device_warns(home, project):
-    assert any("single replica" in w for w in plan({"DEVSWITCH_STRATEGY": "mirrored"}, CPU, home, project).warnings)
+    (warning,) = plan({"DEVSWITCH_STRATEGY": "mirrored"}, CPU, home, project).warnings
+    assert warning.startswith("strategy=mirrored") and "(/cpu:0)" in warning and "cpu_replicas" in warning  # the fix
 
 
 # --- real runs ------------------------------------------------------------------------------------

@@ -89,6 +89,6 @@ def test_compare_fails_the_run_of_a_worker_whose_event_is_malformed_naming_the_f
     worker.pid, worker.events_path = 4242, tmp_path / "w.events.jsonl"
     bad = b'{"event": "built", "t": 1, "pid": 4242, "model": "m", "unit": "img", "parameters": "many"}'
     failed = worker._parse(bad)
-    assert isinstance(failed, p.Failed) and "built event's field 'parameters' is 'many'" in failed.error
+    assert isinstance(failed, p.Failed) and all(token in failed.error for token in ("built", "'parameters'", "'many'"))
     assert worker._parse(b'{"event": "done", "t": 1, "pid": 99}') is None
     assert worker._parse(b'{"event": "done", "t": 1, "pid": 4242}') == p.Done(t=1, pid=4242)
