@@ -150,6 +150,6 @@ def test_a_run_with_more_calls_than_a_reader_takes_keeps_the_first_and_counts_th
     from _devswitch.compare.scriptrecord import MAX_CALLS, build
 
     run = {"round": 0, "start_s": 0.0, "wall_s": 1.0, "startup_s": 0.5, "process_s": 2.0, "exit_code": 0,
-           "calls": [{"kind": "predict"}] * (MAX_CALLS + 5)}
+           "calls": [{"kind": "predict", "status": "ok"}] * (MAX_CALLS + 5)}
     (kept,) = build([run], {}, {}, {}).runs
     assert len(kept.calls) == MAX_CALLS and kept.calls_dropped == 5

@@ -16,6 +16,7 @@ from _devswitch.compare.resultfile import parse, read
 from _devswitch.compare.resultset import Cell, Model, ResultFileError, ResultSet
 from _devswitch.compare.scriptrecord import SCHEMA_VERSION, ScriptRecord, ScriptRun, build
 from _devswitch.render.compare import render_csv, render_markdown
+from _devswitch.results import CallRecord, EpochTime, call_from_dict
 
 DATA = Path(__file__).parent / "data"
 OLD_FACTORY = DATA / "results-0.2.0-factory.json"  # written by devswitch 0.2.0 (its ResultSet.dumps)
@@ -78,6 +79,7 @@ def test_a_script_record_reads_back_from_results_json_as_the_same_dataclass(tmp_
     assert [c.record for c in back.cells] == [c.record for c in written.cells]
     record = back.cells[1].script
     assert isinstance(record, ScriptRecord) and isinstance(record.runs[0], ScriptRun)
+    assert isinstance(record.runs[0].calls[0], CallRecord) and record.runs[0].calls[0].steps == 20
     assert record.seconds_per_run == 1.05 and record.runs_per_s == pytest.approx(1 / 1.05)
     assert back.cells[1].rate() == record.runs_per_s and back.cells[1].rate_unit == "runs/s"
 
@@ -88,6 +90,17 @@ def test_what_a_script_record_writes_has_its_own_names_and_a_schema_version():
     assert data["metrics"]["runs_per_s"]["unit"] == "runs/s" and data["metrics"]["seconds_per_run"]["value"] == 2.1
     assert "throughput" not in data["metrics"] and "wall" not in data["metrics"]  # 0.2.0's names
     assert ScriptRecord.from_dict(data) == _script_set().cells[0].record
+
+
+def test_a_timed_call_reads_back_as_the_call_record_that_was_written():
+    call = CallRecord("fit", "m", "ok", 1.5, True, 1.0, 0.5, 20, 640, 1280.0, 40.0,
+                      epochs=(EpochTime(0, 1.0, 0.9, 0.1, 2.0), EpochTime(1, 0.5, 0.5, 0.0, None)), device="CPU:0",
+                      policy="mixed_bfloat16", compute_dtypes=("bfloat16",), nonfinite_loss_epochs=(1,),
+                      batch_times_s=(0.1, 0.2), replicas=2, applied_policy="mixed_bfloat16", backend="jax",
+                      math="ieee", history={"loss": 1.9}, cap={"max_epochs": 1}, started_at=5.5)
+    assert call_from_dict(json.loads(json.dumps(call.to_dict()))) == call
+    with pytest.raises(ValueError, match=r"r\.jsonl:3: records\[0\] lacks its field 'status'"):
+        call_from_dict({"kind": "fit"}, "r.jsonl:3: records[0]")
 
 
 # --- files written by devswitch 0.2.0 ------------------------------------------------------------------------
@@ -132,6 +145,8 @@ def test_a_script_results_file_of_devswitch_0_2_0_is_read_and_shown_in_runs_per_
                  id="a run whose round is a string"),
     pytest.param(OLD_SCRIPT, lambda c: c["record"]["runs"][0].update(overridden=3),
                  "cells[0].record.runs[0].overridden", id="a run's override that is a number"),
+    pytest.param(OLD_SCRIPT, lambda c: c["record"]["runs"][0]["calls"][0].update(epochs=[3]),
+                 "cells[0].record.runs[0].calls[0].epochs[0]", id="a timed call's epoch that is a number"),
 ])
 def test_a_malformed_record_is_an_error_naming_the_file_and_the_field(tmp_path, source, change, field):
     doc = json.loads(source.read_text())

@@ -159,9 +159,22 @@ def _read_calls(run: dict, report: Path, done: p.Done | None) -> None:
 
         try:
             reports = read_report(report)
-            run["calls"] = [r for r in reports[-1]["records"] if r.get("kind") in ("fit", "evaluate", "predict")]
+            run["calls"] = [r for r in reports[-1]["records"] if _timed_call(r)]
         except (OSError, ReportError, IndexError, KeyError):
             pass
+
+
+def _timed_call(record: object) -> bool:
+    """A fit/evaluate/predict record that reads back as a CallRecord (a script may write into its report)."""
+    from ..results import call_from_dict
+
+    if not isinstance(record, dict) or record.get("kind") not in ("fit", "evaluate", "predict"):
+        return False
+    try:
+        call_from_dict(record)
+    except ValueError:
+        return False
+    return True
 
 
 def _not_run(round_number: int, start_s: float) -> dict:

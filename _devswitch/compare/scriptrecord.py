@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import quote
+from ..results import CallRecord, call_from_dict
 from ..statistics import median, median_ci
 
 KIND = "script"  # results.json options.kind of a script compare (factories: absent)
@@ -38,7 +39,7 @@ class ScriptRun:
     startup_s: float | None = None
     process_s: float | None = None
     exit_code: int | None = None
-    calls: tuple[Mapping[str, Any], ...] = ()  # each as the timing report wrote it (CallRecord.to_dict)
+    calls: tuple[CallRecord, ...] = ()  # the timed fit / evaluate / predict calls of its timing report
     calls_dropped: int = 0  # timed calls beyond MAX_CALLS, not kept
     overridden: str | None = None  # what the script changed of its column's settings
     given_up: str | None = None
@@ -46,8 +47,9 @@ class ScriptRun:
 
     @classmethod
     def of(cls, run: Mapping[str, Any]) -> ScriptRun:
-        """A finished run as script.run_once reports it (its first MAX_CALLS calls kept, the rest counted)."""
-        calls = list(run.get("calls") or ())
+        """A finished run as script.run_once reports it (its first MAX_CALLS calls kept, the rest counted; each
+        call as its timing report wrote it, CallRecord.to_dict, or the CallRecord itself)."""
+        calls = [c if isinstance(c, CallRecord) else call_from_dict(c) for c in run.get("calls") or ()]
         return cls(
             round=run["round"],
             start_s=run["start_s"],
@@ -73,7 +75,7 @@ class ScriptRun:
             "overridden": self.overridden,
             "given_up": self.given_up,
             "removed": self.removed,
-            "calls": [dict(c) for c in self.calls],
+            "calls": [c.to_dict() for c in self.calls],
         }
         if self.calls_dropped:
             out["calls_dropped"] = self.calls_dropped
@@ -94,7 +96,7 @@ class ScriptRun:
             startup_s=_number(data.get("startup_s"), f"{where}.startup_s"),
             process_s=_number(data.get("process_s"), f"{where}.process_s"),
             exit_code=_whole(data.get("exit_code"), f"{where}.exit_code", None),
-            calls=tuple(dict(c) for c in calls),
+            calls=tuple(call_from_dict(c, f"{where}.calls[{j}]") for j, c in enumerate(calls)),
             calls_dropped=_whole(data.get("calls_dropped"), f"{where}.calls_dropped", 0) or 0,
             overridden=_text(data.get("overridden"), f"{where}.overridden"),
             given_up=_text(data.get("given_up"), f"{where}.given_up"),
@@ -157,7 +159,7 @@ class ScriptRecord:
         }
 
     @property
-    def calls(self) -> list[list[Mapping[str, Any]]]:
+    def calls(self) -> list[list[CallRecord]]:
         """The timed calls of each run, in order (one list per run)."""
         return [list(r.calls) for r in self.runs]
 
@@ -228,11 +230,6 @@ def build(runs: list[dict], plan: Mapping | None, environment: Mapping | None, a
         versions={k: v for k, v in (environment or {}).items() if isinstance(v, str)},
         settings=dict(applied or {}),
     )
-
-
-def figure(call: Mapping, name: str) -> float | None:
-    value = ((call.get("metrics") or {}).get(name) or {}).get("value")
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _number(value: object, where: str) -> float | None:

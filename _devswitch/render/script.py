@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
 from typing import Any
 
 from ..compare.recommend import Pick, recommend, switch_text
 from ..compare.resultset import Cell, ResultSet
-from ..compare.scriptrecord import MAX_CALLS, figure
+from ..compare.scriptrecord import MAX_CALLS
+from ..results import CallRecord
 from ..statistics import median
 from .cells import Footnotes, speedup_text
 from .escape import csv_row, safe
@@ -31,13 +31,11 @@ def _median(values: list) -> float | None:
     return median(values) if values else None
 
 
-def _rate(call: Mapping[str, Any]) -> float | None:
+def _rate(call: CallRecord) -> float | None:
     """samples/s of a call: its steady rate, else samples over the whole call (tracing included)."""
-    steady = figure(call, "steady_throughput")
-    if steady is not None:
-        return steady
-    samples, wall = figure(call, "samples"), figure(call, "wall")
-    return samples / wall if samples and wall else None
+    if call.steady_samples_per_s is not None:
+        return call.steady_samples_per_s
+    return call.samples / call.wall_s if call.samples and call.wall_s else None
 
 
 def figures(cell: Cell) -> dict[str, Any]:
@@ -50,20 +48,20 @@ def figures(cell: Cell) -> dict[str, Any]:
     last = per_run[-1] if per_run else []
     counts: dict[str, int] = {}
     for index, call in enumerate(last):
-        kind = call.get("kind", "?")
+        kind = call.kind
         counts[kind] = counts.get(kind, 0) + 1
         name = f"{kind} {counts[kind]}"
-        same = [run[index] for run in per_run if len(run) > index and run[index].get("kind") == kind]
-        if call.get("status") != "ok":
-            out[f"{name}: status"] = call.get("status")
+        same = [run[index] for run in per_run if len(run) > index and run[index].kind == kind]
+        if call.status != "ok":
+            out[f"{name}: status"] = call.status
             continue
         if kind == "fit":
-            steady = _median([figure(c, "steady_throughput") for c in same])
-            one = len(call.get("epochs") or []) == 1
+            steady = _median([c.steady_samples_per_s for c in same])
+            one = len(call.epochs) == 1
             out[f"{name}: steady samples/s"] = "- (one epoch: no steady state)" if steady is None and one else steady
-            out[f"{name}: first epoch (s)"] = _median([figure(c, "first") for c in same])
-            cap = call.get("cap") or {}
-            epochs, steps = len(call.get("epochs") or []), figure(call, "steps")
+            out[f"{name}: first epoch (s)"] = _median([c.first_s for c in same])
+            cap = call.cap or {}
+            epochs, steps = len(call.epochs), call.steps
             text = f"{epochs} x {steps if steps is not None else '?'}"
             if cap:
                 asked = cap.get("steps_asked") or cap.get("batches_per_epoch")
@@ -73,7 +71,7 @@ def figures(cell: Cell) -> dict[str, Any]:
                     else " (within the caps)"
                 )
             out[f"{name}: epochs x steps"] = text
-            for key, value in (call.get("history") or {}).items():
+            for key, value in (call.history or {}).items():
                 out[f"{name}: final {key}"] = value
         else:
             out[f"{name}: samples/s"] = _median([_rate(c) for c in same])
