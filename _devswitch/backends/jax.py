@@ -434,8 +434,12 @@ def out_of_memory(error: BaseException) -> bool:
 
 
 def release_memory() -> None:
-    """Nothing: with preallocation (JAX's default on a GPU) freed buffers go back to JAX's own pool, not to
-    the device, so the pool is the limit a trial meets, and there is nothing more to hand back."""
+    """Drop JAX's compilation caches: each trial compiles its own batch shape, and the executables of the
+    earlier ones would add up in the next trial's peak. Freed buffers go back to JAX's own pool (with
+    preallocation, JAX's default on a GPU), not to the device: the pool is the limit a trial meets."""
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        jax.clear_caches()
 
 
 def model_device(model) -> str:
