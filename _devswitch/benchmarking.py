@@ -29,19 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from . import accuracy
+from .batchmemory import BatchMemory
 from .benchrecord import BenchmarkRecord
 from .energy import Meter, combined, meter_for, unavailable
 from .errors import describe
 from .flops import count_flops
 from .measure import MIN_SAMPLE_S, Measure, shares
-from .memory import RssSampler, format_size, release_free_memory
 from .peaks import Peak
 from .plans import Gpu, Inventory, Plan
 from .statistics import Summary
 
 PROBE_SIZE = 2048
-WARM_SAMPLE_S = 0.002  # resident memory is sampled this often over the first call and warm-up (on a CPU)
-TIMED_SAMPLE_S = 0.01  # and this often over the timed steps, where a sampling thread must cost next to nothing
 
 
 # --- the measured loops -----------------------------------------------------------------
@@ -134,11 +132,9 @@ class _State:
     """What the phases of one ``benchmark()`` call have measured so far, per batch size."""
 
     reference: accuracy.Reference | str | Path | None
+    memory: BatchMemory  # each batch size's peak memory
     measures: dict[int, Measure] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
-    gpu_peaks: dict[int, int | None] = field(default_factory=dict)
-    rss_peaks: dict[int, int | None] = field(default_factory=dict)  # on a CPU: resident memory above the start
-    memory_sources: dict[int, str] = field(default_factory=dict)  # how each batch size's peak memory was measured
     inputs: dict[int, Any] = field(default_factory=dict)
     records: list[BenchmarkRecord] = field(default_factory=list)
     deviations: dict[int | str, dict] = field(default_factory=dict)
@@ -214,7 +210,7 @@ def run_benchmark(model, opts: BenchmarkOptions) -> list[BenchmarkRecord]:
     from . import timing
 
     subject = _build(model, opts)
-    state = _State(reference=opts.reference)
+    state = _State(reference=opts.reference, memory=BatchMemory(bool(subject.gpus), subject.runner))
     with timing.suppressed():
         if opts.rounds == 1 and opts.turn is None:
             _run_at_once(opts, subject, state)
@@ -392,10 +388,7 @@ def _guarded(state: _State, batch: int, work: Callable[[], object]) -> None:
 def _warm(opts: BenchmarkOptions, subject: _Subject, state: _State, batch: int) -> None:
     """Make the input on the device, time the first call and the warm-up, and read the memory peak."""
     runner, model = subject.runner, subject.model
-    with _Resident(subject, state, batch, WARM_SAMPLE_S, release=True):  # on a CPU; the input is the batch's too
-        runner.reset_peak_memory()
-        if not subject.gpus:
-            runner.host_pool_start()
+    with state.memory.first_steps(batch):  # the input is the batch size's memory too
         x = runner.input((batch, *_input_shape(model)))
         if opts.mode == "inference":
 
@@ -410,67 +403,14 @@ def _warm(opts: BenchmarkOptions, subject: _Subject, state: _State, batch: int) 
         measure = Measure(batch, step, opts.clock, subject.origin, opts.min_sample_s)
         state.inputs[batch] = x
         measure.warm(opts.warmup)
-    if subject.gpus:  # a batch size reaches its allocator peak in its first steps
-        state.gpu_peaks[batch] = runner.peak_memory()
-        state.memory_sources[batch] = runner.peak_memory_source()
-    else:  # a framework's own pool reuses what it kept without the resident memory growing: the larger of both
-        pool = runner.host_pool_peak()
-        resident = state.rss_peaks.get(batch)
-        if resident is not None and pool > resident:
-            state.rss_peaks[batch] = pool
-        state.memory_sources[batch] = _rss_source(state, batch, pool if resident is not None and pool > resident else 0)
     state.measures[batch] = measure
-
-
-class _Resident:
-    """On a CPU, ``with _Resident(...)``: sample this process's resident memory while the block runs and
-    keep, per batch size, the highest peak above the level before any block of it (first call and warm-up;
-    each round of timed steps). On a GPU the allocator measures instead, and this does nothing."""
-
-    def __init__(self, subject: _Subject, state: _State, batch: int, interval_s: float, release: bool = False):
-        self.sampler = None if subject.gpus else RssSampler(interval_s)
-        self.state, self.batch, self.release = state, batch, release
-
-    def __enter__(self) -> None:
-        if self.sampler:
-            if self.release:  # what earlier batch sizes freed and the allocator kept would hide this one's need
-                release_free_memory()
-            self.sampler.__enter__()
-
-    def __exit__(self, *exc) -> None:
-        if self.sampler:
-            self.sampler.__exit__(*exc)
-            above = self.sampler.peak.above_before_bytes
-            known = [p for p in (self.state.rss_peaks.get(self.batch), above) if p is not None]
-            self.state.rss_peaks[self.batch] = max(known) if known else None
-
-
-def _rss_source(state: _State, batch: int, pool: int) -> str:
-    """How the CPU figure of ``batch`` was measured, and when an earlier, larger batch size may hide part of it."""
-    how = (
-        f"resident memory of the process above its level before this batch size, sampled every "
-        f"{WARM_SAMPLE_S * 1000:.0f} ms over the first call and warm-up and every {TIMED_SAMPLE_S * 1000:.0f} ms "
-        "over the timed steps (not ru_maxrss)"
-    )
-    if pool:
-        how += (
-            f"; here the framework's own memory pool's peak above its use before, {format_size(pool)}, which is "
-            "larger: the pool reused memory it had kept from earlier work, unseen by the resident memory"
-        )
-    larger = [b for b in state.measures if b > batch]
-    if larger:
-        how += (
-            f"; measured after batch size {max(larger)}, whose freed memory the allocator may keep: it can "
-            "read low (give batch sizes smallest first)"
-        )
-    return how
 
 
 def _take(
     subject: _Subject, state: _State, batch: int, samples: int, seconds: float, number: int, rewarm: bool
 ) -> None:
     meter = subject.make_meter(subject.gpus) if subject.make_meter else None
-    with _Resident(subject, state, batch, TIMED_SAMPLE_S):  # sparser than the warm-up: the steps are timed
+    with state.memory.timed_steps(batch):
         state.measures[batch].take(samples, seconds, number, meter, rewarm)
 
 
@@ -619,9 +559,9 @@ def _record(
         probe_s=state.probe_s,
         energy=combined(m.readings) if subject.make_meter else unavailable("energy measurement turned off"),
         host_rss_peak_bytes=_host_rss_peak(),
-        gpu_memory_peak_bytes=state.gpu_peaks.get(batch),
-        peak_memory_bytes=state.gpu_peaks.get(batch) if subject.gpus else state.rss_peaks.get(batch),
-        peak_memory_source=state.memory_sources.get(batch, ""),
+        gpu_memory_peak_bytes=state.memory.gpu_peaks.get(batch),
+        peak_memory_bytes=state.memory.peaks.get(batch),
+        peak_memory_source=state.memory.sources.get(batch, ""),
         training=subject.training,
         rounds=len(set(m.rounds)),
         samples=m.samples(),

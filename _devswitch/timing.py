@@ -30,6 +30,7 @@ from . import state
 from .caps import batches_per_epoch
 from .errors import describe, error_line, framework_message  # noqa: F401 - framework_message: moved
 from .halfnotes import explain_dtype_error
+from .memory import RssSampler
 from .outputguard import policy_name, warn_float16_output
 from .results import CallRecord, EpochTime
 from .statistics import median
@@ -140,10 +141,11 @@ class TimingLogic:
     params: dict
     set_model: Callable[[Any], None]
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter, sink: Any = SESSION):
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, sink: Any = SESSION, memory: bool = False):
         super().__init__()
         self.clock = clock
         self.sink = sink
+        self.memory = memory  # opt-in: on a CPU, sample the resident memory during each call (a 10 ms thread)
         self.records: list[CallRecord] = []
         self._call: dict | None = None
         self._hint: tuple[str, int] | None = None
@@ -170,7 +172,11 @@ class TimingLogic:
             "nonfinite": [],
             "validation": None,
             "logs": None,
+            "rss": None,
         }
+        if self.memory and "cpu" in str(_fact(model_device, model, "")).lower():  # a GPU's allocator: benchmark()
+            call["rss"] = RssSampler(interval_s=0.01)
+            call["rss"].__enter__()
         self._call = call
         return call
 
@@ -188,6 +194,8 @@ class TimingLogic:
         if call is None:
             return None
         wall = self.clock() - call["t0"]
+        if call["rss"] is not None:
+            call["rss"].__exit__(None, None, None)
         steps = call["steps"]
         samples = self._samples_per_step_call(steps)
         model = self.model
@@ -220,6 +228,7 @@ class TimingLogic:
             math=getattr(session.plan, "math", ""),  # the float32 math mode in force
             history=call["logs"],
             cap=self._cap if call["kind"] == "fit" else None,
+            peak_memory_bytes=call["rss"].peak.above_before_bytes if call["rss"] is not None else None,
         )
         self._publish(record, session)
         self._hint = self._traced = self._cap = None

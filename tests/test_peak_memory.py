@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 import devswitch
-from _devswitch import benchmarking
+from _devswitch import batchmemory, benchmarking
 from _devswitch.backends import jax as jax_backend
 from _devswitch.backends import tensorflow as tf_backend
 from _devswitch.backends import torch as torch_backend
@@ -136,7 +136,7 @@ def test_on_a_gpu_the_record_carries_the_allocators_peak_read_per_batch_size(mon
         return dataclasses.replace(subject, gpus=(0,), runner=runners[0], make_meter=None)
 
     monkeypatch.setattr(benchmarking, "_build", on_gpu)
-    monkeypatch.setattr(benchmarking, "RssSampler", None)  # calling it would fail: a GPU is not sampled
+    monkeypatch.setattr(batchmemory, "RssSampler", None)  # calling it would fail: a GPU is not sampled
     two, eight, three = devswitch.benchmark("mlp", batch_sizes=(2, 8, 3), warmup=1, iterations=2, min_sample_s=0,
                                             predict_baseline=False, peak_probe=False, energy=False)
     assert runners[0].calls == ["reset", "read 2", "reset", "read 8", "reset", "read 3"]
@@ -272,3 +272,31 @@ def test_an_unknown_peak_memory_is_a_dash_and_gives_no_ratio():
     assert row[1:] == ("-", "104 MiB")
     assert MEMORY_LINE in render_markdown(results)
     assert MEMORY_LINE not in render_markdown(_results({"fp32": None, "bf16": None}))
+
+
+@pytest.mark.usefixtures("on_cpu")
+def test_the_fit_timing_can_show_its_peak_memory_on_request():
+    """TimingCallback(memory=True) samples the resident memory during each call on a CPU: the fit's record
+    carries its peak above the call's start (its data and activations: megabytes, not the process's life),
+    its JSON the metric, and the summary's notes the figure; without it nothing is sampled."""
+    import numpy as np
+
+    from _devswitch.memory import resident_bytes
+    from _devswitch.models import mlp
+    from _devswitch.render.calls import call_row
+
+    if resident_bytes() is None:
+        pytest.skip("no /proc/self/statm on this system: the resident peak is not measured there")
+    x = np.random.default_rng(0).random((4096, 784), dtype=np.float32)
+    y = np.zeros(4096, dtype=np.int64)
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    sampled, plain = devswitch.TimingCallback(sink=None, memory=True), devswitch.TimingCallback(sink=None)
+    model.fit(x, y, batch_size=1024, epochs=1, verbose=0, callbacks=[sampled, plain])
+    (record,), (unsampled,) = sampled.records, plain.records
+    assert record.peak_memory_bytes is not None and unsampled.peak_memory_bytes is None
+    assert 2**20 < record.peak_memory_bytes < 2**30, record.peak_memory_bytes
+    assert record.to_dict()["metrics"]["peak_memory"]["value"] == record.peak_memory_bytes
+    assert "peak_memory" not in unsampled.to_dict()["metrics"]
+    assert f"peak memory {format_size(record.peak_memory_bytes)}" in call_row(1, record)[-1]
+    assert "peak memory" not in call_row(1, unsampled)[-1]

@@ -25,3 +25,14 @@ def nvml_memory() -> dict[int, int]:
         return {}
     finally:
         pynvml.nvmlShutdown()
+
+
+class NoHostPool:
+    """For a runner whose framework takes its CPU memory from C's allocator, which the benchmark empties first
+    (memory.release_free_memory): no pool of its own to read (``BenchmarkRunner.host_pool_*``)."""
+
+    def host_pool_start(self) -> None:
+        """Nothing to note."""
+
+    def host_pool_peak(self) -> int:
+        return 0

@@ -460,7 +460,7 @@ def model_device(model) -> str:
     return "unknown"
 
 
-class Runner:
+class Runner(common.NoHostPool):
     """The benchmark's compiled call path: ``jax.jit`` of ``model.stateless_call``, ``block_until_ready``."""
 
     def __init__(self, model, jit_compile: bool, gpus: tuple[int, ...]):
@@ -514,25 +514,12 @@ class Runner:
         return peak if self._raised else None
 
     def peak_memory_source(self) -> str:
-        how = (
-            f"JAX allocator's peak_bytes_in_use on {self.device} over the first call and warm-up, with what was "
-            "already in use (the weights); JAX cannot reset it, so it is this batch size's own where the batch "
-            "raised it"
-        )
-        if not self._raised:
-            from ..memory import format_size
+        from ..memory import format_size
 
-            how += (
-                f"; unknown here: an earlier, larger batch size had set it at "
-                f"{format_size(self._base)}, above this batch size's (give batch sizes smallest first)"
-            )
-        return how
-
-    def host_pool_start(self) -> None:
-        pass  # on the CPU its memory comes from C's allocator, which release_free_memory empties first
-
-    def host_pool_peak(self) -> int:
-        return 0
+        how = f"JAX allocator's peak_bytes_in_use on {self.device} over the first call and warm-up, with what was "
+        how += "already in use (the weights); JAX cannot reset it: the batch size's own where the batch raised it"
+        unknown = f"; unknown here: an earlier, larger batch size had set it at {format_size(self._base)}"
+        return how if self._raised else how + unknown + " (give batch sizes smallest first)"
 
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter

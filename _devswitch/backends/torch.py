@@ -387,7 +387,7 @@ def model_device(model) -> str:
     return "unknown"
 
 
-class Runner:
+class Runner(common.NoHostPool):
     """The benchmark's call path: eager ``model(x)`` under ``torch.no_grad`` (``torch.compile`` with xla)."""
 
     def __init__(self, model, jit_compile: bool, gpus: tuple[int, ...]):
@@ -425,12 +425,6 @@ class Runner:
             f"PyTorch allocator's peak on {self.device} (max_memory_allocated after reset_peak_memory_stats) "
             "over the first call and warm-up, with what was already in use (the weights)"
         )
-
-    def host_pool_start(self) -> None:
-        pass  # on the CPU its memory comes from C's allocator, which release_free_memory empties first
-
-    def host_pool_peak(self) -> int:
-        return 0
 
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..memory import format_size
 from . import html, terminal, text
 from .table import Column, Table, clip
 
@@ -73,6 +74,8 @@ def _notes(r: CallRecord) -> str:
         notes.append(f"{r.replicas} replicas, {r.workers} worker(s)")
     if r.batch_times_s is not None:
         notes.append("per-batch timing on")
+    if r.peak_memory_bytes is not None:
+        notes.append(f"peak memory {format_size(r.peak_memory_bytes)}")
     if r.stale_policy:
         notes.append(f"model built under {r.policy}, not the applied {r.applied_policy}")
     return "; ".join(notes)
