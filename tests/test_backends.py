@@ -433,18 +433,20 @@ def test_workers_are_not_taken_from_a_project_file(home, project):
     assert resolve({}, home, project).workers == ("h1:1", "h2:2")
 
 
-@pytest.mark.parametrize("variables, named", [
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "9" * 5000, "KERAS_DISTRIBUTION_PROCESS_ID": "0"},
-     [f"'{'9' * 10}", "...", "0", "4096"]),  # the value quoted by its start only, and the range
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "٢", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, ["'٢'"]),
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "0", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, ["0"]),
+NUM, ID = "KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID"
+
+
+@pytest.mark.parametrize("variables, where, named", [
+    ({NUM: "9" * 5000, ID: "0"}, NUM, [f"'{'9' * 10}", "...", "0", "4096"]),  # the value by its start, the range
+    ({NUM: "٢", ID: "0"}, NUM, ["'٢'"]),
+    ({NUM: "0", ID: "0"}, ID, [f"{ID}=0", "0 processes"]),  # no index is in range of 0 processes
 ])
-def test_kerass_cluster_variables_are_bounded(home, project, variables, named):
+def test_kerass_cluster_variables_are_bounded(home, project, variables, where, named):
     cfg = config(home, project, backend="jax", strategy="multi_worker")
     env = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": "h:1", **variables}
     with pytest.raises(ConfigError) as info:
         backends.get("jax").plan_distribution(cfg, choose(cfg, Inventory(PLAIN_CPU)), env)
-    parts(info, ConfigError, where="KERAS_DISTRIBUTION_NUM_PROCESSES", named=named)
+    parts(info, ConfigError, where=where, named=named)
     assert len(str(info.value)) < 400
 
 
