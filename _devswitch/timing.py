@@ -132,7 +132,8 @@ class TimingLogic:
     Times fit / evaluate / predict calls: whole calls and epochs, first (tracing) apart from steady state.
 
     Records are kept in ``self.records`` and added to ``sink``: by default ``devswitch.runs()``, None for
-    nowhere else. The clock is injectable for tests.
+    nowhere else. The clock is injectable for tests. ``memory=True``: on a CPU, each call's peak resident
+    memory above its start too (a thread samples it every 10 ms), in the record and the summary's notes.
     """
 
     per_batch = False
