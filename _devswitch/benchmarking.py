@@ -96,6 +96,7 @@ class BenchmarkOptions:
     name: str | None = None
     clock: Callable[[], float] = time.perf_counter
     on_record: Callable[[BenchmarkRecord], None] | None = None
+    on_round: Callable[[BenchmarkRecord], None] | None = None  # each batch size's record so far, after each round
     meter_factory: Callable[[Sequence[int]], Meter] | None = None
     min_sample_s: float = MIN_SAMPLE_S
     rounds: int = 1
@@ -158,6 +159,7 @@ def benchmark(
     name: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
     on_record: Callable[[BenchmarkRecord], None] | None = None,
+    on_round: Callable[[BenchmarkRecord], None] | None = None,
     meter_factory: Callable[[Sequence[int]], Meter] | None = None,
     min_sample_s: float = MIN_SAMPLE_S,
     rounds: int = 1,
@@ -195,6 +197,7 @@ def benchmark(
         name=name,
         clock=clock,
         on_record=on_record,
+        on_round=on_round,
         meter_factory=meter_factory,
         min_sample_s=min_sample_s,
         rounds=rounds,
@@ -339,6 +342,10 @@ def _run_at_once(opts: BenchmarkOptions, subject: _Subject, state: _State) -> No
         _finish(opts, subject, state, batch)
 
 
+class FinishEarly(Exception):
+    """Raised by a ``turn`` told "finish" where it expected a round (``devswitch tune`` ended the race early)."""
+
+
 def _run_in_rounds(opts: BenchmarkOptions, subject: _Subject, state: _State) -> None:
     """Warm every batch size, then time them round by round, each phase after ``turn`` lets this process go on."""
     turn = opts.turn or (lambda phase: None)
@@ -349,11 +356,18 @@ def _run_in_rounds(opts: BenchmarkOptions, subject: _Subject, state: _State) -> 
         for batch in opts.batch_sizes:
             _guarded(state, batch, partial(_warm, opts, subject, state, batch))
         _probe(opts, subject, state)  # after the warm-ups, where each batch size's peak memory is read
-        for number, count in enumerate(counts):
-            turn(f"round {number + 1}")
-            for batch in opts.batch_sizes:
-                _guarded(state, batch, partial(_take_round, opts, subject, state, batch, count, number))
-        turn("finish")
+        try:
+            for number, count in enumerate(counts):
+                turn(f"round {number + 1}")
+                for batch in opts.batch_sizes:
+                    _guarded(state, batch, partial(_take_round, opts, subject, state, batch, count, number))
+                if opts.on_round is not None:  # devswitch tune races on the rounds so far
+                    for batch in opts.batch_sizes:
+                        if batch in state.failed or batch in state.measures:
+                            opts.on_round(_record(subject, state, batch))
+            turn("finish")
+        except FinishEarly:  # told "finish" where a round was due: the rounds taken are the record's
+            pass
         for batch in opts.batch_sizes:  # before any predict baseline: Keras' JAX predict replaces the weights' buffers
             _measure_accuracy(opts, subject, state, batch)
         for batch in opts.batch_sizes:

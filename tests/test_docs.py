@@ -279,7 +279,7 @@ def test_every_option_of_every_subcommand_is_documented():
     before = set(sys.modules)
     parsers = _subcommand_parsers()
     assert not [m for m in set(sys.modules) - before if m.split(".")[0] in frameworks]
-    assert set(parsers) == {"info", "init", "run", "compare", "report"}
+    assert set(parsers) == {"info", "init", "run", "compare", "report", "tune"}
     pages = _all_pages_text()
     missing = []
     for name, parser in parsers.items():

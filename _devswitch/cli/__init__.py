@@ -17,6 +17,7 @@ from .info import info_command, info_parser
 from .init import init_command, init_parser
 from .report import report_command, report_parser
 from .run import run_command, run_parser
+from .tune import tune_command, tune_parser
 
 COMMANDS = {
     "info": (info_parser, info_command),
@@ -24,6 +25,7 @@ COMMANDS = {
     "run": (run_parser, run_command),
     "compare": (compare_parser, compare_command),
     "report": (report_parser, report_command),
+    "tune": (tune_parser, tune_command),
 }
 
 
@@ -73,7 +75,7 @@ def parse_args(argv: list[str], parser: argparse.ArgumentParser | None = None) -
     at = command_index(argv)
     if at is not None and argv[at] == "run":
         argv = _split_run(argv, at)
-    if at is not None and argv[at] == "compare" and "--" in argv[at + 1 :]:  # compare --script S -- its arguments
+    if at is not None and argv[at] in ("compare", "tune") and "--" in argv[at + 1 :]:  # --script S -- its arguments
         cut = argv.index("--", at + 1)
         args = parser.parse_args(argv[:cut])
         args.script_args = tuple(argv[cut + 1 :])

@@ -415,7 +415,11 @@ def _not_saved_because(results, pick, largest: int) -> list[str]:
     reasons = []
     if results.interrupted:
         reasons.append("the run was interrupted")
-    missing = [c for c in results.cells if c.batch == largest and not c.ok and not c.status.startswith("unavailable")]
+    missing = [
+        c
+        for c in results.cells
+        if c.batch == largest and not c.ok and not c.status.startswith(("unavailable", "dropped"))
+    ]
     if missing:
         shown = "; ".join(f"{results.column(c)}: {c.status}" for c in missing[:3])
         reasons.append(f"the run is incomplete {_at(results, largest)} ({shown}{'; ...' if len(missing) > 3 else ''})")

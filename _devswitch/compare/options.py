@@ -53,6 +53,7 @@ class Options:
     vary: tuple = ()  # ((setting, (value text, ...)), ...): more axes, after the precisions
     memory_budget: int | None = None  # --batch-sizes max: the finder's budget in bytes (None: its default)
     min_speedup: float = 1.05  # the least speed-up that moves the recommendation off the baseline (decision.py)
+    round_records: bool = False  # devswitch tune: each worker emits its records so far after every round
 
     def __post_init__(self):
         base = Configuration.of(self.baseline)  # a varied setting it does not name: its first value

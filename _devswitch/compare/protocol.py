@@ -279,6 +279,7 @@ class Spec:
     accuracy_samples: int = 32  # the reference's seeded input
     settings: dict = field(default_factory=dict)  # the varied settings to apply: {name: value text} (--vary)
     memory_budget: int | None = None  # batch_sizes with MAX_BATCH: the batch finder's budget (None: its default)
+    round_records: bool = False  # devswitch tune: a record of each batch size so far after every round
 
     def write(self, path: Path) -> None:
         _write(path, json.dumps(asdict(self)))

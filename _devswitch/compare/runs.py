@@ -78,6 +78,7 @@ def write_spec(options: Options, config, workdir: Path, role: str = "measure", *
         reference=reference,
         accuracy_samples=options.accuracy_samples,
         memory_budget=options.memory_budget,
+        round_records=options.round_records,
         **more,
     ).write(spec)
     return spec, events, log

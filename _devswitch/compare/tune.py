@@ -1,0 +1,383 @@
+"""``devswitch tune``: the fastest configuration by racing, in a fraction of an exhaustive compare.
+
+A factory's configurations start as compare's interleaved workers do (``rounds``: started side by side,
+warmed in turn); then they take turns round by round, each turn timed here, and after each round the rules
+of ``race`` drop the configurations that are significantly slower than the leader (each told to finish at
+once, so that its rows keep what it measured) until the leader leads decisively or the budget ends. A
+script's configurations run the whole script once per round, as ``compare --script`` does. The result is a
+compare result set (every round, each dropped row marked with its reason) with the race in
+``options["tune"]``; the decision at the end is compare's own (``recommend``, ``decision.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import protocol as p
+from . import race
+from .decision import Evidence, Rules
+from .options import Options
+from .resultset import Cell, Configuration, ResultSet
+from .rounds import _collect, _labelled, _Run, _start_all, _stop, _tell, _until_ready, _wait_done, _wait_for_reference
+from .runs import found_batch, report_progress
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """What the race adds to compare's options: its budget, its most rounds, its rules and accuracy guards."""
+
+    budget_s: float | None = 300.0  # None: no budget (the most rounds end the race)
+    max_rounds: int = 20
+    rules: Rules = Rules()
+    max_error: float | None = None  # a factory: the most relative error against the fp32 reference
+    max_loss_change: float | None = None  # a script: the most relative change of the final loss vs the baseline's
+
+
+@dataclass
+class RaceLog:
+    """What happened in the race, round by round (written to results.json as ``options["tune"]``)."""
+
+    tune: TuneOptions
+    rates: dict[Configuration, dict[int, float]] = field(default_factory=dict)
+    dropped: dict[Configuration, race.Drop[Configuration]] = field(default_factory=dict)
+    rounds: list[dict] = field(default_factory=list)
+    stop: race.Stop = race.Stop.GO_ON
+    started: float = field(default_factory=time.time)
+
+    def alive(self, configs: list[Configuration]) -> list[Configuration]:
+        return [c for c in configs if c not in self.dropped]
+
+    def left_s(self) -> float | None:
+        return None if self.tune.budget_s is None else self.tune.budget_s - (time.time() - self.started)
+
+    def after_round(
+        self, number: int, seconds: float, alive: list[Configuration], label: Callable[[Configuration], str]
+    ) -> list[race.Drop[Configuration]]:
+        """Drop the significantly slower survivors; note the round; decide whether the race stops."""
+        new = race.drops(self.rates, alive, number)
+        for drop in new:
+            self.dropped[drop.config] = drop
+        alive = [c for c in alive if c not in self.dropped]
+        leader = next(iter(race.ranked(self.rates, alive)), None)
+        self.stop = race.stop(
+            self.rates,
+            alive,
+            self.tune.rules,
+            number,
+            self.tune.max_rounds,
+            time.time() - self.started,
+            seconds,
+            self.tune.budget_s,
+            finish_s=seconds,  # the finish (accuracy, records) takes about a round
+        )
+        self.rounds.append(
+            {
+                "round": number,
+                "seconds": seconds,
+                "rates": {label(c): self.rates[c].get(number) for c in self.rates if number in self.rates[c]},
+                "survivors": [label(c) for c in alive],
+                "leader": label(leader) if leader is not None else None,
+                "dropped": {label(d.config): d.reason for d in new},
+            }
+        )
+        return new
+
+    def status(self, number: int, alive: list[Configuration], label: Callable[[Configuration], str]) -> str:
+        """The live display's line: the round, the survivors, the leader and the time left."""
+        leader = next(iter(race.ranked(self.rates, alive)), None)
+        left = self.left_s()
+        time_left = "no budget" if left is None else f"{max(0.0, left):.0f} s left"
+        return (
+            f"tune: round {number}, {len(alive)} survivor(s): {', '.join(label(c) for c in alive)}; "
+            f"leader {label(leader) if leader is not None else '-'}; {time_left}"
+        )
+
+    def to_dict(self, label: Callable[[Configuration], str]) -> dict:
+        return {
+            "budget_s": self.tune.budget_s,
+            "max_rounds": self.tune.max_rounds,
+            "max_error": self.tune.max_error,
+            "max_loss_change": self.tune.max_loss_change,
+            "stop": self.stop.value,
+            "wall_s": time.time() - self.started,
+            "rounds": self.rounds,
+            "dropped": {label(c): d.reason for c, d in self.dropped.items()},
+        }
+
+
+def marked(results: ResultSet, log: RaceLog, label: Callable[[Configuration], str]) -> ResultSet:
+    """The result set with each dropped configuration's rows marked with its reason (its record kept), and
+    the race in ``options["tune"]``."""
+    cells = tuple(
+        dataclasses.replace(c, status=log.dropped[c.config].reason)
+        if c.config in log.dropped and c.status == "ok"
+        else c
+        for c in results.cells
+    )
+    return dataclasses.replace(results, cells=cells, options={**results.options, "tune": log.to_dict(label)})
+
+
+def guard_accuracy(results: ResultSet, log: RaceLog) -> None:
+    """The factory's accuracy guard: a configuration over --max-error cannot win (dropped with its error)."""
+    limit = log.tune.max_error
+    if limit is None:
+        return
+    last = log.rounds[-1]["round"] if log.rounds else 0
+    for cell in results.cells:
+        error = cell.error() if cell.ok else None
+        if error is None or cell.config in log.dropped:
+            continue
+        drop = race.accuracy_drop(cell.config, last, "max relative error", error, limit, "--max-error")
+        if drop is not None:
+            log.dropped[cell.config] = drop
+
+
+# --- a factory: workers kept warm, racing in rounds --------------------------------------------
+
+
+def run_tune(
+    options: Options, tune: TuneOptions, progress: Callable[[str], None], workdir: Path, show: Callable[[str], None]
+) -> ResultSet:
+    """Race ``options.configurations`` (``options.rounds`` is the most rounds) and return the result set."""
+    from .process import bundled_estimate
+
+    configs = options.configurations
+    estimate = bundled_estimate(options.target)
+    run = _Run(options, progress, workdir, time.time(), estimate, measured=estimate is not None)
+    log = RaceLog(tune, started=run.started)
+    interrupted = False
+    budget = "no budget" if tune.budget_s is None else f"a budget of {tune.budget_s:g} s"
+    progress(
+        f"devswitch tune: {options.target}, {options.mode}, {options.size()}, racing in up to {options.rounds} "
+        f"rounds with {budget}"
+    )
+    try:
+        deferred = _start_all(run, configs)  # a GPU column waits to hear whether there is a GPU at all
+        _until_ready(run, deferred)
+        run.workers.sort(key=lambda w: configs.index(w.config))
+        _wait_for_reference(run)
+        run.startup_s = time.time() - run.started
+        progress(f"all started in {run.startup_s:.1f} s")
+        _race(run, log, show)
+    except KeyboardInterrupt:
+        interrupted = True
+        progress("interrupted: stopping every worker, keeping every round already measured")
+    finally:
+        run.workers += run.waiting
+        everyone = run.workers + ([run.reference] if run.reference else [])
+        try:
+            _stop(everyone, progress, interrupted)
+            results = _collect(
+                options,
+                configs,
+                run.early,
+                run.workers,
+                run.started,
+                interrupted,
+                run.startup_s,
+                reference=run.reference,
+            )
+        finally:
+            for w in everyone:
+                w.process.close()
+    guard_accuracy(results, log)
+    return marked(results, log, run.name)
+
+
+def _race(run: _Run, log: RaceLog, show: Callable[[str], None]) -> None:
+    """Warm every worker in turn, then round after round until the race stops; every worker then finishes."""
+    for w in [w for w in run.workers if w.alive]:
+        w.alive = _turn(run, w, "warm")
+    for number in range(1, run.options.rounds + 1):
+        live = [w for w in run.workers if w.alive and w.config not in log.dropped]
+        if not live:
+            break
+        started = time.time()
+        for w in live:
+            w.alive = _turn(run, w, f"round {number}")
+            if w.alive and (rates := _round_rates(run, w)):
+                log.rates[w.config] = rates
+        alive = [w.config for w in live if w.alive]
+        for drop in log.after_round(number, time.time() - started, alive, run.name):
+            run.progress(f"{run.name(drop.config)}: {drop.reason}")
+            w = next(w for w in live if w.config == drop.config)
+            w.alive = _turn(run, w, "finish") and False  # its records now; the worker then ends
+        survivors = log.alive([w.config for w in live if w.alive])
+        show(log.status(number, survivors, run.name))
+        if log.stop is not race.Stop.GO_ON:
+            run.progress(f"tune: the race ends after round {number}: {log.stop.value}")
+            break
+    for w in run.workers:
+        if w.alive:
+            w.alive = _turn(run, w, "finish") and False
+
+
+def _turn(run: _Run, w, phase: str) -> bool:
+    """Tell the worker ``phase`` and wait until it is done (False: it ended or failed)."""
+    label = _labelled(run.progress, run.name(w.config))
+    ok = _tell(w, phase) and _wait_done(w, label)
+    new = w.process.poll_events()
+    report_progress(new if phase == "finish" else [e for e in new if not isinstance(e, p.Record)], label)
+    return ok
+
+
+def _round_rates(run: _Run, w) -> dict[int, float]:
+    """Round -> the worker's median rate in it, at its largest batch size (the one the decision is made at),
+    from the record it wrote after its last round (its own timings of its timed steps)."""
+    found = p.first(w.process.events, p.Found)
+    batches = [b for b in (found_batch(b, found) for b in run.options.batch_sizes) if b]
+    records = [e.benchmark for e in p.every(w.process.events, p.Record)]
+    latest = [r for r in records if batches and r.batch == max(batches) and r.status == "ok"]
+    if not latest:
+        return {}
+    return dict(Cell.of(w.config, latest[-1].batch, "ok", record=latest[-1]).round_rates)
+
+
+# --- a script: one run of the whole script per configuration and round ---------------------------
+
+
+def final_loss(calls: list[Mapping]) -> float | None:
+    """The loss of the last epoch of the script's last ``fit`` (None: no fit, or no loss logged)."""
+    for call in reversed(calls):
+        if call.get("kind") != "fit":
+            continue
+        for epoch in reversed(call.get("epochs") or []):
+            loss = epoch.get("loss") if isinstance(epoch, Mapping) else None
+            if isinstance(loss, (int, float)) and math.isfinite(loss):
+                return float(loss)
+        return None
+    return None
+
+
+def loss_change(loss: float | None, reference: float | None) -> float | None:
+    """The relative change of the final loss against the reference configuration's (inf: a loss lost)."""
+    if reference is None:
+        return None
+    if loss is None:
+        return math.inf
+    return abs(loss - reference) / max(abs(reference), 1e-12)
+
+
+def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], work: Path, out: Path, show) -> ResultSet:
+    """Race a script's configurations: one run each per round, the configurations taking turns."""
+    from .runs import file_stem
+    from .script import LOGS, _make_logs_folder, _missing, _settle, run_once, script_results
+
+    options = job.options
+    configs = options.configurations
+    several = len(options.backends) > 1
+
+    def label(c: Configuration) -> str:
+        return c.label(several)
+
+    _make_logs_folder(out)
+    runs: dict[Configuration, list[dict]] = {c: [] for c in configs}
+    status: dict[Configuration, str] = {}
+    log = RaceLog(tune)
+    origin = log.started
+    interrupted = False
+    losses: dict[Configuration, float | None] = {}
+    progress(f"devswitch tune --script {job.target}: {len(configs)} configuration(s), up to {options.rounds} rounds")
+    for c in configs:
+        missing = _missing(c, {})
+        if missing:
+            status[c] = f"unavailable: {missing}"
+            progress(f"{label(c)}: unavailable: {missing}")
+    baseline = options.baseline
+    for number in range(1, options.rounds + 1):
+        live = [c for c in configs if c not in status and c not in log.dropped]
+        if not live or interrupted:
+            break
+        started = time.time()
+        for c in live:
+            progress(f"[round {number}] {label(c)}")
+            log_file = out / LOGS / f"{file_stem(c)}.log"
+            try:
+                one, interrupted = run_once(job, c, number, work, log_file, origin)
+            except KeyboardInterrupt:
+                interrupted = True
+            if interrupted:
+                break
+            _settle(c, one, False, runs, status)
+            if c in status:
+                progress(f"    {status[c]}")
+                continue
+            wall = one.get("wall_s")
+            if wall:
+                log.rates.setdefault(c, {})[number] = 1 / wall
+            losses[c] = final_loss(one.get("calls") or [])
+            progress(f"    {wall:.2f} s, final loss {losses[c]}" if wall else "    no wall time")
+        if interrupted:
+            break
+        alive = [c for c in live if c not in status]
+        _guard_loss(log, alive, losses, baseline, number, progress, label)
+        alive = [c for c in alive if c not in log.dropped]
+        for drop in log.after_round(number, time.time() - started, alive, label):
+            progress(f"{label(drop.config)}: {drop.reason}")
+        show(log.status(number, log.alive(alive), label))
+        if log.stop is not race.Stop.GO_ON:
+            progress(f"tune: the race ends after round {number}: {log.stop.value}")
+            break
+    results = script_results(job, runs, status, time.time() - origin, interrupted)
+    return marked(results, log, label)
+
+
+def _guard_loss(
+    log: RaceLog,
+    alive: list[Configuration],
+    losses: Mapping[Configuration, float | None],
+    baseline: Configuration,
+    number: int,
+    progress: Callable[[str], None],
+    label: Callable[[Configuration], str],
+) -> None:
+    """The script's accuracy guard: a final loss more than --max-loss-change from the baseline's cannot win."""
+    limit = log.tune.max_loss_change
+    reference = losses.get(baseline)
+    if limit is None or reference is None:
+        return
+    for c in alive:
+        if c == baseline or c in log.dropped:
+            continue
+        change = loss_change(losses.get(c), reference)
+        if change is None:
+            continue
+        drop = race.accuracy_drop(c, number, "final loss change", change, limit, "--max-loss-change")
+        if drop is not None:
+            log.dropped[c] = drop
+            progress(f"{label(c)}: {drop.reason}")
+
+
+def winner_lines(results: ResultSet) -> list[str]:
+    """The end of a tune: the winner, its interval against the runner-up, and the switch that selects it."""
+    from .recommend import recommend, switch_text
+
+    lines = []
+    for pick in recommend(results):
+        d = pick.decision
+        if d is None:
+            continue
+        at = "" if results.kind == "script" else f" at batch {pick.batch}"
+
+        def show(cell: Cell) -> str:
+            return results.column(cell)
+
+        line = f"tune{at}: winner {show(d.chosen)}"
+        others = sorted(
+            (c for c in results.cells if c.batch == pick.batch and c.ok and c is not d.chosen),
+            key=lambda c: c.throughput,
+            reverse=True,
+        )
+        if others:
+            ev = Evidence.between(d.chosen, others[0], results.paired(d.chosen, others[0]))
+            if ev is not None:
+                line += f", {race.interval_words(ev)} against the runner-up, {show(others[0])}"
+        line += f"; {d.why(show)}"
+        lines.append(line)
+        lines.append(f"  switch: {switch_text(pick.switch(results.several_backends))}")
+    return lines
