@@ -165,23 +165,28 @@ def test_write_outputs_writes_nothing_when_a_command_fails(tmp_path):
     root = _fake_root(tmp_path)
     before = {path: _text(path) for path in (root / "README.md", root / "docs" / "page.md")}
     failing = (_FAKE_OUTPUTS[0], docs.Output("hello", "python -c \"raise SystemExit('no luck')\""))
-    with pytest.raises(RuntimeError, match="hello: .* exited with 1:\n.*no luck"):
+    with pytest.raises(RuntimeError) as raised:
         docs.write_outputs(root, failing)
+    said = str(raised.value)  # the output's name, its command, its exit code, what it printed
+    assert said.startswith("hello: ") and "SystemExit" in said and " 1:\n" in said and said.rstrip().endswith("no luck")
     assert {path: _text(path) for path in before} == before
     assert not (root / "docs" / "chart.png").exists()
 
 
 def test_write_outputs_refuses_blocks_and_names_it_does_not_know(tmp_path):
     root = _fake_root(tmp_path)
-    with pytest.raises(ValueError, match="no output named nothing"):
+    with pytest.raises(ValueError) as raised:
         docs.write_outputs(root, _FAKE_OUTPUTS, only=["nothing"])
-    with pytest.raises(ValueError, match="names output 'hello'"):
+    assert "nothing" in str(raised.value) and str(raised.value).endswith("table, hello")  # the name, the known ones
+    with pytest.raises(ValueError) as raised:
         docs.write_outputs(root, _FAKE_OUTPUTS[:1])
+    assert str(raised.value).startswith(f"{root / 'docs' / 'page.md'}: ") and "'hello'" in str(raised.value)
     (root / "docs" / "page.md").write_text(
         "<!-- output:table:everything begin -->\n<!-- output:table:everything end -->"
     )
-    with pytest.raises(ValueError, match="view 'everything'"):
+    with pytest.raises(ValueError) as raised:
         docs.write_outputs(root, _FAKE_OUTPUTS)
+    assert "'table'" in str(raised.value) and "'everything'" in str(raised.value)  # the output and its view
 
 
 def test_the_generator_command_line_runs_one_output_with_another_command(tmp_path, capsys):
