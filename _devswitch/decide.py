@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from . import backends, determinism
+from . import backends, determinism, memorylimit
 from .config import Config
 from .devices import Inventory, Plan, choose_device, choose_precision, half, where_from
 from .maths import decide_math
@@ -57,6 +57,7 @@ def decide(config: Config, inventory: Inventory, environ: Mapping[str, str]) -> 
     math = decide_math(config.math, backend, inventory, plan.gpus, environ, where_from(config, "math"))
     warnings = plan.warnings + strategy.warnings + tuple(backend.notices(config, plan)) + math.warnings
     warnings += tuple(determinism.notices(config))
+    warnings += tuple(memorylimit.notes(config, plan, inventory))
     return Decision(
         dataclasses.replace(plan, strategy=strategy, maths=math), warnings, (halved, f"{reason} [{config.backend}]")
     )

@@ -103,6 +103,16 @@ def clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class Invalid(ValueError):
+    """A value a setting does not accept; ``str()`` says what was expected (a parser raises it; config.py turns
+    it into a ConfigError naming the source)."""
+
+    def __init__(self, expected: str, suggestion: str | None = None):
+        self.expected = expected
+        self.suggestion = suggestion
+        super().__init__(expected)
+
+
 class ConfigError(DevswitchError):
     """A setting is malformed, unknown or has a bad value (file, variable or argument)."""
 

@@ -9,6 +9,8 @@ import re
 import threading
 from dataclasses import dataclass
 
+from .errors import Invalid
+
 _UNITS = {
     "": 1,
     "b": 1,
@@ -50,6 +52,37 @@ def format_size(size: float | None) -> str:
             value = size / scale
             return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
     return f"{size:.0f} B"
+
+
+_FRACTION = re.compile(r"^(?:[0-9]{1,9}(?:\.[0-9]{0,17})?|\.[0-9]{1,17})$", re.ASCII)
+_WHOLE_UNITS = (("TiB", 2**40), ("TB", 10**12), ("GiB", 2**30), ("GB", 10**9), ("MiB", 2**20), ("MB", 10**6))
+LIMIT_EXPECTED = "none, a size with its unit (8GiB, 512MiB, 2GB) or a fraction above 0 and at most 1 (0.5, 50%)"
+MAX_LIMIT = 2**50  # 1 PiB: far above any device
+
+
+def parse_memory_limit(raw: object) -> str:
+    """The memory_limit setting's parser: ``none``; a fraction (``0.5``, ``50%``, YAML's 0.5) as ``"0.5"``; a
+    size (``8GiB``, parse_size) in the largest unit that writes it whole (``"8GiB"``, else ``"123B"``). A bare
+    number above 1 is refused (bytes, or a percentage? a size says its unit), like a bool or anything else."""
+    if type(raw).__name__ in ("bool", "bool_") or not isinstance(raw, (str, int, float, type(None))):
+        raise Invalid(LIMIT_EXPECTED)
+    text = "none" if raw is None else str(raw).strip()
+    if text.lower() in ("none", "off", ""):
+        return "none"
+    number = text[:-1].strip() if text.endswith("%") else text
+    if _FRACTION.match(number):
+        fraction = float(number) / (100 if text.endswith("%") else 1)
+        if not 0 < fraction <= 1:
+            raise Invalid("a fraction above 0 and at most 1 (0.5, 50%): a bare number is a fraction; a size, a unit")
+        return f"{fraction:g}"
+    try:
+        size = parse_size(text)
+    except ValueError:
+        raise Invalid(LIMIT_EXPECTED, "none" if text.lower() in ("non", "nan", "no", "null") else None) from None
+    if size > MAX_LIMIT:
+        raise Invalid(f"a size of at most 1PiB; {LIMIT_EXPECTED}")
+    unit, scale = next(((u, s) for u, s in _WHOLE_UNITS if size % s == 0), ("B", 1))
+    return f"{size // scale}{unit}"
 
 
 def available_memory() -> int | None:

@@ -17,17 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .errors import char_name
+from .errors import Invalid, char_name
+from .memory import parse_memory_limit
 from .plainvalues import _truth, _whole, closest, lookalike_note  # noqa: F401 - lookalike_note: config's
-
-
-class Invalid(ValueError):
-    """A value a setting does not accept; ``str()`` says what was expected."""
-
-    def __init__(self, expected: str, suggestion: str | None = None):
-        self.expected = expected
-        self.suggestion = suggestion
-        super().__init__(expected)
 
 
 class Threads(NamedTuple):
@@ -398,6 +390,16 @@ SETTINGS: tuple[Setting, ...] = (
         "true, false",
         "Allocate GPU memory as needed instead of grabbing all of it at start-up.",
         "true",
+    ),
+    Setting(
+        "memory_limit",
+        "none",
+        parse_memory_limit,
+        "none, SIZE (8GiB, 512MiB, 2GB), FRACTION (0.5, or a percentage)",
+        "A cap on the memory this process takes on each selected GPU, a size or a fraction of it, by the backend's "
+        "own mechanism (TensorFlow: a logical device's memory_limit; JAX: XLA_CLIENT_MEM_FRACTION; PyTorch: "
+        "set_per_process_memory_fraction). Nothing on a CPU (warned). none = no cap.",
+        "none",
     ),
     Setting(
         "xla",

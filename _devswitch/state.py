@@ -95,15 +95,32 @@ def current() -> Session:
     return _session
 
 
+class _EnvUndo:
+    """Puts a variable back to ``before`` (None: not set), which a notice may quote."""
+
+    def __init__(self, name: str, before: str | None):
+        self.name, self.before = name, before
+
+    def __call__(self) -> None:
+        if self.before is None:
+            os.environ.pop(self.name, None)
+        else:
+            os.environ[self.name] = self.before
+
+
 def setenv(name: str, value: str) -> None:
     """Set an environment variable, remembering its value before devswitch first touched it."""
     with _lock:
         if ("env", name) not in _undo:
-            before = os.environ.get(name)  # None: not set
-            _undo[("env", name)] = lambda: (
-                os.environ.pop(name, None) if before is None else os.environ.__setitem__(name, before)
-            )
+            _undo[("env", name)] = _EnvUndo(name, os.environ.get(name))
         os.environ[name] = value
+
+
+def env_before(name: str) -> str | None:
+    """``name``'s value before devswitch set it (None: it was not set), or its value now if devswitch has not."""
+    with _lock:
+        undo = _undo.get(("env", name))
+    return undo.before if isinstance(undo, _EnvUndo) else os.environ.get(name)
 
 
 def restore_env(name: str) -> None:

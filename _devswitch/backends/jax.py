@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from .. import determinism, state
+from .. import determinism, memorylimit, state
 from ..config import Config
 from ..devices import Gpu, Plan
 from ..errors import ConfigError, TooLateError, quote
@@ -66,7 +66,7 @@ def environment(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
         env["XLA_FLAGS"] = _host_flags(environ.get("XLA_FLAGS", ""), config.cpu_replicas)
     if determinism.wanted(config):  # appended to the user's flags, never replacing them
         env["XLA_FLAGS"] = determinism.xla_flags(env.get("XLA_FLAGS", environ.get("XLA_FLAGS", "")))
-    return env
+    return {**env, **memorylimit.jax_variables(config, environ, common.nvml_memory)}
 
 
 def refuse(config: Config) -> None:
@@ -206,6 +206,7 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
             "XLA_PYTHON_CLIENT_PREALLOCATE="
             + ("false: allocate as needed" if config.memory_growth else "true: JAX takes 75% of GPU memory at start")
         ),
+        "memory_limit": memorylimit.meaning(config, plan, memorylimit.jax_mechanism()),
         "threads": threads,
         "xla": (
             "Keras' jit_compile='auto': on (JAX compiles every model whose layers support XLA)"
@@ -246,6 +247,7 @@ def notices(config: Config, plan: Plan) -> list[str]:
             "it can see, not only the selected one; set CUDA_VISIBLE_DEVICES before starting Python to "
             "hide the others"
         )
+    out += memorylimit.jax_notices(config, plan, state.env_before, common.nvml_memory)
     return out + determinism.on_gpu(config, plan.gpus, DETERMINISM_GAP)
 
 
@@ -372,6 +374,7 @@ def preflight(config: Config, plan: Plan) -> None:
             f"memory_growth={config.memory_growth} cannot be applied: JAX has already started",
             hint=common.TOO_LATE_HINT,
         )
+    memorylimit.jax_refuse_late(config, plan, wanted, os.environ)
 
 
 def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:

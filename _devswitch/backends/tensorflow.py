@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from .. import determinism, state
+from .. import determinism, memorylimit, state
 from ..config import Config
 from ..devices import Gpu, Plan
 from ..errors import TooLateError
@@ -124,6 +124,7 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
     return {
         "device": "tf.config.set_visible_devices (the selected GPUs, renumbered from 0)",
         "memory_growth": "tf.config.experimental.set_memory_growth on each selected GPU",
+        "memory_limit": memorylimit.meaning(config, plan, MEMORY_LIMIT),
         "threads": "tf.config.threading intra-op / inter-op pool sizes",
         "xla": describe_xla(config.xla, len(plan.gpus)),
         "strategy": "tf.distribute: MirroredStrategy / MultiWorkerMirroredStrategy (TF_CONFIG)",
@@ -225,9 +226,36 @@ def preflight(config: Config, plan: Plan) -> None:
         )
 
 
+MEMORY_LIMIT = (
+    "tf.config.set_logical_device_configuration: one logical device of memory_limit MiB on each selected "
+    "GPU, taken at start (with a logical device memory_growth does not apply)"
+)
+
+
+def memory_limits(config: Config, plan: Plan) -> dict[int, int]:
+    """The MiB of the logical device for each selected GPU (a fraction of its memory in the inventory, which
+    apply() has just stored); {} without a limit; a ConfigError for a fraction of a GPU of unknown memory."""
+    inventory, hint = state.current().inventory, "give a size instead, e.g. memory_limit: 8GiB"
+    limits = memorylimit.per_gpu(config, plan, inventory, "TensorFlow", memorylimit.bytes_of, hint)
+    return {index: max(1, limit // 2**20) for index, limit in limits.items()}
+
+
+def _apply_memory_limit(tf, devices: list, limits: dict[int, int]) -> None:
+    """One logical device of the limit on each selected GPU, read back where the runtime already runs."""
+    for device, mib in zip(devices, limits.values(), strict=True):
+        try:
+            tf.config.set_logical_device_configuration(device, [tf.config.LogicalDeviceConfiguration(memory_limit=mib)])
+        except RuntimeError:
+            have = tf.config.get_logical_device_configuration(device) or []
+            if [c.memory_limit for c in have] != [mib]:
+                current = f"{have[0].memory_limit} MiB" if have else "no limit"
+                raise _too_late(f"memory_limit of {device.name}", f"{mib} MiB", current) from None
+
+
 def _apply_devices(tf, plan: Plan, config: Config) -> None:
     physical = tf.config.list_physical_devices("GPU")
     wanted = [physical[i] for i in plan.gpus]
+    limits = memory_limits(config, plan)  # refused (a fraction of unknown memory) before anything changes
     try:
         tf.config.set_visible_devices(wanted, "GPU")
     except RuntimeError:
@@ -236,6 +264,9 @@ def _apply_devices(tf, plan: Plan, config: Config) -> None:
             raise _too_late(
                 "the visible GPUs", [d.name for d in wanted] or "none (CPU)", [d.name for d in current] or "none"
             ) from None
+    if limits:  # a logical device of that size; set_memory_growth would refuse a GPU that has one
+        _apply_memory_limit(tf, wanted, limits)
+        return
     for device in wanted:
         try:
             tf.config.experimental.set_memory_growth(device, config.memory_growth)

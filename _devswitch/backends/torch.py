@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from .. import determinism, state
+from .. import determinism, memorylimit, state
 from ..config import Config
 from ..devices import Gpu, Plan
 from ..errors import ConfigError, TooLateError
@@ -212,6 +212,12 @@ def meanings(config: Config, plan: Plan) -> dict[str, str]:
     return {
         "device": f"{DEVICE_VARIABLE}={keras_device(plan)} (read by Keras when it is imported)",
         "memory_growth": "not applicable on torch: PyTorch's caching allocator always allocates on demand",
+        "memory_limit": memorylimit.meaning(
+            config,
+            plan,
+            "torch.cuda.set_per_process_memory_fraction on the selected GPU (a size as a fraction of its memory); "
+            "past it the caching allocator raises OutOfMemoryError",
+        ),
         "threads": "torch.set_num_threads (intra-op) / torch.set_num_interop_threads (inter-op)",
         "xla": (
             "Keras' jit_compile='auto': off (PyTorch runs eagerly)"
@@ -347,11 +353,44 @@ def apply(config: Config, plan: Plan, strategy_plan: StrategyPlan) -> None:
     if "keras.src.backend.torch.core" not in sys.modules:
         state.setenv(DEVICE_VARIABLE, keras_device(plan))
     apply_math(plan)
+    _apply_memory_limit(torch, config, plan)
     _apply_determinism(torch, config)
     if config.threads.intra and config.threads.intra != torch.get_num_threads():
         before = torch.get_num_threads()
         state.on_reset("torch-threads", lambda: torch.set_num_threads(before))
         torch.set_num_threads(config.threads.intra)
+
+
+def memory_fractions(config: Config, plan: Plan) -> dict[int, float]:
+    """The fraction of each selected GPU's memory that memory_limit allows ({} without a limit or on a CPU);
+    a size needs the GPU's memory, which PyTorch reports (the inventory holds it)."""
+    inventory, hint = state.current().inventory, "give a fraction instead, e.g. memory_limit: 0.5"
+    return memorylimit.per_gpu(config, plan, inventory, "PyTorch", memorylimit.fraction_of, hint)
+
+
+def _apply_memory_limit(torch, config: Config, plan: Plan) -> None:
+    """torch.cuda.set_per_process_memory_fraction on each selected GPU, read back; reset() puts 1.0 back
+    (PyTorch's own default: no cap)."""
+    state.undo("torch-memory-limit")
+    fractions = memory_fractions(config, plan)
+    if not fractions:
+        return
+
+    def undo() -> None:
+        for index in fractions:
+            torch.cuda.set_per_process_memory_fraction(1.0, index)
+
+    state.on_reset("torch-memory-limit", undo)
+    read_back = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # PyTorch 2.8+
+    for index, fraction in fractions.items():
+        torch.cuda.set_per_process_memory_fraction(fraction, index)
+        read = read_back(index) if read_back else fraction
+        if not math.isclose(read, fraction, rel_tol=1e-6):
+            raise TooLateError(
+                f"memory_limit={config.memory_limit} was set as {fraction} of cuda:{index}, but PyTorch reads back "
+                f"{read}",
+                hint="report it: devswitch sets the fraction with torch.cuda.set_per_process_memory_fraction",
+            )
 
 
 def strategy():

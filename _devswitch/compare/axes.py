@@ -26,6 +26,8 @@ REFUSED = {
     "batch_timing": "compare times its own call path, not Keras' fit/predict batches; measure what per-batch "
     "timing costs with devswitch run",
     "log_level": "it changes what the frameworks print, no figure",
+    "memory_limit": "a cap changes what fits, not how fast: set it for every column (DEVSWITCH_MEMORY_LIMIT) and "
+    "find each column's largest batch with --batch-sizes max",
     "workers": "a cluster is not a column: compare runs every configuration on this machine",
     "worker_index": "a cluster is not a column: compare runs every configuration on this machine",
     "seed": "every column already starts from the reference's weights on the same seeded input; a seed changes "
