@@ -14,10 +14,11 @@ import pytest
 
 from _devswitch.cli import main
 from _devswitch.cli.tune import parse_budget
-from _devswitch.compare import race
+from _devswitch.compare import Cell, ResultSet, race
 from _devswitch.compare.decision import Rules
-from _devswitch.compare.tune import RaceLog, TuneOptions, final_loss, loss_change
+from _devswitch.compare.tune import RaceLog, TuneOptions, final_loss, loss_change, marked, winner_lines
 from _devswitch.errors import UsageError
+from _devswitch.statistics import median_ci
 
 FAST = {1: 100.0, 2: 102.0, 3: 98.0, 4: 101.0, 5: 99.0, 6: 100.0}
 SLOW = {1: 60.0, 2: 62.0, 3: 59.0, 4: 61.0, 5: 60.5, 6: 60.0}  # about 0.6x of FAST in every round
@@ -38,6 +39,15 @@ def test_a_configuration_whose_interval_against_the_leader_lies_below_1_is_dropp
     assert m is not None, dropped[0].reason
     value, low, high = map(float, m.groups())
     assert low <= value <= high < 1 and value == pytest.approx(0.6, abs=0.03)
+
+
+def test_the_baseline_is_dropped_only_once_its_interval_has_a_decisions_coverage():
+    """What a tie keeps stays in the race until the decision at the end could weigh the winner against it:
+    SLOW as the baseline survives round 3 (75% coverage) and is dropped after round 5 (94%)."""
+    three = {"fast": upto(FAST, 3), "slow": upto(SLOW, 3)}
+    assert race.drops(three, ["fast", "slow"], 3, baseline="slow") == []
+    five = {"fast": upto(FAST, 5), "slow": upto(SLOW, 5)}
+    assert [d.config for d in race.drops(five, ["fast", "slow"], 5, baseline="slow")] == ["slow"]
 
 
 def test_nothing_is_dropped_after_one_round_there_is_no_interval_yet():
@@ -226,3 +236,55 @@ def test_a_real_tune_of_a_script_races_whole_runs_and_report_reads_it(tmp_path, 
     report = _report(out)
     assert report.returncode == 0, report.stderr
     assert "runs/s" in report.stdout
+
+
+def _measured(precision: str, rates: dict[int, float]) -> Cell:
+    """A measured cell (batch 10) with 3 samples per round at the given rates."""
+    rounds = [r for r in rates for _ in range(3)]
+    everything = [rates[r] for r in rounds]
+    low, high, coverage = median_ci(everything)
+    record = {
+        "metrics": {
+            "throughput": {
+                "value": sorted(everything)[len(everything) // 2],
+                "ci": [low, high],
+                "ci_coverage": coverage,
+            }
+        },
+        "samples": {
+            "round": rounds,
+            "start_s": list(range(len(rounds))),
+            "seconds_per_step": [10 / rate for rate in everything],
+        },
+    }
+    return Cell("tensorflow", "cpu", precision, 10, "ok", precision, record)
+
+
+def test_save_profile_after_a_tune_decides_among_survivors_and_a_dropped_row_is_not_missing(tmp_path, capsys):
+    """A tune's result set: fp16 dropped after round 2 (its row marked, its record kept), bf16 2x fp32 over 6
+    rounds. compare's writer saves bf16 (a dropped row does not make the run 'incomplete'), and the winner line
+    names bf16 with its interval against the runner-up and its switch."""
+    from _devswitch.cli.compare import save_winner
+    from _devswitch.compare.resultset import Model
+
+    fp32 = _measured("fp32", {r: 100.0 + r for r in range(1, 7)})
+    bf16 = _measured("bf16", {r: 200.0 + 3 * r for r in range(1, 7)})
+    fp16 = _measured("fp16", {1: 10.0, 2: 11.0})
+    results = ResultSet(
+        options={"batch_sizes": [10], "backends": ["tensorflow"], "target": "mlp", "baseline": "tensorflow cpu fp32"},
+        model=Model("mlp", "m", unit="samples"),
+        cells=(fp32, bf16, fp16),
+    )
+    log = RaceLog(TuneOptions(budget_s=60.0, max_rounds=6), fp32.config)
+    log.rates = {c.config: upto(dict(c.round_rates), 2) for c in (fp32, bf16, fp16)}
+    log.after_round(2, 1.0, [fp32.config, bf16.config, fp16.config], lambda c: c.precision)
+    assert list(log.dropped) == [fp16.config]
+    tuned = marked(results, log, lambda c: c.precision)
+    assert [c.status for c in tuned.cells][:2] == ["ok", "ok"]
+    assert tuned.cells[2].status.startswith("dropped after round 2: 0.") and tuned.cells[2].record is not None
+    assert tuned.options["tune"]["dropped"] == {"fp16": tuned.cells[2].status}
+    assert save_winner(tuned, "fast", tmp_path / ".devswitchrc")
+    assert "saved profile 'fast' (device=cpu, precision=bf16" in capsys.readouterr().err
+    (line, switch) = winner_lines(tuned)
+    assert line.startswith("tune at batch 10: winner cpu bf16, 2.0") and "against the runner-up, cpu fp32" in line
+    assert 'precision=bf16" python train.py' in switch

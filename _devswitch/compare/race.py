@@ -22,6 +22,7 @@ from .decision import Evidence, Outcome, Rules, judge
 K = TypeVar("K")  # a configuration (anything hashable that names one)
 
 Rates = Mapping[int, float]  # round -> the configuration's rate in it (higher is faster)
+DEFAULT_RULES = Rules()
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,19 @@ def interval_words(ev: Evidence) -> str:
     return f"{show(ev.value)}x [{show(ev.low)}, {show(ev.high)}]"
 
 
-def drops(rates: Mapping[K, Rates], alive: Sequence[K], round_no: int) -> list[Drop[K]]:
-    """The survivors whose speed-up against the leader has an interval entirely below 1 after ``round_no``."""
+def drops(
+    rates: Mapping[K, Rates], alive: Sequence[K], round_no: int, baseline: K | None = None, rules: Rules = DEFAULT_RULES
+) -> list[Drop[K]]:
+    """The survivors whose speed-up against the leader has an interval entirely below 1 after ``round_no``.
+    The ``baseline`` (what a tie keeps) only once that interval has the coverage a decision needs, so that the
+    decision at the end can weigh the winner against it."""
     order = ranked(rates, alive)
     if len(order) < 2:
         return []
     leader, out = order[0], []
     for k in order[1:]:
         ev = evidence(rates.get(k, {}), rates[leader])
-        if ev is not None and ev.high < 1:
+        if ev is not None and ev.high < 1 and (k != baseline or ev.coverage >= rules.min_coverage - 1e-12):
             out.append(Drop(k, round_no, f"dropped after round {round_no}: {interval_words(ev)} of the leader"))
     return out
 

@@ -50,7 +50,9 @@ def recommend(results: ResultSet) -> list[Pick]:
     picks, rules = [], rules_of(results)
     for batch in results.batch_sizes:
         ranked = sorted(
-            (c for c in results.cells if c.batch == batch and c.ok), key=lambda c: c.throughput, reverse=True
+            (c for c in results.cells if c.batch == batch and (c.ok or outpaced(c))),
+            key=lambda c: c.throughput,
+            reverse=True,
         )
         ranked, excluded = within_error(ranked, results.options.get("max_error"))
         if not ranked:
@@ -63,8 +65,29 @@ def recommend(results: ResultSet) -> list[Pick]:
                 ranked[0], ranked[1] = ranked[1], ranked[0]
         base = results.cell(results.baseline, batch)
         baseline = base if base is not None and any(c is base for c in ranked) else None
-        picks.append(Pick(batch, decide(ranked, baseline, results.paired, rules), tuple(excluded)))
+        if any(outpaced(c) for c in ranked):  # a tune's: a dropped row is weighed, never chosen in a tie
+            decision = decide(ranked, baseline, results.paired, rules, _survivors_first)
+        else:
+            decision = decide(ranked, baseline, results.paired, rules)
+        picks.append(Pick(batch, decision, tuple(excluded)))
     return picks
+
+
+def outpaced(cell: Cell) -> bool:
+    """A row ``devswitch tune`` dropped as significantly slower than its leader ("dropped after round 3: 0.61x
+    [0.55, 0.66] of the leader"): measured, so the decision weighs it (as the baseline, or as the next), but
+    never the configuration it switches to."""
+    rate = cell.rate()
+    return cell.status.startswith("dropped after round ") and cell.status.endswith(" of the leader") and bool(rate)
+
+
+def _survivors_first(cell: Cell) -> float:
+    """The tie-break's error for a tune's cells: a dropped row last, a survivor without a measured error after
+    those with one (so that among survivors alone, none measured, the fastest is chosen)."""
+    if outpaced(cell):
+        return float("inf")
+    error = cell.error()
+    return error if error is not None else float("1e300")
 
 
 def within_error(cells: list[Cell], limit: float | None) -> tuple[list[Cell], list[tuple[Cell, str]]]:

@@ -43,6 +43,7 @@ class RaceLog:
     """What happened in the race, round by round (written to results.json as ``options["tune"]``)."""
 
     tune: TuneOptions
+    baseline: Configuration | None = None  # what a tie keeps: dropped only with a decision's coverage
     rates: dict[Configuration, dict[int, float]] = field(default_factory=dict)
     dropped: dict[Configuration, race.Drop[Configuration]] = field(default_factory=dict)
     rounds: list[dict] = field(default_factory=list)
@@ -59,7 +60,7 @@ class RaceLog:
         self, number: int, seconds: float, alive: list[Configuration], label: Callable[[Configuration], str]
     ) -> list[race.Drop[Configuration]]:
         """Drop the significantly slower survivors; note the round; decide whether the race stops."""
-        new = race.drops(self.rates, alive, number)
+        new = race.drops(self.rates, alive, number, self.baseline, self.tune.rules)
         for drop in new:
             self.dropped[drop.config] = drop
         alive = [c for c in alive if c not in self.dropped]
@@ -149,7 +150,7 @@ def run_tune(
     configs = options.configurations
     estimate = bundled_estimate(options.target)
     run = _Run(options, progress, workdir, time.time(), estimate, measured=estimate is not None)
-    log = RaceLog(tune, started=run.started)
+    log = RaceLog(tune, options.baseline, started=run.started)
     interrupted = False
     budget = "no budget" if tune.budget_s is None else f"a budget of {tune.budget_s:g} s"
     progress(
@@ -278,7 +279,7 @@ def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], wor
     _make_logs_folder(out)
     runs: dict[Configuration, list[dict]] = {c: [] for c in configs}
     status: dict[Configuration, str] = {}
-    log = RaceLog(tune)
+    log = RaceLog(tune, options.baseline)
     origin = log.started
     interrupted = False
     losses: dict[Configuration, float | None] = {}
@@ -355,7 +356,7 @@ def _guard_loss(
 
 def winner_lines(results: ResultSet) -> list[str]:
     """The end of a tune: the winner, its interval against the runner-up, and the switch that selects it."""
-    from .recommend import recommend, switch_text
+    from .recommend import outpaced, recommend, switch_text
 
     lines = []
     for pick in recommend(results):
@@ -369,7 +370,7 @@ def winner_lines(results: ResultSet) -> list[str]:
 
         line = f"tune{at}: winner {show(d.chosen)}"
         others = sorted(
-            (c for c in results.cells if c.batch == pick.batch and c.ok and c is not d.chosen),
+            (c for c in results.cells if c.batch == pick.batch and (c.ok or outpaced(c)) and c is not d.chosen),
             key=lambda c: c.throughput,
             reverse=True,
         )
