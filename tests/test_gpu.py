@@ -161,3 +161,20 @@ def test_find_batch_size_meets_the_frameworks_own_out_of_memory(backend, tmp_pat
     assert max(t[0] for t in fitted) == result["batch"] < min(t[0] for t in failed)
     assert all(t[3].startswith("out of memory") for t in failed)
     assert all(t[2] for t in fitted) if backend != "jax" else any(t[2] for t in fitted), result
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_memory_limit_is_applied_read_back_and_met_on_a_real_gpu(backend, tmp_path):
+    """memory_limit=0.25 on gpu:0: the framework itself reports a cap of a quarter of the GPU (TensorFlow's
+    logical device, JAX's bytes_limit, PyTorch's per-process fraction), refuses a buffer of 0.4 of the GPU with
+    its own out-of-memory error, and still takes one of 0.05."""
+    _needs(backend)
+    proc = _child([str(SCRIPTS / "gpu_memory_limit.py")], backend, tmp_path, DEVSWITCH_DEVICE="gpu:0",
+                  DEVSWITCH_MEMORY_LIMIT="0.25", DEVSWITCH_FALLBACK="error")
+    if proc.stdout.startswith("NOGPU "):
+        pytest.skip(proc.stdout.strip())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (result,) = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result["total_bytes"], result
+    assert result["limit_bytes"] == pytest.approx(0.25 * result["total_bytes"], rel=0.05), result
+    assert result["above_the_cap"] == "oom" and result["below_the_cap"] == "ok", result
