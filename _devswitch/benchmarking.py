@@ -356,6 +356,9 @@ def _run_in_rounds(opts: BenchmarkOptions, subject: _Subject, state: _State) -> 
         for batch in opts.batch_sizes:
             _guarded(state, batch, partial(_warm, opts, subject, state, batch))
         _probe(opts, subject, state)  # after the warm-ups, where each batch size's peak memory is read
+        early = opts.on_round is not None  # devswitch tune: the accuracy first, for its guard from round 1 on
+        for batch in opts.batch_sizes if early else ():
+            _measure_accuracy(opts, subject, state, batch)
         try:
             for number, count in enumerate(counts):
                 turn(f"round {number + 1}")
@@ -368,7 +371,7 @@ def _run_in_rounds(opts: BenchmarkOptions, subject: _Subject, state: _State) -> 
             turn("finish")
         except FinishEarly:  # told "finish" where a round was due: the rounds taken are the record's
             pass
-        for batch in opts.batch_sizes:  # before any predict baseline: Keras' JAX predict replaces the weights' buffers
+        for batch in () if early else opts.batch_sizes:  # before any predict baseline (JAX's replaces the weights)
             _measure_accuracy(opts, subject, state, batch)
         for batch in opts.batch_sizes:
             _finish(opts, subject, state, batch)

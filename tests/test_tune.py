@@ -134,9 +134,10 @@ def _report(out: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.subprocess
 def test_a_real_tune_of_mlp_writes_a_compare_result_set_that_report_reads(tmp_path, capsys):
-    """mlp on TensorFlow, fp32 with 1 and 2 threads, a 60 s budget: every configuration keeps its row (ok, or
-    marked dropped with its interval), every round is in results.json, the winner and its switch are printed,
-    and ``devswitch report`` reads the file as a compare's."""
+    """mlp on TensorFlow, fp32 and fp16 with 1 and 2 threads, --max-error 1e-4, a 60 s budget: fp16 (2.9e-4 from
+    the reference here) is dropped after round 1 by the accuracy guard, its rows kept with the reason; the fp32
+    rows are ok or marked dropped with their interval; every round is in results.json, the winner and its
+    switch are printed, and ``devswitch report`` reads the file as a compare's."""
     out = tmp_path / "tune"
     code = main(
         [
@@ -147,7 +148,7 @@ def test_a_real_tune_of_mlp_writes_a_compare_result_set_that_report_reads(tmp_pa
             "--devices",
             "cpu",
             "--precisions",
-            "fp32",
+            "fp32,fp16",
             "--vary",
             "threads=1,2",
             "--batch-sizes",
@@ -155,9 +156,11 @@ def test_a_real_tune_of_mlp_writes_a_compare_result_set_that_report_reads(tmp_pa
             "--rounds",
             "6",
             "--iterations",
-            "30",
+            "12",
             "--budget",
             "60s",
+            "--max-error",
+            "1e-4",
             "--out",
             str(out),
         ]
@@ -165,19 +168,24 @@ def test_a_real_tune_of_mlp_writes_a_compare_result_set_that_report_reads(tmp_pa
     assert code == 0
     printed = capsys.readouterr().out
     assert re.search(r"^tune at batch 32: winner cpu fp32 threads=[12]", printed, re.M), printed
+    assert "cpu fp16" not in printed.split("tune at batch 32: winner")[1].split(";")[0]
     assert 'switch: `DEVSWITCH_FLAGS="device=cpu,precision=fp32,threads=' in printed
     doc = json.loads((out / "results.json").read_text())
     tune = doc["options"]["tune"]
     assert tune["budget_s"] == 60 and 1 <= len(tune["rounds"]) <= 6
     assert [r["round"] for r in tune["rounds"]] == list(range(1, len(tune["rounds"]) + 1))
     cells = doc["cells"]
-    assert len(cells) == 2
+    assert len(cells) == 4
     for cell in cells:
-        assert cell["status"] == "ok" or DROP.fullmatch(cell["status"]), cell["status"]
+        if cell["precision"] == "fp16":
+            assert re.fullmatch(r"dropped after round 1: max relative error .* over --max-error 0.0001", cell["status"])
+        else:
+            assert cell["status"] == "ok" or DROP.fullmatch(cell["status"]), cell["status"]
         assert cell["record"]["metrics"]["throughput"]["value"] > 0  # a dropped row keeps what it measured
     report = _report(out)
     assert report.returncode == 0, report.stderr
-    assert "cpu fp32 threads=1" in report.stdout and "cpu fp32 threads=2" in report.stdout
+    assert "cpu fp32 threads=1" in report.stdout and "cpu fp16 threads=2" in report.stdout
+    assert "max relative error" in report.stdout  # the dropped rows' reason, read back
 
 
 SCRIPT = """

@@ -201,8 +201,17 @@ def _race(run: _Run, log: RaceLog, show: Callable[[str], None]) -> None:
         started = time.time()
         for w in live:
             w.alive = _turn(run, w, f"round {number}")
-            if w.alive and (rates := _round_rates(run, w)):
-                log.rates[w.config] = rates
+            cell = _latest(run, w) if w.alive else None
+            if cell is not None:
+                log.rates[w.config] = dict(cell.round_rates)
+                error = cell.error()
+                limit = log.tune.max_error
+                if error is not None and limit is not None:  # the accuracy guard, from round 1 on
+                    drop = race.accuracy_drop(w.config, number, "max relative error", error, limit, "--max-error")
+                    if drop is not None:
+                        log.dropped[w.config] = drop
+                        run.progress(f"{run.name(w.config)}: {drop.reason}")
+                        w.alive = _turn(run, w, "finish") and False
         alive = [w.config for w in live if w.alive]
         for drop in log.after_round(number, time.time() - started, alive, run.name):
             run.progress(f"{run.name(drop.config)}: {drop.reason}")
@@ -227,16 +236,14 @@ def _turn(run: _Run, w, phase: str) -> bool:
     return ok
 
 
-def _round_rates(run: _Run, w) -> dict[int, float]:
-    """Round -> the worker's median rate in it, at its largest batch size (the one the decision is made at),
-    from the record it wrote after its last round (its own timings of its timed steps)."""
+def _latest(run: _Run, w) -> Cell | None:
+    """The worker's cell at its largest batch size (the one the decision is made at) from the record it wrote
+    after its last round: its own timings of its timed steps by round, and its accuracy (measured first)."""
     found = p.first(w.process.events, p.Found)
     batches = [b for b in (found_batch(b, found) for b in run.options.batch_sizes) if b]
     records = [e.benchmark for e in p.every(w.process.events, p.Record)]
     latest = [r for r in records if batches and r.batch == max(batches) and r.status == "ok"]
-    if not latest:
-        return {}
-    return dict(Cell.of(w.config, latest[-1].batch, "ok", record=latest[-1]).round_rates)
+    return Cell.of(w.config, latest[-1].batch, "ok", record=latest[-1]) if latest else None
 
 
 # --- a script: one run of the whole script per configuration and round ---------------------------
