@@ -273,7 +273,7 @@ def loss_change(loss: float | None, reference: float | None) -> float | None:
 
 def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], work: Path, out: Path, show) -> ResultSet:
     """Race a script's configurations: one run each per round, the configurations taking turns."""
-    from .runs import file_stem
+    from .runs import file_stem, no_gpu_reason
     from .script import LOGS, _make_logs_folder, _missing, _settle, run_once, script_results
 
     options = job.options
@@ -291,11 +291,7 @@ def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], wor
     interrupted = False
     losses: dict[Configuration, float | None] = {}
     progress(f"devswitch tune --script {job.target}: {len(configs)} configuration(s), up to {options.rounds} rounds")
-    for c in configs:
-        missing = _missing(c, {})
-        if missing:
-            status[c] = f"unavailable: {missing}"
-            progress(f"{label(c)}: unavailable: {missing}")
+    no_gpu: dict[str, str] = {}  # backend -> why its GPU configurations cannot run (a CPU run found none)
     baseline = options.baseline
     for number in range(1, options.rounds + 1):
         live = [c for c in configs if c not in status and c not in log.dropped]
@@ -303,6 +299,11 @@ def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], wor
             break
         started = time.time()
         for c in live:
+            missing = _missing(c, no_gpu)  # not installed, or no GPU: pruned before a process starts
+            if missing:
+                status[c] = f"unavailable: {missing}"
+                progress(f"{label(c)}: unavailable: {missing}")
+                continue
             progress(f"[round {number}] {label(c)}")
             log_file = out / LOGS / f"{file_stem(c)}.log"
             try:
@@ -311,6 +312,9 @@ def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], wor
                 interrupted = True
             if interrupted:
                 break
+            seen = [e.gpus for e in (one.get("ready"), one.get("unavailable")) if e is not None and e.gpus is not None]
+            if seen and seen[0] == 0:
+                no_gpu[c.backend] = no_gpu_reason(c.backend, c.device, c.precision)
             _settle(c, one, False, runs, status)
             if c in status:
                 progress(f"    {status[c]}")
