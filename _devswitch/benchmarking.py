@@ -34,7 +34,7 @@ from .benchrecord import BenchmarkRecord
 from .energy import Meter, combined, meter_for, unavailable
 from .errors import describe
 from .flops import count_flops
-from .measure import MIN_SAMPLE_S, Measure, shares
+from .measure import MIN_SAMPLE_S, FinishEarly, Measure, shares
 from .peaks import Peak
 from .plans import Gpu, Inventory, Plan
 from .statistics import Summary
@@ -169,10 +169,9 @@ def benchmark(
 ) -> list[BenchmarkRecord]:
     """Benchmark ``model`` (a Keras model, a factory, or a bundled name) at each batch size.
 
-    Returns one immutable BenchmarkRecord per batch size. Build happens under the
-    dtype policy in effect, so apply devswitch (import / ``configure``) first.
-    ``meter_factory(gpus)`` replaces the energy meter (its start/stop bracket the
-    timed iterations exactly); ``on_record`` sees each record as soon as it exists.
+    Returns one immutable BenchmarkRecord per batch size. Build happens under the dtype policy in effect, so apply
+    devswitch (import / ``configure``) first. ``meter_factory(gpus)`` replaces the energy meter (its start/stop
+    bracket the timed iterations exactly); ``on_record`` sees each record at once, ``on_round`` each after a round.
 
     ``rounds`` > 1 splits the ``iterations`` timed samples of every batch size over that many rounds
     (each after one untimed step). ``turn(phase)`` is called before each phase ("warm", "round 1", ...,
@@ -342,10 +341,6 @@ def _run_at_once(opts: BenchmarkOptions, subject: _Subject, state: _State) -> No
         _finish(opts, subject, state, batch)
 
 
-class FinishEarly(Exception):
-    """Raised by a ``turn`` told "finish" where it expected a round (``devswitch tune`` ended the race early)."""
-
-
 def _run_in_rounds(opts: BenchmarkOptions, subject: _Subject, state: _State) -> None:
     """Warm every batch size, then time them round by round, each phase after ``turn`` lets this process go on."""
     turn = opts.turn or (lambda phase: None)
@@ -365,9 +360,8 @@ def _run_in_rounds(opts: BenchmarkOptions, subject: _Subject, state: _State) -> 
                 for batch in opts.batch_sizes:
                     _guarded(state, batch, partial(_take_round, opts, subject, state, batch, count, number))
                 if opts.on_round is not None:  # devswitch tune races on the rounds so far
-                    for batch in opts.batch_sizes:
-                        if batch in state.failed or batch in state.measures:
-                            opts.on_round(_record(subject, state, batch))
+                    for batch in opts.batch_sizes:  # each is measured, or failed
+                        opts.on_round(_record(subject, state, batch))
             turn("finish")
         except FinishEarly:  # told "finish" where a round was due: the rounds taken are the record's
             pass

@@ -22,6 +22,10 @@ MIN_SAMPLE_S = 0.05  # ... of k steps, so that each timed sample lasts at least 
 REWARM_BELOW_S = 0.25  # rounds: a sample shorter than this gets one untimed step at the start of each round
 
 
+class FinishEarly(Exception):
+    """Raised by a ``turn`` told "finish" where it expected a round (``devswitch tune`` ended the race early)."""
+
+
 def shares(total: int, rounds: int) -> list[int]:
     """``total`` timed samples split over ``rounds`` as evenly as can be (the first rounds take one more)."""
     if rounds < 1 or total < rounds:

@@ -137,7 +137,7 @@ def taking_turns(fd: int, phase_fd: int):
         if not line:
             os._exit(PARENT_GONE)
         if line.strip() == "finish" and phase.startswith("round "):  # devswitch tune: the race ended early
-            from .benchmarking import FinishEarly
+            from .measure import FinishEarly
 
             raise FinishEarly
         if line.strip() != phase:

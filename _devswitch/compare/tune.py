@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import protocol as p
 from . import race
@@ -271,10 +272,57 @@ def loss_change(loss: float | None, reference: float | None) -> float | None:
     return abs(loss - reference) / max(abs(reference), 1e-12)
 
 
+@dataclass
+class _ScriptRace:
+    """What the rounds of a script's race share: the job, where its files go, its runs, statuses and losses."""
+
+    job: Any
+    work: Path
+    out: Path
+    progress: Callable[[str], None]
+    log: RaceLog
+    label: Callable[[Configuration], str]
+    runs: dict[Configuration, list[dict]]
+    status: dict[Configuration, str] = field(default_factory=dict)
+    losses: dict[Configuration, float | None] = field(default_factory=dict)
+    no_gpu: dict[str, str] = field(default_factory=dict)  # backend -> why its GPU configurations cannot run
+
+    def turn(self, c: Configuration, number: int) -> bool:
+        """One run of the script in ``c`` (or its pruning, known without a process); True: interrupted."""
+        from .runs import file_stem, no_gpu_reason
+        from .script import LOGS, _missing, _settle, run_once
+
+        missing = _missing(c, self.no_gpu)  # not installed, or no GPU: pruned before a process starts
+        if missing:
+            self.status[c] = f"unavailable: {missing}"
+            self.progress(f"{self.label(c)}: unavailable: {missing}")
+            return False
+        self.progress(f"[round {number}] {self.label(c)}")
+        log_file = self.out / LOGS / f"{file_stem(c)}.log"
+        try:
+            one, interrupted = run_once(self.job, c, number, self.work, log_file, self.log.started)
+        except KeyboardInterrupt:
+            return True
+        if interrupted:
+            return True
+        seen = [e.gpus for e in (one.get("ready"), one.get("unavailable")) if e is not None and e.gpus is not None]
+        if seen and seen[0] == 0:
+            self.no_gpu[c.backend] = no_gpu_reason(c.backend, c.device, c.precision)
+        _settle(c, one, False, self.runs, self.status)
+        if c in self.status:
+            self.progress(f"    {self.status[c]}")
+            return False
+        wall = one.get("wall_s")
+        if wall:
+            self.log.rates.setdefault(c, {})[number] = 1 / wall
+        self.losses[c] = final_loss(one.get("calls") or [])
+        self.progress(f"    {wall:.2f} s, final loss {self.losses[c]}" if wall else "    no wall time")
+        return False
+
+
 def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], work: Path, out: Path, show) -> ResultSet:
     """Race a script's configurations: one run each per round, the configurations taking turns."""
-    from .runs import file_stem, no_gpu_reason
-    from .script import LOGS, _make_logs_folder, _missing, _settle, run_once, script_results
+    from .script import _make_logs_folder, script_results
 
     options = job.options
     configs = options.configurations
@@ -284,50 +332,20 @@ def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], wor
         return c.label(several)
 
     _make_logs_folder(out)
-    runs: dict[Configuration, list[dict]] = {c: [] for c in configs}
-    status: dict[Configuration, str] = {}
     log = RaceLog(tune, options.baseline)
-    origin = log.started
+    state = _ScriptRace(job, work, out, progress, log, label, {c: [] for c in configs})
     interrupted = False
-    losses: dict[Configuration, float | None] = {}
     progress(f"devswitch tune --script {job.target}: {len(configs)} configuration(s), up to {options.rounds} rounds")
-    no_gpu: dict[str, str] = {}  # backend -> why its GPU configurations cannot run (a CPU run found none)
-    baseline = options.baseline
     for number in range(1, options.rounds + 1):
-        live = [c for c in configs if c not in status and c not in log.dropped]
-        if not live or interrupted:
+        live = [c for c in configs if c not in state.status and c not in log.dropped]
+        if not live:
             break
         started = time.time()
-        for c in live:
-            missing = _missing(c, no_gpu)  # not installed, or no GPU: pruned before a process starts
-            if missing:
-                status[c] = f"unavailable: {missing}"
-                progress(f"{label(c)}: unavailable: {missing}")
-                continue
-            progress(f"[round {number}] {label(c)}")
-            log_file = out / LOGS / f"{file_stem(c)}.log"
-            try:
-                one, interrupted = run_once(job, c, number, work, log_file, origin)
-            except KeyboardInterrupt:
-                interrupted = True
-            if interrupted:
-                break
-            seen = [e.gpus for e in (one.get("ready"), one.get("unavailable")) if e is not None and e.gpus is not None]
-            if seen and seen[0] == 0:
-                no_gpu[c.backend] = no_gpu_reason(c.backend, c.device, c.precision)
-            _settle(c, one, False, runs, status)
-            if c in status:
-                progress(f"    {status[c]}")
-                continue
-            wall = one.get("wall_s")
-            if wall:
-                log.rates.setdefault(c, {})[number] = 1 / wall
-            losses[c] = final_loss(one.get("calls") or [])
-            progress(f"    {wall:.2f} s, final loss {losses[c]}" if wall else "    no wall time")
+        interrupted = any(state.turn(c, number) for c in live)  # any() stops at the first interrupted run
         if interrupted:
             break
-        alive = [c for c in live if c not in status]
-        _guard_loss(log, alive, losses, baseline, number, progress, label)
+        alive = [c for c in live if c not in state.status]
+        _guard_loss(log, alive, state.losses, options.baseline, number, progress, label)
         alive = [c for c in alive if c not in log.dropped]
         for drop in log.after_round(number, time.time() - started, alive, label):
             progress(f"{label(drop.config)}: {drop.reason}")
@@ -335,7 +353,7 @@ def run_tune_script(job, tune: TuneOptions, progress: Callable[[str], None], wor
         if log.stop is not race.Stop.GO_ON:
             progress(f"tune: the race ends after round {number}: {log.stop.value}")
             break
-    results = script_results(job, runs, status, time.time() - origin, interrupted)
+    results = script_results(job, state.runs, state.status, time.time() - log.started, interrupted)
     return marked(results, log, label)
 
 
