@@ -11,8 +11,10 @@ Targets:
 - tune's wall time against the compare's: at most 0.40x;
 - the budget respected: tune's wall time at most budget x 1.1 + its last round's duration.
 
-With ``--budget auto`` (the default) the budget is 35% of the compare's wall time just measured, so that the
-second target is met exactly when the budget is; give a fixed ``--budget 120s`` to see how a user's guess fares.
+Both sides measure to the same depth (``--rounds 10 --iterations 30``, no predict baseline, no matmul probe): the
+exhaustive compare takes every round that tune may take. With ``--budget auto`` (the default) the budget is 35%
+of the compare's wall time just measured, so that the second target is met exactly when the budget is; give a
+fixed ``--budget 120s`` to see how a user's guess fares.
 
     python benchmarks/bench_tune.py                               # mlp and small_cnn, 12 configurations each
     python benchmarks/bench_tune.py --models mlp --backends tensorflow   # a smoke run: 4 configurations
@@ -81,7 +83,11 @@ def main() -> None:
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--batch-size", default="32")
     parser.add_argument("--budget", default="auto", help="auto: 35%% of the compare's wall time, or e.g. 120s")
+    parser.add_argument("--rounds", default="10", help="both sides: compare's rounds, tune's most rounds")
+    parser.add_argument("--iterations", default="30", help="both sides: timed steps over all the rounds")
     args = parser.parse_args()
+    # the same measurement on both sides: the exhaustive compare takes every round that tune may take
+    depth = ["--rounds", args.rounds, "--iterations", args.iterations, "--no-predict-baseline", "--no-peak-probe"]
     space = [
         "--backends",
         args.backends,
@@ -99,25 +105,9 @@ def main() -> None:
         folder = Path(tmp)
         for model in args.models.split(","):
             c_out, t_out = folder / f"compare-{model}", folder / f"tune-{model}"
-            compare_s = timed(["compare", model, *space, "--yes", "--out", str(c_out)], folder)
+            compare_s = timed(["compare", model, *space, *depth, "--yes", "--out", str(c_out)], folder)
             budget = f"{AUTO_SHARE * compare_s:.0f}s" if args.budget == "auto" else args.budget
-            tune_s = timed(
-                [
-                    "tune",
-                    model,
-                    *space,
-                    "--yes",
-                    "--rounds",
-                    "20",
-                    "--iterations",
-                    "40",
-                    "--budget",
-                    budget,
-                    "--out",
-                    str(t_out),
-                ],
-                folder,
-            )
+            tune_s = timed(["tune", model, *space, *depth, "--yes", "--budget", budget, "--out", str(t_out)], folder)
             compared = json.loads((c_out / "results.json").read_text())
             measured = rates(compared)
             best = max(measured, key=measured.__getitem__)
@@ -129,7 +119,11 @@ def main() -> None:
             wall_ratio = tune_s / compare_s
             limit = budget_s * (1 + BUDGET_SLACK) + last_round
             print(f"{model}: {len(measured)} configurations measured by compare")
-            print(f"  compare: {compare_s:.1f} s, best {best} ({measured[best]:,.1f}/s)")
+            chosen = tune_winner(c_out)  # the compare's own decision, by the same rules
+            print(
+                f"  compare: {compare_s:.1f} s, best {best} ({measured[best]:,.1f}/s); its decision: {chosen} "
+                f"({measured.get(chosen, float('nan')):,.1f}/s)"
+            )
             print(
                 f"  tune:    {tune_s:.1f} s (budget {budget_s:.0f} s, {len(race['rounds'])} rounds, stop: "
                 f"{race['stop']}, {len(race['dropped'])} dropped), winner {winner} "
