@@ -195,6 +195,12 @@ def _race(run: _Run, log: RaceLog, show: Callable[[str], None]) -> None:
     """Warm every worker in turn, then round after round until the race stops; every worker then finishes."""
     for w in [w for w in run.workers if w.alive]:
         w.alive = _turn(run, w, "warm")
+    left = log.left_s()
+    if left is not None and left < 0:  # the start-ups and warm-ups are every configuration's, raced or not
+        run.progress(
+            f"tune: starting and warming up took {time.time() - run.started:.0f} s, past the budget of "
+            f"{log.tune.budget_s:g} s: one round is taken, the least a result needs"
+        )
     for number in range(1, run.options.rounds + 1):
         live = [w for w in run.workers if w.alive and w.config not in log.dropped]
         if not live:
