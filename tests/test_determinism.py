@@ -4,6 +4,11 @@ end with bit-identical weights on this CPU."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from conftest import Child, children, result_line
 
@@ -126,20 +131,47 @@ def test_torch_on_a_gpu_warns_of_a_users_workspace_cublas_cannot_be_deterministi
     assert not any("CUBLAS" in w for w in decide(config, GPU, {}).warnings)
 
 
-@pytest.mark.skipif(not backends.installed("torch"), reason="needs torch")
-def test_torch_refuses_determinism_once_cuda_has_started_without_the_workspace(home, project, monkeypatch):
-    import torch
+TORCH_CHILD = """\
+import sys
+from pathlib import Path
+import torch
+from _devswitch import backends, state
+from _devswitch.config import resolve
+from _devswitch.decide import decide
+from _devswitch.devices import Cpu, Gpu, Inventory
+from _devswitch.errors import TooLateError
+from _devswitch.session import reset
 
-    from _devswitch import state
+home, project = Path(sys.argv[1]), Path(sys.argv[2])
+GPU = Inventory(Cpu("Intel Xeon", 8, frozenset({"AVX2"})), (Gpu(0, "GPU0 cc90", (9, 0), 80 * 2**30),))
+config = resolve({"DEVSWITCH_BACKEND": "torch", "DEVSWITCH_DETERMINISTIC": "true", "DEVSWITCH_SEED": "1"}, home, project)
+assert "tensorflow" not in sys.modules
+"""
 
-    config = _config(home, project, backend="torch", deterministic="true", seed="1")
-    plan = decide(config, GPU, {}).plan
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    monkeypatch.setitem(state.current().process, "torch-cublas-before-cuda", False)
-    with pytest.raises(TooLateError, match="CUDA has already started in this process, and cuBLAS reads"):
-        backends.get("torch").preflight(config, plan)
-    monkeypatch.setitem(state.current().process, "torch-cublas-before-cuda", True)  # devswitch set it in time
-    backends.get("torch").preflight(config, plan)
+
+def _torch_child(home, project, code: str) -> None:
+    """PyTorch is imported in a child process with KERAS_BACKEND=torch, never beside this process's
+    TensorFlow (the two in one process can crash it)."""
+    if not backends.installed("torch"):
+        pytest.skip("needs torch")
+    env = {**os.environ, "KERAS_BACKEND": "torch", "DEVSWITCH_DISABLE": "1"}
+    done = subprocess.run([sys.executable, "-c", TORCH_CHILD + textwrap.dedent(code), str(home), str(project)],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=project)
+    assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stdout[-2000:] + done.stderr[-3000:]
+
+
+@pytest.mark.subprocess
+def test_torch_refuses_determinism_once_cuda_has_started_without_the_workspace(home, project):
+    _torch_child(home, project, """
+        plan = decide(config, GPU, {}).plan
+        torch.cuda.is_initialized = lambda: True  # CUDA started (a fake: there is no GPU here)
+        state.current().process["torch-cublas-before-cuda"] = False
+        try:
+            backends.get("torch").preflight(config, plan)
+        except TooLateError as error:
+            assert "CUDA has already started in this process, and cuBLAS reads" in str(error), error
+            print("OK")
+    """)
 
 
 @pytest.mark.skipif(not backends.installed("jax"), reason="needs jax")
@@ -155,20 +187,20 @@ def test_jax_refuses_determinism_on_a_gpu_once_it_started_without_the_flag(home,
         jax.preflight(config, plan)
 
 
-@pytest.mark.skipif(not backends.installed("torch"), reason="needs torch")
+@pytest.mark.subprocess
 def test_torch_determinism_is_applied_for_real_and_undone_by_reset(home, project):
     """On this CPU: PyTorch's deterministic algorithms and cuDNN flags are set, and reset() restores them."""
-    import torch
-
-    from _devswitch.backends import torch as backend
-    from _devswitch.session import reset
-
-    cudnn, before = torch.backends.cudnn, torch.are_deterministic_algorithms_enabled()
-    flags = (cudnn.benchmark, cudnn.deterministic)
-    backend._apply_determinism(torch, _config(home, project, backend="torch", deterministic="true"))
-    assert torch.are_deterministic_algorithms_enabled() and (cudnn.benchmark, cudnn.deterministic) == (False, True)
-    reset()
-    assert torch.are_deterministic_algorithms_enabled() is before and (cudnn.benchmark, cudnn.deterministic) == flags
+    _torch_child(home, project, """
+        from _devswitch.backends import torch as backend
+        cudnn, before = torch.backends.cudnn, torch.are_deterministic_algorithms_enabled()
+        flags = (cudnn.benchmark, cudnn.deterministic)
+        backend._apply_determinism(torch, config)
+        assert torch.are_deterministic_algorithms_enabled() and (cudnn.benchmark, cudnn.deterministic) == (False, True)
+        reset()
+        assert torch.are_deterministic_algorithms_enabled() is before
+        assert (cudnn.benchmark, cudnn.deterministic) == flags
+        print("OK")
+    """)
 
 
 def test_tensorflow_op_determinism_is_applied_for_real_and_undone_by_reset(home, project):
