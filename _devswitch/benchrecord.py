@@ -156,7 +156,7 @@ class BenchmarkRecord:
         s = self.summary
         achieved = self.achieved_gflops
         fraction = achieved / self.peak_gflops if achieved and self.peak_gflops else None
-        above = fraction is not None and fraction > 1  # shown as measured, with what it says about the peak
+        above = fraction is not None and fraction > 1  # not a fraction: the peak is wrong, and the note says so
         latency_note = (
             "per batch"
             if not s or s.steps_per_sample == 1
@@ -190,7 +190,9 @@ class BenchmarkRecord:
             "flops_per_sample": metric(self.flops_per_sample, "FLOP", note=self.flops_note),
             "achieved": metric(achieved, "GFLOP/s"),
             "peak": metric(self.peak_gflops, "GFLOP/s", note=self.peak_source),
-            "fraction_of_peak": metric(fraction, "1", **({"note": above_peak_note(fraction)} if above else {})),
+            "fraction_of_peak": metric(
+                None if above else fraction, "1", **({"note": above_peak_note(fraction)} if above else {})
+            ),
             "matmul_probe": metric(self.probe_gflops, "GFLOP/s", note=self.probe_source),
             "energy": metric(self.energy.joules if self.energy else None, "J"),
             "power": metric(self.energy.mean_watts if self.energy else None, "W"),

@@ -223,10 +223,11 @@ def device_peak(cpu: Cpu, gpus: tuple[Gpu, ...], dtype: str, facts: CpuFacts, th
 
 
 def above_peak_note(fraction: float | None) -> str:
-    """What a fraction above 1 says (shown, never clamped): the peak is too low, not the measurement too high."""
+    """Why a fraction above 1 is not shown (never clamped, never shown): the peak is too low, not the
+    measurement too high."""
     if fraction is None or fraction <= 1:
         return ""
     return (
-        "a measured figure above this peak means the peak is too low (a bug in it): most likely the clock "
-        "runs above the one read (turbo), or the chip has more units than assumed"
+        f"no fraction: the measured figure is {fraction:.2f}x this peak, so the peak is too low (a bug in it): "
+        "most likely the clock runs above the one read (turbo), or the chip has more units than assumed"
     )

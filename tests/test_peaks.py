@@ -197,11 +197,16 @@ def test_the_table_gives_no_fraction_where_no_peak_is_known_and_says_why():
     assert "[1] no peak: fp16 is emulated on this CPU (no AVX512-FP16 or AMX-FP16)" in table
 
 
-def test_a_figure_above_the_peak_is_shown_as_measured_and_the_footnote_says_the_peak_is_wrong():
+def test_a_figure_above_the_peak_shows_no_fraction_and_the_footnote_says_the_peak_is_wrong():
+    """No figure above 100% of a peak anywhere (issue 21): not in the table, not in the CSV."""
     low = cpu_peak(cpu("AVX2", "FMA"), "fp32", CpuFacts(2.0, "cpu MHz of /proc/cpuinfo: the clock now"))
-    table = _table(_record(low, 140.0).to_dict()).replace("\\", "")
-    assert "140.0 (109%, above the peak) [1]" in table
-    assert "the peak is too low (a bug in it): most likely the clock runs above the one read (turbo)" in table
+    written = _record(low, 140.0).to_dict()
+    assert written["metrics"]["fraction_of_peak"]["value"] is None
+    assert "1.09x this peak" in written["metrics"]["fraction_of_peak"]["note"]
+    table = _table(written).replace("\\", "")
+    assert "| 140.0 [1] |" in table and "109%" not in table
+    assert "no fraction: the measured figure is 1.09x this peak, so the peak is too low" in table
+    assert "runs above the one read (turbo)" in table
 
 
 def test_a_table_of_an_older_file_calls_its_probe_no_peak():

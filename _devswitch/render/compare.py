@@ -72,20 +72,21 @@ def batch_table(results: ResultSet, batch: int, notes: Footnotes) -> Table:
 
 def flops_text(cell: Cell, notes: Footnotes) -> str:
     """``125.0 (75%) [1]``: the achieved GFLOP/s, its fraction of the device's theoretical peak, and a
-    footnote with how the peak was found; no fraction where no peak is known (the footnote says why). A
-    fraction above 100% is shown as measured and its footnote says that the peak is wrong."""
+    footnote with how the peak was found; no fraction where no peak is known (the footnote says why). Nor
+    where the figure is above the peak: no figure above 100% of a peak is shown; the footnote says the peak
+    is wrong and by how much."""
     record, achieved = cell.benchmark, cell.metric("achieved")
     if record is None or achieved is None:
         return "-"
     how = (record.peak_source or "no peak: not known")[:400]  # a file's text: bounded
-    fraction = cell.metric("fraction_of_peak") if record.peak_gflops is not None else None
+    fraction = achieved / record.peak_gflops if record.peak_gflops else None
     if record.peak_gflops is None and record.probe_source.startswith("matmul probe, measured:"):
         # a file from before the theoretical peak: its "peak" was a matmul probe (BenchmarkRecord.from_dict)
         how = "no peak: this file's 'peak' is a matmul probe, not a peak (an older devswitch wrote it)"
     if fraction is None:
         return notes.mark(f"{fmt(achieved)}: {how}")
     if fraction > 1:
-        return notes.mark(f"{fmt(achieved)} ({fraction:.0%}, above the peak): {how}; {above_peak_note(fraction)}")
+        return notes.mark(f"{fmt(achieved)}: {how}; {above_peak_note(fraction)}")
     return notes.mark(f"{fmt(achieved)} ({fraction:.0%}): {how}")
 
 
