@@ -296,3 +296,15 @@ def test_save_profile_after_a_tune_decides_among_survivors_and_a_dropped_row_is_
     (line, switch) = winner_lines(tuned)
     assert line.startswith("tune at batch 10: winner cpu bf16, 2.0") and "against the runner-up, cpu fp32" in line
     assert 'precision=bf16" python train.py' in switch
+
+
+def test_the_next_round_is_predicted_from_the_survivors_turns_not_the_whole_last_round():
+    """Round 2 took 20 s, 18 of them SLOW's turn; SLOW is dropped, so the next round (FAST and TWIN, 1 s each)
+    fits in the 10 s left of the budget and the race goes on; noted as the round's next_s."""
+    log = RaceLog(TuneOptions(budget_s=60.0, max_rounds=6))
+    log.started -= 50.0  # 50 s spent
+    log.rates = {k: upto(v, 2) for k, v in {"fast": FAST, "slow": SLOW, "twin": TWIN}.items()}  # type: ignore[misc]
+    turns = {"fast": 1.0, "slow": 18.0, "twin": 1.0}
+    log.after_round(2, 20.0, ["fast", "slow", "twin"], str, turns)  # type: ignore[arg-type]
+    assert "slow" in log.dropped and log.stop is race.Stop.GO_ON
+    assert log.rounds[-1]["seconds"] == 20.0 and log.rounds[-1]["next_s"] == 2.0

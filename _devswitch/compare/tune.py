@@ -58,13 +58,22 @@ class RaceLog:
         return None if self.tune.budget_s is None else self.tune.budget_s - (time.time() - self.started)
 
     def after_round(
-        self, number: int, seconds: float, alive: list[Configuration], label: Callable[[Configuration], str]
+        self,
+        number: int,
+        seconds: float,
+        alive: list[Configuration],
+        label: Callable[[Configuration], str],
+        turns: Mapping[Configuration, float] | None = None,
     ) -> list[race.Drop[Configuration]]:
-        """Drop the significantly slower survivors; note the round; decide whether the race stops."""
+        """Drop the significantly slower survivors; note the round; decide whether the race stops. ``turns``:
+        each configuration's turn in this round, in seconds: the next round is predicted as the survivors' turns
+        (without them: as long as this round)."""
         new = race.drops(self.rates, alive, number, self.baseline, self.tune.rules)
         for drop in new:
             self.dropped[drop.config] = drop
         alive = [c for c in alive if c not in self.dropped]
+        if turns is not None:
+            seconds = sum(turns.get(c, 0.0) for c in alive)
         leader = next(iter(race.ranked(self.rates, alive)), None)
         self.stop = race.stop(
             self.rates,
@@ -80,7 +89,8 @@ class RaceLog:
         self.rounds.append(
             {
                 "round": number,
-                "seconds": seconds,
+                "seconds": sum(turns.values()) if turns is not None else seconds,
+                "next_s": seconds,
                 "rates": {label(c): self.rates[c].get(number) for c in self.rates if number in self.rates[c]},
                 "survivors": [label(c) for c in alive],
                 "leader": label(leader) if leader is not None else None,
@@ -205,9 +215,11 @@ def _race(run: _Run, log: RaceLog, show: Callable[[str], None]) -> None:
         live = [w for w in run.workers if w.alive and w.config not in log.dropped]
         if not live:
             break
-        started = time.time()
+        started, turns = time.time(), {}
         for w in live:
+            t0 = time.time()
             w.alive = _turn(run, w, f"round {number}")
+            turns[w.config] = time.time() - t0
             cell = _latest(run, w) if w.alive else None
             if cell is not None:
                 log.rates[w.config] = dict(cell.round_rates)
@@ -220,7 +232,7 @@ def _race(run: _Run, log: RaceLog, show: Callable[[str], None]) -> None:
                         run.progress(f"{run.name(w.config)}: {drop.reason}")
                         w.alive = _turn(run, w, "finish") and False
         alive = [w.config for w in live if w.alive]
-        for drop in log.after_round(number, time.time() - started, alive, run.name):
+        for drop in log.after_round(number, time.time() - started, alive, run.name, turns):
             run.progress(f"{run.name(drop.config)}: {drop.reason}")
             w = next(w for w in live if w.config == drop.config)
             w.alive = _turn(run, w, "finish") and False  # its records now; the worker then ends
