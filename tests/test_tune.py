@@ -88,7 +88,7 @@ def test_the_accuracy_guard_drops_a_configuration_over_the_limit_with_its_figure
     assert race.accuracy_drop("fp32", 4, "max relative error", 0.0, 0.01, "--max-error") is None
 
 
-def test_the_race_log_drops_notes_each_round_and_stops_when_decided():
+def test_the_race_log_drops_notes_each_round_and_runs_to_the_last_round_while_a_pair_ties():
     """RaceLog.after_round: SLOW dropped after round 2 (its interval below 1), the round noted with its
     survivors and leader; by round 5 FAST against TWIN is still a tie, so the race goes on to the rounds' end."""
     log = RaceLog(TuneOptions(budget_s=None, max_rounds=6))
