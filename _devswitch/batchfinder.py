@@ -185,11 +185,11 @@ def knee(trials: list[Trial] | tuple[Trial, ...], within: float = KNEE) -> int |
 
 def _step(runner: Any, model: Any, mode: str, batch: int) -> Callable[[], object]:
     """One call of the benchmark's compiled path at ``batch`` (a training step in training mode)."""
-    from .benchmarking import _input_shape, _labels
+    from .benchmodel import input_shape, labels
 
-    x = runner.input((batch, *_input_shape(model)))
+    x = runner.input((batch, *input_shape(model)))
     if mode == "training":
-        y, _ = _labels(model, batch)
+        y, _ = labels(model, batch)
         return lambda: model.train_on_batch(x, y)
     return lambda: runner.sync(runner.forward(x))
 
@@ -317,15 +317,15 @@ def _prepare(model_or_factory: Any, mode: str) -> tuple[Any, str, tuple[int, ...
     import keras
 
     from . import backends, session
-    from .benchmarking import _check_input_shape, _compile_for_training, _resolve_model
+    from .benchmodel import check_input_shape, compile_for_training, resolve_model
 
-    model, label = _resolve_model(model_or_factory, None)
-    _check_input_shape(model, label)
+    model, label = resolve_model(model_or_factory, None)
+    check_input_shape(model, label)
     name = keras.backend.backend()
     plan = session.plan()
     gpus = plan.gpus if plan and plan.backend == name else tuple(g.index for g in backends.get(name).detect_gpus())
     if mode == "training":
-        _compile_for_training(model, resolve_jit(model))
+        compile_for_training(model, resolve_jit(model))
     return model, name, tuple(gpus)
 
 

@@ -19,8 +19,6 @@ same precision on the same device is measured beside it: a rate, not a peak.
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,12 +26,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import accuracy
+from . import accuracy, benchmodel
 from .batchmemory import BatchMemory
 from .benchrecord import BenchmarkRecord
 from .energy import Meter, combined, meter_for, unavailable
 from .errors import describe
-from .flops import count_flops
 from .measure import MIN_SAMPLE_S, FinishEarly, Measure, shares
 from .peaks import Peak
 from .plans import Gpu, Inventory, Plan
@@ -43,41 +40,6 @@ PROBE_SIZE = 2048
 
 
 # --- the measured loops -----------------------------------------------------------------
-
-
-def _host_rss_peak() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-def _input_shape(model) -> tuple[int, ...]:
-    shape = model.inputs[0].shape
-    return tuple(int(d) for d in shape[1:])
-
-
-def _labels(model, batch: int):
-    import numpy as np
-
-    classes = int(model.outputs[0].shape[-1])
-    rng = np.random.default_rng(0)
-    if classes > 1:
-        return rng.integers(0, classes, size=(batch,)), "sparse_categorical_crossentropy"
-    return rng.normal(size=(batch, 1)).astype("float32"), "mse"
-
-
-def _resolve_model(model, name: str | None):
-    from .models import BUNDLED
-
-    if isinstance(model, str):
-        if model not in BUNDLED:
-            from .errors import UsageError
-
-            raise UsageError(f"unknown bundled model '{model}'", hint="choose one of " + ", ".join(BUNDLED))
-        return BUNDLED[model](), name or model
-    if callable(model) and not hasattr(model, "layers"):
-        built = model()
-        return built, name or getattr(built, "name", "model")
-    return model, name or model.name
 
 
 @dataclass(frozen=True)
@@ -235,8 +197,8 @@ def _build(model, opts: BenchmarkOptions) -> _Subject:
         from .errors import UsageError
 
         raise UsageError(f"unknown mode '{opts.mode}'", hint="use mode='inference' or mode='training'")
-    model, label = _resolve_model(model, opts.name)
-    _check_input_shape(model, label)
+    model, label = benchmodel.resolve_model(model, opts.name)
+    benchmodel.check_input_shape(model, label)
     policy = timing.policy_name(model)
     compute = (
         keras.config.dtype_policy().compute_dtype
@@ -254,8 +216,8 @@ def _build(model, opts: BenchmarkOptions) -> _Subject:
         from .apply import resolve_xla
 
         jit_compile = resolve_xla(model)
-    flops, flops_note = _mode_flops(model, opts.mode)
-    training = _compile_for_training(model, jit_compile) if opts.mode == "training" else {}
+    flops, flops_note = benchmodel.mode_flops(model, opts.mode)
+    training = benchmodel.compile_for_training(model, jit_compile) if opts.mode == "training" else {}
     return _Subject(
         model=model,
         label=label,
@@ -287,37 +249,6 @@ def _peak(inventory: Inventory | None, gpus: tuple[Gpu, ...], compute: str, plan
     cpu = inventory.cpu if inventory else detect_cpu()
     threads = session.config().threads.intra if plan else 0
     return device_peak(cpu, gpus, peak_dtype(compute, plan.math if plan else ""), read_cpu_facts(), threads)
-
-
-def _check_input_shape(model, label: str) -> None:
-    if not getattr(model, "inputs", None):
-        from .errors import UsageError
-
-        raise UsageError(
-            f"model '{label}' has no known input shape, so synthetic input cannot be made",
-            hint="build it from keras.Input(...) (functional or Sequential), or wrap a subclassed "
-            "model: keras.Sequential([keras.Input(shape), model])",
-        )
-
-
-def _mode_flops(model, mode: str) -> tuple[float | None, str]:
-    flops, note = count_flops(model)
-    if mode == "training" and flops:
-        return 3 * flops, "estimate: 3x the forward FLOPs (forward + two backward matmuls); " + note
-    return flops, note
-
-
-def _compile_for_training(model, jit_compile: bool) -> dict:
-    """Compile an uncompiled model with SGD and a loss fitting its output; say what will be timed."""
-    if not model.compiled:
-        _, loss = _labels(model, 1)
-        model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
-    loss = getattr(model, "loss", None)
-    return {
-        "loss": getattr(loss, "name", None) or getattr(loss, "__name__", None) or str(loss),
-        "optimizer": type(model.optimizer).__name__,
-        "step": "model.train_on_batch",
-    }
 
 
 # --- the order of the phases ----------------------------------------------------------------
@@ -400,13 +331,13 @@ def _warm(opts: BenchmarkOptions, subject: _Subject, state: _State, batch: int) 
     """Make the input on the device, time the first call and the warm-up, and read the memory peak."""
     runner, model = subject.runner, subject.model
     with state.memory.first_steps(batch):  # the input is the batch size's memory too
-        x = runner.input((batch, *_input_shape(model)))
+        x = runner.input((batch, *benchmodel.input_shape(model)))
         if opts.mode == "inference":
 
             def step():
                 runner.sync(runner.forward(x))
         else:
-            y, _ = _labels(model, batch)
+            y, _ = benchmodel.labels(model, batch)
 
             def step():
                 return model.train_on_batch(x, y)  # returns host numbers: waits for the step
@@ -569,7 +500,7 @@ def _record(
         probe_source=state.probe_source if state.probe else "",
         probe_s=state.probe_s,
         energy=combined(m.readings) if subject.make_meter else unavailable("energy measurement turned off"),
-        host_rss_peak_bytes=_host_rss_peak(),
+        host_rss_peak_bytes=benchmodel.host_rss_peak(),
         gpu_memory_peak_bytes=state.memory.gpu_peaks.get(batch),
         peak_memory_bytes=state.memory.peaks.get(batch),
         peak_memory_source=state.memory.sources.get(batch, ""),

@@ -7,7 +7,7 @@ import pytest
 from errorparts import parts
 
 import devswitch
-from _devswitch.benchmarking import count_flops
+from _devswitch.flops import count_flops
 from _devswitch.models import alexnet, mlp, small_cnn
 
 
