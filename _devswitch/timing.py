@@ -30,7 +30,7 @@ from . import state
 from .caps import batches_per_epoch
 from .errors import describe, error_line, framework_message  # noqa: F401 - framework_message: moved
 from .halfnotes import explain_dtype_error
-from .memory import RssSampler
+from .memory import RssSampler, release_free_memory
 from .outputguard import policy_name, warn_float16_output
 from .results import CallRecord, EpochTime
 from .statistics import median
@@ -176,6 +176,7 @@ class TimingLogic:
             "rss": None,
         }
         if self.memory and "cpu" in str(_fact(model_device, model, "")).lower():  # a GPU's allocator: benchmark()
+            release_free_memory()  # what earlier work freed is not this call's start (opt-in: a few ms)
             call["rss"] = RssSampler(interval_s=0.01)
             call["rss"].__enter__()
         self._call = call
