@@ -14,6 +14,7 @@ peak is predicted from the trials before it, and a trial predicted above the bud
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ MARGIN = 0.10  # a measured or predicted peak counts this much above itself: the
 KNEE = 0.05  # the knee: the smallest batch within 5% of the best throughput seen
 CPU_RESOLUTION = 1 / 16  # the CPU's binary search stops within 1/16 of the batch (the budget is soft anyway)
 TRIAL_TIME_S = 0.1  # each trial times its calls for at least this long (after one untimed call), for its throughput
+KNEE_ROUNDS = 3  # the knee's candidates are timed again in this many interleaved rounds (a trial's rate is noisy)
+KNEE_CANDIDATES = 8  # at most this many: the fastest trials, each at least half the best rate seen
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class BatchSearch:
     backend: str = ""
     mode: str = "inference"
     seconds: float = 0.0
+    retimed: tuple[tuple[int, float], ...] = ()  # the knee's candidates timed again: (batch, median samples/s)
 
     def describe(self) -> str:
         """The result and its evidence, one trial a line."""
@@ -69,7 +73,8 @@ class BatchSearch:
         knee = (
             [f"knee (smallest batch within {KNEE:.0%} of the best throughput seen): {self.knee}"] if self.knee else []
         )
-        lines = [head, *knee, f"limit: {self.limit}", f"peaks: {self.peak_source}"]
+        retimed = ["knee's candidates timed again: " + ", ".join(f"{b}: {r:,.0f}/s" for b, r in self.retimed)]
+        lines = [head, *knee, *(retimed if self.retimed else []), f"limit: {self.limit}", f"peaks: {self.peak_source}"]
         return "\n".join(lines + ["  " + trial.describe() for trial in self.trials])
 
 
@@ -183,6 +188,24 @@ def knee(trials: list[Trial] | tuple[Trial, ...], within: float = KNEE) -> int |
     return min(batch for batch, rate in rates if rate >= (1 - within) * best)
 
 
+def retime(probe: Probe, trials: list[Trial], rounds: int = KNEE_ROUNDS) -> dict[int, float]:
+    """The knee's candidates (the fastest trials that fit, each at least half the best rate seen) timed again
+    in ``rounds`` interleaved rounds, the order rotating: each batch's median samples/s. One trial's short
+    timing can be off by 2x on a busy machine; a knee picked from it would be too."""
+    rated = sorted((t for t in trials if t.fits and t.samples_per_s), key=lambda t: -(t.samples_per_s or 0))
+    if not rated:
+        return {}
+    best = rated[0].samples_per_s or 0
+    batches = sorted(t.batch for t in rated[:KNEE_CANDIDATES] if (t.samples_per_s or 0) >= best / 2)
+    rates: dict[int, list[float]] = {b: [] for b in batches}
+    for number in range(rounds):
+        for batch in batches[number % len(batches) :] + batches[: number % len(batches)]:
+            _, rate = probe(batch)
+            if rate:
+                rates[batch].append(rate)
+    return {b: statistics.median(r) for b, r in rates.items() if r}
+
+
 def _step(runner: Any, model: Any, mode: str, batch: int) -> Callable[[], object]:
     """One call of the benchmark's compiled path at ``batch`` (a training step in training mode)."""
     from .benchmodel import input_shape, labels
@@ -256,6 +279,7 @@ def find_batch_size(
     memory_budget: int | str | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     min_time: float = TRIAL_TIME_S,
+    retime_knee: bool = True,
 ) -> BatchSearch:
     """The largest batch of ``model_or_factory`` (a Keras model, a factory, or a bundled name) that fits,
     through the benchmark's compiled call path (a training step with ``mode="training"``), with every trial.
@@ -264,7 +288,8 @@ def find_batch_size(
     given, caps the allocator's peak too; on a CPU it is ``memory_budget`` (bytes or "4GiB"; default half of
     the memory available now): resident memory above the level at the start of the search, with a 10% margin.
     ``max_batch`` bounds the search. ``BatchSearch.knee`` is the smallest batch within 5% of the best
-    throughput the trials saw (each trial times its calls for ``min_time`` seconds).
+    throughput seen: the fastest trials are timed again in interleaved rounds for it (``retime_knee``).
+    Each trial times its calls for ``min_time`` seconds.
     """
     from . import backends, timing
     from .errors import UsageError
@@ -291,9 +316,10 @@ def find_batch_size(
             resolution=0.0 if gpus else CPU_RESOLUTION,
             release=lambda failed: _release(backend.release_memory, failed),
         )
+        rates = retime(probe, trials) if retime_knee else {}
     return BatchSearch(
         batch_size=batch,
-        knee=knee(trials),
+        knee=knee([Trial(b, True, samples_per_s=r) for b, r in rates.items()]) if rates else knee(trials),
         trials=tuple(trials),
         reason=reason,
         limit=_limit(budget, bool(gpus), probe.base),
@@ -303,6 +329,7 @@ def find_batch_size(
         backend=name,
         mode=mode,
         seconds=time.perf_counter() - started,
+        retimed=tuple(rates.items()),
     )
 
 

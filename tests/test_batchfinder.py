@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from _devswitch import backends
-from _devswitch.batchfinder import CPU_RESOLUTION, MARGIN, RunnerProbe, Trial, knee, predict_peak, search
+from _devswitch.batchfinder import CPU_RESOLUTION, MARGIN, RunnerProbe, Trial, knee, predict_peak, retime, search
 
 MiB = 1 << 20
 
@@ -157,6 +157,25 @@ def test_the_knee_is_the_smallest_batch_within_five_percent_of_the_best():
     assert knee([Trial(1, False, note="x")]) is None
 
 
+def test_the_knee_comes_from_the_fastest_trials_timed_again():
+    """A trial's short timing can be off by 2x: the knee's candidates are timed again in interleaved rounds,
+    and a batch that only looked fast in its trial is not the knee."""
+    true = {1: 100.0, 2: 200.0, 4: 390.0, 8: 400.0, 16: 400.0}
+    seen = {1: 100.0, 2: 390.0, 4: 150.0, 8: 400.0, 16: 380.0}  # 2 looked fast, 4 looked slow
+    trials = [Trial(b, True, 0, r) for b, r in seen.items()] + [Trial(32, False, note="x")]
+    timed = []
+
+    def probe(batch):
+        timed.append(batch)
+        return 0, true[batch]
+
+    assert knee(trials) == 2  # from the trials alone
+    rates = retime(probe, trials, rounds=3)
+    assert rates == {2: 200.0, 8: 400.0, 16: 400.0}  # 1 and 4 were below half the best seen: not candidates
+    assert timed[:3] == [2, 8, 16] and timed[3:6] == [8, 16, 2]  # interleaved, the order rotating
+    assert knee([Trial(b, True, samples_per_s=r) for b, r in rates.items()]) == 8
+
+
 @pytest.mark.usefixtures("on_cpu")
 def test_on_the_cpu_the_search_runs_for_real_under_a_small_budget():
     """mlp on this CPU under 64 MiB above the search's start: every batch that fits measured under the budget,
@@ -172,6 +191,7 @@ def test_on_the_cpu_the_search_runs_for_real_under_a_small_budget():
     assert min(t.batch for t in result.trials if not t.fits) > result.batch_size
     assert [t.batch for t in result.trials[:4]] == [1, 2, 4, 8]
     assert result.knee is not None and result.knee <= result.batch_size
+    assert result.retimed and result.knee in dict(result.retimed)
     assert "does not fit" in result.reason and "resident memory" in result.peak_source
     assert result.device and result.backend == "tensorflow"
 
