@@ -85,3 +85,24 @@ def test_compare_batch_sizes_max_knee_measures_each_column_at_its_own_batch(tmp_
     from _devswitch.compare import resultfile
 
     assert resultfile.read(out / "results.json").batch_sizes == (MAX_BATCH, KNEE_BATCH)  # read back
+
+
+def test_in_rounds_the_default_budget_is_half_the_available_memory_shared_among_the_columns_alive_at_once():
+    """With rounds every column's worker is alive at once: each finder gets its share of the half, not the
+    half each; given budgets and one-after-another runs keep the finder's own rule."""
+    from _devswitch.compare.options import Options
+    from _devswitch.compare.runs import _memory_budget
+    from _devswitch.memory import available_memory
+
+    def options(**kw):
+        return Options(target="mlp", backends=("tensorflow",), devices=("cpu",), precisions=("fp32", "fp16"),
+                       batch_sizes=(MAX_BATCH,), **kw)
+
+    available = available_memory()
+    shared = _memory_budget(options(rounds=3))
+    if available is None:
+        assert shared is None
+    else:
+        assert shared is not None and abs(shared - available // 2 // 2) <= 0.1 * available / 4
+    assert _memory_budget(options(rounds=3, memory_budget=2**30)) == 2**30
+    assert _memory_budget(options(rounds=1)) is None  # the finder's default, one worker at a time

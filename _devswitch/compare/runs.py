@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..memory import available_memory
 from . import honest
 from . import protocol as p
 from .options import KNEE_BATCH, MAX_BATCH, Options
@@ -50,6 +51,15 @@ def file_stem(config: Configuration, role: str = "measure") -> str:
     return re.sub(r"[^A-Za-z0-9=._-]", "_", name)
 
 
+def _memory_budget(options: Options) -> int | None:
+    """The batch finder's budget in one worker: as given, else (the finder's default is half the memory
+    available) in rounds, where every column's worker is alive at once, that half shared among them."""
+    if options.memory_budget is not None or MAX_BATCH not in options.batch_sizes or options.rounds <= 1:
+        return options.memory_budget
+    available = available_memory()
+    return None if available is None else max(1, available // 2 // max(1, len(options.configurations)))
+
+
 def write_spec(options: Options, config, workdir: Path, role: str = "measure", **more) -> tuple[Path, Path, Path]:
     """The spec of one worker (``role`` "reference": the reference run), and its events and log files."""
     config = Configuration.of(config)
@@ -77,7 +87,7 @@ def write_spec(options: Options, config, workdir: Path, role: str = "measure", *
         role=role,
         reference=reference,
         accuracy_samples=options.accuracy_samples,
-        memory_budget=options.memory_budget,
+        memory_budget=_memory_budget(options),
         round_records=options.round_records,
         **more,
     ).write(spec)
