@@ -25,7 +25,8 @@ def _cell(precision: str, batch: int, rate: float, error: float | None) -> Cell:
 
 def test_info_shows_the_last_compares_speedups_and_errors_at_its_largest_batch(tmp_path):
     assert last_compare(tmp_path) is None
-    assert "nothing here yet" in "\n".join(_measured_lines(None))
+    [_, line] = _measured_lines(None)
+    assert line.startswith("measured ") and "`devswitch compare`" in line  # nothing measured: the command that does
     _results(tmp_path, "a-older", [_cell("fp32", 8, 100.0, 1e-7), _cell("fp16", 8, 50.0, 3e-4)])
     _results(tmp_path, "b-newer", [_cell("fp32", 1, 9.0, 1e-7), _cell("fp32", 8, 100.0, 1e-7),
                                    _cell("bf16", 8, 180.0, 2.5e-3), _cell("fp16", 8, 120.0, None)])
@@ -47,4 +48,5 @@ def test_a_damaged_results_file_is_named_not_a_traceback(tmp_path):
     (folder / "results.json").write_text("{not json")
     measured = last_compare(tmp_path)
     assert measured["path"].endswith("results.json") and measured["error"]
-    assert "cannot read" in "\n".join(_measured_lines(measured))
+    [_, line] = _measured_lines(measured)  # one line naming the file and what is wrong with it
+    assert line.startswith("measured ") and measured["path"] in line and measured["error"] in line
