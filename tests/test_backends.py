@@ -289,8 +289,8 @@ def test_devswitch_run_on_each_backend(backend, started):
     from _devswitch.results import read_report
 
     (only,) = read_report(folder / "r.jsonl")
-    assert only["plan"]["backend"] == only["environment"]["backend"] == backend
-    assert only["environment"][backend]  # the framework's version
+    assert only.plan["backend"] == only.environment["backend"] == backend
+    assert only.environment[backend]  # the framework's version
 
 
 @pytest.mark.subprocess

@@ -118,7 +118,8 @@ def test_a_number_out_of_range_in_a_result_file_is_a_clean_exit_2_naming_file_an
 
 
 def test_a_timing_report_with_numbers_out_of_range_shows_a_dash(tmp_path, capsys):
-    """A timing report (report: PATH.jsonl) is shown as it is: what is no number in range reads "-"."""
+    """A timing report (report: PATH.jsonl) is shown as it is: a number out of float's range reads "-" (a value
+    that is no number at all is an error naming the field: test_report.py)."""
     line = {
         "schema_version": 2,
         "type": "run",
@@ -128,7 +129,7 @@ def test_a_timing_report_with_numbers_out_of_range_shows_a_dash(tmp_path, capsys
                 "kind": "fit",
                 "model": "m",
                 "status": "ok",
-                "metrics": {"wall": {"value": HUGE}, "first": {"value": True}, "steady_throughput": {"value": 2**1024}},
+                "metrics": {"wall": {"value": HUGE}, "first": {"value": -HUGE}, "steady_throughput": {"value": 2**1024}},
             }
         ],
     }

@@ -319,17 +319,30 @@ def test_a_result_set_under_another_name_or_without_a_time_breakdown_is_still_sh
 
 
 @pytest.mark.parametrize("run", [
-    {"records": [1]}, {"records": [{"metrics": [1]}]}, {"records": [{"metrics": {"wall": {"value": "3"}}}]},
-    {"records": [{"metrics": {"steady_throughput": {"value": "fast"}}}]}, {"plan": [1], "records": []},
-    {"environment": {"backend": [1]}, "records": [{"kind": "fit"}]},
-], ids=["a record that is a number", "metrics a list", "a wall time that is a word", "a rate that is a word",
-        "a plan that is a list", "a backend that is a list"])
-def test_a_malformed_timing_report_shows_what_it_can_without_a_traceback(run, tmp_path, capsys):
+    {"plan": [1], "records": []}, {"environment": {"backend": [1]}, "records": [{"kind": "fit", "status": "ok"}]},
+], ids=["a plan that is a list", "a backend that is a list"])
+def test_a_timing_report_with_a_malformed_context_shows_what_it_can_without_a_traceback(run, tmp_path, capsys):
     report = tmp_path / "timing.jsonl"
     report.write_text(json.dumps({"schema_version": 2, "type": "run", **run}) + "\n")
     assert main(["report", str(report)]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("run 1:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("record", "field"), [
+    (1, "record 1"), ({"kind": "fit", "status": "ok", "metrics": [1]}, "record 1.metrics"),
+    ({"kind": "fit", "status": "ok", "metrics": {"wall": {"value": "3"}}}, "record 1.metrics.wall.value"),
+    ({"kind": "fit", "status": "ok", "metrics": {"steady_throughput": {"value": "fast"}}},
+     "record 1.metrics.steady_throughput.value"),
+    ({"kind": "fit"}, "record 1"),
+], ids=["a record that is a number", "metrics a list", "a wall time that is a word", "a rate that is a word",
+        "a record without its status"])
+def test_a_malformed_record_in_a_timing_report_is_an_error_naming_the_record_and_field(record, field, tmp_path,
+                                                                                      capsys):
+    report = tmp_path / "timing.jsonl"
+    report.write_text(json.dumps({"schema_version": 2, "type": "run", "records": [record]}) + "\n")
+    assert main(["report", str(report)]) == 2
+    printed(capsys.readouterr().err, where=str(report), named=[f"{report}: run 1 {field}"])
 
 
 def test_a_timing_report_cut_short_names_its_line(tmp_path, capsys):

@@ -86,9 +86,9 @@ def test_append_adds_runs_each_with_its_own_context(tmp_path):
     append_records(target, [_record(1)], environment={"a": 1})
     append_records(target, [_record(2), _record(3)], environment={"a": 2})
     runs = read_report(target)
-    assert [[r["model"] for r in run["records"]] for run in runs] == [["m1"], ["m2", "m3"]]
-    assert [run["environment"] for run in runs] == [{"a": 1}, {"a": 2}]
-    assert all(run["schema_version"] == 2 and run["type"] == "run" for run in runs)
+    assert [[r.model for r in run.records] for run in runs] == [["m1"], ["m2", "m3"]]
+    assert [run.environment for run in runs] == [{"a": 1}, {"a": 2}]
+    assert all(run.schema_version == 2 for run in runs)
     lines = target.read_text().splitlines()
     assert len(lines) == 2 and [json.loads(line)["environment"] for line in lines] == [{"a": 1}, {"a": 2}]
 
@@ -120,10 +120,10 @@ def test_concurrent_appends_do_not_corrupt_the_file(tmp_path):
     procs = [subprocess.Popen([sys.executable, str(script), str(target), f"p{n}"], env=env) for n in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     runs = read_report(target)
-    assert sorted(r["model"] for run in runs for r in run["records"]) == sorted(
+    assert sorted(r.model for run in runs for r in run.records) == sorted(
         f"p{n}-{i}" for n in range(4) for i in range(15))
     # every run keeps its own context, not the first writer's
-    assert all(run["records"][0]["model"] == f"{run['plan']['who']}-{run['plan']['i']}" for run in runs)
+    assert all(run.records[0].model == f"{run.plan['who']}-{run.plan['i']}" for run in runs)
 
 
 @pytest.mark.subprocess
@@ -139,11 +139,11 @@ def test_two_processes_runs_in_one_report_keep_their_own_plan(tmp_path):
         out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err
     runs = read_report(report)
-    assert sorted(run["plan"]["precision"] for run in runs) == ["fp16", "fp32"]
+    assert sorted(run.plan["precision"] for run in runs) == ["fp16", "fp32"]
     for run in runs:
-        assert run["config"]["precision"]["value"] == run["plan"]["precision"]
-        policy = {"fp32": "float32", "fp16": "mixed_float16"}[run["plan"]["precision"]]
-        assert [r["policy"] for r in run["records"]] == [policy] * 4
+        assert run.config["precision"]["value"] == run.plan["precision"]
+        policy = {"fp32": "float32", "fp16": "mixed_float16"}[run.plan["precision"]]
+        assert [r.policy for r in run.records] == [policy] * 4
     assert len(report.read_text().splitlines()) == 2
 
 
@@ -162,7 +162,7 @@ def test_appending_reads_a_few_bytes_and_never_rewrites_what_is_there(tmp_path, 
     data = target.read_bytes()
     assert target.stat().st_ino == inode and data.startswith(first)  # appended to, never replaced or rewritten
     monkeypatch.undo()
-    assert [run["plan"]["n"] for run in read_report(target)] == list(range(30))
+    assert [run.plan["n"] for run in read_report(target)] == list(range(30))
 
 
 @pytest.mark.parametrize("content, shape", [
@@ -182,7 +182,7 @@ def test_a_file_of_another_shape_keeps_the_run_beside_it(tmp_path, monkeypatch, 
     assert note.startswith(f"could not write the report to {target}: {shape}")
     assert note.endswith(f"; kept the 2 record(s) of this run in {written}")
     (run,) = read_report(written)
-    assert run["plan"] == {"device": "cpu"} and [r["model"] for r in run["records"]] == ["m1", "m2"]
+    assert run.plan == {"device": "cpu"} and [r.model for r in run.records] == ["m1", "m2"]
 
 
 def test_the_run_goes_to_the_current_folder_when_the_reports_folder_cannot_be_written(tmp_path, monkeypatch):
@@ -191,7 +191,7 @@ def test_the_run_goes_to_the_current_folder_when_the_reports_folder_cannot_be_wr
     (tmp_path / "a-file").write_text("")  # a file where the report's folder should be
     written, note = save_report(target, [_record(1)], {})
     assert written.parent == tmp_path and note.startswith(f"could not write the report to {target}: FileExistsError")
-    assert len(read_report(written)[0]["records"]) == 1
+    assert len(read_report(written)[0].records) == 1
 
 
 def test_a_directory_in_the_way_keeps_the_run_beside_it(tmp_path):
@@ -199,7 +199,7 @@ def test_a_directory_in_the_way_keeps_the_run_beside_it(tmp_path):
     target.mkdir()
     written, note = save_report(target, [_record(1)], {})
     assert written.parent == tmp_path and "IsADirectoryError" in note
-    assert len(read_report(written)[0]["records"]) == 1
+    assert len(read_report(written)[0].records) == 1
 
 
 def test_with_nowhere_to_write_the_run_is_in_the_note(tmp_path, monkeypatch):
@@ -211,7 +211,7 @@ def test_with_nowhere_to_write_the_run_is_in_the_note(tmp_path, monkeypatch):
     written, note = save_report(tmp_path / "r.json", [_record(7)], {"plan": {"device": "cpu"}})
     assert written is None and "Permission denied" in note
     (run,) = results.parse_report(note.splitlines()[-1])
-    assert run["records"][0]["model"] == "m7" and run["plan"] == {"device": "cpu"}
+    assert run.records[0].model == "m7" and run.plan == {"device": "cpu"}
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
@@ -225,16 +225,40 @@ def test_a_read_only_report_keeps_the_run_beside_it(tmp_path):
 
 def test_old_single_document_reports_are_still_read_and_appended_to(tmp_path):
     target = tmp_path / "old.json"
-    old = results.records_document([_record(1), _record(2)], environment={"a": 1}, plan={"device": "cpu"})
+    records = [_record(1), _record(2)]
+    old = results.records_document(records, environment={"a": 1}, plan={"device": "cpu"})
     target.write_text(json.dumps(old, indent=2) + "\n")  # what devswitch wrote before: schema 1, pretty-printed
     (run,) = read_report(target)
-    assert run["schema_version"] == 1 and run["plan"] == {"device": "cpu"} and len(run["records"]) == 2
+    assert run.schema_version == 1 and run.plan == {"device": "cpu"} and len(run.records) == 2
     assert save_report(target, [_record(3)], {"plan": {"device": "gpu"}}) == (target, None)
     runs = read_report(target)
-    assert [(r["schema_version"], r["plan"]["device"], len(r["records"])) for r in runs] == [(1, "cpu", 2), (2, "gpu", 1)]
-    assert runs[0]["records"] == old["records"]  # the old content, kept, now on one line
+    assert [(r.schema_version, r.plan["device"], len(r.records)) for r in runs] == [(1, "cpu", 2), (2, "gpu", 1)]
+    assert runs[0].records == tuple(records)  # the old content, kept, now on one line
+    assert runs[0].environment == {"a": 1}
     save_report(target, [_record(4)], {"plan": {"device": "cpu"}})
     assert len(target.read_text().splitlines()) == 3
+
+
+def test_a_malformed_record_is_an_error_naming_the_file_the_run_the_record_and_the_field(tmp_path):
+    target = tmp_path / "r.jsonl"
+    save_report(target, [_record(1)], {})
+    save_report(target, [_record(2), _record(3)], {})
+    first, second = target.read_text().splitlines()
+    run = json.loads(second)
+    run["records"][1]["metrics"]["wall"]["value"] = "fast"  # a hand edit
+    target.write_text(first + "\n" + json.dumps(run) + "\n")
+    with pytest.raises(ReportError) as info:
+        read_report(target)
+    assert f"{target}: run 2 record 2.metrics.wall.value" in str(info.value) and "str" in str(info.value)
+    save_report(target, [_record(4)], {})  # appending still works: it never reads the records
+    assert len(target.read_text().splitlines()) == 3
+
+
+def test_a_record_with_a_nan_loss_reads_back_with_the_nan(tmp_path):
+    save_report(tmp_path / "r.jsonl", [_record(1, loss=float("nan"))], {})  # written as the string "nan"
+    (run,) = read_report(tmp_path / "r.jsonl")
+    (record,) = run.records
+    assert math.isnan(record.epochs[0].loss) and record.model == "m1"
 
 
 def test_a_run_cut_short_is_not_glued_to_the_next(tmp_path):
@@ -385,9 +409,8 @@ def test_html_and_markdown_escape_cell_values():
 
 
 def test_a_timing_report_renders_each_run_as_a_table():
-    record = _record(1).to_dict()
-    out = rendered.render_report_runs([{"plan": {"device": "cpu", "precision": "fp32"}, "records": [record]},
-                                      {"plan": {}, "records": []}])
+    out = rendered.render_report_runs([results.ReportRun(2, (_record(1),), plan={"device": "cpu", "precision": "fp32"}),
+                                       results.ReportRun(2, ())])
     assert out.startswith("run 1: device=cpu, precision=fp32; keras ?, tensorflow\n#  call")
     assert "640 samples/s" in out and "run 2: no plan recorded" in out and "(no timed calls)" in out
 

@@ -53,9 +53,9 @@ def test_run_applies_switch_options_times_the_script_and_writes_the_report(runs)
 
     assert "devswitch: timed Keras calls" in runs.script.stderr
     run = read_report(runs.report)[-1]  # the first run in this report is the imported one
-    assert [r["kind"] for r in run["records"]] == ["fit", "evaluate", "predict", "predict"]
-    assert {r["policy"] for r in run["records"]} == {"mixed_bfloat16"}
-    assert run["config"]["precision"] == {"value": "bf16", "source": "explicit", "location": "--precision"}
+    assert [r.kind for r in run.records] == ["fit", "evaluate", "predict", "predict"]
+    assert {r.policy for r in run.records} == {"mixed_bfloat16"}
+    assert run.config["precision"] == {"value": "bf16", "source": "explicit", "location": "--precision"}
 
 
 def test_run_a_module_with_dash_m(runs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import keras
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 import devswitch
 from conftest import SCRIPTS, Child, children, result_line
-from _devswitch.results import read_report
+from _devswitch.results import read_report, save_report
 from _devswitch.timing import BatchTimingCallback, TimingCallback
 
 
@@ -124,6 +125,21 @@ def test_one_import_times_fit_evaluate_predict_with_tracing_apart(timed):
     assert first_predict.traced and first_predict.steady_samples_per_s is None
     assert not second_predict.traced and second_predict.steady_samples_per_s > 0
     assert second_predict.steady_samples_per_s == pytest.approx(second_predict.samples / second_predict.steady_s)
+
+
+def test_a_report_reads_back_the_call_records_a_real_fit_wrote(timed, tmp_path):
+    x, y = data(64)
+    model = small_model("round_trip")
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_data=(x[:16], y[:16]))
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    written = list(timed)
+    assert save_report(tmp_path / "r.jsonl", written, {"plan": {"device": "cpu"}}) == (tmp_path / "r.jsonl", None)
+    (run,) = read_report(tmp_path / "r.jsonl")
+    assert written[0].history and written[0].epochs  # the fit's epochs and logs travel too
+    assert run.records == tuple(written)  # dataclass equality: every field, floats included, as written
+    assert run.plan == {"device": "cpu"} and run.schema_version == 2
 
 
 def test_policy_and_device_are_read_from_the_model(timed):
@@ -353,10 +369,12 @@ def test_summary_at_exit_and_json_report(timed_script_runs):
     assert result_line(proc.stdout)["runs"] == 4
     assert "devswitch: timed Keras calls" in proc.stderr and f"wrote 4 record(s) to {report}" in proc.stderr
     (doc,) = read_report(folder / report)  # one line per run (JSON Lines)
-    assert doc["schema_version"] == 2 and doc["type"] == "run" and len(doc["records"]) == 4
-    assert doc["config"]["report"]["source"] == "env var"
-    assert doc["environment"]["tensorflow"] == tf.__version__ and doc["environment"]["cpu"]
-    assert doc["records"][0]["metrics"]["samples"] == {"value": 192, "unit": "samples"}
+    assert doc.schema_version == 2 and len(doc.records) == 4
+    assert doc.config["report"]["source"] == "env var"
+    assert doc.environment["tensorflow"] == tf.__version__ and doc.environment["cpu"]
+    assert doc.records[0].samples == 192
+    written = json.loads((folder / report).read_text().splitlines()[0])
+    assert written["records"][0]["metrics"]["samples"] == {"value": 192, "unit": "samples"}
 
 
 @pytest.mark.subprocess
@@ -367,5 +385,5 @@ def test_report_off_prints_nothing_and_crash_keeps_records(timed_runs):
     proc, folder = timed_runs("crash")
     assert proc.returncode == 1 and "Traceback" in proc.stderr  # the script's own error, as Python shows it
     (doc,) = read_report(folder / "crash.json")
-    assert [r["status"] for r in doc["records"]][:4] == ["ok"] * 4
-    assert doc["records"][-1]["status"].startswith("failed: ValueError")
+    assert [r.status for r in doc.records][:4] == ["ok"] * 4
+    assert doc.records[-1].status.startswith("failed: ValueError")

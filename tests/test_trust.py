@@ -454,12 +454,12 @@ def test_each_run_keeps_its_own_context_in_the_report_and_a_bad_report_loses_not
     assert runs.imported.returncode == 0, runs.imported.stderr
     assert runs.script.returncode == 1, runs.script.stderr  # the script raised its own error after its calls
     report = read_report(runs.report)
-    assert [run["plan"]["precision"] for run in report] == ["fp32", "bf16"], "each run keeps its own plan"
-    assert [len(run["records"]) for run in report] == [4, 4], "fit, evaluate, predict, predict in each run"
+    assert [run.plan["precision"] for run in report] == ["fp32", "bf16"], "each run keeps its own plan"
+    assert [len(run.records) for run in report] == [4, 4], "fit, evaluate, predict, predict in each run"
 
     done = runs.module
     assert done.returncode == 7 and "Traceback" not in done.stderr, done.stderr
     assert str(runs.wrong) in done.stderr and "4 record(s)" in done.stderr  # the file named, the records kept
     assert runs.wrong.read_text() == "[]\n", "the user's file is left as it was"
     kept = [p for p in runs.base.iterdir() if p.name.startswith("wrong.json.devswitch-")]
-    assert len(kept) == 1 and len(read_report(kept[0])[0]["records"]) == 4
+    assert len(kept) == 1 and len(read_report(kept[0])[0].records) == 4

@@ -17,7 +17,7 @@ from . import html, terminal, text
 from .table import Column, Table, clip
 
 if TYPE_CHECKING:  # records are read by attribute; results.py imports this module, not the reverse
-    from ..results import CallRecord
+    from ..results import CallRecord, ReportRun
 
 TITLE = "devswitch: timed Keras calls"
 NONE_YET = "devswitch: no timed Keras calls yet"
@@ -152,13 +152,19 @@ def print_calls(
         print(text.render(table, LOG_WIDTH), file=stream)  # a log or a pipe: its own width, not the terminal's
 
 
-def _mapping(value) -> dict:
-    """A report read from a file is untrusted: what should be an object and is not counts as absent."""
-    return value if isinstance(value, dict) else {}
+def _finite(value: float | None) -> float | None:
+    """A finite float, else None (NaN, inf, an integer beyond float's range): shown as "-"."""
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
-def _run_title(number: int, run: dict) -> str:
-    plan, env = _mapping(run.get("plan")), _mapping(run.get("environment"))
+def _run_title(number: int, run: ReportRun) -> str:
+    plan, env = run.plan, run.environment
     applied = ", ".join(f"{k}={plan[k]}" for k in ("backend", "device", "precision", "policy") if plan.get(k))
     backend = str(env.get("backend") or "tensorflow")
     return (
@@ -167,52 +173,36 @@ def _run_title(number: int, run: dict) -> str:
     ).rstrip()
 
 
-def _run_row(number: int, record) -> tuple[str, ...]:
-    record = _mapping(record)
-    m = _mapping(record.get("metrics"))
-
-    def value(name):  # a finite float, else None (a bool, a string, NaN, an integer beyond float's range)
-        v = _mapping(m.get(name)).get("value")
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            return None
-        try:
-            v = float(v)
-        except OverflowError:
-            return None
-        return v if math.isfinite(v) else None
-
-    rate = value("steady_throughput")
-    epochs = record.get("epochs")
-    one_epoch = record.get("kind") == "fit" and isinstance(epochs, list) and len(epochs) < 2
+def _run_row(number: int, record: CallRecord) -> tuple[str, ...]:
+    rate = _finite(record.steady_samples_per_s)
+    one_epoch = record.kind == "fit" and len(record.epochs) < 2
     return (
         str(number),
-        str(record.get("kind", "?")),
-        str(record.get("model", "?")),
-        fmt_s(value("wall")),
-        "-" if one_epoch else fmt_s(value("first")),  # a one-epoch fit: no first epoch set apart
+        record.kind,
+        record.model or "?",
+        fmt_s(_finite(record.wall_s)),
+        "-" if one_epoch else fmt_s(_finite(record.first_s)),  # a one-epoch fit: no first epoch set apart
         fmt_rate(rate, "samples/s") if rate else "-",
-        str(record.get("device", "?")),
-        str(record.get("policy", "?")),
-        str(record.get("status", "?")),
+        record.device,
+        record.policy,
+        record.status,
     )
 
 
-def runs_tables(runs: Sequence[dict]) -> list[Table]:
+def runs_tables(runs: Sequence[ReportRun]) -> list[Table]:
     """A timing report (``report: PATH.jsonl``): per run, a table of its timed calls titled with what was
     applied."""
     tables = []
     for i, run in enumerate(runs, 1):
-        records = run.get("records") or []
-        if records:
-            tables.append(
-                Table.of(RUN_COLUMNS, (_run_row(n, r) for n, r in enumerate(records, 1)), title=_run_title(i, run))
-            )
+        if run.records:
+            rows = (_run_row(n, r) for n, r in enumerate(run.records, 1))
+            tables.append(Table.of(RUN_COLUMNS, rows, title=_run_title(i, run)))
         else:  # no columns: the title and the note alone
             tables.append(Table.of((), (), title=_run_title(i, run), notes=("(no timed calls)",)))
     return tables
 
 
-def render_report_runs(runs: Sequence[dict], width: int | None = None) -> str:
+def render_report_runs(runs: Sequence[ReportRun], width: int | None = None) -> str:
     """A timing report as text: each run's table, a blank line after each."""
     return "".join(text.render(table, width) + "\n\n" for table in runs_tables(runs))
 
