@@ -194,7 +194,8 @@ def test_the_table_gives_no_fraction_where_no_peak_is_known_and_says_why():
     emulated = cpu_peak(cpu("AVX2", "FMA", "AVX-512"), "fp16", AT_2_45)
     table = _table(_record(emulated, 40.0).to_dict()).replace("\\", "")
     assert "| 40.0 [1] |" in table and "%" not in table.split("GFLOP/s (of peak)")[1].split("\n")[0]
-    assert "[1] no peak: fp16 is emulated on this CPU (no AVX512-FP16 or AMX-FP16)" in table
+    [note] = [line for line in table.splitlines() if line.startswith("[1] ")]
+    assert all(part in note for part in ("no peak", "fp16", "AVX512-FP16", "AMX-FP16")), note  # the units missing
 
 
 def test_a_figure_above_the_peak_shows_no_fraction_and_the_footnote_says_the_peak_is_wrong():
@@ -205,8 +206,8 @@ def test_a_figure_above_the_peak_shows_no_fraction_and_the_footnote_says_the_pea
     assert "1.09x this peak" in written["metrics"]["fraction_of_peak"]["note"]
     table = _table(written).replace("\\", "")
     assert "| 140.0 [1] |" in table and "109%" not in table
-    assert "no fraction: the measured figure is 1.09x this peak, so the peak is too low" in table
-    assert "runs above the one read (turbo)" in table
+    [note] = [line for line in table.splitlines() if line.startswith("[1] ")]
+    assert all(part in note for part in ("no fraction", "1.09x", "cpu MHz", "turbo")), note  # by how much, and why
 
 
 def test_a_table_of_an_older_file_calls_its_probe_no_peak():
