@@ -55,8 +55,10 @@ def test_the_settings_come_from_files_variables_and_configure_with_their_origin(
     assert (config.seed, config["seed"].source) == (9, "env var")
     explicit = resolve({}, home, project, {"seed": 3, "deterministic": "false"})
     assert (explicit.seed, explicit.deterministic) == (3, False)
-    with pytest.raises(ConfigError, match="DEVSWITCH_DETERMINISTIC"):
+    with pytest.raises(ConfigError) as caught:
         resolve({"DEVSWITCH_DETERMINISTIC": "maybe"}, home, project)
+    parts(caught, ConfigError, where="DEVSWITCH_DETERMINISTIC", named=["'maybe'", "'deterministic'", "auto"],
+          fix="default (auto)")
 
 
 @pytest.mark.parametrize("deterministic, seed, wanted, words", [
