@@ -187,8 +187,10 @@ def test_tensorflow_already_running_reads_the_limit_back(home, project):
     same = FakeTf(1, running=True, logical={"/physical_device:GPU:0": [SimpleNamespace(memory_limit=4096)]})
     _tf_apply(cfg, Inventory(CPU, gpus(1)), same)  # what runs is what is asked: fine
     other = FakeTf(1, running=True)
-    with pytest.raises(TooLateError, match=r"memory_limit of /physical_device:GPU:0 cannot be changed to 4096 MiB"):
+    with pytest.raises(TooLateError) as info:
         _tf_apply(cfg, Inventory(CPU, gpus(1)), other)
+    named = ["memory_limit", "/physical_device:GPU:0", "4096 MiB", "no limit"]  # the device, asked and running
+    parts(info, TooLateError, named=named, fix="import devswitch")
 
 
 # --- JAX: its variable, before it starts ----------------------------------------------------------------------
