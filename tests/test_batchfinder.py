@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from errorparts import parts
 
 from _devswitch import backends
 from _devswitch.batchfinder import CPU_RESOLUTION, MARGIN, RunnerProbe, Trial, knee, predict_peak, retime, search
@@ -207,17 +208,18 @@ def test_max_batch_and_training_mode_on_the_cpu():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, named, fix",
     [
-        ({"memory_budget": "8 parsecs"}, "memory_budget: not a size: '8 parsecs'"),
-        ({"memory_budget": 0}, "memory_budget: 0 bytes"),
-        ({"max_batch": 0}, "max_batch: 0"),
-        ({"mode": "serving"}, "unknown mode 'serving'"),
+        ({"memory_budget": "8 parsecs"}, ["memory_budget", "'8 parsecs'"], "512MiB"),
+        ({"memory_budget": 0}, ["memory_budget", "0 bytes"], "512MiB"),
+        ({"max_batch": 0}, ["max_batch", "0"], "at least 1"),
+        ({"mode": "serving"}, ["mode", "'serving'"], "mode='inference'"),
     ],
 )
 @pytest.mark.usefixtures("on_cpu")
-def test_bad_arguments_are_clear_errors(kwargs, match):
+def test_bad_arguments_are_clear_errors(kwargs, named, fix):
     import devswitch
 
-    with pytest.raises(devswitch.UsageError, match=match):
+    with pytest.raises(devswitch.UsageError) as caught:
         devswitch.find_batch_size("mlp", **kwargs)
+    parts(caught, devswitch.UsageError, named=named, fix=fix)
