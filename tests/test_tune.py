@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from errorparts import parts
 
 from _devswitch.cli import main
 from _devswitch.cli.tune import parse_budget
@@ -106,8 +107,9 @@ def test_the_race_log_drops_notes_each_round_and_runs_to_the_last_round_while_a_
 
 def test_budgets_read_as_seconds_and_a_bad_one_is_a_usage_error():
     assert [parse_budget(t) for t in ("90s", "5m", "1h", "120", "1.5min")] == [90, 300, 3600, 120, 90]
-    with pytest.raises(UsageError, match="--budget"):
+    with pytest.raises(UsageError) as caught:
         parse_budget("soon")
+    parts(caught, UsageError, named=["--budget", "'soon'"], fix="90s")
 
 
 def test_a_scripts_final_loss_is_its_last_fits_last_epoch_and_its_change_is_relative():
