@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import ROOT, SCRIPTS, Child, children, info_json
+from errorparts import printed
+
 from _devswitch.caps import Caps, batches_per_epoch
 
 # --- the caps, pure ----------------------------------------------------------------------------------------
@@ -42,22 +43,27 @@ def test_batches_per_epoch_of_arrays_with_a_validation_split():
 
 # --- option errors: exit 2 before anything runs --------------------------------------------------------------
 
-@pytest.mark.parametrize("argv, message", [
-    pytest.param(["--", "--epochs", "3"], "name the script", id="no script"),
-    pytest.param(["--script", "missing.py"], "no such script", id="script not found"),
-    pytest.param(["mlp", "--script", "train.py"], "is a MODEL", id="script and a MODEL"),
-    pytest.param(["--script", "train.py", "--max-steps", "0"], "--max-steps", id="max-steps 0"),
-    pytest.param(["--script", "train.py", "--batch-sizes", "8"], "a factory's benchmark option", id="factory option"),
-    pytest.param(["--script", "train.py", "-m", "pkg.train"], "both name", id="script and module"),
-    pytest.param(["mlp", "--max-epochs", "1"], "cap the fits of a script", id="caps without a script"),
+@pytest.mark.parametrize("argv, where, named, fix", [
+    pytest.param(["--", "--epochs", "3"], None, ["--"], "--script train.py", id="no script"),
+    pytest.param(["--script", "missing.py"], "--script missing.py", [], "-m MODULE", id="script not found"),
+    pytest.param(["mlp", "--script", "train.py"], None, ["--script", "'mlp'", "MODEL"], "drop --script",
+                 id="script and a MODEL"),
+    pytest.param(["--script", "train.py", "--max-steps", "0"], "--max-steps", ["'0'", ">= 1"], "--max-steps 1",
+                 id="max-steps 0"),
+    pytest.param(["--script", "train.py", "--batch-sizes", "8"], "--batch-sizes", ["factory"], "--max-epochs",
+                 id="factory option"),
+    pytest.param(["--script", "train.py", "-m", "pkg.train"], None, ["--script", "-m"], "one of them",
+                 id="script and module"),
+    pytest.param(["mlp", "--max-epochs", "1"], None, ["--max-epochs", "--max-steps"], "--script SCRIPT",
+                 id="caps without a script"),
 ])
-def test_option_errors_exit_2_before_anything_runs(argv, message, tmp_path, monkeypatch, capsys):
+def test_option_errors_exit_2_before_anything_runs(argv, where, named, fix, tmp_path, monkeypatch, capsys):
     from _devswitch.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "train.py").write_text("print('ran')\n")
     assert main(["compare", "--devices", "cpu", "--precisions", "fp32", "--out", "out", *argv]) == 2
-    assert message in capsys.readouterr().err
+    printed(capsys.readouterr().err, where=where, named=named, fix=fix)
     assert not (tmp_path / "out").exists()
 
 
