@@ -65,7 +65,7 @@ def report_command(args: argparse.Namespace) -> int:
                 runs = parse_report(data.decode("utf-8", errors="replace"), str(file))
             except (ReportError, RecursionError) as error:
                 raise ResultFileError(
-                    f"{file}: neither a compare result nor a timing report: {error}",
+                    f"{file}: not a compare result, nor a timing report devswitch can read: {error}",
                     hint="give a results folder or results.json of devswitch compare, or a "
                     "report file written by report: PATH.jsonl",
                 ) from None
