@@ -134,7 +134,7 @@ def _hostile_documents(good: dict) -> dict[str, object]:
         "options not an object": mutate(lambda d: d.update(options=[1])),
         "no batch sizes": mutate(lambda d: d["options"].pop("batch_sizes")),
         "batch sizes of strings": mutate(lambda d: d["options"].update(batch_sizes=["1"])),
-        "a negative batch size": mutate(lambda d: d["options"].update(batch_sizes=[-1])),
+        "a negative batch size": mutate(lambda d: d["options"].update(batch_sizes=[-2])),
         "backends not a list": mutate(lambda d: d["options"].update(backends="tensorflow")),
         "baseline of one word": mutate(lambda d: d["options"].update(baseline="cpu")),
         "baseline a number": mutate(lambda d: d["options"].update(baseline=7)),
