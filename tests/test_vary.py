@@ -258,8 +258,10 @@ def test_the_saved_profile_carries_the_varied_values_and_devswitch_info_reads_th
     saved = (folder / ".devswitchrc").read_text()
     for key in ("xla", "threads"):
         assert config[key]["source"] == "project file (profile fast)" and f"    {key}: " in saved
-    best = f"xla={str(config['xla']['value']).lower()},threads={config['threads']['value']['intra']}"
-    assert best in winner
+    # --save-profile-anyway saves the fastest measured, decided or not: the line names it, as the switch it
+    # recommends (xla=...,threads=...) or, when a tie keeps the baseline, as the fastest measured (xla=... threads=...)
+    xla, threads = str(config["xla"]["value"]).lower(), config["threads"]["value"]["intra"]
+    assert f"xla={xla},threads={threads}" in winner or f"fastest measured, cpu fp32 xla={xla} threads={threads}" in winner
 
 
 @pytest.mark.subprocess

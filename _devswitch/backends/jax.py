@@ -431,9 +431,7 @@ def out_of_memory(error: BaseException) -> bool:
     ``RESOURCE_EXHAUSTED``; any other runtime error is not (never imports JAX to say so)."""
     jax = sys.modules.get("jax")
     runtime_error = getattr(getattr(jax, "errors", None), "JaxRuntimeError", None)
-    return (
-        isinstance(runtime_error, type) and isinstance(error, runtime_error) and "RESOURCE_EXHAUSTED" in str(error)
-    )
+    return isinstance(runtime_error, type) and isinstance(error, runtime_error) and "RESOURCE_EXHAUSTED" in str(error)
 
 
 def release_memory() -> None:
