@@ -252,8 +252,9 @@ def _loops(root):
 
 
 loops = children(_loops)
-STEP_NOTE = "Keras scales the loss only in fit() and train_on_batch()"
-EXIT_NOTE = "no fit() ran in this process, and Keras scales the loss only in fit()"
+STEP_NOTE = halfnotes.LOSS_SCALE_NOTE  # the note at a loop's first optimizer step
+EXIT_NOTE = halfnotes.LOSS_SCALE_AT_EXIT  # the note at exit, where no step could be seen
+FIX = "keras.optimizers.LossScaleOptimizer"  # what both notes name as the way out
 
 
 @pytest.mark.subprocess
@@ -271,6 +272,7 @@ def test_a_custom_loop_on_torch_or_jax_under_fp16_gets_the_note_once(loops, mode
     assert result["policy"] == "mixed_float16" and result["steps"] == 3 and not result["tensorflow imported"]
     assert result["backend"] == ("torch" if mode == "torch" else "jax")
     assert proc.stderr.count(STEP_NOTE) == 1 and EXIT_NOTE not in proc.stderr, proc.stderr[-3000:]
+    assert FIX in STEP_NOTE and "fp16" in STEP_NOTE  # the note printed names the precision and the fix
 
 
 @pytest.mark.subprocess
@@ -284,6 +286,7 @@ def test_a_process_that_imported_optax_and_ran_no_fit_gets_the_note_at_exit(loop
     result = result_line(proc.stdout)
     assert result["backend"] == "jax" and result["policy"] == "mixed_float16" and not result["tensorflow imported"]
     assert proc.stderr.count(EXIT_NOTE) == 1 and STEP_NOTE not in proc.stderr, proc.stderr[-3000:]
+    assert FIX in EXIT_NOTE and "fp16" in EXIT_NOTE  # the note printed names the precision and the fix
 
 
 def _promoted(root):
