@@ -170,8 +170,9 @@ def pytest_childqueue_start_early(item) -> bool:
     return not _left_out(item)
 
 
-# Markers whose tests run only when -m names them (``pytest -m corpus_full``): lanes too heavy for every run.
-OPT_IN = ("corpus_full",)
+# Markers whose tests run only when -m names them (``pytest -m corpus_full``, ``pytest -m slow``): lanes too
+# heavy for every run, which CI runs after the README's ``pytest -q``.
+OPT_IN = ("corpus_full", "slow")
 
 
 def _left_out(item) -> bool:

@@ -355,6 +355,7 @@ def test_refused_settings_end_the_script_with_one_line(tmp_path, env, code, mess
     assert done.returncode == code and message in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 @pytest.mark.skipif(not backends.installed("jax"), reason="jax is not installed here")
 def test_jax_multi_worker_two_local_processes_end_with_the_same_weights(tmp_path):

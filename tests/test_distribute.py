@@ -143,6 +143,7 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_multi_worker_with_two_local_workers_agrees_on_the_weights(tmp_path):
     import subprocess

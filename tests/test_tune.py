@@ -134,6 +134,7 @@ def _report(out: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_a_real_tune_of_mlp_writes_a_compare_result_set_that_report_reads(tmp_path, capsys):
     """mlp on TensorFlow, fp32 and fp16 with 1 and 2 threads, --max-error 1e-4, a 60 s budget: fp16 (2.9e-4 from
@@ -203,6 +204,7 @@ model.fit(x, y, epochs=int(sys.argv[1]), batch_size=32, verbose=0)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_a_real_tune_of_a_script_races_whole_runs_and_report_reads_it(tmp_path, capsys):
     """A tiny training script, fp32 with 1 and 2 threads, its own argument after --: each round is one run per
