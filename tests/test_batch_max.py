@@ -57,6 +57,7 @@ def test_a_cell_of_a_found_batch_reads_the_record_at_the_batch_its_worker_found(
     assert (batch_label(MAX_BATCH), batch_label(KNEE_BATCH), batch_label(48)) == ("max batch", "knee batch", "batch 48")
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_compare_batch_sizes_max_knee_measures_each_column_at_its_own_batch(tmp_path):
     """Real workers on this CPU under a 64 MiB budget: each finds its batch, the cells hold the records at

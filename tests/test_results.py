@@ -126,6 +126,7 @@ def test_concurrent_appends_do_not_corrupt_the_file(tmp_path):
     assert all(run.records[0].model == f"{run.plan['who']}-{run.plan['i']}" for run in runs)
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_two_processes_runs_in_one_report_keep_their_own_plan(tmp_path):
     """Two `devswitch run`s at once, fp32 and fp16, into one report: each run keeps its own plan and config."""
