@@ -3,9 +3,10 @@ each backend it declares — plain, with ``import devswitch`` as its first line,
 must end alike: the same exit code, the same final loss within noise, saved files of the same structure and
 the same backend in force. Each also runs under ``devswitch compare --script`` over its backends.
 
-What runs by default: every script three ways on the first backend it lists (the scripts' lists start with
-different backends, so all three are covered). Its other backends and the compares carry the ``corpus_full``
-marker, left out unless ``-m`` names it (``pytest -m corpus_full``, as .ci/run does after the main run).
+What runs by default: the scripts of ``EVERY_RUN`` three ways on the first backend each lists (their lists
+start with different backends, so all three are covered). The other scripts, the other backends and the
+compares carry the ``corpus_full`` marker, left out unless ``-m`` names it (``pytest -m corpus_full``, as
+.ci/run does after the main run).
 """
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ def backends_of(script: Path) -> tuple[str, ...]:
 
 SCRIPT_FILES = sorted(CORPUS.glob("*.py"))
 PAIRS = [(script.stem, backend) for script in SCRIPT_FILES for backend in backends_of(script)]
-FIRST = [(script.stem, backends_of(script)[0]) for script in SCRIPT_FILES]
+# In every run (pytest -q): these scripts three ways on their first backend, the styles nothing else in the suite
+# runs end to end (the backend set in code, checkpoints loaded back, a custom train_step, the subclassed model,
+# each native loop, Keras' own mixed precision; the three backends). The rest join the corpus_full lane, which
+# keeps pytest -q within 8 minutes on 2 cores.
+EVERY_RUN = frozenset({"backend_in_code", "checkpoint_earlystop", "custom_train_step", "loop_jax_stateless",
+                       "loop_torch_optim", "loop_tf_gradienttape", "mixed_precision_own", "subclassed_model"})
+FIRST = [(script.stem, backends_of(script)[0]) for script in SCRIPT_FILES if script.stem in EVERY_RUN]
 OTHERS = [pair for pair in PAIRS if pair not in FIRST]
 
 
@@ -76,7 +83,7 @@ def _corpus_first(root: Path) -> dict[str, Child]:
 
 
 def _corpus_others(root: Path) -> dict[str, Child]:
-    """Each script three ways on the other backends it lists."""
+    """The scripts not in every run three ways on each backend they list, the others on their other backends."""
     return _three_ways(OTHERS)
 
 
