@@ -188,6 +188,21 @@ class _Run:
             )
 
 
+def stop_and_collect(options, configs, run, progress, interrupted: bool):
+    """Stop every worker of ``run`` (those still starting too) and the reference, read back what each measured,
+    and close their processes: the result set of a rounds run or a tune race."""
+    run.workers += run.waiting  # interrupted while starting: those too are stopped and read back
+    everyone = run.workers + ([run.reference] if run.reference else [])
+    try:
+        _stop(everyone, progress, interrupted)
+        return _collect(
+            options, configs, run.early, run.workers, run.started, interrupted, run.startup_s, reference=run.reference
+        )
+    finally:
+        for w in everyone:
+            w.process.close()
+
+
 def run_interleaved(
     options: Options,
     progress: Callable[[str], None],
@@ -220,23 +235,7 @@ def run_interleaved(
         interrupted = True
         progress("interrupted: stopping every worker, keeping every round already measured")
     finally:
-        run.workers += run.waiting  # interrupted while starting: those too are stopped and read back
-        everyone = run.workers + ([run.reference] if run.reference else [])
-        try:
-            _stop(everyone, progress, interrupted)
-            results = _collect(
-                options,
-                configs,
-                run.early,
-                run.workers,
-                run.started,
-                interrupted,
-                run.startup_s,
-                reference=run.reference,
-            )
-        finally:
-            for w in everyone:
-                w.process.close()
+        results = stop_and_collect(options, configs, run, progress, interrupted)
     return results
 
 

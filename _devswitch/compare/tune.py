@@ -24,7 +24,7 @@ from . import race
 from .decision import Evidence, Rules
 from .options import Options
 from .resultset import Cell, Configuration, ResultSet
-from .rounds import _collect, _labelled, _Run, _start_all, _stop, _tell, _until_ready, _wait_done, _wait_for_reference
+from .rounds import _labelled, _Run, _start_all, _tell, _until_ready, _wait_done, _wait_for_reference, stop_and_collect
 from .runs import found_batch, report_progress
 
 
@@ -180,23 +180,7 @@ def run_tune(
         interrupted = True
         progress("interrupted: stopping every worker, keeping every round already measured")
     finally:
-        run.workers += run.waiting
-        everyone = run.workers + ([run.reference] if run.reference else [])
-        try:
-            _stop(everyone, progress, interrupted)
-            results = _collect(
-                options,
-                configs,
-                run.early,
-                run.workers,
-                run.started,
-                interrupted,
-                run.startup_s,
-                reference=run.reference,
-            )
-        finally:
-            for w in everyone:
-                w.process.close()
+        results = stop_and_collect(options, configs, run, progress, interrupted)
     guard_accuracy(results, log)
     return marked(results, log, run.name)
 
