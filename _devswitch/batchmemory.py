@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .memory import RssSampler, format_size, release_free_memory
+from .memory import RssSampler, format_size, release_free_memory, resident_bytes
 
 WARM_SAMPLE_S = 0.002  # resident memory is sampled this often over the first call and warm-up (on a CPU)
 TIMED_SAMPLE_S = 0.01  # and this often over the timed steps, where a sampling thread must cost next to nothing
@@ -25,6 +25,8 @@ class BatchMemory:
     gpu_peaks: dict[int, int | None] = field(default_factory=dict)
     sources: dict[int, str] = field(default_factory=dict)
     seen: list[int] = field(default_factory=list)  # the batch sizes whose first steps ran, in order
+    last: tuple[int, int] | None = None  # (CPU) the last batch size's resident level before it, its pool's peak
+    pool_kept: int = 0  # the most that the framework's own pool took for an earlier batch size and still holds
 
     @contextlib.contextmanager
     def first_steps(self, batch: int) -> Iterator[None]:
@@ -37,14 +39,20 @@ class BatchMemory:
             self.sources[batch] = self.runner.peak_memory_source()
         else:
             release_free_memory()
+            level = resident_bytes()
+            if self.last is not None and level is not None:  # what the pool took for the last batch size, kept
+                self.pool_kept = max(self.pool_kept, min(self.last[1], max(0, level - self.last[0])))
             self.runner.host_pool_start()
             with self._sampled(batch, WARM_SAMPLE_S):
                 yield
             pool, resident = self.runner.host_pool_peak(), self.peaks.get(batch)
-            larger = pool if resident is not None and pool > resident else 0  # the pool reused what it kept
-            if larger:
-                self.peaks[batch] = larger
-            self.sources[batch] = self._source(batch, larger)
+            self.last = None if level is None else (level, pool)
+            kept = min(self.pool_kept, pool) if resident is not None else 0  # this one may have reused it unseen
+            if resident is not None:
+                self.peaks[batch] = max(pool, resident + kept)
+            self.sources[batch] = self._source(
+                batch, pool if resident is not None and pool > resident + kept else 0, kept
+            )
         self.seen.append(batch)
 
     @contextlib.contextmanager
@@ -64,7 +72,7 @@ class BatchMemory:
         known = [p for p in (self.peaks.get(batch), peak.above_before_bytes) if p is not None]
         self.peaks[batch] = max(known) if known else None
 
-    def _source(self, batch: int, pool: int) -> str:
+    def _source(self, batch: int, pool: int, kept: int = 0) -> str:
         """How the CPU figure of ``batch`` was measured, and when an earlier, larger batch size may hide part of it."""
         how = (
             f"resident memory of the process above its level before this batch size, sampled every "
@@ -75,6 +83,12 @@ class BatchMemory:
             how += (
                 f"; here the framework's own memory pool's peak above its use before, {format_size(pool)}, which "
                 "is larger: the pool reused memory it had kept from earlier work, unseen by the resident memory"
+            )
+        elif kept:
+            how += (
+                f"; plus {format_size(kept)}: the framework's own memory pool took that much for an earlier batch "
+                "size of this run and still holds it, and this one may reuse it without resident growth where a "
+                "fresh process would grow (so the figure is an upper bound)"
             )
         larger = [b for b in self.seen if b > batch]
         if larger:

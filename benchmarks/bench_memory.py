@@ -8,13 +8,17 @@
   (the backend's compiled call: ``tf.function``, ``jax.jit`` of ``stateless_call``, ``torch.no_grad``; the
   first call, the warm-up and the timed steps) and reads its own ``VmHWM`` from /proc/self/status minus its
   ``VmRSS`` before the work (what C's allocator kept handed back with ``malloc_trim``, as devswitch does, and
-  the high-water mark reset through /proc/self/clear_refs where the kernel allows). It imports nothing of devswitch's measuring (only the bundled model's definition).
+  the high-water mark reset through /proc/self/clear_refs where the kernel allows). It imports nothing of
+  devswitch's measuring (only the bundled model's definition).
 * Both sides call the model once at batch 1 before the batch sizes compared: the framework's one-time costs
   (the first trace of the model, thread pools, primitive caches: some 20 MiB on TensorFlow) belong to no batch
   size, and devswitch, like any process, charges them to the first batch size of its run.
 
-Printed per backend and batch size: both figures and their ratio (target: within 10%, 0.90x-1.10x).
-Run by hand on a quiet machine, not in the test suite (Linux only):
+Each side runs ``--repeats`` times (default 3), taking turns, and its median is compared: a figure of some tens
+of MiB moves by a few MiB from one process to the next (the first compile's scratch memory above all).
+
+Printed per backend and batch size: both medians, each side's range over its runs, and the ratio of the medians
+(target: within 10%, 0.90x-1.10x). Run by hand on a quiet machine, not in the test suite (Linux only):
 
     python benchmarks/bench_memory.py [--model small_cnn] [--batch-sizes 32,256,2048] [--backends tensorflow,jax,torch]
 """
@@ -23,6 +27,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -103,28 +108,51 @@ parser.add_argument("--batch-sizes", default="32,256,2048")
 parser.add_argument("--backends", default="tensorflow,jax,torch")
 parser.add_argument("--warmup", type=int, default=3)
 parser.add_argument("--iterations", type=int, default=5)
+parser.add_argument("--repeats", type=int, default=3, help="runs of each side, taking turns (default 3)")
 args = parser.parse_args()
 
 library = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 batches = sorted(int(b) for b in args.batch_sizes.split(","))
 work = (str(args.warmup), str(args.iterations))
 ok = True
-print(f"{'backend':<12}{'batch':>6}{'devswitch':>12}{'VmHWM reader':>14}{'ratio':>8}")
+
+
+def mib(values: list[int]) -> str:
+    """'76.3 MiB [75.9, 77.0]': the median and the range."""
+    return f"{statistics.median(values) / 2**20:.1f} MiB [{min(values) / 2**20:.1f}, {max(values) / 2**20:.1f}]"
+
+
+print(f"{'backend':<12}{'batch':>6}  {'devswitch (median [range])':<30}{'VmHWM reader':<30}{'ratio':>7}")
 for backend in args.backends.split(","):
     if importlib.util.find_spec(library[backend]) is None:
         print(f"{backend:<12}  not installed: skipped")
         continue
-    # batch 1 first, as the reader's untimed first call: the one-time costs of a run go to neither side
-    ours = child(DEVSWITCH, backend, args.model, ",".join(map(str, [1, *batches])), *work)
+    ours: dict[int, list[int]] = {b: [] for b in batches}
+    theirs: dict[int, list[int]] = {b: [] for b in batches}
+    failed: dict[int, str] = {}
+    reset = True
+    for _ in range(args.repeats):  # the two sides take turns
+        # batch 1 first, as the reader's untimed first call: the one-time costs of a run go to neither side
+        run = child(DEVSWITCH, backend, args.model, ",".join(map(str, [1, *batches])), *work)
+        for batch in batches:
+            status, peak = run[str(batch)]
+            reader = child(READER, backend, args.model, str(batch), *work)
+            reset &= reader["hwm_reset"]
+            if status != "ok" or not peak or not reader["peak"]:
+                failed[batch] = f"{status}: devswitch {peak}, reader {reader['peak']}"
+                continue
+            ours[batch].append(peak)
+            theirs[batch].append(reader["peak"])
     for batch in batches:
-        status, peak = ours[str(batch)]
-        theirs = child(READER, backend, args.model, str(batch), *work)
-        if status != "ok" or not peak or not theirs["peak"]:
+        if batch in failed:
             ok = False
-            print(f"{backend:<12}{batch:>6}  {status}: devswitch {peak}, reader {theirs['peak']}")
+            print(f"{backend:<12}{batch:>6}  {failed[batch]}")
             continue
-        ratio = peak / theirs["peak"]
+        ratio = statistics.median(ours[batch]) / statistics.median(theirs[batch])
         ok &= 0.9 <= ratio <= 1.1
-        note = "" if theirs["hwm_reset"] else "  (VmHWM not reset: reader is an upper bound)"
-        print(f"{backend:<12}{batch:>6}{peak / 2**20:>9.1f}MiB{theirs['peak'] / 2**20:>11.1f}MiB{ratio:>7.2f}x{note}")
-print(("PASS" if ok else "FAIL") + f": devswitch's per-batch peak within 10% of a fresh process's VmHWM ({args.model})")
+        note = "" if reset else "  (VmHWM not reset: reader is an upper bound)"
+        print(f"{backend:<12}{batch:>6}  {mib(ours[batch]):<30}{mib(theirs[batch]):<30}{ratio:>6.2f}x{note}")
+print(
+    ("PASS" if ok else "FAIL")
+    + f": devswitch's per-batch peak within 10% of a fresh process's VmHWM ({args.model}, medians of {args.repeats})"
+)

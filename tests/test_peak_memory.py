@@ -85,6 +85,48 @@ def test_on_the_cpu_a_frameworks_pool_peak_counts_where_it_is_above_the_resident
     assert (f"memory pool's peak above its use before, {format_size(2**40)}" in record.peak_memory_source) == bool(pool)
 
 
+class ScriptedSampler:
+    """RssSampler's stand-in: each block's resident growth comes from ``growths`` in turn."""
+
+    growths: list[int] = []
+
+    def __init__(self, interval_s: float):
+        self.peak = SimpleNamespace(above_before_bytes=ScriptedSampler.growths.pop(0))
+
+    def __enter__(self):
+        return self.peak
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def test_on_the_cpu_what_a_pool_took_for_an_earlier_batch_size_and_still_holds_is_added_as_an_upper_bound(
+    monkeypatch,
+):
+    """TensorFlow's pool keeps what it took for batch 32 and reuses it for batch 256 without resident growth, so
+    the resident growth of 256 reads low against a fresh process: what the pool took for an earlier batch size,
+    as far as the process still holds it, is added (at most this batch size's own pool peak), and said."""
+    mib = 2**20
+    levels = iter([100 * mib, 114 * mib, 190 * mib])  # the resident level before each batch size (after a trim)
+    pools = iter([0, 9 * mib, 67 * mib])  # each batch size's pool peak above its use before
+    runner = SimpleNamespace(host_pool_start=lambda: None, host_pool_peak=lambda: next(pools))
+    monkeypatch.setattr(batchmemory, "resident_bytes", lambda: next(levels))
+    monkeypatch.setattr(batchmemory, "release_free_memory", lambda: True)
+    monkeypatch.setattr(batchmemory, "RssSampler", ScriptedSampler)
+    ScriptedSampler.growths = [15 * mib, 0, 14 * mib, 0, 68 * mib, 0]  # first steps, timed steps, per batch size
+    memory = batchmemory.BatchMemory(on_gpu=False, runner=runner)
+    for batch in (1, 32, 256):
+        with memory.first_steps(batch):
+            pass
+        with memory.timed_steps(batch):
+            pass
+    # batch 32: batch 1's pool took nothing; batch 256: batch 32's pool took 9 MiB, and 14 MiB stayed resident
+    assert memory.peaks == {1: 15 * mib, 32: 14 * mib, 256: 77 * mib}
+    assert "plus" not in memory.sources[32]
+    assert f"plus {format_size(9 * mib)}: the framework's own memory pool took" in memory.sources[256]
+    assert "upper bound" in memory.sources[256]
+
+
 def test_tensorflow_cpu_pool_peak_is_its_peak_above_its_use_before_the_batch():
     infos = iter([{"current": 10 << 20, "peak": 90 << 20}, {"current": 12 << 20, "peak": 40 << 20}])
     resets = []
