@@ -5,9 +5,9 @@ On a GPU, out-of-memory raises, so the search is Lightning's binsearch: double t
 with the backend's out-of-memory error (``backends.<name>.out_of_memory``), then halve the interval between
 the last success and the first failure. Any other error is the user's and propagates as it is.
 
-On a CPU, out-of-memory kills the process instead of raising, so the limit is a memory budget: the process's
-resident memory above its level at the start of the search (sampled while each trial runs), checked with a
-margin, since sampling can miss a short spike. Peaks grow about linearly with the batch, so the next trial's
+On a CPU, out-of-memory kills the process instead of raising, so the limit is a memory budget for each trial's
+own peak, measured as ``benchmark()`` measures a batch size's (sampled while it runs), checked with a margin,
+since sampling can miss a short spike. Peaks grow about linearly with the batch, so the next trial's
 peak is predicted from the trials before it, and a trial predicted above the budget is not run.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .memory import RssSampler, available_memory, format_size, parse_size, release_free_memory, resident_bytes
+from .memory import available_memory, format_size, parse_size, release_free_memory, resident_bytes
 
 DEFAULT_MAX_BATCH = 1 << 16
 MARGIN = 0.10  # a measured or predicted peak counts this much above itself: the sampler can miss a spike
@@ -29,6 +29,7 @@ CPU_RESOLUTION = 1 / 16  # the CPU's binary search stops within 1/16 of the batc
 TRIAL_TIME_S = 0.1  # each trial times its calls for at least this long (after one untimed call), for its throughput
 KNEE_ROUNDS = 3  # the knee's candidates are timed again in this many interleaved rounds (a trial's rate is noisy)
 KNEE_CANDIDATES = 8  # at most this many: the fastest trials, each at least half the best rate seen
+KNEE_CONTENDERS = 0.80  # after the first round, only those within 20% of its best go on (a knee is within 5%)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Trial:
 
     batch: int
     fits: bool
-    peak_bytes: int | None = None  # the GPU allocator's peak, or (CPU) resident memory above the search's start
+    peak_bytes: int | None = None  # the GPU allocator's peak, or (CPU) the trial's own peak (batchmemory's)
     samples_per_s: float | None = None
     ran: bool = True  # False: predicted above the budget, so not run
     note: str = ""  # why it does not fit: "out of memory: ...", "peak 70 MiB above the budget", "predicted ..."
@@ -191,7 +192,9 @@ def knee(trials: list[Trial] | tuple[Trial, ...], within: float = KNEE) -> int |
 def retime(probe: Probe, trials: list[Trial], rounds: int = KNEE_ROUNDS) -> dict[int, float]:
     """The knee's candidates (the fastest trials that fit, each at least half the best rate seen) timed again
     in ``rounds`` interleaved rounds, the order rotating: each batch's median samples/s. One trial's short
-    timing can be off by 2x on a busy machine; a knee picked from it would be too."""
+    timing can be off by 2x on a busy machine; a knee picked from it would be too. After the first round, a
+    candidate under 80% of that round's best (its only figure is that round's) is not timed again: a knee is
+    within 5% of the best."""
     rated = sorted((t for t in trials if t.fits and t.samples_per_s), key=lambda t: -(t.samples_per_s or 0))
     if not rated:
         return {}
@@ -199,6 +202,9 @@ def retime(probe: Probe, trials: list[Trial], rounds: int = KNEE_ROUNDS) -> dict
     batches = sorted(t.batch for t in rated[:KNEE_CANDIDATES] if (t.samples_per_s or 0) >= best / 2)
     rates: dict[int, list[float]] = {b: [] for b in batches}
     for number in range(rounds):
+        if number == 1:
+            top = max((r[0] for r in rates.values() if r), default=0.0)
+            batches = [b for b in batches if rates[b] and rates[b][0] >= KNEE_CONTENDERS * top]
         for batch in batches[number % len(batches) :] + batches[: number % len(batches)]:
             _, rate = probe(batch)
             if rate:
@@ -220,31 +226,42 @@ def _step(runner: Any, model: Any, mode: str, batch: int) -> Callable[[], object
 @dataclass
 class RunnerProbe:
     """A trial through a backend's Runner: one untimed call, then calls timed for ``min_time``; its peak is
-    the GPU allocator's for the trial, or (CPU, ``gpu`` False) the resident memory above ``base`` sampled
-    while it ran."""
+    the GPU allocator's for the trial, or (CPU, ``gpu`` False) the trial's own peak as ``benchmark()`` measures
+    a batch size's (``batchmemory``): the resident memory above its level before the trial, sampled while it
+    ran, with what the framework's own pool took for an earlier trial and still holds (a pool reuses it unseen:
+    after a trial too large, every smaller one would otherwise read as the memory it kept)."""
 
     runner: Any
     model: Any
     mode: str
     gpu: bool
-    base: int = 0
     min_time: float = TRIAL_TIME_S
     clock: Callable[[], float] = time.perf_counter
 
+    def __post_init__(self) -> None:
+        from .batchmemory import BatchMemory
+
+        self.memory = BatchMemory(False, self.runner)
+
     def __call__(self, batch: int) -> tuple[int | None, float | None]:
-        self.runner.reset_peak_memory()
-        with RssSampler() as rss:
-            step = _step(self.runner, self.model, self.mode, batch)
-            step()  # the first call at a batch size traces and compiles: not timed
-            calls, start = 0, self.clock()
-            while calls < 1 or self.clock() - start < self.min_time:
-                step()
-                calls += 1
-            seconds = self.clock() - start
         if self.gpu:
-            return self.runner.peak_memory(), calls * batch / seconds
-        peak = None if rss.peak_bytes is None else max(0, rss.peak_bytes - self.base)
-        return peak, calls * batch / seconds
+            self.runner.reset_peak_memory()
+            rate = self._timed(batch)
+            return self.runner.peak_memory(), rate
+        with self.memory.first_steps(batch):
+            rate = self._timed(batch)
+        return self.memory.peaks.get(batch), rate
+
+    def _timed(self, batch: int) -> float:
+        """Samples per second at ``batch``: one untimed call (it traces and compiles), then calls for
+        ``min_time`` seconds."""
+        step = _step(self.runner, self.model, self.mode, batch)
+        step()
+        calls, start = 0, self.clock()
+        while calls < 1 or self.clock() - start < self.min_time:
+            step()
+            calls += 1
+        return calls * batch / (self.clock() - start)
 
 
 def _budget(memory_budget: int | str | None, gpu: bool) -> int | None:
@@ -286,7 +303,7 @@ def find_batch_size(
 
     On a GPU the limit is the device's memory (the backend's out-of-memory error), and ``memory_budget``, if
     given, caps the allocator's peak too; on a CPU it is ``memory_budget`` (bytes or "4GiB"; default half of
-    the memory available now): resident memory above the level at the start of the search, with a 10% margin.
+    the memory available now): each trial's own peak as benchmark() measures a batch size's, with a 10% margin.
     ``max_batch`` bounds the search. ``BatchSearch.knee`` is the smallest batch within 5% of the best
     throughput seen: the fastest trials are timed again in interleaved rounds for it (``retime_knee``).
     Each trial times its calls for ``min_time`` seconds.
@@ -307,7 +324,7 @@ def find_batch_size(
     with timing.suppressed():
         _step(runner, model, mode, 1)()  # the framework's own first-use memory is not the batch's
         release_free_memory()
-        probe.base = resident_bytes() or 0
+        base = resident_bytes() or 0
         batch, trials, reason = search(
             probe,
             out_of_memory=backend.out_of_memory,
@@ -322,7 +339,7 @@ def find_batch_size(
         knee=knee([Trial(b, True, samples_per_s=r) for b, r in rates.items()]) if rates else knee(trials),
         trials=tuple(trials),
         reason=reason,
-        limit=_limit(budget, bool(gpus), probe.base),
+        limit=_limit(budget, bool(gpus), base),
         budget_bytes=budget,
         peak_source=_peak_source(runner, bool(gpus)),
         device=timing.model_device(model),
@@ -371,14 +388,18 @@ def _limit(budget: int | None, gpu: bool, base: int) -> str:
         cap = f", and a budget of {format_size(budget)} of allocator peak" if budget else ""
         return "the device's memory (a trial fails with the framework's out-of-memory error)" + cap
     return (
-        f"memory budget {format_size(budget)} of resident memory above the process's {format_size(base)} at the "
-        f"start of the search, with a {MARGIN:.0%} margin (on a CPU, out-of-memory kills the process)"
+        f"memory budget {format_size(budget)} for each trial's own peak (the process held {format_size(base)} at "
+        f"the start of the search), with a {MARGIN:.0%} margin (on a CPU, out-of-memory kills the process)"
     )
 
 
 def _peak_source(runner: Any, gpu: bool) -> str:
     if not gpu:
-        return "resident memory (/proc/self/statm) sampled every 2 ms during the trial, above the search's start"
+        return (
+            "the trial's own peak, as benchmark() measures a batch size's: resident memory (/proc/self/statm) above "
+            "its level before the trial, sampled every 2 ms while it ran, with what the framework's own memory "
+            "pool took for an earlier trial and still holds (it may reuse that unseen)"
+        )
     # the backend says how its allocator's peak is read (JAX: inside its preallocated pool, with no reset)
     own = getattr(runner, "peak_memory_source", None)
     return own() if callable(own) else "the framework allocator's peak for the trial, reset before it"

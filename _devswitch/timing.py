@@ -43,6 +43,25 @@ _local = threading.local()
 _FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
 
 
+def _host_pool() -> Any:
+    """The backend's own CPU memory pool's statistics (TensorFlow's; None for a backend without one)."""
+    import keras
+
+    from . import backends
+
+    make = getattr(backends.get(keras.backend.backend()), "cpu_pool", None)
+    return make() if make is not None else None
+
+
+def _call_peak(call: dict) -> int | None:
+    """A call's peak memory on a CPU: its resident growth, or its framework pool's peak where that is larger."""
+    rss = call["rss"]
+    if rss is None or rss.peak.above_before_bytes is None:
+        return None
+    pool = call["pool"].peak() if call["pool"] is not None else 0
+    return max(rss.peak.above_before_bytes, pool)
+
+
 def model_device(model) -> str:
     """Where the model's variables actually live ('CPU:0', 'cpu:0', 'cuda:0'), as the backend names it."""
     import keras
@@ -174,9 +193,13 @@ class TimingLogic:
             "validation": None,
             "logs": None,
             "rss": None,
+            "pool": None,
         }
         if self.memory and "cpu" in str(_fact(model_device, model, "")).lower():  # a GPU's allocator: benchmark()
             release_free_memory()  # what earlier work freed is not this call's start (opt-in: a few ms)
+            call["pool"] = _host_pool()  # a framework's own pool reuses what it kept, unseen by the resident memory
+            if call["pool"] is not None:
+                call["pool"].start()
             call["rss"] = RssSampler(interval_s=0.01)
             call["rss"].__enter__()
         self._call = call
@@ -230,7 +253,7 @@ class TimingLogic:
             math=getattr(session.plan, "math", ""),  # the float32 math mode in force
             history=call["logs"],
             cap=self._cap if call["kind"] == "fit" else None,
-            peak_memory_bytes=call["rss"].peak.above_before_bytes if call["rss"] is not None else None,
+            peak_memory_bytes=_call_peak(call),
         )
         self._publish(record, session)
         self._hint = self._traced = self._cap = None

@@ -14,7 +14,7 @@
   (the first trace of the model, thread pools, primitive caches: some 20 MiB on TensorFlow) belong to no batch
   size, and devswitch, like any process, charges them to the first batch size of its run.
 
-Each side runs ``--repeats`` times (default 3), taking turns, and its median is compared: a figure of some tens
+Each side runs ``--repeats`` times (default 5), taking turns, and its median is compared: a figure of some tens
 of MiB moves by a few MiB from one process to the next (the first compile's scratch memory above all).
 
 Printed per backend and batch size: both medians, each side's range over its runs, and the ratio of the medians
@@ -108,7 +108,7 @@ parser.add_argument("--batch-sizes", default="32,256,2048")
 parser.add_argument("--backends", default="tensorflow,jax,torch")
 parser.add_argument("--warmup", type=int, default=3)
 parser.add_argument("--iterations", type=int, default=5)
-parser.add_argument("--repeats", type=int, default=3, help="runs of each side, taking turns (default 3)")
+parser.add_argument("--repeats", type=int, default=5, help="runs of each side, taking turns (default 5)")
 args = parser.parse_args()
 
 library = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}

@@ -131,10 +131,9 @@ def test_tensorflow_cpu_pool_peak_is_its_peak_above_its_use_before_the_batch():
     infos = iter([{"current": 10 << 20, "peak": 90 << 20}, {"current": 12 << 20, "peak": 40 << 20}])
     resets = []
     experimental = SimpleNamespace(get_memory_info=lambda d: next(infos), reset_memory_stats=resets.append)
-    runner = object.__new__(tf_backend.Runner)
-    runner.tf, runner.gpu_device = SimpleNamespace(config=SimpleNamespace(experimental=experimental)), None
-    runner.host_pool_start()
-    assert resets == ["CPU:0"] and runner.host_pool_peak() == 30 << 20
+    pool = tf_backend.CpuPool(SimpleNamespace(config=SimpleNamespace(experimental=experimental)))
+    pool.start()
+    assert resets == ["CPU:0"] and pool.peak() == 30 << 20
 
 
 class GpuRunner:

@@ -461,6 +461,39 @@ def model_device(model) -> str:
     return "unknown"
 
 
+class CpuPool:
+    """TensorFlow's CPU allocator's own statistics (oneDNN's BFC pool, the default on x86): its use at a start,
+    and its peak above it. The pool keeps what it once took and reuses it without the resident memory growing,
+    so its peak sees what the resident memory cannot. ``peak()`` is 0 where the allocator keeps none."""
+
+    def __init__(self, tf) -> None:
+        self.tf = tf
+        self._start: int | None = None
+
+    def _info(self) -> dict | None:
+        try:
+            return self.tf.config.experimental.get_memory_info("CPU:0")
+        except (ValueError, RuntimeError):  # an allocator without them (TF_ENABLE_ONEDNN_OPTS=0): malloc's
+            return None
+
+    def start(self) -> None:
+        info = self._info()
+        self._start = None if info is None else int(info["current"])
+        if info is not None:
+            self.tf.config.experimental.reset_memory_stats("CPU:0")
+
+    def peak(self) -> int:
+        info = self._info()
+        return 0 if info is None or self._start is None else max(0, int(info["peak"]) - self._start)
+
+
+def cpu_pool() -> CpuPool:
+    """The CPU pool's statistics (TensorFlow is imported by then: the backend in use)."""
+    import tensorflow as tf
+
+    return CpuPool(tf)
+
+
 class Runner:
     """The benchmark's compiled call path: ``tf.function`` of ``model(x)``, synchronised by ``.numpy()``."""
 
@@ -470,7 +503,7 @@ class Runner:
         self.tf, self.model, self.gpus = tf, model, gpus
         self.gpu_device = "GPU:0" if gpus else None
         self._forward = tf.function(lambda t: model(t, training=False), jit_compile=jit_compile)
-        self._pool_start: int | None = None  # the CPU allocator's use before the batch size
+        self._pool = CpuPool(tf)  # the CPU allocator's use before the batch size, and its peak above it
 
     def input(self, shape: tuple[int, ...]):
         return self.tf.random.uniform(shape, dtype=self.tf.float32)
@@ -500,21 +533,11 @@ class Runner:
             "over the first call and warm-up, with what was already in use (the weights)"
         )
 
-    def _cpu_memory(self) -> dict | None:
-        try:  # oneDNN's CPU allocator (a BFC pool, TensorFlow's default on x86) keeps statistics
-            return self.tf.config.experimental.get_memory_info("CPU:0")
-        except (ValueError, RuntimeError):  # an allocator without them (TF_ENABLE_ONEDNN_OPTS=0): malloc's
-            return None
-
     def host_pool_start(self) -> None:
-        info = self._cpu_memory()
-        self._pool_start = None if info is None else int(info["current"])
-        if info is not None:
-            self.tf.config.experimental.reset_memory_stats("CPU:0")
+        self._pool.start()
 
     def host_pool_peak(self) -> int:
-        info = self._cpu_memory()
-        return 0 if info is None or self._pool_start is None else max(0, int(info["peak"]) - self._pool_start)
+        return self._pool.peak()
 
     def matmul_peak(
         self, dtype: str, size: int, iterations: int = 5, clock: Callable[[], float] = time.perf_counter
