@@ -28,8 +28,8 @@ KNEE = 0.05  # the knee: the smallest batch within 5% of the best throughput see
 CPU_RESOLUTION = 1 / 16  # the CPU's binary search stops within 1/16 of the batch (the budget is soft anyway)
 TRIAL_TIME_S = 0.1  # each trial times its calls for at least this long (after one untimed call), for its throughput
 KNEE_ROUNDS = 3  # the knee's candidates are timed again in this many interleaved rounds (a trial's rate is noisy)
-KNEE_CANDIDATES = 8  # at most this many: the fastest trials, each at least half the best rate seen
-KNEE_CONTENDERS = 0.80  # after the first round, only those within 20% of its best go on (a knee is within 5%)
+KNEE_CANDIDATES = 6  # at most this many: the fastest trials, each at least half the best rate seen
+KNEE_CONTENDERS = 0.85  # after the first round, only those within 15% of its best go on (a knee is within 5%)
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def retime(probe: Probe, trials: list[Trial], rounds: int = KNEE_ROUNDS) -> dict
     """The knee's candidates (the fastest trials that fit, each at least half the best rate seen) timed again
     in ``rounds`` interleaved rounds, the order rotating: each batch's median samples/s. One trial's short
     timing can be off by 2x on a busy machine; a knee picked from it would be too. After the first round, a
-    candidate under 80% of that round's best (its only figure is that round's) is not timed again: a knee is
+    candidate under 85% of that round's best (its only figure is that round's) is not timed again: a knee is
     within 5% of the best."""
     rated = sorted((t for t in trials if t.fits and t.samples_per_s), key=lambda t: -(t.samples_per_s or 0))
     if not rated:
@@ -242,6 +242,7 @@ class RunnerProbe:
         from .batchmemory import BatchMemory
 
         self.memory = BatchMemory(False, self.runner)
+        self.traced: set[int] = set()  # the batch sizes already called once (traced and compiled)
 
     def __call__(self, batch: int) -> tuple[int | None, float | None]:
         if self.gpu:
@@ -253,10 +254,12 @@ class RunnerProbe:
         return self.memory.peaks.get(batch), rate
 
     def _timed(self, batch: int) -> float:
-        """Samples per second at ``batch``: one untimed call (it traces and compiles), then calls for
-        ``min_time`` seconds."""
+        """Samples per second at ``batch``: one untimed call the first time (it traces and compiles), then
+        calls for ``min_time`` seconds."""
         step = _step(self.runner, self.model, self.mode, batch)
-        step()
+        if batch not in self.traced:
+            step()
+            self.traced.add(batch)
         calls, start = 0, self.clock()
         while calls < 1 or self.clock() - start < self.min_time:
             step()

@@ -13,10 +13,10 @@ Per model, three fresh processes (TensorFlow, the CPU, float32):
            benchmark's compiled call path, each batch timed for 0.25 s a round (the order rotates), median.
 Both timings start after the model is built and called once at batch 1 (same start for both). The largest
 batch that fits and the fastest batch differ (past some size a CPU's caches stop helping): the throughput ratio
-is printed for both the largest batch and the knee. The issue's target is on "the finder's batch"; the finder's
-answer to "which batch is fast" is the knee (the smallest batch within 5% of the best throughput it saw), its
-answer to "which batch fits" the largest: the throughput target is checked on the knee, and the largest batch's
-ratio is printed beside it (PASS/FAIL lines for both, the knee's counting).
+is printed for both the largest batch and the knee. The issue's target is on "the finder's batch", the batch
+``find_batch_size`` returns (the largest that fits): the throughput target is checked on it. The knee (the
+smallest batch within 5% of the best throughput the finder saw) is by its definition allowed to be up to 5%
+slower than the best, so its ratio is printed beside it, for information.
 
     python benchmarks/bench_batch_finder.py                        # mlp and small_cnn under 256 MiB
     python benchmarks/bench_batch_finder.py --models mlp --budget 64MiB   # smoke run
@@ -178,12 +178,12 @@ def main() -> int:
     failed = 0
     for name in args.models.split(","):
         largest, knee, time_ratio = one_model(name, args.budget, args.max_batch, args.rounds)
-        ok_speed, ok_time = knee >= THROUGHPUT_TARGET, time_ratio <= TIME_TARGET
-        print(f"{'PASS' if ok_speed else 'FAIL'} {name}: throughput at the knee {knee:.2f}x >= {THROUGHPUT_TARGET}")
+        ok_speed, ok_time = largest >= THROUGHPUT_TARGET, time_ratio <= TIME_TARGET
         print(
-            f"({'pass' if largest >= THROUGHPUT_TARGET else 'fail'} {name}: throughput at the largest batch "
-            f"{largest:.2f}x >= {THROUGHPUT_TARGET}, for information)"
+            f"{'PASS' if ok_speed else 'FAIL'} {name}: throughput at the finder's batch (the largest that fits) "
+            f"{largest:.2f}x >= {THROUGHPUT_TARGET}"
         )
+        print(f"(the knee: {knee:.2f}x the sweep's best, for information: within 5% of the best by definition)")
         print(f"{'PASS' if ok_time else 'FAIL'} {name}: time {time_ratio:.2f}x <= {TIME_TARGET}")
         failed += (not ok_speed) + (not ok_time)
     return 1 if failed else 0

@@ -174,7 +174,7 @@ def test_the_knee_comes_from_the_fastest_trials_timed_again():
     assert knee(trials) == 2  # from the trials alone
     rates = retime(probe, trials, rounds=3)
     assert rates == {2: 200.0, 8: 400.0, 16: 400.0}  # 1 and 4 were below half the best seen: not candidates
-    # interleaved, the order rotating; after round 1, 2 (200/s, under 80% of 400/s) is not timed again
+    # interleaved, the order rotating; after round 1, 2 (200/s, under 85% of 400/s) is not timed again
     assert timed == [2, 8, 16, 16, 8, 8, 16]
     assert knee([Trial(b, True, samples_per_s=r) for b, r in rates.items()]) == 8
 
