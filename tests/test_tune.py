@@ -250,6 +250,17 @@ def test_a_real_tune_of_a_script_races_whole_runs_and_report_reads_it(tmp_path, 
     assert "runs/s" in report.stdout
 
 
+def test_a_found_batch_cell_pairs_its_rounds_at_the_batch_it_ran_at():
+    """--batch-sizes max: the cell is keyed by its kind (batch 0) and its record ran at the batch found; its
+    rates by round are samples/s at that batch (they were 0/s: the kind's number taken for the batch)."""
+    from _devswitch.compare.options import MAX_BATCH
+
+    cell = _measured("fp32", {0: 100.0, 1: 120.0})
+    record = {**cell.record.to_dict(), "batch": 10}
+    found = Cell("tensorflow", "cpu", "fp32", MAX_BATCH, "ok", "fp32", record)
+    assert found.round_rates == pytest.approx({0: 100.0, 1: 120.0})
+
+
 def _measured(precision: str, rates: dict[int, float]) -> Cell:
     """A measured cell (batch 10) with 3 samples per round at the given rates."""
     rounds = [r for r in rates for _ in range(3)]
@@ -297,6 +308,8 @@ def test_save_profile_after_a_tune_decides_among_survivors_and_a_dropped_row_is_
     assert tuned.options["tune"]["dropped"] == {"fp16": tuned.cells[2].status}
     assert save_winner(tuned, "fast", tmp_path / ".devswitchrc")
     assert "saved profile 'fast' (device=cpu, precision=bf16" in capsys.readouterr().err
+    comments = [s.strip() for s in (tmp_path / ".devswitchrc").read_text().splitlines() if s.strip().startswith("#")]
+    assert any(line.startswith("# devswitch tune mlp: cpu bf16, recommended") for line in comments), comments
     (line, switch) = winner_lines(tuned)
     assert line.startswith("tune at batch 10: winner cpu bf16, 2.0") and "against the runner-up, cpu fp32" in line
     assert 'precision=bf16" python train.py' in switch

@@ -502,8 +502,9 @@ def _profile_note(results, decision, chosen, reasons: list[str]) -> str:
         f"{results.column(against)}"
     )
     shown_rate = f"{1 / rate:,.2f} s wall" if results.kind == "script" else f"{rate:,.1f} {results.model.unit}/s"
+    command = "devswitch tune" if "tune" in results.options else "devswitch compare"  # the same rules and writer
     return (
-        f"devswitch compare {results.model.target}: {results.column(chosen)}, "
+        f"{command} {results.model.target}: {results.column(chosen)}, "
         f"{'the fastest measured' if reasons else 'recommended'} {_at(results, largest)} ({shown_rate}"
         f"{lead})" + (f"; saved with --save-profile-anyway: {'; '.join(reasons)}" if reasons else "")
     )

@@ -127,7 +127,7 @@ def _stop(workers: list[_Worker], progress: Callable[[str], None], interrupted: 
 
 
 @dataclass
-class _Run:
+class Run:
     """What the phases of one interleaved run share: the workers in their states and the columns settled early."""
 
     options: Options
@@ -212,7 +212,7 @@ def run_interleaved(
     """Run every configuration in ``options.rounds`` interleaved rounds; the result set, as run_matrix's."""
     configs = options.configurations
     estimate = bundled_estimate(options.target)  # None: a factory of the user's, measured on its first worker
-    run = _Run(options, progress, workdir, time.time(), estimate, measured=estimate is not None)
+    run = Run(options, progress, workdir, time.time(), estimate, measured=estimate is not None)
     interrupted = False
     progress(
         f"devswitch compare: {options.target}, {options.mode}, {options.size()}, {options.rounds} "
@@ -221,11 +221,7 @@ def run_interleaved(
         f"{timeout_words(options.timeout)} per turn"
     )
     try:
-        deferred = _start_all(run, configs)
-        _until_ready(run, deferred)
-        run.workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
-        _wait_for_reference(run)
-        run.startup_s = time.time() - run.started
+        start_workers(run, configs)
         progress(
             f"all started in {run.startup_s:.1f} s; "
             + ", ".join(f"{run.name(w.config)} {'ready' if w.alive else 'not running'}" for w in run.workers)
@@ -239,7 +235,27 @@ def run_interleaved(
     return results
 
 
-def _start_all(run: _Run, configs: list[Configuration]) -> list[Configuration]:
+def start_workers(run: Run, configs: list[Configuration]) -> None:
+    """Start every configuration's worker (and the reference) side by side, wait until each is ready and the
+    reference has ended, and note how long that took (``run.startup_s``): the workers in the order of the columns."""
+    deferred = _start_all(run, configs)
+    _until_ready(run, deferred)
+    run.workers.sort(key=lambda w: configs.index(w.config))  # turns in the order of the columns
+    _wait_for_reference(run)
+    run.startup_s = time.time() - run.started
+
+
+def take_turn(run: Run, w: _Worker, phase: str, records: bool = True) -> bool:
+    """Tell worker ``w`` to run ``phase``, wait until it is done and show what it said (its records too, unless
+    ``records`` is False); whether it is still alive."""
+    label = _labelled(run.progress, run.name(w.config))
+    ok = _tell(w, phase) and _wait_done(w, label)
+    new = w.process.poll_events()
+    report_progress(new if records else [e for e in new if not isinstance(e, p.Record)], label)
+    return ok
+
+
+def _start_all(run: Run, configs: list[Configuration]) -> list[Configuration]:
     """Start the reference and every configuration's worker side by side; return the GPU configurations that
     wait for a CPU one of their backend to say whether there is a GPU at all (so that a machine without one
     does not start a framework per GPU column only to hear "no GPU" each time)."""
@@ -270,7 +286,7 @@ def _start_all(run: _Run, configs: list[Configuration]) -> list[Configuration]:
     return deferred
 
 
-def _until_ready(run: _Run, deferred: list[Configuration]) -> None:
+def _until_ready(run: Run, deferred: list[Configuration]) -> None:
     """Each waiting worker in turn until it is ready; a CPU one then starts (or rules out) the GPU
     configurations of its backend."""
     while run.waiting:
@@ -293,7 +309,7 @@ def _until_ready(run: _Run, deferred: list[Configuration]) -> None:
                 run.waiting.append(more)
 
 
-def _wait_for_reference(run: _Run) -> None:
+def _wait_for_reference(run: Run) -> None:
     """Every configuration loads the reference's weights when it warms up: the reference run ends first."""
     reference = run.reference
     if reference is None:
@@ -306,7 +322,7 @@ def _wait_for_reference(run: _Run) -> None:
     reference.run.wall_s = (ended[-1].t if ended else time.time()) - reference.started
 
 
-def _take_turns(run: _Run, configs: list[Configuration], on_update: Callable[[ResultSet], None] | None) -> None:
+def _take_turns(run: Run, configs: list[Configuration], on_update: Callable[[ResultSet], None] | None) -> None:
     """Every phase (warm, round 1, ..., finish), each live worker in turn; a finished column is published at once."""
     for phase in p.phases(run.options.rounds):
         live = [w for w in run.workers if w.alive]
@@ -314,8 +330,7 @@ def _take_turns(run: _Run, configs: list[Configuration], on_update: Callable[[Re
             break
         run.progress(f"[{phase}] " + " -> ".join(run.name(w.config) for w in live))
         for w in live:
-            w.alive = _tell(w, phase) and _wait_done(w, _labelled(run.progress, run.name(w.config)))
-            report_progress(w.process.poll_events(), _labelled(run.progress, run.name(w.config)))
+            w.alive = take_turn(run, w, phase)
             if phase == "finish" and on_update and w is not live[-1]:  # its rows are on disk at once
                 on_update(
                     _collect(

@@ -24,8 +24,8 @@ from . import race
 from .decision import Evidence, Rules
 from .options import Options
 from .resultset import Cell, Configuration, ResultSet
-from .rounds import _labelled, _Run, _start_all, _tell, _until_ready, _wait_done, _wait_for_reference, stop_and_collect
-from .runs import found_batch, report_progress
+from .rounds import Run, start_workers, stop_and_collect, take_turn
+from .runs import found_batch
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def run_tune(
 
     configs = options.configurations
     estimate = bundled_estimate(options.target)
-    run = _Run(options, progress, workdir, time.time(), estimate, measured=estimate is not None)
+    run = Run(options, progress, workdir, time.time(), estimate, measured=estimate is not None)
     log = RaceLog(tune, options.baseline, started=run.started)
     interrupted = False
     budget = "no budget" if tune.budget_s is None else f"a budget of {tune.budget_s:g} s"
@@ -169,11 +169,7 @@ def run_tune(
         f"rounds with {budget}"
     )
     try:
-        deferred = _start_all(run, configs)  # a GPU column waits to hear whether there is a GPU at all
-        _until_ready(run, deferred)
-        run.workers.sort(key=lambda w: configs.index(w.config))
-        _wait_for_reference(run)
-        run.startup_s = time.time() - run.started
+        start_workers(run, configs)  # a GPU column waits to hear whether there is a GPU at all
         progress(f"all started in {run.startup_s:.1f} s")
         _race(run, log, show)
     except KeyboardInterrupt:
@@ -185,7 +181,7 @@ def run_tune(
     return marked(results, log, run.name)
 
 
-def _race(run: _Run, log: RaceLog, show: Callable[[str], None]) -> None:
+def _race(run: Run, log: RaceLog, show: Callable[[str], None]) -> None:
     """Warm every worker in turn, then round after round until the race stops; every worker then finishes."""
     for w in [w for w in run.workers if w.alive]:
         w.alive = _turn(run, w, "warm")
@@ -206,7 +202,8 @@ def _race(run: _Run, log: RaceLog, show: Callable[[str], None]) -> None:
             turns[w.config] = time.time() - t0
             cell = _latest(run, w) if w.alive else None
             if cell is not None:
-                log.rates[w.config] = dict(cell.round_rates)
+                # the worker counts its rounds from 0, the race (and its "dropped after round k") from 1
+                log.rates[w.config] = {number + 1: rate for number, rate in cell.round_rates.items()}
                 error = cell.error()
                 limit = log.tune.max_error
                 if error is not None and limit is not None:  # the accuracy guard, from round 1 on
@@ -230,16 +227,13 @@ def _race(run: _Run, log: RaceLog, show: Callable[[str], None]) -> None:
             w.alive = _turn(run, w, "finish") and False
 
 
-def _turn(run: _Run, w, phase: str) -> bool:
-    """Tell the worker ``phase`` and wait until it is done (False: it ended or failed)."""
-    label = _labelled(run.progress, run.name(w.config))
-    ok = _tell(w, phase) and _wait_done(w, label)
-    new = w.process.poll_events()
-    report_progress(new if phase == "finish" else [e for e in new if not isinstance(e, p.Record)], label)
-    return ok
+def _turn(run: Run, w, phase: str) -> bool:
+    """Tell the worker ``phase`` and wait until it is done (False: it ended or failed); its per-round records
+    are read by the race, and shown once, at its finish."""
+    return take_turn(run, w, phase, records=phase == "finish")
 
 
-def _latest(run: _Run, w) -> Cell | None:
+def _latest(run: Run, w) -> Cell | None:
     """The worker's cell at its largest batch size (the one the decision is made at) from the record it wrote
     after its last round: its own timings of its timed steps by round, and its accuracy (measured first)."""
     found = p.first(w.process.events, p.Found)
@@ -387,6 +381,7 @@ def _guard_loss(
 
 def winner_lines(results: ResultSet) -> list[str]:
     """The end of a tune: the winner, its interval against the runner-up, and the switch that selects it."""
+    from .options import FOUND_NAMES, batch_label
     from .recommend import outpaced, recommend, switch_text
 
     lines = []
@@ -394,10 +389,13 @@ def winner_lines(results: ResultSet) -> list[str]:
         d = pick.decision
         if d is None:
             continue
-        at = "" if results.kind == "script" else f" at batch {pick.batch}"
+        at = "" if results.kind == "script" else f" at {batch_label(pick.batch)}"
 
-        def show(cell: Cell) -> str:
-            return results.column(cell)
+        found = pick.batch in FOUND_NAMES
+
+        def show(cell: Cell, found: bool = found) -> str:
+            ran = getattr(cell.record, "batch", None) if found else None
+            return results.column(cell) + (f" (batch {ran})" if ran else "")  # a found batch: the one it ran at
 
         line = f"tune{at}: winner {show(d.chosen)}"
         others = sorted(
