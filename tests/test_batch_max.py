@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -113,3 +114,27 @@ def test_in_rounds_the_default_budget_is_half_the_available_memory_shared_among_
         assert shared is not None and abs(shared - available // 2 // 2) <= 0.1 * available / 4
     assert _memory_budget(options(rounds=3, memory_budget=2**30)) == 2**30
     assert _memory_budget(options(rounds=1)) is None  # the finder's default, one worker at a time
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_tune_batch_sizes_max_races_each_column_at_its_own_batch(tmp_path):
+    """tune takes compare's axes, ``--batch-sizes max`` included: each worker finds its batch under the budget
+    first, the race is run on the records at those batches, and the winner line names the max batch."""
+    out = tmp_path / "out"
+    args = ["mlp", "--backends", "tensorflow", "--devices", "cpu", "--precisions", "fp32", "--vary", "threads=1,2"]
+    args += ["--batch-sizes", "max", "--memory-budget", "64MiB", "--iterations", "6", "--warmup", "1"]
+    args += ["--rounds", "3", "--budget", "120s", "--accuracy-samples", "0", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "devswitch", "tune", *args], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "largest batch that fits:" in proc.stdout + proc.stderr  # each worker's finder
+    assert re.search(r"^tune at max batch: winner cpu fp32 threads=[12] \(batch \d+\)", proc.stdout, re.M), proc.stdout
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["options"]["batch_sizes"] == [MAX_BATCH] and doc["options"]["memory_budget"] == 64 << 20
+    rounds = doc["options"]["tune"]["rounds"]
+    assert rounds and all(r["rates"] for r in rounds)  # the race had each round's rates at the found batch
+    for cell in doc["cells"]:
+        assert cell["batch"] == MAX_BATCH and cell["record"]["batch"] >= 64, cell  # the batch it ran at
+        assert cell["status"] == "ok" or cell["status"].startswith("dropped after round"), cell["status"]

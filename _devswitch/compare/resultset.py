@@ -243,7 +243,8 @@ class Cell:
         seconds = samples.get("seconds_per_step") or []
         if not seconds or not all(isinstance(v, (int, float)) and v > 0 for v in seconds):
             return {}
-        work = 1 if isinstance(self.record, ScriptRecord) else self.batch  # one run; a batch of samples
+        # one run; a batch of samples (the batch it ran at: a found batch's cell is keyed by its kind, max or knee)
+        work = 1 if isinstance(self.record, ScriptRecord) else (getattr(self.record, "batch", 0) or self.batch)
         return round_medians(samples.get("round") or [], [work / v for v in seconds])
 
     @property
