@@ -51,8 +51,10 @@ PAIRS = [(script.stem, backend) for script in SCRIPT_FILES for backend in backen
 # runs end to end (the backend set in code, checkpoints loaded back, a custom train_step, the subclassed model,
 # each native loop, Keras' own mixed precision; the three backends). The rest join the corpus_full lane, which
 # keeps pytest -q within 8 minutes on 2 cores.
-EVERY_RUN = frozenset({"backend_in_code", "checkpoint_earlystop", "custom_train_step", "loop_jax_stateless",
-                       "loop_torch_optim", "loop_tf_gradienttape", "mixed_precision_own", "subclassed_model"})
+# the native loops of JAX and PyTorch run in corpus_full: their fp16 loss-scaling notes have tests of their own
+# (tests/test_keras_as_is.py), and JAX and PyTorch come first in backend_in_code and subclassed_model
+EVERY_RUN = frozenset({"backend_in_code", "checkpoint_earlystop", "custom_train_step", "loop_tf_gradienttape",
+                       "mixed_precision_own", "subclassed_model"})
 FIRST = [(script.stem, backends_of(script)[0]) for script in SCRIPT_FILES if script.stem in EVERY_RUN]
 OTHERS = [pair for pair in PAIRS if pair not in FIRST]
 
