@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from .workerbase import PARENT_GONE, applied_settings, read_back, start
 
 if TYPE_CHECKING:
+    from .batchfinder import Trial
+    from .benchrecord import BenchmarkRecord
     from .compare import protocol as p
     from .plans import Plan
 
@@ -285,11 +287,12 @@ def _measure(spec: p.Spec, model, emit: Callable[[p.Event], None]) -> None:
     from .compare.options import MAX_BATCH
 
     batches = spec.batch_sizes
+    trials: tuple[Trial, ...] = ()  # the batch finder's, where it ran first
     if MAX_BATCH in batches:  # --batch-sizes max: this column's own batch, found here
         found = _find(spec, model, emit, turn)
         if found is None:
             return
-        batches, turn = found
+        batches, turn, trials = found
     benchmark(
         model,
         batch_sizes=batches,
@@ -299,7 +302,9 @@ def _measure(spec: p.Spec, model, emit: Callable[[p.Event], None]) -> None:
         min_time=spec.min_time,
         predict_baseline=spec.predict_baseline,
         peak_probe=spec.peak_probe,
-        on_record=lambda record: emit(p.Record(record=dataclasses.replace(record, settings=applied).to_dict())),
+        on_record=lambda record: emit(
+            p.Record(record=dataclasses.replace(after_trials(record, trials), settings=applied).to_dict())
+        ),
         on_round=(lambda record: emit(p.Record(record=record.to_dict()))) if spec.round_records else None,
         rounds=spec.rounds,
         turn=turn,
@@ -311,9 +316,31 @@ def _measure(spec: p.Spec, model, emit: Callable[[p.Event], None]) -> None:
         turn(None)
 
 
+def after_trials(record: BenchmarkRecord, trials: tuple[Trial, ...]) -> BenchmarkRecord:
+    """A record of a batch size measured after the batch finder's trials (``batchfinder.Trial``; none: as it
+    is). On a CPU the larger trials' memory can stay in a framework's own pool and be reused unseen, so the
+    record's peak can read low; the finder's own trial at that batch measured it before any of that: the
+    larger of the two figures is kept, and the source says so. On a GPU the allocator's peak is reset first."""
+    from .memory import format_size
+
+    ran = [t for t in trials if t.ran and t.peak_bytes is not None]
+    own = [t.peak_bytes for t in ran if t.fits and t.batch == record.batch and t.peak_bytes is not None]
+    if not ran or record.gpu_memory_peak_bytes is not None or record.peak_memory_bytes is None:
+        return record
+    largest = max(t.batch for t in ran)
+    peak = max([record.peak_memory_bytes, *own])
+    how = (
+        f"; measured after the batch finder's trials (the largest run: batch {largest}), whose memory a "
+        "framework's own pool may keep"
+    )
+    if own:
+        how += f"; the finder's own trial at this batch read {format_size(max(own))}, and the larger figure is kept"
+    return dataclasses.replace(record, peak_memory_bytes=peak, peak_memory_source=record.peak_memory_source + how)
+
+
 def _find(
     spec: p.Spec, model, emit: Callable[[p.Event], None], turn: Callable[[str | None], None] | None
-) -> tuple[tuple[int, ...], Callable[[str | None], None] | None] | None:
+) -> tuple[tuple[int, ...], Callable[[str | None], None] | None, tuple[Trial, ...]] | None:
     """Find the column's largest batch that fits (and its knee) in this worker's first turn, alone, and say
     it as Found; the batches to measure and the turn for benchmark(), whose first phase this turn already is.
     None when nothing fits or the search raised (said as Failed)."""
@@ -337,7 +364,7 @@ def _find(
     knee = result.knee if KNEE_BATCH in spec.batch_sizes and result.knee else result.batch_size
     batches = tuple(sorted({knee, result.batch_size}))
     if turn is None:
-        return batches, None
+        return batches, None, result.trials
     inner = turn
     begun: list[str] = []
 
@@ -347,7 +374,7 @@ def _find(
             return
         inner(phase)
 
-    return batches, next_turn
+    return batches, next_turn, result.trials
 
 
 if __name__ == "__main__":

@@ -341,3 +341,27 @@ def test_the_fit_timing_can_show_its_peak_memory_on_request():
     assert "peak_memory" not in unsampled.to_dict()["metrics"]
     assert f"peak memory {format_size(record.peak_memory_bytes)}" in call_row(1, record)[-1]
     assert "peak memory" not in call_row(1, unsampled)[-1]
+
+
+@pytest.mark.usefixtures("on_cpu")
+def test_a_batch_measured_after_the_finders_trials_keeps_the_larger_of_its_two_peaks_and_says_so():
+    """compare --batch-sizes max measures the found batch after the finder's trials, whose memory a pool may
+    keep (the record then reads low): the finder's own trial at that batch is the other figure, the larger is
+    kept, and the source says both; without trials, or without the batch among them, the record is as it was."""
+    from _devswitch.batchfinder import Trial
+    from _devswitch.worker import after_trials
+
+    (record,) = devswitch.benchmark("mlp", batch_sizes=(64,), warmup=1, iterations=2, min_sample_s=0,
+                                    predict_baseline=False, peak_probe=False, energy=False)
+    if record.peak_memory_bytes is None:
+        pytest.skip("no /proc/self/statm on this system: the resident peak is not measured there")
+    high = record.peak_memory_bytes + 2**30
+    trials = (Trial(64, True, high, 1.0), Trial(128, False, high * 2, None, note="peak above the budget"))
+    kept = after_trials(record, trials)
+    assert kept.peak_memory_bytes == high
+    assert kept.peak_memory_source.startswith(record.peak_memory_source)
+    assert "after the batch finder's trials (the largest run: batch 128)" in kept.peak_memory_source
+    assert f"the finder's own trial at this batch read {format_size(high)}" in kept.peak_memory_source
+    low = after_trials(record, (Trial(64, True, 1, 1.0),))
+    assert low.peak_memory_bytes == record.peak_memory_bytes and "the larger figure is kept" in low.peak_memory_source
+    assert after_trials(record, ()) == record
