@@ -13,13 +13,11 @@ import inspect
 import logging
 import sys
 import warnings
-import weakref
 from typing import Any
 
-log = logging.getLogger("devswitch")
+from . import state
 
-_warned_fp16: set[tuple[str, tuple[str, ...]]] = set()  # (model name, output layers) warned about
-_traced: weakref.WeakSet[Any] = weakref.WeakSet()  # the subclassed models traced (once each)
+log = logging.getLogger("devswitch")
 
 
 def policy_name(model) -> str:
@@ -127,18 +125,19 @@ def warn_float16_output(model, x: Any = None) -> None:
     subclassed model is traced once (before the call if it is built, else after its first successful call)."""
     if "float16" not in policy_name(model) or "bfloat16" in policy_name(model):
         return
+    session = state.current()  # what was warned about and traced: forgotten by reset(), like the rest
     subclassed = not _has_outputs(model)
     if subclassed:
-        if model in _traced or x is None or not getattr(model, "built", False):
+        if model in session.traced_models or x is None or not getattr(model, "built", False):
             return
-        _traced.add(model)
+        session.traced_models.add(model)
     names = float16_outputs(model, x if subclassed else None)
     if not names:
         return
     key = (getattr(model, "name", "?"), tuple(names))
-    if key in _warned_fp16:
+    if key in session.warned_outputs:
         return
-    _warned_fp16.add(key)
+    session.warned_outputs.add(key)
     layers = ", ".join(f"'{name}'" for name in names)
     log.warning(
         f"model '{model.name}' outputs float16 from layer{'s' if len(names) > 1 else ''} {layers} under "

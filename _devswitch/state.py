@@ -72,6 +72,8 @@ class Session:
     caps: Caps | None = None  # on every fit (devswitch compare --script)
     runs: list[CallRecord] = dataclasses.field(default_factory=list)  # every timed call
     notebook_seen: int = 0  # how many of ``runs`` the notebook has shown
+    warned_outputs: set[tuple[str, tuple[str, ...]]] = dataclasses.field(default_factory=set)  # float16 outputs
+    traced_models: weakref.WeakSet = dataclasses.field(default_factory=weakref.WeakSet)  # subclassed, traced for it
     backend_state: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # backend -> its dict
     process: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"process": True})
 

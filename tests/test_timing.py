@@ -202,6 +202,10 @@ def test_float16_output_warns_once_naming_the_layer(timed, warnings_seen):
     fixed = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Softmax(dtype="float32")])
     fixed.predict(x, verbose=0)
     assert len(float16_warnings(warnings_seen)) == 1
+    devswitch.reset()  # forgets what was warned about, as it forgets the rest of the session
+    devswitch.configure(device="cpu", report="summary", precision="fp16")
+    model.predict(x, verbose=0)
+    assert len(float16_warnings(warnings_seen)) == 2
 
 
 def test_float16_output_names_each_producing_layer_once_and_not_for_the_model_loaded_back(timed, warnings_seen,
