@@ -14,6 +14,7 @@ import devswitch
 from _devswitch import batchmemory, benchmarking
 from _devswitch.backends import jax as jax_backend
 from _devswitch.backends import tensorflow as tf_backend
+from _devswitch.backends import _tfpool as tfpool
 from _devswitch.backends import torch as torch_backend
 from _devswitch.memory import format_size
 
@@ -131,7 +132,7 @@ def test_tensorflow_cpu_pool_peak_is_its_peak_above_its_use_before_the_batch():
     infos = iter([{"current": 10 << 20, "peak": 90 << 20}, {"current": 12 << 20, "peak": 40 << 20}])
     resets = []
     experimental = SimpleNamespace(get_memory_info=lambda d: next(infos), reset_memory_stats=resets.append)
-    pool = tf_backend.CpuPool(SimpleNamespace(config=SimpleNamespace(experimental=experimental)))
+    pool = tfpool.CpuPool(SimpleNamespace(config=SimpleNamespace(experimental=experimental)))
     pool.start()
     assert resets == ["CPU:0"] and pool.peak() == 30 << 20
 
