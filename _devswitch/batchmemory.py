@@ -27,6 +27,7 @@ class BatchMemory:
     seen: list[int] = field(default_factory=list)  # the batch sizes whose first steps ran, in order
     last: tuple[int, int] | None = None  # (CPU) the last batch size's resident level before it, its pool's peak
     pool_kept: int = 0  # the most that the framework's own pool took for an earlier batch size and still holds
+    resident: dict[int, int | None] = field(default_factory=dict)  # (CPU) the resident growth alone, per batch size
 
     @contextlib.contextmanager
     def first_steps(self, batch: int) -> Iterator[None]:
@@ -45,11 +46,11 @@ class BatchMemory:
             self.runner.host_pool_start()
             with self._sampled(batch, WARM_SAMPLE_S):
                 yield
-            pool, resident = self.runner.host_pool_peak(), self.peaks.get(batch)
+            pool, resident = self.runner.host_pool_peak(), self.resident.get(batch)
             self.last = None if level is None else (level, pool)
             kept = min(self.pool_kept, pool) if resident is not None else 0  # this one may have reused it unseen
-            if resident is not None:
-                self.peaks[batch] = max(pool, resident + kept)
+            if resident is not None:  # (a batch size measured again keeps its highest figure, never a sum)
+                self.peaks[batch] = max(self.peaks.get(batch) or 0, pool, resident + kept)
             self.sources[batch] = self._source(
                 batch, pool if resident is not None and pool > resident + kept else 0, kept
             )
@@ -69,8 +70,9 @@ class BatchMemory:
         """Keep the highest resident peak above the level before any block of ``batch``."""
         with RssSampler(interval_s) as peak:
             yield
-        known = [p for p in (self.peaks.get(batch), peak.above_before_bytes) if p is not None]
-        self.peaks[batch] = max(known) if known else None
+        for figures in (self.resident, self.peaks):
+            known = [p for p in (figures.get(batch), peak.above_before_bytes) if p is not None]
+            figures[batch] = max(known) if known else None
 
     def _source(self, batch: int, pool: int, kept: int = 0) -> str:
         """How the CPU figure of ``batch`` was measured, and when an earlier, larger batch size may hide part of it."""
