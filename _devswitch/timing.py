@@ -44,13 +44,12 @@ _FUNCTION_ATTR = {"fit": "train_function", "evaluate": "test_function", "predict
 
 
 def _host_pool() -> Any:
-    """The backend's own CPU memory pool's statistics (TensorFlow's; None for a backend without one)."""
+    """The backend's own CPU memory pool's statistics (one that reads 0 for a backend without a pool)."""
     import keras
 
     from . import backends
 
-    make = getattr(backends.get(keras.backend.backend()), "cpu_pool", None)
-    return make() if make is not None else None
+    return backends.get(keras.backend.backend()).cpu_pool()
 
 
 def _call_peak(call: dict) -> int | None:
@@ -58,8 +57,7 @@ def _call_peak(call: dict) -> int | None:
     rss = call["rss"]
     if rss is None or rss.peak.above_before_bytes is None:
         return None
-    pool = call["pool"].peak() if call["pool"] is not None else 0
-    return max(rss.peak.above_before_bytes, pool)
+    return max(rss.peak.above_before_bytes, call["pool"].peak())
 
 
 def model_device(model) -> str:
@@ -198,8 +196,7 @@ class TimingLogic:
         if self.memory and "cpu" in str(_fact(model_device, model, "")).lower():  # a GPU's allocator: benchmark()
             release_free_memory()  # what earlier work freed is not this call's start (opt-in: a few ms)
             call["pool"] = _host_pool()  # a framework's own pool reuses what it kept, unseen by the resident memory
-            if call["pool"] is not None:
-                call["pool"].start()
+            call["pool"].start()
             call["rss"] = RssSampler(interval_s=0.01)
             call["rss"].__enter__()
         self._call = call

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 import devswitch
-from _devswitch import batchmemory, benchmarking
+from _devswitch import backends, batchmemory, benchmarking
 from _devswitch.backends import jax as jax_backend
 from _devswitch.backends import tensorflow as tf_backend
 from _devswitch.backends import _tfpool as tfpool
@@ -370,3 +370,13 @@ def test_a_batch_measured_after_the_finders_trials_keeps_the_larger_of_its_two_p
     low = after_trials(record, (Trial(64, True, 1, 1.0),))
     assert low.peak_memory_bytes == record.peak_memory_bytes and "the larger figure is kept" in low.peak_memory_source
     assert after_trials(record, ()) == record
+
+
+def test_every_backend_offers_its_cpu_pool_and_those_without_one_read_zero():
+    """The fit timing reads Backend.cpu_pool on whichever backend runs: JAX and PyTorch take their CPU memory
+    from C's allocator (nothing to read, and nothing imported), TensorFlow reads its own pool's statistics."""
+    for name in ("jax", "torch"):
+        pool = backends.get(name).cpu_pool()
+        pool.start()
+        assert pool.peak() == 0
+    assert isinstance(backends.get("tensorflow").cpu_pool(), tfpool.CpuPool)

@@ -27,6 +27,20 @@ def nvml_memory() -> dict[int, int]:
         pynvml.nvmlShutdown()
 
 
+class NoPool:
+    """``Backend.cpu_pool`` of a framework that takes its CPU memory from C's allocator: nothing to read."""
+
+    def start(self) -> None:
+        """Nothing to note."""
+
+    def peak(self) -> int:
+        return 0
+
+
+def no_pool() -> NoPool:
+    return NoPool()
+
+
 class NoHostPool:
     """For a runner whose framework takes its CPU memory from C's allocator, which the benchmark empties first
     (memory.release_free_memory): no pool of its own to read (``BenchmarkRunner.host_pool_*``)."""

@@ -59,6 +59,16 @@ class BenchmarkRunner(Protocol):
         """Measured GFLOP/s of a ``size`` x ``size`` matmul in ``dtype``, and the seconds it took."""
 
 
+class HostPool(Protocol):
+    """A framework's own CPU memory pool, read through its statistics (``Backend.cpu_pool``)."""
+
+    def start(self) -> None:
+        """Note the pool's use now and reset its peak."""
+
+    def peak(self) -> int:
+        """The pool's peak in bytes above its use at ``start`` (0 where the framework keeps no pool)."""
+
+
 class Backend(Protocol):
     """Every name the package reads from a backend module."""
 
@@ -143,6 +153,10 @@ class Backend(Protocol):
 
     def release_memory(self) -> None:
         """Free what the last trial of the batch finder left cached (between trials)."""
+
+    def cpu_pool(self) -> HostPool:
+        """The framework's own CPU memory pool, which reuses what it kept unseen by the resident memory (one
+        that reads 0 where the framework takes its CPU memory from C's allocator): the fit timing's memory."""
 
 
 def members() -> list[tuple[str, str, str]]:

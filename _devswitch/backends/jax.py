@@ -25,6 +25,7 @@ from . import common
 _processes = count(MAX_WORKERS)
 _process_id = count(MAX_WORKER_INDEX)
 
+cpu_pool = common.no_pool  # its CPU memory comes from C's allocator: no pool of its own
 LIBRARY = "jax"
 EXTRA = "devswitch[jax]"
 DISPLAY = "JAX"

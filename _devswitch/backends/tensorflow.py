@@ -19,7 +19,7 @@ from ..devices import Gpu, Plan
 from ..errors import TooLateError
 from ..settings import LOG_LEVELS
 from . import common
-from ._tfpool import CpuPool, cpu_pool  # noqa: F401 - cpu_pool: the fit timing reads a backend's pool through it
+from ._tfpool import CpuPool, cpu_pool  # noqa: F401 - cpu_pool: Backend.cpu_pool
 
 LIBRARY = "tensorflow"
 EXTRA = "devswitch"

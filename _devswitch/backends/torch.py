@@ -20,6 +20,7 @@ from ..errors import ConfigError, TooLateError
 from ..plans import StrategyPlan
 from . import common
 
+cpu_pool = common.no_pool  # its CPU memory comes from C's allocator: no pool of its own
 LIBRARY = "torch"
 EXTRA = "devswitch[torch]"
 DEVICE_VARIABLE = "KERAS_TORCH_DEVICE"  # read by keras/src/backend/torch/core.py when Keras is imported
